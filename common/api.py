@@ -1,0 +1,75 @@
+"""The builder API: numpy-like functions that add nodes to a graph.
+
+Every op of the table is a function here (``sin``, ``matmul``, ``sum``, ...),
+made by the symbolic namespace, plus ``var``/``const`` for leaves. Python
+scalars mixed with nodes are weakly typed as in numpy 2 (``x32 * 2.0`` stays
+float32). Type errors surface here, at build time, naming the op, the shapes
+and the user's line.
+"""
+
+from __future__ import annotations
+
+from numbers import Number
+
+import numpy as np
+
+from .errors import TwogradError, op_error
+from .graph import Node, constant, variable
+from .ops import OPS
+from .ops.core import Namespace
+from .overloads import install_operators
+from .site import user_site
+
+
+def lift(x, dtypes=()) -> Node:
+    """A node for ``x``: nodes pass through, numbers become constants.
+
+    A Python scalar takes numpy 2's weak typing against ``dtypes``, the dtypes
+    of the node inputs it meets.
+    """
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+        dtype = np.result_type(*dtypes, x) if dtypes else None
+        return Node(None, (), {}, (), np.dtype(dtype) if dtype is not None else np.asarray(x).dtype,
+                    None, _frozen(np.asarray(x, dtype=dtype)), None)
+    if isinstance(x, Number) or isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        arr = _frozen(np.array(x))
+        return Node(None, (), {}, arr.shape, arr.dtype, None, arr, None)
+    raise TwogradError(f"cannot use a {type(x).__name__} as a graph value")
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
+
+
+def apply(op, inputs, params, site=None, name=None) -> Node:
+    """Add ``op(*inputs, **params)`` to the graph, after checking its type rule."""
+    if site is None:
+        site = user_site(2)
+    if all(isinstance(i, Node) for i in inputs):
+        nodes = tuple(inputs)
+    else:
+        dtypes = [i.dtype for i in inputs if isinstance(i, Node)]
+        nodes = tuple(lift(i, dtypes) for i in inputs)
+    try:
+        shape, dtype = op.infer(*nodes, **params)
+    except TwogradError as e:
+        raise op_error(type(e), op.name, str(e), nodes, site) from None
+    return Node(op, nodes, params, tuple(shape), np.dtype(dtype), name, None, site)
+
+
+symbolic = Namespace(apply, "symbolic")
+"""Ops on nodes: VJP rules run here add nodes to the graph (symsym's grad)."""
+
+
+install_operators(Node, symbolic)
+
+var = variable
+const = constant
+
+for _name in OPS:
+    globals()[_name] = getattr(symbolic, _name)
+
+__all__ = ["apply", "const", "lift", "symbolic", "var", *OPS]

@@ -1,0 +1,83 @@
+"""The reference interpreter: a loop over the toposort, each op's numpy impl.
+
+Deliberately plain (autodidax's ``eval_jaxpr``): the compiled evaluator in
+symsym and the tape in symnum are both checked against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FeedError, ShapeError, TwogradError, op_error
+from .graph import Node, toposort
+
+
+def check_value(var: Node, value) -> np.ndarray:
+    """``value`` as an array fit for ``var``, or a FeedError saying why not."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value, dtype=var.dtype if not isinstance(value, np.generic) else None)
+        except (TypeError, ValueError) as e:
+            raise FeedError(f"value for {var.name!r} is not an array of {var.dtype}: {e}") from None
+    if arr.dtype != var.dtype:
+        raise FeedError(f"value for {var.name!r} has dtype {arr.dtype}, expected {var.dtype} "
+                        f"(var made at {var.site})")
+    if arr.ndim != len(var.shape) or any(d is not None and d != a for d, a in zip(var.shape, arr.shape)):
+        want = "(" + ", ".join("?" if d is None else str(d) for d in var.shape) + ")"
+        raise FeedError(f"value for {var.name!r} has shape {arr.shape}, expected {want} "
+                        f"(var made at {var.site})")
+    return arr
+
+
+def resolve_feed(variables: list[Node], feed: dict) -> dict[int, np.ndarray]:
+    """Map each variable's id to its checked value; feed keys are nodes or names."""
+    by_name: dict[str, list[Node]] = {}
+    for v in variables:
+        by_name.setdefault(v.name, []).append(v)
+    wanted = {id(v) for v in variables}
+    values: dict[int, np.ndarray] = {}
+    for key, value in feed.items():
+        if isinstance(key, Node):
+            if id(key) not in wanted:
+                raise FeedError(f"fed a value for {key!r}, which the outputs do not depend on")
+            var = key
+        else:
+            found = by_name.get(key)
+            if not found:
+                raise FeedError(f"fed a value for {key!r}, which is not an input of the outputs "
+                                f"(inputs: {sorted(n for n in by_name if n)})")
+            if len(found) > 1:
+                raise FeedError(f"name {key!r} is shared by {len(found)} inputs; feed the nodes instead")
+            var = found[0]
+        values[id(var)] = check_value(var, value)
+    missing = [v for v in variables if id(v) not in values]
+    if missing:
+        raise FeedError("no value fed for " + ", ".join(f"{v.name!r} (made at {v.site})" for v in missing))
+    return values
+
+
+def run_op(node: Node, args):
+    """``node``'s impl on ``args``; numpy's complaints become twograd errors."""
+    try:
+        return node.op.impl(*args, **node.params)
+    except TwogradError:
+        raise
+    except (ValueError, IndexError, TypeError) as e:
+        raise op_error(ShapeError, node.op.name, str(e), args, node.site) from None
+
+
+def evaluate(outputs, feed: dict | None = None):
+    """Values of ``outputs`` (a node or a list of nodes) for the fed inputs."""
+    single = isinstance(outputs, Node)
+    outs = [outputs] if single else list(outputs)
+    order = toposort(outs)
+    env = resolve_feed([n for n in order if n.is_var], feed or {})
+    for n in order:
+        if n.op is not None:
+            env[id(n)] = run_op(n, [env[id(i)] for i in n.inputs])
+        elif n.value is not None:
+            env[id(n)] = n.value
+    results = [np.asarray(env[id(o)]) for o in outs]
+    return results[0] if single else results

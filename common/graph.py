@@ -1,0 +1,250 @@
+"""The graph: immutable nodes and the iterative traversals over them.
+
+A :class:`Node` is one of three things, as in Theano's Variable/Apply split
+folded into one class:
+
+* a *variable*: a named graph input with a dtype and a shape whose dims may be
+  ``None`` (unknown until evaluation);
+* a *constant*: a numpy value baked into the graph;
+* an *application*: an op from the op table, its static params and its input
+  nodes; the node is the op's single output.
+
+Nodes never change once made, so a graph can be shared, cloned and extended
+(``symsym.grad`` adds nodes to it) without anyone's view of it moving. Every
+traversal here is a loop over an explicit stack: graphs of 10^6 nodes (an
+unrolled LSTM, a deep chain) must not hit Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import GraphError
+from .site import Site, user_site
+
+Shape = tuple  # of int | None
+
+
+class Node:
+    """One value in a graph: a variable, a constant or an op applied to nodes.
+
+    Operator overloads (``+ - * / ** @``, comparisons, indexing) and numpy-like
+    methods are installed by :mod:`common.api`, which builds nodes through the
+    op table. ``__eq__`` builds an ``eq`` node, so nodes hash by identity.
+    """
+
+    __slots__ = ("op", "inputs", "params", "shape", "dtype", "name", "value", "site", "__weakref__")
+    __array_ufunc__ = None  # make numpy defer to our reflected operators
+    __hash__ = object.__hash__
+
+    def __init__(self, op, inputs: tuple, params: dict, shape: Shape, dtype: np.dtype,
+                 name: str | None = None, value: np.ndarray | None = None, site: Site | None = None):
+        sa = object.__setattr__
+        sa(self, "op", op)
+        sa(self, "inputs", inputs)
+        sa(self, "params", params)
+        sa(self, "shape", shape)
+        sa(self, "dtype", dtype)
+        sa(self, "name", name)
+        sa(self, "value", value)
+        sa(self, "site", site)
+
+    def __setattr__(self, key, value):
+        raise GraphError(f"nodes are immutable: cannot set {key!r} (build a new node instead)")
+
+    def __delattr__(self, key):
+        raise GraphError(f"nodes are immutable: cannot delete {key!r}")
+
+    # kind
+    @property
+    def is_var(self) -> bool:
+        return self.op is None and self.value is None
+
+    @property
+    def is_const(self) -> bool:
+        return self.op is None and self.value is not None
+
+    @property
+    def is_apply(self) -> bool:
+        return self.op is not None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int | None:
+        n = 1
+        for d in self.shape:
+            if d is None:
+                return None
+            n *= d
+        return n
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise GraphError(f"len() of a node with shape {self.shape} is not known statically")
+        return self.shape[0]
+
+    def __bool__(self):
+        raise GraphError(
+            "the truth value of a symbolic node is unknown until evaluation; "
+            f"use where()/comparisons in the graph instead (node made at {self.site})")
+
+    def __iter__(self):
+        raise GraphError("symbolic nodes are not iterable; index them explicitly")
+
+    def __repr__(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        if len(self.shape) == 1:
+            dims += ","
+        what = "var" if self.is_var else "const" if self.is_const else self.op.name
+        label = f" {self.name!r}" if self.name else ""
+        return f"<Node {what}{label} ({dims}):{self.dtype}>"
+
+    def label(self) -> str:
+        """A short human name: the variable name, the constant, or the op name."""
+        if self.name:
+            return self.name
+        if self.is_const:
+            v = self.value
+            return np.array2string(v, threshold=4, precision=4) if v.ndim else f"{v.item():g}"
+        return "?" if self.is_var else self.op.name
+
+    def renamed(self, name: str | None) -> Node:
+        """The same value under another name (a new node: nodes are immutable)."""
+        return Node(self.op, self.inputs, self.params, self.shape, self.dtype, name, self.value, self.site)
+
+
+def variable(name: str, shape: Sequence[int | None] = (), dtype="float64") -> Node:
+    """A graph input: a name, a dtype and a shape (``None`` for an unknown dim)."""
+    shape = tuple(None if d is None else int(d) for d in shape)
+    for d in shape:
+        if d is not None and d < 0:
+            raise GraphError(f"var {name!r}: negative dim in shape {shape}")
+    return Node(None, (), {}, shape, np.dtype(dtype), name, None, user_site(2))
+
+
+def constant(value, dtype=None, name: str | None = None) -> Node:
+    """A numpy value baked into the graph (copied, read-only)."""
+    arr = np.array(value, dtype=dtype)
+    arr.setflags(write=False)
+    return Node(None, (), {}, arr.shape, arr.dtype, name, arr, user_site(2))
+
+
+# ---------------------------------------------------------------- traversals
+
+def _as_list(outputs) -> list[Node]:
+    if isinstance(outputs, Node):
+        return [outputs]
+    return list(outputs)
+
+
+def toposort(outputs: Node | Iterable[Node]) -> list[Node]:
+    """Every ancestor of ``outputs`` (themselves included), inputs before users.
+
+    Iterative depth-first post-order; deterministic (follows input order).
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack = [(n, False) for n in reversed(_as_list(outputs))]
+    push = stack.append
+    pop = stack.pop
+    while stack:
+        node, expanded = pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        push((node, True))
+        for i in reversed(node.inputs):
+            if id(i) not in seen:
+                push((i, False))
+    return order
+
+
+def ancestors(outputs) -> list[Node]:
+    """All nodes ``outputs`` depend on, in topological order (alias of toposort)."""
+    return toposort(outputs)
+
+
+def inputs_of(outputs) -> list[Node]:
+    """The variables ``outputs`` depend on, in topological order."""
+    return [n for n in toposort(outputs) if n.is_var]
+
+
+def consumers(outputs) -> dict[int, list[Node]]:
+    """For each node id under ``outputs``, the nodes that take it as an input."""
+    users: dict[int, list[Node]] = {}
+    for n in toposort(outputs):
+        users.setdefault(id(n), [])
+        for i in n.inputs:
+            users.setdefault(id(i), []).append(n)
+    return users
+
+
+def count_nodes(outputs, kind: str = "all") -> int:
+    """How many nodes ``outputs`` reach: ``all``, ``apply`` (ops) or ``var``."""
+    nodes = toposort(outputs)
+    if kind == "apply":
+        return sum(1 for n in nodes if n.op is not None)
+    if kind == "var":
+        return sum(1 for n in nodes if n.is_var)
+    return len(nodes)
+
+
+def rebuild(outputs, fn: Callable[[Node, tuple], Node]) -> list[Node]:
+    """Rebuild a graph bottom-up: ``fn(node, new_inputs)`` gives each new node.
+
+    The one engine behind clone, replace and every rewrite pass: ``fn`` sees
+    the original node and its already-rebuilt inputs, and returns the node to
+    stand for it. Nodes are visited once each, iteratively.
+    """
+    outs = _as_list(outputs)
+    new: dict[int, Node] = {}
+    for n in toposort(outs):
+        new[id(n)] = fn(n, tuple(new[id(i)] for i in n.inputs))
+    return [new[id(o)] for o in outs]
+
+
+def replace(outputs, mapping: dict[Node, Node]) -> list[Node]:
+    """``outputs`` with each key of ``mapping`` replaced by its value.
+
+    Only nodes downstream of a replaced node are rebuilt; the rest are shared.
+    """
+    repl = {id(k): v for k, v in mapping.items()}
+
+    def fn(node, new_inputs):
+        if id(node) in repl:
+            return repl[id(node)]
+        if all(a is b for a, b in zip(new_inputs, node.inputs)):
+            return node
+        return apply_like(node, new_inputs)
+
+    return rebuild(outputs, fn)
+
+
+def clone(outputs, mapping: dict[Node, Node] | None = None) -> list[Node]:
+    """A copy of the graph sharing no application node with the original."""
+    repl = {id(k): v for k, v in (mapping or {}).items()}
+
+    def fn(node, new_inputs):
+        if id(node) in repl:
+            return repl[id(node)]
+        if node.op is None:
+            return node
+        return apply_like(node, new_inputs)
+
+    return rebuild(outputs, fn)
+
+
+def apply_like(node: Node, inputs: tuple) -> Node:
+    """``node``'s op and params applied to other inputs (types re-inferred)."""
+    from .api import apply  # late: api builds on this module
+
+    out = apply(node.op, inputs, node.params, site=node.site)
+    return out.renamed(node.name) if node.name and node.name != out.name else out

@@ -1,0 +1,11 @@
+"""THE OP TABLE: every op, defined once, in one registry (:data:`OPS`).
+
+Importing this package registers every family. Both backends, the printer,
+the serializer and the test suite enumerate :data:`OPS`, so a new op is one
+entry here that all of them pick up.
+"""
+
+from . import elementwise, linalg, nn, reduce, shape  # noqa: F401  (registers the ops)
+from .core import NO_GRAD, OPS, Namespace, Op, defop, numeric
+
+__all__ = ["NO_GRAD", "OPS", "Namespace", "Op", "defop", "numeric"]

@@ -1,0 +1,282 @@
+"""The op table's machinery: what an op is, and the namespaces rules run in.
+
+An :class:`Op` is data: a name, a type rule, a numpy implementation and one
+VJP rule per input. A VJP rule is written *once* against a namespace ``ns``
+of op functions plus the operators ``+ - * / **`` and is never told what it is
+running on:
+
+* :data:`numeric` applies each op's numpy impl: rules compute numbers (symnum's
+  backward sweep);
+* a tape namespace records each op as it runs: rules build a differentiable
+  backward (symnum with ``create_graph=True``);
+* the symbolic namespace (:mod:`common.api`) adds nodes: rules extend the graph
+  (symsym's ``build_grad``).
+
+So the two backends share their calculus and can differ only in paradigm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError, TwogradError, op_error
+from ..site import user_site
+
+
+class _NoGrad:
+    """The marker a VJP rule returns (or is) for "no gradient flows here"."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "NO_GRAD"
+
+    def __reduce__(self):
+        return (_NoGrad, ())
+
+
+NO_GRAD = _NoGrad()
+
+OPS: dict[str, Op] = {}
+EMPTY: dict = {}
+
+
+@dataclass(eq=False)
+class Op:
+    """One entry of the op table.
+
+    ``infer(*inputs, **params) -> (shape, dtype)`` sees anything with
+    ``.shape``/``.dtype`` (nodes, arrays) and raises ShapeError/DTypeError with
+    a plain message; the caller adds the op name, shapes and site.
+    ``impl(*arrays, **params)`` is the numpy implementation. ``vjps[i]`` is the
+    rule ``(ns, g, out, *inputs, **params) -> cotangent`` for input ``i``, or
+    None for an input that never gets a gradient; a variadic op gives one rule
+    ``vjp_n(ns, i, g, out, *inputs, **params)`` instead. ``bind`` turns the
+    user's call (``sum(x, axis=1)``) into normalised (inputs, params).
+    ``code`` is an optional Python expression template for generated code,
+    with ``{0} {1} ...`` for inputs and ``{name}`` for params.
+    """
+
+    name: str
+    infer: Callable
+    impl: Callable
+    vjps: tuple = ()
+    vjp_n: Callable | None = None
+    bind: Callable | None = None
+    jvp: Callable | None = None
+    code: str | None = None
+    doc: str = ""
+    nin: int | None = None  # None: variadic
+    params: tuple = field(default_factory=tuple)
+
+    def differentiable(self, i: int) -> bool:
+        """Whether input ``i`` can receive a gradient through this op."""
+        if self.vjp_n is not None:
+            return True
+        return i < len(self.vjps) and self.vjps[i] is not None
+
+    def vjp(self, ns, i: int, g, out, inputs, params):
+        """Cotangent for input ``i`` given cotangent ``g`` of the output."""
+        if self.vjp_n is not None:
+            return self.vjp_n(ns, i, g, out, *inputs, **params)
+        rule = self.vjps[i] if i < len(self.vjps) else None
+        if rule is None:
+            return NO_GRAD
+        return rule(ns, g, out, *inputs, **params)
+
+    def __repr__(self):
+        return f"<Op {self.name}>"
+
+
+def defop(name: str, infer: Callable, impl: Callable, *vjps, vjp_n=None, bind=None,
+          jvp=None, code=None, doc: str = "", nin: int | None = -1, params=()) -> Op:
+    """Register an op in :data:`OPS` and return it.
+
+    ``nin`` defaults to the number of VJP rules given (None for variadic ops).
+    """
+    if nin == -1:
+        nin = None if vjp_n is not None else len(vjps)
+    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params))
+    if name in OPS:
+        raise ValueError(f"op {name!r} defined twice")
+    OPS[name] = op
+    return op
+
+
+class Namespace:
+    """Op functions over one ``apply(op, inputs, params)``: numbers, tape or symbols.
+
+    ``ns.sum(x, axis=1)`` runs the op's ``bind`` (shared param normalisation)
+    and then the namespace's ``apply``. Functions are made once per name.
+    """
+
+    def __init__(self, apply: Callable, name: str = "namespace"):
+        self._apply = apply
+        self._name = name
+
+    def __getattr__(self, name: str):
+        op = OPS.get(name)
+        if op is None:
+            raise AttributeError(f"{self._name} has no op {name!r}")
+        fn = make_op_function(op, self._apply)
+        setattr(self, name, fn)
+        return fn
+
+    def __dir__(self):
+        return sorted(OPS)
+
+    def __repr__(self):
+        return f"<Namespace {self._name}>"
+
+
+def make_op_function(op: Op, apply: Callable) -> Callable:
+    """The user-facing function for ``op`` over one ``apply``."""
+    bind = op.bind
+    if bind is None:
+        def fn(*inputs):
+            return apply(op, inputs, EMPTY)
+    else:
+        def fn(*args, **kwargs):
+            try:
+                inputs, params = bind(*args, **kwargs)
+            except TwogradError as e:
+                shaped = [a for a in args if hasattr(a, "shape")]
+                raise op_error(type(e), op.name, str(e), shaped, user_site(2)) from None
+            return apply(op, inputs, params)
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = op.doc
+    return fn
+
+
+def _numeric_apply(op, inputs, params):
+    return op.impl(*inputs, **params)
+
+
+numeric = Namespace(_numeric_apply, "numeric")
+"""Ops on numpy arrays: each is its impl. VJP rules run here compute numbers."""
+
+
+# ------------------------------------------------------------ type-rule helpers
+
+def shape_str(shape) -> str:
+    dims = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({dims},)" if len(shape) == 1 else f"({dims})"
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """numpy's broadcasting of static shapes, with ``None`` for unknown dims."""
+    ndim = max((len(s) for s in shapes), default=0)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError("cannot broadcast shapes " + " and ".join(shape_str(s) for s in shapes))
+        if known:
+            out.append(known.pop())
+        elif None in dims:
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def result_dtype(*xs) -> np.dtype:
+    """numpy's type promotion over the inputs' dtypes."""
+    return np.result_type(*[x.dtype for x in xs])
+
+
+def float_dtype(dtype) -> np.dtype:
+    """The dtype a float-valued ufunc gives for ``dtype`` (numpy's loop choice)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype
+    if dtype.kind in "biu":
+        return np.result_type(dtype, np.float16)
+    raise DTypeError(f"dtype {dtype} is not supported")
+
+
+def numeric_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise DTypeError(f"dtype {dtype} is not supported")
+    return dtype
+
+
+def norm_axis(axis, ndim: int, name: str = "axis") -> tuple:
+    """An axis argument (None, int or tuple) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"{name} {a} is out of range for {ndim}-d input")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated {name} in {tuple(axis)}")
+    return tuple(sorted(out))
+
+
+def one_axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"axis {axis} is out of range for {ndim}-d input")
+    return int(axis) % ndim
+
+
+def ndim_of(x) -> int:
+    return getattr(x, "ndim", None) if hasattr(x, "ndim") else np.ndim(x)
+
+
+def static(shape) -> bool:
+    """Whether every dim of ``shape`` is known."""
+    return None not in shape
+
+
+# ------------------------------------------------------- helpers used by rules
+
+def unbroadcast(ns, g, x):
+    """Sum ``g`` down to ``x``'s shape: the adjoint of numpy broadcasting."""
+    xs = x.shape
+    if g.shape == xs and None not in xs:
+        return g
+    if None in xs or None in g.shape:
+        return ns.sum_like(g, x)
+    return ns.sum_to(g, xs)
+
+
+def expand_to(ns, g, x):
+    """Broadcast ``g`` up to ``x``'s shape (the adjoint of :func:`unbroadcast`)."""
+    xs = x.shape
+    if g.shape == xs and None not in xs:
+        return g
+    if None in xs or None in g.shape:
+        return ns.broadcast_like(g, x)
+    return ns.broadcast_to(g, xs)
+
+
+def reshape_to(ns, g, x):
+    """Reshape ``g`` to ``x``'s shape, static where known."""
+    xs = x.shape
+    if None in xs:
+        return ns.reshape_like(g, x)
+    if g.shape == xs:
+        return g
+    return ns.reshape(g, xs)
+
+
+def keep_axes(ns, g, axis, keepdims):
+    """Undo a reduction's dropped axes so ``g`` broadcasts against the input."""
+    if keepdims or not axis:
+        return g
+    return ns.expand_dims(g, axis)

@@ -1,0 +1,183 @@
+"""Elementwise ops: numpy ufuncs with numpy broadcasting.
+
+Each op is one paragraph: type rule, numpy impl, one VJP rule per input. The
+rules undo broadcasting with :func:`unbroadcast` (the shared ``sum_to``).
+Non-differentiable points follow PyTorch: abs'(0) = 0, relu'(0) = 0, a tie in
+maximum/minimum splits the cotangent 0.5/0.5, sqrt'(0) = inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError
+from .core import NO_GRAD, broadcast_shapes, defop, float_dtype, numeric_dtype, result_dtype, unbroadcast
+
+
+def same(x):
+    return x.shape, numeric_dtype(x.dtype)
+
+
+def floating(x):
+    return x.shape, float_dtype(x.dtype)
+
+
+def binary(x, y):
+    return broadcast_shapes(x.shape, y.shape), result_dtype(x, y)
+
+
+def binary_float(x, y):
+    return broadcast_shapes(x.shape, y.shape), float_dtype(result_dtype(x, y))
+
+
+def compare(x, y):
+    return broadcast_shapes(x.shape, y.shape), np.dtype(bool)
+
+
+def _mask(ns, cond, like):
+    """A 0/1 array of ``like``'s dtype from a boolean condition."""
+    return ns.cast(cond, like.dtype)
+
+
+# --- unary -----------------------------------------------------------------
+
+defop("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})",
+      doc="-x.")
+defop("exp", floating, np.exp, lambda ns, g, out, x: g * out, code="np.exp({0})",
+      doc="e**x; its derivative reuses the output.")
+defop("log", floating, np.log, lambda ns, g, out, x: g / x, code="np.log({0})",
+      doc="Natural log; log'(0) = inf, as numpy's 1/0.")
+defop("log1p", floating, np.log1p, lambda ns, g, out, x: g / (x + 1), code="np.log1p({0})",
+      doc="log(1 + x), accurate for small x.")
+defop("expm1", floating, np.expm1, lambda ns, g, out, x: g * (out + 1), code="np.expm1({0})",
+      doc="exp(x) - 1, accurate for small x.")
+defop("sin", floating, np.sin, lambda ns, g, out, x: g * ns.cos(x), code="np.sin({0})",
+      doc="Sine.")
+defop("cos", floating, np.cos, lambda ns, g, out, x: -(g * ns.sin(x)), code="np.cos({0})",
+      doc="Cosine.")
+defop("tan", floating, np.tan, lambda ns, g, out, x: g * (out * out + 1), code="np.tan({0})",
+      doc="Tangent; tan' = 1 + tan**2.")
+defop("tanh", floating, np.tanh, lambda ns, g, out, x: g * (1 - out * out), code="np.tanh({0})",
+      doc="Hyperbolic tangent; tanh' = 1 - tanh**2.")
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x, np.float16), copy=False)
+
+
+defop("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)),
+      doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
+defop("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+      lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g),
+      doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
+defop("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x, np.float16)), x),
+      lambda ns, g, out, x: g * ns.sigmoid(x),
+      doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
+defop("sqrt", floating, np.sqrt, lambda ns, g, out, x: g / (out * 2), code="np.sqrt({0})",
+      doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
+defop("square", same, np.square, lambda ns, g, out, x: g * (x * 2), code="np.square({0})",
+      doc="x * x.")
+defop("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
+      doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
+defop("sign", same, np.sign, None, code="np.sign({0})",
+      doc="-1, 0 or 1. Piecewise constant: no gradient flows through it.")
+
+
+def _cast_bind(x, dtype):
+    return (x,), {"dtype": np.dtype(dtype).name}
+
+
+def _cast_infer(x, dtype):
+    return x.shape, numeric_dtype(dtype)
+
+
+def _cast_vjp(ns, g, out, x, dtype):
+    if np.dtype(x.dtype).kind != "f":
+        return NO_GRAD
+    return ns.cast(g, x.dtype)
+
+
+defop("cast", _cast_infer, lambda x, dtype: np.asarray(x).astype(dtype, copy=False), _cast_vjp,
+      bind=_cast_bind, code="np.asarray({0}).astype({dtype!r}, copy=False)",
+      doc="Convert to another dtype; the gradient is cast back. Integer inputs get none.")
+
+
+def _stop_gradient_impl(x):
+    return x
+
+
+defop("stop_gradient", same, _stop_gradient_impl, None, code="{0}",
+      doc="Identity whose gradient is cut: what flows through it is a constant.")
+
+# --- binary ----------------------------------------------------------------
+
+defop("add", binary, np.add,
+      lambda ns, g, out, x, y: unbroadcast(ns, g, x),
+      lambda ns, g, out, x, y: unbroadcast(ns, g, y), code="({0} + {1})",
+      doc="x + y, broadcasting.")
+defop("sub", binary, np.subtract,
+      lambda ns, g, out, x, y: unbroadcast(ns, g, x),
+      lambda ns, g, out, x, y: unbroadcast(ns, -g, y), code="({0} - {1})",
+      doc="x - y, broadcasting.")
+defop("mul", binary, np.multiply,
+      lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
+      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), code="({0} * {1})",
+      doc="x * y, broadcasting.")
+defop("div", binary_float, np.true_divide,
+      lambda ns, g, out, x, y: unbroadcast(ns, g / y, x),
+      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), code="({0} / {1})",
+      doc="x / y (true division), broadcasting.")
+
+
+def _pow_dy(ns, g, out, x, y):
+    # d/dy x**y = x**y log x; masked to 0 where x == 0 (PyTorch's convention).
+    zero = ns.eq(x, 0)
+    safe = ns.where(zero, ns.ones_like(x), x)
+    return unbroadcast(ns, ns.where(zero, 0.0, g * out * ns.log(safe)), y)
+
+
+defop("pow", binary, np.power,
+      lambda ns, g, out, x, y: unbroadcast(ns, g * y * x ** (y - 1), x),
+      _pow_dy, code="np.power({0}, {1})",
+      doc="x ** y. d/dy is taken as 0 where x == 0 (PyTorch's convention).")
+
+
+def _tie_mask(ns, x, y, g, win):
+    """1 where x wins, 0.5 on a tie, 0 where y wins: ties split evenly."""
+    return _mask(ns, win(x, y), g) + _mask(ns, ns.eq(x, y), g) * 0.5
+
+
+defop("maximum", binary, np.maximum,
+      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.gt), x),
+      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.gt), y),
+      code="np.maximum({0}, {1})",
+      doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+defop("minimum", binary, np.minimum,
+      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.lt), x),
+      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.lt), y),
+      code="np.minimum({0}, {1})",
+      doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+
+for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
+                         ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
+    defop(_name, compare, _fn, None, None, code=f"({{0}} {_sym} {{1}})",
+          doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
+
+
+def _where_infer(c, x, y):
+    if np.dtype(c.dtype) != np.bool_:
+        raise DTypeError(f"condition must be bool, got {c.dtype}")
+    return broadcast_shapes(c.shape, x.shape, y.shape), result_dtype(x, y)
+
+
+def _where_dx(ns, g, out, c, x, y):
+    return unbroadcast(ns, ns.where(c, g, ns.zeros_like(g)), x)
+
+
+def _where_dy(ns, g, out, c, x, y):
+    return unbroadcast(ns, ns.where(c, ns.zeros_like(g), g), y)
+
+
+defop("where", _where_infer, np.where, None, _where_dx, _where_dy, code="np.where({0}, {1}, {2})",
+      doc="x where the condition holds, else y; the cotangent is routed the same way.")

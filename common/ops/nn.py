@@ -1,0 +1,58 @@
+"""Neural-network ops in their numerically stable forms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .core import broadcast_shapes, defop, float_dtype, one_axis, result_dtype
+
+
+def _axis_bind(x, axis=-1):
+    return (x,), {"axis": one_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x))}
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    s = x - np.max(x, axis=axis, keepdims=True)
+    return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def _floating(x, axis):
+    return x.shape, float_dtype(x.dtype)
+
+
+defop("softmax", _floating, _softmax,
+      lambda ns, g, out, x, axis: out * (g - ns.sum(g * out, axis=axis, keepdims=True)),
+      bind=_axis_bind, doc="exp(x) / sum(exp(x)) along axis, shifted by the max (no overflow).")
+defop("log_softmax", _floating, _log_softmax,
+      lambda ns, g, out, x, axis: g - ns.exp(out) * ns.sum(g, axis=axis, keepdims=True),
+      bind=_axis_bind, doc="x - logsumexp(x) along axis: finite even where softmax underflows to 0.")
+
+
+def _xent_bind(logits, targets, axis=-1):
+    return (logits, targets), {"axis": one_axis(axis, logits.ndim if hasattr(logits, "ndim")
+                                                 else np.ndim(logits))}
+
+
+def _xent_infer(z, t, axis):
+    if broadcast_shapes(z.shape, t.shape) != tuple(z.shape):
+        raise ShapeError("targets must broadcast to the logits' shape")
+    return tuple(d for i, d in enumerate(z.shape) if i != axis), float_dtype(result_dtype(z, t))
+
+
+def _xent(z, t, axis):
+    return -np.sum(t * _log_softmax(z, axis), axis=axis)
+
+
+defop("softmax_cross_entropy", _xent_infer, _xent,
+      lambda ns, g, out, z, t, axis: ns.expand_dims(g, axis) * (
+          ns.softmax(z, axis=axis) * ns.sum(t, axis=axis, keepdims=True) - t),
+      lambda ns, g, out, z, t, axis: -(ns.expand_dims(g, axis) * ns.log_softmax(z, axis=axis)),
+      bind=_xent_bind,
+      doc="-sum(targets * log_softmax(logits)) along axis, one loss per row; targets are "
+          "probabilities (one-hot for class labels). Stable for any logits.")

@@ -1,0 +1,118 @@
+"""Reductions over an axis (None, an int or a tuple) with ``keepdims``.
+
+The VJP of a reduction re-inserts the reduced axes (``keep_axes``) and lets
+broadcasting spread the cotangent back over the input. Convention (PyTorch):
+a tie in max/min splits the cotangent evenly among the tied elements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
+
+
+def _bind(x, axis=None, keepdims=False):
+    return (x,), {"axis": norm_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x)),
+                  "keepdims": bool(keepdims)}
+
+
+def reduced_shape(shape, axis, keepdims):
+    if keepdims:
+        return tuple(1 if i in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axis)
+
+
+def _accumulator(dtype):
+    """numpy's result dtype for sum/prod: small ints widen to the platform int."""
+    dtype = numeric_dtype(dtype)
+    if dtype.kind in "bi":
+        return np.result_type(dtype, np.int_)
+    if dtype.kind == "u":
+        return np.result_type(dtype, np.uint)
+    return dtype
+
+
+def _infer(kind):
+    def infer(x, axis, keepdims):
+        shape = reduced_shape(x.shape, axis, keepdims)
+        if kind == "acc":
+            return shape, _accumulator(x.dtype)
+        if kind == "mean":
+            d = numeric_dtype(x.dtype)
+            return shape, d if d.kind == "f" else np.dtype(np.float64)
+        if kind == "float":
+            return shape, float_dtype(x.dtype)
+        return shape, numeric_dtype(x.dtype)
+    return infer
+
+
+def _count(ns, x, axis):
+    """How many elements each reduction averages: static where the dims are known."""
+    dims = [x.shape[a] for a in axis]
+    if None in dims:
+        return ns.count(x, axis=axis)
+    return float(np.prod(dims, dtype=np.int64))
+
+
+def _count_impl(x, axis, keepdims=False):
+    return np.asarray(float(np.prod([x.shape[a] for a in axis], dtype=np.int64)),
+                      dtype=float_dtype(x.dtype) if x.dtype.kind != "f" else x.dtype)
+
+
+defop("sum", _infer("acc"), lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+      lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
+      bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
+      doc="Sum over axis; the cotangent is broadcast back.")
+defop("mean", _infer("mean"), lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+      lambda ns, g, out, x, axis, keepdims:
+          expand_to(ns, keep_axes(ns, g, axis, keepdims), x) / _count(ns, x, axis),
+      bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})",
+      doc="Mean over axis; the cotangent is broadcast back and divided by the count.")
+defop("count", lambda x, axis, keepdims: ((), float_dtype(x.dtype)), _count_impl, None,
+      bind=_bind, doc="How many elements of x lie along axis, as a float scalar (for mean's rule "
+                      "when dims are unknown until evaluation). Not differentiable.")
+
+
+def _extreme_vjp(ns, g, out, x, axis, keepdims):
+    """Cotangent to every element equal to the extreme, split evenly on ties."""
+    hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), g.dtype)
+    share = hit / ns.sum(hit, axis=axis, keepdims=True)
+    return keep_axes(ns, g, axis, keepdims) * share
+
+
+defop("max", _infer("same"), lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+      _extreme_vjp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})",
+      doc="Max over axis. Convention (PyTorch): tied maxima share the cotangent evenly.")
+defop("min", _infer("same"), lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+      _extreme_vjp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})",
+      doc="Min over axis. Convention (PyTorch): tied minima share the cotangent evenly.")
+
+
+def _prod_vjp(ns, g, out, x, axis, keepdims):
+    # prod/x where x != 0; at a single zero, the product of the others; else 0.
+    zero = ns.eq(x, 0)
+    safe = ns.where(zero, ns.ones_like(x), x)
+    others = ns.prod(safe, axis=axis, keepdims=True)
+    nzero = ns.sum(ns.cast(zero, x.dtype), axis=axis, keepdims=True)
+    at_zero = ns.where(ns.eq(nzero, 1), others, ns.zeros_like(others))
+    local = ns.where(zero, at_zero * ns.ones_like(x), keep_axes(ns, out, axis, keepdims) / safe)
+    return keep_axes(ns, g, axis, keepdims) * local
+
+
+defop("prod", _infer("acc"), lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+      _prod_vjp, bind=_bind, code="np.prod({0}, axis={axis}, keepdims={keepdims})",
+      doc="Product over axis. Exact with zeros: a lone zero gets the product of the others.")
+
+
+def _logsumexp(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+defop("logsumexp", _infer("float"), _logsumexp,
+      lambda ns, g, out, x, axis, keepdims:
+          keep_axes(ns, g, axis, keepdims) * ns.exp(x - keep_axes(ns, out, axis, keepdims)),
+      bind=_bind, doc="log(sum(exp(x))) over axis, shifted by the max so it never overflows.")

@@ -1,0 +1,469 @@
+"""Shape ops: reshape, broadcasting and its adjoint, axes, indexing, joins.
+
+``sum_to`` is the adjoint of broadcasting that every broadcasting VJP uses;
+its own VJP is ``broadcast_to``. The ``*_like`` variants take a reference node
+instead of a static shape, so gradient graphs stay valid when dims are unknown
+until evaluation (``None``): symsym's ``grad`` never needs a number.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from ..errors import ShapeError
+from .core import (
+    NO_GRAD, broadcast_shapes, defop, expand_to, norm_axis, numeric_dtype, one_axis,
+    reshape_to, result_dtype, shape_str, unbroadcast,
+)
+
+
+def _ndim(x):
+    return x.ndim if hasattr(x, "ndim") else np.ndim(x)
+
+
+def _shape_param(shape):
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(d) for d in shape)
+
+
+# --- reshape ---------------------------------------------------------------
+
+def _reshape_bind(x, *shape):
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        shape = shape[0]
+    return (x,), {"shape": _shape_param(shape)}
+
+
+def _reshape_infer(x, shape):
+    if sum(1 for d in shape if d == -1) > 1 or any(d < -1 for d in shape):
+        raise ShapeError(f"bad target shape {shape}")
+    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+    if None in x.shape:
+        return tuple(None if d == -1 else d for d in shape), x.dtype
+    size = int(np.prod(x.shape, dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {shape_str(x.shape)} into {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    elif known != size:
+        raise ShapeError(f"cannot reshape {shape_str(x.shape)} ({size} elements) into {shape}")
+    return shape, x.dtype
+
+
+defop("reshape", _reshape_infer, lambda x, shape: np.reshape(x, shape),
+      lambda ns, g, out, x, shape: reshape_to(ns, g, x),
+      bind=_reshape_bind, code="np.reshape({0}, {shape})",
+      doc="Same elements, C order, another shape (one dim may be -1).")
+defop("reshape_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: np.reshape(x, np.shape(ref)),
+      lambda ns, g, out, x, ref: reshape_to(ns, g, x), None,
+      code="np.reshape({0}, np.shape({1}))",
+      doc="Reshape x to ref's shape, known only at evaluation (gradient graphs with unknown dims).")
+
+
+# --- broadcasting and its adjoint -------------------------------------------
+
+def _shape_bind(x, shape):
+    return (x,), {"shape": _shape_param(shape)}
+
+
+def _broadcast_infer(x, shape):
+    if len(shape) < len(x.shape) or broadcast_shapes(x.shape, shape) != tuple(shape):
+        raise ShapeError(f"cannot broadcast {shape_str(x.shape)} to {shape_str(shape)}")
+    return tuple(shape), x.dtype
+
+
+def sum_to_impl(x, shape):
+    """Sum ``x`` down to ``shape``, which ``x`` was broadcast from."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+    out = np.sum(x, axis=axes, keepdims=True)
+    return out.reshape(shape) if lead else out
+
+
+def _sum_to_infer(x, shape):
+    if len(shape) > len(x.shape) or broadcast_shapes(x.shape, shape) != tuple(x.shape):
+        raise ShapeError(f"cannot sum {shape_str(x.shape)} down to {shape_str(shape)}")
+    return tuple(shape), x.dtype
+
+
+defop("broadcast_to", _broadcast_infer, lambda x, shape: np.broadcast_to(x, shape),
+      lambda ns, g, out, x, shape: unbroadcast(ns, g, x),
+      bind=_shape_bind, code="np.broadcast_to({0}, {shape})",
+      doc="Broadcast to a shape (a read-only view); the VJP is sum_to.")
+defop("sum_to", _sum_to_infer, sum_to_impl,
+      lambda ns, g, out, x, shape: expand_to(ns, g, x),
+      bind=_shape_bind, doc="The inverse of broadcasting: sum the broadcast axes away. VJP: broadcast_to.")
+defop("sum_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: sum_to_impl(x, np.shape(ref)),
+      lambda ns, g, out, x, ref: expand_to(ns, g, x), None,
+      doc="sum_to ref's shape, known only at evaluation.")
+defop("broadcast_like", lambda x, ref: (broadcast_shapes(x.shape, ref.shape), x.dtype),
+      lambda x, ref: np.broadcast_to(x, np.shape(ref)),
+      lambda ns, g, out, x, ref: unbroadcast(ns, g, x), None,
+      doc="broadcast_to ref's shape, known only at evaluation.")
+
+
+# --- axes ------------------------------------------------------------------
+
+def _expand_bind(x, axis):
+    n = (1 if isinstance(axis, (int, np.integer)) else len(axis))
+    return (x,), {"axis": norm_axis(axis, _ndim(x) + n)}
+
+
+def _expand_infer(x, axis):
+    dims = iter(x.shape)
+    return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
+
+
+defop("expand_dims", _expand_infer, lambda x, axis: np.expand_dims(x, axis),
+      lambda ns, g, out, x, axis: ns.squeeze(g, axis),
+      bind=_expand_bind, code="np.expand_dims({0}, {axis})", doc="Insert length-1 axes.")
+
+
+def _squeeze_bind(x, axis=None):
+    shape = x.shape if hasattr(x, "shape") else np.shape(x)
+    if axis is None:
+        if None in shape:
+            raise ShapeError(f"squeeze with unknown dims {shape_str(shape)} needs an explicit axis")
+        axis = tuple(i for i, d in enumerate(shape) if d == 1)
+    return (x,), {"axis": norm_axis(axis, len(shape))}
+
+
+def _squeeze_infer(x, axis):
+    for a in axis:
+        if x.shape[a] not in (1, None):
+            raise ShapeError(f"cannot squeeze axis {a} of length {x.shape[a]}")
+    return tuple(d for i, d in enumerate(x.shape) if i not in axis), x.dtype
+
+
+defop("squeeze", _squeeze_infer, lambda x, axis: np.squeeze(x, axis),
+      lambda ns, g, out, x, axis: ns.expand_dims(g, axis),
+      bind=_squeeze_bind, code="np.squeeze({0}, {axis})", doc="Remove length-1 axes.")
+
+
+def _transpose_bind(x, *axes):
+    if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))):
+        axes = axes[0]
+    n = _ndim(x)
+    axes = tuple(range(n))[::-1] if axes is None or axes == () else tuple(int(a) % n if n else a for a in axes)
+    return (x,), {"axes": axes}
+
+
+def _transpose_infer(x, axes):
+    if sorted(axes) != list(range(len(x.shape))):
+        raise ShapeError(f"axes {axes} are not a permutation of {len(x.shape)} axes")
+    return tuple(x.shape[a] for a in axes), x.dtype
+
+
+defop("transpose", _transpose_infer, lambda x, axes: np.transpose(x, axes),
+      lambda ns, g, out, x, axes: ns.transpose(g, tuple(int(i) for i in np.argsort(axes))),
+      bind=_transpose_bind, code="np.transpose({0}, {axes})",
+      doc="Permute axes (reverse them by default); the VJP applies the inverse permutation.")
+
+
+def swap_last(ns, x):
+    """``x`` with its last two axes swapped (a matrix transpose per batch)."""
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return ns.transpose(x, tuple(perm))
+
+
+# --- indexing ----------------------------------------------------------------
+
+def _is_array_index(k):
+    return isinstance(k, (list, np.ndarray)) or (hasattr(k, "dtype") and hasattr(k, "shape")
+                                                   and not isinstance(k, np.generic))
+
+
+def index_spec(key):
+    """Split an indexing key into a hashable spec and its integer-array parts.
+
+    The spec holds ``("int", i)``, ``("slice", start, stop, step)``,
+    ``("new",)``, ``("ellipsis",)`` and ``("array", k)``, where ``k`` counts
+    the array indices, which become inputs of the getitem node.
+    """
+    if not isinstance(key, tuple):
+        key = (key,)
+    spec, arrays = [], []
+    for k in key:
+        if k is None:
+            spec.append(("new",))
+        elif k is Ellipsis:
+            spec.append(("ellipsis",))
+        elif isinstance(k, slice):
+            parts = []
+            for p in (k.start, k.stop, k.step):
+                if p is not None and not isinstance(p, Integral):
+                    raise ShapeError(f"slice bounds must be ints or None, got {p!r}")
+                parts.append(None if p is None else int(p))
+            spec.append(("slice", *parts))
+        elif isinstance(k, (bool, np.bool_)):
+            raise ShapeError("boolean scalar indices are not supported")
+        elif isinstance(k, Integral):
+            spec.append(("int", int(k)))
+        elif _is_array_index(k):
+            dtype = np.asarray(k).dtype if isinstance(k, list) else np.dtype(k.dtype)
+            if dtype.kind == "b":
+                raise ShapeError("boolean mask indices are not supported (their result shape depends "
+                                 "on the data); use where() instead")
+            if isinstance(k, list) and not k:
+                k = np.zeros(0, np.int64)
+            elif dtype.kind not in "iu":
+                raise ShapeError(f"array indices must be integers, got {dtype}")
+            spec.append(("array", len(arrays)))
+            arrays.append(np.asarray(k) if isinstance(k, list) else k)
+        else:
+            raise ShapeError(f"unsupported index {k!r}")
+    if sum(1 for s in spec if s[0] == "ellipsis") > 1:
+        raise ShapeError("an index can only have a single ellipsis")
+    return tuple(spec), arrays
+
+
+def index_key(spec, arrays):
+    """The numpy key a spec stands for, with the arrays put back in."""
+    key = []
+    for s in spec:
+        kind = s[0]
+        if kind == "int":
+            key.append(s[1])
+        elif kind == "slice":
+            key.append(slice(s[1], s[2], s[3]))
+        elif kind == "new":
+            key.append(None)
+        elif kind == "ellipsis":
+            key.append(Ellipsis)
+        else:
+            key.append(arrays[s[1]])
+    return tuple(key)
+
+
+def index_shape(shape, spec, array_shapes):
+    """numpy's result shape of ``x[key]`` for a static (maybe partly unknown) shape."""
+    consumed = sum(1 for s in spec if s[0] in ("int", "slice", "array"))
+    if consumed > len(shape):
+        raise ShapeError(f"too many indices ({consumed}) for shape {shape_str(shape)}")
+    full = []
+    for s in spec:
+        if s[0] == "ellipsis":
+            full.extend([("slice", None, None, None)] * (len(shape) - consumed))
+        else:
+            full.append(s)
+    if not any(s[0] == "ellipsis" for s in spec):
+        full.extend([("slice", None, None, None)] * (len(shape) - consumed))
+    has_array = any(s[0] == "array" for s in full)
+    out, adv, adv_at, dim, last_adv = [], [], [], 0, None
+    for pos, s in enumerate(full):
+        kind = s[0]
+        if kind == "new":
+            out.append(1)
+            continue
+        d = shape[dim]
+        dim += 1
+        if kind == "int":
+            if d is not None and not -d <= s[1] < d:
+                raise ShapeError(f"index {s[1]} is out of bounds for axis {dim - 1} with size {d}")
+            if has_array:
+                adv.append(())
+                adv_at.append((len(out), pos))
+            continue
+        if kind == "slice":
+            out.append(None if d is None else len(range(*slice(s[1], s[2], s[3]).indices(d))))
+            continue
+        adv.append(tuple(array_shapes[s[1]]))
+        adv_at.append((len(out), pos))
+        last_adv = pos
+    if not adv:
+        return tuple(out)
+    bshape = broadcast_shapes(*adv)
+    positions = [p for _, p in adv_at]
+    contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
+    at = adv_at[0][0] if contiguous else 0
+    del last_adv
+    return tuple(out[:at]) + bshape + tuple(out[at:])
+
+
+def _getitem_bind(x, *rest, index=None):
+    if index is not None:
+        return (x, *rest), {"index": index}
+    (key,) = rest
+    spec, arrays = index_spec(key)
+    return (x, *arrays), {"index": spec}
+
+
+def _getitem_infer(x, *arrays, index):
+    return index_shape(x.shape, index, [a.shape for a in arrays]), x.dtype
+
+
+def _getitem_impl(x, *arrays, index):
+    return x[index_key(index, arrays)]
+
+
+def _scatter_add_impl(g, like, *arrays, index):
+    out = np.zeros(np.shape(like), dtype=np.result_type(g))
+    key = index_key(index, arrays)
+    if arrays:
+        np.add.at(out, key, g)
+    else:
+        out[key] = g  # basic indexing reaches each element at most once
+    return out
+
+
+def _getitem_vjp(ns, i, g, out, x, *arrays, index):
+    if i != 0:
+        return NO_GRAD
+    return ns.scatter_add(g, x, *arrays, index=index)
+
+
+def _scatter_add_vjp(ns, i, g, out, gin, like, *arrays, index):
+    if i != 0:
+        return NO_GRAD
+    return ns.getitem(g, *arrays, index=index)
+
+
+defop("getitem", _getitem_infer, _getitem_impl, vjp_n=_getitem_vjp, bind=_getitem_bind,
+      doc="x[key] with ints, slices, None, Ellipsis and integer arrays (numpy's rules). "
+          "Index arrays are inputs and get no gradient. VJP: scatter_add.")
+defop("scatter_add", lambda g, like, *arrays, index: (like.shape, g.dtype), _scatter_add_impl,
+      vjp_n=_scatter_add_vjp, bind=lambda g, like, *arrays, index: ((g, like, *arrays), {"index": index}),
+      doc="Zeros of like's shape with g added at x[key] (repeated indices accumulate): "
+          "the adjoint of getitem. VJP: getitem.")
+
+
+# --- joins -------------------------------------------------------------------
+
+def _concat_bind(xs, axis=0):
+    xs = tuple(xs)
+    if not xs:
+        raise ShapeError("need at least one array to concatenate")
+    return xs, {"axis": one_axis(axis, _ndim(xs[0]))}
+
+
+def _concat_infer(*xs, axis):
+    nd = len(xs[0].shape)
+    for x in xs:
+        if len(x.shape) != nd:
+            raise ShapeError("all inputs must have the same number of dimensions")
+    out = []
+    for d in range(nd):
+        dims = [x.shape[d] for x in xs]
+        if d == axis:
+            out.append(None if None in dims else sum(dims))
+            continue
+        known = {v for v in dims if v is not None}
+        if len(known) > 1:
+            raise ShapeError(f"sizes differ along axis {d}: {dims}")
+        out.append(known.pop() if known else None)
+    return tuple(out), result_dtype(*xs)
+
+
+defop("concatenate", _concat_infer, lambda *xs, axis: np.concatenate(xs, axis=axis),
+      vjp_n=lambda ns, i, g, out, *xs, axis: ns.concat_part(g, *xs, axis=axis, part=i),
+      bind=_concat_bind, code="np.concatenate(({args},), axis={axis})",
+      doc="Join along an existing axis; each input's cotangent is its slice of g.")
+
+
+def _concat_part_impl(g, *refs, axis, part):
+    start = sum(np.shape(r)[axis] for r in refs[:part])
+    key = (slice(None),) * axis + (slice(start, start + np.shape(refs[part])[axis]),)
+    return g[key]
+
+
+def _concat_part_vjp(ns, i, g, out, gin, *refs, axis, part):
+    if i != 0:
+        return NO_GRAD
+    pieces = [g if j == part else ns.zeros_like(r) for j, r in enumerate(refs)]
+    return ns.concatenate(pieces, axis=axis)
+
+
+defop("concat_part", lambda g, *refs, axis, part: (refs[part].shape, g.dtype), _concat_part_impl,
+      vjp_n=_concat_part_vjp,
+      bind=lambda g, *refs, axis, part: ((g, *refs), {"axis": axis, "part": part}),
+      doc="The slice of g that concatenate took from refs[part] (offsets from the refs' shapes).")
+
+
+def _stack_bind(xs, axis=0):
+    xs = tuple(xs)
+    if not xs:
+        raise ShapeError("need at least one array to stack")
+    return xs, {"axis": one_axis(axis, _ndim(xs[0]) + 1)}
+
+
+def _stack_infer(*xs, axis):
+    shape = xs[0].shape
+    for x in xs:
+        if len(x.shape) != len(shape):
+            raise ShapeError("all inputs must have the same shape")
+        merged = []
+        for a, b in zip(shape, x.shape):
+            if a is not None and b is not None and a != b:
+                raise ShapeError(f"all inputs must have the same shape, got {shape_str(shape)} "
+                                 f"and {shape_str(x.shape)}")
+            merged.append(a if a is not None else b)
+        shape = tuple(merged)
+    return shape[:axis] + (len(xs),) + shape[axis:], result_dtype(*xs)
+
+
+def _stack_vjp(ns, i, g, out, *xs, axis):
+    spec = (("slice", None, None, None),) * axis + (("int", i),)
+    return ns.getitem(g, index=spec)
+
+
+defop("stack", _stack_infer, lambda *xs, axis: np.stack(xs, axis=axis), vjp_n=_stack_vjp,
+      bind=_stack_bind, code="np.stack(({args},), axis={axis})",
+      doc="Join along a new axis; each input's cotangent is g indexed at its position.")
+
+
+def _tri_bind(x, k=0):
+    return (x,), {"k": int(k)}
+
+
+def _tri_infer(x, k):
+    if len(x.shape) < 2:
+        raise ShapeError("tril/triu need at least 2 dimensions")
+    return x.shape, x.dtype
+
+
+defop("tril", _tri_infer, lambda x, k: np.tril(x, k), lambda ns, g, out, x, k: ns.tril(g, k),
+      bind=_tri_bind, code="np.tril({0}, {k})", doc="Lower triangle (k-th diagonal and below); the rest zero.")
+defop("triu", _tri_infer, lambda x, k: np.triu(x, k), lambda ns, g, out, x, k: ns.triu(g, k),
+      bind=_tri_bind, code="np.triu({0}, {k})", doc="Upper triangle (k-th diagonal and above); the rest zero.")
+
+
+# --- constructors used by rules ------------------------------------------------
+
+def _like_infer(x, dtype=None):
+    return x.shape, numeric_dtype(dtype or x.dtype)
+
+
+def _like_bind(x, dtype=None):
+    return (x,), ({} if dtype is None else {"dtype": np.dtype(dtype).name})
+
+
+defop("zeros_like", _like_infer, lambda x, dtype=None: np.zeros(np.shape(x), dtype or np.result_type(x)),
+      None, bind=_like_bind, doc="Zeros of x's shape (and dtype unless given). Constant: no gradient.")
+defop("ones_like", _like_infer, lambda x, dtype=None: np.ones(np.shape(x), dtype or np.result_type(x)),
+      None, bind=_like_bind, doc="Ones of x's shape (and dtype unless given). Constant: no gradient.")
+
+
+def _full_like_bind(x, value, dtype=None):
+    return (x,), {"value": float(value), **({} if dtype is None else {"dtype": np.dtype(dtype).name})}
+
+
+defop("full_like", lambda x, value, dtype=None: _like_infer(x, dtype),
+      lambda x, value, dtype=None: np.full(np.shape(x), value, dtype or np.result_type(x)),
+      None, bind=_full_like_bind, doc="value everywhere, in x's shape. Constant: no gradient.")
+
+
+def _full_bind(shape, value, dtype="float64"):
+    return (), {"shape": _shape_param(shape), "value": float(value), "dtype": np.dtype(dtype).name}
+
+
+defop("full", lambda shape, value, dtype: (shape, numeric_dtype(dtype)),
+      lambda shape, value, dtype: np.full(shape, value, dtype), bind=_full_bind, nin=0,
+      code="np.full({shape}, {value!r}, {dtype!r})", doc="A constant array of a static shape.")

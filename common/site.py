@@ -1,0 +1,47 @@
+"""Where in the user's code a node was made.
+
+Errors are most useful when they point at the user's line, not at ours, so
+every node records the first stack frame outside twograd's own packages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INTERNAL = [os.path.join(_ROOT, pkg) + os.sep for pkg in ("common", "symnum", "symsym")]
+_INTERNAL_T = tuple(_INTERNAL)
+
+
+def register_internal(path: str) -> None:
+    """Treat frames from files under ``path`` as library code, not user code."""
+    global _INTERNAL_T
+    _INTERNAL.append(os.path.abspath(path) + os.sep)
+    _INTERNAL_T = tuple(_INTERNAL)
+
+
+class Site:
+    """A ``file:line`` pair, formatted only when shown (creation is on hot paths)."""
+
+    __slots__ = ("filename", "lineno")
+
+    def __init__(self, filename: str, lineno: int):
+        self.filename = filename
+        self.lineno = lineno
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    __repr__ = __str__
+
+
+def user_site(depth: int = 1) -> Site | None:
+    """The innermost frame, from ``depth`` up, that is not twograd's own code."""
+    f = sys._getframe(depth)
+    internal = _INTERNAL_T
+    while f is not None and f.f_code.co_filename.startswith(internal):
+        f = f.f_back
+    if f is None:
+        return None
+    return Site(f.f_code.co_filename, f.f_lineno)

@@ -1,0 +1,1 @@
+"""symbol-to-number: a tape recorded while evaluating, swept backwards."""

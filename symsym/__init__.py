@@ -1,0 +1,1 @@
+"""symbol-to-symbol: gradients as new graph nodes, compiled to numpy code."""
