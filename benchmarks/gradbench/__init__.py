@@ -1,0 +1,13 @@
+"""twograd as a GradBench tool: either backend, measured by GradBench's own harness.
+
+GradBench (github.com/gradbench/gradbench, the successor of Microsoft's
+ADBench) runs an "eval" process that sends JSON messages to a "tool" process
+and checks its answers against a reference. ``twograd gradbench --backend
+symnum|symsym`` (or ``python -m benchmarks.gradbench``) is such a tool for the
+``hello``, ``lse``, ``gmm`` and ``lstm`` evals.
+
+- :mod:`.models`: the evals' functions, written once against a namespace of ops;
+- :mod:`.functions`: each module's functions: input parsing, graph, output format;
+- :mod:`.engines`: the two backends behind one prepare/run interface;
+- :mod:`.tool`: the protocol loop and the command line.
+"""

@@ -1,0 +1,181 @@
+"""GradBench's modules and functions: how to read each input, build its graph, write its output.
+
+A :class:`Function` is data: what the eval's JSON ``input`` becomes (arrays
+plus static parameters), which graph computes it (:mod:`.models`), which of
+its inputs to differentiate (none: the value itself), and how the resulting
+arrays are written back as JSON. The tool and the tests enumerate
+:data:`MODULES`; nothing here knows about a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from common import api as T
+from common.errors import FeedError
+
+from . import models
+
+
+@dataclass(frozen=True)
+class Function:
+    """One ``(module, function)`` pair of the protocol.
+
+    ``parse(input) -> (arrays, statics)``: named float64 arrays (the graph's
+    variables, fed on every run) and hashable static parameters (baked into
+    the graph). ``build(vars, statics) -> Node`` makes the scalar graph.
+    ``wrt``: names of the variables to differentiate, in output order (empty
+    for a primal value). ``write(results) -> JSON`` formats the value, or the
+    gradients in ``wrt`` order.
+    """
+
+    parse: Callable[[Any], tuple[dict[str, np.ndarray], tuple]]
+    build: Callable[..., Any]
+    wrt: tuple[str, ...]
+    write: Callable[[list[np.ndarray]], Any]
+
+
+# ------------------------------------------------------------ reading inputs
+
+def field(input: Any, name: str) -> Any:
+    if not isinstance(input, dict):
+        raise FeedError(f"input must be a JSON object with {name!r}, got {type(input).__name__}")
+    if name not in input:
+        raise FeedError(f"input has no field {name!r} (fields: {sorted(input)})")
+    return input[name]
+
+
+def array(input: Any, name: str, shape: tuple) -> np.ndarray:
+    """Field ``name`` as a float64 array of ``shape`` (None: any size), or a FeedError."""
+    value = field(input, name)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise FeedError(f"field {name!r} is not a rectangular array of numbers: {e}") from None
+    if arr.ndim != len(shape) and not (arr.size == 0 and arr.ndim < len(shape)):
+        raise FeedError(f"field {name!r} has {arr.ndim} dimensions, expected {len(shape)}")
+    if arr.ndim != len(shape):  # an empty list of rows: numpy cannot see the row length
+        arr = arr.reshape(tuple(0 if d is None else d for d in shape))
+    for axis, (want, got) in enumerate(zip(shape, arr.shape, strict=True)):
+        if want is not None and want != got:
+            raise FeedError(f"field {name!r} has shape {arr.shape}, expected size {want} on axis {axis}")
+    return arr
+
+
+def integer(input: Any, name: str, low: int = 0) -> int:
+    value = field(input, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
+        raise FeedError(f"field {name!r} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def number(input: Any, name: str) -> float:
+    value = field(input, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FeedError(f"field {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------- hello
+
+def parse_hello(input: Any):
+    if isinstance(input, bool) or not isinstance(input, (int, float)):
+        raise FeedError(f"hello takes a number, got {input!r}")
+    return {"x": np.asarray(float(input))}, ()
+
+
+def scalar(results: list[np.ndarray]) -> float:
+    return float(results[0])
+
+
+# ----------------------------------------------------------------------- lse
+
+def parse_lse(input: Any):
+    x = array(input, "x", (None,))
+    if x.size == 0:
+        raise FeedError("field 'x' must not be empty (the logsumexp of nothing is -inf)")
+    return {"x": x}, ()
+
+
+def vector(results: list[np.ndarray]) -> list:
+    return results[0].tolist()
+
+
+# ----------------------------------------------------------------------- gmm
+
+GMM_PARAMS = ("alpha", "mu", "q", "l")
+
+
+def parse_gmm(input: Any):
+    d, k, n = integer(input, "d", 1), integer(input, "k", 1), integer(input, "n", 1)
+    arrays = {
+        "alpha": array(input, "alpha", (k,)),
+        "mu": array(input, "mu", (k, d)),
+        "q": array(input, "q", (k, d)),
+        "l": array(input, "l", (k, d * (d - 1) // 2)),
+        "x": array(input, "x", (n, d)),
+    }
+    gamma = number(input, "gamma")
+    if gamma <= 0:
+        raise FeedError(f"field 'gamma' must be positive, got {gamma}")
+    return arrays, (integer(input, "m"), gamma)
+
+
+def build_gmm(v, statics):
+    return models.gmm(T, v["alpha"], v["mu"], v["q"], v["l"], v["x"], *statics)
+
+
+def write_gmm_gradient(results: list[np.ndarray]) -> dict:
+    return {name: g.tolist() for name, g in zip(GMM_PARAMS, results, strict=True)}
+
+
+# ---------------------------------------------------------------------- lstm
+
+def parse_lstm(input: Any):
+    main = array(input, "main_params", (None, None))
+    layers2, b4 = main.shape
+    if layers2 == 0 or layers2 % 2 or b4 == 0 or b4 % 4:
+        raise FeedError(f"field 'main_params' has shape {main.shape}: expected (2 * layers, 4 * b)")
+    b = b4 // 4
+    arrays = {
+        "main_params": main,
+        "extra_params": array(input, "extra_params", (3, b)),
+        "state": array(input, "state", (layers2, b)),
+        "sequence": array(input, "sequence", (None, b)),
+    }
+    if arrays["sequence"].shape[0] < 2:
+        raise FeedError("field 'sequence' needs at least 2 characters (each step predicts the next)")
+    return arrays, ()
+
+
+def build_lstm(v, statics):
+    return models.lstm(T, v["main_params"], v["extra_params"], v["state"], v["sequence"])
+
+
+def write_flat(results: list[np.ndarray]) -> list:
+    return np.concatenate([g.ravel() for g in results]).tolist()
+
+
+MODULES: dict[str, dict[str, Function]] = {
+    "hello": {
+        "square": Function(parse_hello, lambda v, s: models.square(T, v["x"]), (), scalar),
+        "double": Function(parse_hello, lambda v, s: models.square(T, v["x"]), ("x",), scalar),
+    },
+    "lse": {
+        "primal": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), (), scalar),
+        "gradient": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), ("x",), vector),
+    },
+    "gmm": {
+        "objective": Function(parse_gmm, build_gmm, (), scalar),
+        "jacobian": Function(parse_gmm, build_gmm, GMM_PARAMS, write_gmm_gradient),
+    },
+    "lstm": {
+        "objective": Function(parse_lstm, build_lstm, (), scalar),
+        "jacobian": Function(parse_lstm, build_lstm, ("main_params", "extra_params"), write_flat),
+    },
+}
+"""Every module twograd answers, by name, then every function by name."""

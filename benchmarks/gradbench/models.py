@@ -1,0 +1,129 @@
+"""The GradBench functions, written once against a namespace of ops.
+
+Each function takes ``ns`` first, then its inputs, and returns a scalar. With
+``ns = common.api`` and variable nodes it builds the ``common`` IR graph that
+the tool hands to either backend: symnum evaluates and differentiates that very
+graph on numbers, symsym adds its derivative nodes and compiles it. The
+``twograd bench`` workloads time the same functions. The formulas follow
+GradBench's ``evals/<name>`` definitions (themselves Microsoft ADBench's),
+expressed with whole-array ops so that the graphs stay small where the maths
+is data-parallel (gmm) and linear in the sequence length where it is not
+(lstm).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def square(ns, x):
+    """``hello``'s function: x * x (its derivative is left to the backend)."""
+    return x * x
+
+
+def lse(ns, x):
+    """log(sum(exp(x))) from primitives: max, exp, sum, log.
+
+    The shift by the max keeps exp from overflowing; it is a constant for
+    differentiation (``stop_gradient``) because the result does not depend on
+    it, so its derivative is exactly zero and need not be computed.
+    """
+    a = ns.stop_gradient(ns.max(x))
+    return a + ns.log(ns.sum(ns.exp(x - a)))
+
+
+# ------------------------------------------------------------------------ gmm
+
+def multigammaln(a: float, p: int) -> float:
+    """log of the multivariate gamma function Gamma_p(a) (the Wishart normaliser)."""
+    return 0.25 * p * (p - 1) * math.log(math.pi) + sum(math.lgamma(a + 0.5 * (1 - j))
+                                                        for j in range(1, p + 1))
+
+
+def lower_index(d: int) -> np.ndarray:
+    """Where each entry of a d x d matrix comes from in ``[0, l_1, l_2, ...]``.
+
+    GradBench fills the strictly lower triangle of Q_k column by column from
+    l_k (for column i, rows i+1..d-1); everything else reads the leading 0.
+    """
+    idx = np.zeros((d, d), dtype=np.int64)
+    rows, cols = np.tril_indices(d, -1)
+    order = np.lexsort((rows, cols))  # column-major over the strict lower triangle
+    idx[rows[order], cols[order]] = np.arange(1, len(order) + 1)
+    return idx
+
+
+def gmm(ns, alpha, mu, q, l, x, m: int, gamma: float):
+    """Log-posterior of a Gaussian mixture with a Wishart prior on the precisions.
+
+    Shapes: alpha (k,), mu (k, d), q (k, d), l (k, d(d-1)/2), x (n, d). The
+    precision factor of component k is Q_k = diag(exp(q_k)) + L_k with L_k the
+    strict lower triangle from l_k; the likelihood term is, per point,
+    logsumexp_k(alpha_k + sum(q_k) - |Q_k (x_i - mu_k)|^2 / 2). The work is laid
+    out as (k, n, d) so the triangular products are one batched matmul.
+    """
+    k, d = mu.shape
+    n = x.shape[0]
+    qdiag = ns.exp(q)
+    sum_q = ns.sum(q, axis=1)
+    padded = ns.concatenate([ns.full((k, 1), 0.0, dtype=l.dtype), l], axis=1)
+    lower = padded[:, lower_index(d)]                        # (k, d, d)
+    xc = ns.expand_dims(x, 0) - ns.expand_dims(mu, 1)          # (k, n, d)
+    qx = ns.expand_dims(qdiag, 1) * xc + ns.matmul(xc, ns.transpose(lower, (0, 2, 1)))
+    main = ns.expand_dims(alpha + sum_q, 1) - 0.5 * ns.sum(qx * qx, axis=2)   # (k, n)
+    slse = ns.sum(ns.logsumexp(main, axis=0))
+    constant = -n * d * 0.5 * math.log(2 * math.pi)
+    likelihood = constant + slse - n * ns.logsumexp(alpha, axis=0)
+    dof = d + m + 1
+    c = dof * d * (math.log(gamma) - 0.5 * math.log(2)) - multigammaln(0.5 * dof, d)
+    frobenius = ns.sum(qdiag * qdiag, axis=1) + ns.sum(l * l, axis=1)
+    prior = k * c - ns.sum(0.5 * gamma * gamma * frobenius - m * sum_q)
+    return likelihood + prior
+
+
+# ----------------------------------------------------------------------- lstm
+
+def lstm(ns, main_params, extra_params, state, sequence):
+    """Mean negative log-likelihood of an ADBench LSTM predicting each next character.
+
+    Shapes: main_params (2 layers, 4b): per layer a row of weights then a row
+    of biases, each the forget/input/output/change gates' b entries; weights
+    are diagonal (elementwise). extra_params (3, b): input weight, output
+    weight, output bias. state (2 layers, b): per layer hidden then cell.
+    sequence (c, b): one bit vector per character. The quirks are ADBench's:
+    the forget and output gates read the layer input, the input gate and the
+    candidate read the hidden state, and the softmax normaliser has an extra
+    +2 (a constant log 2 logit here, so the logsumexp stays stable).
+
+    The recurrence unrolls one step at a time (c - 1 steps of ~17 nodes per
+    layer); the prediction and the loss are computed once on the stacked
+    outputs.
+    """
+    layers = main_params.shape[0] // 2
+    b = main_params.shape[1] // 4
+    c = sequence.shape[0]
+    gates = [[(main_params[2 * i, g * b:(g + 1) * b], main_params[2 * i + 1, g * b:(g + 1) * b])
+              for g in range(4)] for i in range(layers)]
+    in_weight, out_weight, out_bias = extra_params[0], extra_params[1], extra_params[2]
+    hidden = [state[2 * i] for i in range(layers)]
+    cell = [state[2 * i + 1] for i in range(layers)]
+    outputs = []
+    for t in range(c - 1):
+        inp = sequence[t] * in_weight
+        for i in range(layers):
+            (wf, bf), (wi, bi), (wo, bo), (wc, bc) = gates[i]
+            forget = ns.sigmoid(inp * wf + bf)
+            ingate = ns.sigmoid(hidden[i] * wi + bi)
+            outgate = ns.sigmoid(inp * wo + bo)
+            change = ns.tanh(hidden[i] * wc + bc)
+            cell[i] = cell[i] * forget + ingate * change
+            hidden[i] = outgate * ns.tanh(cell[i])
+            inp = hidden[i]
+        outputs.append(inp)
+    ypred = ns.stack(outputs) * out_weight + out_bias                      # (c-1, b)
+    log2 = ns.full((c - 1, 1), math.log(2.0), dtype=ypred.dtype)
+    lse_ = ns.logsumexp(ns.concatenate([ypred, log2], axis=1), axis=1, keepdims=True)
+    gold = sequence[1:]
+    return -ns.sum(gold * (ypred - lse_)) / ((c - 1) * b)
