@@ -1,0 +1,322 @@
+"""Run workloads on backends: timings, one-off costs, memory, graph sizes, cross-checks.
+
+:func:`run` returns one plain dict (the results JSON): ``cells`` (one per
+workload, size and backend), ``checks`` (every comparison with its error and
+tolerance), ``curves`` (training losses), ``orders`` (higher derivatives),
+``notes`` (skipped peers) and the settings and machine it ran with. Checks
+are always on: finite differences on the reference interpreter, the two
+backends against each other, each against the hand-written reference and
+every installed peer against symnum.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from common import evaluate
+
+from . import __version__
+from .backends import BACKENDS, TWOGRAD, Unsupported
+from .finite import GradientOracle, HessianOracle, derivative_error, rel_err
+from .timing import enforce_threads, measure, once, peak_memory, thread_limits
+from .workloads import Problem, Workload
+
+SCHEMA = "twograd-bench/1"
+
+
+@dataclass
+class Settings:
+    """What a run measures and how hard it tries."""
+
+    min_time: float = 0.2           # seconds of repeats per timed cell, at least
+    min_count: int = 5              # repeats per timed cell, at least
+    max_time: float = 2.0           # seconds per timed cell, at most
+    timing: bool = True             # False: cross-checks only (``twograd check``)
+    memory: bool = True
+    backends: tuple = ("hand", "symnum", "symsym")
+    peers: tuple = ()
+    full_limit: int = 200           # finite differences in full up to this many inputs
+    selection: list = field(default_factory=list)   # [(workload, [sizes])]
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        self.total = max(total, 1)
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and getattr(self.stream, "isatty", lambda: False)()
+        self.start = time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        fill = int(width * self.done / self.total)
+        bar = "#" * fill + "." * (width - fill)
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {what[:40]:<40}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def machine() -> dict:
+    """Where the numbers came from."""
+    import os
+
+    import matplotlib
+    import tabulate
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "numpy": np.__version__, "matplotlib": matplotlib.__version__,
+            "tabulate": getattr(tabulate, "__version__", ""), "twograd": __version__,
+            "threads": thread_limits()}
+
+
+def reference_cost(problem: Problem) -> Callable:
+    """The cost on the reference interpreter, which no backend uses: the oracle's f."""
+    cost, variables = problem.graph()
+    return lambda *arrays: float(evaluate(cost, dict(zip(variables, arrays))))
+
+
+def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progress: bool = True) -> dict:
+    """Measure and cross-check every (workload, size) of ``selection`` on the chosen backends."""
+    backends = [BACKENDS[b] for b in settings.backends + tuple(settings.peers)]
+    results = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "settings": {k: v for k, v in asdict(settings).items() if k != "selection"},
+               "selection": {w.name: list(sizes) for w, sizes in selection},
+               "versions": {}, "cells": [], "checks": [], "curves": [], "orders": [], "notes": []}
+    usable = []
+    for b in backends:
+        why = b.missing()
+        if why:
+            results["notes"].append(why)
+            continue
+        try:
+            results["versions"][b.name] = b.version()
+        except Exception as e:  # a peer that imports but breaks: skip it, say so
+            results["notes"].append(f"{b.name}: cannot load ({type(e).__name__}: {e})")
+            continue
+        usable.append(b)
+    total = sum(len(sizes) * (len(usable) if w.kind != "order" else 1) for w, sizes in selection)
+    bar = Progress(total, progress)
+    t0 = time.perf_counter()
+    with enforce_threads(1):
+        for w, sizes in selection:
+            for size in sizes:
+                problem = w.make(size)
+                if w.kind == "order":
+                    run_orders(w, size, problem, usable, settings, results)
+                    bar.step(f"{w.name} {size}")
+                else:
+                    run_problem(w, size, problem, usable, settings, results, bar)
+    bar.close()
+    results["wall_time"] = time.perf_counter() - t0
+    derive(results)
+    return results
+
+
+def _cell(w: Workload, size: str, problem: Problem, backend) -> dict:
+    return {"workload": w.name, "size": size, "label": problem.label, "kind": w.kind,
+            "family": problem.family, "scale": problem.scale, "backend": backend.name,
+            "role": backend.role, "status": "ok", "note": ""}
+
+
+def _failed(cell: dict, e: BaseException) -> None:
+    cell["status"] = "error"
+    cell["note"] = f"{type(e).__name__}: {e}"
+    cell["traceback"] = traceback.format_exc(limit=6)
+
+
+def run_problem(w: Workload, size: str, problem: Problem, backends, settings: Settings, results: dict,
+                bar: Progress) -> None:
+    """One (workload, size) on every backend, then its cross-checks."""
+    arrays = problem.arrays
+    outs: dict[str, list] = {}
+    curves: dict[str, list] = {}
+    for b in backends:
+        cell = _cell(w, size, problem, b)
+        results["cells"].append(cell)
+        bar.step(f"{w.name} {size} {b.name}")
+        try:
+            if w.kind not in b.kinds:
+                raise Unsupported(f"{b.name} does not do {w.kind}")
+            seconds, runner = once(lambda: b.prepare(problem, w.kind))
+            cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
+            cell["nodes"] = runner.nodes
+            seconds, out = once(lambda: runner.grad(arrays))
+            cell["first_call"] = seconds
+            outs[b.name] = [np.asarray(o) for o in out]
+            if settings.timing:
+                cell["time"] = measure(lambda: runner.grad(arrays), settings.min_time, settings.min_count,
+                                       settings.max_time).as_dict()
+                if runner.forward is not None:
+                    cell["forward"] = measure(lambda: runner.forward(arrays), settings.min_time / 2,
+                                              settings.min_count, settings.max_time / 2).as_dict()
+            if settings.memory:
+                cell["memory"] = peak_memory(lambda: runner.grad(arrays))
+            if w.kind == "train":
+                curves[b.name] = train(runner, problem)
+        except Unsupported as e:
+            cell["status"] = "skipped"
+            cell["note"] = str(e)
+        except Exception as e:
+            _failed(cell, e)
+    cross_check(w, size, problem, outs, results["checks"])
+    for name, curve in curves.items():
+        results["curves"].append({"workload": w.name, "size": size, "backend": name, "loss": curve})
+    if curves:
+        ref = curves.get("hand") or next(iter(curves.values()))
+        ref_name = "hand" if "hand" in curves else next(iter(curves))
+        for name, curve in curves.items():
+            if name != ref_name:
+                _check(results["checks"], w, size, f"{name} vs {ref_name} loss curve", rel_err(curve, ref),
+                       w.rtol * 100, f"{len(curve)} steps")
+
+
+def train(runner, problem: Problem) -> list[float]:
+    """Plain gradient descent from the problem's initial values; the loss at every step."""
+    arrays = [np.array(a, copy=True) for a in problem.arrays]
+    idx = problem.wrt_index
+    losses = []
+    for _ in range(problem.steps):
+        loss, grads = runner.value_and_grad(arrays)
+        losses.append(float(loss))
+        for i, g in zip(idx, grads):
+            arrays[i] = arrays[i] - problem.lr * np.asarray(g)
+    return losses
+
+
+def _check(checks: list, w: Workload, size: str, what: str, err: float, tol: float, how: str = "") -> None:
+    checks.append({"workload": w.name, "size": size, "check": what, "error": float(err), "tol": tol,
+                   "how": how, "ok": bool(err <= tol)})
+
+
+def cross_check(w: Workload, size: str, problem: Problem, outs: dict, checks: list) -> None:
+    """Every result against finite differences, and the backends against each other."""
+    if not outs:
+        return
+    f = reference_cost(problem)
+    if w.kind == "hessian":
+        oracle = HessianOracle(f, problem.arrays, problem.wrt_index[0])
+    else:
+        oracle = GradientOracle(f, problem.arrays, problem.wrt_index, full_limit=200)
+    fd_tol = w.fd_rtol * (10 if not oracle.full else 1)
+    for name, out in outs.items():
+        _check(checks, w, size, f"{name} vs finite differences", oracle.error(out), fd_tol, oracle.how)
+    base = "symnum" if "symnum" in outs else next(iter(outs))
+    for name, out in outs.items():
+        if name == base:
+            continue
+        _check(checks, w, size, f"{name} vs {base}", rel_err(out, outs[base]), w.rtol)
+    if "hand" in outs and base != "hand" and "symsym" in outs:
+        _check(checks, w, size, "symsym vs hand", rel_err(outs["symsym"], outs["hand"]), w.rtol)
+
+
+def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Settings, results: dict) -> None:
+    """Derivatives of order 1..max_order: values on every backend, symsym's graph sizes, checks."""
+    x = problem.arrays[problem.wrt_index[0]]
+    f = reference_cost(problem)
+    previous: Callable = lambda v: f(v)
+    for k in range(1, problem.max_order + 1):
+        row = {"workload": w.name, "size": size, "label": problem.label, "order": k, "values": {},
+               "time": {}, "notes": {}}
+        results["orders"].append(row)
+        runners = {}
+        for b in backends:
+            if b.role == "reference" and k > 1:
+                continue
+            try:
+                seconds, runner = once(lambda: b.prepare(problem, "order", order=k))
+                value = float(np.asarray(runner.grad(problem.arrays)[0]))
+                row["values"][b.name] = value
+                if runner.one_off:
+                    row.setdefault("one_off", {})[b.name] = runner.one_off
+                if b.name == "symsym":
+                    row["nodes_raw"] = runner.nodes.get("grad_raw")
+                    row["nodes_opt"] = runner.nodes.get("grad_opt")
+                    row["nodes_forward"] = runner.nodes.get("forward")
+                if settings.timing:
+                    row["time"][b.name] = measure(lambda: runner.grad(problem.arrays),
+                                                  settings.min_time / 4, 3, settings.max_time / 4).median
+                runners[b.name] = runner
+            except Unsupported as e:
+                row["notes"][b.name] = str(e)
+            except Exception as e:
+                row["notes"][b.name] = f"error: {type(e).__name__}: {e}"
+                _check(results["checks"], w, size, f"{b.name} order {k} runs", float("inf"), 0.0,
+                       row["notes"][b.name])
+        vals = row["values"]
+        base = "symnum" if "symnum" in vals else next(iter(vals), None)
+        for name, v in vals.items():
+            if name != base:
+                _check(results["checks"], w, size, f"{name} vs {base}, order {k}", rel_err(v, vals[base]),
+                       w.rtol)
+        if problem.exact is not None and base is not None:
+            for name, v in vals.items():
+                _check(results["checks"], w, size, f"{name} vs closed form, order {k}",
+                       rel_err(v, problem.exact(k, x)), w.rtol)
+        if base is not None:
+            _check(results["checks"], w, size, f"{base} order {k} vs differences of order {k - 1}",
+                   derivative_error(previous, x, vals[base]), w.fd_rtol)
+        ref = runners.get("symsym") or runners.get(base)
+        if ref is not None:
+            rest = problem.arrays
+            i = problem.wrt_index[0]
+            previous = lambda v, r=ref: float(np.asarray(r.grad([*rest[:i], np.asarray(v), *rest[i + 1:]])[0]))
+        else:
+            break
+
+
+def derive(results: dict) -> None:
+    """Ratios to hand, gradient/forward ratios and symsym's break-even, filled into the cells."""
+    by_key: dict[tuple, dict[str, dict]] = {}
+    for c in results["cells"]:
+        by_key.setdefault((c["workload"], c["size"]), {})[c["backend"]] = c
+    for cells in by_key.values():
+        hand = cells.get("hand", {})
+        ht = hand.get("time", {}).get("median")
+        hm = hand.get("memory")
+        for c in cells.values():
+            t = c.get("time", {}).get("median")
+            if t and ht:
+                c["ratio_to_hand"] = t / ht
+            if c.get("memory") is not None and hm:
+                c["memory_ratio_to_hand"] = c["memory"] / hm
+            ft = c.get("forward", {}).get("median")
+            if t and ft:
+                c["grad_over_forward"] = t / ft
+        sn, ss = cells.get("symnum", {}), cells.get("symsym", {})
+        tn, ts = sn.get("time", {}).get("median"), ss.get("time", {}).get("median")
+        cost = ss.get("one_off", {}).get("total")
+        if tn and ts and cost is not None:
+            ss["break_even"] = cost / (tn - ts) if tn > ts else None
+    results["ok"] = all(c["ok"] for c in results["checks"]) and not any(
+        c["status"] == "error" for c in results["cells"])
+
+
+def failures(results: dict) -> list[str]:
+    """One line per failed check or crashed cell."""
+    lines = [f"MISMATCH {c['workload']} {c['size']}: {c['check']}: error {c['error']:.3g} > tol {c['tol']:.1g}"
+             for c in results["checks"] if not c["ok"]]
+    lines += [f"ERROR {c['workload']} {c['size']} {c['backend']}: {c['note']}"
+              for c in results["cells"] if c["status"] == "error"]
+    return lines
+
+
+__all__ = ["SCHEMA", "Progress", "Settings", "cross_check", "derive", "failures", "run", "train",
+           "TWOGRAD"]

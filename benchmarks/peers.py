@@ -1,0 +1,240 @@
+"""Optional peers, side by side in the same run: PyTorch, JAX, HIPS autograd, PyTensor.
+
+A workload's cost is written once against a namespace (``fn(ns, *args)``), so
+a peer is a namespace mapping the few op names the workloads use onto its
+library, plus a :class:`~benchmarks.backends.Backend` that differentiates with
+the library's own machinery. Adding a peer is one small class. A peer that is
+not installed is skipped with a one-line note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import numpy as np
+
+from .backends import BACKENDS, Backend, Runner
+
+
+class NumpyLike:
+    """The workloads' ops on a numpy-like module (``jax.numpy``, ``autograd.numpy``)."""
+
+    def __init__(self, xp, logsumexp):
+        self.xp = xp
+        self.logsumexp = logsumexp
+
+    def __getattr__(self, name):
+        return getattr(self.xp, name)
+
+    def relu(self, x):
+        return self.xp.maximum(x, 0.0)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return self.xp.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.xp.mean(x, axis=axis, keepdims=keepdims)
+
+    def softmax_cross_entropy(self, z, t, axis=-1):
+        return -self.xp.sum(t * (z - self.logsumexp(z, axis=axis, keepdims=True)), axis=axis)
+
+
+class TorchOps:
+    """The workloads' ops in PyTorch (``dim``/``keepdim`` spelling)."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def __getattr__(self, name):
+        return getattr(self.torch, name)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return x.mean() if axis is None else x.mean(dim=axis, keepdim=keepdims)
+
+    def softmax_cross_entropy(self, z, t, axis=-1):
+        return -(t * self.torch.log_softmax(z, dim=axis)).sum(dim=axis)
+
+
+class Peer(Backend):
+    """A peer library; ``module`` is what must be importable."""
+
+    role = "peer"
+    module = ""
+
+    def missing(self):
+        if importlib.util.find_spec(self.module) is None:
+            return f"{self.name}: not installed (pip install {self.module})"
+        return None
+
+    def version(self):
+        return getattr(importlib.import_module(self.module), "__version__", "")
+
+
+def _timed_first_call(call, arrays):
+    """A jit's first call is its compile: time it apart from the steady state."""
+    t0 = time.perf_counter()
+    call(arrays)
+    return {"compile": time.perf_counter() - t0}
+
+
+class Torch(Peer):
+    """PyTorch eager autograd (CPU, one thread)."""
+
+    name = module = "torch"
+
+    def prepare(self, problem, kind, order=1):
+        import torch
+
+        torch.set_num_threads(1)
+        ns, fn, idx = TorchOps(torch), problem.fn, problem.wrt_index
+
+        def leaves(arrays):
+            ts = [torch.from_numpy(np.asarray(a)) for a in arrays]
+            for i in idx:
+                ts[i].requires_grad_(True)
+            return ts
+
+        def grad(arrays):
+            ts = leaves(arrays)
+            if kind == "hessian":
+                i = idx[0]
+                f = lambda x: fn(ns, *ts[:i], x, *ts[i + 1:])
+                return [torch.autograd.functional.hessian(f, ts[i].detach()).numpy()]
+            out = fn(ns, *ts)
+            for _ in range(order if kind == "order" else 1):
+                wrt = [ts[i] for i in idx]
+                gs = torch.autograd.grad(out, wrt, create_graph=kind == "order")
+                out = gs[0]
+            return [out.detach().numpy()] if kind == "order" else [g.numpy() for g in gs]
+
+        forward = lambda arrays: float(fn(ns, *[torch.from_numpy(np.asarray(a)) for a in arrays]))
+        return Runner(grad, forward)
+
+
+class Jax(Peer):
+    """JAX ``jit(grad)``, float64; the first call (tracing + XLA compile) is the one-off."""
+
+    name = module = "jax"
+
+    def prepare(self, problem, kind, order=1):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+
+        ns, fn, idx = NumpyLike(jnp, logsumexp), problem.fn, problem.wrt_index
+        f = lambda *args: fn(ns, *args)
+        if kind == "hessian":
+            d = jax.hessian(f, argnums=idx[0])
+        elif kind == "order":
+            d = f
+            for _ in range(order):
+                d = jax.grad(d, argnums=idx[0])
+        else:
+            d = jax.grad(f, argnums=tuple(idx))
+        d = jax.jit(d)
+        jf = jax.jit(f)
+
+        def grad(arrays):
+            out = d(*arrays)
+            out = out if isinstance(out, tuple) else (out,)
+            return [np.asarray(o.block_until_ready()) for o in out]
+
+        runner = Runner(grad, lambda arrays: float(jf(*arrays)))
+        runner.one_off = _timed_first_call(grad, problem.arrays)
+        runner.one_off["total"] = runner.one_off["compile"]
+        return runner
+
+
+class Autograd(Peer):
+    """HIPS autograd: a tape of numpy calls, re-recorded on every call."""
+
+    name = module = "autograd"
+
+    def prepare(self, problem, kind, order=1):
+        import autograd
+        import autograd.numpy as anp
+        from autograd.scipy.special import logsumexp
+
+        ns, fn, idx = NumpyLike(anp, logsumexp), problem.fn, problem.wrt_index
+
+        def grad(arrays):
+            def at(values):
+                full = list(arrays)
+                for i, v in zip(idx, values):
+                    full[i] = v
+                return fn(ns, *full)
+            if kind == "hessian":
+                return [autograd.hessian(lambda x: at((x,)))(arrays[idx[0]])]
+            if kind == "order":
+                d = lambda x: at((x,))
+                for _ in range(order):
+                    d = autograd.grad(d)
+                return [np.asarray(d(arrays[idx[0]]))]
+            return list(autograd.grad(lambda values: at(values))(tuple(arrays[i] for i in idx)))
+
+        return Runner(grad, lambda arrays: float(fn(ns, *arrays)))
+
+
+class PyTensor(Peer):
+    """PyTensor (Theano's heir): symbolic grad, then a compiled function."""
+
+    name = module = "pytensor"
+
+    def prepare(self, problem, kind, order=1):
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.tensor.special import log_softmax
+
+        class Ops:
+            def __getattr__(self, name):
+                return getattr(pt, name)
+
+            def relu(self, x):
+                return pt.maximum(x, 0.0)
+
+            def sum(self, x, axis=None, keepdims=False):
+                return pt.sum(x, axis=axis, keepdims=keepdims)
+
+            def mean(self, x, axis=None, keepdims=False):
+                return pt.mean(x, axis=axis, keepdims=keepdims)
+
+            def softmax_cross_entropy(self, z, t, axis=-1):
+                return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
+
+        t0 = time.perf_counter()
+        variables = [pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in problem.args.items()]
+        cost = problem.fn(Ops(), *variables)
+        wrt = [variables[i] for i in problem.wrt_index]
+        if kind == "hessian":
+            outputs = [pytensor.gradient.hessian(cost, wrt[0])]
+        elif kind == "order":
+            d = cost
+            for _ in range(order):
+                d = pytensor.grad(d, wrt[0])
+            outputs = [d]
+        else:
+            outputs = pytensor.grad(cost, wrt)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        f = pytensor.function(variables, outputs, on_unused_input="ignore")
+        fwd = pytensor.function(variables, cost, on_unused_input="ignore")
+        one_off = {"build": build, "compile": time.perf_counter() - t0}
+        one_off["total"] = build + one_off["compile"]
+        return Runner(lambda arrays: [np.asarray(o) for o in f(*arrays)], lambda arrays: float(fwd(*arrays)),
+                      one_off=one_off)
+
+
+PEERS: dict[str, Peer] = {p.name: p for p in (Torch(), Jax(), Autograd(), PyTensor())}
+BACKENDS.update(PEERS)
+
+
+def installed() -> list[str]:
+    """Names of the peers importable here."""
+    return [name for name, p in PEERS.items() if p.missing() is None]
+
