@@ -132,11 +132,11 @@ def runs_wanted(input: Any) -> tuple[int, float]:
 
 
 def repeat(run, values: list[np.ndarray], min_runs: int, min_seconds: float):
-    """Run until both minimums are met; the last results and every run's nanoseconds."""
+    """Run (at least once) until both minimums are met; the last results and every run's nanoseconds."""
     times: list[int] = []
     total, budget = 0, min_seconds * 1e9
     results = None
-    while len(times) < min_runs or total < budget:
+    while not times or len(times) < min_runs or total < budget:
         start = time.perf_counter_ns()
         results = run(values)
         elapsed = time.perf_counter_ns() - start
