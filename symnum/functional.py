@@ -1,0 +1,222 @@
+"""Function transforms over the tape engine, as in HIPS autograd and JAX.
+
+``grad(f)`` is a new function: it runs ``f`` on fresh leaf tensors, sweeps the
+tape back and returns numpy arrays. The transforms compose: called inside
+another transform (or on tensors that require grad), a transform records its
+own backward (``create_graph``) and returns tensors, so ``grad(grad(f))``,
+``jacobian(grad(f))`` (the Hessian) and ``grad`` of a ``vjp`` all work.
+
+Each differentiated argument gets a node of its own (an identity reshape) when
+it already has history, so an inner ``grad`` only sees the paths through its
+own argument: no perturbation confusion between nesting levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from common.errors import DTypeError, GradError
+
+from . import engine
+from .mode import MODE
+from .tape import tape
+from .tensor import Tensor
+
+
+@contextmanager
+def _transform():
+    """Mark a transform as running (nested ones record their backward) and turn recording on."""
+    prev = MODE.enabled
+    MODE.enabled = True
+    MODE.depth += 1
+    try:
+        yield
+    finally:
+        MODE.depth -= 1
+        MODE.enabled = prev
+
+
+def _nested(args) -> bool:
+    """Whether results must stay differentiable: inside a transform, or fed tensors with history."""
+    return MODE.depth > 0 or any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+def _input(a) -> Tensor:
+    """A differentiable stand-in for argument ``a``."""
+    if isinstance(a, Tensor) and a.requires_grad:
+        return tape.reshape(a, a.shape)  # a fresh node, still connected to a's history
+    data = np.asarray(a.data if isinstance(a, Tensor) else a)
+    if data.dtype.kind != "f":
+        raise DTypeError(f"can only differentiate with respect to floating inputs, got dtype {data.dtype} "
+                         "(pass floats, e.g. 1.0 rather than 1)")
+    return Tensor(data, True)
+
+
+def _output(y, what: str) -> Tensor:
+    if isinstance(y, Tensor):
+        return y
+    try:
+        return Tensor(np.asarray(y))
+    except Exception:  # noqa: BLE001
+        raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__}") from None
+
+
+def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None) -> list:
+    """Gradients of ``out`` (contracted with ``seed``) for each of ``xs``: zeros where none flows."""
+    if out.requires_grad:
+        gs = engine.grad([out], xs, None if seed is None else [seed], retain_graph=retain_graph,
+                           create_graph=create_graph, allow_unused=True)
+    else:
+        gs = [None] * len(xs)
+    return [Tensor(np.zeros(x.shape, x.dtype)) if g is None else g for g, x in zip(gs, xs)]
+
+
+def _result(t: Tensor, nested: bool):
+    """What a transform hands back: the tensor when nested, else a numpy array of one's own."""
+    return t if nested else np.array(t.data)
+
+
+def _argnums(argnums) -> tuple[bool, tuple[int, ...]]:
+    if isinstance(argnums, int):
+        return True, (argnums,)
+    return False, tuple(argnums)
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """``f``'s value and its gradient with respect to argument(s) ``argnums``.
+
+    ``f`` must return a single-element tensor (or array). The gradient is an
+    array like the argument, or a tuple of them when ``argnums`` is a tuple.
+    """
+    single, nums = _argnums(argnums)
+
+    def value_and_grad_f(*args, **kwargs):
+        nested = _nested(args)
+        with _transform():
+            args = list(args)
+            for i in nums:
+                args[i] = _input(args[i])
+            xs = [args[i] for i in nums]
+            out = _output(f(*args, **kwargs), "grad")
+            if out.size != 1:
+                raise GradError(f"grad: the function must return a single element, got shape {out.shape}; "
+                                "use jacobian or vjp for non-scalar functions")
+            gs = _grads(out, xs, None, nested, None)
+        gs = [_result(g, nested) for g in gs]
+        return _result(out, nested), (gs[0] if single else tuple(gs))
+
+    value_and_grad_f.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
+    return value_and_grad_f
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The gradient of scalar-valued ``f`` as a function (see :func:`value_and_grad`)."""
+    vg = value_and_grad(f, argnums)
+
+    def grad_f(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+
+    grad_f.__name__ = f"grad({getattr(f, '__name__', 'f')})"
+    return grad_f
+
+
+def vjp(f: Callable, *primals) -> tuple:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(ct)`` gives one cotangent per primal.
+
+    The forward runs once; ``vjp_fn`` may be called many times (the tape is kept).
+    """
+    nested = _nested(primals)
+    with _transform():
+        xs = [_input(p) for p in primals]
+        out = _output(f(*xs), "vjp")
+
+    def vjp_fn(cotangent):
+        with _transform():
+            gs = _grads(out, xs, cotangent, nested, True)
+        return tuple(_result(g, nested) for g in gs)
+
+    return _result(out, nested), vjp_fn
+
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
+    """``(f(*primals), J v)``: a forward-mode product, by the double-VJP trick.
+
+    The VJP ``u -> J^T u`` is linear in ``u``, so differentiating
+    ``<J^T u, v>`` with respect to ``u`` gives ``J v``: two reverse sweeps,
+    no forward-mode rules needed.
+    """
+    primals, tangents = list(primals), list(tangents)
+    if len(primals) != len(tangents):
+        raise GradError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    nested = _nested(primals) or _nested(tangents)
+    with _transform():
+        xs = [_input(p) for p in primals]
+        out = _output(f(*xs), "jvp")
+        u = Tensor(np.zeros(out.shape, out.dtype), True)
+        gs = _grads(out, xs, u, True, True)
+        total = None
+        for g, v in zip(gs, tangents):
+            term = tape.sum(g * v)
+            total = term if total is None else total + term
+        (jv,) = _grads(total, [u], None, nested, None)
+    return _result(out, nested), _result(jv, nested)
+
+
+def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian of ``f`` as a function: shape ``f(x).shape + x.shape``.
+
+    One reverse sweep per output element over a tape recorded once.
+    """
+    single, nums = _argnums(argnums)
+
+    def jacobian_f(*args, **kwargs):
+        nested = _nested(args)
+        with _transform():
+            args = list(args)
+            for i in nums:
+                args[i] = _input(args[i])
+            xs = [args[i] for i in nums]
+            out = _output(f(*args, **kwargs), "jacobian")
+            rows: list[list] = [[] for _ in xs]
+            for k in range(out.size):
+                seed = np.zeros(out.shape, out.dtype)
+                seed.flat[k] = 1
+                for r, g in zip(rows, _grads(out, xs, seed, nested, True)):
+                    r.append(g)
+            jacs = [_stack_rows(r, out.shape, x.shape, x.dtype, nested) for r, x in zip(rows, xs)]
+        return jacs[0] if single else tuple(jacs)
+
+    jacobian_f.__name__ = f"jacobian({getattr(f, '__name__', 'f')})"
+    return jacobian_f
+
+
+def _stack_rows(rows, out_shape, x_shape, dtype, nested):
+    if not rows:
+        return _result(Tensor(np.zeros(out_shape + x_shape, dtype)), nested)
+    if nested:
+        return tape.reshape(tape.stack(rows), out_shape + x_shape)
+    return np.stack([np.asarray(r.data) for r in rows]).reshape(out_shape + x_shape)
+
+
+def hessian(f: Callable, argnums: int = 0) -> Callable:
+    """The Hessian of scalar ``f`` with respect to one argument: shape ``x.shape + x.shape``.
+
+    Reverse over reverse: the gradient is recorded once (``create_graph``),
+    then swept back once per element; each sweep visits only the gradient's
+    tape, which for vectorised code is a few dozen nodes whatever ``x.size``.
+    """
+    if not isinstance(argnums, int):
+        raise GradError("hessian takes a single argnums (an int)")
+    return jacobian(grad(f, argnums), argnums)
+
+
+def hvp(f: Callable, x, v):
+    """The Hessian-vector product ``H v`` of scalar ``f`` at ``x``, without forming H (§6.5.10).
+
+    ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps.
+    """
+    v = v.data if isinstance(v, Tensor) and not _nested([v]) else v
+    return grad(lambda x: tape.sum(grad(f)(x) * v))(x)

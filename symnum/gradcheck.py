@@ -1,0 +1,160 @@
+"""Check the tape's gradients against central finite differences in float64.
+
+``gradcheck`` compares, for every differentiable input, the full Jacobian the
+backward sweep gives (one sweep per output element) with the one central
+differences give (two evaluations per input element), and on a mismatch says
+which input, which elements, and both numbers. ``gradgradcheck`` does the same
+for the gradient itself, so second derivatives (the ``create_graph`` path)
+are checked too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from common.errors import GradError
+
+from . import engine
+from .mode import enable_grad, no_grad
+from .tape import tape
+from .tensor import Tensor
+
+
+def _prepare(inputs) -> list:
+    """Inputs as float64 tensors; arrays of floats require grad, tensors keep their flag."""
+    if isinstance(inputs, (Tensor, np.ndarray)) or np.isscalar(inputs):
+        inputs = [inputs]
+    out = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            data, req = np.asarray(x.data), x.requires_grad
+        else:
+            data = np.asarray(x)
+            req = data.dtype.kind == "f"
+        if data.dtype.kind == "f":
+            data = data.astype(np.float64)
+        out.append(Tensor(data, req))
+    return out
+
+
+def _outputs(y) -> list[Tensor]:
+    ys = list(y) if isinstance(y, (list, tuple)) else [y]
+    return [t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in ys]
+
+
+def _flat_value(f, xs) -> np.ndarray:
+    with no_grad():
+        ys = _outputs(f(*xs))
+    return np.concatenate([np.asarray(t.data, dtype=np.float64).ravel() for t in ys]) if ys else np.zeros(0)
+
+
+def numeric_jacobian(f: Callable, xs: list, k: int, eps: float) -> np.ndarray:
+    """d(flattened outputs)/d(xs[k]) by central differences: shape (outputs, inputs)."""
+    base = xs[k].data
+    cols = []
+    for j in range(base.size):
+        plus, minus = base.copy(), base.copy()
+        plus.flat[j] += eps
+        minus.flat[j] -= eps
+        args = list(xs)
+        args[k] = Tensor(plus)
+        hi = _flat_value(f, args)
+        args[k] = Tensor(minus)
+        lo = _flat_value(f, args)
+        cols.append((hi - lo) / (2 * eps))
+    n_out = _flat_value(f, xs).size
+    return np.stack(cols, axis=1) if cols else np.zeros((n_out, 0))
+
+
+def analytic_jacobians(f: Callable, xs: list) -> list[np.ndarray]:
+    """d(flattened outputs)/d(x) for each differentiable x, one reverse sweep per output element."""
+    wrt = [x for x in xs if x.requires_grad]
+    with enable_grad():
+        ys = _outputs(f(*xs))
+    rows: list[list] = [[] for _ in wrt]
+    for y in ys:
+        for e in range(y.size):
+            if y.requires_grad and y.dtype.kind == "f":
+                seed = np.zeros(y.shape, y.dtype)
+                seed.flat[e] = 1
+                gs = engine.grad([y], wrt, [seed], retain_graph=True, allow_unused=True)
+            else:
+                gs = [None] * len(wrt)
+            for r, g, x in zip(rows, gs, wrt):
+                r.append(np.zeros(x.size) if g is None else np.asarray(g.data, dtype=np.float64).ravel())
+    return [np.stack(r) if r else np.zeros((0, x.size)) for r, x in zip(rows, wrt)]
+
+
+def gradcheck(f: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True) -> bool:
+    """Whether ``f``'s backward matches central finite differences at ``inputs``.
+
+    ``f`` takes tensors and returns a tensor (or a tuple of them). Inputs are
+    cast to float64; float arrays and tensors with ``requires_grad`` are
+    checked. On a mismatch raises a GradError that names the input, the worst
+    elements and both values (or returns False if not ``raise_exception``).
+    """
+    xs = _prepare(inputs)
+    analytic = analytic_jacobians(f, xs)
+    wrt = [k for k, x in enumerate(xs) if x.requires_grad]
+    for k, a in zip(wrt, analytic):
+        n = numeric_jacobian(f, xs, k, eps)
+        bad = np.abs(a - n) > atol + rtol * np.abs(n)
+        if bad.any() or a.shape != n.shape:
+            if raise_exception:
+                raise GradError(_report(k, xs[k], a, n, bad))
+            return False
+    return True
+
+
+def _report(k: int, x: Tensor, a: np.ndarray, n: np.ndarray, bad: np.ndarray) -> str:
+    lines = [f"gradcheck: Jacobian mismatch for input {k} (shape {x.shape}), "
+             f"{int(bad.sum())} of {bad.size} entries; max abs diff {np.max(np.abs(a - n)):.3g}"]
+    for o, j in list(zip(*np.nonzero(bad)))[:5]:
+        idx = np.unravel_index(j, x.shape) if x.shape else ()
+        lines.append(f"  output element {o}, input element {tuple(int(i) for i in idx)}: "
+                     f"analytic {a[o, j]!r}, numeric {n[o, j]!r}")
+    return "\n".join(lines)
+
+
+def gradgradcheck(f: Callable, inputs, grad_outputs: Sequence | None = None, eps: float = 1e-6,
+                  atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
+                  seed: int = 0) -> bool:
+    """Check second derivatives: gradcheck of ``(inputs, u) -> J(inputs)^T u``.
+
+    ``u`` (random unless ``grad_outputs`` is given) is checked as an input too,
+    so this covers the VJP's dependence on the cotangent and on the inputs,
+    both computed through ``create_graph``.
+    """
+    xs = _prepare(inputs)
+    wrt = [k for k, x in enumerate(xs) if x.requires_grad]
+    with enable_grad():
+        ys = _outputs(f(*xs))
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed)
+        us = [rng.standard_normal(y.shape) for y in ys]
+    else:
+        us = [np.asarray(u, dtype=np.float64) for u in grad_outputs]
+    n_in = len(xs)
+
+    def first_derivative(*args):
+        inner = list(args[:n_in])
+        for k in wrt:
+            if not inner[k].requires_grad:
+                inner[k] = Tensor(inner[k].data, True)
+        with enable_grad():
+            outs = _outputs(f(*inner))
+            live = [(y, u) for y, u in zip(outs, args[n_in:]) if y.requires_grad]
+            if live:
+                gs = engine.grad([y for y, _ in live], [inner[k] for k in wrt], [u for _, u in live],
+                                   create_graph=True, allow_unused=True)
+            else:
+                gs = [None] * len(wrt)
+            flat = [tape.reshape(g, -1) if g is not None else Tensor(np.zeros(inner[k].size))
+                    for g, k in zip(gs, wrt)]
+            return tape.concatenate(flat) if flat else Tensor(np.zeros(0))
+
+    return gradcheck(first_derivative, [*xs, *[Tensor(u, True) for u in us]], eps, atol, rtol,
+                     raise_exception)

@@ -1,0 +1,128 @@
+"""Recording: ops on tensors run their numpy impl and, when a gradient may be
+asked for, leave a :class:`TapeNode` behind.
+
+This is the symbol-to-number half of §6.5.5: nothing symbolic is built, only
+the numbers the backward sweep will need (each op's inputs and output) and
+where each input came from. A node is recorded only when grad mode is on and
+some input requires grad through a differentiable argument; otherwise the op
+is a plain numpy call plus one Tensor. Nodes point at their *parents* (the
+producing node, or the leaf tensor), never at the tensors they made, so
+dropping the output tensors and clearing ``args``/``out`` after a backward
+frees every saved array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.errors import DTypeError, ShapeError, TwogradError, op_error
+from common.ops import Namespace
+from common.overloads import install_operators
+from common.site import user_site
+
+from .mode import MODE
+from .tensor import Tensor
+
+
+class TapeNode:
+    """One recorded op: what the backward sweep needs to apply its VJP rules.
+
+    ``args`` are the input values and ``out`` the output value (both cleared
+    once a backward without ``retain_graph`` is done with them); ``parents[i]``
+    is the node that made input ``i``, the leaf tensor it is, or None when no
+    gradient flows to it. ``_mark``/``_deps``/``_g`` are the backward sweep's
+    scratch space (visit stamp, pending consumers, gradient so far).
+    """
+
+    __slots__ = ("op", "params", "args", "out", "parents", "hooks", "retained", "_mark", "_deps", "_g")
+
+    def __init__(self, op, params, args, out, parents):
+        self.op = op
+        self.params = params
+        self.args = args
+        self.out = out
+        self.parents = parents
+        self.hooks = None
+        self.retained = None
+        self._mark = 0
+
+    def __repr__(self):
+        return f"<TapeNode {self.op.name}{' (freed)' if self.args is None else ''}>"
+
+
+_PY_SCALARS = (bool, int, float)
+
+
+def _weak_scalar(x, args):
+    """A Python scalar as an array, typed weakly against the array inputs (numpy 2)."""
+    dtypes = [a.dtype for a in args if hasattr(a, "dtype")]
+    return np.asarray(x, dtype=np.result_type(*dtypes, x) if dtypes else None)
+
+
+def record(op, inputs, params):
+    """Run ``op`` on tensors/arrays/scalars; record a tape node if a gradient may flow.
+
+    This is the ``apply`` of the tape namespace: the hot path of define-by-run,
+    so it does one pass over the inputs and allocates only the node and the
+    output tensor.
+    """
+    args = []
+    parents = []
+    need = False
+    scalars = False
+    enabled = MODE.enabled
+    for x in inputs:
+        if type(x) is Tensor:
+            args.append(x.data)
+            if enabled and x.requires_grad:
+                need = True
+                parents.append(x.grad_fn or x)
+            else:
+                parents.append(None)
+        else:
+            if isinstance(x, Tensor):
+                raise TypeError("Tensor subclasses are not supported")
+            scalars = scalars or isinstance(x, _PY_SCALARS)
+            args.append(x)
+            parents.append(None)
+    if scalars:
+        args = [_weak_scalar(a, args) if isinstance(a, _PY_SCALARS) else a for a in args]
+    try:
+        out = op.impl(*args, **params)
+    except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
+        raise _explain(op, args, params, e) from None
+    if need and out.dtype.kind == "f":
+        need = False
+        for i, p in enumerate(parents):
+            if p is not None:
+                if op.differentiable(i):
+                    need = True
+                else:
+                    parents[i] = None
+        if need:
+            return Tensor(out, True, TapeNode(op, params, tuple(args), out, tuple(parents)))
+    return Tensor(out)
+
+
+def _explain(op, args, params, err) -> TwogradError:
+    """A twograd error for numpy's complaint, with the type rule's words when it has some."""
+    kind, message = ShapeError, str(err)
+    try:
+        op.infer(*[np.asarray(a) if not hasattr(a, "shape") else a for a in args], **params)
+    except TwogradError as e:
+        kind, message = type(e), str(e)
+    except Exception:  # noqa: BLE001  (the type rule choked too: numpy's message is the best we have)
+        pass
+    if isinstance(err, TypeError) and kind is ShapeError:
+        kind = DTypeError
+    return op_error(kind, op.name, message, args, user_site())
+
+
+tape = Namespace(record, "symnum")
+"""Every op of the table over tensors, recording a tape: ``tape.sin(t)``.
+
+VJP rules run in this namespace when ``create_graph=True``, so the backward
+sweep is itself recorded and can be differentiated again.
+"""
+
+install_operators(Tensor, tape)
