@@ -1,1 +1,24 @@
-"""symbol-to-symbol: gradients as new graph nodes, compiled to numpy code."""
+"""symbol-to-symbol: gradients as new graph nodes, compiled to numpy code.
+
+``grad`` extends a graph with nodes that describe its derivatives (the Deep
+Learning book's Algorithms 6.5/6.6), never touching a number; ``optimize``
+rewrites graphs; ``function`` compiles them to straight-line numpy code.
+Because derivatives are graphs, ``grad`` applies to its own output:
+``hessian``, ``jacobian``, ``hvp`` and ``jvp`` are built that way.
+"""
+
+from common.printing import debugprint, pprint, to_dot
+
+from .compile import Function, function
+from .draw import added_nodes, draw, draw_grad
+from .explain import Explanation, explain
+from .grad import DISCONNECTED, build_grad, grad, stop_gradient
+from .higher import hessian, hvp, jacobian, jvp
+from .rewrite import optimize
+from .vectorize import vectorize
+
+__all__ = [
+    "DISCONNECTED", "Explanation", "Function", "added_nodes", "build_grad", "debugprint", "draw",
+    "draw_grad", "explain", "function", "grad", "hessian", "hvp", "jacobian", "jvp", "optimize",
+    "pprint", "stop_gradient", "to_dot", "vectorize",
+]

@@ -1,0 +1,181 @@
+"""Symbol-to-symbol backpropagation: Algorithms 6.5 and 6.6 of the Deep Learning book.
+
+``grad`` never touches a number. It walks the graph backwards and, for each
+node, asks every consumer's VJP rule (from the shared op table, run in the
+*symbolic* namespace) for that consumer's share of the cotangent. The rules
+answer with new IR nodes, so the result is more graph: it can be printed,
+rewritten, compiled, or differentiated again.
+
+The book's ``build_grad`` is recursive with a memo (the ``grad_table``); here
+the recursion is unrolled into one sweep over the pruned graph in reverse
+topological order, which visits a node only after all its consumers have their
+entries, so a 10^6-node chain never meets Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from common.api import symbolic
+from common.errors import GradError
+from common.graph import Node, toposort
+from common.ops import NO_GRAD
+
+__all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
+
+stop_gradient = symbolic.stop_gradient
+
+
+class _Disconnected:
+    """grad_table's marker for "no path from the cost" (PyTensor's DisconnectedType)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "DISCONNECTED"
+
+
+DISCONNECTED = _Disconnected()
+
+Trace = Callable[[Node, Node, int, object], None]
+
+
+def _floating(n: Node) -> bool:
+    return n.dtype.kind == "f"
+
+
+def relevant_nodes(order: list[Node], wrt_ids: set[int], blocked: set[int]) -> set[int]:
+    """Ids of the nodes in ``order`` that depend on ``wrt`` through differentiable edges.
+
+    ``order`` is already the cost's ancestors, so what is kept is Algorithm
+    6.5's pruned graph: ancestors of the cost that are descendants of ``wrt``.
+    A node in ``blocked`` (``consider_constant``) passes nothing on.
+    """
+    keep: set[int] = set(wrt_ids)
+    for n in order:
+        if n.op is None or id(n) in blocked or not _floating(n):
+            continue
+        op = n.op
+        for i, x in enumerate(n.inputs):
+            if id(x) in keep and op.differentiable(i):
+                keep.add(id(n))
+                break
+    return keep
+
+
+def _accumulate(terms: list, like: Node) -> Node:
+    """The sum of a node's cotangent terms, in the node's dtype."""
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    if total.dtype != like.dtype:
+        total = symbolic.cast(total, like.dtype)
+    return total
+
+
+def _seed(cost: Node) -> Node:
+    if cost.shape == ():
+        from common.api import lift
+
+        return lift(np.ones((), cost.dtype))
+    return symbolic.ones_like(cost)
+
+
+def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
+               consider_constant: Iterable[Node] = (), ns=symbolic,
+               trace: Trace | None = None) -> dict[int, Node]:
+    """Fill the grad_table (node id -> cotangent node) for the pruned graph.
+
+    Algorithm 6.6's ``build_grad(V)``: for each consumer C of V, take
+    ``grad_table[C]`` and C's VJP rule for the input slot(s) where V appears;
+    the sum of these terms is ``grad_table[V]``. Visiting nodes in reverse
+    topological order means every consumer is done first, which is the memo
+    the book's recursion relies on. ``trace(V, C, i, term)`` sees each term.
+    """
+    known = {id(k): v for k, v in (known_grads or {}).items()}
+    roots = [cost] + [k for k in (known_grads or {}) if k is not cost]
+    order = toposort(roots)
+    wrt_ids = {id(w) for w in wrt}
+    blocked = {id(c) for c in consider_constant} - wrt_ids
+    keep = relevant_nodes(order, wrt_ids, blocked)
+
+    table: dict[int, Node] = {}
+    pending: dict[int, list] = {}
+    if id(cost) not in known:
+        pending[id(cost)] = [_seed(cost)]
+    for k, v in known.items():
+        pending.setdefault(k, []).append(v)
+
+    for node in reversed(order):
+        terms = pending.pop(id(node), None)
+        if terms is None or id(node) not in keep:
+            continue
+        g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
+        table[id(node)] = g
+        op = node.op
+        if op is None or id(node) in blocked:
+            continue
+        inputs, params = node.inputs, node.params
+        for i, x in enumerate(inputs):
+            if id(x) not in keep or not op.differentiable(i):
+                continue
+            term = op.vjp(ns, i, g, node, inputs, params)
+            if term is NO_GRAD:
+                continue
+            if trace is not None:
+                trace(x, node, i, term)
+            pending.setdefault(id(x), []).append(term)
+    return table
+
+
+def _name(cost: Node, w: Node) -> str | None:
+    if not w.name:
+        return None
+    return f"d({cost.name or 'cost'})/d({w.name})"
+
+
+def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: Iterable[Node] = (),
+         disconnected: str = "raise", trace: Trace | None = None):
+    """Gradient nodes of ``cost`` with respect to ``wrt`` (a node or a list of nodes).
+
+    ``cost`` is seeded with ones (a non-scalar cost thus gives the gradient of
+    its sum); ``known_grads`` maps nodes to given cotangents (TensorFlow's
+    ``grad_ys``), which are used instead of (or, for ``cost``, in place of) the
+    seed. Nodes in ``consider_constant`` and ``stop_gradient(x)`` pass no
+    gradient on. An input the cost does not depend on is an error naming it
+    (``disconnected="raise"``), zeros (``"zero"``) or ``None`` (``"none"``).
+    """
+    single = isinstance(wrt, Node)
+    ws = [wrt] if single else list(wrt)
+    if disconnected not in ("raise", "zero", "none"):
+        raise GradError(f"grad: disconnected must be 'raise', 'zero' or 'none', got {disconnected!r}")
+    if not isinstance(cost, Node):
+        raise GradError(f"grad: cost must be a graph node, got {type(cost).__name__}")
+    for w in ws:
+        if not isinstance(w, Node):
+            raise GradError(f"grad: wrt must be graph nodes, got {type(w).__name__}")
+        if not _floating(w):
+            raise GradError(f"grad: cannot differentiate with respect to {w!r} of dtype {w.dtype} "
+                            f"(only floating inputs get gradients; made at {w.site})")
+    table = build_grad(cost, ws, known_grads, consider_constant, trace=trace)
+    out = []
+    for w in ws:
+        g = table.get(id(w), DISCONNECTED)
+        if g is DISCONNECTED:
+            if disconnected == "raise":
+                raise GradError(
+                    f"grad: {w!r} (made at {w.site}) is disconnected from the cost {cost!r}: no "
+                    "differentiable path leads from it to the cost; pass disconnected='zero' or "
+                    "'none' to allow this")
+            g = symbolic.zeros_like(w) if disconnected == "zero" else None
+        elif g.op is not None and not g.name and w.name:
+            g = g.renamed(_name(cost, w))
+        out.append(g)
+    return out[0] if single else out

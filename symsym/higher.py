@@ -1,0 +1,80 @@
+"""Higher-order derivatives, all by applying ``grad`` to graphs it produced.
+
+* ``jacobian(y, x)``: the rows of dy/dx. The loop form takes one ``grad`` per
+  element of ``y``; the vectorised form (the default) builds the VJP of ``y``
+  for a symbolic cotangent ``u`` once and then :func:`~symsym.vectorize` s it
+  over the batch of all basis cotangents: ONE graph, whatever the size of y.
+* ``hessian(cost, x)``: the vectorised Jacobian of the gradient.
+* ``hvp(cost, x, v)``: the R-op of §6.5.10, grad(grad(cost, x) . v, x), which
+  never forms H.
+* ``jvp(y, x, v)``: forward mode from two VJPs (the "transpose trick"): the VJP
+  g(u) = u^T J is linear in ``u``, so its own VJP with cotangent v is J v.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.api import const, var
+from common.api import symbolic as S
+from common.errors import GradError
+from common.graph import Node, replace, toposort
+
+from .grad import grad
+from .vectorize import vectorize
+
+__all__ = ["hessian", "hvp", "jacobian", "jvp"]
+
+
+def _static_size(y: Node, what: str) -> int:
+    if None in y.shape:
+        raise GradError(f"{what}: needs a static shape, got {y!r} (made at {y.site})")
+    return int(np.prod(y.shape, dtype=np.int64))
+
+
+def _cotangent(like: Node) -> Node:
+    return var(f"cotangent of {like.name or (like.op.name if like.op else 'input')}", like.shape, like.dtype)
+
+
+def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zero") -> Node:
+    """dy/dx as a node of shape ``y.shape + x.shape`` (both shapes static)."""
+    m = _static_size(y, "jacobian")
+    _static_size(x, "jacobian")
+    if not vectorized:
+        flat = S.reshape(y, (m,))
+        rows = [grad(S.getitem(flat, index=(("int", k),)), x, disconnected=disconnected) for k in range(m)]
+        return S.reshape(S.stack(rows, axis=0), y.shape + x.shape)
+    u = _cotangent(y)
+    row = grad(y, x, known_grads={y: u}, disconnected=disconnected)
+    basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
+    (rows,) = vectorize([row], {u: basis}, m)
+    return S.reshape(rows, y.shape + x.shape)
+
+
+def hessian(cost: Node, x: Node) -> Node:
+    """d2 cost/dx2 as a node of shape ``x.shape + x.shape``: one vectorised graph."""
+    if cost.shape != ():
+        raise GradError(f"hessian: cost must be a scalar, got shape {cost.shape} (made at {cost.site})")
+    return jacobian(grad(cost, x), x, vectorized=True)
+
+
+def hvp(cost: Node, x: Node, v: Node) -> Node:
+    """The Hessian-vector product H v, as grad(grad(cost, x) . v, x) (never forms H)."""
+    if v.shape != x.shape and None not in v.shape + x.shape:
+        raise GradError(f"hvp: v has shape {v.shape}, expected x's {x.shape}")
+    g = grad(cost, x)
+    return grad(S.sum(g * v), x, disconnected="zero")
+
+
+def jvp(y: Node, x: Node, v: Node) -> Node:
+    """The Jacobian-vector product J v (forward mode), from two reverse passes.
+
+    ``u`` is a placeholder cotangent: the result does not depend on its value,
+    so any trace of it left in the graph is replaced by zeros.
+    """
+    u = _cotangent(y)
+    g = grad(y, x, known_grads={y: u}, disconnected="zero")
+    out = grad(g, u, known_grads={g: v}, disconnected="zero")
+    if any(n is u for n in toposort(out)):
+        (out,) = replace([out], {u: S.zeros_like(y)})
+    return out

@@ -1,0 +1,67 @@
+"""Graph rewrites, each a pure function from graph to graph, and ``optimize``.
+
+The pass families (one module each): :mod:`~.merge` (CSE), :mod:`~.fold`
+(constant folding), :mod:`~.algebra` (neutral elements and identities),
+:mod:`~.stability` (stable forms) and :mod:`~.dce` (dead code). ``optimize``
+runs the selected local rules together in one bottom-up rebuild, hash-consing
+as it goes. Each rule sees already-final inputs and is re-applied to its own
+replacement, so one O(n) rebuild reaches the fixed point; another runs only
+when a rewrite built a fresh subgraph (``-softplus(-x)``) that the rebuild has
+not visited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from common.graph import Node, toposort
+
+from .algebra import algebra, algebra_rule
+from .core import run_rules
+from .dce import dce
+from .fold import fold, fold_rule
+from .merge import merge
+from .stability import stability, stability_rule
+
+__all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "dce", "fold", "merge", "optimize", "stability"]
+
+RULES = {"fold": fold_rule, "algebra": algebra_rule, "stability": stability_rule}
+PASSES = ("merge", "fold", "algebra", "stability", "dce")
+DEFAULT_PASSES = PASSES
+
+
+def optimize(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4):
+    """Rewrite ``outputs`` to a fixed point; return ``(new_outputs, report)``.
+
+    ``outputs`` is a node (then a node comes back) or a list of nodes.
+    ``report`` holds ``nodes_before``, ``nodes_after``, ``iterations`` and
+    per-pass counts under ``passes`` (rewrites fired; for ``dce``, the nodes
+    that the rewritten outputs no longer reach).
+    """
+    single = isinstance(outputs, Node)
+    outs: Sequence[Node] = [outputs] if single else list(outputs)
+    passes = tuple(passes)
+    unknown = set(passes) - set(PASSES)
+    if unknown:
+        raise ValueError(f"unknown rewrite passes {sorted(unknown)}; known: {PASSES}")
+    rules = [(p, RULES[p]) for p in passes if p in RULES]
+    use_merge = "merge" in passes
+    counts = {p: 0 for p in passes}
+    before = toposort(outs)
+    iterations = 0
+    for _ in range(max_iter if (rules or use_merge) else 0):
+        iterations += 1
+        fired: dict[str, int] = {}
+        new = run_rules(outs, rules, merge=use_merge, counts=fired, order=before if iterations == 1 else None)
+        for k, v in fired.items():
+            counts[k] += v
+        outs = new
+        if not fired.get("stability"):
+            break  # only stability builds subgraphs that the rebuild has not yet seen
+    after = toposort(outs)
+    if "dce" in passes:
+        alive = {id(n) for n in after}
+        counts["dce"] = sum(1 for n in before if id(n) not in alive)
+    report = {"nodes_before": len(before), "nodes_after": len(after), "iterations": iterations,
+              "passes": counts}
+    return (outs[0] if single else outs), report

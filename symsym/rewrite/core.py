@@ -1,0 +1,118 @@
+"""What every rewrite pass shares: rebuilding a node cheaply and reading constants.
+
+A pass is a *rule* ``rule(node) -> Node | None``: given a node whose inputs
+are already rewritten, return a replacement or ``None`` to keep it.
+:func:`run_rules` drives any list of rules through one bottom-up rebuild, so
+a rule sees inputs that are already in their final form and a single traversal
+reaches the fixed point of local rewrites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from common.graph import Node, apply_like, toposort
+
+Rule = Callable[[Node], "Node | None"]
+
+
+def remake(node: Node, inputs: tuple) -> Node:
+    """``node`` over ``inputs``; the original itself when nothing changed.
+
+    When the new inputs have the old shapes and dtypes, the type rule would
+    give the same answer, so the node is built directly (the hot path of
+    every pass) instead of re-running inference.
+    """
+    old = node.inputs
+    if all(a is b for a, b in zip(inputs, old)):
+        return node
+    if all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(inputs, old)):
+        return Node(node.op, inputs, node.params, node.shape, node.dtype, node.name, None, node.site)
+    return apply_like(node, inputs)
+
+
+def same_type(a: Node, b: Node) -> bool:
+    """Whether ``b`` can stand for ``a``: the same dtype and a surely equal shape."""
+    return a.dtype == b.dtype and a.shape == b.shape
+
+
+def scalar_value(n: Node):
+    """The single value ``n`` holds everywhere, if that is known statically, else None.
+
+    Sees constants (any shape, all elements equal), and the constant-valued
+    builders ``ones_like``, ``zeros_like``, ``full_like``, ``full`` and
+    broadcasts of such a value.
+    """
+    while True:
+        if n.value is not None:
+            v = n.value
+            if v.size == 0:
+                return None
+            first = v.flat[0]
+            if v.size == 1 or (v.size <= 4096 and bool(np.all(v == first))):
+                return first
+            return None
+        op = n.op
+        if op is None:
+            return None
+        name = op.name
+        if name == "ones_like":
+            return 1
+        if name == "zeros_like":
+            return 0
+        if name in ("full_like", "full"):
+            return n.params["value"]
+        if name in ("broadcast_to", "broadcast_like", "cast"):
+            n = n.inputs[0]
+            continue
+        return None
+
+
+def is_value(n: Node, v) -> bool:
+    s = scalar_value(n)
+    return s is not None and s == v
+
+
+def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge: bool = True,
+              counts: dict[str, int] | None = None, order: list[Node] | None = None) -> list[Node]:
+    """One bottom-up rebuild applying ``rules`` at every node until none fires.
+
+    With ``merge``, each finished node is then hash-consed (see
+    :mod:`symsym.rewrite.merge`), so equal subgraphs become one node. Each rule
+    sees inputs that are already final, so local rewrites reach their fixed
+    point in this single traversal. ``counts`` (pass name -> how many times it
+    fired) is updated in place; ``order``, if given, is ``toposort(outputs)``.
+    """
+    from .merge import merge_key
+
+    counts = {} if counts is None else counts
+    new: dict[int, Node] = {}
+    table: dict = {}
+    outs = list(outputs)
+    for node in order if order is not None else toposort(outs):
+        if node.op is None:
+            cur = node
+        else:
+            cur = remake(node, tuple(new[id(i)] for i in node.inputs))
+            for _ in range(16):
+                for name, rule in rules:
+                    rep = rule(cur)
+                    if rep is not None and rep is not cur:
+                        counts[name] = counts.get(name, 0) + 1
+                        cur = rep
+                        break
+                else:
+                    break
+        if merge:
+            key = merge_key(cur)
+            if key is not None:
+                other = table.get(key)
+                if other is None:
+                    table[key] = cur
+                elif other is not cur:
+                    counts["merge"] = counts.get("merge", 0) + 1
+                    cur = other
+        new[id(node)] = cur
+    return [new[id(o)] for o in outs]
