@@ -120,6 +120,10 @@ def central_differences(cost, variables, arrays, wrt_names, h=1e-6):
 
 
 def rel(a, b):
+    """Largest difference relative to the largest reference magnitude (0 for empty arrays)."""
+    assert np.shape(a) == np.shape(b)
+    if np.size(b) == 0:
+        return 0.0
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
 
 

@@ -62,16 +62,16 @@ def gmm(ns, alpha, mu, q, l, x, m: int, gamma: float):
     precision factor of component k is Q_k = diag(exp(q_k)) + L_k with L_k the
     strict lower triangle from l_k; the likelihood term is, per point,
     logsumexp_k(alpha_k + sum(q_k) - |Q_k (x_i - mu_k)|^2 / 2). The work is laid
-    out as (k, n, d) so the triangular products are one batched matmul.
+    out as (k, n, d) so the products with the Q_k are one batched matmul.
     """
     k, d = mu.shape
     n = x.shape[0]
     qdiag = ns.exp(q)
     sum_q = ns.sum(q, axis=1)
     padded = ns.concatenate([ns.full((k, 1), 0.0, dtype=l.dtype), l], axis=1)
-    lower = padded[:, lower_index(d)]                        # (k, d, d)
+    factor = padded[:, lower_index(d)] + ns.expand_dims(qdiag, 2) * np.eye(d)   # Q_k, (k, d, d)
     xc = ns.expand_dims(x, 0) - ns.expand_dims(mu, 1)          # (k, n, d)
-    qx = ns.expand_dims(qdiag, 1) * xc + ns.matmul(xc, ns.transpose(lower, (0, 2, 1)))
+    qx = ns.matmul(xc, ns.transpose(factor, (0, 2, 1)))        # Q_k (x_i - mu_k)
     main = ns.expand_dims(alpha + sum_q, 1) - 0.5 * ns.sum(qx * qx, axis=2)   # (k, n)
     slse = ns.sum(ns.logsumexp(main, axis=0))
     constant = -n * d * 0.5 * math.log(2 * math.pi)
