@@ -8,7 +8,13 @@
 from . import api
 from .api import const, var
 from .errors import (
-    DTypeError, FeedError, GradError, GraphError, SerializationError, ShapeError, TwogradError,
+    DTypeError,
+    FeedError,
+    GradError,
+    GraphError,
+    SerializationError,
+    ShapeError,
+    TwogradError,
 )
 from .evaluate import evaluate
 from .graph import Node, ancestors, clone, consumers, count_nodes, inputs_of, replace, toposort

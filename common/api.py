@@ -9,6 +9,7 @@ and the user's line.
 
 from __future__ import annotations
 
+import functools
 from numbers import Number
 
 import numpy as np
@@ -30,13 +31,18 @@ def lift(x, dtypes=()) -> Node:
     if isinstance(x, Node):
         return x
     if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
-        dtype = np.result_type(*dtypes, x) if dtypes else None
-        return Node(None, (), {}, (), np.dtype(dtype) if dtype is not None else np.asarray(x).dtype,
-                    None, _frozen(np.asarray(x, dtype=dtype)), None)
+        return _scalar_const(type(x), x, tuple(dtypes))
     if isinstance(x, Number) or isinstance(x, (np.ndarray, np.generic, list, tuple)):
         arr = _frozen(np.array(x))
         return Node(None, (), {}, arr.shape, arr.dtype, None, arr, None)
     raise TwogradError(f"cannot use a {type(x).__name__} as a graph value")
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar_const(kind: type, value, dtypes: tuple) -> Node:
+    """One shared node per Python scalar and context: constants are immutable."""
+    dtype = np.result_type(*dtypes, value) if dtypes else np.asarray(value).dtype
+    return Node(None, (), {}, (), dtype, None, _frozen(np.asarray(value, dtype=dtype)), None)
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
@@ -48,11 +54,14 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
     """Add ``op(*inputs, **params)`` to the graph, after checking its type rule."""
     if site is None:
         site = user_site(2)
-    if all(isinstance(i, Node) for i in inputs):
-        nodes = tuple(inputs)
+    nodes = inputs
+    for i in inputs:
+        if not isinstance(i, Node):
+            dtypes = [i.dtype for i in inputs if isinstance(i, Node)]
+            nodes = tuple([lift(i, dtypes) for i in inputs])
+            break
     else:
-        dtypes = [i.dtype for i in inputs if isinstance(i, Node)]
-        nodes = tuple(lift(i, dtypes) for i in inputs)
+        nodes = tuple(inputs)
     try:
         shape, dtype = op.infer(*nodes, **params)
     except TwogradError as e:

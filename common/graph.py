@@ -41,15 +41,14 @@ class Node:
 
     def __init__(self, op, inputs: tuple, params: dict, shape: Shape, dtype: np.dtype,
                  name: str | None = None, value: np.ndarray | None = None, site: Site | None = None):
-        sa = object.__setattr__
-        sa(self, "op", op)
-        sa(self, "inputs", inputs)
-        sa(self, "params", params)
-        sa(self, "shape", shape)
-        sa(self, "dtype", dtype)
-        sa(self, "name", name)
-        sa(self, "value", value)
-        sa(self, "site", site)
+        _set_op(self, op)
+        _set_inputs(self, inputs)
+        _set_params(self, params)
+        _set_shape(self, shape)
+        _set_dtype(self, dtype)
+        _set_name(self, name)
+        _set_value(self, value)
+        _set_site(self, site)
 
     def __setattr__(self, key, value):
         raise GraphError(f"nodes are immutable: cannot set {key!r} (build a new node instead)")
@@ -116,6 +115,11 @@ class Node:
     def renamed(self, name: str | None) -> Node:
         """The same value under another name (a new node: nodes are immutable)."""
         return Node(self.op, self.inputs, self.params, self.shape, self.dtype, name, self.value, self.site)
+
+
+# Slot setters that bypass the refusing __setattr__: only __init__ uses them.
+(_set_op, _set_inputs, _set_params, _set_shape, _set_dtype, _set_name, _set_value, _set_site) = (
+    Node.__dict__[k].__set__ for k in ("op", "inputs", "params", "shape", "dtype", "name", "value", "site"))
 
 
 def variable(name: str, shape: Sequence[int | None] = (), dtype="float64") -> Node:

@@ -173,6 +173,8 @@ def shape_str(shape) -> str:
 
 def broadcast_shapes(*shapes) -> tuple:
     """numpy's broadcasting of static shapes, with ``None`` for unknown dims."""
+    if len(shapes) == 2 and shapes[0] == shapes[1] and None not in shapes[0]:
+        return tuple(shapes[0])
     ndim = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
     out = []
@@ -191,7 +193,11 @@ def broadcast_shapes(*shapes) -> tuple:
 
 def result_dtype(*xs) -> np.dtype:
     """numpy's type promotion over the inputs' dtypes."""
-    return np.result_type(*[x.dtype for x in xs])
+    first = xs[0].dtype
+    for x in xs:
+        if x.dtype != first:
+            return np.result_type(*[x.dtype for x in xs])
+    return first
 
 
 def float_dtype(dtype) -> np.dtype:

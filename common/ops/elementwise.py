@@ -42,7 +42,7 @@ def _mask(ns, cond, like):
 # --- unary -----------------------------------------------------------------
 
 defop("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})",
-      doc="-x.")
+      doc="Negation, -x.")
 defop("exp", floating, np.exp, lambda ns, g, out, x: g * out, code="np.exp({0})",
       doc="e**x; its derivative reuses the output.")
 defop("log", floating, np.log, lambda ns, g, out, x: g / x, code="np.log({0})",
@@ -52,9 +52,9 @@ defop("log1p", floating, np.log1p, lambda ns, g, out, x: g / (x + 1), code="np.l
 defop("expm1", floating, np.expm1, lambda ns, g, out, x: g * (out + 1), code="np.expm1({0})",
       doc="exp(x) - 1, accurate for small x.")
 defop("sin", floating, np.sin, lambda ns, g, out, x: g * ns.cos(x), code="np.sin({0})",
-      doc="Sine.")
+      doc="Sine; sin' = cos.")
 defop("cos", floating, np.cos, lambda ns, g, out, x: -(g * ns.sin(x)), code="np.cos({0})",
-      doc="Cosine.")
+      doc="Cosine; cos' = -sin.")
 defop("tan", floating, np.tan, lambda ns, g, out, x: g * (out * out + 1), code="np.tan({0})",
       doc="Tangent; tan' = 1 + tan**2.")
 defop("tanh", floating, np.tanh, lambda ns, g, out, x: g * (1 - out * out), code="np.tanh({0})",
@@ -77,7 +77,7 @@ defop("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x
 defop("sqrt", floating, np.sqrt, lambda ns, g, out, x: g / (out * 2), code="np.sqrt({0})",
       doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
 defop("square", same, np.square, lambda ns, g, out, x: g * (x * 2), code="np.square({0})",
-      doc="x * x.")
+      doc="x * x; square' = 2x.")
 defop("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
       doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
 defop("sign", same, np.sign, None, code="np.sign({0})",

@@ -14,8 +14,17 @@ import numpy as np
 
 from ..errors import ShapeError
 from .core import (
-    NO_GRAD, broadcast_shapes, defop, expand_to, norm_axis, numeric_dtype, one_axis,
-    reshape_to, result_dtype, shape_str, unbroadcast,
+    NO_GRAD,
+    broadcast_shapes,
+    defop,
+    expand_to,
+    norm_axis,
+    numeric_dtype,
+    one_axis,
+    reshape_to,
+    result_dtype,
+    shape_str,
+    unbroadcast,
 )
 
 
@@ -88,7 +97,8 @@ def sum_to_impl(x, shape):
 
 
 def _sum_to_infer(x, shape):
-    if len(shape) > len(x.shape) or broadcast_shapes(x.shape, shape) != tuple(x.shape):
+    lead = len(x.shape) - len(shape)
+    if lead < 0 or any(t != 1 and d is not None and d != t for t, d in zip(shape, x.shape[lead:])):
         raise ShapeError(f"cannot sum {shape_str(x.shape)} down to {shape_str(shape)}")
     return tuple(shape), x.dtype
 
