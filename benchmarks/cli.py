@@ -1,18 +1,301 @@
-"""The ``twograd`` command line."""
+"""twograd: benchmark and cross-check the two ways of backpropagating.
+
+  twograd bench                 every workload at representative sizes, tables + report + plots
+  twograd check                 cross-checks only; exit status 1 on any mismatch
+  twograd plot RESULTS.json     redraw the plots from saved results
+  twograd show chain --order 1  the forward graph, its derivative graph, the book's Figure 6.10
+  twograd explain chain         symsym's build_grad, step by step
+  twograd list                  workloads, sizes, backends and peers
+  twograd gradbench ...         the GradBench tool (protocol on stdin/stdout)
+"""
 
 from __future__ import annotations
 
-import argparse
+# One BLAS thread, before anything imports numpy: timings must not depend on the core count.
+from .timing import limit_threads  # isort: skip
 
-from . import __version__
+limit_threads(1)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from . import __version__  # noqa: E402
+
+DEFAULT_BACKENDS = ("hand", "symnum", "symsym")
+
+
+def _selection(specs: list[str] | None, all_sizes: bool, which: str = "default"):
+    """``NAME[:SIZE,SIZE]`` specs as [(workload, [sizes])]; no spec: every workload."""
+    from .workloads import get, visible
+
+    if not specs:
+        return [(w, list(w.sizes if all_sizes else getattr(w, which))) for w in visible()]
+    out = []
+    for spec in specs:
+        for part in spec.split(","):
+            if not part:
+                continue
+            name, _, sizes = part.partition(":")
+            w = get(name)
+            chosen = [s for s in sizes.split("+") if s] if sizes else list(w.sizes if all_sizes
+                                                                             else getattr(w, which))
+            bad = [s for s in chosen if s not in w.sizes]
+            if bad:
+                raise SystemExit(f"twograd: workload {name!r} has no size {bad[0]!r} "
+                                 f"(sizes: {', '.join(w.sizes)})")
+            out.append((w, chosen))
+    return out
+
+
+def _settings(args, timing: bool):
+    from .harness import Settings
+    from .peers import PEERS, installed
+
+    backends = tuple(b for b in args.backends.split(",") if b)
+    for b in backends:
+        if b not in DEFAULT_BACKENDS:
+            raise SystemExit(f"twograd: unknown backend {b!r} (choose from {', '.join(DEFAULT_BACKENDS)})")
+    if args.peers == "installed":
+        peers = tuple(installed())
+    elif args.peers in ("none", ""):
+        peers = ()
+    else:
+        peers = tuple(p for p in args.peers.split(",") if p)
+        for p in peers:
+            if p not in PEERS:
+                raise SystemExit(f"twograd: unknown peer {p!r} (choose from {', '.join(PEERS)})")
+    return Settings(min_time=args.min_time, min_count=args.min_count, max_time=args.max_time, timing=timing,
+                    memory=timing and not args.no_memory, backends=backends, peers=peers)
+
+
+def _print_notes(results) -> None:
+    from .peers import PEERS
+
+    missing = [p for p in PEERS if p not in results["settings"]["peers"]]
+    if missing:
+        print(f"peers not run: {', '.join(missing)} (not installed or not chosen; see twograd list)",
+              file=sys.stderr)
+    for note in results["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _loud(results) -> int:
+    from .harness import failures
+
+    bad = failures(results)
+    for line in bad:
+        print(line, file=sys.stderr)
+    if bad:
+        print(f"twograd: {len(bad)} cross-check(s) FAILED", file=sys.stderr)
+        return 1
+    print(f"all {len(results['checks'])} cross-checks passed", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import harness, plots, report
+
+    selection = _selection(args.workload, args.all_sizes)
+    settings = _settings(args, timing=True)
+    results = harness.run(selection, settings, progress=not args.no_progress)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=1, default=float)
+    drawn = [] if args.no_plots else plots.draw_all(results, args.out)
+    if not args.no_plots:
+        drawn.append(_figure(args.out))
+    with open(os.path.join(args.out, "report.md"), "w") as fh:
+        fh.write(report.markdown_report(results, drawn))
+    print(report.render(report.tables(results, checks=args.checks), args.format), end="")
+    _print_notes(results)
+    print(f"wrote {path}, {os.path.join(args.out, 'report.md')} and {len(drawn)} plots "
+          f"in {results['wall_time']:.0f} s", file=sys.stderr)
+    return _loud(results)
+
+
+def _figure(folder: str) -> str:
+    from .figure import chain_example, draw
+
+    z, w = chain_example()
+    import symsym
+
+    draw(z, [z, symsym.grad(z, w)], os.path.join(folder, "figure_6_10.png"),
+         "Figure 6.10: z = f(f(f(w))) and the nodes grad adds (orange)")
+    return "figure_6_10.png"
+
+
+def cmd_check(args) -> int:
+    from . import harness, report
+
+    selection = _selection(args.workload, args.all_sizes)
+    results = harness.run(selection, _settings(args, timing=False), progress=not args.no_progress)
+    print(report.render([report.check_table(results), report.error_table(results)], args.format), end="")
+    _print_notes(results)
+    return _loud(results)
+
+
+def cmd_plot(args) -> int:
+    from . import plots
+
+    with open(args.results) as fh:
+        results = json.load(fh)
+    folder = args.out or os.path.dirname(os.path.abspath(args.results))
+    drawn = plots.draw_all(results, folder)
+    print("\n".join(os.path.join(folder, d) for d in drawn))
+    return 0
+
+
+def _chain(args):
+    from .figure import chain_example
+
+    if args.workload != "chain":
+        raise SystemExit(f"twograd: {args.command} draws the book's chain example; got {args.workload!r}")
+    return chain_example(args.f, args.depth)
+
+
+def cmd_show(args) -> int:
+    import symsym
+
+    from common import debugprint, pprint
+
+    from .figure import derivative, draw
+
+    z, w = _chain(args)
+    d = derivative(z, w, args.order)
+    opt, rep = symsym.optimize(d)
+    print(f"forward graph ({args.f} chain, depth {args.depth}):\n  {pprint(z)}\n")
+    print(debugprint(z), "\n")
+    print(f"derivative graph, order {args.order} (as grad builds it):\n  {pprint(d)}\n")
+    print(debugprint(d), "\n")
+    before, after = _counts(rep)
+    print(f"after rewrites ({before} -> {after} nodes):\n  {pprint(opt)}\n")
+    out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
+    draw(z, [z, d], out, f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph "
+                         "(orange: added by grad)")
+    print(f"drew {out}")
+    return 0
+
+
+def _counts(rep):
+    if isinstance(rep, dict):
+        return rep.get("nodes_before"), rep.get("nodes_after")
+    return getattr(rep, "nodes_before", None), getattr(rep, "nodes_after", None)
+
+
+def cmd_explain(args) -> int:
+    import symsym
+
+    z, w = _chain(args)
+    print(symsym.explain(z, w))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from tabulate import tabulate
+
+    from .peers import PEERS
+    from .workloads import visible
+
+    rows = [[w.name, w.kind, " ".join(w.sizes), " ".join(w.default), w.doc] for w in visible()]
+    print(tabulate(rows, ["workload", "kind", "sizes", "default", "what"], tablefmt="simple"))
+    print("\nbackends: hand (hand-written numpy: reference and floor), symnum (tape), "
+          "symsym (symbolic graph, compiled)")
+    print("peers:")
+    for name, p in PEERS.items():
+        why = p.missing()
+        print(f"  {name:<9} {'installed' if why is None else 'not installed'}  {type(p).__doc__.splitlines()[0]}")
+    return 0
+
+
+def cmd_gradbench(args) -> int:
+    try:
+        from .gradbench import tool
+    except ImportError as e:
+        print(f"twograd gradbench: not available ({e})", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="twograd gradbench", description=tool.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    tool.add_arguments(parser)
+    return tool.run(parser.parse_args(args.rest))
+
+
+def _run_options(p, checks: bool) -> None:
+    p.add_argument("-w", "--workload", action="append", metavar="NAME[:SIZE+SIZE]",
+                   help="a workload, optionally with sizes joined by '+' (e.g. chain:sin-d1000+sin-d10000, "
+                        "mlp:medium); repeat or comma-separate; default: every workload (see 'twograd list')")
+    p.add_argument("--all-sizes", action="store_true", help="every size, not the representative default ones")
+    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                   help="comma-separated subset of hand,symnum,symsym (default: all three)")
+    p.add_argument("--peers", default="installed",
+                   help="comma-separated peers (torch,jax,autograd,pytensor), 'installed' (default) or 'none'")
+    p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
+                   help="table format on stdout (default: text)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twograd", description=__doc__)
+    parser = argparse.ArgumentParser(prog="twograd", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"twograd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("bench", help="time, compare and cross-check; write tables, report and plots",
+                       description="Every workload at representative sizes on hand, symnum, symsym and the "
+                                   "installed peers: median time per derivative, ratio to hand-written numpy, "
+                                   "symsym's one-off cost and break-even, peak memory, graph sizes; always "
+                                   "cross-checked. Writes results.json, report.md and PNG/SVG plots.")
+    _run_options(p, checks=True)
+    p.add_argument("--out", default="twograd-results", help="output folder (default: twograd-results/)")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds of repeats per cell, at least")
+    p.add_argument("--min-count", type=int, default=5, help="repeats per cell, at least")
+    p.add_argument("--max-time", type=float, default=2.0, help="seconds of repeats per cell, at most")
+    p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak-memory pass")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
+    p.add_argument("--checks", choices=("all", "failed", "none"), default="failed",
+                   help="which cross-checks to print (the report has all)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("check", help="cross-checks only; exit status 1 on any mismatch",
+                       description="Run every selected workload once per backend and compare: each against "
+                                   "finite differences of the reference interpreter, symnum vs symsym, each vs "
+                                   "the hand-written gradient, peers vs symnum. Exit status 1 on any mismatch.")
+    _run_options(p, checks=True)
+    p.set_defaults(func=cmd_check, min_time=0.0, min_count=1, max_time=0.0, no_memory=True)
+
+    p = sub.add_parser("plot", help="redraw the plots from a saved results.json")
+    p.add_argument("results", help="a results.json written by 'twograd bench'")
+    p.add_argument("--out", help="folder for the plots (default: the results file's folder)")
+    p.set_defaults(func=cmd_plot)
+
+    for name, helptext, func in (
+            ("show", "print the chain's forward and derivative graphs and draw Figure 6.10", cmd_show),
+            ("explain", "symsym's build_grad on the chain, step by step", cmd_explain)):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("workload", nargs="?", default="chain", help="the example (only 'chain')")
+        p.add_argument("--f", choices=("sin", "tanh", "exp"), default="sin", help="the function f (default sin)")
+        p.add_argument("--depth", type=int, default=3, help="how many times f is applied (default 3)")
+        if name == "show":
+            p.add_argument("--order", type=int, default=1, help="derivative order (default 1)")
+            p.add_argument("--out", help="PNG path (default chain_<f>_d<depth>_order<k>.png)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("list", help="workloads, sizes, backends and peers (installed or not)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("gradbench", help="the GradBench tool: answer its protocol on stdin/stdout",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the GradBench tool")
+    p.set_defaults(func=cmd_gradbench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.func(args)

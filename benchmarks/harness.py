@@ -214,7 +214,7 @@ def cross_check(w: Workload, size: str, problem: Problem, outs: dict, checks: li
     if w.kind == "hessian":
         oracle = HessianOracle(f, problem.arrays, problem.wrt_index[0])
     else:
-        oracle = GradientOracle(f, problem.arrays, problem.wrt_index, full_limit=200)
+        oracle = GradientOracle(f, problem.arrays, problem.wrt_index, full_limit=200, h=w.fd_step)
     fd_tol = w.fd_rtol * (10 if not oracle.full else 1)
     for name, out in outs.items():
         _check(checks, w, size, f"{name} vs finite differences", oracle.error(out), fd_tol, oracle.how)

@@ -90,6 +90,7 @@ class Workload:
     doc: str = ""
     rtol: float = 1e-9              # backend vs backend (and vs hand)
     fd_rtol: float = 1e-6           # vs finite differences
+    fd_step: float = 1e-6           # finite-difference step, relative to max(1, |x|)
     hidden: bool = False            # left out of "all workloads" (test-only)
 
 
@@ -97,7 +98,7 @@ WORKLOADS: dict[str, Workload] = {}
 
 
 def workload(name: str, sizes, default=None, check=None, kind: str = "grad", doc: str = "",
-             rtol: float = 1e-9, fd_rtol: float = 1e-6, hidden: bool = False):
+             rtol: float = 1e-9, fd_rtol: float = 1e-6, fd_step: float = 1e-6, hidden: bool = False):
     """Register ``make(size) -> Problem`` as workload ``name`` (a decorator)."""
     if kind not in KINDS:
         raise ValueError(f"workload {name!r}: kind must be one of {KINDS}, got {kind!r}")
@@ -106,7 +107,7 @@ def workload(name: str, sizes, default=None, check=None, kind: str = "grad", doc
         sz = tuple(sizes)
         WORKLOADS[name] = Workload(name, make, sz, tuple(default or sz), tuple(check or sz[:1]),
                                    kind, doc or (make.__doc__ or "").strip().split("\n")[0],
-                                   rtol, fd_rtol, hidden)
+                                   rtol, fd_rtol, fd_step, hidden)
         return make
 
     return register

@@ -57,7 +57,7 @@ def hand_chain_forward(w, depth: int, f: str):
 
 @workload("chain", sizes=[f"{f}-d{d}" for f in ("sin", "tanh") for d in DEPTHS],
           default=("sin-d10", "sin-d100", "sin-d1000", "sin-d10000", "tanh-d1000"),
-          check=("sin-d3", "tanh-d10"),
+          check=("sin-d3", "tanh-d10"), fd_step=1e-4,
           doc="z = f(f(...f(w))): a scalar through d calls of sin or tanh (per-op overhead)")
 def chain(size: str) -> Problem:
     f, d = size.split("-d")

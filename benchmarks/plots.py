@@ -1,0 +1,246 @@
+"""Plots from a results dict (matplotlib, Agg): each titled and labelled to stand alone.
+
+Every function takes the results and an output folder, writes ``NAME.png``
+and ``NAME.svg`` and returns the PNG's file name, or None when the results
+hold nothing to draw.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symsym": ("tab:orange", "^", "-"),
+         "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
+         "pytensor": ("tab:brown", "X", ":")}
+
+
+def _style(name):
+    return STYLE.get(name, ("tab:gray", ".", ":"))
+
+
+def _save(fig, folder: str, name: str) -> str:
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(os.path.join(folder, f"{name}.{ext}"), dpi=110)
+    plt.close(fig)
+    return f"{name}.png"
+
+
+def _ok(results):
+    return [c for c in results["cells"] if c["status"] == "ok"]
+
+
+def _grid(n):
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def time_vs_size(results, folder):
+    """Time per derivative against problem size, one panel per workload family, log-log."""
+    series: dict[tuple, dict[str, list]] = {}
+    for c in _ok(results):
+        if "time" in c:
+            series.setdefault((c["workload"], c["family"]), {}).setdefault(c["backend"], []).append(
+                (c["scale"], c["time"]["median"], c["time"]["q1"], c["time"]["q3"]))
+    panels = [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels))
+    for ax, ((w, fam), lines) in zip(axes, panels):
+        for b, pts in lines.items():
+            pts.sort()
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            color, marker, ls = _style(b)
+            ax.plot(xs, ys, color=color, marker=marker, ls=ls, label=b)
+            ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=color, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{w} ({fam})")
+        ax.set_xlabel(_xlabel(w))
+        ax.set_ylabel("seconds per derivative")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Time per derivative vs problem size (median, IQR shaded; lower is better)")
+    return _save(fig, folder, "time_vs_size")
+
+
+def _xlabel(workload):
+    return {"chain": "depth d", "rosenbrock": "n (Hessian is n x n)", "elementwise": "vector length",
+            "mlp": "parameters x batch"}.get(workload, "size")
+
+
+def ratio_bars(results, folder):
+    """Each backend's time over the hand-written numpy time, across workloads."""
+    cells = [c for c in _ok(results) if c.get("ratio_to_hand") and c["backend"] != "hand"]
+    if not cells:
+        return None
+    keys = list(dict.fromkeys(f"{c['workload']}\n{c['size']}" for c in cells))
+    names = list(dict.fromkeys(c["backend"] for c in cells))
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(7, 0.75 * len(keys) * max(1, len(names) / 2)), 4.5))
+    for j, b in enumerate(names):
+        vals = {f"{c['workload']}\n{c['size']}": c["ratio_to_hand"] for c in cells if c["backend"] == b}
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(keys))]
+        ax.bar(xs, [vals.get(k, 0) for k in keys], width, color=_style(b)[0], label=b)
+    ax.axhline(1.0, color="k", lw=1, ls="--", label="hand-written numpy")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(keys, fontsize=7)
+    ax.set_ylabel("time / hand-written numpy (log)")
+    ax.set_title("Cost of automatic differentiation relative to a hand-written backward (lower is better)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, folder, "ratio_to_hand")
+
+
+def amortisation(results, folder, limit: int = 4):
+    """Cumulative time of n evaluations: symsym's one-off cost against symnum's per-call cost."""
+    groups = {}
+    for c in _ok(results):
+        groups.setdefault((c["workload"], c["size"]), {})[c["backend"]] = c
+    picks = [(k, g) for k, g in groups.items() if "symsym" in g and "symnum" in g
+             and "time" in g["symsym"] and "time" in g["symnum"] and g["symsym"].get("one_off")]
+    picks.sort(key=lambda kg: -(kg[1]["symsym"]["one_off"].get("total", 0)))
+    picks = picks[:limit]
+    if not picks:
+        return None
+    fig, axes = _grid(len(picks))
+    for ax, ((w, s), g) in zip(axes, picks):
+        c0 = g["symsym"]["one_off"]["total"]
+        ts, tn = g["symsym"]["time"]["median"], g["symnum"]["time"]["median"]
+        be = g["symsym"].get("break_even")
+        top = max(10.0, 3 * be) if be else 1000.0
+        ns = [1, top]
+        import numpy as np
+
+        ns = np.geomspace(1, top, 60)
+        ax.plot(ns, c0 + ns * ts, color=_style("symsym")[0], label="symsym: one-off + n x call")
+        ax.plot(ns, ns * tn, color=_style("symnum")[0], label="symnum: n x call")
+        if "hand" in g and "time" in g["hand"]:
+            ax.plot(ns, ns * g["hand"]["time"]["median"], "k--", label="hand: n x call")
+        if be:
+            ax.axvline(be, color="gray", ls=":")
+            ax.annotate(f"break-even\n{be:.3g} calls", (be, c0 + be * ts), fontsize=8,
+                        xytext=(5, -25), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{w} {s}")
+        ax.set_xlabel("number of evaluations n")
+        ax.set_ylabel("cumulative seconds")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Amortisation: when symsym's one-off cost is repaid")
+    return _save(fig, folder, "amortisation")
+
+
+def one_off_vs_nodes(results, folder):
+    """symsym's one-off cost against graph size: it should grow no faster than linearly."""
+    pts = [(c["nodes"]["forward"], c["one_off"]["total"], c["workload"]) for c in _ok(results)
+           if c["backend"] == "symsym" and c.get("one_off") and c.get("nodes", {}).get("forward")]
+    if len(pts) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for w in dict.fromkeys(p[2] for p in pts):
+        sel = sorted((n, t) for n, t, ww in pts if ww == w)
+        ax.plot([p[0] for p in sel], [p[1] for p in sel], marker="o", label=w)
+    lo = min(p[0] for p in pts)
+    hi = max(p[0] for p in pts)
+    per = max(t / n for n, t, _ in pts)
+    ax.plot([lo, hi], [per * lo, per * hi], "k:", label="linear (slope 1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("forward graph nodes")
+    ax.set_ylabel("grad + optimise + compile (s)")
+    ax.set_title("symsym one-off cost vs graph size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, folder, "one_off_vs_nodes")
+
+
+def order_nodes(results, folder):
+    """Derivative graph size against derivative order, raw and after rewrites."""
+    rows = [r for r in results["orders"] if r.get("nodes_raw")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for k, size in enumerate(dict.fromkeys((r["workload"], r["size"]) for r in rows)):
+        sel = [r for r in rows if (r["workload"], r["size"]) == size]
+        color = f"C{k}"
+        ax.plot([r["order"] for r in sel], [r["nodes_raw"] for r in sel], color=color, marker="o", ls="--",
+                label=f"{size[1]}: raw")
+        if any(r.get("nodes_opt") for r in sel):
+            ax.plot([r["order"] for r in sel], [r.get("nodes_opt") or float("nan") for r in sel], color=color,
+                    marker="s", label=f"{size[1]}: optimised")
+    ax.set_yscale("log")
+    ax.set_xlabel("derivative order")
+    ax.set_ylabel("nodes in the derivative graph")
+    ax.set_title("symsym: derivative graph size by order, raw vs rewritten")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, folder, "order_nodes")
+
+
+def memory_vs_size(results, folder):
+    """Peak memory of one derivative call against problem size."""
+    series: dict[tuple, dict[str, list]] = {}
+    for c in _ok(results):
+        if c.get("memory"):
+            series.setdefault((c["workload"], c["family"]), {}).setdefault(c["backend"], []).append(
+                (c["scale"], c["memory"]))
+    panels = [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels))
+    for ax, ((w, fam), lines) in zip(axes, panels):
+        for b, pts in lines.items():
+            pts.sort()
+            color, marker, ls = _style(b)
+            ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], color=color, marker=marker, ls=ls, label=b)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{w} ({fam})")
+        ax.set_xlabel(_xlabel(w))
+        ax.set_ylabel("peak MiB (tracemalloc)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Peak memory of one derivative call vs problem size")
+    return _save(fig, folder, "memory_vs_size")
+
+
+def loss_curves(results, folder):
+    """Each backend's training loss: the curves must lie on top of each other."""
+    keys = list(dict.fromkeys((c["workload"], c["size"]) for c in results["curves"]))
+    if not keys:
+        return None
+    fig, axes = _grid(len(keys))
+    for ax, key in zip(axes, keys):
+        for c in results["curves"]:
+            if (c["workload"], c["size"]) == key:
+                color, _, ls = _style(c["backend"])
+                ax.plot(c["loss"], color=color, ls=ls, label=c["backend"])
+        ax.set_yscale("log")
+        ax.set_title(f"{key[0]} ({key[1]})")
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel("loss")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Training loss from one initialisation, per backend (identical curves expected)")
+    return _save(fig, folder, "loss_curves")
+
+
+ALL = (time_vs_size, ratio_bars, amortisation, one_off_vs_nodes, order_nodes, memory_vs_size, loss_curves)
+
+
+def draw_all(results: dict, folder: str) -> list[str]:
+    """Every plot the results allow; the PNG file names written."""
+    os.makedirs(folder, exist_ok=True)
+    return [name for name in (plot(results, folder) for plot in ALL) if name]
