@@ -25,13 +25,29 @@ from collections.abc import Sequence
 import numpy as np
 
 from common.errors import GradError
-from common.ops import NO_GRAD, numeric
+from common.ops import NO_GRAD, OPS, Namespace, numeric
 
 from .mode import MODE
 from .tape import TapeNode, tape
 from .tensor import Tensor
 
 _stamps = itertools.count(1)
+
+
+def _numbers():
+    """:data:`common.numeric` with each param-free op bound straight to its numpy impl.
+
+    The same functions (numeric's ``fn(*xs)`` is ``impl(*xs)`` for such ops),
+    one Python call fewer per op a VJP rule uses: the backward sweep's inner loop.
+    """
+    ns = Namespace(numeric._apply, "numbers")
+    for op in OPS.values():
+        if op.bind is None:
+            setattr(ns, op.name, op.impl)
+    return ns
+
+
+numbers = _numbers()
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
           "by the previous backward. Pass retain_graph=True to the first backward (or grad) call "
@@ -149,7 +165,7 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool) -> lis
         if leaf.hooks:
             g = _run_hooks(leaf.hooks, g, create_graph)
         if targets is None:
-            leaf.grad = _accumulate(leaf.grad, g, create_graph)
+            leaf.grad = accumulate(leaf.grad, g)
         else:
             for k in targets.get(key, ()):
                 found[k] = g
@@ -208,8 +224,12 @@ def _count_pruned(roots, stamp, targets) -> None:
 
 
 def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
-    """Pop nodes whose gradient is complete and push it through their VJP rules."""
-    ns = tape if create_graph else numeric
+    """Pop nodes whose gradient is complete and push it through their VJP rules.
+
+    The hot loop of define-by-run: a rule is called directly (what
+    ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
+    """
+    ns = tape if create_graph else numbers
     pruned = targets is not None
     pop, push = ready.pop, ready.append
     while ready:
@@ -220,35 +240,39 @@ def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
         if args is None:
             raise GradError(_FREED.format(op=node.op.name))
         if g is not None:
-            if node.hooks:
+            if node.hooks is not None:
                 g = _run_hooks(node.hooks, g, create_graph)
             if pruned:
                 for k in targets.get(id(node), ()):
                     found[k] = g
-            elif node.retained is not None:
-                t = node.retained()
-                if t is not None:
-                    t.grad = _accumulate(t.grad, g, create_graph)
             op, params, out = node.op, node.params, node.out
+            rules, rule_n = op.vjps, op.vjp_n
             if create_graph:
                 args, out = _as_tensors(node), Tensor(out, True, node)
         for i, p in enumerate(node.parents):
             if p is None:
                 continue
-            if p.__class__ is TapeNode:
-                if p._deps < 0:
-                    continue
-                if g is not None:
-                    gi = op.vjp(ns, i, g, out, args, params)
-                    if gi is not NO_GRAD:
-                        p._g = gi if p._g is None else p._g + gi
+            node_parent = p.__class__ is TapeNode
+            if node_parent and p._deps < 0 or not node_parent and pruned and id(p) not in targets:
+                continue
+            if g is not None:
+                if rule_n is not None:
+                    gi = rule_n(ns, i, g, out, *args, **params)
+                elif params:
+                    gi = rules[i](ns, g, out, *args, **params)
+                else:
+                    gi = rules[i](ns, g, out, *args)
+                if gi is not NO_GRAD:
+                    if not node_parent:
+                        _add_leaf(leaf_acc, p, gi)
+                    elif p._g is None:
+                        p._g = gi
+                    else:
+                        p._g = p._g + gi
+            if node_parent:
                 p._deps -= 1
                 if p._deps == 0:
                     push(p)
-            elif g is not None and (not pruned or id(p) in targets):
-                gi = op.vjp(ns, i, g, out, args, params)
-                if gi is not NO_GRAD:
-                    _add_leaf(leaf_acc, p, gi)
         if not retain_graph:
             node.args = node.out = None
 
@@ -283,17 +307,17 @@ def _run_hooks(hooks, g, create_graph):
     return t if create_graph else t.data
 
 
-def _accumulate(old, g, create_graph):
-    """``old + g`` as a Tensor; a fresh array so that no two ``.grad`` share memory."""
-    if create_graph:
-        g = g if isinstance(g, Tensor) else Tensor(g)
-        return g if old is None else old + g
+def accumulate(old: Tensor | None, g) -> Tensor:
+    """``old + g`` as a new Tensor (``.grad`` accumulation).
+
+    Numbers are copied when first stored: rules pass cotangents on unchanged
+    or as read-only broadcast views, and two ``.grad`` must never share memory.
+    A ``g`` with history (``create_graph``) is added on the tape instead.
+    """
+    if isinstance(g, Tensor):
+        if g.requires_grad:
+            return g if old is None else old + g
+        g = g.data
     if old is None:
-        return Tensor(_owned(g))
+        return Tensor(np.array(g))
     return Tensor(np.asarray(old.data + g))
-
-
-def _owned(g) -> np.ndarray:
-    """``g`` as an array no one else holds: rules may pass a cotangent on unchanged
-    or as a read-only broadcast view."""
-    return np.array(g)

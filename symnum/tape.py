@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from common.errors import DTypeError, ShapeError, TwogradError, op_error
-from common.ops import Namespace
+from common.ops import OPS, Namespace
+from common.ops.core import EMPTY
 from common.overloads import install_operators
 from common.site import user_site
 
@@ -34,7 +35,9 @@ class TapeNode:
     scratch space (visit stamp, pending consumers, gradient so far).
     """
 
-    __slots__ = ("op", "params", "args", "out", "parents", "hooks", "retained", "_mark", "_deps", "_g")
+    # hooks are rare: they live in a lazily made __dict__, so recording writes six slots
+    __slots__ = ("op", "params", "args", "out", "parents", "_mark", "_deps", "_g", "__dict__")
+    hooks = None
 
     def __init__(self, op, params, args, out, parents):
         self.op = op
@@ -42,8 +45,6 @@ class TapeNode:
         self.args = args
         self.out = out
         self.parents = parents
-        self.hooks = None
-        self.retained = None
         self._mark = 0
 
     def __repr__(self):
@@ -118,6 +119,41 @@ def _explain(op, args, params, err) -> TwogradError:
     return op_error(kind, op.name, message, args, user_site())
 
 
+def _unary(op):
+    """``op``'s function for one tensor argument: :func:`record` with the loop unrolled.
+
+    Unary ops on tensors are the bulk of define-by-run code (and of deep
+    chains), so they skip the generic input pass; anything else falls back to it.
+    """
+    impl = op.impl
+    differentiable = op.differentiable(0)
+    new = object.__new__
+
+    def fn(x):
+        if type(x) is not Tensor:
+            return record(op, (x,), EMPTY)
+        data = x.data
+        try:
+            out = impl(data)
+        except (ValueError, IndexError, TypeError) as e:
+            raise _explain(op, (data,), EMPTY, e) from None
+        t = new(Tensor)
+        t.data = out
+        # a tensor that requires grad holds floats, and every param-free unary op keeps them floats
+        if differentiable and x.requires_grad and MODE.enabled:
+            node = new(TapeNode)
+            node.op, node.params, node.args, node.out, node._mark = op, EMPTY, (data,), out, 0
+            node.parents = (x.grad_fn or x,)
+            t.requires_grad, t.grad_fn = True, node
+        else:
+            t.requires_grad, t.grad_fn = False, None
+        return t
+
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = op.doc
+    return fn
+
+
 tape = Namespace(record, "symnum")
 """Every op of the table over tensors, recording a tape: ``tape.sin(t)``.
 
@@ -125,4 +161,7 @@ VJP rules run in this namespace when ``create_graph=True``, so the backward
 sweep is itself recorded and can be differentiated again.
 """
 
+for _op in OPS.values():
+    if _op.bind is None and _op.nin == 1:
+        setattr(tape, _op.name, _unary(_op))
 install_operators(Tensor, tape)

@@ -15,6 +15,7 @@ namespace as the ``symnum.<op>`` functions.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -25,15 +26,17 @@ from common.errors import DTypeError, GradError
 class Tensor:
     """An array with an optional gradient history; see the module docstring."""
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "hooks", "__weakref__")
+    # ``grad`` and ``hooks`` are set on few tensors (leaves): they live in a lazily made
+    # __dict__, so making an op's output writes three slots
+    __slots__ = ("data", "requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators: ``arr * t`` is a Tensor
+    grad = None
+    hooks = None
 
     def __init__(self, data, requires_grad: bool = False, grad_fn=None):
         self.data = data
         self.requires_grad = requires_grad
-        self.grad = None
         self.grad_fn = grad_fn
-        self.hooks = None
 
     # --- array-like facts
     @property
@@ -150,10 +153,28 @@ class Tensor:
         """Keep this non-leaf tensor's gradient in ``.grad`` (leaves always do)."""
         if not self.requires_grad:
             raise GradError("cannot retain_grad on a tensor that does not require grad")
-        if self.grad_fn is not None:
-            import weakref
+        node = self.grad_fn
+        if node is not None and not any(isinstance(h, _Retain) for h in node.hooks or ()):
+            if node.hooks is None:
+                node.hooks = []
+            node.hooks.append(_Retain(self))
 
-            self.grad_fn.retained = weakref.ref(self)
+
+class _Retain:
+    """The hook behind :meth:`Tensor.retain_grad`: accumulate into the tensor's ``.grad``
+    (held weakly: the tape must not keep a tensor alive)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, t: Tensor):
+        self.ref = weakref.ref(t)
+
+    def __call__(self, g: Tensor) -> None:
+        from .engine import accumulate
+
+        t = self.ref()
+        if t is not None:
+            t.grad = accumulate(t.grad, g)
 
 
 def check_float(data, what: str) -> None:
