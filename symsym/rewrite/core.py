@@ -97,6 +97,8 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
         else:
             cur = remake(node, tuple(new[id(i)] for i in node.inputs))
             for _ in range(16):
+                if cur.op is None:
+                    break
                 for name, rule in rules:
                     rep = rule(cur)
                     if rep is not None and rep is not cur:
