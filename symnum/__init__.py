@@ -36,6 +36,8 @@ from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tape import TapeNode, tape
 from .tensor import Tensor, tensor
 
+__version__ = "0.1.0"
+
 for _name in OPS:
     globals()[_name] = getattr(tape, _name)
 

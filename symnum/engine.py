@@ -120,11 +120,13 @@ def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
     return seeds
 
 
-def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool) -> list | None:
+def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune: bool = True) -> list | None:
     """The engine behind :func:`backward` (``inputs is None``) and :func:`grad`.
 
     With ``inputs`` given, returns their gradients (None where none flowed)
     and touches no ``.grad``; otherwise accumulates into leaves and returns None.
+    ``prune=False`` skips the pruning pass when the caller knows every node
+    leads to an input (a tape recorded only downstream of them).
     """
     leaf_acc: dict[int, list] = {}  # id(leaf) -> [leaf, gradient so far]
     roots = []
@@ -144,7 +146,10 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool) -> lis
         targets = {}
         for k, x in enumerate(inputs):
             targets.setdefault(id(x.grad_fn or x), []).append(k)
-        _count_pruned(roots, stamp, targets)
+        if prune:
+            _count_pruned(roots, stamp, targets)
+        else:
+            _count(roots, stamp)
 
     ready = []
     for node, g in zip(roots, root_seeds):
@@ -193,21 +198,17 @@ def _count(roots, stamp) -> None:
 def _count_pruned(roots, stamp, targets) -> None:
     """Like :func:`_count`, over only the nodes that lead to a target; the rest get ``_deps = -1``."""
     order = []
-    stack = []
-    for n in roots:
-        if n._mark != stamp:
-            n._mark = stamp
-            stack.append((n, False))
-    while stack:
+    stack = [(n, False) for n in roots]
+    while stack:  # iterative post-order: a node is placed after all of its parents
         n, expanded = stack.pop()
         if expanded:
             order.append(n)
-            continue
-        stack.append((n, True))
-        for p in n.parents:
-            if p.__class__ is TapeNode and p._mark != stamp:
-                p._mark = stamp
-                stack.append((p, False))
+        elif n._mark != stamp:
+            n._mark = stamp
+            stack.append((n, True))
+            for p in n.parents:
+                if p.__class__ is TapeNode and p._mark != stamp:
+                    stack.append((p, False))
     for n in order:  # parents before consumers
         lead = id(n) in targets
         if not lead:

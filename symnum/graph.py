@@ -4,7 +4,8 @@ This is the Caffe-style entry point of §6.5.5 (a graph and values for its
 inputs; return the gradient's values): each IR node is evaluated by calling
 its op's impl, a tape node is recorded only where a requested input's
 influence flows, and the same backward sweep as define-by-run runs the VJP
-rules of :data:`common.numeric` over it. No Tensor is made per node.
+rules of :data:`common.numeric` over it. No Tensor is made per node, and no
+pruning pass is needed: every recorded node leads to a requested input.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
         t = taped.get(id(w))
         targets.append(t if t is None or isinstance(t, Tensor) else Tensor(env[id(w)], True, t))
     live = [t for t in targets if t is not None]
-    found = iter(engine.sweep(ys, seeds, live, False, False) if ys and live else [None] * len(live))
+    found = iter(engine.sweep(ys, seeds, live, False, False, prune=False) if ys and live else [None] * len(live))
     results = [_zeros(w, env) if t is None else _array(next(found), w, env) for t, w in zip(targets, wrts)]
     return results[0] if single else results
 

@@ -271,3 +271,14 @@ def test_deep_chain_of_a_million_ops():
     y.backward()
     np.testing.assert_allclose(x.grad.data, (1.0 - 1e-6) ** n, rtol=1e-9)
     del y  # freeing a million-node tape must not recurse either
+
+
+def test_grad_order_when_a_consumer_is_reached_before_its_input():
+    # r = f(x1, a) with a = g(x1): the sweep must finish a before x1's node
+    w = leaf(0.4)
+    x1 = S.sin(w)
+    a = S.exp(x1)
+    r = (x1 * a).sum()
+    (gw,) = S.grad(r, w)
+    s = np.sin(0.4)
+    np.testing.assert_allclose(gw.data, [(np.exp(s) + s * np.exp(s)) * np.cos(0.4)])
