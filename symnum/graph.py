@@ -20,16 +20,42 @@ from . import engine
 from .tape import TapeNode
 from .tensor import Tensor
 
+_PLANS: dict = {}  # ids of the outputs -> (outputs, variables, constants, steps); a few recent graphs
+_PLANS_KEPT = 8
+
+
+def _plan(outs: list[Node]) -> tuple:
+    """What evaluating ``outs`` takes, computed once per graph (nodes never change).
+
+    The toposort, the variables, the constants and one step per application
+    (node, op, params, input ids, output id, which inputs are differentiable),
+    so that repeated calls on one graph (a training loop, a benchmark) run a
+    flat loop.
+    """
+    key = tuple(map(id, outs))
+    hit = _PLANS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], outs)):
+        return hit
+    order = toposort(outs)
+    steps = [(n, n.op, n.params, tuple(map(id, n.inputs)), id(n),
+              tuple(n.op.differentiable(k) for k in range(len(n.inputs)))) for n in order if n.op is not None]
+    plan = (outs, [n for n in order if n.is_var], [(id(n), n.value) for n in order if n.is_const], steps)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = plan
+    return plan
+
 
 def _forward(outs: list[Node], wrt: list[Node], values: dict):
     """Evaluate ``outs``; record tape nodes downstream of ``wrt``. Returns (env, tape)."""
     values = values or {}
-    order = toposort(outs)
-    seen = {id(n) for n in order}
+    _, variables, constants, steps = _plan(outs)
+    seen = {id(v) for v in variables}
     # an input the outputs do not reach may still be fed: its gradient is zeros of its shape
-    variables = [n for n in order if n.is_var] + [
+    variables = variables + [
         w for w in wrt if w.is_var and id(w) not in seen and (w in values or w.name in values)]
     env = resolve_feed(variables, values)
+    env.update(constants)
     taped: dict[int, object] = {}  # id(IR node) -> TapeNode or leaf Tensor
     for w in wrt:
         if w.dtype.kind != "f":
@@ -39,26 +65,17 @@ def _forward(outs: list[Node], wrt: list[Node], values: dict):
             taped[id(w)] = Tensor(env[id(w)], True)
     wrt_apply = {id(w) for w in wrt if w.op is not None}
     get = taped.get
-    for n in order:
-        op = n.op
-        if op is None:
-            if n.value is not None:
-                env[id(n)] = n.value
-            continue
-        args = [env[id(i)] for i in n.inputs]
-        out = env[id(n)] = run_op(n, args)
-        if not taped and not wrt_apply:
-            continue
-        parents = [get(id(i)) for i in n.inputs]
-        need = False
-        for k, p in enumerate(parents):
-            if p is not None:
-                if op.differentiable(k):
-                    need = True
-                else:
-                    parents[k] = None
-        if (need or id(n) in wrt_apply) and out.dtype.kind == "f":
-            taped[id(n)] = TapeNode(op, n.params, tuple(args), out, tuple(parents))
+    for n, op, params, in_ids, nid, diffs in steps:
+        args = [env[i] for i in in_ids]
+        try:
+            out = op.impl(*args, **params) if params else op.impl(*args)  # ``**{}`` is a slow call
+        except Exception:  # noqa: BLE001  (the reference interpreter words the error)
+            out = run_op(n, args)
+        env[nid] = out
+        if taped or wrt_apply:
+            parents = [get(i) if d else None for i, d in zip(in_ids, diffs)]
+            if (any(p is not None for p in parents) or nid in wrt_apply) and out.dtype.kind == "f":
+                taped[nid] = TapeNode(op, params, tuple(args), out, tuple(parents))
     return env, taped
 
 
