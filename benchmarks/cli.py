@@ -216,10 +216,7 @@ def cmd_gradbench(args) -> int:
     except ImportError as e:
         print(f"twograd gradbench: not available ({e})", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="twograd gradbench", description=tool.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    tool.add_arguments(parser)
-    return tool.run(parser.parse_args(args.rest))
+    return tool.run(args)
 
 
 def _run_options(p, checks: bool) -> None:
@@ -285,9 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="workloads, sizes, backends and peers (installed or not)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("gradbench", help="the GradBench tool: answer its protocol on stdin/stdout",
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the GradBench tool")
+    p = sub.add_parser("gradbench", help="the GradBench tool: answer its protocol on stdin/stdout")
+    from .gradbench.tool import add_arguments as gradbench_arguments
+
+    gradbench_arguments(p)
     p.set_defaults(func=cmd_gradbench)
     return parser
 
