@@ -31,6 +31,7 @@ from common.errors import FeedError, GradError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.graph import Node, toposort
 
+from .gcpause import paused_gc
 from .rewrite import optimize as _optimize
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
@@ -256,6 +257,11 @@ def _fast_check(var: Node, value):
 
 def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None) -> Function:
     """Compile ``outputs`` (a node or a list of nodes) as a function of ``inputs`` (variables)."""
+    with paused_gc():
+        return _function(inputs, outputs, optimize, passes)
+
+
+def _function(inputs, outputs, optimize, passes) -> Function:
     t0 = time.perf_counter()
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)

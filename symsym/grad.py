@@ -23,6 +23,8 @@ from common.errors import GradError
 from common.graph import Node, toposort
 from common.ops import NO_GRAD
 
+from .gcpause import paused_gc
+
 __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
 
 stop_gradient = symbolic.stop_gradient
@@ -164,7 +166,8 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
         if not _floating(w):
             raise GradError(f"grad: cannot differentiate with respect to {w!r} of dtype {w.dtype} "
                             f"(only floating inputs get gradients; made at {w.site})")
-    table = build_grad(cost, ws, known_grads, consider_constant, trace=trace)
+    with paused_gc():
+        table = build_grad(cost, ws, known_grads, consider_constant, trace=trace)
     out = []
     for w in ws:
         g = table.get(id(w), DISCONNECTED)

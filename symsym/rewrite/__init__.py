@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from common.errors import TwogradError
 from common.graph import Node, toposort
 
+from ..gcpause import paused_gc
 from .algebra import algebra, algebra_rule
 from .core import run_rules
 from .dce import dce
@@ -38,12 +40,17 @@ def optimize(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4)
     per-pass counts under ``passes`` (rewrites fired; for ``dce``, the nodes
     that the rewritten outputs no longer reach).
     """
+    with paused_gc():
+        return _optimize(outputs, passes, max_iter)
+
+
+def _optimize(outputs, passes, max_iter):
     single = isinstance(outputs, Node)
     outs: Sequence[Node] = [outputs] if single else list(outputs)
     passes = tuple(passes)
     unknown = set(passes) - set(PASSES)
     if unknown:
-        raise ValueError(f"unknown rewrite passes {sorted(unknown)}; known: {PASSES}")
+        raise TwogradError(f"unknown rewrite passes {sorted(unknown)}; known: {PASSES}")
     rules = [(p, RULES[p]) for p in passes if p in RULES]
     use_merge = "merge" in passes
     counts = {p: 0 for p in passes}
