@@ -193,3 +193,15 @@ def test_graph_is_prepared_once_per_shape(backend):
     assert names[1] == ["evaluate", "evaluate"]          # same shape: cached
     assert names[2] == prepared + ["evaluate", "evaluate"]  # new shape: prepared again
     assert out[1]["output"] == pytest.approx(np.roll(out[0]["output"], 1).tolist(), rel=1e-15)
+
+
+def test_twograd_cli_serves_the_protocol():
+    messages = [{"id": 0, "kind": "start"}, {"id": 1, "kind": "define", "module": "lse"},
+                {"id": 2, "kind": "evaluate", "module": "hello", "function": "double", "input": 4.5}]
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "gradbench", "--backend", "symnum"],
+                          input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["id"] for r in out] == [0, 1, 2]
+    assert out[0]["tool"] == "twograd-symnum" and out[1]["success"] is True and out[2]["output"] == 9.0
