@@ -158,7 +158,6 @@ def _chain(args):
 
 def cmd_show(args) -> int:
     import symsym
-
     from common import debugprint, pprint
 
     from .figure import derivative, draw
@@ -219,7 +218,7 @@ def cmd_gradbench(args) -> int:
     return tool.run(args)
 
 
-def _run_options(p, checks: bool) -> None:
+def _run_options(p) -> None:
     p.add_argument("-w", "--workload", action="append", metavar="NAME[:SIZE+SIZE]",
                    help="a workload, optionally with sizes joined by '+' (e.g. chain:sin-d1000+sin-d10000, "
                         "mlp:medium); repeat or comma-separate; default: every workload (see 'twograd list')")
@@ -244,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "installed peers: median time per derivative, ratio to hand-written numpy, "
                                    "symsym's one-off cost and break-even, peak memory, graph sizes; always "
                                    "cross-checked. Writes results.json, report.md and PNG/SVG plots.")
-    _run_options(p, checks=True)
+    _run_options(p)
     p.add_argument("--out", default="twograd-results", help="output folder (default: twograd-results/)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds of repeats per cell, at least")
     p.add_argument("--min-count", type=int, default=5, help="repeats per cell, at least")
@@ -259,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every selected workload once per backend and compare: each against "
                                    "finite differences of the reference interpreter, symnum vs symsym, each vs "
                                    "the hand-written gradient, peers vs symnum. Exit status 1 on any mismatch.")
-    _run_options(p, checks=True)
+    _run_options(p)
     p.set_defaults(func=cmd_check, min_time=0.0, min_count=1, max_time=0.0, no_memory=True)
 
     p = sub.add_parser("plot", help="redraw the plots from a saved results.json")

@@ -39,6 +39,7 @@ def draw(forward, outputs, path: str, title: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     import symsym
 
     fig = symsym.draw(outputs, highlight=symsym.added_nodes(forward, outputs), title=title)

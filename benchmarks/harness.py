@@ -99,7 +99,8 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     results = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                "settings": {k: v for k, v in asdict(settings).items() if k != "selection"},
                "selection": {w.name: list(sizes) for w, sizes in selection},
-               "versions": {}, "cells": [], "checks": [], "curves": [], "orders": [], "notes": []}
+               "versions": {}, "cells": [], "checks": [], "curves": [], "orders": [], "notes": [],
+               "timeline": []}
     usable = []
     for b in backends:
         why = b.missing()
@@ -118,12 +119,15 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     with enforce_threads(1):
         for w, sizes in selection:
             for size in sizes:
+                start = time.perf_counter()
                 problem = w.make(size)
                 if w.kind == "order":
                     run_orders(w, size, problem, usable, settings, results)
                     bar.step(f"{w.name} {size}")
                 else:
                     run_problem(w, size, problem, usable, settings, results, bar)
+                results["timeline"].append({"workload": w.name, "size": size,
+                                            "seconds": time.perf_counter() - start})
     bar.close()
     results["wall_time"] = time.perf_counter() - t0
     derive(results)

@@ -94,7 +94,7 @@ def ratio_bars(results, folder):
     ax.axhline(1.0, color="k", lw=1, ls="--", label="hand-written numpy")
     ax.set_yscale("log")
     ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels(keys, fontsize=7)
+    ax.set_xticklabels(keys, fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("time / hand-written numpy (log)")
     ax.set_title("Cost of automatic differentiation relative to a hand-written backward (lower is better)")
     ax.grid(True, axis="y", which="both", alpha=0.3)

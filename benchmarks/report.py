@@ -69,7 +69,7 @@ def _shown(cell: dict | None, value: str) -> str:
 def time_table(results):
     names = backends_in(results)
     rows = []
-    for w, s, label, cells in _grouped(results):
+    for w, s, _label, cells in _grouped(results):
         row = [w, s]
         for b in names:
             c = cells.get(b)
@@ -92,7 +92,7 @@ def ratio_table(results):
 
 def one_off_table(results):
     rows = []
-    for w, s, label, cells in _grouped(results):
+    for w, s, _label, cells in _grouped(results):
         ss = cells.get("symsym")
         if not ss or ss["status"] != "ok" or "one_off" not in ss:
             continue
@@ -111,7 +111,7 @@ def one_off_table(results):
 def memory_table(results):
     names = backends_in(results)
     rows = []
-    for w, s, label, cells in _grouped(results):
+    for w, s, _label, cells in _grouped(results):
         row = [w, s]
         for b in names:
             c = cells.get(b) or {}
@@ -125,7 +125,7 @@ def memory_table(results):
 def graph_table(results):
     names = backends_in(results)
     rows = []
-    for w, s, label, cells in _grouped(results):
+    for w, s, _label, cells in _grouped(results):
         ss = cells.get("symsym", {})
         n = ss.get("nodes", {}) or cells.get("symnum", {}).get("nodes", {})
         rows.append([w, s, n.get("forward", "-"), n.get("grad_raw", "-"), n.get("grad_opt", "-"),
