@@ -58,8 +58,13 @@ def _rule(n: Node, ins: tuple, flags: tuple, batch: int) -> tuple[Node, bool]:
     """``n`` applied to the (partly batched) inputs ``ins``; returns (node, batched)."""
     name = n.op.name
     p = n.params
-    if name in SHAPE_ONLY:
-        return n, False  # the value depends on shapes only, and shapes do not change
+    if name in SHAPE_ONLY:  # the value depends on a shape only: rebuild it without the batched input
+        if None in n.shape or (name == "count" and ins[0].ndim - 1 != n.inputs[0].ndim):
+            raise _Fallback
+        if name == "count":
+            return apply(n.op, (_blank(n.inputs[0]),), p), False
+        value = {"zeros_like": 0.0, "ones_like": 1.0}.get(name, p.get("value"))
+        return S.full(n.shape, value, n.dtype), False
     if name in ELEMENTWISE:
         return apply(n.op, tuple(_lift(x, n.ndim) if f else x for x, f in zip(ins, flags)), p), True
     x = ins[0]
@@ -79,11 +84,12 @@ def _rule(n: Node, ins: tuple, flags: tuple, batch: int) -> tuple[Node, bool]:
     if name in ("tril", "triu"):
         return apply(n.op, (x,), p), True
     if name in ("sum_like", "broadcast_like", "reshape_like"):
-        if not flags[0]:
-            return n, False  # only the reference is batched, and it gives only a shape
         if None in n.shape:
             raise _Fallback
-        name = {"sum_like": "sum_to", "broadcast_like": "broadcast_to", "reshape_like": "reshape"}[name]
+        static = {"sum_like": S.sum_to, "broadcast_like": S.broadcast_to, "reshape_like": S.reshape}[name]
+        if not flags[0]:  # only the reference is batched, and it gives only a shape
+            return static(x, n.shape), False
+        name = static.__name__
         p = {"shape": n.shape}
     if name == "reshape":
         if None in n.shape:
@@ -108,22 +114,30 @@ def _rule(n: Node, ins: tuple, flags: tuple, batch: int) -> tuple[Node, bool]:
             raise _Fallback
         return _checked(S.getitem(x, *ins[1:], index=(_FULL, *p["index"])), n, batch), True
     if name == "scatter_add":
-        if not flags[0]:
-            return n, False  # ``like`` gives only a shape
-        if any(flags[2:]):
+        if any(flags[2:]) or (flags[1] and None in n.shape):
             raise _Fallback
+        if not flags[0]:  # ``like`` gives only a shape
+            return S.scatter_add(x, _blank(n.inputs[1]), *ins[2:], index=p["index"]), False
         like = ins[1] if flags[1] else _tile(ins[1], batch)
         return _checked(S.scatter_add(x, like, *ins[2:], index=(_FULL, *p["index"])), n, batch), True
     if name in ("concatenate", "stack"):
         xs = [v if f else _tile(v, batch) for v, f in zip(ins, flags)]
         return apply(n.op, tuple(xs), {"axis": p["axis"] + 1}), True
     if name == "concat_part":
-        if not flags[0] or any(r.shape[p["axis"]] is None for r in n.inputs[1:]):
+        if any(r.shape[p["axis"]] is None for r in n.inputs[1:]):
             raise _Fallback
         start = sum(r.shape[p["axis"]] for r in n.inputs[1:1 + p["part"]])
         stop = start + n.inputs[1 + p["part"]].shape[p["axis"]]
-        return S.getitem(x, index=(_FULL,) * (p["axis"] + 1) + (("slice", start, stop, None),)), True
+        lead = (_FULL,) * (p["axis"] + flags[0])
+        return S.getitem(x, index=lead + (("slice", start, stop, None),)), flags[0]
     raise _Fallback
+
+
+def _blank(like: Node) -> Node:
+    """A node of ``like``'s static shape and dtype that depends on nothing (for shape-only uses)."""
+    if None in like.shape:
+        raise _Fallback
+    return S.full(like.shape, 0.0, like.dtype)
 
 
 def _checked(out: Node, n: Node, batch: int) -> Node:
