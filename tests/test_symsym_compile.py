@@ -1,0 +1,149 @@
+"""symsym.function: generated straight-line numpy code, its memory plan and its input checks."""
+
+import numpy as np
+import pytest
+
+import common
+from common import api as T
+from common.errors import FeedError, GradError, ShapeError, TwogradError
+from symsym import compile as compile_module
+from symsym import function, grad
+
+
+def _mlp():
+    x = T.var("x", (None, 5))
+    w1 = T.var("w1", (5, 8))
+    b1 = T.var("b1", (8,))
+    w2 = T.var("w2", (8, 3))
+    t = T.var("t", (None, 3))
+    h = T.relu(x @ w1 + b1)
+    loss = T.mean(T.softmax_cross_entropy(h @ w2, t))
+    return [x, w1, b1, w2, t], loss
+
+
+def _mlp_values(rng, n=7):
+    t = np.eye(3)[rng.integers(3, size=n)]
+    return [rng.standard_normal((n, 5)), rng.standard_normal((5, 8)), rng.standard_normal(8),
+            rng.standard_normal((8, 3)), t]
+
+
+def test_outputs_equal_the_reference_interpreter():
+    inputs, loss = _mlp()
+    outs = [loss, *grad(loss, inputs[1:4])]
+    values = _mlp_values(np.random.default_rng(0))
+    expected = common.evaluate(outs, dict(zip(inputs, values)))
+    for opt in (True, False):
+        got = function(inputs, outs, optimize=opt)(*values)
+        assert isinstance(got, list) and len(got) == 4
+        for a, b in zip(got, expected):
+            assert isinstance(a, np.ndarray)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_single_output_gives_an_array_and_attributes():
+    x = T.var("x", (3,))
+    f = function([x], T.sum(T.sin(x) * 2.0))
+    out = f(np.array([0.1, 0.2, 0.3]))
+    assert isinstance(out, np.ndarray) and out.shape == ()
+    np.testing.assert_allclose(out, 2 * np.sin([0.1, 0.2, 0.3]).sum())
+    assert f.source.startswith("def fn(a0):") and "np_sin" in f.source
+    assert set(f.timings) == {"optimize", "compile"} and all(t >= 0 for t in f.timings.values())
+    assert isinstance(f.graph, list) and f.report["nodes_after"] <= f.report["nodes_before"]
+
+
+def test_generated_code_is_straight_line_and_frees_dead_values():
+    x = T.var("x", (4,))
+    y = x
+    for _ in range(6):
+        y = T.tanh(y) * 1.5
+    f = function([x], grad(T.sum(y), x))
+    body = f.source.splitlines()[1:]
+    assert not any(line.strip().startswith(("for ", "while ", "if ")) for line in body)
+    # one register per live value: far fewer names than statements
+    registers = {line.split("=")[0].strip() for line in body if "=" in line}
+    assert len(registers) < len(body) // 2
+    assert "del " in f.source
+    xv = np.array([0.1, -0.3, 0.8, 2.0])
+    ref = common.evaluate(grad(T.sum(y), x), {x: xv})
+    np.testing.assert_allclose(f(xv), ref, rtol=1e-12)
+
+
+def test_memory_plan_releases_intermediates():
+    """Peak memory is that of the live values, not of every intermediate."""
+    import tracemalloc
+
+    x = T.var("x", (200_000,))  # 1.6 MB per value
+    y = x
+    for _ in range(12):
+        y = T.sin(y) + 0.5
+    f = function([x], T.sum(y))
+    xv = np.linspace(0, 1, 200_000)
+    tracemalloc.start()
+    try:
+        out = f(xv)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * xv.nbytes  # keeping all 24 intermediates would take 24x
+    ref = xv
+    for _ in range(12):
+        ref = np.sin(ref) + 0.5
+    np.testing.assert_allclose(out, ref.sum(), rtol=1e-12)
+
+
+def test_input_checks():
+    x = T.var("x", (None, 3))
+    k = T.var("k", (), "int64")
+    f = function([x, k], T.sum(x) * T.cast(k, "float64"))
+    np.testing.assert_allclose(f(np.ones((2, 3)), np.int64(2)), 12.0)
+    with pytest.raises(FeedError, match="shape"):
+        f(np.ones((2, 4)), np.int64(2))
+    with pytest.raises(FeedError, match="dtype"):
+        f(np.ones((2, 3), np.float32), np.int64(2))
+    with pytest.raises(FeedError, match="2 inputs"):
+        f(np.ones((2, 3)))
+    with pytest.raises(FeedError, match="not listed"):
+        function([k], T.sum(x))
+    with pytest.raises(FeedError, match="variables"):
+        function([T.sin(x)], T.sum(x))
+    with pytest.raises(GradError, match="disconnected"):
+        function([x], [None])
+    assert issubclass(FeedError, TwogradError)
+
+
+def test_runtime_shape_errors_name_the_op_and_the_user_line():
+    a = T.var("a", (None,))
+    b = T.var("b", (None,))
+    f = function([a, b], a + b)
+    with pytest.raises(ShapeError, match=r"add.*test_symsym_compile.py"):
+        f(np.ones(2), np.ones(3))
+
+
+def test_constants_and_params_are_bound_not_pasted():
+    x = T.var("x", (2, 3))
+    c = T.const(np.arange(6.0).reshape(2, 3))
+    y = T.sum(x * c, axis=1) + T.full_like(x[:, 0], float("inf"))
+    f = function([x], y, optimize=False)
+    assert "value=p_" in f.source  # inf has no literal: bound as a global
+    assert "np_sum(" in f.source and "axis=(1,)" in f.source
+    np.testing.assert_array_equal(f(np.ones((2, 3))), [np.inf, np.inf])
+
+
+def test_huge_graphs_run_the_same_plan_from_a_table(monkeypatch):
+    monkeypatch.setattr(compile_module, "MAX_STRAIGHT_LINE", 10)
+    inputs, loss = _mlp()
+    outs = [loss, *grad(loss, inputs[1:4])]
+    f = function(inputs, outs)
+    assert "for impl, out, ins, kw, dead in program" in f.source
+    values = _mlp_values(np.random.default_rng(1))
+    for a, b in zip(f(*values), common.evaluate(outs, dict(zip(inputs, values)))):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_same_node_twice_and_input_as_output():
+    x = T.var("x", (2,))
+    y = T.exp(x)
+    a, b, c = function([x], [y, y, x])(np.array([0.0, 1.0]))
+    np.testing.assert_allclose(a, [1.0, np.e])
+    np.testing.assert_allclose(b, a)
+    np.testing.assert_allclose(c, [0.0, 1.0])
