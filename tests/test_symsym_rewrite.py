@@ -92,7 +92,8 @@ def test_log_softmax_rewrite_is_finite_where_the_original_is_not():
     np.testing.assert_allclose(g(xv), [0.0, 0.0], atol=1e-12)
     z = T.var("z", (3,))
     big = function([z], [T.log(T.sum(T.exp(z))), T.log(T.sigmoid(z)), T.log(1.0 + z)])
-    lse, ls, l1p = big(np.array([1000.0, 1000.0, -5.0]))
+    with np.errstate(invalid="ignore"):  # log1p(-5) is nan, as it should be
+        lse, ls, l1p = big(np.array([1000.0, 1000.0, -5.0]))
     np.testing.assert_allclose(lse, 1000.0 + np.log(2.0))
     with np.errstate(invalid="ignore"):  # log1p(-1000) is nan, as it should be
         assert np.all(np.isfinite(big(np.array([-1000.0, 0.0, 1e-20]))[1]))
