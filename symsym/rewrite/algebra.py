@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+from common.api import const
 from common.api import symbolic as S
 from common.graph import Node
 
@@ -37,6 +40,67 @@ _SAME_SHAPE = {"sum_to", "broadcast_to", "reshape"}
 _SAME_AS_REF = {"sum_like", "broadcast_like", "reshape_like"}
 
 
+def _scale(n: Node, dtype) -> tuple[Node, float]:
+    """``(base, k)`` with ``n == base * k`` for a scalar constant ``k`` (seen through neg and mul)."""
+    op = n.op
+    if op is None or n.dtype != dtype:
+        return n, 1.0
+    if op.name == "neg":
+        return n.inputs[0], -1.0
+    if op.name == "mul":
+        a, b = n.inputs
+        if b.value is not None and b.ndim == 0 and a.dtype == dtype:
+            return a, float(b.value)
+        if a.value is not None and a.ndim == 0 and b.dtype == dtype:
+            return b, float(a.value)
+    return n, 1.0
+
+
+def _scaled(base: Node, k: float) -> Node:
+    if k == 1.0:
+        return base
+    if k == -1.0:
+        return S.neg(base)
+    return S.mul(base, const(np.asarray(k, base.dtype)))
+
+
+def _size(n: Node) -> float:
+    s = n.size
+    return float("inf") if s is None else s
+
+
+def _gather_scale(n: Node) -> Node | None:
+    """Scalar constant factors merged into one, on the smallest operand of a product.
+
+    Gradient graphs scale big batched values by chains of scalars (``-(c1 * (x * c2))``);
+    one multiplication of the smallest operand does the same work.
+    """
+    dtype = n.dtype
+    if dtype.kind != "f":
+        return None
+    if n.op.name == "neg":
+        base, k = _scale(n.inputs[0], dtype)
+        return _scaled(base, -k) if base is not n.inputs[0] else None
+    a, b = n.inputs
+    if a.dtype != dtype or b.dtype != dtype:
+        return None
+    for x, c in ((a, b), (b, a)):
+        if c.value is not None and c.ndim == 0:
+            base, k = _scale(x, dtype)
+            return _scaled(base, k * float(c.value)) if base is not x else None
+    (ba, ka), (bb, kb) = _scale(a, dtype), _scale(b, dtype)
+    if ka == 1.0 and kb == 1.0:
+        return None
+    if ka != 1.0 and kb != 1.0:
+        k = ka * kb
+        return S.mul(_scaled(ba, k), bb) if _size(ba) <= _size(bb) else S.mul(ba, _scaled(bb, k))
+    if ka != 1.0 and _size(ba) > _size(b):
+        return S.mul(ba, _scaled(b, ka))
+    if kb != 1.0 and _size(bb) > _size(a):
+        return S.mul(_scaled(a, kb), bb)
+    return None
+
+
 def algebra_rule(n: Node) -> Node | None:
     name = n.op.name
     ins = n.inputs
@@ -48,6 +112,7 @@ def algebra_rule(n: Node) -> Node | None:
             return b
         if (is_value(a, 0) or is_value(b, 0)) and None not in n.shape:
             return _zeros(n)  # x * 0 -> 0, as Theano and TensorFlow's grappler do (ignoring inf/nan in x)
+        return _gather_scale(n)  # a scalar factor has the shape of nothing: moving it is always safe
     elif name == "add":
         a, b = ins
         if is_value(b, 0) and _keeps(n, a, b):
@@ -68,6 +133,7 @@ def algebra_rule(n: Node) -> Node | None:
         x = ins[0]
         if x.op is not None and x.op.name == "neg":
             return x.inputs[0]
+        return _gather_scale(n)
     elif name in _SAME_SHAPE:
         x = ins[0]
         if x.shape == n.shape and None not in x.shape:
