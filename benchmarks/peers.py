@@ -14,21 +14,30 @@ import time
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, Runner
+from .backends import BACKENDS, Backend, Runner, Unsupported
 
 
 class NumpyLike:
     """The workloads' ops on a numpy-like module (``jax.numpy``, ``autograd.numpy``)."""
 
-    def __init__(self, xp, logsumexp):
+    def __init__(self, xp, logsumexp, stop_gradient=None):
         self.xp = xp
         self.logsumexp = logsumexp
+        self._stop = stop_gradient
 
     def __getattr__(self, name):
         return getattr(self.xp, name)
 
     def relu(self, x):
         return self.xp.maximum(x, 0.0)
+
+    def sigmoid(self, x):
+        return 1.0 / (1.0 + self.xp.exp(-x))
+
+    def stop_gradient(self, x):
+        if self._stop is None:
+            raise Unsupported(f"{self.xp.__name__} has no stop_gradient")
+        return self._stop(x)
 
     def sum(self, x, axis=None, keepdims=False):
         return self.xp.sum(x, axis=axis, keepdims=keepdims)
@@ -54,6 +63,31 @@ class TorchOps:
 
     def mean(self, x, axis=None, keepdims=False):
         return x.mean() if axis is None else x.mean(dim=axis, keepdim=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return x.amax() if axis is None else x.amax(dim=axis, keepdim=keepdims)
+
+    def logsumexp(self, x, axis=None, keepdims=False):
+        dims = tuple(range(x.ndim)) if axis is None else axis
+        return self.torch.logsumexp(x, dim=dims, keepdim=keepdims)
+
+    def expand_dims(self, x, axis):
+        return x.unsqueeze(axis)
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def transpose(self, x, axes=None):
+        return x.permute(*(axes if axes is not None else reversed(range(x.ndim))))
+
+    def concatenate(self, xs, axis=0):
+        return self.torch.cat(list(xs), dim=axis)
+
+    def stack(self, xs, axis=0):
+        return self.torch.stack(list(xs), dim=axis)
+
+    def full(self, shape, value, dtype="float64"):
+        return self.torch.full(tuple(shape), value, dtype=getattr(self.torch, str(dtype)))
 
     def softmax_cross_entropy(self, z, t, axis=-1):
         return -(t * self.torch.log_softmax(z, dim=axis)).sum(dim=axis)
@@ -127,7 +161,7 @@ class Jax(Peer):
         import jax.numpy as jnp
         from jax.scipy.special import logsumexp
 
-        ns, fn, idx = NumpyLike(jnp, logsumexp), problem.fn, problem.wrt_index
+        ns, fn, idx = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient), problem.fn, problem.wrt_index
         f = lambda *args: fn(ns, *args)
         if kind == "hessian":
             d = jax.hessian(f, argnums=idx[0])

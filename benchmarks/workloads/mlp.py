@@ -109,5 +109,5 @@ def mlp_train(size: str) -> Problem:
     rng = seeded("mlp-train", size)
     x, labels = spirals(rng)
     args = init(rng, (2, 32, 32, 3), len(x), x=x, labels=labels)
-    return _problem(args, steps=300, lr=1.0, scale=len(x), family="spirals",
+    return _problem(args, steps=300, lr=0.3, scale=len(x), family="spirals",
                     label=f"2-32-32-3, {len(x)} points, 300 SGD steps")
