@@ -17,7 +17,7 @@ from common.api import const
 from common.api import symbolic as S
 from common.graph import Node
 
-from .core import is_value, run_rules, same_type
+from .core import is_value, run_rules, same_type, scalar_value
 
 
 def _keeps(out: Node, x: Node, other: Node) -> bool:
@@ -40,8 +40,19 @@ _SAME_SHAPE = {"sum_to", "broadcast_to", "reshape"}
 _SAME_AS_REF = {"sum_like", "broadcast_like", "reshape_like"}
 
 
+def _factor(c: Node, base: Node) -> float | None:
+    """``c``'s value if it is one number everywhere and multiplying ``base`` by it keeps base's shape."""
+    if c.value is None or c.ndim > base.ndim:
+        return None
+    for cd, bd in zip(reversed(c.shape), reversed(base.shape)):
+        if cd != 1 and cd != bd:
+            return None
+    v = scalar_value(c)
+    return None if v is None else float(v)
+
+
 def _scale(n: Node, dtype) -> tuple[Node, float]:
-    """``(base, k)`` with ``n == base * k`` for a scalar constant ``k`` (seen through neg and mul)."""
+    """``(base, k)`` with ``n == base * k`` for a constant factor ``k`` (seen through neg and mul)."""
     op = n.op
     if op is None or n.dtype != dtype:
         return n, 1.0
@@ -49,10 +60,11 @@ def _scale(n: Node, dtype) -> tuple[Node, float]:
         return n.inputs[0], -1.0
     if op.name == "mul":
         a, b = n.inputs
-        if b.value is not None and b.ndim == 0 and a.dtype == dtype:
-            return a, float(b.value)
-        if a.value is not None and a.ndim == 0 and b.dtype == dtype:
-            return b, float(a.value)
+        for x, c in ((a, b), (b, a)):
+            if x.dtype == dtype and x.shape == n.shape:
+                k = _factor(c, x)
+                if k is not None:
+                    return x, k
     return n, 1.0
 
 
@@ -62,6 +74,22 @@ def _scaled(base: Node, k: float) -> Node:
     if k == -1.0:
         return S.neg(base)
     return S.mul(base, const(np.asarray(k, base.dtype)))
+
+
+def _push(x: Node, k: float) -> Node | None:
+    """``x * k`` for a product ``x = p * q``, with ``k`` applied to the smaller of p and q."""
+    if x.op is None or x.op.name != "mul":
+        return None
+    p, q = x.inputs
+    if p.dtype != x.dtype or q.dtype != x.dtype:
+        return None
+    if _size(p) <= _size(q) and _size(p) < _size(x):
+        base, kp = _scale(p, x.dtype)
+        return S.mul(_scaled(base, kp * k), q)
+    if _size(q) < _size(p) and _size(q) < _size(x):
+        base, kq = _scale(q, x.dtype)
+        return S.mul(p, _scaled(base, kq * k))
+    return None
 
 
 def _size(n: Node) -> float:
@@ -80,14 +108,15 @@ def _gather_scale(n: Node) -> Node | None:
         return None
     if n.op.name == "neg":
         base, k = _scale(n.inputs[0], dtype)
-        return _scaled(base, -k) if base is not n.inputs[0] else None
+        return _scaled(base, -k) if base is not n.inputs[0] else _push(base, -1.0)
     a, b = n.inputs
     if a.dtype != dtype or b.dtype != dtype:
         return None
     for x, c in ((a, b), (b, a)):
-        if c.value is not None and c.ndim == 0:
+        kc = _factor(c, x) if x.shape == n.shape else None
+        if kc is not None:
             base, k = _scale(x, dtype)
-            return _scaled(base, k * float(c.value)) if base is not x else None
+            return _scaled(base, k * kc) if base is not x else _push(x, kc)
     (ba, ka), (bb, kb) = _scale(a, dtype), _scale(b, dtype)
     if ka == 1.0 and kb == 1.0:
         return None
@@ -99,6 +128,30 @@ def _gather_scale(n: Node) -> Node | None:
     if kb != 1.0 and _size(bb) > _size(a):
         return S.mul(_scaled(a, kb), bb)
     return None
+
+
+def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
+    """scatter_add(u, ...) + scatter_add(v, ...) at the same places -> scatter_add(u + v, ...).
+
+    Gradients of several uses of one slice come back as separate scatters into
+    full-size zeros; one scatter of the summed (slice-sized) values does the same.
+    """
+    if a.op is None or b.op is None:
+        return None
+    for x, y in ((a, b), (b, a)):  # (s1 + s2) + s3 with s3 matching s1 or s2
+        if x.op.name == "add" and y.op.name == "scatter_add" and same_type(x, n):
+            for inner, other in (x.inputs, x.inputs[::-1]):
+                merged = _merge_scatters(x, inner, y) if same_type(inner, x) else None
+                if merged is not None:
+                    return S.add(merged, other)
+    if a.op.name != "scatter_add" or b.op.name != "scatter_add":
+        return None
+    (u, *rest_a), (v, *rest_b) = a.inputs, b.inputs
+    if len(rest_a) != len(rest_b) or any(x is not y for x, y in zip(rest_a, rest_b)):
+        return None
+    if a.params != b.params or u.shape != v.shape or u.dtype != v.dtype or not same_type(n, a):
+        return None
+    return S.scatter_add(u + v, *rest_a, index=a.params["index"])
 
 
 def algebra_rule(n: Node) -> Node | None:
@@ -119,6 +172,7 @@ def algebra_rule(n: Node) -> Node | None:
             return a
         if is_value(a, 0) and _keeps(n, b, a):
             return b
+        return _merge_scatters(n, a, b)
     elif name == "sub":
         a, b = ins
         if is_value(b, 0) and _keeps(n, a, b):
