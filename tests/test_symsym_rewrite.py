@@ -151,3 +151,24 @@ def test_optimize_never_changes_values_on_random_graphs(seed):
     for a, b in zip(common.evaluate(outs, feed), common.evaluate(new, {k: w for k, w in feed.items()
                                                                         if id(k) in used})):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_algebra_gathers_scalar_factors_on_the_smallest_operand():
+    big = T.var("big", (50, 40))
+    small = T.var("small", (40,))
+    y = -(T.const(np.full(40, 3.0)) * ((big * (small * 2.0)) * 0.5))
+    (new,) = algebra([y])
+    muls_on_big = [n for n in common.toposort(new) if n.op is not None and n.shape == (50, 40)]
+    assert len(muls_on_big) == 1  # one product with the big operand; the scalars meet on the small one
+    rng = np.random.default_rng(7)
+    _values_agree([y], [new], {big: rng.standard_normal((50, 40)), small: rng.standard_normal(40)})
+
+
+def test_algebra_merges_scatters_into_the_same_places():
+    x = T.var("x", (6,))
+    cost = T.sum(T.sin(x[0::2]) * x[0::2]) + T.sum(x[1::2] * x[0::2])
+    g = grad(cost, x)
+    before = _ops(g).count("scatter_add")
+    (new,) = algebra([g])
+    assert _ops(new).count("scatter_add") < before
+    _values_agree([g], [new], {x: np.linspace(-1, 1, 6)})
