@@ -101,6 +101,13 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
     topological order means every consumer is done first, which is the memo
     the book's recursion relies on. ``trace(V, C, i, term)`` sees each term.
     """
+    for k, v in (known_grads or {}).items():
+        if not isinstance(k, Node) or not isinstance(v, Node):
+            raise GradError("grad: known_grads must map graph nodes to graph nodes (use const() for arrays)")
+        if len(k.shape) != len(v.shape) or any(a is not None and b is not None and a != b
+                                               for a, b in zip(k.shape, v.shape)):
+            raise GradError(f"grad: the known gradient {v!r} for {k!r} (made at {k.site}) "
+                            f"does not have its shape")
     known = {id(k): v for k, v in (known_grads or {}).items()}
     roots = [cost] + [k for k in (known_grads or {}) if k is not cost]
     order = toposort(roots)

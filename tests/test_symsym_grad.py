@@ -114,6 +114,8 @@ def test_known_grads_is_grad_ys():
     cost = T.sum(T.square(h))
     g2 = grad(cost, x, known_grads={h: T.const(np.ones(3))})
     np.testing.assert_allclose(common.evaluate(g2, {x: xv}), 2 * np.sin(xv) * np.cos(xv) + np.cos(xv))
+    with pytest.raises(GradError, match="shape"):
+        grad(y, x, known_grads={y: T.var("wrong", (4,))})
 
 
 def test_stop_gradient_and_consider_constant():
