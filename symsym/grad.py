@@ -120,12 +120,14 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
     if id(cost) not in known:
         pending[id(cost)] = [_seed(cost)]
     for k, v in known.items():
-        pending.setdefault(k, []).append(v)
+        pending[k] = [v]
 
     for node in reversed(order):
         terms = pending.pop(id(node), None)
         if terms is None or id(node) not in keep:
             continue
+        if id(node) in known:  # as in Theano: a known gradient is final, whatever flows from above
+            terms = [known[id(node)]]
         g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
         table[id(node)] = g
         op = node.op
@@ -156,8 +158,8 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
 
     ``cost`` is seeded with ones (a non-scalar cost thus gives the gradient of
     its sum); ``known_grads`` maps nodes to given cotangents (TensorFlow's
-    ``grad_ys``), which are used instead of (or, for ``cost``, in place of) the
-    seed. Nodes in ``consider_constant`` and ``stop_gradient(x)`` pass no
+    ``grad_ys``): each replaces whatever would flow into that node (for
+    ``cost``, the seed). Nodes in ``consider_constant`` and ``stop_gradient(x)`` pass no
     gradient on. An input the cost does not depend on is an error naming it
     (``disconnected="raise"``), zeros (``"zero"``) or ``None`` (``"none"``).
     """
