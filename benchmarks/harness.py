@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from common import evaluate
+from common import count_nodes, evaluate
 
 from . import __version__
 from .backends import BACKENDS, TWOGRAD, Unsupported
@@ -29,6 +29,8 @@ from .timing import enforce_threads, measure, once, peak_memory, thread_limits
 from .workloads import Problem, Workload
 
 SCHEMA = "twograd-bench/1"
+FULL_FD_INPUTS = 200        # finite differences one coordinate at a time up to this many inputs
+FULL_FD_WORK = 200_000      # ... and while inputs x graph nodes stays under this
 
 
 @dataclass
@@ -42,7 +44,6 @@ class Settings:
     memory: bool = True
     backends: tuple = ("hand", "symnum", "symsym")
     peers: tuple = ()
-    full_limit: int = 200           # finite differences in full up to this many inputs
     selection: list = field(default_factory=list)   # [(workload, [sizes])]
 
 
@@ -218,7 +219,10 @@ def cross_check(w: Workload, size: str, problem: Problem, outs: dict, checks: li
     if w.kind == "hessian":
         oracle = HessianOracle(f, problem.arrays, problem.wrt_index[0])
     else:
-        oracle = GradientOracle(f, problem.arrays, problem.wrt_index, full_limit=200, h=w.fd_step)
+        # in full only while it stays cheap: inputs x graph size bounds the evaluations' work
+        n = sum(problem.arrays[i].size for i in problem.wrt_index)
+        full = FULL_FD_INPUTS if n * count_nodes(problem.graph()[0]) <= FULL_FD_WORK else 0
+        oracle = GradientOracle(f, problem.arrays, problem.wrt_index, full_limit=full, h=w.fd_step)
     fd_tol = w.fd_rtol * (10 if not oracle.full else 1)
     for name, out in outs.items():
         _check(checks, w, size, f"{name} vs finite differences", oracle.error(out), fd_tol, oracle.how)
