@@ -34,12 +34,18 @@ def _index_text(spec, args) -> str:
     return ", ".join(parts)
 
 
-def pprint(outputs: Node | Iterable[Node]) -> str:
-    """Infix text of each output, one per line (like Theano's ``pp``)."""
+def pprint(outputs: Node | Iterable[Node], names: bool = False) -> str:
+    """Infix text of each output, one per line (like Theano's ``pp``).
+
+    With ``names``, a named intermediate node is shown by its name instead of
+    its expression, so a derivative reads in the forward graph's own terms
+    (``cos(y) * cos(x) * cos(w)`` for the book's chain).
+    """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     text: dict[int, tuple[str, int]] = {}
+    roots = {id(o) for o in outs}
     for n in toposort(outs):
-        if n.op is None:
+        if n.op is None or (names and n.name and id(n) not in roots):
             text[id(n)] = (n.label(), _ATOM)
             continue
         args = [text[id(i)] for i in n.inputs]

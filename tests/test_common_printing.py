@@ -29,6 +29,17 @@ def test_pprint_of_the_chain():
     assert pprint(z) == "sin(sin(sin(w)))"
 
 
+def test_pprint_can_show_named_intermediates_by_name():
+    w = api.var("w", ())
+    x = api.sin(w).renamed("x")
+    y = api.sin(x).renamed("y")
+    z = api.sin(y).renamed("z")
+    d = api.cos(y) * api.cos(x) * api.cos(w)
+    assert pprint(d, names=True) == "cos(y) * cos(x) * cos(w)"
+    assert pprint(z, names=True) == "sin(y)"  # an output shows its own expression
+    assert pprint(d) == "cos(sin(sin(w))) * cos(sin(w)) * cos(w)"
+
+
 def test_debugprint_shows_shared_subgraphs_once():
     w = api.var("w", ())
     x = api.sin(w)
