@@ -117,12 +117,10 @@ def cmd_bench(args) -> int:
 
 
 def _figure(folder: str) -> str:
-    from .figure import chain_example, draw
+    from .figure import book_form, chain_example, derivative, draw
 
     z, w = chain_example()
-    import symsym
-
-    draw(z, [z, symsym.grad(z, w)], os.path.join(folder, "figure_6_10.png"),
+    draw(z, [z, book_form(z, derivative(z, w))], os.path.join(folder, "figure_6_10.png"),
          "Figure 6.10: z = f(f(f(w))) and the nodes grad adds (orange)")
     return "figure_6_10.png"
 
@@ -160,20 +158,24 @@ def cmd_show(args) -> int:
     import symsym
     from common import debugprint, pprint
 
-    from .figure import derivative, draw
+    from .figure import book_form, derivative, draw
 
     z, w = _chain(args)
     d = derivative(z, w, args.order)
+    book = book_form(z, d)
     opt, rep = symsym.optimize(d)
     print(f"forward graph ({args.f} chain, depth {args.depth}):\n  {pprint(z)}\n")
     print(debugprint(z), "\n")
-    print(f"derivative graph, order {args.order} (as grad builds it):\n  {pprint(d)}\n")
+    print(f"derivative graph, order {args.order} (as grad builds it):\n  {pprint(d)}\n"
+          f"  = {pprint(d, names=True)}   (forward nodes by name)\n")
     print(debugprint(d), "\n")
     before, after = _counts(rep)
     print(f"after rewrites ({before} -> {after} nodes):\n  {pprint(opt)}\n")
     out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
-    draw(z, [z, d], out, f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph "
-                         "(orange: added by grad)")
+    if args.order == 1:
+        print(f"in the book's terms (Figure 6.10):\n  dz/dw = {pprint(book, names=True)}\n")
+    draw(z, [z, book], out, f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph "
+                            "(orange: added by grad)")
     print(f"drew {out}")
     return 0
 

@@ -33,6 +33,28 @@ def derivative(z, w, order: int = 1):
     return d
 
 
+def book_form(z, d):
+    """``d`` as the book draws it: products with the seed one removed, and each
+    ``cos`` of a named node labelled ``f'(name)`` (for f = sin, f' = cos).
+
+    Forward nodes keep their identity, so what grad added can still be told apart.
+    """
+    import symsym
+    from common.graph import apply_like, rebuild
+
+    (simple,), _ = symsym.optimize([d], passes=("algebra", "merge"))
+
+    def label(node, inputs):
+        same = all(a is b for a, b in zip(inputs, node.inputs))
+        new = node if same else apply_like(node, inputs)
+        if node.op is not None and node.op.name == "cos" and node.inputs[0].name and not node.name:
+            return new.renamed(f"f'({node.inputs[0].name})")
+        return new
+
+    (book,) = rebuild([simple], label)
+    return book
+
+
 def draw(forward, outputs, path: str, title: str) -> str:
     """Draw ``outputs``'s graph to ``path`` (and an SVG beside it), marking what grad added."""
     import matplotlib
