@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import FeedError, ShapeError, TwogradError, op_error
 from .graph import Node, toposort
+from .ops.core import shape_str
 
 
 def check_value(var: Node, value) -> np.ndarray:
@@ -25,8 +26,7 @@ def check_value(var: Node, value) -> np.ndarray:
         raise FeedError(f"value for {var.name!r} has dtype {arr.dtype}, expected {var.dtype} "
                         f"(var made at {var.site})")
     if arr.ndim != len(var.shape) or any(d is not None and d != a for d, a in zip(var.shape, arr.shape)):
-        want = "(" + ", ".join("?" if d is None else str(d) for d in var.shape) + ")"
-        raise FeedError(f"value for {var.name!r} has shape {arr.shape}, expected {want} "
+        raise FeedError(f"value for {var.name!r} has shape {arr.shape}, expected {shape_str(var.shape)} "
                         f"(var made at {var.site})")
     return arr
 
