@@ -1,11 +1,22 @@
 """Symbol-to-number on the shared IR: a ``common`` graph plus numbers in, numbers out.
 
 This is the Caffe-style entry point of §6.5.5 (a graph and values for its
-inputs; return the gradient's values): each IR node is evaluated by calling
-its op's impl, a tape node is recorded only where a requested input's
-influence flows, and the same backward sweep as define-by-run runs the VJP
-rules of :data:`common.numeric` over it. No Tensor is made per node, and no
-pruning pass is needed: every recorded node leads to a requested input.
+inputs; return the gradient's values). The graph is known before any number
+is, so the bookkeeping a define-by-run tape does per call is done once per
+(graph, wrt) and cached as a :class:`Program`:
+
+* every node gets a slot in a flat list (the tape is that list of values);
+* the forward is a loop over ``(impl, input slots, params, output slot)``;
+* the backward is a loop, in reverse topological order, over only the nodes
+  a requested input's influence reaches, each with the VJP rules of just the
+  inputs that take a gradient: no dependency counting, since a static reverse
+  order already completes each node's gradient before its rules run;
+* each value is dropped after its last use (in the forward when the backward
+  never reads it, else after the last backward step that does), so the peak
+  holds what a hand-written backward would.
+
+The rules are the op table's, run on numbers by :data:`common.numeric`;
+nothing here knows any calculus of its own.
 """
 
 from __future__ import annotations
@@ -15,76 +26,220 @@ import numpy as np
 from common.errors import GradError
 from common.evaluate import resolve_feed, run_op
 from common.graph import Node, toposort
+from common.ops import NO_GRAD
 
-from . import engine
-from .tape import TapeNode
-from .tensor import Tensor
+from .engine import numbers
 
-_PLANS: dict = {}  # ids of the outputs -> (outputs, variables, constants, steps); a few recent graphs
-_PLANS_KEPT = 8
+_PROGRAMS: dict = {}  # (ids of outputs, ids of wrt) -> Program; a few recent graphs
+_PROGRAMS_KEPT = 8
+
+# forward/backward step kinds: param-free one- and two-input ops are called without building lists
+_GENERAL, _UNARY, _BINARY = 0, 1, 2
 
 
-def _plan(outs: list[Node]) -> tuple:
-    """What evaluating ``outs`` takes, computed once per graph (nodes never change).
+class Program:
+    """What evaluating ``outs`` (and differentiating with respect to ``wrt``) takes, computed once.
 
-    The toposort, the variables, the constants and one step per application
-    (node, op, params, input ids, output id, which inputs are differentiable),
-    so that repeated calls on one graph (a training loop, a benchmark) run a
-    flat loop.
+    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, free)``: for
+    ``_UNARY``/``_BINARY`` ``a``/``b`` are input slots; for ``_GENERAL`` ``a``
+    is the tuple of input slots. ``backward`` steps are ``(kind, op, a, b,
+    params, out_slot, calls, free, keep)`` where ``calls`` lists
+    ``(rule, input index, target slot)`` for the inputs that take a gradient
+    and ``keep`` marks a requested intermediate (its gradient is an answer).
+    ``free`` lists the slots whose last reader is that step.
     """
-    key = tuple(map(id, outs))
-    hit = _PLANS.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], outs)):
-        return hit
-    order = toposort(outs)
-    steps = [(n, n.op, n.params, tuple(map(id, n.inputs)), id(n),
-              tuple(n.op.differentiable(k) for k in range(len(n.inputs)))) for n in order if n.op is not None]
-    plan = (outs, [n for n in order if n.is_var], [(id(n), n.value) for n in order if n.is_const], steps)
-    if len(_PLANS) >= _PLANS_KEPT:
-        _PLANS.pop(next(iter(_PLANS)))
-    _PLANS[key] = plan
-    return plan
 
+    __slots__ = ("outs", "wrt", "nodes", "slot", "variables", "constants", "forward", "backward", "taped")
 
-def _forward(outs: list[Node], wrt: list[Node], values: dict):
-    """Evaluate ``outs``; record tape nodes downstream of ``wrt``. Returns (env, tape)."""
-    values = values or {}
-    _, variables, constants, steps = _plan(outs)
-    seen = {id(v) for v in variables}
-    # an input the outputs do not reach may still be fed: its gradient is zeros of its shape
-    variables = variables + [
-        w for w in wrt if w.is_var and id(w) not in seen and (w in values or w.name in values)]
-    env = resolve_feed(variables, values)
-    env.update(constants)
-    taped: dict[int, object] = {}  # id(IR node) -> TapeNode or leaf Tensor
-    for w in wrt:
-        if w.dtype.kind != "f":
-            raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
-                            f"(made at {w.site})")
-        if w.is_var and id(w) in env:
-            taped[id(w)] = Tensor(env[id(w)], True)
-    wrt_apply = {id(w) for w in wrt if w.op is not None}
-    get = taped.get
-    for n, op, params, in_ids, nid, diffs in steps:
-        args = [env[i] for i in in_ids]
+    def __init__(self, outs: list[Node], wrt: list[Node]):
+        self.outs, self.wrt = outs, wrt
+        order = toposort(outs)
+        self.nodes = order
+        slot = self.slot = {id(n): k for k, n in enumerate(order)}
+        self.variables = [n for n in order if n.is_var]
+        self.constants = [(slot[id(n)], n.value) for n in order if n.is_const]
+
+        wanted = {id(w) for w in wrt}
+        taped = [False] * len(order)
+        for k, n in enumerate(order):
+            if id(n) in wanted:
+                taped[k] = n.dtype.kind == "f" and (n.is_var or n.is_apply)
+            elif n.is_apply and n.dtype.kind == "f":
+                op = n.op
+                taped[k] = any(taped[slot[id(x)]] and op.differentiable(i) for i, x in enumerate(n.inputs))
+        self.taped = taped
+
+        backward = []
+        for n in reversed(order):
+            k = slot[id(n)]
+            if not taped[k] or n.op is None:
+                continue
+            op, ins = n.op, tuple(slot[id(x)] for x in n.inputs)
+            targets = [(i, s) for i, s in enumerate(ins) if taped[s] and op.differentiable(i)]
+            if not targets:
+                continue  # a requested intermediate whose inputs take no gradient: nothing to push
+            kind = _kind(n)
+            if kind == _GENERAL:
+                calls = tuple((op, i, s) for i, s in targets)
+            else:
+                calls = tuple((op.vjps[i], i, s) for i, s in targets)
+            a, b = (ins[0], ins[-1]) if kind != _GENERAL else (ins, -1)
+            backward.append([kind, op, a, b, n.params, k, calls, (), id(n) in wanted])
+
+        # the last reader of each value: a backward step if the backward reads it, else a forward step
+        protected = {slot[id(o)] for o in outs}
+        last_back: dict[int, int] = {}
+        for j, step in enumerate(backward):
+            k = step[5]
+            for s in (k, *(step[2] if step[0] == _GENERAL else (step[2], step[3]))):
+                last_back[s] = j
+        frees_back: list[list[int]] = [[] for _ in backward]
+        for s, j in last_back.items():
+            if s not in protected:
+                frees_back[j].append(s)
+        for step, free in zip(backward, frees_back):
+            step[7] = tuple(free)
+        self.backward = [tuple(step) for step in backward]
+
+        forward = []
+        last_fwd: dict[int, int] = {}
+        for n in order:
+            if n.op is None:
+                continue
+            ins = tuple(slot[id(x)] for x in n.inputs)
+            for s in ins:
+                last_fwd[s] = len(forward)
+            kind = _kind(n)
+            a, b = (ins[0], ins[-1]) if kind != _GENERAL else (ins, -1)
+            forward.append([kind, n.op.impl, a, b, n.params, slot[id(n)], ()])
+        frees_fwd: list[list[int]] = [[] for _ in forward]
+        for s, j in last_fwd.items():
+            if s not in protected and s not in last_back:
+                frees_fwd[j].append(s)
+        for step, free in zip(forward, frees_fwd):
+            step[6] = tuple(free)
+        self.forward = [tuple(step) for step in forward]
+
+    def run_forward(self, env: list) -> None:
+        """Fill ``env`` (inputs and constants already in place) with every value, dropping dead ones."""
         try:
-            out = op.impl(*args, **params) if params else op.impl(*args)  # ``**{}`` is a slow call
+            for kind, impl, a, b, params, o, free in self.forward:
+                if kind == _UNARY:
+                    env[o] = impl(env[a])
+                elif kind == _BINARY:
+                    env[o] = impl(env[a], env[b])
+                else:
+                    env[o] = impl(*[env[i] for i in a], **params)
+                for s in free:
+                    env[s] = None
         except Exception:  # noqa: BLE001  (the reference interpreter words the error)
-            out = run_op(n, args)
-        env[nid] = out
-        if taped or wrt_apply:
-            parents = [get(i) if d else None for i, d in zip(in_ids, diffs)]
-            if (any(p is not None for p in parents) or nid in wrt_apply) and out.dtype.kind == "f":
-                taped[nid] = TapeNode(op, params, tuple(args), out, tuple(parents))
-    return env, taped
+            node = self.nodes[o]
+            run_op(node, [env[self.slot[id(x)]] for x in node.inputs])
+            raise
+
+    def run_backward(self, env: list, grads: list) -> dict[int, object]:
+        """Push the cotangents in ``grads`` (seeded at the outputs) back to every taped slot.
+
+        Returns the gradients of requested intermediates by slot; those of
+        requested variables are left in ``grads``. Fan-out is summed in place
+        once a slot holds a sum this loop made (nobody else can see it).
+        """
+        ns = numbers
+        owned: set[int] = set()
+        kept: dict[int, object] = {}
+        for kind, op, a, b, params, o, calls, free, keep in self.backward:
+            g = grads[o]
+            if g is not None:
+                grads[o] = None
+                if keep:
+                    kept[o] = g
+                out = env[o]
+                if kind == _UNARY:
+                    x = env[a]
+                    for rule, _, t in calls:
+                        gi = rule(ns, g, out, x)
+                        if gi is not NO_GRAD:
+                            old = grads[t]
+                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+                elif kind == _BINARY:
+                    x, y = env[a], env[b]
+                    for rule, _, t in calls:
+                        gi = rule(ns, g, out, x, y)
+                        if gi is not NO_GRAD:
+                            old = grads[t]
+                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+                else:
+                    args = [env[i] for i in a]
+                    for op, i, t in calls:
+                        gi = op.vjp(ns, i, g, out, args, params)
+                        if gi is not NO_GRAD:
+                            old = grads[t]
+                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+            for s in free:
+                env[s] = None
+        return kept
+
+
+def _kind(n: Node) -> int:
+    """How a step calls ``n``'s impl and rules: directly for param-free unary/binary ops."""
+    if n.params or n.op.vjp_n is not None:
+        return _GENERAL
+    return {1: _UNARY, 2: _BINARY}.get(len(n.inputs), _GENERAL)
+
+
+def _accumulate(owned: set, t: int, old, gi):
+    """``old + gi``, written into ``old`` when this sweep made ``old`` and the sum keeps its type."""
+    if t in owned and old.shape == gi.shape and old.dtype == gi.dtype:
+        np.add(old, gi, out=old)
+        return old
+    new = old + gi
+    if type(new) is np.ndarray:  # noqa: E721  (a 0-d sum is a numpy scalar: immutable)
+        owned.add(t)
+    return new
+
+
+def program(outs: list[Node], wrt: list[Node]) -> Program:
+    """The cached :class:`Program` for ``outs`` and ``wrt`` (nodes never change, so neither does it)."""
+    key = (tuple(map(id, outs)), tuple(map(id, wrt)))
+    hit = _PROGRAMS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit.outs, outs)) and all(
+            a is b for a, b in zip(hit.wrt, wrt)):
+        return hit
+    made = Program(outs, wrt)
+    if len(_PROGRAMS) >= _PROGRAMS_KEPT:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = made
+    return made
+
+
+def _forward(prog: Program, wrt: list[Node], values: dict):
+    """Check the feed, run the forward; returns the value list and the fed values by node id."""
+    values = values or {}
+    variables = prog.variables
+    if wrt:
+        seen = {id(v) for v in variables}
+        # an input the outputs do not reach may still be fed: its gradient is zeros of its shape
+        extra = [w for w in wrt if w.is_var and id(w) not in seen and (w in values or w.name in values)]
+        if extra:
+            variables = variables + extra
+    fed = resolve_feed(variables, values)
+    env = [None] * len(prog.nodes)
+    slot = prog.slot
+    for v in prog.variables:
+        env[slot[id(v)]] = fed[id(v)]
+    for s, value in prog.constants:
+        env[s] = value
+    prog.run_forward(env)
+    return env, fed
 
 
 def evaluate(outputs, values: dict):
     """Values of ``outputs`` (a node or a list of nodes) for ``values`` (nodes or names -> arrays)."""
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
-    env, _ = _forward(outs, [], values)
-    results = [np.asarray(env[id(o)]) for o in outs]
+    prog = program(outs, [])
+    env, _ = _forward(prog, [], values)
+    results = [np.asarray(env[prog.slot[id(o)]]) for o in outs]
     return results[0] if single else results
 
 
@@ -100,13 +255,20 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
     wrts = [wrt] if single else list(wrt)
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
-    env, taped = _forward(outs, wrts, values)
+    for w in wrts:
+        if w.dtype.kind != "f":
+            raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
+                            f"(made at {w.site})")
+    prog = program(outs, wrts)
+    env, fed = _forward(prog, wrts, values)
 
-    ys, seeds = [], []
+    slot, taped = prog.slot, prog.taped
+    grads = [None] * len(env)
     for k, o in enumerate(outs):
         if o.dtype.kind != "f":
             raise GradError(f"gradients: output {k} {o!r} is not floating, so it has no gradient")
-        value = env[id(o)]
+        s = slot[id(o)]
+        value = env[s]
         if grad_outputs is None or grad_outputs[k] is None:
             if np.size(value) != 1:
                 raise GradError(f"gradients: output {k} has shape {np.shape(value)}; grad_outputs is needed "
@@ -117,34 +279,29 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
             if g.shape != np.shape(value):
                 raise GradError(f"gradients: grad_outputs[{k}] has shape {g.shape}, output {k} has shape "
                                 f"{np.shape(value)}")
-        t = taped.get(id(o))
-        if t is not None:
-            ys.append(t if isinstance(t, Tensor) else Tensor(value, True, t))
-            seeds.append(g)
+        if taped[s]:
+            grads[s] = g if grads[s] is None else grads[s] + g
+    kept = prog.run_backward(env, grads)
 
-    targets = []
+    results = []
     for w in wrts:
-        t = taped.get(id(w))
-        targets.append(t if t is None or isinstance(t, Tensor) else Tensor(env[id(w)], True, t))
-    live = [t for t in targets if t is not None]
-    found = iter(engine.sweep(ys, seeds, live, False, False, prune=False) if ys and live else [None] * len(live))
-    results = [_zeros(w, env) if t is None else _array(next(found), w, env) for t, w in zip(targets, wrts)]
+        s = slot.get(id(w))
+        g = None if s is None else kept.get(s, grads[s])
+        results.append(_zeros(w, fed) if g is None else _own(g))
     return results[0] if single else results
 
 
-def _zeros(w: Node, env: dict) -> np.ndarray:
+def _zeros(w: Node, fed: dict) -> np.ndarray:
     """The gradient for an input no output depends on."""
-    if id(w) in env:
-        return np.zeros(np.shape(env[id(w)]), w.dtype)
+    if id(w) in fed:
+        return np.zeros(np.shape(fed[id(w)]), w.dtype)
     if None in w.shape:
         raise GradError(f"gradients: the outputs do not depend on {w!r}, and its shape is unknown; "
                         "feed a value for it to get zeros")
     return np.zeros(w.shape, w.dtype)
 
 
-def _array(g, w: Node, env: dict) -> np.ndarray:
+def _own(g) -> np.ndarray:
     """A gradient the caller may keep and write to: read-only views (from broadcasting) are copied."""
-    if g is None:
-        return _zeros(w, env)
     g = np.asarray(g)
     return g if g.flags.writeable else g.copy()
