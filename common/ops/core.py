@@ -122,6 +122,10 @@ class Namespace:
         self._apply = apply
         self._name = name
 
+    def apply(self, op: Op, inputs: tuple, params: dict):
+        """``op`` on ``inputs`` with already normalised ``params`` (no ``bind``)."""
+        return self._apply(op, inputs, params)
+
     def __getattr__(self, name: str):
         op = OPS.get(name)
         if op is None:
