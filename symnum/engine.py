@@ -25,29 +25,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from common.errors import GradError
-from common.ops import NO_GRAD, OPS, Namespace, numeric
+from common.ops import NO_GRAD, numeric
 
 from .mode import MODE
 from .tape import TapeNode, tape
 from .tensor import Tensor
 
 _stamps = itertools.count(1)
-
-
-def _numbers():
-    """:data:`common.numeric` with each param-free op bound straight to its numpy impl.
-
-    The same functions (numeric's ``fn(*xs)`` is ``impl(*xs)`` for such ops),
-    one Python call fewer per op a VJP rule uses: the backward sweep's inner loop.
-    """
-    ns = Namespace(numeric._apply, "numbers")
-    for op in OPS.values():
-        if op.bind is None:
-            setattr(ns, op.name, op.impl)
-    return ns
-
-
-numbers = _numbers()
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
           "by the previous backward. Pass retain_graph=True to the first backward (or grad) call "
@@ -230,7 +214,7 @@ def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
     The hot loop of define-by-run: a rule is called directly (what
     ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
     """
-    ns = tape if create_graph else numbers
+    ns = tape if create_graph else numeric
     pruned = targets is not None
     pop, push = ready.pop, ready.append
     while ready:

@@ -21,14 +21,15 @@ nothing here knows any calculus of its own.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
+
 import numpy as np
 
 from common.errors import GradError
 from common.evaluate import resolve_feed, run_op
 from common.graph import Node, toposort
-from common.ops import NO_GRAD
-
-from .engine import numbers
+from common.ops import NO_GRAD, numeric
 
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
@@ -53,71 +54,58 @@ class Program:
 
     def __init__(self, outs: list[Node], wrt: list[Node]):
         self.outs, self.wrt = outs, wrt
-        order = toposort(outs)
-        self.nodes = order
+        with _gc_paused():
+            self._build(outs, wrt)
+
+    def _build(self, outs: list[Node], wrt: list[Node]) -> None:
+        order = self.nodes = toposort(outs)
         slot = self.slot = {id(n): k for k, n in enumerate(order)}
         self.variables = [n for n in order if n.is_var]
         self.constants = [(slot[id(n)], n.value) for n in order if n.is_const]
-
         wanted = {id(w) for w in wrt}
-        taped = [False] * len(order)
-        for k, n in enumerate(order):
-            if id(n) in wanted:
-                taped[k] = n.dtype.kind == "f" and (n.is_var or n.is_apply)
-            elif n.is_apply and n.dtype.kind == "f":
-                op = n.op
-                taped[k] = any(taped[slot[id(x)]] and op.differentiable(i) for i, x in enumerate(n.inputs))
-        self.taped = taped
-
-        backward = []
-        for n in reversed(order):
-            k = slot[id(n)]
-            if not taped[k] or n.op is None:
-                continue
-            op, ins = n.op, tuple(slot[id(x)] for x in n.inputs)
-            targets = [(i, s) for i, s in enumerate(ins) if taped[s] and op.differentiable(i)]
-            if not targets:
-                continue  # a requested intermediate whose inputs take no gradient: nothing to push
-            kind = _kind(n)
-            if kind == _GENERAL:
-                calls = tuple((op, i, s) for i, s in targets)
-            else:
-                calls = tuple((op.vjps[i], i, s) for i, s in targets)
-            a, b = (ins[0], ins[-1]) if kind != _GENERAL else (ins, -1)
-            backward.append([kind, op, a, b, n.params, k, calls, (), id(n) in wanted])
-
-        # the last reader of each value: a backward step if the backward reads it, else a forward step
         protected = {slot[id(o)] for o in outs}
-        last_back: dict[int, int] = {}
-        for j, step in enumerate(backward):
-            k = step[5]
-            for s in (k, *(step[2] if step[0] == _GENERAL else (step[2], step[3]))):
-                last_back[s] = j
-        frees_back: list[list[int]] = [[] for _ in backward]
-        for s, j in last_back.items():
-            if s not in protected:
-                frees_back[j].append(s)
-        for step, free in zip(backward, frees_back):
-            step[7] = tuple(free)
-        self.backward = [tuple(step) for step in backward]
+        taped = self.taped = [False] * len(order)
+        differentiable: dict = {}  # op -> which input positions can take a gradient
 
-        forward = []
+        # one pass in order: the forward steps, which nodes the backward visits, and who reads what
+        forward, backward_rev = [], []
         last_fwd: dict[int, int] = {}
-        for n in order:
-            if n.op is None:
+        for k, n in enumerate(order):
+            op = n.op
+            if op is None:
+                taped[k] = id(n) in wanted and n.dtype.kind == "f" and n.value is None
                 continue
-            ins = tuple(slot[id(x)] for x in n.inputs)
+            ins = tuple([slot[id(x)] for x in n.inputs])
             for s in ins:
                 last_fwd[s] = len(forward)
-            kind = _kind(n)
-            a, b = (ins[0], ins[-1]) if kind != _GENERAL else (ins, -1)
-            forward.append([kind, n.op.impl, a, b, n.params, slot[id(n)], ()])
-        frees_fwd: list[list[int]] = [[] for _ in forward]
-        for s, j in last_fwd.items():
-            if s not in protected and s not in last_back:
-                frees_fwd[j].append(s)
-        for step, free in zip(forward, frees_fwd):
-            step[6] = tuple(free)
+            kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
+            a, b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
+            forward.append([kind, op.impl, a, b, n.params, k, ()])
+            if n.dtype.kind != "f":
+                continue
+            diff = differentiable.get(op)
+            if diff is None or len(diff) < len(ins):
+                diff = differentiable[op] = tuple(op.differentiable(i) for i in range(len(ins)))
+            targets = [(i, s) for i, s in enumerate(ins) if taped[s] and diff[i]]
+            keep = id(n) in wanted
+            taped[k] = keep or bool(targets)
+            if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
+                calls = tuple([(op, i, s) if kind == _GENERAL else (op.vjps[i], i, s) for i, s in targets])
+                backward_rev.append([kind, op, a, b, n.params, k, calls, (), keep])
+
+        # the last reader of each value: a backward step if the backward reads it, else a forward step
+        backward = backward_rev[::-1]
+        last_back: dict[int, int] = {}
+        for j, step in enumerate(backward):
+            last_back[step[5]] = j
+            if step[0] == _GENERAL:
+                for s in step[2]:
+                    last_back[s] = j
+            else:
+                last_back[step[2]] = last_back[step[3]] = j
+        _attach_frees(backward, 7, last_back, protected)
+        _attach_frees(forward, 6, {s: j for s, j in last_fwd.items() if s not in last_back}, protected)
+        self.backward = [tuple(step) for step in backward]
         self.forward = [tuple(step) for step in forward]
 
     def run_forward(self, env: list) -> None:
@@ -144,7 +132,7 @@ class Program:
         requested variables are left in ``grads``. Fan-out is summed in place
         once a slot holds a sum this loop made (nobody else can see it).
         """
-        ns = numbers
+        ns = numeric
         owned: set[int] = set()
         kept: dict[int, object] = {}
         for kind, op, a, b, params, o, calls, free, keep in self.backward:
@@ -180,11 +168,27 @@ class Program:
         return kept
 
 
-def _kind(n: Node) -> int:
-    """How a step calls ``n``'s impl and rules: directly for param-free unary/binary ops."""
-    if n.params or n.op.vjp_n is not None:
-        return _GENERAL
-    return {1: _UNARY, 2: _BINARY}.get(len(n.inputs), _GENERAL)
+def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set) -> None:
+    """Put each slot in the ``free`` field of the step that reads it last (outputs stay)."""
+    frees: dict[int, list[int]] = {}
+    for s, j in last.items():
+        if s not in protected:
+            frees.setdefault(j, []).append(s)
+    for j, free in frees.items():
+        steps[j][field] = tuple(free)
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic collector: building a program makes millions of small containers and
+    no cycles, and each collection would scan the whole (large) graph again."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _accumulate(owned: set, t: int, old, gi):

@@ -130,9 +130,12 @@ class Namespace:
         op = OPS.get(name)
         if op is None:
             raise AttributeError(f"{self._name} has no op {name!r}")
-        fn = make_op_function(op, self._apply)
+        fn = self._function(op)
         setattr(self, name, fn)
         return fn
+
+    def _function(self, op: Op) -> Callable:
+        return make_op_function(op, self._apply)
 
     def __dir__(self):
         return sorted(OPS)
@@ -164,7 +167,15 @@ def _numeric_apply(op, inputs, params):
     return op.impl(*inputs, **params)
 
 
-numeric = Namespace(_numeric_apply, "numeric")
+class _Numeric(Namespace):
+    """Ops on numpy arrays. A param-free op's function *is* its impl (``fn(*xs)`` would only
+    call ``impl(*xs)``): one Python call fewer per op a rule runs, in every backward sweep."""
+
+    def _function(self, op: Op) -> Callable:
+        return op.impl if op.bind is None else make_op_function(op, self._apply)
+
+
+numeric = _Numeric(_numeric_apply, "numeric")
 """Ops on numpy arrays: each is its impl. VJP rules run here compute numbers."""
 
 
