@@ -31,6 +31,7 @@ from common.errors import FeedError, GradError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.graph import Node, toposort
 
+from . import emit
 from .gcpause import paused_gc
 from .rewrite import optimize as _optimize
 
@@ -72,7 +73,8 @@ class _Codegen:
     """Names for everything a generated function refers to: globals and templates."""
 
     def __init__(self):
-        self.globals: dict = {"np": np}
+        self.globals: dict = {"np": np, "np_add_reduce": np.add.reduce,
+                              **{"np_" + u: getattr(np, u) for u in emit.UFUNCS.values()}}
         self._templates: dict = {}
         self._impls: dict = {}
         self._bound: dict = {}
@@ -114,6 +116,9 @@ class _Codegen:
 
     def expression(self, node: Node, args: list[str]) -> str:
         op = node.op
+        fast = emit.expression(node, args)
+        if fast is not None:
+            return fast
         if op.code is not None:
             return self.template(op).format(*args, args=", ".join(args), **self.params(node.params))
         kw = ", ".join(f"{k}={v}" for k, v in self.params(node.params).items())
@@ -138,6 +143,7 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
     for k, v in enumerate(variables):
         names[id(v)] = f"a{k}"
     last = _plan(order, outs)
+    end = emit.aliases(order, last)
     free: list[str] = []
     nreg = 0
     lines = [f"def fn({', '.join(names[id(v)] for v in variables)}):"]
@@ -147,20 +153,27 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
                 names[id(n)] = gen.bind(n.value, "c")
             continue
         args = [names[id(i)] for i in n.inputs]
-        expr = gen.expression(n, args)
         dead = []
         for i in n.inputs:
             if last.get(id(i)) == k and i.value is None:
                 r = names[id(i)]
                 if r not in dead:
                     dead.append(r)
-        if dead:
+        into = emit.inplace_input(n, k, last, end)
+        if into is not None:
+            target = args[into]
+            dead.remove(target)
+            expr = f"np_{emit.UFUNCS[n.op.name]}({', '.join(args)}, out={target})"
+        elif dead:
+            expr = gen.expression(n, args)
             target = dead.pop(0)
-        elif free:
-            target = free.pop()
         else:
-            target = f"r{nreg}"
-            nreg += 1
+            expr = gen.expression(n, args)
+            if free:
+                target = free.pop()
+            else:
+                target = f"r{nreg}"
+                nreg += 1
         names[id(n)] = target
         if dead:
             lines.append(f"    {target} = {expr}; del {', '.join(dead)}")

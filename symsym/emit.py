@@ -1,0 +1,104 @@
+"""Nodes as the cheapest numpy source their static types allow, and in-place updates.
+
+The op table's ``code`` templates are generic (``np.transpose(x, axes)``,
+``np.sum(x, axis=..., keepdims=...)``). With shapes and dtypes known at
+compile time most of them have a cheaper spelling: ``x.T``, an ``x.reshape``
+method call, ``np.add.reduce`` without ``np.sum``'s argument handling, a
+``sum_to`` whose axes are worked out once here instead of on every call.
+Each saves a microsecond or two per node, which is what small graphs cost.
+
+An elementwise ufunc whose input dies at that statement may write into the
+input's buffer (``np.sin(x, out=x)``): no allocation, and the working set
+stays in cache. :func:`inplace_input` decides when that is safe: the buffer
+must be one the function itself allocated, and no view of it may be alive.
+"""
+
+from __future__ import annotations
+
+from common.graph import Node
+
+__all__ = ["UFUNCS", "aliases", "expression", "inplace_input"]
+
+#: ops whose template is one numpy ufunc call, and that ufunc's name
+UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
+          "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "sqrt": "sqrt",
+          "square": "square", "abs": "absolute", "sign": "sign", "add": "add", "sub": "subtract",
+          "mul": "multiply", "div": "true_divide", "pow": "power", "maximum": "maximum",
+          "minimum": "minimum"}
+#: ops that always return a freshly allocated array (never a view of an input)
+FRESH = frozenset(UFUNCS) | {"matmul"}
+
+
+def _static(n: Node) -> bool:
+    return None not in n.shape
+
+
+def _floating(n: Node) -> bool:
+    return n.dtype.kind == "f"
+
+
+def _reduce(x: str, axis: tuple, keepdims: bool) -> str:
+    return f"np_add_reduce({x}, {axis!r}, None, None, {keepdims})"
+
+
+def expression(n: Node, args: list[str]) -> str | None:
+    """A faster source expression for ``n`` than its op's template, or None."""
+    name = n.op.name
+    p = n.params
+    if name == "transpose":
+        return f"{args[0]}.T" if p["axes"] == (1, 0) else f"{args[0]}.transpose({p['axes']!r})"
+    if name in ("reshape", "squeeze", "expand_dims") and _static(n) and n.shape:
+        return f"{args[0]}.reshape({n.shape!r})"
+    if name == "sum" and _floating(n.inputs[0]) and p["axis"]:
+        return _reduce(args[0], p["axis"], p["keepdims"])
+    if name == "sum_to" and _floating(n) and _static(n.inputs[0]):
+        return _sum_to(args[0], n.inputs[0].shape, p["shape"])
+    return None
+
+
+def _sum_to(x: str, have: tuple, want: tuple) -> str:
+    """``sum_to`` with its axes worked out now (the impl does it on every call)."""
+    if have == want:
+        return x
+    lead = len(have) - len(want)
+    inner = tuple(lead + i for i, d in enumerate(want) if d == 1 and have[lead + i] != 1)
+    if not inner:
+        return _reduce(x, tuple(range(lead)), False)
+    out = _reduce(x, tuple(range(lead)) + inner, True)
+    return f"{out}.reshape({want!r})" if lead else out
+
+
+def aliases(order: list[Node], last: dict[int, int]) -> dict[int, int]:
+    """For each freshly allocated value, the last statement at which it or a view of it is used.
+
+    A view-making op (transpose, reshape, getitem, ...) may share its input's
+    buffer, and any op outside :data:`FRESH` is assumed to, so a buffer stays
+    pinned until every value that may point into it is dead.
+    """
+    bases: dict[int, tuple] = {}
+    end: dict[int, int] = {}
+    for n in order:
+        if n.op is None:
+            bases[id(n)] = ()
+            continue
+        if n.op.name in FRESH:
+            mine = (id(n),)
+        else:
+            mine = tuple({b for i in n.inputs for b in bases[id(i)]})
+        bases[id(n)] = mine
+        t = last.get(id(n), -1)
+        for b in mine:
+            if end.get(b, -1) < t:
+                end[b] = t
+    return end
+
+
+def inplace_input(n: Node, k: int, last: dict[int, int], end: dict[int, int]) -> int | None:
+    """The position of an input of ``n`` (statement ``k``) that ``n`` may overwrite, or None."""
+    if n.op.name not in UFUNCS or not n.shape or not _static(n):
+        return None
+    for pos, i in enumerate(n.inputs):
+        if (i.op is not None and i.op.name in FRESH and last.get(id(i)) == k and end.get(id(i)) == k
+                and i.shape == n.shape and i.dtype == n.dtype):
+            return pos
+    return None
