@@ -293,7 +293,7 @@ def _function(inputs, outputs, optimize, passes) -> Function:
         kwargs = {} if passes is None else {"passes": passes}
         outs, report = _optimize(outs, **kwargs)
     t1 = time.perf_counter()
-    order = toposort(outs)
+    order = toposort(outs[::-1])  # gradients come out last-layer first: backprop order frees most
     given = {id(v) for v in inputs}
     missing = [n for n in order if n.is_var and id(n) not in given]
     if missing:
