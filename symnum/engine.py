@@ -27,6 +27,7 @@ import numpy as np
 from common.errors import GradError
 from common.ops import NO_GRAD, numeric
 
+from .batched import Batched
 from .mode import MODE
 from .tape import TapeNode, tape
 from .tensor import Tensor
@@ -104,13 +105,17 @@ def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
     return seeds
 
 
-def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune: bool = True) -> list | None:
+def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune: bool = True,
+          ns=None) -> list | None:
     """The engine behind :func:`backward` (``inputs is None``) and :func:`grad`.
 
     With ``inputs`` given, returns their gradients (None where none flowed)
     and touches no ``.grad``; otherwise accumulates into leaves and returns None.
     ``prune=False`` skips the pruning pass when the caller knows every node
-    leads to an input (a tape recorded only downstream of them).
+    leads to an input (a tape recorded only downstream of them). ``ns`` is
+    the namespace the rules run in: by default the tape with
+    ``create_graph``, else numbers (:data:`symnum.batched.batched` sweeps a
+    batch of cotangents at once).
     """
     leaf_acc: dict[int, list] = {}  # id(leaf) -> [leaf, gradient so far]
     roots = []
@@ -146,7 +151,8 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     prev = MODE.enabled
     MODE.enabled = create_graph
     try:
-        _run(ready, leaf_acc, targets, found, retain_graph, create_graph)
+        _run(ready, leaf_acc, targets, found, retain_graph, create_graph,
+             ns or (tape if create_graph else numeric))
     finally:
         MODE.enabled = prev
 
@@ -208,14 +214,14 @@ def _count_pruned(roots, stamp, targets) -> None:
                     p._deps += 1
 
 
-def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
+def _run(ready, leaf_acc, targets, found, retain_graph, create_graph, ns) -> None:
     """Pop nodes whose gradient is complete and push it through their VJP rules.
 
     The hot loop of define-by-run: a rule is called directly (what
     ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
     """
-    ns = tape if create_graph else numeric
     pruned = targets is not None
+    owned: set[int] = set()  # nodes and leaves whose gradient so far is a sum made here
     pop, push = ready.pop, ready.append
     while ready:
         node = pop()
@@ -249,11 +255,11 @@ def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
                     gi = rules[i](ns, g, out, *args)
                 if gi is not NO_GRAD:
                     if not node_parent:
-                        _add_leaf(leaf_acc, p, gi)
+                        _add_leaf(leaf_acc, p, gi, owned)
                     elif p._g is None:
                         p._g = gi
                     else:
-                        p._g = p._g + gi
+                        p._g = add_owned(owned, id(p), p._g, gi)
             if node_parent:
                 p._deps -= 1
                 if p._deps == 0:
@@ -262,12 +268,33 @@ def _run(ready, leaf_acc, targets, found, retain_graph, create_graph) -> None:
             node.args = node.out = None
 
 
-def _add_leaf(acc, leaf, g) -> None:
+def _add_leaf(acc, leaf, g, owned=None) -> None:
     entry = acc.get(id(leaf))
     if entry is None:
         acc[id(leaf)] = [leaf, g]
     else:
-        entry[1] = entry[1] + g
+        entry[1] = entry[1] + g if owned is None else add_owned(owned, id(leaf), entry[1], g)
+
+
+def add_owned(owned: set, key: int, old, g):
+    """``old + g`` for fan-out, written into ``old`` when this sweep made ``old`` by such a sum.
+
+    Nothing else can see such an array (a rule's result may alias its
+    cotangent or a saved value, a sum never does), so adding in place is safe
+    and spares an allocation per fan-out, which on big cotangents is most of
+    an add's cost. Tensors (``create_graph``) are never written in place.
+    """
+    if key in owned:
+        a, b = old, g
+        if old.__class__ is Batched and g.__class__ is Batched and old.scale == g.scale:
+            a, b = old.value, g.value
+        if a.__class__ is np.ndarray and b.__class__ is np.ndarray and a.shape == b.shape and a.dtype == b.dtype:
+            np.add(a, b, out=a)
+            return old
+    new = old + g
+    if new.__class__ is np.ndarray or new.__class__ is Batched:
+        owned.add(key)
+    return new
 
 
 def _as_tensors(node) -> tuple:

@@ -21,6 +21,7 @@ import numpy as np
 from common.errors import DTypeError, GradError
 
 from . import engine
+from .batched import Batched, batched, unbatch
 from .mode import MODE
 from .tape import tape
 from .tensor import Tensor
@@ -201,16 +202,61 @@ def _stack_rows(rows, out_shape, x_shape, dtype, nested):
     return np.stack([np.asarray(r.data) for r in rows]).reshape(out_shape + x_shape)
 
 
+SWEEP_ELEMENTS = 1 << 15
+"""How many Hessian entries one batched sweep computes: a batch this size stays in cache,
+and a Hessian larger than it is swept a block of rows at a time."""
+
+
 def hessian(f: Callable, argnums: int = 0) -> Callable:
     """The Hessian of scalar ``f`` with respect to one argument: shape ``x.shape + x.shape``.
 
     Reverse over reverse: the gradient is recorded once (``create_graph``),
-    then swept back once per element; each sweep visits only the gradient's
-    tape, which for vectorised code is a few dozen nodes whatever ``x.size``.
+    then swept back once for a whole batch of basis cotangents (the rows of
+    the identity), each VJP rule running through its op's batching rule
+    (:mod:`symnum.batched`): one sweep for all the rows instead of one per
+    row. Nested (inside a transform, or on tensors with history), the rows
+    are swept one by one on the tape so the result stays differentiable.
     """
     if not isinstance(argnums, int):
         raise GradError("hessian takes a single argnums (an int)")
-    return jacobian(grad(f, argnums), argnums)
+    by_rows = jacobian(grad(f, argnums), argnums)
+
+    def hessian_f(*args, **kwargs):
+        if _nested(args):
+            return by_rows(*args, **kwargs)
+        with _transform():
+            args = list(args)
+            x = args[argnums] = _input(args[argnums])
+            out = _output(f(*args, **kwargs), "hessian")
+            if out.size != 1:
+                raise GradError(f"hessian: the function must return a single element, got shape {out.shape}")
+            (g,) = _grads(out, [x], None, True, True)
+            if not g.requires_grad:  # the gradient is constant: f is at most linear
+                return np.zeros(x.shape + x.shape, x.dtype)
+            n = x.size
+            hess = np.empty((n, n), x.dtype)
+            step = max(1, SWEEP_ELEMENTS // n)
+            for start in range(0, n, step):
+                rows = min(step, n - start)
+                seed = np.zeros((rows, n), g.dtype)
+                seed[np.arange(rows), np.arange(start, start + rows)] = 1
+                (h,) = engine.sweep([g], [Batched(seed.reshape((rows, *g.shape)))], [x], start + rows < n, False,
+                                    ns=batched)
+                hess[start:start + rows] = 0 if h is None else unbatch(h, rows, x.shape).reshape(rows, n)
+        return hess.reshape(x.shape + x.shape)
+
+    hessian_f.__name__ = f"hessian({getattr(f, '__name__', 'f')})"
+    return hessian_f
+
+
+def _own_rows(h, n: int, shape: tuple) -> np.ndarray:
+    """The swept rows as an array of the caller's own, reusing the sweep's last sum when it is one."""
+    if h.__class__ is Batched and h.value.base is None and h.value.flags.writeable:
+        # a fresh array that the finished sweep no longer references: scale it in place
+        if h.scale != 1:
+            np.multiply(h.value, h.scale, out=h.value)
+        return h.value
+    return np.array(unbatch(h, n, shape))
 
 
 def hvp(f: Callable, x, v):

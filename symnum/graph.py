@@ -279,7 +279,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
                                 f"for outputs of more than one element (output made at {o.site})")
             g = np.ones_like(value)
         else:
-            g = np.asarray(grad_outputs[k], dtype=value.dtype)
+            g = np.array(grad_outputs[k], dtype=value.dtype)  # ours: it may be summed in place or returned
             if g.shape != np.shape(value):
                 raise GradError(f"gradients: grad_outputs[{k}] has shape {g.shape}, output {k} has shape "
                                 f"{np.shape(value)}")

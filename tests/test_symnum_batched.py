@@ -1,0 +1,122 @@
+"""The batched second sweep behind symnum.hessian: every op case's Hessian against the
+row-by-row sweep on the tape and against central differences of the gradient, the
+scale-carrying batched numbers against dense numpy, and in-place fan-out sums
+that never touch the caller's arrays."""
+
+import numpy as np
+import pytest
+from opcases import CASES
+
+import symnum as S
+from symnum import functional
+from symnum.batched import Batched, batched
+
+SECOND = [c for c in CASES if c.wrt and c.second_order]
+
+
+def _scalar(case, inputs, weights):
+    """x -> sum(weights * case(x, other inputs)): a scalar function of the case's first wrt input."""
+    k = case.wrt[0]
+
+    def f(x):
+        args = list(inputs)
+        args[k] = x
+        return S.sum(case.fn(S, *args) * weights)
+
+    return f, inputs[k]
+
+
+def _setup(case, seed=7):
+    rng = np.random.default_rng(seed)
+    inputs = case.inputs(rng)
+    weights = rng.standard_normal(np.shape(case.ref(*inputs)))
+    return _scalar(case, inputs, weights)
+
+
+@pytest.mark.parametrize("case", SECOND, ids=[c.id for c in SECOND])
+def test_batched_hessian_equals_the_row_by_row_sweep(case):
+    f, x = _setup(case)
+    got = S.hessian(f)(x)
+    rows = S.jacobian(S.grad(f))(x)  # one tape sweep per row: a different path to the same numbers
+    assert got.shape == x.shape + x.shape
+    np.testing.assert_allclose(got, rows, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", SECOND[::4], ids=[c.id for c in SECOND[::4]])
+def test_batched_hessian_against_central_differences_of_the_gradient(case):
+    f, x = _setup(case, seed=11)
+    got = S.hessian(f)(x).reshape(x.size, x.size)
+    grad = S.grad(f)
+    h = 1e-6
+    fd = np.empty((x.size, x.size))
+    for k in range(x.size):
+        e = np.zeros(x.size)
+        e[k] = h
+        fd[:, k] = (grad(x + e.reshape(x.shape)) - grad(x - e.reshape(x.shape))).ravel() / (2 * h)
+    np.testing.assert_allclose(got, fd, rtol=1e-5, atol=1e-5)
+
+
+def test_hessian_in_blocks_of_rows_equals_one_sweep(monkeypatch):
+    x = np.random.default_rng(3).uniform(-1, 1, (4, 5))
+
+    def f(x):
+        return S.sum(S.tanh(x @ x.T) * S.sin(x[:, :4]).sum())
+
+    whole = S.hessian(f)(x)
+    monkeypatch.setattr(functional, "SWEEP_ELEMENTS", 7)  # 1 row per sweep: 20 sweeps of one tape
+    np.testing.assert_allclose(S.hessian(f)(x), whole, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(whole, S.jacobian(S.grad(f))(x), rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_of_a_linear_function_is_zero_and_nested_hessians_stay_differentiable():
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(S.hessian(lambda x: S.sum(x * 2.0))(x), np.zeros((3, 3)))
+    # d/dx trace(H(x)) for f = sum(x^4): H = diag(12 x^2), so the gradient of its trace is 24 x
+    g = S.grad(lambda x: S.sum(S.hessian(lambda y: S.sum(y ** 4))(x) * np.eye(3)))(x)
+    np.testing.assert_allclose(g, 24 * x)
+
+
+def _dense(b):
+    return b.dense() if isinstance(b, Batched) else np.broadcast_to(b, (3, *np.shape(b)))
+
+
+def test_batched_numbers_carry_scales_and_agree_with_dense_numpy():
+    rng = np.random.default_rng(5)
+    a = Batched(rng.standard_normal((3, 4)))
+    b = Batched(rng.standard_normal((3, 4)), -2.5)
+    u = rng.standard_normal(4)
+    cases = {
+        "neg": (-b, -b.dense()),
+        "scalar product": (b * np.float64(3.0), b.dense() * 3.0),
+        "python scalar": (2.0 * b, b.dense() * 2.0),
+        "vector product": (u * b, b.dense() * u),
+        "sum, equal scales": (b + Batched(a.value, -2.5), b.dense() + a.value * -2.5),
+        "sum, opposite scales": (a - Batched(a.value * 2, -1.0), a.value + a.value * 2),
+        "difference, other scales": (a - b, a.value - b.dense()),
+        "linear op carries the scale": (batched.sum(b, axis=0), b.dense().sum(axis=1)),
+        "getitem": (b[1:3], b.dense()[:, 1:3]),
+        "other ops see dense values": (batched.sin(b), np.sin(b.dense())),
+    }
+    for name, (got, want) in cases.items():
+        np.testing.assert_allclose(_dense(got), want, rtol=1e-14, err_msg=name)
+    # a float32 batch times a float64 array follows numpy's promotion (no scale folded in)
+    f32 = Batched(np.ones((3, 4), np.float32), 2.0)
+    assert (f32 * u).dtype == np.float64
+
+
+def test_fan_out_sums_in_place_never_write_to_the_callers_arrays():
+    from common import api as T
+
+    x = T.var("x", (5,))
+    y = T.var("y", (5,))
+    outs = [x * 1.0, x * 2.0, x * 3.0, y]
+    seeds = [np.full(5, 1.0), np.full(5, 2.0), np.full(5, 3.0), np.arange(5.0)]
+    kept = [s.copy() for s in seeds]
+    xv = np.linspace(-1, 1, 5)
+    gx, gy = S.gradients(outs, [x, y], {x: xv, y: xv}, grad_outputs=seeds)
+    np.testing.assert_allclose(gx, np.full(5, 1.0 + 4.0 + 9.0))
+    np.testing.assert_array_equal(gy, np.arange(5.0))
+    for s, k in zip(seeds, kept):
+        np.testing.assert_array_equal(s, k)
+    gy[0] = 99.0  # the caller owns what comes back: the seed it passed is untouched
+    np.testing.assert_array_equal(seeds[3], kept[3])
