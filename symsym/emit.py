@@ -15,9 +15,11 @@ must be one the function itself allocated, and no view of it may be alive.
 
 from __future__ import annotations
 
+import numpy as np
+
 from common.graph import Node
 
-__all__ = ["UFUNCS", "aliases", "expression", "inplace_input"]
+__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "scatter_at", "scatter_set"]
 
 #: ops whose template is one numpy ufunc call, and that ufunc's name
 UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
@@ -53,7 +55,46 @@ def expression(n: Node, args: list[str]) -> str | None:
         return _reduce(args[0], p["axis"], p["keepdims"])
     if name == "sum_to" and _floating(n) and _static(n.inputs[0]):
         return _sum_to(args[0], n.inputs[0].shape, p["shape"])
+    if name == "getitem":
+        parts = [_key_part(s, args[1:], True) for s in p["index"]]
+        return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
+    if name == "scatter_add" and _static(n):
+        index = p["index"]
+        key = "(" + "".join(_key_part(s, args[2:], False) + ", " for s in index) + ")"
+        arrays = any(s[0] == "array" for s in index)
+        return f"{'scatter_at' if arrays else 'scatter_set'}({args[0]}, {n.shape!r}, {key})"
     return None
+
+
+def _key_part(s: tuple, arrays: list[str], subscript: bool) -> str:
+    """One entry of an index spec as source: ``1:-1`` inside brackets, ``slice(1, -1, None)`` outside."""
+    kind = s[0]
+    if kind == "int":
+        return str(s[1])
+    if kind == "slice":
+        if subscript:
+            bounds = s[1:] if s[3] is not None else s[1:3]
+            return ":".join("" if v is None else str(v) for v in bounds)
+        return f"slice{s[1:]!r}"
+    if kind == "new":
+        return "None"
+    if kind == "ellipsis":
+        return "..."
+    return arrays[s[1]]
+
+
+def scatter_set(g, shape: tuple, key: tuple):
+    """Zeros with ``g`` at ``key``: basic indexing reaches each element once, so no ``np.add.at``."""
+    out = np.zeros(shape, g.dtype)
+    out[key] = g
+    return out
+
+
+def scatter_at(g, shape: tuple, key: tuple):
+    """Zeros with ``g`` added at ``key``, repeated indices accumulating."""
+    out = np.zeros(shape, g.dtype)
+    np.add.at(out, key, g)
+    return out
 
 
 def _sum_to(x: str, have: tuple, want: tuple) -> str:

@@ -21,6 +21,7 @@ from common.errors import GradError
 from common.graph import Node, replace, toposort
 
 from .grad import grad
+from .sparsity import compressed_jacobian
 from .vectorize import vectorize
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp"]
@@ -36,8 +37,14 @@ def _cotangent(like: Node) -> Node:
     return var(f"cotangent of {like.name or (like.op.name if like.op else 'input')}", like.shape, like.dtype)
 
 
-def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zero") -> Node:
-    """dy/dx as a node of shape ``y.shape + x.shape`` (both shapes static)."""
+def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zero",
+             sparse: bool = True) -> Node:
+    """dy/dx as a node of shape ``y.shape + x.shape`` (both shapes static).
+
+    With ``sparse`` (the default), a Jacobian with structural zeros is
+    computed from one batched row per colour of :func:`~symsym.sparsity.colour_rows`
+    instead of one per row; the result is the same dense array.
+    """
     m = _static_size(y, "jacobian")
     _static_size(x, "jacobian")
     if not vectorized:
@@ -48,14 +55,21 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     row = grad(y, x, known_grads={y: u}, disconnected=disconnected)
     basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
     (rows,) = vectorize([row], {u: basis}, m)
+    if sparse:
+        packed = compressed_jacobian(row, u, rows, basis, _static_size(x, "jacobian"))
+        if packed is not None:
+            rows = packed
     return S.reshape(rows, y.shape + x.shape)
 
 
-def hessian(cost: Node, x: Node) -> Node:
-    """d2 cost/dx2 as a node of shape ``x.shape + x.shape``: one vectorised graph."""
+def hessian(cost: Node, x: Node, sparse: bool = True) -> Node:
+    """d2 cost/dx2 as a node of shape ``x.shape + x.shape``: one vectorised graph.
+
+    A banded or otherwise sparse Hessian costs a few batched rows, not n (see ``jacobian``).
+    """
     if cost.shape != ():
         raise GradError(f"hessian: cost must be a scalar, got shape {cost.shape} (made at {cost.site})")
-    return jacobian(grad(cost, x), x, vectorized=True)
+    return jacobian(grad(cost, x), x, vectorized=True, sparse=sparse)
 
 
 def hvp(cost: Node, x: Node, v: Node) -> Node:

@@ -154,9 +154,38 @@ def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
     return S.scatter_add(u + v, *rest_a, index=a.params["index"])
 
 
+#: ops that read only the shape and dtype of one input, and which input
+_SHAPE_ONLY = {"scatter_add": 1, "sum_like": 1, "reshape_like": 1, "broadcast_like": 1, "count": 0,
+               "zeros_like": 0, "ones_like": 0, "full_like": 0}
+
+
+def _placeholder(ref: Node) -> Node:
+    """A constant of ``ref``'s static shape and dtype that costs no memory (a broadcast zero).
+
+    An input read only for its shape need not be computed: with this in its
+    place, the computation that made it is dead code.
+    """
+    value = np.broadcast_to(np.zeros((), ref.dtype), ref.shape)
+    return Node(None, (), {}, ref.shape, ref.dtype, None, value, ref.site)
+
+
+def _shape_only(n: Node) -> Node | None:
+    k = _SHAPE_ONLY[n.op.name]
+    ref = n.inputs[k]
+    if ref.op is None or None in ref.shape:
+        return None
+    ins = n.inputs
+    return Node(n.op, (*ins[:k], _placeholder(ref), *ins[k + 1:]), n.params, n.shape, n.dtype, n.name,
+                None, n.site)
+
+
 def algebra_rule(n: Node) -> Node | None:
     name = n.op.name
     ins = n.inputs
+    if name in _SHAPE_ONLY:
+        rep = _shape_only(n)
+        if rep is not None:
+            return rep
     if name == "mul":
         a, b = ins
         if is_value(b, 1) and _keeps(n, a, b):
