@@ -50,7 +50,8 @@ class Program:
     ``free`` lists the slots whose last reader is that step.
     """
 
-    __slots__ = ("outs", "wrt", "nodes", "slot", "variables", "constants", "forward", "backward", "taped")
+    __slots__ = ("outs", "wrt", "nodes", "slot", "variables", "var_slots", "constants", "forward", "backward",
+                 "taped")
 
     def __init__(self, outs: list[Node], wrt: list[Node]):
         self.outs, self.wrt = outs, wrt
@@ -59,11 +60,12 @@ class Program:
 
     def _build(self, outs: list[Node], wrt: list[Node]) -> None:
         order = self.nodes = toposort(outs)
-        slot = self.slot = {id(n): k for k, n in enumerate(order)}
+        slot = self.slot = {n: k for k, n in enumerate(order)}  # nodes hash by identity
         self.variables = [n for n in order if n.is_var]
-        self.constants = [(slot[id(n)], n.value) for n in order if n.is_const]
-        wanted = {id(w) for w in wrt}
-        protected = {slot[id(o)] for o in outs}
+        self.var_slots = {v: slot[v] for v in self.variables}
+        self.constants = [(slot[n], n.value) for n in order if n.is_const]
+        wanted = set(wrt)
+        protected = {slot[o] for o in outs}
         taped = self.taped = [False] * len(order)
         differentiable: dict = {}  # op -> which input positions can take a gradient
 
@@ -73,9 +75,9 @@ class Program:
         for k, n in enumerate(order):
             op = n.op
             if op is None:
-                taped[k] = id(n) in wanted and n.dtype.kind == "f" and n.value is None
+                taped[k] = n in wanted and n.dtype.kind == "f" and n.value is None
                 continue
-            ins = tuple([slot[id(x)] for x in n.inputs])
+            ins = tuple([slot[x] for x in n.inputs])
             for s in ins:
                 last_fwd[s] = len(forward)
             kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
@@ -87,7 +89,7 @@ class Program:
             if diff is None or len(diff) < len(ins):
                 diff = differentiable[op] = tuple(op.differentiable(i) for i in range(len(ins)))
             targets = [(i, s) for i, s in enumerate(ins) if taped[s] and diff[i]]
-            keep = id(n) in wanted
+            keep = n in wanted
             taped[k] = keep or bool(targets)
             if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
                 calls = tuple([(op, i, s) if kind == _GENERAL else (op.vjps[i], i, s) for i, s in targets])
@@ -122,7 +124,7 @@ class Program:
                     env[s] = None
         except Exception:  # noqa: BLE001  (the reference interpreter words the error)
             node = self.nodes[o]
-            run_op(node, [env[self.slot[id(x)]] for x in node.inputs])
+            run_op(node, [env[self.slot[x]] for x in node.inputs])
             raise
 
     def run_backward(self, env: list, grads: list) -> dict[int, object]:
@@ -219,22 +221,39 @@ def program(outs: list[Node], wrt: list[Node]) -> Program:
 def _forward(prog: Program, wrt: list[Node], values: dict):
     """Check the feed, run the forward; returns the value list and the fed values by node id."""
     values = values or {}
-    variables = prog.variables
-    if wrt:
-        seen = {id(v) for v in variables}
-        # an input the outputs do not reach may still be fed: its gradient is zeros of its shape
-        extra = [w for w in wrt if w.is_var and id(w) not in seen and (w in values or w.name in values)]
-        if extra:
-            variables = variables + extra
-    fed = resolve_feed(variables, values)
     env = [None] * len(prog.nodes)
-    slot = prog.slot
-    for v in prog.variables:
-        env[slot[id(v)]] = fed[id(v)]
+    fed = _fed_exactly(prog, values, env)
+    if fed is None:
+        variables = prog.variables
+        if wrt:
+            seen = {id(v) for v in variables}
+            # an input the outputs do not reach may still be fed: its gradient is zeros of its shape
+            extra = [w for w in wrt if w.is_var and id(w) not in seen and (w in values or w.name in values)]
+            if extra:
+                variables = variables + extra
+        fed = resolve_feed(variables, values)
+        slot = prog.slot
+        for v in prog.variables:
+            env[slot[v]] = fed[id(v)]
     for s, value in prog.constants:
         env[s] = value
     prog.run_forward(env)
     return env, fed
+
+
+def _fed_exactly(prog: Program, values: dict, env: list) -> dict | None:
+    """The feed when it is exactly one array of the declared dtype and shape per variable node
+    (a training loop's, a benchmark's), put in place; None for anything else, which
+    :func:`common.evaluate.resolve_feed` then checks and words."""
+    slots = prog.var_slots
+    if len(values) != len(slots):
+        return None
+    for key, value in values.items():
+        s = slots.get(key) if key.__class__ is Node else None
+        if s is None or value.__class__ is not np.ndarray or value.dtype != key.dtype or value.shape != key.shape:
+            return None
+        env[s] = value
+    return {id(key): value for key, value in values.items()}
 
 
 def evaluate(outputs, values: dict):
@@ -242,8 +261,9 @@ def evaluate(outputs, values: dict):
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
     prog = program(outs, [])
-    env, _ = _forward(prog, [], values)
-    results = [np.asarray(env[prog.slot[id(o)]]) for o in outs]
+    with _gc_paused():
+        env, _ = _forward(prog, [], values)
+    results = [np.asarray(env[prog.slot[o]]) for o in outs]
     return results[0] if single else results
 
 
@@ -264,14 +284,27 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
             raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
                             f"(made at {w.site})")
     prog = program(outs, wrts)
-    env, fed = _forward(prog, wrts, values)
+    with _gc_paused():
+        env, fed = _forward(prog, wrts, values)
+        grads = _seeds(prog, outs, env, grad_outputs)
+        kept = prog.run_backward(env, grads)
 
+    results = []
+    for w in wrts:
+        s = prog.slot.get(w)
+        g = None if s is None else kept.get(s, grads[s])
+        results.append(_zeros(w, fed) if g is None else _own(g))
+    return results[0] if single else results
+
+
+def _seeds(prog: Program, outs: list[Node], env: list, grad_outputs) -> list:
+    """The gradient list of a sweep, holding each output's cotangent: given, or 1 for one element."""
     slot, taped = prog.slot, prog.taped
     grads = [None] * len(env)
     for k, o in enumerate(outs):
         if o.dtype.kind != "f":
             raise GradError(f"gradients: output {k} {o!r} is not floating, so it has no gradient")
-        s = slot[id(o)]
+        s = slot[o]
         value = env[s]
         if grad_outputs is None or grad_outputs[k] is None:
             if np.size(value) != 1:
@@ -285,14 +318,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
                                 f"{np.shape(value)}")
         if taped[s]:
             grads[s] = g if grads[s] is None else grads[s] + g
-    kept = prog.run_backward(env, grads)
-
-    results = []
-    for w in wrts:
-        s = slot.get(id(w))
-        g = None if s is None else kept.get(s, grads[s])
-        results.append(_zeros(w, fed) if g is None else _own(g))
-    return results[0] if single else results
+    return grads
 
 
 def _zeros(w: Node, fed: dict) -> np.ndarray:
