@@ -52,7 +52,7 @@ def test_single_output_gives_an_array_and_attributes():
 
 
 def test_generated_code_is_straight_line_and_frees_dead_values():
-    x = T.var("x", (4,))
+    x = T.var("x", (compile_module.INLINE_SIZE + 1,))  # big enough to get a statement per node
     y = x
     for _ in range(6):
         y = T.tanh(y) * 1.5
@@ -63,7 +63,7 @@ def test_generated_code_is_straight_line_and_frees_dead_values():
     registers = {line.split("=")[0].strip() for line in body if "=" in line}
     assert len(registers) < len(body) // 2
     assert "del " in f.source
-    xv = np.array([0.1, -0.3, 0.8, 2.0])
+    xv = np.linspace(-2.0, 2.0, compile_module.INLINE_SIZE + 1)
     ref = common.evaluate(grad(T.sum(y), x), {x: xv})
     np.testing.assert_allclose(f(xv), ref, rtol=1e-12)
 
@@ -150,23 +150,24 @@ def test_same_node_twice_and_input_as_output():
 
 
 def test_elementwise_ops_overwrite_dead_intermediates_in_place():
-    x = T.var("x", (5,))
+    n = compile_module.INLINE_SIZE + 1  # small values are inlined instead
+    x = T.var("x", (n,))
     y = T.tanh(T.exp(T.sin(x) * 2.0) + 1.0)
     f = function([x], y)
     assert "out=" in f.source
-    xv = np.linspace(-1.0, 1.0, 5)
+    xv = np.linspace(-1.0, 1.0, n)
     keep = xv.copy()
     np.testing.assert_allclose(f(xv), np.tanh(np.exp(np.sin(keep) * 2.0) + 1.0))
     np.testing.assert_array_equal(xv, keep)  # an input is never written
 
 
 def test_a_buffer_with_a_live_view_is_not_overwritten():
-    x = T.var("x", (3, 3))
+    x = T.var("x", (30, 30))
     a = x * 2.0                  # fresh
     t = T.transpose(a)           # a view of a's buffer, made first, used after sin(a)
     out = t + T.sin(a)           # sin is a's last direct use: in place only if no view were alive
     f = function([x], out, optimize=False)
-    xv = np.arange(9.0).reshape(3, 3) / 9
+    xv = np.arange(900.0).reshape(30, 30) / 900
     np.testing.assert_allclose(f(xv), (2 * xv).T + np.sin(2 * xv))
     (line,) = [s for s in f.source.splitlines() if "np_sin(" in s]
     assert "out=" not in line
@@ -183,3 +184,18 @@ def test_inputs_are_never_written_in_place():
     f(xv, yv)
     np.testing.assert_array_equal(xv, xc)
     np.testing.assert_array_equal(yv, yc)
+
+
+def test_small_single_use_values_are_written_into_their_consumer():
+    x = T.var("x", ())
+    y = x
+    for _ in range(60):  # a chain of single-use nodes: nesting must stay bounded
+        y = T.exp(T.sin(y) * 0.5)
+    f = function([x], [y, grad(y, x)])
+    statements = f.source.count("\n") - 2
+    assert statements < len(common.graph.toposort(f.graph)) // 2
+    deepest = max(line.count("(") for line in f.source.splitlines())
+    assert deepest <= 3 * compile_module.INLINE_DEPTH
+    want = common.evaluate([y, grad(y, x)], {x: 0.3})
+    for got, ref in zip(f(np.float64(0.3)), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-13)
