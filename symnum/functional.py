@@ -202,7 +202,7 @@ def _stack_rows(rows, out_shape, x_shape, dtype, nested):
     return np.stack([np.asarray(r.data) for r in rows]).reshape(out_shape + x_shape)
 
 
-SWEEP_ELEMENTS = 1 << 15
+SWEEP_ELEMENTS = 1 << 16
 """How many Hessian entries one batched sweep computes: a batch this size stays in cache,
 and a Hessian larger than it is swept a block of rows at a time."""
 
