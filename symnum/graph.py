@@ -41,13 +41,15 @@ _GENERAL, _UNARY, _BINARY = 0, 1, 2
 class Program:
     """What evaluating ``outs`` (and differentiating with respect to ``wrt``) takes, computed once.
 
-    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, free)``: for
-    ``_UNARY``/``_BINARY`` ``a``/``b`` are input slots; for ``_GENERAL`` ``a``
-    is the tuple of input slots. ``backward`` steps are ``(kind, op, a, b,
-    params, out_slot, calls, free, keep)`` where ``calls`` lists
-    ``(rule, input index, target slot)`` for the inputs that take a gradient
-    and ``keep`` marks a requested intermediate (its gradient is an answer).
-    ``free`` lists the slots whose last reader is that step.
+    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, free, shrink)``:
+    for ``_UNARY``/``_BINARY`` ``a``/``b`` are input slots; for ``_GENERAL``
+    ``a`` is the tuple of input slots. ``backward`` steps are ``(kind, op, a,
+    b, params, out_slot, calls, free, keep)`` where ``calls`` lists ``(rule,
+    input index, target slot)`` for the inputs that take a gradient and
+    ``keep`` marks a requested intermediate (its gradient is an answer).
+    ``free`` lists the slots whose last reader is that step; ``shrink`` those
+    the backward needs only the shape of (:func:`rule_reads`), which become
+    :class:`ShapeOnly` there.
     """
 
     __slots__ = ("outs", "wrt", "nodes", "slot", "variables", "var_slots", "constants", "forward", "backward",
@@ -72,6 +74,7 @@ class Program:
         # one pass in order: the forward steps, which nodes the backward visits, and who reads what
         forward, backward_rev = [], []
         last_fwd: dict[int, int] = {}
+        read: set[int] = set()  # slots whose numbers some backward rule reads
         for k, n in enumerate(order):
             op = n.op
             if op is None:
@@ -82,7 +85,7 @@ class Program:
                 last_fwd[s] = len(forward)
             kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
             a, b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
-            forward.append([kind, op.impl, a, b, n.params, k, ()])
+            forward.append([kind, op.impl, a, b, n.params, k, (), ()])
             if n.dtype.kind != "f":
                 continue
             diff = differentiable.get(op)
@@ -94,6 +97,10 @@ class Program:
             if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
                 calls = tuple([(op, i, s) if kind == _GENERAL else (op.vjps[i], i, s) for i, s in targets])
                 backward_rev.append([kind, op, a, b, n.params, k, calls, (), keep])
+                reads = rule_reads(n, tuple(i for i, _ in targets))
+                if reads[0]:
+                    read.add(k)
+                read.update(s for s, r in zip(ins, reads[1:]) if r)
 
         # the last reader of each value: a backward step if the backward reads it, else a forward step
         backward = backward_rev[::-1]
@@ -106,14 +113,17 @@ class Program:
             else:
                 last_back[step[2]] = last_back[step[3]] = j
         _attach_frees(backward, 7, last_back, protected)
+        # after its last forward reader a value is dropped, or, when the backward only asks its shape, shrunk
         _attach_frees(forward, 6, {s: j for s, j in last_fwd.items() if s not in last_back}, protected)
+        _attach_frees(forward, 7, {s: j for s, j in last_fwd.items() if s in last_back and s not in read},
+                      protected)
         self.backward = [tuple(step) for step in backward]
         self.forward = [tuple(step) for step in forward]
 
     def run_forward(self, env: list) -> None:
         """Fill ``env`` (inputs and constants already in place) with every value, dropping dead ones."""
         try:
-            for kind, impl, a, b, params, o, free in self.forward:
+            for kind, impl, a, b, params, o, free, shrink in self.forward:
                 if kind == _UNARY:
                     env[o] = impl(env[a])
                 elif kind == _BINARY:
@@ -122,6 +132,8 @@ class Program:
                     env[o] = impl(*[env[i] for i in a], **params)
                 for s in free:
                     env[s] = None
+                for s in shrink:
+                    env[s] = ShapeOnly(env[s])
         except Exception:  # noqa: BLE001  (the reference interpreter words the error)
             node = self.nodes[o]
             run_op(node, [env[self.slot[x]] for x in node.inputs])
@@ -168,6 +180,71 @@ class Program:
             for s in free:
                 env[s] = None
         return kept
+
+
+class ShapeOnly:
+    """What a step's rules get for a value they never read: its shape and dtype, no numbers.
+
+    Any use of the numbers themselves raises (numpy refuses it), so a wrong
+    read analysis fails loudly instead of computing with garbage.
+    """
+
+    __slots__ = ("shape", "dtype")
+    __array_ufunc__ = None
+
+    def __init__(self, value):
+        self.shape = np.shape(value)
+        self.dtype = value.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("a value the backward was found not to read was used")
+
+
+_READS: dict = {}  # (op, params, input and output types, targets) -> which of (output, *inputs) rules read
+
+
+def rule_reads(n: Node, targets: tuple) -> tuple:
+    """Which of ``(output, *inputs)`` the VJP rules of input positions ``targets`` read the numbers of.
+
+    Found once per op and types by running the rules on symbols
+    (:data:`common.api.symbolic`): a value is read exactly when its symbol
+    appears in the cotangents' graphs. Shapes and dtypes are static on
+    symbols, so a rule that only looks at them leaves no trace. Anything the
+    symbols cannot answer counts as read.
+    """
+    try:
+        key = (n.op, tuple(sorted(n.params.items())), tuple((x.shape, x.dtype) for x in n.inputs), n.shape,
+               n.dtype, targets)
+        hit = _READS.get(key)
+    except TypeError:  # unhashable params: ask every time
+        return _probe(n, targets)
+    if hit is None:
+        hit = _READS[key] = _probe(n, targets)
+    return hit
+
+
+def _probe(n: Node, targets: tuple) -> tuple:
+    from common import api as T
+
+    every = (True,) * (1 + len(n.inputs))
+    try:
+        ins = [T.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(n.inputs)]
+        out, g = T.var("out", n.shape, n.dtype), T.var("g", n.shape, n.dtype)
+        grads = [n.op.vjp(T.symbolic, i, g, out, ins, n.params) for i in targets]
+    except Exception:  # noqa: BLE001  (a rule the symbols cannot run: keep everything)
+        return every
+    if not all(isinstance(r, Node) or r is NO_GRAD for r in grads):
+        return every
+    seen = set(toposort([r for r in grads if isinstance(r, Node)]))
+    return (out in seen, *(x in seen for x in ins))
 
 
 def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set) -> None:
