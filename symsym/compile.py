@@ -74,7 +74,7 @@ class _Codegen:
 
     def __init__(self):
         self.globals: dict = {"np": np, "np_add_reduce": np.add.reduce, "scatter_set": emit.scatter_set,
-                              "scatter_at": emit.scatter_at,
+                              "scatter_at": emit.scatter_at, "softmax": emit.softmax,
                               **{"np_" + u: getattr(np, u) for u in emit.UFUNCS.values()}}
         self._templates: dict = {}
         self._impls: dict = {}
@@ -199,7 +199,8 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
             free.extend(dead)
         else:
             lines.append(f"    {target} = {expr}")
-    rets = ", ".join(f"np_asarray({names[id(o)]})" for o in outs)
+    # numpy returns scalars for 0-d results; anything with a dimension is already an array
+    rets = ", ".join(names[id(o)] if o.shape else f"np_asarray({names[id(o)]})" for o in outs)
     gen.globals["np_asarray"] = np.asarray
     lines.append(f"    return ({rets},)")
     return "\n".join(lines) + "\n"
@@ -288,7 +289,11 @@ class Function:
         if len(arrays) != len(inputs):
             raise FeedError(f"function takes {len(inputs)} inputs "
                             f"({', '.join(repr(v.name) for v in inputs)}), got {len(arrays)}")
-        args = [check(v, a) for check, v, a in zip(self._check, inputs, arrays)]
+        args = arrays
+        for a, (shape, dtype) in zip(arrays, self._check):
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
+                args = [check_value(v, a) for v, a in zip(inputs, arrays)]
+                break
         try:
             results = self._fn(*args)
         except TwogradError:
@@ -301,12 +306,6 @@ class Function:
 
     def __repr__(self):
         return f"<symsym.Function {len(self.inputs)} inputs -> {len(self.graph)} outputs>"
-
-
-def _fast_check(var: Node, value):
-    if type(value) is np.ndarray and value.dtype == var.dtype and value.shape == var.shape:
-        return value
-    return check_value(var, value)
 
 
 def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None) -> Function:
@@ -357,5 +356,5 @@ def _function(inputs, outputs, optimize, passes) -> Function:
     f.timings = {"optimize": t1 - t0, "compile": t2 - t1}
     f._fn = namespace["fn"]
     f._single = single
-    f._check = [_fast_check] * len(inputs)
+    f._check = [(v.shape, v.dtype) for v in inputs]  # what needs no further checking
     return f

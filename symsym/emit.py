@@ -19,7 +19,7 @@ import numpy as np
 
 from common.graph import Node
 
-__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "scatter_at", "scatter_set"]
+__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "scatter_at", "scatter_set", "softmax"]
 
 #: ops whose template is one numpy ufunc call, and that ufunc's name
 UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
@@ -55,6 +55,8 @@ def expression(n: Node, args: list[str]) -> str | None:
         return _reduce(args[0], p["axis"], p["keepdims"])
     if name == "sum_to" and _floating(n) and _static(n.inputs[0]):
         return _sum_to(args[0], n.inputs[0].shape, p["shape"])
+    if name == "softmax" and _floating(n):
+        return f"softmax({args[0]}, {p['axis']})"
     if name == "getitem":
         parts = [_key_part(s, args[1:], True) for s in p["index"]]
         return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
@@ -81,6 +83,14 @@ def _key_part(s: tuple, arrays: list[str], subscript: bool) -> str:
     if kind == "ellipsis":
         return "..."
     return arrays[s[1]]
+
+
+def softmax(x, axis: int):
+    """The op's impl, spelled with ufunc reductions and in place (the same arithmetic)."""
+    e = x - np.maximum.reduce(x, axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= np.add.reduce(e, axis, keepdims=True)
+    return e
 
 
 def scatter_set(g, shape: tuple, key: tuple):
