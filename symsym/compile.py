@@ -33,7 +33,7 @@ from common.graph import Node, toposort
 
 from . import emit
 from .gcpause import paused_gc
-from .rewrite import optimize as _optimize
+from .rewrite import optimized_order
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
 
@@ -331,9 +331,10 @@ def _function(inputs, outputs, optimize, passes) -> Function:
     report = None
     if optimize:
         kwargs = {} if passes is None else {"passes": passes}
-        outs, report = _optimize(outs, **kwargs)
+        outs, report, order = optimized_order(outs, **kwargs)
+    else:
+        order = toposort(outs[::-1])  # gradients come out last-layer first: backprop order frees most
     t1 = time.perf_counter()
-    order = toposort(outs[::-1])  # gradients come out last-layer first: backprop order frees most
     given = {id(v) for v in inputs}
     missing = [n for n in order if n.is_var and id(n) not in given]
     if missing:

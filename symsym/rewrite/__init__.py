@@ -41,10 +41,16 @@ def optimize(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4)
     that the rewritten outputs no longer reach).
     """
     with paused_gc():
-        return _optimize(outputs, passes, max_iter)
+        outs, report, _ = optimized_order(outputs, passes, max_iter)
+    return outs, report
 
 
-def _optimize(outputs, passes, max_iter):
+def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4):
+    """``optimize`` plus the rewritten graph's schedule: ``toposort`` of the outputs, last first.
+
+    The compiler schedules the outputs in that order, and the report needs the
+    same traversal, so it is done once.
+    """
     single = isinstance(outputs, Node)
     outs: Sequence[Node] = [outputs] if single else list(outputs)
     passes = tuple(passes)
@@ -65,10 +71,10 @@ def _optimize(outputs, passes, max_iter):
         outs = new
         if not fired.get("stability"):
             break  # only stability builds subgraphs that the rebuild has not yet seen
-    after = toposort(outs)
+    after = toposort(outs[::-1])
     if "dce" in passes:
         alive = {id(n) for n in after}
         counts["dce"] = sum(1 for n in before if id(n) not in alive)
     report = {"nodes_before": len(before), "nodes_after": len(after), "iterations": iterations,
               "passes": counts}
-    return (outs[0] if single else outs), report
+    return (outs[0] if single else outs), report, after
