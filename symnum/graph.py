@@ -221,8 +221,9 @@ def rule_reads(n: Node, targets: tuple) -> tuple:
     symbols cannot answer counts as read.
     """
     try:
-        key = (n.op, tuple(sorted(n.params.items())), tuple((x.shape, x.dtype) for x in n.inputs), n.shape,
-               n.dtype, targets)
+        key = (n.op, n.shape, n.dtype, targets, *[(x.shape, x.dtype) for x in n.inputs])
+        if n.params:
+            key += tuple(sorted(n.params.items()))
         hit = _READS.get(key)
     except TypeError:  # unhashable params: ask every time
         return _probe(n, targets)
