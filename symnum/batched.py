@@ -70,25 +70,29 @@ class Batched:
 _CARRY_SCALE = frozenset(("getitem", "scatter_add", "sum_to", "sum", "mean", "reshape", "broadcast_to",
                           "expand_dims", "squeeze", "transpose", "stop_gradient"))
 _SCALARS = (bool, int, float)
+_SCALE_AWARE = _CARRY_SCALE | {"neg", "mul", "add", "sub"}
 
 
 def _apply(op, inputs, params):
     """``op`` on plain and batched numbers: the impl if none is batched, else its batching rule."""
-    flags = tuple(x.__class__ is Batched for x in inputs)
-    if not any(flags):
+    flags = tuple([x.__class__ is Batched for x in inputs])
+    if True not in flags:
         return op.impl(*inputs, **params)
-    if any(isinstance(x, _SCALARS) for x in inputs):
-        inputs = tuple(_weak_scalar(x, inputs) if isinstance(x, _SCALARS) else x for x in inputs)
-    scaled = _scaled(op.name, inputs, flags, params)
-    if scaled is not None:
-        return scaled
-    values = tuple(x.dense() if b else x for x, b in zip(inputs, flags))
+    for x in inputs:
+        if x.__class__ in _SCALARS:
+            inputs = tuple([_weak_scalar(x, inputs) if x.__class__ in _SCALARS else x for x in inputs])
+            break
+    if op.name in _SCALE_AWARE:
+        scaled = _scaled(op.name, inputs, flags, params)
+        if scaled is not None:
+            return scaled
+    values = tuple([x.dense() if b else x for x, b in zip(inputs, flags)])
     out, out_batched = apply_batched(numeric, op, values, flags, params)
     return Batched(out) if out_batched else out
 
 
 def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
-    """The cases that move a scale instead of the batch (None when ``name`` is not one of them)."""
+    """The cases that move a scale instead of the batch (None for the others)."""
     if name == "neg":
         x = inputs[0]
         return Batched(x.value, -x.scale)
@@ -103,14 +107,14 @@ def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
         return Batched(out)
     if name in ("add", "sub") and flags[0] and flags[1]:
         x, y = inputs
-        if x.value.shape != y.value.shape:
+        if x.value.shape != y.value.shape or x.scale == 0 or y.scale == 0:
             return None
         ratio = y.scale / x.scale if name == "add" else -y.scale / x.scale
         if ratio == 1 or ratio == -1:
             return Batched((np.add if ratio == 1 else np.subtract)(x.value, y.value), x.scale)
         out = np.multiply(y.value, ratio)
         return Batched(np.add(x.value, out, out=out), x.scale)
-    if name in _CARRY_SCALE and flags[0] and not any(flags[1:]):
+    if name in _CARRY_SCALE and flags[0] and True not in flags[1:]:
         x = inputs[0]
         out, out_batched = apply_batched(numeric, OPS[name], (x.value, *inputs[1:]), flags, params)
         return Batched(out, x.scale) if out_batched else out * x.scale

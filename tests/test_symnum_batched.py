@@ -93,6 +93,7 @@ def test_batched_numbers_carry_scales_and_agree_with_dense_numpy():
         "sum, equal scales": (b + Batched(a.value, -2.5), b.dense() + a.value * -2.5),
         "sum, opposite scales": (a - Batched(a.value * 2, -1.0), a.value + a.value * 2),
         "difference, other scales": (a - b, a.value - b.dense()),
+        "a zero scale": (a * np.float64(0.0) + b, b.dense()),
         "linear op carries the scale": (batched.sum(b, axis=0), b.dense().sum(axis=1)),
         "getitem": (b[1:3], b.dense()[:, 1:3]),
         "other ops see dense values": (batched.sin(b), np.sin(b.dense())),
