@@ -236,27 +236,30 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
             n = x.size
             hess = np.empty((n, n), x.dtype)
             step = max(1, SWEEP_ELEMENTS // n)
+            seed = np.zeros((min(step, n), n), g.dtype)  # one block of identity rows, moved along
+            diag = np.arange(len(seed))
             for start in range(0, n, step):
                 rows = min(step, n - start)
-                seed = np.zeros((rows, n), g.dtype)
-                seed[np.arange(rows), np.arange(start, start + rows)] = 1
-                (h,) = engine.sweep([g], [Batched(seed.reshape((rows, *g.shape)))], [x], start + rows < n, False,
-                                    ns=batched)
-                hess[start:start + rows] = 0 if h is None else unbatch(h, rows, x.shape).reshape(rows, n)
+                if start:
+                    seed[diag, start - step + diag] = 0  # the previous block's ones
+                seed[diag[:rows], start + diag[:rows]] = 1
+                block = Batched(seed[:rows].reshape((rows, *g.shape)))
+                (h,) = engine.sweep([g], [block], [x], start + rows < n, False, ns=batched)
+                _store(hess[start:start + rows], h, rows, x.shape)
         return hess.reshape(x.shape + x.shape)
 
     hessian_f.__name__ = f"hessian({getattr(f, '__name__', 'f')})"
     return hessian_f
 
 
-def _own_rows(h, n: int, shape: tuple) -> np.ndarray:
-    """The swept rows as an array of the caller's own, reusing the sweep's last sum when it is one."""
-    if h.__class__ is Batched and h.value.base is None and h.value.flags.writeable:
-        # a fresh array that the finished sweep no longer references: scale it in place
-        if h.scale != 1:
-            np.multiply(h.value, h.scale, out=h.value)
-        return h.value
-    return np.array(unbatch(h, n, shape))
+def _store(rows_out: np.ndarray, h, rows: int, shape: tuple) -> None:
+    """Write swept rows into their block of the result (the scale applied on the way)."""
+    if h is None:
+        rows_out[...] = 0
+    elif h.__class__ is Batched:
+        np.multiply(h.value.reshape(rows_out.shape), h.scale, out=rows_out)
+    else:
+        rows_out[...] = unbatch(h, rows, shape).reshape(rows_out.shape)
 
 
 def hvp(f: Callable, x, v):
