@@ -26,11 +26,15 @@ def remake(node: Node, inputs: tuple) -> Node:
     every pass) instead of re-running inference.
     """
     old = node.inputs
-    if all(a is b for a, b in zip(inputs, old)):
+    for a, b in zip(inputs, old):  # plain loops: this runs for every node of every pass
+        if a is not b:
+            break
+    else:
         return node
-    if all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(inputs, old)):
-        return Node(node.op, inputs, node.params, node.shape, node.dtype, node.name, None, node.site)
-    return apply_like(node, inputs)
+    for a, b in zip(inputs, old):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return apply_like(node, inputs)
+    return Node(node.op, inputs, node.params, node.shape, node.dtype, node.name, None, node.site)
 
 
 def same_type(a: Node, b: Node) -> bool:
@@ -95,7 +99,7 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
         if node.op is None:
             cur = node
         else:
-            cur = remake(node, tuple(new[id(i)] for i in node.inputs))
+            cur = remake(node, tuple([new[id(i)] for i in node.inputs]))
             for _ in range(16):
                 if cur.op is None:
                     break
