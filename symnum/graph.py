@@ -91,16 +91,18 @@ class Program:
             diff = differentiable.get(op)
             if diff is None or len(diff) < len(ins):
                 diff = differentiable[op] = tuple(op.differentiable(i) for i in range(len(ins)))
-            targets = [(i, s) for i, s in enumerate(ins) if taped[s] and diff[i]]
+            targets = tuple([i for i, s in enumerate(ins) if taped[s] and diff[i]])
             keep = n in wanted
             taped[k] = keep or bool(targets)
             if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
-                calls = tuple([(op, i, s) if kind == _GENERAL else (op.vjps[i], i, s) for i, s in targets])
+                rules = op.vjps if kind != _GENERAL else None
+                calls = tuple([(op if rules is None else rules[i], i, ins[i]) for i in targets])
                 backward_rev.append([kind, op, a, b, n.params, k, calls, (), keep])
-                reads = rule_reads(n, tuple(i for i, _ in targets))
-                if reads[0]:
+                out_read, ins_read = rule_reads(n, targets)
+                if out_read:
                     read.add(k)
-                read.update(s for s, r in zip(ins, reads[1:]) if r)
+                for i in ins_read:
+                    read.add(ins[i])
 
         # the last reader of each value: a backward step if the backward reads it, else a forward step
         backward = backward_rev[::-1]
@@ -211,8 +213,9 @@ class ShapeOnly:
 _READS: dict = {}  # (op, params, input and output types, targets) -> which of (output, *inputs) rules read
 
 
-def rule_reads(n: Node, targets: tuple) -> tuple:
-    """Which of ``(output, *inputs)`` the VJP rules of input positions ``targets`` read the numbers of.
+def rule_reads(n: Node, targets: tuple) -> tuple[bool, tuple[int, ...]]:
+    """Whether the VJP rules of input positions ``targets`` read the output's numbers, and
+    the positions of the inputs whose numbers they read.
 
     Found once per op and types by running the rules on symbols
     (:data:`common.api.symbolic`): a value is read exactly when its symbol
@@ -235,7 +238,7 @@ def rule_reads(n: Node, targets: tuple) -> tuple:
 def _probe(n: Node, targets: tuple) -> tuple:
     from common import api as T
 
-    every = (True,) * (1 + len(n.inputs))
+    every = (True, tuple(range(len(n.inputs))))
     try:
         ins = [T.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(n.inputs)]
         out, g = T.var("out", n.shape, n.dtype), T.var("g", n.shape, n.dtype)
@@ -245,7 +248,7 @@ def _probe(n: Node, targets: tuple) -> tuple:
     if not all(isinstance(r, Node) or r is NO_GRAD for r in grads):
         return every
     seen = set(toposort([r for r in grads if isinstance(r, Node)]))
-    return (out in seen, *(x in seen for x in ins))
+    return out in seen, tuple([i for i, x in enumerate(ins) if x in seen])
 
 
 def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set) -> None:
