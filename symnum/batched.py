@@ -20,19 +20,22 @@ import numpy as np
 
 from common.ops import OPS, Namespace, numeric
 from common.ops.batching import apply_batched
+from common.ops.core import broadcast_shapes
 from common.overloads import install_operators
 
 from .tape import _weak_scalar
 
 
 class Batched:
-    """An array whose axis 0 runs over the batch, times a scalar; ``shape``/``ndim`` describe one element.
+    """An array whose axis 0 runs over the batch, times a factor; ``shape``/``ndim`` describe one element.
 
-    The element values are ``scale * value``. Negations and products with
-    scalars (which VJP rules make everywhere: ``-g``, ``g * 100``) only change
-    ``scale``, and a product with an unbatched array folds ``scale`` into that
-    (small) array, so they cost no pass over the (big) batch: the runtime
-    form of pushing constant factors onto the smallest operand.
+    The element values are ``value * scale``, where ``scale`` is a scalar or
+    an unbatched array that broadcasts to one element's shape. Negations and
+    products with unbatched numbers (which VJP rules make everywhere: ``-g``,
+    ``g * 100``, ``g * cos(x)``) only change ``scale``, and two factors of one
+    ``value`` add up as factors, so none of them costs a pass over the (big)
+    batch: the runtime form of pushing constant factors onto the smallest
+    operand. The factor is applied when another op needs the numbers.
     """
 
     __slots__ = ("value", "scale")
@@ -58,12 +61,23 @@ class Batched:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    @property
+    def unscaled(self) -> bool:
+        scale = self.scale
+        return scale.__class__ is float and scale == 1.0
+
     def dense(self) -> np.ndarray:
-        """The stacked element values, the scale applied."""
-        return self.value if self.scale == 1 else self.value * self.scale
+        """The stacked element values, the factor applied (``value`` itself when it is 1)."""
+        return self.value if self.unscaled else self.value * self.scale
 
     def __repr__(self) -> str:
         return f"Batched({self.value.shape[0]} x {self.shape}, {self.dtype}, scale {self.scale})"
+
+
+def same_scale(a: Batched, b: Batched) -> bool:
+    """Whether two batches carry the very same factor (so their values can be summed as they are)."""
+    sa, sb = a.scale, b.scale
+    return sa is sb or (np.ndim(sa) == 0 and np.ndim(sb) == 0 and sa == sb)
 
 
 # ops linear in input 0 and able to carry its scale through when it alone is batched
@@ -92,7 +106,7 @@ def _apply(op, inputs, params):
 
 
 def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
-    """The cases that move a scale instead of the batch (None for the others)."""
+    """The cases that move a factor instead of the batch (None for the others)."""
     if name == "neg":
         x = inputs[0]
         return Batched(x.value, -x.scale)
@@ -100,21 +114,29 @@ def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
         b, u = inputs if flags[0] else inputs[::-1]
         if u.dtype != b.dtype:
             return None  # the product's dtype is numpy's business
-        if u.ndim == 0:
-            return Batched(b.value, b.scale * u)
-        pair = (b.value, u * b.scale) if flags[0] else (u * b.scale, b.value)
-        out, _ = apply_batched(numeric, OPS["mul"], pair, flags, params)
-        return Batched(out)
+        if u.ndim <= b.ndim and broadcast_shapes(u.shape, b.shape) == b.shape:
+            return Batched(b.value, b.scale * u)  # O(u.size): the batch is untouched
+        return None
     if name in ("add", "sub") and flags[0] and flags[1]:
         x, y = inputs
-        if x.value.shape != y.value.shape or x.scale == 0 or y.scale == 0:
+        if x.value.shape != y.value.shape:
             return None
-        ratio = y.scale / x.scale if name == "add" else -y.scale / x.scale
-        if ratio == 1 or ratio == -1:
-            return Batched((np.add if ratio == 1 else np.subtract)(x.value, y.value), x.scale)
-        out = np.multiply(y.value, ratio)
-        return Batched(np.add(x.value, out, out=out), x.scale)
-    if name in _CARRY_SCALE and flags[0] and True not in flags[1:]:
+        ys = y.scale if name == "add" else -y.scale
+        if x.value is y.value:  # two factors of one batch: g * a + g * b = g * (a + b)
+            return Batched(x.value, x.scale + ys)
+        if x.unscaled:
+            out = np.multiply(y.value, ys)
+            return Batched(np.add(x.value, out, out=out))
+        if np.ndim(x.scale) == 0 and np.ndim(ys) == 0 and x.scale != 0:
+            ratio = ys / x.scale
+            if ratio == 1 or ratio == -1:
+                return Batched((np.add if ratio == 1 else np.subtract)(x.value, y.value), x.scale)
+            out = np.multiply(y.value, ratio)
+            return Batched(np.add(x.value, out, out=out), x.scale)
+        out = np.multiply(x.value, x.scale)
+        np.add(out, np.multiply(y.value, ys), out=out)
+        return Batched(out)
+    if name in _CARRY_SCALE and flags[0] and True not in flags[1:] and np.ndim(inputs[0].scale) == 0:
         x = inputs[0]
         out, out_batched = apply_batched(numeric, OPS[name], (x.value, *inputs[1:]), flags, params)
         return Batched(out, x.scale) if out_batched else out * x.scale

@@ -27,7 +27,7 @@ import numpy as np
 from common.errors import GradError
 from common.ops import NO_GRAD, numeric
 
-from .batched import Batched
+from .batched import Batched, same_scale
 from .mode import MODE
 from .tape import TapeNode, tape
 from .tensor import Tensor
@@ -286,7 +286,7 @@ def add_owned(owned: set, key: int, old, g):
     """
     if key in owned:
         a, b = old, g
-        if old.__class__ is Batched and g.__class__ is Batched and old.scale == g.scale:
+        if old.__class__ is Batched and g.__class__ is Batched and same_scale(old, g):
             a, b = old.value, g.value
         if a.__class__ is np.ndarray and b.__class__ is np.ndarray and a.shape == b.shape and a.dtype == b.dtype:
             np.add(a, b, out=a)

@@ -257,7 +257,7 @@ def _store(rows_out: np.ndarray, h, rows: int, shape: tuple) -> None:
     if h is None:
         rows_out[...] = 0
     elif h.__class__ is Batched:
-        np.multiply(h.value.reshape(rows_out.shape), h.scale, out=rows_out)
+        np.multiply(h.value, h.scale, out=rows_out.reshape(h.value.shape))
     else:
         rows_out[...] = unbatch(h, rows, shape).reshape(rows_out.shape)
 
