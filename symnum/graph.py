@@ -195,7 +195,7 @@ class ShapeOnly:
     __array_ufunc__ = None
 
     def __init__(self, value):
-        self.shape = np.shape(value)
+        self.shape = value.shape  # arrays and numpy scalars alike
         self.dtype = value.dtype
 
     @property
