@@ -374,7 +374,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
     for w in wrts:
         s = prog.slot.get(w)
         g = None if s is None else kept.get(s, grads[s])
-        results.append(_zeros(w, fed) if g is None else _own(g))
+        results.append(_zeros(w, fed) if g is None else _own(g, results))
     return results[0] if single else results
 
 
@@ -412,7 +412,10 @@ def _zeros(w: Node, fed: dict) -> np.ndarray:
     return np.zeros(w.shape, w.dtype)
 
 
-def _own(g) -> np.ndarray:
-    """A gradient the caller may keep and write to: read-only views (from broadcasting) are copied."""
+def _own(g, given: list) -> np.ndarray:
+    """A gradient the caller may keep and write to: read-only views (from broadcasting) and arrays
+    already handed out for another input (a rule may pass a cotangent on unchanged) are copied."""
     g = np.asarray(g)
-    return g if g.flags.writeable else g.copy()
+    if not g.flags.writeable or any(r is g for r in given):
+        return g.copy()
+    return g
