@@ -7,6 +7,8 @@ a tie in max/min splits the cotangent evenly among the tied elements.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .core import defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
@@ -52,15 +54,15 @@ def _count(ns, x, axis):
     dims = [x.shape[a] for a in axis]
     if None in dims:
         return ns.count(x, axis=axis)
-    return float(np.prod(dims, dtype=np.int64))
+    return float(math.prod(dims))
 
 
 def _count_impl(x, axis, keepdims=False):
-    return np.asarray(float(np.prod([x.shape[a] for a in axis], dtype=np.int64)),
+    return np.asarray(float(math.prod([x.shape[a] for a in axis])),
                       dtype=float_dtype(x.dtype) if x.dtype.kind != "f" else x.dtype)
 
 
-defop("sum", _infer("acc"), lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
       bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
       doc="Sum over axis; the cotangent is broadcast back.")

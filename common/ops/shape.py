@@ -8,6 +8,7 @@ until evaluation (``None``): symsym's ``grad`` never needs a number.
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from ..errors import ShapeError
 from .core import (
     NO_GRAD,
+    OPS,
     broadcast_shapes,
     defop,
     expand_to,
@@ -49,10 +51,10 @@ def _reshape_bind(x, *shape):
 def _reshape_infer(x, shape):
     if sum(1 for d in shape if d == -1) > 1 or any(d < -1 for d in shape):
         raise ShapeError(f"bad target shape {shape}")
-    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+    known = math.prod(d for d in shape if d != -1)
     if None in x.shape:
         return tuple(None if d == -1 else d for d in shape), x.dtype
-    size = int(np.prod(x.shape, dtype=np.int64))
+    size = math.prod(x.shape)
     if -1 in shape:
         if known == 0 or size % known:
             raise ShapeError(f"cannot reshape {shape_str(x.shape)} into {shape}")
@@ -92,7 +94,7 @@ def sum_to_impl(x, shape):
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
-    out = np.sum(x, axis=axes, keepdims=True)
+    out = np.add.reduce(x, axis=axes, keepdims=True)
     return out.reshape(shape) if lead else out
 
 
@@ -177,11 +179,21 @@ defop("transpose", _transpose_infer, lambda x, axes: np.transpose(x, axes),
       doc="Permute axes (reverse them by default); the VJP applies the inverse permutation.")
 
 
+_SWAPS: dict[int, dict] = {}
+
+
 def swap_last(ns, x):
-    """``x`` with its last two axes swapped (a matrix transpose per batch)."""
-    perm = list(range(x.ndim))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    return ns.transpose(x, tuple(perm))
+    """``x`` with its last two axes swapped (a matrix transpose per batch).
+
+    The permutation is made once per rank and applied without ``bind``: this
+    sits in matmul's VJP, on every backward sweep of every MLP.
+    """
+    params = _SWAPS.get(x.ndim)
+    if params is None:
+        perm = list(range(x.ndim))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        params = _SWAPS[x.ndim] = {"axes": tuple(perm)}
+    return ns.apply(OPS["transpose"], (x,), params)
 
 
 # --- indexing ----------------------------------------------------------------
