@@ -22,6 +22,7 @@ from common.api import symbolic
 from common.errors import GradError
 from common.graph import Node, toposort
 from common.ops import NO_GRAD
+from common.sentinel import Sentinel
 
 from .gcpause import paused_gc
 
@@ -30,21 +31,8 @@ __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradien
 stop_gradient = symbolic.stop_gradient
 
 
-class _Disconnected:
-    """grad_table's marker for "no path from the cost" (PyTensor's DisconnectedType)."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self):
-        return "DISCONNECTED"
-
-
-DISCONNECTED = _Disconnected()
+DISCONNECTED = Sentinel("DISCONNECTED")
+"""grad_table's marker for "no path from the cost" (PyTensor's DisconnectedType)."""
 
 Trace = Callable[[Node, Node, int, object], None]
 

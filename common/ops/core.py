@@ -23,27 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, TwogradError, op_error
+from ..sentinel import Sentinel
 from ..site import user_site
 
-
-class _NoGrad:
-    """The marker a VJP rule returns (or is) for "no gradient flows here"."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self):
-        return "NO_GRAD"
-
-    def __reduce__(self):
-        return (_NoGrad, ())
-
-
-NO_GRAD = _NoGrad()
+NO_GRAD = Sentinel("NO_GRAD")
+"""What a VJP rule returns for an input that gets no gradient through this op."""
 
 OPS: dict[str, Op] = {}
 EMPTY: dict = {}
