@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symsym": ("tab:orange", "^", "-"),
          "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
@@ -33,6 +35,20 @@ def _save(fig, folder: str, name: str) -> str:
 
 def _ok(results):
     return [c for c in results["cells"] if c["status"] == "ok"]
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str, logx: bool = True, logy: bool = True,
+            legend: int = 8, grid_axis: str = "both") -> None:
+    """The labelling every panel gets: log scales, title, axis labels, grid, legend."""
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis=grid_axis, which="both", alpha=0.3)
+    ax.legend(fontsize=legend)
 
 
 def _grid(n):
@@ -62,13 +78,7 @@ def time_vs_size(results, folder):
             color, marker, ls = _style(b)
             ax.plot(xs, ys, color=color, marker=marker, ls=ls, label=b)
             ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=color, alpha=0.15)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{w} ({fam})")
-        ax.set_xlabel(_xlabel(w))
-        ax.set_ylabel("seconds per derivative")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish(ax, f"{w} ({fam})", _xlabel(w), "seconds per derivative")
     fig.suptitle("Time per derivative vs problem size (median, IQR shaded; lower is better)")
     return _save(fig, folder, "time_vs_size")
 
@@ -92,13 +102,15 @@ def ratio_bars(results, folder):
         xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(keys))]
         ax.bar(xs, [vals.get(k, 0) for k in keys], width, color=_style(b)[0], label=b)
     ax.axhline(1.0, color="k", lw=1, ls="--", label="hand-written numpy")
-    ax.set_yscale("log")
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels(keys, fontsize=7, rotation=35, ha="right")
-    ax.set_ylabel("time / hand-written numpy (log)")
-    ax.set_title("Cost of automatic differentiation relative to a hand-written backward (lower is better)")
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "Cost of automatic differentiation relative to a hand-written backward\n(lower is better)",
+            "", "time / hand-written numpy (log)", logx=False, grid_axis="y")
+    times = FuncFormatter(lambda v, _: f"{v:g}x")
+    ax.yaxis.set_major_formatter(times)
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5)))
+    ax.yaxis.set_minor_formatter(times)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     return _save(fig, folder, "ratio_to_hand")
 
 
@@ -119,9 +131,6 @@ def amortisation(results, folder, limit: int = 4):
         ts, tn = g["symsym"]["time"]["median"], g["symnum"]["time"]["median"]
         be = g["symsym"].get("break_even")
         top = max(10.0, 3 * be) if be else 1000.0
-        ns = [1, top]
-        import numpy as np
-
         ns = np.geomspace(1, top, 60)
         ax.plot(ns, c0 + ns * ts, color=_style("symsym")[0], label="symsym: one-off + n x call")
         ax.plot(ns, ns * tn, color=_style("symnum")[0], label="symnum: n x call")
@@ -131,13 +140,7 @@ def amortisation(results, folder, limit: int = 4):
             ax.axvline(be, color="gray", ls=":")
             ax.annotate(f"break-even\n{be:.3g} calls", (be, c0 + be * ts), fontsize=8,
                         xytext=(5, -25), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{w} {s}")
-        ax.set_xlabel("number of evaluations n")
-        ax.set_ylabel("cumulative seconds")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        _finish(ax, f"{w} {s}", "number of evaluations n", "cumulative seconds", legend=7)
     fig.suptitle("Amortisation: when symsym's one-off cost is repaid")
     return _save(fig, folder, "amortisation")
 
@@ -156,13 +159,7 @@ def one_off_vs_nodes(results, folder):
     hi = max(p[0] for p in pts)
     per = max(t / n for n, t, _ in pts)
     ax.plot([lo, hi], [per * lo, per * hi], "k:", label="linear (slope 1)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("forward graph nodes")
-    ax.set_ylabel("grad + optimise + compile (s)")
-    ax.set_title("symsym one-off cost vs graph size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "symsym one-off cost vs graph size", "forward graph nodes", "grad + optimise + compile (s)")
     return _save(fig, folder, "one_off_vs_nodes")
 
 
@@ -180,12 +177,8 @@ def order_nodes(results, folder):
         if any(r.get("nodes_opt") for r in sel):
             ax.plot([r["order"] for r in sel], [r.get("nodes_opt") or float("nan") for r in sel], color=color,
                     marker="s", label=f"{size[1]}: optimised")
-    ax.set_yscale("log")
-    ax.set_xlabel("derivative order")
-    ax.set_ylabel("nodes in the derivative graph")
-    ax.set_title("symsym: derivative graph size by order, raw vs rewritten")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "symsym: derivative graph size by order, raw vs rewritten", "derivative order",
+            "nodes in the derivative graph", logx=False)
     return _save(fig, folder, "order_nodes")
 
 
@@ -205,13 +198,7 @@ def memory_vs_size(results, folder):
             pts.sort()
             color, marker, ls = _style(b)
             ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], color=color, marker=marker, ls=ls, label=b)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{w} ({fam})")
-        ax.set_xlabel(_xlabel(w))
-        ax.set_ylabel("peak MiB (tracemalloc)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish(ax, f"{w} ({fam})", _xlabel(w), "peak MiB (tracemalloc)")
     fig.suptitle("Peak memory of one derivative call vs problem size")
     return _save(fig, folder, "memory_vs_size")
 
@@ -227,12 +214,7 @@ def loss_curves(results, folder):
             if (c["workload"], c["size"]) == key:
                 color, _, ls = _style(c["backend"])
                 ax.plot(c["loss"], color=color, ls=ls, label=c["backend"])
-        ax.set_yscale("log")
-        ax.set_title(f"{key[0]} ({key[1]})")
-        ax.set_xlabel("SGD step")
-        ax.set_ylabel("loss")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish(ax, f"{key[0]} ({key[1]})", "SGD step", "loss", logx=False)
     fig.suptitle("Training loss from one initialisation, per backend (identical curves expected)")
     return _save(fig, folder, "loss_curves")
 
