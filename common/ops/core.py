@@ -251,13 +251,17 @@ def static(shape) -> bool:
 # ------------------------------------------------------- helpers used by rules
 
 def unbroadcast(ns, g, x):
-    """Sum ``g`` down to ``x``'s shape: the adjoint of numpy broadcasting."""
+    """Sum ``g`` down to ``x``'s shape: the adjoint of numpy broadcasting.
+
+    A known shape is already ``sum_to``'s param, so it is applied without ``bind``
+    (as in :func:`expand_to`): this runs for every input of every binary op.
+    """
     xs = x.shape
     if g.shape == xs and None not in xs:
         return g
     if None in xs or None in g.shape:
         return ns.sum_like(g, x)
-    return ns.sum_to(g, xs)
+    return ns.apply(OPS["sum_to"], (g,), {"shape": xs})
 
 
 def expand_to(ns, g, x):
@@ -267,7 +271,7 @@ def expand_to(ns, g, x):
         return g
     if None in xs or None in g.shape:
         return ns.broadcast_like(g, x)
-    return ns.broadcast_to(g, xs)
+    return ns.apply(OPS["broadcast_to"], (g,), {"shape": xs})
 
 
 def reshape_to(ns, g, x):
@@ -281,7 +285,20 @@ def reshape_to(ns, g, x):
 
 
 def keep_axes(ns, g, axis, keepdims):
-    """Undo a reduction's dropped axes so ``g`` broadcasts against the input."""
+    """Undo a reduction's dropped axes so ``g`` broadcasts against the input.
+
+    ``axis`` is a reduction's bound (sorted, non-negative) axes, already
+    expand_dims' normal form, so the op is applied without ``bind``.
+    """
     if keepdims or not axis:
         return g
-    return ns.expand_dims(g, axis)
+    return ns.apply(OPS["expand_dims"], (g,), {"axis": axis})
+
+
+def call(ns, name: str, *inputs, **params):
+    """``ns.<name>(*inputs, **params)`` for params already in ``bind``'s normal form.
+
+    Rules run on every backward sweep; skipping ``bind`` (re-validating
+    params the forward op already normalised) is a measurable share of small ops.
+    """
+    return ns.apply(OPS[name], inputs, params)

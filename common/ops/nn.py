@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .core import broadcast_shapes, defop, float_dtype, one_axis, result_dtype
+from .core import broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
 
 
 def _axis_bind(x, axis=-1):
@@ -13,13 +13,13 @@ def _axis_bind(x, axis=-1):
 
 
 def _softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - np.maximum.reduce(x, axis=axis, keepdims=True))
+    return e / np.add.reduce(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
-    s = x - np.max(x, axis=axis, keepdims=True)
-    return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    s = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+    return s - np.log(np.add.reduce(np.exp(s), axis=axis, keepdims=True))
 
 
 def _floating(x, axis):
@@ -50,9 +50,9 @@ def _xent(z, t, axis):
 
 
 defop("softmax_cross_entropy", _xent_infer, _xent,
-      lambda ns, g, out, z, t, axis: ns.expand_dims(g, axis) * (
-          ns.softmax(z, axis=axis) * ns.sum(t, axis=axis, keepdims=True) - t),
-      lambda ns, g, out, z, t, axis: -(ns.expand_dims(g, axis) * ns.log_softmax(z, axis=axis)),
+      lambda ns, g, out, z, t, axis: keep_axes(ns, g, (axis,), False) * (
+          call(ns, "softmax", z, axis=axis) * call(ns, "sum", t, axis=(axis,), keepdims=True) - t),
+      lambda ns, g, out, z, t, axis: -(keep_axes(ns, g, (axis,), False) * call(ns, "log_softmax", z, axis=axis)),
       bind=_xent_bind,
       doc="-sum(targets * log_softmax(logits)) along axis, one loss per row; targets are "
           "probabilities (one-hot for class labels). Stable for any logits.")

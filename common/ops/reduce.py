@@ -66,11 +66,19 @@ defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
       bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
       doc="Sum over axis; the cotangent is broadcast back.")
-defop("mean", _infer("mean"), lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+def _mean_impl(x, axis, keepdims):
+    # numpy's own mean for float64 arrays (sum, then one true division), minus its wrappers.
+    if isinstance(x, np.ndarray) and x.dtype == np.float64:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims) / math.prod([x.shape[a] for a in axis])
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+defop("mean", _infer("mean"), _mean_impl,
       lambda ns, g, out, x, axis, keepdims:
-          expand_to(ns, keep_axes(ns, g, axis, keepdims), x) / _count(ns, x, axis),
+          expand_to(ns, keep_axes(ns, g / _count(ns, x, axis), axis, keepdims), x),
       bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})",
-      doc="Mean over axis; the cotangent is broadcast back and divided by the count.")
+      doc="Mean over axis; the cotangent is divided by the count (before broadcasting: fewer "
+          "divisions) and broadcast back.")
 defop("count", lambda x, axis, keepdims: ((), float_dtype(x.dtype)), _count_impl, None,
       bind=_bind, doc="How many elements of x lie along axis, as a float scalar (for mean's rule "
                       "when dims are unknown until evaluation). Not differentiable.")

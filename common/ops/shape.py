@@ -92,9 +92,10 @@ def sum_to_impl(x, shape):
     if x.shape == shape:
         return x
     lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
-    out = np.add.reduce(x, axis=axes, keepdims=True)
+    inner = tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+    if shape and not inner:  # only leading axes (a bias's gradient): one reduce, no reshape
+        return np.add.reduce(x, axis=tuple(range(lead)))
+    out = np.add.reduce(x, axis=tuple(range(lead)) + inner, keepdims=True)
     return out.reshape(shape) if lead else out
 
 
@@ -133,7 +134,16 @@ def _expand_infer(x, axis):
     return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
 
 
-defop("expand_dims", _expand_infer, lambda x, axis: np.expand_dims(x, axis),
+def _expand_impl(x, axis):
+    # np.expand_dims' reshape, without its Python-level axis normalisation (bind did it).
+    x = np.asanyarray(x)
+    shape = list(x.shape)
+    for a in axis:
+        shape.insert(a, 1)
+    return x.reshape(shape)
+
+
+defop("expand_dims", _expand_infer, _expand_impl,
       lambda ns, g, out, x, axis: ns.squeeze(g, axis),
       bind=_expand_bind, code="np.expand_dims({0}, {axis})", doc="Insert length-1 axes.")
 
@@ -173,7 +183,11 @@ def _transpose_infer(x, axes):
     return tuple(x.shape[a] for a in axes), x.dtype
 
 
-defop("transpose", _transpose_infer, lambda x, axes: np.transpose(x, axes),
+def _transpose_impl(x, axes):
+    return x.transpose(axes) if isinstance(x, np.ndarray) else np.transpose(x, axes)
+
+
+defop("transpose", _transpose_infer, _transpose_impl,
       lambda ns, g, out, x, axes: ns.transpose(g, tuple(int(i) for i in np.argsort(axes))),
       bind=_transpose_bind, code="np.transpose({0}, {axes})",
       doc="Permute axes (reverse them by default); the VJP applies the inverse permutation.")
