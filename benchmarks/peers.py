@@ -87,7 +87,9 @@ class TorchOps:
         return self.torch.stack(list(xs), dim=axis)
 
     def full(self, shape, value, dtype="float64"):
-        return self.torch.full(tuple(shape), value, dtype=getattr(self.torch, str(dtype)))
+        if not isinstance(dtype, self.torch.dtype):  # a numpy dtype or its name
+            dtype = getattr(self.torch, np.dtype(dtype).name)
+        return self.torch.full(tuple(shape), value, dtype=dtype)
 
     def softmax_cross_entropy(self, z, t, axis=-1):
         return -(t * self.torch.log_softmax(z, dim=axis)).sum(dim=axis)
@@ -193,7 +195,12 @@ class Autograd(Peer):
     def prepare(self, problem, kind, order=1):
         import autograd
         import autograd.numpy as anp
-        from autograd.scipy.special import logsumexp
+
+        def logsumexp(x, axis=None, keepdims=False):
+            # autograd's own lives in autograd.scipy, which needs scipy; the max shift is exact either way
+            m = anp.max(x, axis=axis, keepdims=True)
+            s = m + anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True))
+            return s if keepdims else anp.squeeze(s, axis=axis)
 
         ns, fn, idx = NumpyLike(anp, logsumexp), problem.fn, problem.wrt_index
 

@@ -55,6 +55,18 @@ def lower_index(d: int) -> np.ndarray:
     return idx
 
 
+def factor_index(d: int) -> np.ndarray:
+    """Where each entry of Q_k comes from in ``[0, l_1, l_2, ..., exp(q_1), ..., exp(q_d)]``.
+
+    With the diagonal in the same table, Q_k is one gather (an op every peer
+    library has too), not a gather plus a product with a numpy identity.
+    """
+    idx = lower_index(d)
+    diag = np.arange(d)
+    idx[diag, diag] = 1 + d * (d - 1) // 2 + diag
+    return idx
+
+
 def gmm(ns, alpha, mu, q, l, x, m: int, gamma: float):
     """Log-posterior of a Gaussian mixture with a Wishart prior on the precisions.
 
@@ -68,8 +80,8 @@ def gmm(ns, alpha, mu, q, l, x, m: int, gamma: float):
     n = x.shape[0]
     qdiag = ns.exp(q)
     sum_q = ns.sum(q, axis=1)
-    padded = ns.concatenate([ns.full((k, 1), 0.0, dtype=l.dtype), l], axis=1)
-    factor = padded[:, lower_index(d)] + ns.expand_dims(qdiag, 2) * np.eye(d)   # Q_k, (k, d, d)
+    entries = ns.concatenate([ns.full((k, 1), 0.0, dtype=l.dtype), l, qdiag], axis=1)
+    factor = entries[:, factor_index(d)]                        # Q_k, (k, d, d)
     xc = ns.expand_dims(x, 0) - ns.expand_dims(mu, 1)          # (k, n, d)
     qx = ns.matmul(xc, ns.transpose(factor, (0, 2, 1)))        # Q_k (x_i - mu_k)
     main = ns.expand_dims(alpha + sum_q, 1) - 0.5 * ns.sum(qx * qx, axis=2)   # (k, n)
