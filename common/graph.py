@@ -150,24 +150,35 @@ def toposort(outputs: Node | Iterable[Node]) -> list[Node]:
     """Every ancestor of ``outputs`` (themselves included), inputs before users.
 
     Iterative depth-first post-order; deterministic (follows input order).
+    A node goes back on the stack under its inputs and is emitted when it
+    resurfaces (``state``: False while its inputs are pending, True once
+    emitted); leaves are emitted at once. No per-visit tuples: this runs over
+    every node several times per compile.
     """
     order: list[Node] = []
-    seen: set[int] = set()
-    stack = [(n, False) for n in reversed(_as_list(outputs))]
+    emit = order.append
+    state: dict[int, bool] = {}
+    stack = _as_list(outputs)[::-1]
     push = stack.append
     pop = stack.pop
     while stack:
-        node, expanded = pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        push((node, True))
-        for i in reversed(node.inputs):
-            if id(i) not in seen:
-                push((i, False))
+        node = pop()
+        k = id(node)
+        s = state.get(k)
+        if s is None:
+            inputs = node.inputs
+            if not inputs:
+                state[k] = True
+                emit(node)
+                continue
+            state[k] = False
+            push(node)
+            for i in reversed(inputs):
+                if id(i) not in state:
+                    push(i)
+        elif s is False:
+            state[k] = True
+            emit(node)
     return order
 
 
