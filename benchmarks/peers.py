@@ -10,9 +10,12 @@ not installed is skipped with a one-line note.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 
 import numpy as np
+
+from common.graph import count_nodes
 
 from .backends import BACKENDS, Backend, Runner, Unsupported
 
@@ -226,6 +229,7 @@ class PyTensor(Peer):
     """PyTensor (Theano's heir): symbolic grad, then a compiled function."""
 
     name = module = "pytensor"
+    max_nodes = 2000
 
     def prepare(self, problem, kind, order=1):
         import pytensor
@@ -248,23 +252,34 @@ class PyTensor(Peer):
             def softmax_cross_entropy(self, z, t, axis=-1):
                 return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
 
-        t0 = time.perf_counter()
-        variables = [pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in problem.args.items()]
-        cost = problem.fn(Ops(), *variables)
-        wrt = [variables[i] for i in problem.wrt_index]
-        if kind == "hessian":
-            outputs = [pytensor.gradient.hessian(cost, wrt[0])]
-        elif kind == "order":
-            d = cost
-            for _ in range(order):
-                d = pytensor.grad(d, wrt[0])
-            outputs = [d]
-        else:
-            outputs = pytensor.grad(cost, wrt)
-        build = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        f = pytensor.function(variables, outputs, on_unused_input="ignore")
-        fwd = pytensor.function(variables, cost, on_unused_input="ignore")
+        depth = count_nodes(problem.graph()[0])
+        if depth > self.max_nodes:
+            raise Unsupported(f"pytensor recurses once per node; {depth} nodes would pass Python's stack")
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 50 * self.max_nodes))  # PyTensor's documented workaround
+        try:
+            t0 = time.perf_counter()
+            variables = [pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in problem.args.items()]
+            try:
+                cost = problem.fn(Ops(), *variables)
+            except TypeError as e:  # the model needs a static dim as a Python int; pytensor's are symbolic
+                raise Unsupported(f"pytensor: the model needs static shapes as ints ({e})") from None
+            wrt = [variables[i] for i in problem.wrt_index]
+            if kind == "hessian":
+                outputs = [pytensor.gradient.hessian(cost, wrt[0])]
+            elif kind == "order":
+                d = cost
+                for _ in range(order):
+                    d = pytensor.grad(d, wrt[0])
+                outputs = [d]
+            else:
+                outputs = pytensor.grad(cost, wrt)
+            build = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            f = pytensor.function(variables, outputs, on_unused_input="ignore")
+            fwd = pytensor.function(variables, cost, on_unused_input="ignore")
+        finally:
+            sys.setrecursionlimit(limit)
         one_off = {"build": build, "compile": time.perf_counter() - t0}
         one_off["total"] = build + one_off["compile"]
         return Runner(lambda arrays: [np.asarray(o) for o in f(*arrays)], lambda arrays: float(fwd(*arrays)),
