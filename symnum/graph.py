@@ -21,13 +21,11 @@ nothing here knows any calculus of its own.
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-
 import numpy as np
 
 from common.errors import GradError
 from common.evaluate import resolve_feed, run_op
+from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import NO_GRAD, numeric
 
@@ -57,7 +55,7 @@ class Program:
 
     def __init__(self, outs: list[Node], wrt: list[Node]):
         self.outs, self.wrt = outs, wrt
-        with _gc_paused():
+        with paused_gc():
             self._build(outs, wrt)
 
     def _build(self, outs: list[Node], wrt: list[Node]) -> None:
@@ -261,19 +259,6 @@ def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set)
         steps[j][field] = tuple(free)
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic collector: building a program makes millions of small containers and
-    no cycles, and each collection would scan the whole (large) graph again."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
-
-
 def _accumulate(owned: set, t: int, old, gi):
     """``old + gi``, written into ``old`` when this sweep made ``old`` and the sum keeps its type."""
     if t in owned and old.shape == gi.shape and old.dtype == gi.dtype:
@@ -342,7 +327,7 @@ def evaluate(outputs, values: dict):
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
     prog = program(outs, [])
-    with _gc_paused():
+    with paused_gc():
         env, _ = _forward(prog, [], values)
     results = [np.asarray(env[prog.slot[o]]) for o in outs]
     return results[0] if single else results
@@ -365,7 +350,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
             raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
                             f"(made at {w.site})")
     prog = program(outs, wrts)
-    with _gc_paused():
+    with paused_gc():
         env, fed = _forward(prog, wrts, values)
         grads = _seeds(prog, outs, env, grad_outputs)
         kept = prog.run_backward(env, grads)

@@ -29,10 +29,10 @@ import numpy as np
 
 from common.errors import FeedError, GradError, TwogradError
 from common.evaluate import check_value, evaluate
+from common.gcpause import paused_gc
 from common.graph import Node, toposort
 
 from . import emit
-from .gcpause import paused_gc
 from .rewrite import optimized_order
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]

@@ -20,11 +20,10 @@ import numpy as np
 
 from common.api import symbolic
 from common.errors import GradError
+from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import NO_GRAD
 from common.sentinel import Sentinel
-
-from .gcpause import paused_gc
 
 __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
 

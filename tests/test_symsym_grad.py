@@ -7,10 +7,10 @@ from matplotlib.colors import to_rgba
 import common
 from common import api as T
 from common.errors import GradError, TwogradError
+from common.gcpause import paused_gc
 from common.ops import OPS
 from symsym import draw_grad, explain, function, grad, optimize, pprint, stop_gradient, to_dot
 from symsym.draw import ADDED, added_nodes
-from symsym.gcpause import paused_gc
 
 
 def _fd_grad(f, x, eps=1e-6):

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from common.errors import TwogradError
+from common.gcpause import paused_gc
 from common.graph import Node, toposort
 
-from ..gcpause import paused_gc
 from .algebra import algebra, algebra_rule
 from .core import run_rules
 from .dce import dce
