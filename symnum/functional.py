@@ -65,6 +65,17 @@ def _output(y, what: str) -> Tensor:
         raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__}") from None
 
 
+def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
+    """Run ``f`` with arguments ``nums`` made differentiable: (those inputs, the output).
+
+    Call inside ``_transform()`` so that ``f``'s ops are recorded.
+    """
+    args = list(args)
+    for i in nums:
+        args[i] = _input(args[i])
+    return [args[i] for i in nums], _output(f(*args, **kwargs), what)
+
+
 def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None) -> list:
     """Gradients of ``out`` (contracted with ``seed``) for each of ``xs``: zeros where none flows."""
     if out.requires_grad:
@@ -97,11 +108,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     def value_and_grad_f(*args, **kwargs):
         nested = _nested(args)
         with _transform():
-            args = list(args)
-            for i in nums:
-                args[i] = _input(args[i])
-            xs = [args[i] for i in nums]
-            out = _output(f(*args, **kwargs), "grad")
+            xs, out = _call(f, args, kwargs, nums, "grad")
             if out.size != 1:
                 raise GradError(f"grad: the function must return a single element, got shape {out.shape}; "
                                 "use jacobian or vjp for non-scalar functions")
@@ -176,11 +183,7 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     def jacobian_f(*args, **kwargs):
         nested = _nested(args)
         with _transform():
-            args = list(args)
-            for i in nums:
-                args[i] = _input(args[i])
-            xs = [args[i] for i in nums]
-            out = _output(f(*args, **kwargs), "jacobian")
+            xs, out = _call(f, args, kwargs, nums, "jacobian")
             rows: list[list] = [[] for _ in xs]
             for k in range(out.size):
                 seed = np.zeros(out.shape, out.dtype)
@@ -225,9 +228,7 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
         if _nested(args):
             return by_rows(*args, **kwargs)
         with _transform():
-            args = list(args)
-            x = args[argnums] = _input(args[argnums])
-            out = _output(f(*args, **kwargs), "hessian")
+            (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:
                 raise GradError(f"hessian: the function must return a single element, got shape {out.shape}")
             (g,) = _grads(out, [x], None, True, True)
