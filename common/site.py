@@ -36,8 +36,37 @@ class Site:
     __repr__ = __str__
 
 
+_pinned: Site | None = None
+
+
+class pinned_site:
+    """Within ``with pinned_site(site):``, :func:`user_site` answers ``site`` without a frame walk.
+
+    A library routine that makes many nodes on behalf of one user call
+    (``symsym.grad``, a rewrite pass) would otherwise walk the same frames up to
+    the same user line once per node; it finds that line once and pins it.
+    """
+
+    __slots__ = ("site", "_saved")
+
+    def __init__(self, site: Site | None):
+        self.site = site
+
+    def __enter__(self) -> Site | None:
+        global _pinned
+        self._saved = _pinned
+        _pinned = self.site
+        return self.site
+
+    def __exit__(self, *exc) -> None:
+        global _pinned
+        _pinned = self._saved
+
+
 def user_site(depth: int = 1) -> Site | None:
-    """The innermost frame, from ``depth`` up, that is not twograd's own code."""
+    """The innermost frame, from ``depth`` up, that is not twograd's own code (or the pinned site)."""
+    if _pinned is not None:
+        return _pinned
     f = sys._getframe(depth)
     internal = _INTERNAL_T
     while f is not None and f.f_code.co_filename.startswith(internal):

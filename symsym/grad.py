@@ -24,6 +24,7 @@ from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import NO_GRAD
 from common.sentinel import Sentinel
+from common.site import pinned_site, user_site
 
 __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
 
@@ -109,27 +110,28 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
     for k, v in known.items():
         pending[k] = [v]
 
-    for node in reversed(order):
-        terms = pending.pop(id(node), None)
-        if terms is None or id(node) not in keep:
-            continue
-        if id(node) in known:  # as in Theano: a known gradient is final, whatever flows from above
-            terms = [known[id(node)]]
-        g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
-        table[id(node)] = g
-        op = node.op
-        if op is None or id(node) in blocked:
-            continue
-        inputs, params = node.inputs, node.params
-        for i, x in enumerate(inputs):
-            if id(x) not in keep or not op.differentiable(i):
+    with pinned_site(user_site()):  # every node made here is made for the same user line
+        for node in reversed(order):
+            terms = pending.pop(id(node), None)
+            if terms is None or id(node) not in keep:
                 continue
-            term = op.vjp(ns, i, g, node, inputs, params)
-            if term is NO_GRAD:
+            if id(node) in known:  # as in Theano: a known gradient is final, whatever flows from above
+                terms = [known[id(node)]]
+            g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
+            table[id(node)] = g
+            op = node.op
+            if op is None or id(node) in blocked:
                 continue
-            if trace is not None:
-                trace(x, node, i, term)
-            pending.setdefault(id(x), []).append(term)
+            inputs, params = node.inputs, node.params
+            for i, x in enumerate(inputs):
+                if id(x) not in keep or not op.differentiable(i):
+                    continue
+                term = op.vjp(ns, i, g, node, inputs, params)
+                if term is NO_GRAD:
+                    continue
+                if trace is not None:
+                    trace(x, node, i, term)
+                pending.setdefault(id(x), []).append(term)
     return table
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from common.graph import Node, apply_like, toposort
+from common.site import pinned_site, user_site
 
 Rule = Callable[[Node], "Node | None"]
 
@@ -95,30 +96,31 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
     new: dict[int, Node] = {}
     table: dict = {}
     outs = list(outputs)
-    for node in order if order is not None else toposort(outs):
-        if node.op is None:
-            cur = node
-        else:
-            cur = remake(node, tuple([new[id(i)] for i in node.inputs]))
-            for _ in range(16):
-                if cur.op is None:
-                    break
-                for name, rule in rules:
-                    rep = rule(cur)
-                    if rep is not None and rep is not cur:
-                        counts[name] = counts.get(name, 0) + 1
-                        cur = rep
+    with pinned_site(user_site()):  # nodes a rule builds are made for the same user line
+        for node in order if order is not None else toposort(outs):
+            if node.op is None:
+                cur = node
+            else:
+                cur = remake(node, tuple([new[id(i)] for i in node.inputs]))
+                for _ in range(16):
+                    if cur.op is None:
                         break
-                else:
-                    break
-        if merge:
-            key = merge_key(cur)
-            if key is not None:
-                other = table.get(key)
-                if other is None:
-                    table[key] = cur
-                elif other is not cur:
-                    counts["merge"] = counts.get("merge", 0) + 1
-                    cur = other
-        new[id(node)] = cur
+                    for name, rule in rules:
+                        rep = rule(cur)
+                        if rep is not None and rep is not cur:
+                            counts[name] = counts.get(name, 0) + 1
+                            cur = rep
+                            break
+                    else:
+                        break
+            if merge:
+                key = merge_key(cur)
+                if key is not None:
+                    other = table.get(key)
+                    if other is None:
+                        table[key] = cur
+                    elif other is not cur:
+                        counts["merge"] = counts.get("merge", 0) + 1
+                        cur = other
+            new[id(node)] = cur
     return [new[id(o)] for o in outs]
