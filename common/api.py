@@ -66,7 +66,11 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
         shape, dtype = op.infer(*nodes, **params)
     except TwogradError as e:
         raise op_error(type(e), op.name, str(e), nodes, site) from None
-    return Node(op, nodes, params, tuple(shape), np.dtype(dtype), name, None, site)
+    if type(shape) is not tuple:
+        shape = tuple(shape)
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
+    return Node(op, nodes, params, shape, dtype, name, None, site)
 
 
 symbolic = Namespace(apply, "symbolic")

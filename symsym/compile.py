@@ -120,9 +120,12 @@ class _Codegen:
         fast = emit.expression(node, args)
         if fast is not None:
             return fast
+        params = node.params
         if op.code is not None:
-            return self.template(op).format(*args, args=", ".join(args), **self.params(node.params))
-        kw = ", ".join(f"{k}={v}" for k, v in self.params(node.params).items())
+            if not params:
+                return self.template(op).format(*args, args=", ".join(args))
+            return self.template(op).format(*args, args=", ".join(args), **self.params(params))
+        kw = ", ".join(f"{k}={v}" for k, v in self.params(params).items())
         return f"{self.impl(op)}({', '.join(args + ([kw] if kw else []))})"
 
 
@@ -174,7 +177,7 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
                 r = names[id(i)]
                 if r not in dead:
                     dead.append(r)
-        into = emit.inplace_input(n, k, last, end)
+        into = emit.inplace_input(n, k, last, end) if dead else None  # only a dying input is reusable
         target = args[into] if into is not None and args[into] in dead else None
         if target is not None:
             expr = f"np_{emit.UFUNCS[n.op.name]}({', '.join(args)}, out={target})"
@@ -221,7 +224,11 @@ def _inlined(n: Node, k: int, last: dict, uses: dict, following: dict, depth: di
         size *= d
     if size > INLINE_SIZE:
         return False
-    inner = max((depth.get(id(i), 0) for i in n.inputs), default=0)
+    inner = 0
+    for i in n.inputs:
+        d = depth.get(id(i), 0)
+        if d > inner:
+            inner = d
     if inner >= INLINE_DEPTH:
         return False
     depth[id(n)] = inner + 1

@@ -112,15 +112,16 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
 
     with pinned_site(user_site()):  # every node made here is made for the same user line
         for node in reversed(order):
-            terms = pending.pop(id(node), None)
-            if terms is None or id(node) not in keep:
+            k = id(node)
+            terms = pending.pop(k, None)
+            if terms is None or k not in keep:
                 continue
-            if id(node) in known:  # as in Theano: a known gradient is final, whatever flows from above
-                terms = [known[id(node)]]
+            if k in known:  # as in Theano: a known gradient is final, whatever flows from above
+                terms = [known[k]]
             g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
-            table[id(node)] = g
+            table[k] = g
             op = node.op
-            if op is None or id(node) in blocked:
+            if op is None or k in blocked:
                 continue
             inputs, params = node.inputs, node.params
             for i, x in enumerate(inputs):

@@ -172,8 +172,12 @@ def shape_str(shape) -> str:
 
 def broadcast_shapes(*shapes) -> tuple:
     """numpy's broadcasting of static shapes, with ``None`` for unknown dims."""
-    if len(shapes) == 2 and shapes[0] == shapes[1] and None not in shapes[0]:
-        return tuple(shapes[0])
+    if len(shapes) == 2:  # the common cases, without the general loop
+        a, b = shapes
+        if a == b and None not in a:
+            return tuple(a)
+        if not a or not b:  # a scalar broadcasts to the other shape, unknown dims included
+            return tuple(b or a)
     ndim = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
     out = []

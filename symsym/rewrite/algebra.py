@@ -188,18 +188,21 @@ def algebra_rule(n: Node) -> Node | None:
             return rep
     if name == "mul":
         a, b = ins
-        if is_value(b, 1) and _keeps(n, a, b):
+        sa, sb = scalar_value(a), scalar_value(b)  # each looked up once: this runs for every product
+        if sb is not None and sb == 1 and _keeps(n, a, b):
             return a
-        if is_value(a, 1) and _keeps(n, b, a):
+        if sa is not None and sa == 1 and _keeps(n, b, a):
             return b
-        if (is_value(a, 0) or is_value(b, 0)) and None not in n.shape:
+        if (sa is not None and sa == 0 or sb is not None and sb == 0) and None not in n.shape:
             return _zeros(n)  # x * 0 -> 0, as Theano and TensorFlow's grappler do (ignoring inf/nan in x)
         return _gather_scale(n)  # a scalar factor has the shape of nothing: moving it is always safe
     elif name == "add":
         a, b = ins
-        if is_value(b, 0) and _keeps(n, a, b):
+        sb = scalar_value(b)
+        if sb is not None and sb == 0 and _keeps(n, a, b):
             return a
-        if is_value(a, 0) and _keeps(n, b, a):
+        sa = scalar_value(a)
+        if sa is not None and sa == 0 and _keeps(n, b, a):
             return b
         return _merge_scatters(n, a, b)
     elif name == "sub":

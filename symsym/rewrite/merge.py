@@ -27,7 +27,9 @@ def merge_key(n: Node):
             return None
         return ("const", v.dtype.str, v.shape, v.tobytes())
     params = n.params
-    key = (op, tuple(params.items()) if params else (), tuple(map(id, n.inputs)))
+    if not params:
+        return (op, (), tuple(map(id, n.inputs)))  # hashable: no need to try
+    key = (op, tuple(params.items()), tuple(map(id, n.inputs)))
     try:
         hash(key)
     except TypeError:
