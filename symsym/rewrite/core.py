@@ -116,10 +116,8 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
             if merge:
                 key = merge_key(cur)
                 if key is not None:
-                    other = table.get(key)
-                    if other is None:
-                        table[key] = cur
-                    elif other is not cur:
+                    other = table.setdefault(key, cur)  # one hash of the key, not two
+                    if other is not cur:
                         counts["merge"] = counts.get("merge", 0) + 1
                         cur = other
             new[id(node)] = cur
