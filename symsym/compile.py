@@ -259,10 +259,9 @@ def _table_driven(order, outs, variables, gen: _Codegen) -> str:
                 slot[id(n)] = len(regs)
                 regs.append(n.value)
             continue
-        ins = tuple(slot[id(i)] for i in n.inputs)
+        ins = tuple([slot[id(i)] for i in n.inputs])
         dead = []
-        for i in n.inputs:
-            s = slot[id(i)]
+        for i, s in zip(n.inputs, ins):
             if last.get(id(i)) == k and i.value is None and s not in dead:
                 dead.append(s)
         if dead:
