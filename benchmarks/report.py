@@ -169,7 +169,9 @@ def error_table(results):
 
 def tables(results: dict, checks: str = "failed") -> list[tuple]:
     """Every table that has rows; ``checks``: "all", "failed" or "none"."""
-    out = [time_table(results), ratio_table(results), one_off_table(results), memory_table(results),
+    measured_memory = results.get("settings", {}).get("memory", True)
+    out = [time_table(results), ratio_table(results), one_off_table(results),
+           *([memory_table(results)] if measured_memory else []),
            graph_table(results), order_table(results), curve_table(results)]
     if checks != "none":
         out.append(check_table(results, failed_only=checks == "failed"))
