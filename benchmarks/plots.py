@@ -60,14 +60,20 @@ def _grid(n):
     return fig, list(axes.flat)
 
 
-def time_vs_size(results, folder):
-    """Time per derivative against problem size, one panel per workload family, log-log."""
+def _panels(results, measure) -> list[tuple]:
+    """One panel per (workload, family) with more than one size: ``{backend: [(scale, *measure(cell))]}``."""
     series: dict[tuple, dict[str, list]] = {}
     for c in _ok(results):
-        if "time" in c:
-            series.setdefault((c["workload"], c["family"]), {}).setdefault(c["backend"], []).append(
-                (c["scale"], c["time"]["median"], c["time"]["q1"], c["time"]["q3"]))
-    panels = [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
+        m = measure(c)
+        if m is not None:
+            series.setdefault((c["workload"], c["family"]), {}).setdefault(c["backend"], []).append((c["scale"], *m))
+    return [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
+
+
+def time_vs_size(results, folder):
+    """Time per derivative against problem size, one panel per workload family, log-log."""
+    panels = _panels(results, lambda c: (c["time"]["median"], c["time"]["q1"], c["time"]["q3"])
+                     if "time" in c else None)
     if not panels:
         return None
     fig, axes = _grid(len(panels))
@@ -184,12 +190,7 @@ def order_nodes(results, folder):
 
 def memory_vs_size(results, folder):
     """Peak memory of one derivative call against problem size."""
-    series: dict[tuple, dict[str, list]] = {}
-    for c in _ok(results):
-        if c.get("memory"):
-            series.setdefault((c["workload"], c["family"]), {}).setdefault(c["backend"], []).append(
-                (c["scale"], c["memory"]))
-    panels = [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
+    panels = _panels(results, lambda c: (c["memory"],) if c.get("memory") else None)
     if not panels:
         return None
     fig, axes = _grid(len(panels))
