@@ -70,10 +70,10 @@ def _panels(results, measure) -> list[tuple]:
     return [(k, v) for k, v in series.items() if max(len(p) for p in v.values()) > 1]
 
 
-def time_vs_size(results, folder):
-    """Time per derivative against problem size, one panel per workload family, log-log."""
-    panels = _panels(results, lambda c: (c["time"]["median"], c["time"]["q1"], c["time"]["q3"])
-                     if "time" in c else None)
+def _by_size(results, folder, name: str, measure, ylabel: str, title: str):
+    """One log-log panel per workload family: ``measure(cell)`` gives (y,) or (y, low, high),
+    the latter drawn with a shaded band."""
+    panels = _panels(results, measure)
     if not panels:
         return None
     fig, axes = _grid(len(panels))
@@ -83,10 +83,19 @@ def time_vs_size(results, folder):
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
             color, marker, ls = _style(b)
             ax.plot(xs, ys, color=color, marker=marker, ls=ls, label=b)
-            ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=color, alpha=0.15)
-        _finish(ax, f"{w} ({fam})", _xlabel(w), "seconds per derivative")
-    fig.suptitle("Time per derivative vs problem size (median, IQR shaded; lower is better)")
-    return _save(fig, folder, "time_vs_size")
+            if len(pts[0]) == 4:
+                ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=color, alpha=0.15)
+        _finish(ax, f"{w} ({fam})", _xlabel(w), ylabel)
+    fig.suptitle(title)
+    return _save(fig, folder, name)
+
+
+def time_vs_size(results, folder):
+    """Time per derivative against problem size, one panel per workload family, log-log."""
+    return _by_size(results, folder, "time_vs_size",
+                    lambda c: (c["time"]["median"], c["time"]["q1"], c["time"]["q3"]) if "time" in c else None,
+                    "seconds per derivative",
+                    "Time per derivative vs problem size (median, IQR shaded; lower is better)")
 
 
 def _xlabel(workload):
@@ -190,18 +199,9 @@ def order_nodes(results, folder):
 
 def memory_vs_size(results, folder):
     """Peak memory of one derivative call against problem size."""
-    panels = _panels(results, lambda c: (c["memory"],) if c.get("memory") else None)
-    if not panels:
-        return None
-    fig, axes = _grid(len(panels))
-    for ax, ((w, fam), lines) in zip(axes, panels):
-        for b, pts in lines.items():
-            pts.sort()
-            color, marker, ls = _style(b)
-            ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], color=color, marker=marker, ls=ls, label=b)
-        _finish(ax, f"{w} ({fam})", _xlabel(w), "peak MiB (tracemalloc)")
-    fig.suptitle("Peak memory of one derivative call vs problem size")
-    return _save(fig, folder, "memory_vs_size")
+    return _by_size(results, folder, "memory_vs_size",
+                    lambda c: (c["memory"] / 2**20,) if c.get("memory") else None,
+                    "peak MiB (tracemalloc)", "Peak memory of one derivative call vs problem size")
 
 
 def loss_curves(results, folder):

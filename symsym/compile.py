@@ -20,6 +20,7 @@ the same schedule and memory plan through a table-driven loop instead.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -162,7 +163,7 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
     depth: dict[int, int] = {}
     carried: list[str] = []
     free: list[str] = []
-    nreg = 0
+    fresh = itertools.count()
     lines = [f"def fn({', '.join(names[id(v)] for v in variables)}):"]
     for k, n in enumerate(order):
         if n.op is None:
@@ -189,13 +190,8 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
             continue
         if target is not None:
             dead.remove(target)
-        elif dead:
-            target = dead.pop(0)
-        elif free:
-            target = free.pop()
         else:
-            target = f"r{nreg}"
-            nreg += 1
+            target = _register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
         if dead:
             lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
@@ -246,6 +242,18 @@ _LOOP_SOURCE = '''def fn(*args):
 '''
 
 
+def _register(dead: list, free: list, fresh):
+    """Where a new value lives: a dying input's register, else a freed one, else ``fresh()``.
+
+    The one memory-plan policy of both code paths (generated source and table).
+    """
+    if dead:
+        return dead.pop(0)
+    if free:
+        return free.pop()
+    return fresh()
+
+
 def _table_driven(order, outs, variables, gen: _Codegen) -> str:
     """The same schedule and memory plan as data, for graphs too big to compile as source."""
     slot: dict[int, int] = {id(v): k for k, v in enumerate(variables)}
@@ -253,6 +261,11 @@ def _table_driven(order, outs, variables, gen: _Codegen) -> str:
     last = _plan(order, outs)
     free: list[int] = []
     program = []
+
+    def new_slot() -> int:
+        regs.append(None)
+        return len(regs) - 1
+
     for k, n in enumerate(order):
         if n.op is None:
             if n.value is not None:
@@ -264,13 +277,7 @@ def _table_driven(order, outs, variables, gen: _Codegen) -> str:
         for i, s in zip(n.inputs, ins):
             if last.get(id(i)) == k and i.value is None and s not in dead:
                 dead.append(s)
-        if dead:
-            out = dead.pop(0)
-        elif free:
-            out = free.pop()
-        else:
-            out = len(regs)
-            regs.append(None)
+        out = _register(dead, free, new_slot)
         slot[id(n)] = out
         free.extend(dead)
         program.append((n.op.impl, out, ins, n.params, tuple(dead)))
