@@ -36,18 +36,28 @@ class Batched:
     ``value`` add up as factors, so none of them costs a pass over the (big)
     batch: the runtime form of pushing constant factors onto the smallest
     operand. The factor is applied when another op needs the numbers.
+
+    A batch of vectors may also be *windowed*: ``n`` is then the element
+    length and ``value`` holds only columns ``lo .. lo + value.shape[1]``, every
+    other column being zero (``scale`` still indexes the whole element). Basis
+    cotangents are such batches (a block of identity rows is nonzero on a
+    window as wide as the block), and slicing, scattering a slice, adding and
+    scaling keep a window narrow, so a banded Jacobian's rows cost the band,
+    not the full width. Any other op gets the zero-padded :meth:`dense` batch.
     """
 
-    __slots__ = ("value", "scale")
+    __slots__ = ("value", "scale", "lo", "n")
     __array_ufunc__ = None  # numpy defers to our reflected operators: ``arr * b`` is Batched
 
-    def __init__(self, value: np.ndarray, scale=1.0):
+    def __init__(self, value: np.ndarray, scale=1.0, lo: int = 0, n: int | None = None):
         self.value = value
         self.scale = scale
+        self.lo = lo
+        self.n = n
 
     @property
     def shape(self) -> tuple:
-        return self.value.shape[1:]
+        return self.value.shape[1:] if self.n is None else (self.n,)
 
     @property
     def ndim(self) -> int:
@@ -62,20 +72,50 @@ class Batched:
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
+    def hi(self) -> int:
+        """One past the last column of a window."""
+        return self.lo + self.value.shape[1]
+
+    @property
     def unscaled(self) -> bool:
         scale = self.scale
         return scale.__class__ is float and scale == 1.0
 
+    def rescaled(self, scale) -> Batched:
+        """The same batch (and window) with another factor."""
+        return Batched(self.value, scale, self.lo, self.n)
+
+    def window(self, scale=None) -> np.ndarray:
+        """The window's values (everything, when not windowed) times ``scale`` (default: the factor)."""
+        scale = self.scale if scale is None else scale
+        if scale.__class__ is float and scale == 1.0:
+            return self.value
+        if self.n is not None and np.ndim(scale) and scale.shape[-1] != 1:
+            scale = scale[..., self.lo:self.hi]
+        return self.value * scale
+
     def dense(self) -> np.ndarray:
         """The stacked element values, the factor applied (``value`` itself when it is 1)."""
-        return self.value if self.unscaled else self.value * self.scale
+        if self.n is None:
+            return self.window()
+        out = np.zeros((self.value.shape[0], self.n), self.dtype)
+        out[:, self.lo:self.hi] = self.window()
+        return out
 
     def __repr__(self) -> str:
-        return f"Batched({self.value.shape[0]} x {self.shape}, {self.dtype}, scale {self.scale})"
+        window = "" if self.n is None else f", columns {self.lo}:{self.hi}"
+        return f"Batched({self.value.shape[0]} x {self.shape}, {self.dtype}, scale {self.scale}{window})"
+
+
+def basis(rows: int, start: int, n: int, dtype) -> Batched:
+    """Rows ``start .. start + rows`` of the n x n identity, as a windowed batch."""
+    return Batched(np.eye(rows, dtype=dtype), 1.0, start, n)
 
 
 def same_scale(a: Batched, b: Batched) -> bool:
-    """Whether two batches carry the very same factor (so their values can be summed as they are)."""
+    """Whether two batches carry the very same factor and window (so their values can be summed as they are)."""
+    if a.lo != b.lo or a.n != b.n:
+        return False
     sa, sb = a.scale, b.scale
     return sa is sb or (np.ndim(sa) == 0 and np.ndim(sb) == 0 and sa == sb)
 
@@ -84,7 +124,7 @@ def same_scale(a: Batched, b: Batched) -> bool:
 _CARRY_SCALE = frozenset(("getitem", "scatter_add", "sum_to", "sum", "mean", "reshape", "broadcast_to",
                           "expand_dims", "squeeze", "transpose", "stop_gradient"))
 _SCALARS = (bool, int, float)
-_SCALE_AWARE = _CARRY_SCALE | {"neg", "mul", "add", "sub"}
+_SCALE_AWARE = _CARRY_SCALE | {"neg", "mul", "div", "add", "sub"}
 
 
 def _apply(op, inputs, params):
@@ -109,19 +149,21 @@ def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
     """The cases that move a factor instead of the batch (None for the others)."""
     if name == "neg":
         x = inputs[0]
-        return Batched(x.value, -x.scale)
-    if name == "mul" and flags[0] != flags[1]:
+        return x.rescaled(-x.scale)
+    if name in ("mul", "div") and flags[0] != flags[1]:
         b, u = inputs if flags[0] else inputs[::-1]
-        if u.dtype != b.dtype:
-            return None  # the product's dtype is numpy's business
+        if u.dtype != b.dtype or (name == "div" and not flags[0]):
+            return None  # the product's dtype is numpy's business; u / batch is not linear
         if u.ndim <= b.ndim and broadcast_shapes(u.shape, b.shape) == b.shape:
-            return Batched(b.value, b.scale * u)  # O(u.size): the batch is untouched
+            return b.rescaled(b.scale * u if name == "mul" else b.scale / u)  # O(u.size): the batch is untouched
         return None
     if name in ("add", "sub") and flags[0] and flags[1]:
         x, y = inputs
+        ys = y.scale if name == "add" else -y.scale
+        if x.n is not None or y.n is not None:
+            return _add_windows(x, y, ys) if x.n == y.n else None
         if x.value.shape != y.value.shape:
             return None
-        ys = y.scale if name == "add" else -y.scale
         if x.value is y.value:  # two factors of one batch: g * a + g * b = g * (a + b)
             return Batched(x.value, x.scale + ys)
         if x.unscaled:
@@ -136,11 +178,68 @@ def _scaled(name: str, inputs: tuple, flags: tuple, params: dict):
         out = np.multiply(x.value, x.scale)
         np.add(out, np.multiply(y.value, ys), out=out)
         return Batched(out)
-    if name in _CARRY_SCALE and flags[0] and True not in flags[1:] and np.ndim(inputs[0].scale) == 0:
-        x = inputs[0]
+    if not flags[0] or True in flags[1:]:
+        return None
+    x = inputs[0]
+    if x.n is not None:
+        return _windowed(name, x, inputs[1:], params)
+    if name in _CARRY_SCALE and np.ndim(x.scale) == 0:
         out, out_batched = apply_batched(numeric, OPS[name], (x.value, *inputs[1:]), flags, params)
         return Batched(out, x.scale) if out_batched else out * x.scale
     return None
+
+
+def _add_windows(x: Batched, y: Batched, ys) -> Batched:
+    """``x + y * ys`` of two windowed batches: the union of their windows."""
+    if x.lo == y.lo and x.value is y.value:
+        return x.rescaled(x.scale + ys)
+    lo, hi = min(x.lo, y.lo), max(x.hi, y.hi)
+    if (x.lo, x.hi) == (lo, hi) == (y.lo, y.hi):
+        out = np.array(x.window(), copy=True) if x.unscaled else x.window()
+        out += y.window(ys)
+    else:
+        out = np.zeros((x.value.shape[0], hi - lo), np.result_type(x.dtype, y.dtype))
+        out[:, x.lo - lo:x.hi - lo] = x.window()
+        out[:, y.lo - lo:y.hi - lo] += y.window(ys)
+    return Batched(out, 1.0, lo, x.n)
+
+
+def _windowed(name: str, x: Batched, rest: tuple, params: dict):
+    """Slicing, scattering a slice and summing a windowed batch of vectors (None for other ops)."""
+    if name in ("sum", "mean"):
+        if params["axis"] != (0,):
+            return None
+        total = x.window().sum(axis=1, keepdims=params["keepdims"])
+        return Batched(total / x.n if name == "mean" else total)
+    if name not in ("getitem", "scatter_add") or len(params["index"]) != 1:
+        return None
+    kind, *where = params["index"][0]
+    s = x.scale
+    full_scale = np.ndim(s) > 0 and s.shape[-1] != 1  # a factor per column, not one for all
+    if name == "getitem" and kind == "int":
+        k = where[0] % x.n
+        if not x.lo <= k < x.hi:
+            return Batched(np.zeros(x.value.shape[0], x.dtype))
+        return Batched(x.value[:, k - x.lo], s[..., k] if full_scale else np.reshape(s, ()) if np.ndim(s) else s)
+    if kind != "slice" or where[2] not in (None, 1):
+        return None
+    if name == "getitem":
+        start, stop, _ = slice(where[0], where[1]).indices(x.n)
+        m = max(stop - start, 0)
+        lo, hi = max(x.lo - start, 0), min(x.hi - start, m)
+        if hi <= lo:
+            return Batched(x.value[:, :0], 1.0, 0, m)
+        return Batched(x.value[:, lo + start - x.lo:hi + start - x.lo], s[..., start:stop] if full_scale else s,
+                       lo, m)
+    like = np.shape(rest[0])
+    if len(like) != 1:
+        return None
+    n = like[0]
+    start, stop, _ = slice(where[0], where[1]).indices(n)
+    if full_scale:
+        s = np.zeros(n, s.dtype)
+        s[start:stop] = x.scale
+    return Batched(x.value, s, x.lo + start, n)
 
 
 batched = Namespace(_apply, "batched")

@@ -21,7 +21,7 @@ import numpy as np
 from common.errors import DTypeError, GradError
 
 from . import engine
-from .batched import Batched, batched, unbatch
+from .batched import Batched, basis, batched, unbatch
 from .mode import MODE
 from .tape import tape
 from .tensor import Tensor
@@ -205,9 +205,13 @@ def _stack_rows(rows, out_shape, x_shape, dtype, nested):
     return np.stack([np.asarray(r.data) for r in rows]).reshape(out_shape + x_shape)
 
 
+WINDOW_ROWS = 128
+"""How many Hessian rows of a vector ``x`` one batched sweep computes: the sweep's fixed cost
+(tens of microseconds) against the rows x (rows + band) numbers each op touches."""
+
 SWEEP_ELEMENTS = 1 << 16
-"""How many Hessian entries one batched sweep computes: a batch this size stays in cache,
-and a Hessian larger than it is swept a block of rows at a time."""
+"""How many Hessian entries one batched sweep computes for an ``x`` of several axes: a batch
+this size stays in cache, and a Hessian larger than it is swept a block of rows at a time."""
 
 
 def hessian(f: Callable, argnums: int = 0) -> Callable:
@@ -217,7 +221,9 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     then swept back once for a whole batch of basis cotangents (the rows of
     the identity), each VJP rule running through its op's batching rule
     (:mod:`symnum.batched`): one sweep for all the rows instead of one per
-    row. Nested (inside a transform, or on tensors with history), the rows
+    row. For a vector ``x`` the rows are windowed: each carries only the
+    columns it may reach, so a banded Hessian (Rosenbrock's is tridiagonal)
+    costs its band, not n^2 numbers per op. Nested (inside a transform, or on tensors with history), the rows
     are swept one by one on the tape so the result stays differentiable.
     """
     if not isinstance(argnums, int):
@@ -235,16 +241,8 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
             if not g.requires_grad:  # the gradient is constant: f is at most linear
                 return np.zeros(x.shape + x.shape, x.dtype)
             n = x.size
-            hess = np.empty((n, n), x.dtype)
-            step = max(1, SWEEP_ELEMENTS // n)
-            seed = np.zeros((min(step, n), n), g.dtype)  # one block of identity rows, moved along
-            diag = np.arange(len(seed))
-            for start in range(0, n, step):
-                rows = min(step, n - start)
-                if start:
-                    seed[diag, start - step + diag] = 0  # the previous block's ones
-                seed[diag[:rows], start + diag[:rows]] = 1
-                block = Batched(seed[:rows].reshape((rows, *g.shape)))
+            hess = np.zeros((n, n), x.dtype)
+            for start, rows, block in _basis_blocks(x.shape, g.dtype):
                 (h,) = engine.sweep([g], [block], [x], start + rows < n, False, ns=batched)
                 _store(hess[start:start + rows], h, rows, x.shape)
         return hess.reshape(x.shape + x.shape)
@@ -253,10 +251,37 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     return hessian_f
 
 
+def _basis_blocks(shape: tuple, dtype):
+    """``(start, rows, seed)``: the identity's rows, a block at a time, as batched cotangents.
+
+    A vector's blocks are windowed (:func:`symnum.batched.basis`), so a banded
+    Hessian costs about rows x (rows + band) numbers per op; other shapes get
+    one dense block of rows moved along the identity.
+    """
+    n = int(np.prod(shape, dtype=np.int64))
+    if len(shape) == 1:
+        step = max(1, min(n, WINDOW_ROWS))
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            yield start, rows, basis(rows, start, n, dtype)
+        return
+    step = max(1, SWEEP_ELEMENTS // n)
+    seed = np.zeros((min(step, n), n), dtype)
+    diag = np.arange(len(seed))
+    for start in range(0, n, step):
+        rows = min(step, n - start)
+        if start:
+            seed[diag, start - step + diag] = 0  # the previous block's ones
+        seed[diag[:rows], start + diag[:rows]] = 1
+        yield start, rows, Batched(seed[:rows].reshape((rows, *shape)))
+
+
 def _store(rows_out: np.ndarray, h, rows: int, shape: tuple) -> None:
     """Write swept rows into their block of the result (the scale applied on the way)."""
     if h is None:
-        rows_out[...] = 0
+        return  # the block is zero already
+    if h.__class__ is Batched and h.n is not None:
+        rows_out[:, h.lo:h.hi] = h.window()
     elif h.__class__ is Batched:
         np.multiply(h.value, h.scale, out=rows_out.reshape(h.value.shape))
     else:

@@ -125,3 +125,74 @@ def test_fan_out_sums_in_place_never_write_to_the_callers_arrays():
         np.testing.assert_array_equal(s, k)
     gy[0] = 99.0  # the caller owns what comes back: the seed it passed is untouched
     np.testing.assert_array_equal(seeds[3], kept[3])
+
+
+def _windowed(rng, rows=3, lo=2, width=4, n=9, scale=1.0):
+    return Batched(rng.standard_normal((rows, width)), scale, lo, n)
+
+
+def test_windowed_batches_agree_with_their_zero_padded_dense_form():
+    rng = np.random.default_rng(8)
+    a = _windowed(rng)                                  # columns 2:6 of 9
+    b = _windowed(rng, lo=4, width=3, scale=-1.5)       # columns 4:7, overlapping a
+    c = _windowed(rng, lo=7, width=2)                   # columns 7:9, disjoint from a
+    d = Batched(rng.standard_normal((3, 9)))
+    u = rng.standard_normal(9)
+    bu = b * u                                          # a factor per column, indexed over the whole element
+    cases = {
+        "dense form": (a, np.pad(a.value, ((0, 0), (2, 3)))),
+        "neg": (-b, -b.dense()),
+        "vector product": (u * b, b.dense() * u),
+        "quotient": (b / u, b.dense() / u),
+        "sum, overlapping windows": (a + bu, a.dense() + bu.dense()),
+        "difference, disjoint windows": (a - c, a.dense() - c.dense()),
+        "sum, one window": (a + a * u, a.dense() * (1 + u)),
+        "sum with a dense batch": (a + d, a.dense() + d.value),
+        "slice inside": (bu[3:8], bu.dense()[:, 3:8]),
+        "slice clipping the window": (a[4:], a.dense()[:, 4:]),
+        "slice missing the window": (a[:2], a.dense()[:, :2]),
+        "slice from the end": (bu[:-1], bu.dense()[:, :-1]),
+        "int inside": (bu[5], bu.dense()[:, 5]),
+        "int outside": (a[-1], a.dense()[:, -1]),
+        "scatter a slice": (batched.scatter_add(bu[1:], u, index=(("slice", 1, None, None),)),
+                            np.pad(bu.dense()[:, 1:], ((0, 0), (1, 0)))),
+        "sum": (batched.sum(bu, axis=0), bu.dense().sum(axis=1)),
+        "mean, keepdims": (batched.mean(bu, axis=0, keepdims=True), bu.dense().mean(axis=1, keepdims=True)),
+        "a strided slice sees dense values": (bu[::2], bu.dense()[:, ::2]),
+        "other ops see dense values": (batched.sin(a), np.sin(a.dense())),
+    }
+    for name, (got, want) in cases.items():
+        assert got.shape == want.shape[1:], name
+        np.testing.assert_allclose(_dense(got), want, rtol=1e-14, err_msg=name)
+    assert (a + bu).n == 9 and ((a + bu).lo, (a + bu).hi) == (2, 7)  # the union, not the whole element
+    assert bu[3:8].n == 5 and (bu[3:8].lo, bu[3:8].hi) == (1, 4)
+
+
+def _banded(x):
+    """A pentadiagonal Hessian: each term couples x[i], x[i+1] and x[i+2]."""
+    return S.sum(S.sin(x[2:] * x[:-2])) + S.sum(S.square(x[1:] - S.square(x[:-1])) * S.tanh(x[1:]))
+
+
+def test_windowed_hessian_rows_stay_inside_the_band():
+    from symnum import engine
+    from symnum.batched import basis
+
+    x = S.tensor(np.random.default_rng(2).uniform(-1, 1, 40), requires_grad=True)
+    (g,) = engine.grad([_banded(x)], [x], create_graph=True)
+    (h,) = engine.sweep([g], [basis(5, 10, 40, np.float64)], [x], True, False, ns=batched)
+    assert h.n == 40 and 8 <= h.lo and h.hi <= 17  # rows 10..14 reach columns 8..16 only
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16, 64])
+def test_windowed_hessian_in_blocks_against_the_row_by_row_sweep_and_differences(monkeypatch, rows):
+    x = np.random.default_rng(rows).uniform(-1, 1, 23)
+    monkeypatch.setattr(functional, "WINDOW_ROWS", rows)
+    got = S.hessian(_banded)(x)
+    np.testing.assert_allclose(got, S.jacobian(S.grad(_banded))(x), rtol=1e-10, atol=1e-12)
+    grad, h = S.grad(_banded), 1e-6
+    fd = np.stack([(grad(x + h * e) - grad(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=1)
+    np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(got[np.abs(np.subtract.outer(np.arange(23), np.arange(23))) > 2]) == 0
+    # a dense Hessian (every pair coupled) through the same windowed blocks
+    dense = lambda x: S.sum(S.tanh(x)) * S.sum(S.exp(x[::3])) + S.sum(x ** 3) * S.mean(x[1:4])
+    np.testing.assert_allclose(S.hessian(dense)(x), S.jacobian(S.grad(dense))(x), rtol=1e-10, atol=1e-12)
