@@ -15,7 +15,8 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,7 +26,16 @@ from common import count_nodes, evaluate
 from . import __version__
 from .backends import BACKENDS, TWOGRAD, Unsupported
 from .finite import GradientOracle, HessianOracle, derivative_error, rel_err
-from .timing import enforce_threads, measure, once, peak_memory, thread_limits
+from .timing import (
+    MeasureError,
+    Stats,
+    enforce_threads,
+    measure_interleaved,
+    once,
+    paired_ratio,
+    peak_memory,
+    thread_limits,
+)
 from .workloads import Problem, Workload
 
 SCHEMA = "twograd-bench/1"
@@ -144,44 +154,99 @@ def _cell(w: Workload, size: str, problem: Problem, backend) -> dict:
 def _failed(cell: dict, e: BaseException) -> None:
     cell["status"] = "error"
     cell["note"] = f"{type(e).__name__}: {e}"
-    cell["traceback"] = traceback.format_exc(limit=6)
+    cell["traceback"] = "".join(traceback.format_exception(e, limit=6))
+
+
+@contextmanager
+def _guard(cell: dict) -> Iterator[None]:
+    """One backend's step: Unsupported skips its cell, any other error fails it; the others go on."""
+    try:
+        yield
+    except Unsupported as e:
+        cell["status"] = "skipped"
+        cell["note"] = str(e)
+    except Exception as e:
+        _failed(cell, e)
+
+
+def timed_together(fns: dict[str, Callable[[], object]], failed: Callable[[str, BaseException], None],
+                   min_time: float, min_count: int, max_time: float) -> dict[str, Stats]:
+    """:func:`measure_interleaved` on ``fns``; one that raises is reported to ``failed`` and dropped,
+    and the rest are timed again (without it), so one backend's crash costs the others nothing."""
+    fns = dict(fns)
+    while fns:
+        try:
+            return measure_interleaved(fns, min_time, min_count, max_time)
+        except MeasureError as e:
+            failed(e.name, e.__cause__ or e)
+            del fns[e.name]
+    return {}
 
 
 def run_problem(w: Workload, size: str, problem: Problem, backends, settings: Settings, results: dict,
                 bar: Progress) -> None:
-    """One (workload, size) on every backend, then its cross-checks."""
-    arrays = problem.arrays
+    """One (workload, size) on every backend, then its cross-checks.
+
+    Every backend is prepared and called once first; then all of them are timed together, their
+    samples interleaved (see :func:`benchmarks.timing.measure_interleaved`), so that the
+    machine's drift does not move their ratios; memory and training come last, one at a time.
+    """
+    cells: dict[str, dict] = {}
+    runners: dict[str, object] = {}
     outs: dict[str, list] = {}
-    curves: dict[str, list] = {}
     for b in backends:
-        cell = _cell(w, size, problem, b)
+        cells[b.name] = cell = _cell(w, size, problem, b)
         results["cells"].append(cell)
         bar.step(f"{w.name} {size} {b.name}")
-        try:
-            if w.kind not in b.kinds:
-                raise Unsupported(f"{b.name} does not do {w.kind}")
-            seconds, runner = once(lambda: b.prepare(problem, w.kind))
-            cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
-            cell["nodes"] = runner.nodes
-            seconds, out = once(lambda: runner.grad(arrays))
-            cell["first_call"] = seconds
-            outs[b.name] = [np.asarray(o) for o in out]
-            if settings.timing:
-                cell["time"] = measure(lambda: runner.grad(arrays), settings.min_time, settings.min_count,
-                                       settings.max_time).as_dict()
-                if runner.forward is not None:
-                    cell["forward"] = measure(lambda: runner.forward(arrays), settings.min_time / 2,
-                                              settings.min_count, settings.max_time / 2).as_dict()
+        with _guard(cell):
+            runners[b.name], outs[b.name] = _first_call(w, problem, b, cell)
+    if settings.timing:
+        time_cells(cells, runners, problem.arrays, settings)
+    curves: dict[str, list] = {}
+    for name, runner in runners.items():
+        cell = cells[name]
+        if cell["status"] != "ok":
+            continue
+        with _guard(cell):
             if settings.memory:
-                cell["memory"] = peak_memory(lambda: runner.grad(arrays))
+                cell["memory"] = peak_memory(lambda: runner.grad(problem.arrays))
             if w.kind == "train":
-                curves[b.name] = train(runner, problem)
-        except Unsupported as e:
-            cell["status"] = "skipped"
-            cell["note"] = str(e)
-        except Exception as e:
-            _failed(cell, e)
+                curves[name] = train(runner, problem)
     cross_check(w, size, problem, outs, results["checks"])
+    check_curves(w, size, curves, results)
+
+
+def _first_call(w: Workload, problem: Problem, b, cell: dict) -> tuple[object, list]:
+    """Prepare ``b`` (its one-off cost and graph sizes into ``cell``) and call it once."""
+    if w.kind not in b.kinds:
+        raise Unsupported(f"{b.name} does not do {w.kind}")
+    seconds, runner = once(lambda: b.prepare(problem, w.kind))
+    cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
+    cell["nodes"] = runner.nodes
+    seconds, out = once(lambda: runner.grad(problem.arrays))
+    cell["first_call"] = seconds
+    return runner, [np.asarray(o) for o in out]
+
+
+def time_cells(cells: dict[str, dict], runners: dict, arrays: list, settings: Settings) -> None:
+    """Derivative times of every ready backend, interleaved, into ``cell["time"]``; then the
+    forward times likewise (half the time budget) into ``cell["forward"]``."""
+    def failed(name: str, e: BaseException) -> None:
+        _failed(cells[name], e)
+
+    grads = {n: (lambda r=r: r.grad(arrays)) for n, r in runners.items() if cells[n]["status"] == "ok"}
+    for name, stats in timed_together(grads, failed, settings.min_time, settings.min_count,
+                                      settings.max_time).items():
+        cells[name]["time"] = stats.as_dict()
+    forwards = {n: (lambda r=r: r.forward(arrays)) for n, r in runners.items()
+                if cells[n]["status"] == "ok" and r.forward is not None}
+    for name, stats in timed_together(forwards, failed, settings.min_time / 2, settings.min_count,
+                                      settings.max_time / 2).items():
+        cells[name]["forward"] = stats.as_dict()
+
+
+def check_curves(w: Workload, size: str, curves: dict[str, list], results: dict) -> None:
+    """Record the training losses and check every backend's against hand's (or the first one's)."""
     for name, curve in curves.items():
         results["curves"].append({"workload": w.name, "size": size, "backend": name, "loss": curve})
     if curves:
@@ -245,6 +310,12 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
                "time": {}, "notes": {}}
         results["orders"].append(row)
         runners = {}
+
+        def failed(name: str, e: BaseException, row=row, k=k, runners=runners) -> None:
+            row["notes"][name] = f"error: {type(e).__name__}: {e}"
+            _check(results["checks"], w, size, f"{name} order {k} runs", float("inf"), 0.0, row["notes"][name])
+            runners.pop(name, None)
+
         for b in backends:
             if b.role == "reference" and k > 1:
                 continue
@@ -258,16 +329,15 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
                     row["nodes_raw"] = runner.nodes.get("grad_raw")
                     row["nodes_opt"] = runner.nodes.get("grad_opt")
                     row["nodes_forward"] = runner.nodes.get("forward")
-                if settings.timing:
-                    row["time"][b.name] = measure(lambda: runner.grad(problem.arrays),
-                                                  settings.min_time / 4, 3, settings.max_time / 4).median
                 runners[b.name] = runner
             except Unsupported as e:
                 row["notes"][b.name] = str(e)
             except Exception as e:
-                row["notes"][b.name] = f"error: {type(e).__name__}: {e}"
-                _check(results["checks"], w, size, f"{b.name} order {k} runs", float("inf"), 0.0,
-                       row["notes"][b.name])
+                failed(b.name, e)
+        if settings.timing:
+            grads = {n: (lambda r=r: r.grad(problem.arrays)) for n, r in runners.items()}
+            stats = timed_together(grads, failed, settings.min_time / 4, 3, settings.max_time / 4)
+            row["time"] = {n: s.median for n, s in stats.items()}
         vals = row["values"]
         base = "symnum" if "symnum" in vals else next(iter(vals), None)
         for name, v in vals.items():
@@ -291,7 +361,13 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
 
 
 def derive(results: dict) -> None:
-    """Ratios to hand, gradient/forward ratios and symsym's break-even, filled into the cells."""
+    """Ratios to hand, gradient/forward ratios and symsym's break-even, filled into the cells.
+
+    ``ratio_to_hand`` is the median of the per-round ratios (a backend's sample over hand's
+    sample of the same round) when both cells carry paired ``rounds`` (backends timed together,
+    see :func:`benchmarks.timing.paired_ratio`): the machine's drift cancels in each pair. Older
+    results without them fall back to the ratio of the medians; ``ratio_paired`` says which.
+    """
     by_key: dict[tuple, dict[str, dict]] = {}
     for c in results["cells"]:
         by_key.setdefault((c["workload"], c["size"]), {})[c["backend"]] = c
@@ -302,7 +378,9 @@ def derive(results: dict) -> None:
         for c in cells.values():
             t = c.get("time", {}).get("median")
             if t and ht:
-                c["ratio_to_hand"] = t / ht
+                paired = paired_ratio(c["time"].get("rounds"), hand["time"].get("rounds"))
+                c["ratio_to_hand"] = paired if paired is not None else t / ht
+                c["ratio_paired"] = paired is not None
             if c.get("memory") is not None and hm:
                 c["memory_ratio_to_hand"] = c["memory"] / hm
             ft = c.get("forward", {}).get("median")
@@ -326,5 +404,5 @@ def failures(results: dict) -> list[str]:
     return lines
 
 
-__all__ = ["SCHEMA", "Progress", "Settings", "cross_check", "derive", "failures", "run", "train",
-           "TWOGRAD"]
+__all__ = ["SCHEMA", "Progress", "Settings", "check_curves", "cross_check", "derive", "failures", "run",
+           "time_cells", "timed_together", "train", "TWOGRAD"]

@@ -4,16 +4,20 @@ Repeats run with the garbage collector off (as :mod:`timeit` does); short
 calls are looped so that one sample lasts at least ``min_sample`` seconds and
 the clock's resolution does not matter; a cell runs until it has both
 ``min_time`` seconds and ``min_count`` samples, or ``max_time`` is spent.
+Functions to be compared are timed together, their samples taken in turn
+(:func:`measure_interleaved`), so that the machine's drift hits them alike.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
+import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -49,13 +53,18 @@ def enforce_threads(n: int = 1):
 
 @dataclass
 class Stats:
-    """Per-call seconds: median, quartiles, how many samples and calls per sample."""
+    """Per-call seconds: median, quartiles, how many samples and calls per sample.
+
+    ``rounds`` keeps the samples in the order they were taken, one per round, so that two
+    functions timed together can be compared round by round (:func:`paired_ratio`).
+    """
 
     median: float
     q1: float
     q3: float
     samples: int
     number: int
+    rounds: list[float] = field(default_factory=list, repr=False)
 
     @property
     def iqr(self) -> float:
@@ -63,7 +72,15 @@ class Stats:
 
     def as_dict(self) -> dict:
         return {"median": self.median, "q1": self.q1, "q3": self.q3, "iqr": self.iqr,
-                "samples": self.samples, "number": self.number}
+                "samples": self.samples, "number": self.number, "rounds": list(self.rounds)}
+
+
+class MeasureError(Exception):
+    """A timed function raised: ``name`` says which one, the original error is the cause."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name} failed while being timed")
+        self.name = name
 
 
 def _quantile(sorted_xs, q):
@@ -73,37 +90,89 @@ def _quantile(sorted_xs, q):
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
-def measure(fn: Callable[[], object], min_time: float = 0.2, min_count: int = 5,
-            max_time: float | None = None, min_sample: float = 2e-3, warmup: int = 1) -> Stats:
-    """Per-call time of ``fn()``: median and quartiles of repeats after ``warmup`` calls."""
-    clock = time.perf_counter
+def _stats(rounds: list[float], number: int) -> Stats:
+    xs = sorted(rounds)
+    return Stats(_quantile(xs, 0.5), _quantile(xs, 0.25), _quantile(xs, 0.75), len(xs), number, rounds)
+
+
+def _calls_per_sample(name: str, fn: Callable[[], object], warmup: int, min_sample: float,
+                      clock: Callable[[], float]) -> int:
+    """Warm ``fn`` up; loop it enough times that one sample lasts ``min_sample`` seconds."""
     t = 0.0
     for _ in range(max(warmup, 1)):
-        t0 = clock()
-        fn()
-        t = clock() - t0
-    number = max(1, int(min_sample / t)) if t > 0 else 1000
+        t = _sample(name, fn, 1, clock)
+    return max(1, int(min_sample / t)) if t > 0 else 1000
+
+
+def _sample(name: str, fn: Callable[[], object], number: int, clock: Callable[[], float]) -> float:
+    """Seconds per call over ``number`` back-to-back calls."""
+    t0 = clock()
+    try:
+        for _ in range(number):
+            fn()
+    except Exception as e:
+        raise MeasureError(name) from e
+    return (clock() - t0) / number
+
+
+def measure_interleaved(fns: dict[str, Callable[[], object]], min_time: float = 0.2, min_count: int = 5,
+                        max_time: float | None = None, min_sample: float = 2e-3, warmup: int = 1,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, Stats]:
+    """Per-call times of several functions, their samples taken in turn, one per function a round.
+
+    Timing functions one after the other lets the machine's speed drift between them (another
+    process starts, the CPU clocks down), which moves their ratio; taking their samples in
+    rounds exposes them all to the same drift, and the samples of one round can be paired
+    (:func:`paired_ratio`). Each function loops its own number of calls per sample (from its
+    warm-up) and the order rotates every round, so that none always runs first. ``min_time`` and
+    ``max_time`` are per function, as if it were timed alone: the rounds go on until every
+    function has ``min_count`` samples and ``min_time`` times their count is spent, or
+    ``max_time`` times their count. The garbage collector is off meanwhile, as in :mod:`timeit`.
+    A function that raises stops it all with a :class:`MeasureError` naming it.
+    """
+    names = list(fns)
+    if not names:
+        return {}
+    numbers = {n: _calls_per_sample(n, fns[n], warmup, min_sample, clock) for n in names}
     max_time = max_time if max_time is not None else max(4 * min_time, min_time + 1.0)
-    samples: list[float] = []
+    rounds: dict[str, list[float]] = {n: [] for n in names}
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         start = clock()
-        while True:
-            t0 = clock()
-            for _ in range(number):
-                fn()
-            samples.append((clock() - t0) / number)
-            spent = clock() - start
-            if (spent >= min_time and len(samples) >= min_count) or spent >= max_time:
+        for r in itertools.count():
+            shift = r % len(names)
+            for n in names[shift:] + names[:shift]:
+                rounds[n].append(_sample(n, fns[n], numbers[n], clock))
+            spent = (clock() - start) / len(names)
+            if (spent >= min_time and r + 1 >= min_count) or spent >= max_time:
                 break
     finally:
         if enabled:
             gc.enable()
-    samples.sort()
-    return Stats(_quantile(samples, 0.5), _quantile(samples, 0.25), _quantile(samples, 0.75),
-                 len(samples), number)
+    return {n: _stats(rounds[n], numbers[n]) for n in names}
+
+
+def measure(fn: Callable[[], object], min_time: float = 0.2, min_count: int = 5,
+            max_time: float | None = None, min_sample: float = 2e-3, warmup: int = 1,
+            clock: Callable[[], float] = time.perf_counter) -> Stats:
+    """Per-call time of ``fn()``: median and quartiles of repeats after ``warmup`` calls."""
+    try:
+        return measure_interleaved({"fn": fn}, min_time, min_count, max_time, min_sample, warmup, clock)["fn"]
+    except MeasureError as e:
+        raise e.__cause__ from None
+
+
+def paired_ratio(samples: Sequence[float] | None, reference: Sequence[float] | None) -> float | None:
+    """Median of the per-round ratios ``samples[i] / reference[i]``; None unless they pair up.
+
+    A drift in the machine's speed hits both samples of a round alike and cancels in their
+    ratio, so this is steadier than the ratio of the two medians.
+    """
+    if not samples or not reference or len(samples) != len(reference) or not all(reference):
+        return None
+    return statistics.median([x / h for x, h in zip(samples, reference)])
 
 
 def once(fn: Callable[[], object]) -> tuple[float, object]:

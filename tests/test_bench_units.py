@@ -50,6 +50,111 @@ def test_measure_reports_the_per_call_time():
     assert stats.q1 <= stats.median <= stats.q3
 
 
+class FakeMachine:
+    """A clock that moves only when a fake function works: deterministic timings for the harness.
+
+    ``slowdown(t)`` is the machine's drift, how much longer the same work takes at time ``t``;
+    ``log`` records which function ran, call by call.
+    """
+
+    def __init__(self, slowdown=lambda t: 1.0):
+        self.t = 0.0
+        self.log = []
+        self.slowdown = slowdown
+
+    def clock(self):
+        return self.t
+
+    def work(self, name, seconds):
+        def fn():
+            self.log.append(name)
+            self.t += seconds * self.slowdown(self.t)
+        return fn
+
+
+def test_interleaved_samples_take_turns_in_a_rotating_order():
+    m = FakeMachine()
+    costs = {"a": 1e-3, "b": 2e-3, "c": 0.5e-3}
+    stats = timing.measure_interleaved({n: m.work(n, c) for n, c in costs.items()}, min_time=0.02, min_count=4,
+                                       min_sample=4.2e-3, clock=m.clock)
+    numbers = {n: s.number for n, s in stats.items()}
+    assert numbers == {"a": 4, "b": 2, "c": 8}          # each its own calls per sample, >= min_sample
+    rounds = stats["a"].samples
+    assert all(s.samples == rounds for s in stats.values())
+    expected = ["a", "b", "c"]                          # the warm-ups
+    for r in range(rounds):
+        for n in ["abc"[(r + i) % 3] for i in range(3)]:
+            expected += [n] * numbers[n]
+    assert m.log == expected
+
+
+def test_interleaved_timing_stops_at_min_count_and_min_time_or_max_time():
+    m = FakeMachine()
+    stats = timing.measure_interleaved({"a": m.work("a", 1e-3), "b": m.work("b", 3e-3)}, min_time=0.0,
+                                       min_count=7, min_sample=1e-3, clock=m.clock)
+    assert [s.samples for s in stats.values()] == [7, 7]
+    assert stats["b"].median == pytest.approx(3e-3) and len(stats["b"].rounds) == 7
+    m = FakeMachine()
+    stats = timing.measure_interleaved({"a": m.work("a", 1e-3), "b": m.work("b", 1e-3)}, min_time=0.1,
+                                       min_count=2, min_sample=2.5e-3, clock=m.clock)
+    assert all(s.samples * s.number * 1e-3 >= 0.1 for s in stats.values())    # min_time each, not shared
+    m = FakeMachine()
+    stats = timing.measure_interleaved({"a": m.work("a", 1.0), "b": m.work("b", 1.0)}, min_time=0.1,
+                                       min_count=100, max_time=5.0, clock=m.clock)
+    assert [s.samples for s in stats.values()] == [5, 5]                      # max_time wins
+
+
+def test_paired_ratio_cancels_a_drift_that_sequential_timing_sees():
+    slower = lambda t: 1.5 if t >= 0.055 else 1.0       # the machine slows down halfway
+    m = FakeMachine(slower)
+    alone = {n: timing.measure(m.work(n, c), min_time=0.05, min_count=5, min_sample=2.5e-3, clock=m.clock)
+             for n, c in (("a", 1e-3), ("b", 2e-3))}
+    assert alone["b"].median / alone["a"].median == pytest.approx(3.0)       # b does 2x a's work
+    m = FakeMachine(slower)
+    both = timing.measure_interleaved({"a": m.work("a", 1e-3), "b": m.work("b", 2e-3)}, min_time=0.05,
+                                      min_count=5, min_sample=2.5e-3, clock=m.clock)
+    assert both["a"].rounds[0] < both["a"].rounds[-1]                        # the drift hit both
+    assert timing.paired_ratio(both["b"].rounds, both["a"].rounds) == pytest.approx(2.0, rel=0.05)
+
+
+def test_paired_ratio_needs_samples_that_pair_up():
+    assert timing.paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 1.0]) == pytest.approx(3.0)
+    assert timing.paired_ratio([1.0, 2.0], [1.0]) is None
+    assert timing.paired_ratio(None, [1.0]) is None
+    assert timing.paired_ratio([], []) is None
+
+
+def test_timing_drops_a_function_that_raises_and_times_the_rest():
+    m = FakeMachine()
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) > 2:
+            raise ValueError("broke")
+        m.t += 1e-3
+
+    failed = {}
+    stats = harness.timed_together({"ok": m.work("ok", 1e-3), "flaky": flaky},
+                                   lambda name, e: failed.setdefault(name, e), 0.0, 3, 1.0)
+    assert set(stats) == {"ok"} and stats["ok"].samples == 3
+    assert isinstance(failed["flaky"], ValueError)
+    with pytest.raises(ValueError, match="broke"):
+        timing.measure(flaky, min_time=0.0, min_count=3)
+
+
+def test_a_cells_backends_are_timed_together_and_ratios_paired():
+    w = load_all()["chain"]
+    results = harness.run([(w, ["sin-d3"])], harness.Settings(min_time=0.005, min_count=3, max_time=0.02,
+                                                              memory=False), progress=False)
+    cells = [c for c in results["cells"] if c["status"] == "ok"]
+    assert {c["backend"] for c in cells} >= {"hand", "symnum", "symsym"}
+    assert len({len(c["time"]["rounds"]) for c in cells}) == 1
+    assert all(c["ratio_paired"] and c["time"]["samples"] >= 3 for c in cells)
+    by = {c["backend"]: c for c in cells}
+    assert by["hand"]["ratio_to_hand"] == pytest.approx(1.0)
+
+
 def test_peak_memory_sees_numpy_buffers():
     peak = timing.peak_memory(lambda: np.ones(1_000_000).sum())
     assert peak >= 8_000_000
@@ -69,6 +174,7 @@ def test_derive_computes_ratios_and_break_even():
     harness.derive(results)
     by = {c["backend"]: c for c in cells}
     assert by["symnum"]["ratio_to_hand"] == pytest.approx(3.0)
+    assert not by["symnum"]["ratio_paired"]                     # no rounds: median over median
     assert by["symsym"]["ratio_to_hand"] == pytest.approx(2.0)
     assert by["symnum"]["memory_ratio_to_hand"] == pytest.approx(1.5)
     assert by["symnum"]["grad_over_forward"] == pytest.approx(3.0)
@@ -77,6 +183,18 @@ def test_derive_computes_ratios_and_break_even():
     harness.derive(results)
     assert by["symsym"]["break_even"] is None                   # never repaid
     assert results["ok"]
+
+
+def test_derive_pairs_the_rounds_of_backends_timed_together():
+    hand = {"median": 2.0, "rounds": [1.0, 2.0, 4.0]}
+    symnum = {"median": 2.0, "rounds": [2.0, 1.0, 8.0]}       # ratios 2, 0.5, 2: paired median 2
+    cells = [{"workload": "w", "size": "s", "backend": "hand", "status": "ok", "time": hand},
+             {"workload": "w", "size": "s", "backend": "symnum", "status": "ok", "time": symnum}]
+    harness.derive({"cells": cells, "checks": []})
+    assert cells[1]["ratio_to_hand"] == pytest.approx(2.0) and cells[1]["ratio_paired"]
+    symnum["rounds"] = [2.0, 1.0]                               # not paired: median over median
+    harness.derive({"cells": cells, "checks": []})
+    assert cells[1]["ratio_to_hand"] == pytest.approx(1.0) and not cells[1]["ratio_paired"]
 
 
 def test_a_failed_check_or_a_crash_makes_the_run_not_ok():
