@@ -209,12 +209,14 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         f"Run {results['created']} on {m['platform']} ({m['processor']}, {m['cpus']} CPUs), Python "
         f"{m['python']}, numpy {m['numpy']}; BLAS threads: {m['threads'].get('OPENBLAS_NUM_THREADS')}.",
         f"Backends: {', '.join(s['backends'])}; peers: {', '.join(s['peers']) or 'none'}. "
-        f"Each cell: median of at least {s['min_count']} repeats and {s['min_time']} s after a warm-up. "
+        f"Each cell: median of at least {s['min_count']} repeats and {s['min_time']} s per backend after a "
+        "warm-up, the backends' samples taken in turn. "
         f"Wall time {results.get('wall_time', 0):.0f} s.", "",
         "**All cross-checks passed.**" if results.get("ok") else "**SOME CROSS-CHECKS FAILED: see below.**",
-        "", "How to read it: *time / hand* is each backend's median time per derivative over the "
-        "hand-written numpy one (1x = as fast as writing the backward by hand). symsym's one-off cost "
-        "(building the derivative graph, optimising it, generating code) is paid once; *break-even* is "
+        "", "How to read it: *time / hand* is the median, over rounds, of each backend's time per derivative "
+        "over the hand-written numpy one in the same round (1x = as fast as writing the backward by hand). "
+        "symsym's one-off cost (building the derivative graph, optimising it, generating code) is paid once; "
+        "*break-even* is "
         "how many evaluations make symsym cheaper overall than symnum.", ""]
     body = render(tables(results, checks="all"), "markdown")
     figs = ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
