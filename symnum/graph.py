@@ -21,6 +21,9 @@ nothing here knows any calculus of its own.
 
 from __future__ import annotations
 
+import gc
+import math
+
 import numpy as np
 
 from common.errors import GradError
@@ -50,20 +53,25 @@ class Program:
     :class:`ShapeOnly` there.
     """
 
-    __slots__ = ("outs", "wrt", "nodes", "slot", "variables", "var_slots", "constants", "forward", "backward",
-                 "taped")
+    __slots__ = ("outs", "wrt", "values", "nodes", "slot", "variables", "var_slots", "preset", "forward",
+                 "backward", "taped", "wrt_slots")
 
-    def __init__(self, outs: list[Node], wrt: list[Node]):
-        self.outs, self.wrt = outs, wrt
+    def __init__(self, outs: list[Node], wrt: list[Node], values: bool = True):
+        for w in wrt:
+            if w.dtype.kind != "f":
+                raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
+                                f"(made at {w.site})")
+        self.outs, self.wrt, self.values = outs, wrt, values
         with paused_gc():
-            self._build(outs, wrt)
+            self._build(outs, wrt, values)
 
-    def _build(self, outs: list[Node], wrt: list[Node]) -> None:
+    def _build(self, outs: list[Node], wrt: list[Node], values: bool) -> None:
         order = self.nodes = toposort(outs)
         slot = self.slot = {n: k for k, n in enumerate(order)}  # nodes hash by identity
         self.variables = [n for n in order if n.is_var]
         self.var_slots = {v: slot[v] for v in self.variables}
-        self.constants = [(slot[n], n.value) for n in order if n.is_const]
+        self.wrt_slots = [slot.get(w) for w in wrt]
+        preset = self.preset = [(slot[n], n.value) for n in order if n.is_const]
         wanted = set(wrt)
         protected = {slot[o] for o in outs}
         taped = self.taped = [False] * len(order)
@@ -71,7 +79,6 @@ class Program:
 
         # one pass in order: the forward steps, which nodes the backward visits, and who reads what
         forward, backward_rev = [], []
-        last_fwd: dict[int, int] = {}
         read: set[int] = set()  # slots whose numbers some backward rule reads
         for k, n in enumerate(order):
             op = n.op
@@ -79,8 +86,6 @@ class Program:
                 taped[k] = n in wanted and n.dtype.kind == "f" and n.value is None
                 continue
             ins = tuple([slot[x] for x in n.inputs])
-            for s in ins:
-                last_fwd[s] = len(forward)
             kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
             a, b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
             forward.append([kind, op.impl, a, b, n.params, k, (), ()])
@@ -112,6 +117,25 @@ class Program:
                     last_back[s] = j
             else:
                 last_back[step[2]] = last_back[step[3]] = j
+
+        # only what is asked for runs: the outputs' values (unless only their gradients are), the values
+        # the rules read, and what those are computed from; of the rest the backward gets static shapes
+        shaped = {s: n.shape for s in [*last_back, *protected] if (n := order[s]).op is not None}
+        need = read | {s for s, shape in shaped.items() if None in shape}
+        need |= {slot[o] for o in outs if values or None in o.shape}
+        kept = []
+        for step in reversed(forward):
+            k = step[5]
+            if k in need or _may_fail(order[k]):
+                kept.append(step)
+                need.update(step[2] if step[0] == _GENERAL else (step[2], step[3]))
+        forward = kept[::-1]
+        preset += [(s, ShapeOnly(order[s])) for s in shaped if s not in need]
+        last_fwd: dict[int, int] = {}
+        for j, step in enumerate(forward):
+            for s in (step[2] if step[0] == _GENERAL else (step[2], step[3])):
+                last_fwd[s] = j
+
         _attach_frees(backward, 7, last_back, protected)
         # after its last forward reader a value is dropped, or, when the backward only asks its shape, shrunk
         _attach_frees(forward, 6, {s: j for s, j in last_fwd.items() if s not in last_back}, protected)
@@ -189,20 +213,14 @@ class ShapeOnly:
     read analysis fails loudly instead of computing with garbage.
     """
 
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "ndim", "size")
     __array_ufunc__ = None
 
     def __init__(self, value):
-        self.shape = value.shape  # arrays and numpy scalars alike
+        self.shape = value.shape  # arrays, numpy scalars and nodes of static shape alike
         self.dtype = value.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("a value the backward was found not to read was used")
@@ -249,6 +267,14 @@ def _probe(n: Node, targets: tuple) -> tuple:
     return out in seen, tuple([i for i, x in enumerate(ins) if x in seen])
 
 
+def _may_fail(n: Node) -> bool:
+    """Whether ``n``'s op can fail on its inputs' values, not just their types: an index out of range.
+
+    Such a node runs even when nothing reads its value, so a bad index is reported where it is made.
+    """
+    return any(x.dtype.kind in "iu" for x in n.inputs)
+
+
 def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set) -> None:
     """Put each slot in the ``free`` field of the step that reads it last (outputs stay)."""
     frees: dict[int, list[int]] = {}
@@ -270,14 +296,18 @@ def _accumulate(owned: set, t: int, old, gi):
     return new
 
 
-def program(outs: list[Node], wrt: list[Node]) -> Program:
-    """The cached :class:`Program` for ``outs`` and ``wrt`` (nodes never change, so neither does it)."""
-    key = (tuple(map(id, outs)), tuple(map(id, wrt)))
+def program(outs: list[Node], wrt: list[Node], values: bool = True) -> Program:
+    """The cached :class:`Program` for ``outs`` and ``wrt`` (nodes never change, so neither does it).
+
+    Without ``values`` the outputs' own values are not computed unless their gradients need them.
+    A cached program holds its nodes, so no other object can have their ids while it is cached:
+    the ids alone identify it.
+    """
+    key = (tuple(map(id, outs)), tuple(map(id, wrt)), values)
     hit = _PROGRAMS.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit.outs, outs)) and all(
-            a is b for a, b in zip(hit.wrt, wrt)):
+    if hit is not None:
         return hit
-    made = Program(outs, wrt)
+    made = Program(outs, wrt, values)
     if len(_PROGRAMS) >= _PROGRAMS_KEPT:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
     _PROGRAMS[key] = made
@@ -285,11 +315,12 @@ def program(outs: list[Node], wrt: list[Node]) -> Program:
 
 
 def _forward(prog: Program, wrt: list[Node], values: dict):
-    """Check the feed, run the forward; returns the value list and the fed values by node id."""
+    """Check the feed, run the forward; returns the value list and the fed values by node id
+    (None for an exact feed, whose values are ``values`` itself: see :func:`_fed`)."""
     values = values or {}
     env = [None] * len(prog.nodes)
-    fed = _fed_exactly(prog, values, env)
-    if fed is None:
+    fed = None
+    if not _fed_exactly(prog, values, env):
         variables = prog.variables
         if wrt:
             seen = {id(v) for v in variables}
@@ -301,25 +332,31 @@ def _forward(prog: Program, wrt: list[Node], values: dict):
         slot = prog.slot
         for v in prog.variables:
             env[slot[v]] = fed[id(v)]
-    for s, value in prog.constants:
+    for s, value in prog.preset:
         env[s] = value
     prog.run_forward(env)
     return env, fed
 
 
-def _fed_exactly(prog: Program, values: dict, env: list) -> dict | None:
-    """The feed when it is exactly one array of the declared dtype and shape per variable node
-    (a training loop's, a benchmark's), put in place; None for anything else, which
+def _fed_exactly(prog: Program, values: dict, env: list) -> bool:
+    """Whether the feed is exactly one array of the declared dtype and shape per variable node
+    (a training loop's, a benchmark's); if so its values are put in place. Anything else
     :func:`common.evaluate.resolve_feed` then checks and words."""
     slots = prog.var_slots
     if len(values) != len(slots):
-        return None
+        return False
     for key, value in values.items():
         s = slots.get(key) if key.__class__ is Node else None
-        if s is None or value.__class__ is not np.ndarray or value.dtype != key.dtype or value.shape != key.shape:
-            return None
+        if s is None or value.__class__ is not np.ndarray or value.shape != key.shape or (
+                value.dtype is not key.dtype and value.dtype != key.dtype):
+            return False
         env[s] = value
-    return {id(key): value for key, value in values.items()}
+    return True
+
+
+def _fed(fed: dict | None, values: dict) -> dict:
+    """The fed values by node id, from :func:`_forward`'s answer."""
+    return {id(key): value for key, value in values.items()} if fed is None else fed
 
 
 def evaluate(outputs, values: dict):
@@ -338,28 +375,30 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
 
     ``grad_outputs`` (one array per output) contracts the outputs; it may be
     left out when every output has a single element. An input the outputs do
-    not depend on gets zeros.
+    not depend on gets zeros. The outputs' own values are computed only as
+    far as the gradients need them.
     """
-    outs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    single = isinstance(wrt, Node)
+    outs = [outputs] if outputs.__class__ is Node else list(outputs)
+    single = wrt.__class__ is Node
     wrts = [wrt] if single else list(wrt)
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
-    for w in wrts:
-        if w.dtype.kind != "f":
-            raise GradError(f"gradients: {w!r} has dtype {w.dtype}; only floating inputs have gradients "
-                            f"(made at {w.site})")
-    prog = program(outs, wrts)
-    with paused_gc():
+    prog = program(outs, wrts, values=False)
+    # the cyclic collector paused, as paused_gc does, without a context manager's cost per call
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         env, fed = _forward(prog, wrts, values)
         grads = _seeds(prog, outs, env, grad_outputs)
         kept = prog.run_backward(env, grads)
+    finally:
+        if collecting:
+            gc.enable()
 
     results = []
-    for w in wrts:
-        s = prog.slot.get(w)
-        g = None if s is None else kept.get(s, grads[s])
-        results.append(_zeros(w, fed) if g is None else _own(g, results))
+    for w, s in zip(wrts, prog.wrt_slots):
+        g = None if s is None else kept.get(s, grads[s]) if kept else grads[s]
+        results.append(_zeros(w, _fed(fed, values)) if g is None else _own(g, results))
     return results[0] if single else results
 
 
@@ -374,9 +413,9 @@ def _seeds(prog: Program, outs: list[Node], env: list, grad_outputs) -> list:
         value = env[s]
         if grad_outputs is None or grad_outputs[k] is None:
             if np.size(value) != 1:
-                raise GradError(f"gradients: output {k} has shape {np.shape(value)}; grad_outputs is needed "
+                raise GradError(f"gradients: output {k} has shape {value.shape}; grad_outputs is needed "
                                 f"for outputs of more than one element (output made at {o.site})")
-            g = np.ones_like(value)
+            g = np.ones(value.shape, value.dtype)
         else:
             g = np.array(grad_outputs[k], dtype=value.dtype)  # ours: it may be summed in place or returned
             if g.shape != np.shape(value):
@@ -400,7 +439,11 @@ def _zeros(w: Node, fed: dict) -> np.ndarray:
 def _own(g, given: list) -> np.ndarray:
     """A gradient the caller may keep and write to: read-only views (from broadcasting) and arrays
     already handed out for another input (a rule may pass a cotangent on unchanged) are copied."""
-    g = np.asarray(g)
-    if not g.flags.writeable or any(r is g for r in given):
+    if g.__class__ is not np.ndarray:
+        g = np.asarray(g)
+    if not g.flags.writeable:
         return g.copy()
+    for r in given:
+        if r is g:
+            return g.copy()
     return g
