@@ -31,26 +31,30 @@ from common.evaluate import resolve_feed, run_op
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import NO_GRAD, numeric
+from common.sentinel import Sentinel
 
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
 
 # forward/backward step kinds: param-free one- and two-input ops are called without building lists
 _GENERAL, _UNARY, _BINARY = 0, 1, 2
+_MEASURE = Sentinel("MEASURE")  # a value shrunk to its shape, known only once it is computed
 
 
 class Program:
     """What evaluating ``outs`` (and differentiating with respect to ``wrt``) takes, computed once.
 
-    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, free, shrink)``:
+    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, after)``:
     for ``_UNARY``/``_BINARY`` ``a``/``b`` are input slots; for ``_GENERAL``
     ``a`` is the tuple of input slots. ``backward`` steps are ``(kind, op, a,
     b, params, out_slot, calls, free, keep)`` where ``calls`` lists ``(rule,
     input index, target slot)`` for the inputs that take a gradient and
     ``keep`` marks a requested intermediate (its gradient is an answer).
-    ``free`` lists the slots whose last reader is that step; ``shrink`` those
-    the backward needs only the shape of (:func:`rule_reads`), which become
-    :class:`ShapeOnly` there.
+    ``free`` lists the slots whose last reader is that step. A forward step's
+    ``after`` holds ``(slot, replacement)`` for the values whose last forward
+    reader it is: None drops a value the backward never sees; a value the
+    backward needs only the shape of (:func:`rule_reads`) becomes a
+    :class:`ShapeOnly`, made here once when its shape is static.
     """
 
     __slots__ = ("outs", "wrt", "values", "nodes", "slot", "variables", "var_slots", "preset", "forward",
@@ -88,7 +92,7 @@ class Program:
             ins = tuple([slot[x] for x in n.inputs])
             kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
             a, b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
-            forward.append([kind, op.impl, a, b, n.params, k, (), ()])
+            forward.append([kind, op.impl, a, b, n.params, k, ()])
             if n.dtype.kind != "f":
                 continue
             diff = differentiable.get(op)
@@ -138,26 +142,26 @@ class Program:
 
         _attach_frees(backward, 7, last_back, protected)
         # after its last forward reader a value is dropped, or, when the backward only asks its shape, shrunk
-        _attach_frees(forward, 6, {s: j for s, j in last_fwd.items() if s not in last_back}, protected)
-        _attach_frees(forward, 7, {s: j for s, j in last_fwd.items() if s in last_back and s not in read},
-                      protected)
+        after = {s: j for s, j in last_fwd.items() if s not in read and s not in protected}
+        _attach_frees(forward, 6, after, protected)
+        for step in forward:
+            step[6] = tuple([(s, None if s not in last_back else _MEASURE if None in order[s].shape
+                              else ShapeOnly(order[s])) for s in step[6]])
         self.backward = [tuple(step) for step in backward]
         self.forward = [tuple(step) for step in forward]
 
     def run_forward(self, env: list) -> None:
         """Fill ``env`` (inputs and constants already in place) with every value, dropping dead ones."""
         try:
-            for kind, impl, a, b, params, o, free, shrink in self.forward:
+            for kind, impl, a, b, params, o, after in self.forward:
                 if kind == _UNARY:
                     env[o] = impl(env[a])
                 elif kind == _BINARY:
                     env[o] = impl(env[a], env[b])
                 else:
                     env[o] = impl(*[env[i] for i in a], **params)
-                for s in free:
-                    env[s] = None
-                for s in shrink:
-                    env[s] = ShapeOnly(env[s])
+                for s, shrunk in after:
+                    env[s] = ShapeOnly(env[s]) if shrunk is _MEASURE else shrunk
         except Exception:  # noqa: BLE001  (the reference interpreter words the error)
             node = self.nodes[o]
             run_op(node, [env[self.slot[x]] for x in node.inputs])

@@ -81,6 +81,27 @@ def test_broadcasting_matches_numpy(data):
     assert evaluate(out, {"x": x, "y": y}).shape == np.shape(want)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_broadcast_to_and_sum_to_match_numpy(data):
+    """The impls' own fast paths (a zero-stride view, a reduce over leading axes) against numpy,
+    on contiguous and strided inputs, empty ones included."""
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, max_dims=4, min_side=0, max_side=4))
+    small, big = shapes.input_shapes[0], shapes.result_shape
+    if small and data.draw(st.booleans()):  # not contiguous: every other column of a wider array
+        x = np.arange(1.0, 1.0 + 2 * int(np.prod(small))).reshape(*small[:-1], 2 * small[-1])[..., ::2]
+    else:
+        x = np.arange(1.0, 1.0 + int(np.prod(small))).reshape(small)
+    view = numeric.broadcast_to(x, big)
+    np.testing.assert_array_equal(view, np.broadcast_to(x, big))
+    assert view.shape == big and not view.flags.writeable and (np.shares_memory(view, x) or not x.size)
+    g = np.arange(float(int(np.prod(big)))).reshape(big)
+    np.testing.assert_array_equal(numeric.sum_to(g, small), np.sum(g, axis=tuple(range(len(big) - len(small))))
+                                  .sum(axis=tuple(i for i, d in enumerate(small) if d == 1), keepdims=True))
+    with pytest.raises(ValueError):
+        numeric.broadcast_to(np.ones(5), (3,))
+
+
 @settings(max_examples=60, deadline=None)
 @given(shapes, st.data())
 def test_reductions_match_numpy(shape, data):

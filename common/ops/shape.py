@@ -88,10 +88,15 @@ def _broadcast_infer(x, shape):
 
 def sum_to_impl(x, shape):
     """Sum ``x`` down to ``shape``, which ``x`` was broadcast from."""
-    shape = tuple(shape)
-    if x.shape == shape:
+    have = x.shape
+    if have == shape:
         return x
-    lead = x.ndim - len(shape)
+    lead = len(have) - len(shape)
+    if shape and have[lead:] == shape:  # only leading axes (a bias's gradient): one reduce, no reshape
+        return np.add.reduce(x, axis=0 if lead == 1 else tuple(range(lead)))
+    shape = tuple(shape)
+    if have == shape:
+        return x
     inner = tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
     if shape and not inner:  # only leading axes (a bias's gradient): one reduce, no reshape
         return np.add.reduce(x, axis=tuple(range(lead)))
@@ -106,7 +111,29 @@ def _sum_to_infer(x, shape):
     return tuple(shape), x.dtype
 
 
-defop("broadcast_to", _broadcast_infer, lambda x, shape: np.broadcast_to(x, shape),
+def _broadcast_to_impl(x, shape):
+    """``np.broadcast_to(x, shape)``: a read-only view. For a C-contiguous array the view is made
+    directly, with zero strides on the broadcast axes; numpy's own goes through an nditer, which
+    at small sizes costs several times the arithmetic around it (mean's rule makes one per sweep)."""
+    if x.__class__ is np.ndarray and shape.__class__ is tuple and x.flags.c_contiguous and x.size:
+        have = x.shape
+        lead = len(shape) - len(have)
+        if lead >= 0:
+            strides = [0] * len(shape)
+            for i, d in enumerate(have):
+                want = shape[lead + i]
+                if d == want:
+                    strides[lead + i] = x.strides[i]
+                elif d != 1 or want < 0:
+                    break  # not a broadcast: numpy words the error
+            else:
+                view = np.ndarray(shape, x.dtype, x, 0, strides)
+                view.flags.writeable = False
+                return view
+    return np.broadcast_to(x, shape)
+
+
+defop("broadcast_to", _broadcast_infer, _broadcast_to_impl,
       lambda ns, g, out, x, shape: unbroadcast(ns, g, x),
       bind=_shape_bind, code="np.broadcast_to({0}, {shape})",
       doc="Broadcast to a shape (a read-only view); the VJP is sum_to.")
@@ -117,7 +144,7 @@ defop("sum_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: sum_to_imp
       lambda ns, g, out, x, ref: expand_to(ns, g, x), None,
       doc="sum_to ref's shape, known only at evaluation.")
 defop("broadcast_like", lambda x, ref: (broadcast_shapes(x.shape, ref.shape), x.dtype),
-      lambda x, ref: np.broadcast_to(x, np.shape(ref)),
+      lambda x, ref: _broadcast_to_impl(x, np.shape(ref)),
       lambda ns, g, out, x, ref: unbroadcast(ns, g, x), None,
       doc="broadcast_to ref's shape, known only at evaluation.")
 
