@@ -13,7 +13,11 @@ is, so the bookkeeping a define-by-run tape does per call is done once per
   order already completes each node's gradient before its rules run;
 * each value is dropped after its last use (in the forward when the backward
   never reads it, else after the last backward step that does), so the peak
-  holds what a hand-written backward would.
+  holds what a hand-written backward would;
+* a gradient does not return the outputs' values, so for :func:`gradients`
+  the forward runs only the steps whose values some rule reads, and what
+  those are computed from (a loss's own value is usually not among them, as
+  in a hand-written backward); the rules get the static shapes of the rest.
 
 The rules are the op table's, run on numbers by :data:`common.numeric`;
 nothing here knows any calculus of its own.
@@ -33,7 +37,7 @@ from common.graph import Node, toposort
 from common.ops import NO_GRAD, numeric
 from common.sentinel import Sentinel
 
-_PROGRAMS: dict = {}  # (ids of outputs, ids of wrt) -> Program; a few recent graphs
+_PROGRAMS: dict = {}  # (ids of outputs, ids of wrt, values wanted) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
 
 # forward/backward step kinds: param-free one- and two-input ops are called without building lists
@@ -382,8 +386,8 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
     not depend on gets zeros. The outputs' own values are computed only as
     far as the gradients need them.
     """
-    outs = [outputs] if outputs.__class__ is Node else list(outputs)
-    single = wrt.__class__ is Node
+    outs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    single = isinstance(wrt, Node)
     wrts = [wrt] if single else list(wrt)
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
