@@ -199,3 +199,16 @@ def test_small_single_use_values_are_written_into_their_consumer():
     want = common.evaluate([y, grad(y, x)], {x: 0.3})
     for got, ref in zip(f(np.float64(0.3)), want):
         np.testing.assert_allclose(got, ref, rtol=1e-13)
+
+
+def test_zero_d_constants_keep_numpys_promotion_and_outputs_stay_arrays():
+    # 0-d constants are bound as numpy scalars (the scalar fast path); dtypes and values must not change
+    x = T.var("x", (3,), np.float32)
+    s = T.var("s", ())
+    outs = [x * T.const(np.array(2.0)), 1.0 - s * s, T.const(np.array(3.0)) + s,
+            T.tanh(s) * T.const(np.array(0.5, np.float32)), x + T.const(np.array(1.5, np.float32))]
+    xv, sv = np.arange(3, dtype=np.float32), np.array(0.25)
+    f = function([x, s], outs)
+    for got, want in zip(f(xv, sv), common.evaluate(outs, {x: xv, s: sv})):
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
