@@ -89,17 +89,14 @@ def _broadcast_infer(x, shape):
 def sum_to_impl(x, shape):
     """Sum ``x`` down to ``shape``, which ``x`` was broadcast from."""
     have = x.shape
+    if shape.__class__ is not tuple:
+        shape = tuple(shape)
     if have == shape:
         return x
     lead = len(have) - len(shape)
     if shape and have[lead:] == shape:  # only leading axes (a bias's gradient): one reduce, no reshape
         return np.add.reduce(x, axis=0 if lead == 1 else tuple(range(lead)))
-    shape = tuple(shape)
-    if have == shape:
-        return x
-    inner = tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
-    if shape and not inner:  # only leading axes (a bias's gradient): one reduce, no reshape
-        return np.add.reduce(x, axis=tuple(range(lead)))
+    inner = tuple(lead + i for i, d in enumerate(shape) if d == 1 and have[lead + i] != 1)
     out = np.add.reduce(x, axis=tuple(range(lead)) + inner, keepdims=True)
     return out.reshape(shape) if lead else out
 
