@@ -10,16 +10,21 @@ still frees everything as usual.
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
 
 
-@contextmanager
-def paused_gc():
-    """Disable the cyclic collector inside the block (re-enabling it only if it was on)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
+class paused_gc:  # noqa: N801  (used as a function: ``with paused_gc():``)
+    """Disable the cyclic collector inside the block (re-enabling it only if it was on).
+
+    A class, not a ``contextlib`` generator: symnum enters it once per gradient, where the
+    generator's machinery cost several times the pause itself.
+    """
+
+    __slots__ = ("_was_on",)
+
+    def __enter__(self) -> None:
+        self._was_on = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc) -> None:
+        if self._was_on:
             gc.enable()

@@ -25,7 +25,6 @@ nothing here knows any calculus of its own.
 
 from __future__ import annotations
 
-import gc
 import math
 
 import numpy as np
@@ -392,16 +391,10 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
     prog = program(outs, wrts, values=False)
-    # the cyclic collector paused, as paused_gc does, without a context manager's cost per call
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         env, fed = _forward(prog, wrts, values)
         grads = _seeds(prog, outs, env, grad_outputs)
         kept = prog.run_backward(env, grads)
-    finally:
-        if collecting:
-            gc.enable()
 
     results = []
     for w, s in zip(wrts, prog.wrt_slots):
