@@ -90,7 +90,7 @@ class Batched:
         scale = self.scale if scale is None else scale
         if scale.__class__ is float and scale == 1.0:
             return self.value
-        if self.n is not None and np.ndim(scale) and scale.shape[-1] != 1:
+        if self.n is not None and _per_column(scale):
             scale = scale[..., self.lo:self.hi]
         return self.value * scale
 
@@ -105,6 +105,11 @@ class Batched:
     def __repr__(self) -> str:
         window = "" if self.n is None else f", columns {self.lo}:{self.hi}"
         return f"Batched({self.value.shape[0]} x {self.shape}, {self.dtype}, scale {self.scale}{window})"
+
+
+def _per_column(scale) -> bool:
+    """Whether a windowed batch's factor has one entry per column (to be sliced with the window)."""
+    return np.ndim(scale) > 0 and scale.shape[-1] != 1
 
 
 def basis(rows: int, start: int, n: int, dtype) -> Batched:
@@ -215,12 +220,14 @@ def _windowed(name: str, x: Batched, rest: tuple, params: dict):
         return None
     kind, *where = params["index"][0]
     s = x.scale
-    full_scale = np.ndim(s) > 0 and s.shape[-1] != 1  # a factor per column, not one for all
+    full_scale = _per_column(s)
     if name == "getitem" and kind == "int":
         k = where[0] % x.n
         if not x.lo <= k < x.hi:
             return Batched(np.zeros(x.value.shape[0], x.dtype))
-        return Batched(x.value[:, k - x.lo], s[..., k] if full_scale else np.reshape(s, ()) if np.ndim(s) else s)
+        if np.ndim(s):  # the factor of column k, as a scalar's factor
+            s = s[..., k] if full_scale else s.reshape(())
+        return Batched(x.value[:, k - x.lo], s)
     if kind != "slice" or where[2] not in (None, 1):
         return None
     if name == "getitem":
