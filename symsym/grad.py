@@ -26,6 +26,8 @@ from common.ops import NO_GRAD
 from common.sentinel import Sentinel
 from common.site import pinned_site, user_site
 
+from .rewrite.stability import stabilize
+
 __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
 
 stop_gradient = symbolic.stop_gradient
@@ -78,6 +80,20 @@ def _seed(cost: Node) -> Node:
     return symbolic.ones_like(cost)
 
 
+def _check_known(known_grads: dict | None) -> None:
+    for k, v in (known_grads or {}).items():
+        if not isinstance(k, Node) or not isinstance(v, Node):
+            raise GradError("grad: known_grads must map graph nodes to graph nodes (use const() for arrays)")
+        if len(k.shape) != len(v.shape) or any(a is not None and b is not None and a != b
+                                               for a, b in zip(k.shape, v.shape)):
+            raise GradError(f"grad: the known gradient {v!r} for {k!r} (made at {k.site}) "
+                            f"does not have its shape")
+
+
+def _roots(cost: Node, known_grads: dict | None) -> list[Node]:
+    return [cost] + [k for k in (known_grads or {}) if k is not cost]
+
+
 def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
                consider_constant: Iterable[Node] = (), ns=symbolic,
                trace: Trace | None = None) -> dict[int, Node]:
@@ -88,17 +104,16 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
     the sum of these terms is ``grad_table[V]``. Visiting nodes in reverse
     topological order means every consumer is done first, which is the memo
     the book's recursion relies on. ``trace(V, C, i, term)`` sees each term.
+    The graph is differentiated exactly as given (``grad`` stabilises it first).
     """
-    for k, v in (known_grads or {}).items():
-        if not isinstance(k, Node) or not isinstance(v, Node):
-            raise GradError("grad: known_grads must map graph nodes to graph nodes (use const() for arrays)")
-        if len(k.shape) != len(v.shape) or any(a is not None and b is not None and a != b
-                                               for a, b in zip(k.shape, v.shape)):
-            raise GradError(f"grad: the known gradient {v!r} for {k!r} (made at {k.site}) "
-                            f"does not have its shape")
+    _check_known(known_grads)
+    return _sweep(toposort(_roots(cost, known_grads)), cost, wrt, known_grads, consider_constant, ns, trace)
+
+
+def _sweep(order: list[Node], cost: Node, wrt: Sequence[Node], known_grads: dict | None,
+           consider_constant: Iterable[Node], ns, trace: Trace | None) -> dict[int, Node]:
+    """``build_grad`` over ``order``, the toposort of the cost and the known gradients' nodes."""
     known = {id(k): v for k, v in (known_grads or {}).items()}
-    roots = [cost] + [k for k in (known_grads or {}) if k is not cost]
-    order = toposort(roots)
     wrt_ids = {id(w) for w in wrt}
     blocked = {id(c) for c in consider_constant} - wrt_ids
     keep = relevant_nodes(order, wrt_ids, blocked)
@@ -136,6 +151,38 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
     return table
 
 
+def _stable_table(cost: Node, ws: list[Node], known_grads: dict | None, consider_constant: Iterable[Node],
+                  stable: bool, trace: Trace | None) -> tuple[dict[int, Node], list[Node]]:
+    """The grad_table of the cost's forward graph in stable forms, and the ``wrt`` nodes as it knows them.
+
+    Differentiating ``log(softmax(x))`` as written gives ``g / softmax(x) * ...``,
+    inf times 0 where softmax underflows, even though ``optimize`` makes the
+    value finite. Rewriting the forward graph first (a new graph: the user's
+    nodes are untouched) means every derivative comes from a stable op's own
+    VJP, and ``optimize`` later merges the rewritten forward with its own.
+    """
+    _check_known(known_grads)
+    roots = _roots(cost, known_grads)
+    order = toposort(roots)
+    consider = list(consider_constant)
+    memo = None
+    if stable:
+        keep = [*ws, *consider, *(k for k in (known_grads or {}) if k is not cost)]
+        with pinned_site(user_site()):
+            memo = stabilize(roots, order, keep)
+    if memo is None:
+        return _sweep(order, cost, ws, known_grads, consider, symbolic, trace), ws
+
+    def new(n: Node) -> Node:
+        return memo.get(id(n), n)
+
+    cost = new(cost)
+    known = {new(k): v for k, v in (known_grads or {}).items()}
+    ws = [new(w) for w in ws]
+    order = toposort(_roots(cost, known))
+    return _sweep(order, cost, ws, known, [new(c) for c in consider], symbolic, trace), ws
+
+
 def _name(cost: Node, w: Node) -> str | None:
     if not w.name:
         return None
@@ -143,7 +190,7 @@ def _name(cost: Node, w: Node) -> str | None:
 
 
 def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: Iterable[Node] = (),
-         disconnected: str = "raise", trace: Trace | None = None):
+         disconnected: str = "raise", trace: Trace | None = None, stable: bool = True):
     """Gradient nodes of ``cost`` with respect to ``wrt`` (a node or a list of nodes).
 
     ``cost`` is seeded with ones (a non-scalar cost thus gives the gradient of
@@ -152,6 +199,12 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
     ``cost``, the seed). Nodes in ``consider_constant`` and ``stop_gradient(x)`` pass no
     gradient on. An input the cost does not depend on is an error naming it
     (``disconnected="raise"``), zeros (``"zero"``) or ``None`` (``"none"``).
+
+    With ``stable`` (the default) the cost's forward graph is first rewritten
+    to its numerically stable forms (:func:`symsym.rewrite.stability.stabilize`:
+    ``log(softmax(x))`` -> ``log_softmax(x)``, ...), so the gradient is finite
+    wherever the optimised value is; ``stable=False`` differentiates the graph
+    exactly as written.
     """
     single = isinstance(wrt, Node)
     ws = [wrt] if single else list(wrt)
@@ -166,10 +219,10 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
             raise GradError(f"grad: cannot differentiate with respect to {w!r} of dtype {w.dtype} "
                             f"(only floating inputs get gradients; made at {w.site})")
     with paused_gc():
-        table = build_grad(cost, ws, known_grads, consider_constant, trace=trace)
+        table, seen = _stable_table(cost, ws, known_grads, consider_constant, stable, trace)
     out = []
-    for w in ws:
-        g = table.get(id(w), DISCONNECTED)
+    for w, s in zip(ws, seen):
+        g = table.get(id(s), DISCONNECTED)
         if g is DISCONNECTED:
             if disconnected == "raise":
                 raise GradError(

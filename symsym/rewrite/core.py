@@ -81,7 +81,8 @@ def is_value(n: Node, v) -> bool:
 
 
 def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge: bool = True,
-              counts: dict[str, int] | None = None, order: list[Node] | None = None) -> list[Node]:
+              counts: dict[str, int] | None = None, order: list[Node] | None = None,
+              opaque: set[int] | None = None, memo: dict[int, Node] | None = None) -> list[Node]:
     """One bottom-up rebuild applying ``rules`` at every node until none fires.
 
     With ``merge``, each finished node is then hash-consed (see
@@ -89,11 +90,16 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
     sees inputs that are already final, so local rewrites reach their fixed
     point in this single traversal. ``counts`` (pass name -> how many times it
     fired) is updated in place; ``order``, if given, is ``toposort(outputs)``.
+
+    ``opaque`` (ids of nodes someone holds on to, such as ``grad``'s ``wrt``)
+    are rebuilt over their new inputs but never rewritten; the id of each one's
+    rebuilt form is added to the set, so a rule that looks into its inputs can
+    leave them whole. ``memo``, if given, is filled with old id -> new node.
     """
     from .merge import merge_key
 
     counts = {} if counts is None else counts
-    new: dict[int, Node] = {}
+    new: dict[int, Node] = {} if memo is None else memo
     table: dict = {}
     outs = list(outputs)
     with pinned_site(user_site()):  # nodes a rule builds are made for the same user line
@@ -102,7 +108,7 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
                 cur = node
             else:
                 cur = remake(node, tuple([new[id(i)] for i in node.inputs]))
-                for _ in range(16):
+                for _ in range(0 if opaque is not None and id(node) in opaque else 16):
                     if cur.op is None:
                         break
                     for name, rule in rules:
@@ -121,4 +127,6 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
                         counts["merge"] = counts.get("merge", 0) + 1
                         cur = other
             new[id(node)] = cur
+            if opaque is not None and id(node) in opaque:
+                opaque.add(id(cur))
     return [new[id(o)] for o in outs]
