@@ -330,13 +330,18 @@ class Function:
         return f"<symsym.Function {len(self.inputs)} inputs -> {len(self.graph)} outputs>"
 
 
-def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None) -> Function:
-    """Compile ``outputs`` (a node or a list of nodes) as a function of ``inputs`` (variables)."""
+def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None,
+             fast_math: bool = False) -> Function:
+    """Compile ``outputs`` (a node or a list of nodes) as a function of ``inputs`` (variables).
+
+    ``fast_math`` lets the rewrites assume finite values (``x * 0 -> 0``); by
+    default a NaN or inf fed in propagates as numpy propagates it.
+    """
     with paused_gc():
-        return _function(inputs, outputs, optimize, passes)
+        return _function(inputs, outputs, optimize, passes, fast_math)
 
 
-def _function(inputs, outputs, optimize, passes) -> Function:
+def _function(inputs, outputs, optimize, passes, fast_math=False) -> Function:
     t0 = time.perf_counter()
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
@@ -353,7 +358,7 @@ def _function(inputs, outputs, optimize, passes) -> Function:
     report = None
     if optimize:
         kwargs = {} if passes is None else {"passes": passes}
-        outs, report, order = optimized_order(outs, **kwargs)
+        outs, report, order = optimized_order(outs, fast_math=fast_math, **kwargs)
     else:
         order = toposort(outs[::-1])  # gradients come out last-layer first: backprop order frees most
     t1 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Graph rewrites, each a pure function from graph to graph, and ``optimize``.
 
 The pass families (one module each): :mod:`~.merge` (CSE), :mod:`~.fold`
-(constant folding), :mod:`~.algebra` (neutral elements and identities),
+(constant folding), :mod:`~.algebra` (neutral elements and identities; the
+ones true only for finite values under ``fast_math``),
 :mod:`~.stability` (stable forms) and :mod:`~.dce` (dead code). ``optimize``
 runs the selected local rules together in one bottom-up rebuild, hash-consing
 as it goes. Each rule sees already-final inputs and is re-applied to its own
@@ -18,7 +19,7 @@ from common.errors import TwogradError
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
 
-from .algebra import algebra, algebra_rule
+from .algebra import algebra, algebra_rule, fast_algebra_rule
 from .core import run_rules
 from .dce import dce
 from .fold import fold, fold_rule
@@ -28,24 +29,30 @@ from .stability import stability, stability_rule
 __all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "dce", "fold", "merge", "optimize", "stability"]
 
 RULES = {"fold": fold_rule, "algebra": algebra_rule, "stability": stability_rule}
+#: the rules that ``fast_math`` replaces: identities true only for finite values (``x * 0 -> 0``)
+FAST_RULES = {**RULES, "algebra": fast_algebra_rule}
 PASSES = ("merge", "fold", "algebra", "stability", "dce")
 DEFAULT_PASSES = PASSES
 
 
-def optimize(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4):
+def optimize(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4, fast_math: bool = False):
     """Rewrite ``outputs`` to a fixed point; return ``(new_outputs, report)``.
 
     ``outputs`` is a node (then a node comes back) or a list of nodes.
     ``report`` holds ``nodes_before``, ``nodes_after``, ``iterations`` and
     per-pass counts under ``passes`` (rewrites fired; for ``dce``, the nodes
-    that the rewritten outputs no longer reach).
+    that the rewritten outputs no longer reach). By default every rewrite
+    keeps IEEE semantics (a NaN or inf in an input propagates as numpy
+    propagates it); ``fast_math=True`` also applies identities that hold only
+    for finite values, such as ``x * 0 -> 0`` and ``x - x -> 0``.
     """
     with paused_gc():
-        outs, report, _ = optimized_order(outputs, passes, max_iter)
+        outs, report, _ = optimized_order(outputs, passes, max_iter, fast_math)
     return outs, report
 
 
-def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4):
+def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: int = 4,
+                    fast_math: bool = False):
     """``optimize`` plus the rewritten graph's schedule: ``toposort`` of the outputs, last first.
 
     The compiler schedules the outputs in that order, and the report needs the
@@ -57,7 +64,8 @@ def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: i
     unknown = set(passes) - set(PASSES)
     if unknown:
         raise TwogradError(f"unknown rewrite passes {sorted(unknown)}; known: {PASSES}")
-    rules = [(p, RULES[p]) for p in passes if p in RULES]
+    table = FAST_RULES if fast_math else RULES
+    rules = [(p, table[p]) for p in passes if p in table]
     use_merge = "merge" in passes
     counts = {p: 0 for p in passes}
     before = toposort(outs)

@@ -5,10 +5,21 @@ The VJP rules are written for the general case, so a gradient graph is full of
 broadcasts of a scalar one. Each identity fires only where it cannot change
 the result's shape or dtype, since a broadcast against the "neutral" operand
 may be what gives the result its shape.
+
+Every identity kept by default holds in IEEE arithmetic too, NaN and inf
+included (``x * 1``, ``x + 0``, ``x - 0``, ``x / 1``, ``-(-x)``; only the sign
+of a zero can differ, as in ``-0.0 + 0``), so a NaN or inf fed to the graph
+comes out as numpy gives it on the graph as written. ``x * 0 -> 0``,
+``x - x -> 0`` and ``x / x -> 1`` are not such identities (inf * 0 is NaN):
+they fire by default only where x cannot hold a NaN or inf (an integer, a
+known finite constant), and everywhere under ``fast_math``. Scalar constant
+factors are gathered (``(x * 2) * 3 -> x * 6``) only when finite and nonzero,
+so no NaN or inf is lost; the rounding of the product may differ in the last bit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,10 +41,11 @@ def _keeps(out: Node, x: Node, other: Node) -> bool:
     return out.shape == x.shape and other.ndim <= x.ndim and other.size == 1
 
 
-def _zeros(like: Node) -> Node:
+def _filled(like: Node, value: float) -> Node:
+    """``value`` in ``like``'s shape and dtype, as a constant instruction where the shape is static."""
     if None in like.shape:
-        return S.zeros_like(like)
-    return S.full(like.shape, 0.0, like.dtype)
+        return S.full_like(like, value)
+    return S.full(like.shape, value, like.dtype)
 
 
 _SAME_SHAPE = {"sum_to", "broadcast_to", "reshape"}
@@ -41,14 +53,22 @@ _SAME_AS_REF = {"sum_like", "broadcast_like", "reshape_like"}
 
 
 def _factor(c: Node, base: Node) -> float | None:
-    """``c``'s value if it is one number everywhere and multiplying ``base`` by it keeps base's shape."""
+    """``c``'s value if it is one finite nonzero number everywhere and multiplying ``base`` by it
+    keeps base's shape.
+
+    A zero or non-finite factor is left where it is: moved onto another operand of a
+    product, ``(p * q) * 0`` would become ``(p * 0) * q``, which is 0 where ``p * q`` overflows.
+    """
     if c.value is None or c.ndim > base.ndim:
         return None
     for cd, bd in zip(reversed(c.shape), reversed(base.shape)):
         if cd != 1 and cd != bd:
             return None
     v = scalar_value(c)
-    return None if v is None else float(v)
+    if v is None:
+        return None
+    v = float(v)
+    return v if v != 0.0 and math.isfinite(v) else None
 
 
 def _scale(n: Node, dtype) -> tuple[Node, float]:
@@ -179,7 +199,40 @@ def _shape_only(n: Node) -> Node | None:
                 None, n.site)
 
 
-def algebra_rule(n: Node) -> Node | None:
+def _finite(x: Node, value) -> bool:
+    """Whether ``x`` surely holds no NaN or inf: an integer or boolean, or a finite constant value."""
+    return x.dtype.kind in "biu" or (value is not None and bool(np.isfinite(value)))
+
+
+def _times_zero(n: Node, a: Node, b: Node, sa, sb, fast: bool) -> Node | None:
+    """``a * b -> 0`` where one factor is 0 and the other cannot be NaN or inf (or ``fast``)."""
+    if None in n.shape:
+        return None
+    if (sa is not None and sa == 0 and (fast or _finite(b, sb))) or \
+            (sb is not None and sb == 0 and (fast or _finite(a, sa))):
+        return _filled(n, 0.0)
+    return None
+
+
+def _fast_identity(n: Node) -> Node | None:
+    """``x - x -> 0`` and ``x / x -> 1``: true for every finite x, wrong for NaN, inf and 0/0."""
+    a, b = n.inputs
+    if a is not b or not same_type(n, a):
+        return None
+    return _filled(a, 0.0 if n.op.name == "sub" else 1.0)
+
+
+def fast_algebra_rule(n: Node) -> Node | None:
+    """``algebra_rule`` plus the identities that hold only for finite values (``fast_math``)."""
+    name = n.op.name
+    if name in ("sub", "div"):
+        rep = _fast_identity(n)
+        if rep is not None:
+            return rep
+    return algebra_rule(n, fast=True)
+
+
+def algebra_rule(n: Node, fast: bool = False) -> Node | None:
     name = n.op.name
     ins = n.inputs
     if name in _SHAPE_ONLY:
@@ -193,8 +246,10 @@ def algebra_rule(n: Node) -> Node | None:
             return a
         if sa is not None and sa == 1 and _keeps(n, b, a):
             return b
-        if (sa is not None and sa == 0 or sb is not None and sb == 0) and None not in n.shape:
-            return _zeros(n)  # x * 0 -> 0, as Theano and TensorFlow's grappler do (ignoring inf/nan in x)
+        if sa is not None and sa == 0 or sb is not None and sb == 0:
+            rep = _times_zero(n, a, b, sa, sb, fast)  # inf * 0 is NaN: only where no inf can be
+            if rep is not None:
+                return rep
         return _gather_scale(n)  # a scalar factor has the shape of nothing: moving it is always safe
     elif name == "add":
         a, b = ins
@@ -238,6 +293,7 @@ def algebra_rule(n: Node) -> Node | None:
     return None
 
 
-def algebra(outputs: Sequence[Node], counts: dict | None = None) -> list[Node]:
-    """``outputs`` with neutral-element and identity ops removed."""
-    return run_rules(outputs, [("algebra", algebra_rule)], merge=False, counts=counts)
+def algebra(outputs: Sequence[Node], counts: dict | None = None, fast_math: bool = False) -> list[Node]:
+    """``outputs`` with neutral-element and identity ops removed (``fast_math``: see the module doc)."""
+    rule = fast_algebra_rule if fast_math else algebra_rule
+    return run_rules(outputs, [("algebra", rule)], merge=False, counts=counts)
