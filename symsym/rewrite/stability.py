@@ -60,7 +60,7 @@ def _log_rule(n: Node, x: Node, opaque) -> Node | None:
         return S.log1p(S.neg(x.inputs[1]))  # log(1 - y); log1p(-sigmoid(y)) follows below
     if _is(x, "sum", opaque) and _is(x.inputs[0], "exp", opaque):
         inner = x.inputs[0].inputs[0]
-        if inner.dtype == n.dtype:
+        if inner.dtype == n.dtype and not _shifted_by_max(inner, x.params["axis"]):
             return S.logsumexp(inner, axis=x.params["axis"], keepdims=x.params["keepdims"])
     if _is(x, "sigmoid", opaque):
         return S.neg(S.softplus(S.neg(x.inputs[0])))
@@ -69,6 +69,21 @@ def _log_rule(n: Node, x: Node, opaque) -> Node | None:
         if inner.dtype == n.dtype and inner.shape == n.shape:
             return inner
     return None
+
+
+def _shifted_by_max(z: Node, axis: tuple) -> bool:
+    """Whether ``z = x - max(x)`` over exactly ``axis``: ``log(sum(exp(z)))`` is then stable as written.
+
+    Each exp is at most 1 and each sum holds a 1, so nothing overflows or
+    rounds to 0; a logsumexp would shift by the max a second time.
+    """
+    if z.op is None or z.op.name != "sub":
+        return False
+    x, m = z.inputs
+    if m.op is not None and m.op.name == "stop_gradient":
+        m = m.inputs[0]
+    return (m.op is not None and m.op.name == "max" and m.inputs[0] is x and z.shape == x.shape
+            and tuple(m.params["axis"]) == tuple(axis) and (m.params["keepdims"] or m.shape == ()))
 
 
 def _log1p_rule(n: Node, x: Node, opaque) -> Node | None:
