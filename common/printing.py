@@ -1,77 +1,237 @@
-"""Three views of a graph: infix (``pprint``), a tree (``debugprint``), DOT."""
+"""Three views of a graph: infix (``pprint``), a tree (``debugprint``), DOT.
+
+All three are linear in the number of nodes, however much the graph shares:
+a subexpression reached twice is written once (``pprint`` binds it to a name,
+as a jaxpr does; ``debugprint`` refers back to its id), and text is built as
+pieces joined once at the end, by explicit stacks, so a chain of 10^6 nodes
+prints without recursion and without copying its text at every level.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 from .graph import Node, toposort
 
 _INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
           "pow": ("**", 4), "lt": ("<", 0), "le": ("<=", 0), "gt": (">", 0), "ge": (">=", 0),
           "eq": ("==", 0), "ne": ("!=", 0)}
+_NEG = 3
 _ATOM = 9
+INLINE_SHARED = 24
+"""A subexpression used more than once is repeated inline while its text is at most this many
+characters (``sin(w)`` reads better than a name for it) and bound to a name once it is longer:
+so the text stays linear in the graph, and small examples read as plain formulas."""
+DEBUG_DEPTH = 40
+"""debugprint indents at most this deep; a deeper subtree is continued as a block of its own below,
+so that a long chain costs lines, not indentation quadratic in its length."""
+
+Piece = str | Node
 
 
 def _param_text(params: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
-def _index_text(spec, args) -> str:
-    parts = []
-    for s in spec:
+def _precedence(n: Node) -> int:
+    """How tightly ``n``'s own expression binds: an infix op's level, ``neg``'s, or an atom's."""
+    if n.op is None:
+        return _ATOM
+    name = n.op.name
+    if name in _INFIX:
+        return _INFIX[name][1]
+    return _NEG if name == "neg" else _ATOM
+
+
+def _wrapped(i: Node, bare: bool) -> list[Piece]:
+    return [i] if bare else ["(", i, ")"]
+
+
+def _index_pieces(spec, args: tuple) -> list[Piece]:
+    out: list[Piece] = []
+    for k, s in enumerate(spec):
+        if k:
+            out.append(", ")
         kind = s[0]
         if kind == "int":
-            parts.append(str(s[1]))
+            out.append(str(s[1]))
         elif kind == "slice":
             a, b, c = ("" if v is None else str(v) for v in s[1:])
-            parts.append(f"{a}:{b}" + (f":{c}" if c else ""))
+            out.append(f"{a}:{b}" + (f":{c}" if c else ""))
         elif kind == "new":
-            parts.append("None")
+            out.append("None")
         elif kind == "ellipsis":
-            parts.append("...")
+            out.append("...")
         else:
-            parts.append(args[s[1]])
-    return ", ".join(parts)
+            out.append(args[s[1]])
+    return out
+
+
+def _pieces(n: Node, prec: Callable[[Node], int]) -> list[Piece]:
+    """``n``'s expression as text pieces and input nodes; ``prec(i)`` is how tightly input ``i`` shows."""
+    name = n.op.name
+    ins = n.inputs
+    if name in _INFIX:
+        sym, p = _INFIX[name]
+        a, b = ins
+        pa, pb = prec(a), prec(b)
+        right_assoc = name == "pow"
+        return [*_wrapped(a, pa > p or (pa == p and not right_assoc)), f" {sym} ",
+                *_wrapped(b, pb > p or (pb == p and right_assoc))]
+    if name == "neg":
+        return ["-", *_wrapped(ins[0], prec(ins[0]) >= _NEG)]
+    if name == "getitem":
+        return [*_wrapped(ins[0], prec(ins[0]) == _ATOM), "[", *_index_pieces(n.params["index"], ins[1:]), "]"]
+    out: list[Piece] = [f"{name}("]
+    for k, i in enumerate(ins):
+        if k:
+            out.append(", ")
+        out.append(i)
+    params = {k: v for k, v in n.params.items() if k != "index"}
+    if params:
+        out.append((", " if ins else "") + _param_text(params))
+    out.append(")")
+    return out
+
+
+def _emit(pieces: list[Piece], expand: Callable[[Node], list[Piece]], out: list[str],
+          budget: int | None = None) -> bool:
+    """Append the text of ``pieces`` to ``out``, expanding input nodes by an explicit stack.
+
+    With a ``budget``, stop once that many characters and expansions are spent
+    (a summary of a huge expression then costs its width, not the expression);
+    returns whether the text is complete.
+    """
+    stack: list[Iterator[Piece]] = [iter(pieces)]
+    while stack:
+        for p in stack[-1]:
+            if budget is not None:
+                budget -= len(p) if p.__class__ is str else 1
+                if budget < 0:
+                    return False
+            if p.__class__ is str:
+                out.append(p)
+            else:
+                stack.append(iter(expand(p)))
+                break
+        else:
+            stack.pop()
+    return True
+
+
+def _printed(outs: list[Node], atom: Callable[[Node], bool]) -> tuple[list[Node], dict[int, int]]:
+    """The nodes the text shows, inputs first, and how often each is referred to (an output counts once).
+
+    Consumers come before their inputs in reversed topological order, so one
+    sweep counts the uses by shown nodes only (not those hidden under an atom).
+    """
+    uses: dict[int, int] = {}
+    for o in outs:
+        uses[id(o)] = uses.get(id(o), 0) + 1
+    order = toposort(outs)
+    for n in reversed(order):
+        if id(n) in uses and not atom(n):
+            for i in n.inputs:
+                uses[id(i)] = uses.get(id(i), 0) + 1
+    return [n for n in order if id(n) in uses], uses
+
+
+def _fresh_names(taken: set[str]) -> Iterator[str]:
+    k = 0
+    while True:
+        k += 1
+        if f"t{k}" not in taken:
+            yield f"t{k}"
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_']*\Z")
 
 
 def pprint(outputs: Node | Iterable[Node], names: bool = False) -> str:
     """Infix text of each output, one per line (like Theano's ``pp``).
+
+    A subexpression used more than once and longer than :data:`INLINE_SHARED`
+    characters is written once, as a binding line ``t1 = ...`` (or under the
+    node's own name) before the outputs' lines, and referred to by name, as a
+    jaxpr does: 40 doublings ``y = y + y`` print in 40 lines, not 2**40 terms.
+    A graph without such sharing prints as one plain formula per output.
 
     With ``names``, a named intermediate node is shown by its name instead of
     its expression, so a derivative reads in the forward graph's own terms
     (``cos(y) * cos(x) * cos(w)`` for the book's chain).
     """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    text: dict[int, tuple[str, int]] = {}
     roots = {id(o) for o in outs}
-    for n in toposort(outs):
-        if n.op is None or (names and n.name and id(n) not in roots):
-            text[id(n)] = (n.label(), _ATOM)
+
+    def atom(n: Node) -> bool:
+        return n.op is None or bool(names and n.name and id(n) not in roots)
+
+    printed, uses = _printed(outs, atom)
+    taken = {n.label() for n in printed if atom(n)}
+    fresh = _fresh_names(taken)
+    bound: dict[int, str] = {}
+    pieces: dict[int, list[Piece]] = {}
+    length: dict[int, int] = {}
+
+    def prec(i: Node) -> int:
+        return _ATOM if id(i) in bound or atom(i) else _precedence(i)
+
+    for n in printed:
+        if atom(n):
+            length[id(n)] = len(n.label())
             continue
-        args = [text[id(i)] for i in n.inputs]
-        name = n.op.name
-        if name in _INFIX:
-            sym, p = _INFIX[name]
-            (a, pa), (b, pb) = args
-            right_assoc = name == "pow"
-            a = a if pa > p or (pa == p and not right_assoc) else f"({a})"
-            b = b if pb > p or (pb == p and right_assoc) else f"({b})"
-            text[id(n)] = (f"{a} {sym} {b}", p)
-        elif name == "neg":
-            a, pa = args[0]
-            text[id(n)] = (f"-{a}" if pa >= 3 else f"-({a})", 3)
-        elif name == "getitem":
-            a, pa = args[0]
-            a = a if pa == _ATOM else f"({a})"
-            text[id(n)] = (f"{a}[{_index_text(n.params['index'], [t for t, _ in args[1:]])}]", _ATOM)
-        else:
-            params = {k: v for k, v in n.params.items() if k != "index"}
-            inner = ", ".join([t for t, _ in args] + ([_param_text(params)] if params else []))
-            text[id(n)] = (f"{name}({inner})", _ATOM)
-    return "\n".join(text[id(o)][0] for o in outs)
+        ps = pieces[id(n)] = _pieces(n, prec)
+        size = sum(len(p) if p.__class__ is str else length[id(p)] for p in ps)
+        if uses[id(n)] > 1 and size > INLINE_SHARED:
+            name = n.name if n.name and _IDENT.match(n.name) and n.name not in taken else next(fresh)
+            taken.add(name)
+            bound[id(n)] = name
+            size = len(name)
+        length[id(n)] = size
+
+    def expand(n: Node) -> list[Piece]:
+        if id(n) in bound:
+            return [bound[id(n)]]
+        return [n.label()] if atom(n) else pieces[id(n)]
+
+    lines = []
+    for n in printed:
+        if id(n) in bound:
+            out = [bound[id(n)], " = "]
+            _emit(pieces[id(n)], expand, out)
+            lines.append("".join(out))
+    for o in outs:
+        out = []
+        _emit(expand(o), expand, out)
+        lines.append("".join(out))
+    return "\n".join(lines)
 
 
-def _ids():
+def summary(node: Node, width: int = 60) -> str:
+    """``node``'s name, or its infix text cut to ``width`` characters (``...`` at the cut).
+
+    Costs O(width) whatever the graph's size or sharing: the text is produced
+    left to right and abandoned at the cut, so a trace can name each of a
+    million nodes in linear time.
+    """
+    if node.name:
+        text = node.name
+    elif node.op is None:
+        text = node.label()
+    else:
+        def expand(n: Node) -> list[Piece]:
+            return [n.label()] if n.op is None else _pieces(n, _precedence)
+
+        out: list[str] = []
+        if not _emit(expand(node), expand, out, budget=width):
+            return "".join(out)[:max(0, width - 3)] + "..."
+        text = "".join(out)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _ids() -> Iterator[str]:
     n = 0
     while True:
         k, s = n, ""
@@ -89,36 +249,61 @@ def _describe(n: Node) -> str:
         return f"{n.name or '?'}"
     if n.is_const:
         return f"const {n.label()}"
-    params = {k: v for k, v in n.params.items()}
-    return n.op.name + (f"{{{_param_text(params)}}}" if params else "")
+    return n.op.name + (f"{{{_param_text(n.params)}}}" if n.params else "")
+
+
+def _types(n: Node) -> str:
+    dims = ", ".join("?" if d is None else str(d) for d in n.shape)
+    return f" <{n.dtype}, ({dims}{',' if len(n.shape) == 1 else ''})>"
 
 
 def debugprint(outputs: Node | Iterable[Node], show_types: bool = True) -> str:
-    """An indented tree; a subgraph reached twice is shown once, then by its id."""
+    """An indented tree; a subgraph reached twice is shown once, then by its id.
+
+    Below :data:`DEBUG_DEPTH` levels a subtree is marked ``(continued below)``
+    and printed afterwards as a block of its own, so deep chains stay linear.
+    """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     names: dict[int, str] = {}
     fresh = _ids()
     lines: list[str] = []
-    stack = [(o, "") for o in reversed(outs)]
-    while stack:
-        n, indent = stack.pop()
-        seen = id(n) in names
-        if not seen:
+    later: deque[Node] = deque()
+    stack: list[tuple[Node, int, bool]] = [(o, 0, False) for o in reversed(outs)]
+    while stack or later:
+        if not stack:
+            stack.append((later.popleft(), 0, True))
+        n, depth, resumed = stack.pop()
+        seen = id(n) in names and not resumed
+        if id(n) not in names:
             names[id(n)] = next(fresh)
-        line = f"{indent}{_describe(n)} [id {names[id(n)]}]"
+        deferred = not seen and not resumed and n.inputs and depth >= DEBUG_DEPTH
+        line = f"{' |' * depth}{_describe(n)} [id {names[id(n)]}]"
         if n.name and not n.is_var:
             line += f" {n.name!r}"
         if show_types:
-            dims = ", ".join("?" if d is None else str(d) for d in n.shape)
-            line += f" <{n.dtype}, ({dims}{',' if len(n.shape) == 1 else ''})>"
+            line += _types(n)
         if seen and n.inputs:
             line += " ..."
+        if deferred:
+            line += " (continued below)"
+            later.append(n)
         lines.append(line)
-        if not seen:
-            child = indent + " |"
+        if not seen and not deferred:
             for i in reversed(n.inputs):
-                stack.append((i, child))
+                stack.append((i, depth + 1, False))
     return "\n".join(lines)
+
+
+def dot_string(text: str) -> str:
+    """``text`` as a DOT double-quoted string that Graphviz reads back as ``text``.
+
+    Backslashes and quotes are escaped and line breaks become DOT's ``\\n``;
+    ``<>{}|`` need no escape in a quoted label of a non-record shape (the
+    shapes used here), so a node name can never end the string or the graph.
+    """
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    return f'"{text}"'
 
 
 def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title: str | None = None) -> str:
@@ -129,16 +314,14 @@ def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title
     index = {id(n): k for k, n in enumerate(order)}
     lines = ["digraph twograd {", "  rankdir=BT;"]
     if title:
-        lines.append(f'  label="{title}";')
-    for n in order:
-        k = index[id(n)]
+        lines.append(f"  label={dot_string(title)};")
+    for k, n in enumerate(order):
         if n.is_var:
-            attrs = f'label="{n.name}", shape=box'
+            attrs = f"label={dot_string(n.name or '?')}, shape=box"
         elif n.is_const:
-            attrs = f'label="{n.label()}", shape=plaintext'
+            attrs = f"label={dot_string(n.label())}, shape=plaintext"
         else:
-            label = n.op.name + (f"\\n{n.name}" if n.name else "")
-            attrs = f'label="{label}", shape=ellipse'
+            attrs = f"label={dot_string(n.op.name + (chr(10) + n.name if n.name else ''))}, shape=ellipse"
         if id(n) in marked:
             attrs += ', style=filled, fillcolor="#f4a261"'
         lines.append(f"  n{k} [{attrs}];")

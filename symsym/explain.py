@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.graph import Node, toposort
-from common.printing import pprint
+from common.printing import pprint, summary
 
 from .grad import grad
 
@@ -27,7 +27,7 @@ class Step:
     added: list         # nodes the rule added to the graph (inputs first)
 
     def __str__(self) -> str:
-        v = self.node.name or pprint(self.node)
+        v = summary(self.node)
         rule = f"{self.consumer.op.name}.vjp[{self.slot}]"
         lines = [f"grad_table[{v}] += {rule}(grad_table[{_short(self.consumer)}])  "
                  f"# consumer {_short(self.consumer)}"]
@@ -37,8 +37,31 @@ class Step:
 
 
 def _short(n: Node, width: int = 60) -> str:
-    text = n.name or pprint(n)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return summary(n, width)
+
+
+def _result(g: Node | None) -> str:
+    """A gradient's full text; its binding lines (shared subexpressions) indented under the result."""
+    return "None" if g is None else pprint(g).replace("\n", "\n    ")
+
+
+def _new_nodes(term: Node, known: set[int]) -> list[Node]:
+    """The nodes under ``term`` not in ``known``, inputs first, and add them to ``known``.
+
+    The walk stops at known nodes, so the whole trace visits each node once
+    (a toposort of every term would make a long chain's trace quadratic).
+    """
+    out: list[Node] = []
+    stack = [(term, False)]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            out.append(n)
+        elif id(n) not in known:
+            known.add(id(n))
+            stack.append((n, True))
+            stack.extend((i, False) for i in reversed(n.inputs) if id(i) not in known)
+    return out
 
 
 @dataclass
@@ -53,7 +76,7 @@ class Explanation:
                 + ", ".join(w.name or repr(w) for w in self.wrt),
                 f"grad_table[{_short(self.cost)}] = 1 (the seed)"]
         body = [f"{k + 1}. {s}" for k, s in enumerate(self.steps)]
-        tail = [f"result: {w.name or repr(w)} -> {pprint(g) if g is not None else None}"
+        tail = [f"result: {w.name or repr(w)} -> {_result(g)}"
                 for w, g in zip(self.wrt, self.grads)]
         return "\n".join(head + body + tail)
 
@@ -67,9 +90,7 @@ def explain(cost: Node, wrt, **kwargs) -> Explanation:
     steps: list[Step] = []
 
     def trace(v, consumer, slot, term):
-        added = [n for n in toposort(term) if id(n) not in known]
-        known.update(id(n) for n in added)
-        steps.append(Step(v, consumer, slot, term, added))
+        steps.append(Step(v, consumer, slot, term, _new_nodes(term, known)))
 
     grads = grad(cost, ws, trace=trace, **kwargs)
     return Explanation(cost, ws, grads, steps)
