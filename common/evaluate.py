@@ -13,15 +13,34 @@ from .graph import Node, toposort
 from .ops.core import shape_str
 
 
+def as_feed_array(var: Node, value) -> np.ndarray:
+    """``value`` as a plain ndarray (not yet checked against ``var``'s shape and dtype).
+
+    The one conversion every entry point uses (``evaluate``, ``symnum``'s
+    program, ``symsym.function``), so all refuse the same things. A plain
+    ndarray passes untouched (checked first: this is on every call). An ndarray
+    subclass is viewed as a plain ndarray, because the ops' numpy impls would
+    otherwise follow the subclass's own rules (``np.matrix`` makes ``*`` a
+    matrix product and keeps every result 2-D); its shape must then fit ``var``
+    as it is, never reshaped. A masked array is refused: its mask would be
+    silently dropped.
+    """
+    if type(value) is np.ndarray:
+        return value
+    if isinstance(value, np.ma.MaskedArray):
+        raise FeedError(f"value for {var.name!r} is a masked array; its mask would be ignored: feed "
+                        f"np.ma.filled(value, fill) or value.data explicitly (var made at {var.site})")
+    if isinstance(value, np.ndarray):
+        return value.view(np.ndarray)
+    try:
+        return np.asarray(value, dtype=var.dtype if not isinstance(value, np.generic) else None)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise FeedError(f"value for {var.name!r} is not an array of {var.dtype}: {e}") from None
+
+
 def check_value(var: Node, value) -> np.ndarray:
     """``value`` as an array fit for ``var``, or a FeedError saying why not."""
-    if isinstance(value, np.ndarray):
-        arr = value
-    else:
-        try:
-            arr = np.asarray(value, dtype=var.dtype if not isinstance(value, np.generic) else None)
-        except (TypeError, ValueError) as e:
-            raise FeedError(f"value for {var.name!r} is not an array of {var.dtype}: {e}") from None
+    arr = as_feed_array(var, value)
     if arr.dtype != var.dtype:
         raise FeedError(f"value for {var.name!r} has dtype {arr.dtype}, expected {var.dtype} "
                         f"(var made at {var.site})")

@@ -29,11 +29,14 @@ def added_nodes(forward, extended) -> list[Node]:
 
 
 def _label(n: Node) -> str:
+    """The box text; a ``$`` is escaped so that matplotlib shows it instead of parsing mathtext."""
     if n.is_var:
-        return n.name or "?"
-    if n.is_const:
-        return n.label()
-    return n.op.name + (f"\n{n.name}" if n.name else "")
+        text = n.name or "?"
+    elif n.is_const:
+        text = n.label()
+    else:
+        text = n.op.name + (f"\n{n.name}" if n.name else "")
+    return text.replace("$", r"\$")
 
 
 def draw(outputs, highlight: Iterable[Node] = (), ax=None, title: str | None = None):
