@@ -28,9 +28,12 @@ def lse(ns, x):
 
     The shift by the max keeps exp from overflowing; it is a constant for
     differentiation (``stop_gradient``) because the result does not depend on
-    it, so its derivative is exactly zero and need not be computed.
+    it, so its derivative is exactly zero and need not be computed. A max that
+    is not finite shifts by 0 instead (as scipy's ``logsumexp`` does), so
+    ``[inf, 1]`` gives inf and ``[-inf, -inf]`` gives -inf, not ``inf - inf``.
     """
-    a = ns.stop_gradient(ns.max(x))
+    m = ns.max(x)
+    a = ns.stop_gradient(ns.where(ns.abs(m) < np.inf, m, 0.0))
     return a + ns.log(ns.sum(ns.exp(x - a)))
 
 

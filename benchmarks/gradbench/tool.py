@@ -14,27 +14,43 @@ Reading the JSON input into arrays is not timed. Building the IR graph
 (``build``) and symsym's grad-and-compile (``compile``) happen once per
 module, function and input shapes, are cached, and are reported under their
 own names on the run that paid for them.
+
+Whatever arrives, every line gets one reply and the tool keeps serving: bytes
+that are not UTF-8 are replaced, JSON nested too deeply for the parser, a
+field of the wrong type, an output with ``inf``/``NaN`` (which strict JSON,
+as GradBench's harness reads it, cannot carry) all become ``success: false``.
+``min_runs`` and ``min_seconds`` are capped (:data:`MAX_RUNS`,
+:data:`MAX_SECONDS`), with a note on stderr, so one message cannot hold the
+tool for hours or fill memory with timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import IO, Any
 
 import numpy as np
 
 from common import api as T
-from common.errors import TwogradError
+from common.errors import FeedError, TwogradError
 
 from .engines import ENGINES
 from .functions import MODULES, Function
 
 CACHE_SIZE = 4  # prepared programs kept: an unrolled lstm graph is large
+MAX_RUNS = 10_000
+"""The most ``min_runs`` honoured; a larger request is capped (and said so on stderr)."""
+MAX_SECONDS = 60.0
+"""The most ``min_seconds`` honoured; a larger request is capped (and said so on stderr)."""
+RUN_LIMIT = 100_000
+"""Runs of one message at most, whatever ``min_seconds`` asks: each run is a timing in the reply."""
 
 
 class Tool:
@@ -71,16 +87,16 @@ class Tool:
 
     def define(self, mid, message: dict) -> dict:
         module = message.get("module")
-        if module in MODULES:
+        if isinstance(module, str) and module in MODULES:
             return {"id": mid, "success": True}
         return {"id": mid, "success": False,
                 "error": f"unknown module {module!r}; {self.name} defines {', '.join(sorted(MODULES))}"}
 
     def evaluate(self, mid, message: dict) -> dict:
         module, name = message.get("module"), message.get("function")
-        if module not in MODULES:
+        if not isinstance(module, str) or module not in MODULES:
             return {"id": mid, "success": False, "error": f"unknown module {module!r}"}
-        function = MODULES[module].get(name)
+        function = MODULES[module].get(name) if isinstance(name, str) else None
         if function is None:
             return {"id": mid, "success": False,
                     "error": f"unknown function {name!r} of module {module!r}; "
@@ -120,23 +136,36 @@ class Tool:
         return run
 
 
+def _bounded(value: Any, name: str, cap: float) -> float:
+    """A finite, non-negative ``min_runs``/``min_seconds``, at most ``cap`` (a note on stderr if capped)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise FeedError(f"{name} must be a number, got {value!r}")
+    if value > cap:
+        print(f"twograd gradbench: {name} {value!r} capped to {cap:g}", file=sys.stderr)
+        return cap
+    return max(0.0, float(value))
+
+
 def runs_wanted(input: Any) -> tuple[int, float]:
-    """The input's ``min_runs`` and ``min_seconds`` (one run when absent)."""
+    """The input's ``min_runs`` and ``min_seconds`` (one run when absent), capped at
+    :data:`MAX_RUNS` and :data:`MAX_SECONDS`."""
     if not isinstance(input, dict):
         return 1, 0.0
-    runs, seconds = input.get("min_runs", 1), input.get("min_seconds", 0.0)
-    if isinstance(runs, bool) or not isinstance(runs, (int, float)) or \
-            isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"min_runs and min_seconds must be numbers, got {runs!r} and {seconds!r}")
-    return max(1, int(runs)), float(seconds)
+    runs = _bounded(input.get("min_runs", 1), "min_runs", MAX_RUNS)
+    return max(1, int(runs)), _bounded(input.get("min_seconds", 0.0), "min_seconds", MAX_SECONDS)
 
 
-def repeat(run, values: list[np.ndarray], min_runs: int, min_seconds: float):
-    """Run (at least once) until both minimums are met; the last results and every run's nanoseconds."""
+def repeat(run, values: list[np.ndarray], min_runs: int, min_seconds: float, limit: int = RUN_LIMIT):
+    """Run (at least once) until both minimums are met, or ``limit`` runs; the last results and every
+    run's nanoseconds."""
     times: list[int] = []
     total, budget = 0, min_seconds * 1e9
     results = None
     while not times or len(times) < min_runs or total < budget:
+        if len(times) >= limit:
+            print(f"twograd gradbench: stopped after {limit} runs ({total / 1e9:.3g} s of {min_seconds:g})",
+                  file=sys.stderr)
+            break
         start = time.perf_counter_ns()
         results = run(values)
         elapsed = time.perf_counter_ns() - start
@@ -145,19 +174,46 @@ def repeat(run, values: list[np.ndarray], min_runs: int, min_seconds: float):
     return results, times
 
 
-def serve(tool: Tool, lines: IO[str], out: IO[str]) -> None:
-    """Answer each line of ``lines`` on ``out`` until end of input or an ``end`` message."""
+def decode(line: bytes | str) -> str:
+    """A line as text: bytes that are not UTF-8 become U+FFFD (then, at worst, a JSON error reply)."""
+    return line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+
+
+def answer(tool: Tool, text: str) -> tuple[dict, Any]:
+    """The reply to one line of text and the decoded message (None when it did not decode)."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError, as is a too-long int
+        kind = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        return {"id": None, "success": False, "error": f"not a JSON message: {kind}"}, None
+    return tool.reply(message), message
+
+
+def encode(response: dict) -> str:
+    """``response`` as one line of strict JSON (no NaN/Infinity); what cannot be encoded becomes an error."""
+    try:
+        return json.dumps(response, allow_nan=False)
+    except ValueError:
+        error = "the output holds inf or NaN, which JSON cannot carry"
+    except (TypeError, RecursionError) as e:
+        error = f"the reply cannot be written as JSON: {type(e).__name__}"
+    mid = response.get("id")
+    try:
+        json.dumps(mid, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        mid = None
+    return json.dumps({"id": mid, "success": False, "error": error})
+
+
+def serve(tool: Tool, lines: Iterable[bytes | str], out: IO[str]) -> None:
+    """Answer each line of ``lines`` (text, or bytes as from ``sys.stdin.buffer``) on ``out``
+    until end of input or an ``end`` message."""
     for line in lines:
-        if not line.strip():
+        text = decode(line)
+        if not text.strip():
             continue
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError as e:
-            response = {"id": None, "success": False, "error": f"not a JSON message: {e}"}
-            message = None
-        else:
-            response = tool.reply(message)
-        out.write(json.dumps(response) + "\n")
+        response, message = answer(tool, text)
+        out.write(encode(response) + "\n")
         out.flush()
         if isinstance(message, dict) and message.get("kind") == "end":
             return
@@ -174,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     sys.stdout = sys.stderr
     try:
-        serve(Tool(args.backend), sys.stdin, out)
+        serve(Tool(args.backend), sys.stdin.buffer, out)
     except (BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
