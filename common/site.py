@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INTERNAL = [os.path.join(_ROOT, pkg) + os.sep for pkg in ("common", "symnum", "symsym")]
@@ -36,11 +37,19 @@ class Site:
     __repr__ = __str__
 
 
-_pinned: Site | None = None
+class _Pin(threading.local):
+    """The pinned site of the running thread: one thread's ``symsym.grad`` must not lend its
+    user's line to the nodes another thread makes meanwhile."""
+
+    site: Site | None = None
+
+
+_PIN = _Pin()
 
 
 class pinned_site:
-    """Within ``with pinned_site(site):``, :func:`user_site` answers ``site`` without a frame walk.
+    """Within ``with pinned_site(site):``, :func:`user_site` answers ``site`` without a frame walk
+    (in this thread only).
 
     A library routine that makes many nodes on behalf of one user call
     (``symsym.grad``, a rewrite pass) would otherwise walk the same frames up to
@@ -53,20 +62,20 @@ class pinned_site:
         self.site = site
 
     def __enter__(self) -> Site | None:
-        global _pinned
-        self._saved = _pinned
-        _pinned = self.site
+        self._saved = _PIN.site
+        _PIN.site = self.site
         return self.site
 
     def __exit__(self, *exc) -> None:
-        global _pinned
-        _pinned = self._saved
+        _PIN.site = self._saved
 
 
 def user_site(depth: int = 1) -> Site | None:
-    """The innermost frame, from ``depth`` up, that is not twograd's own code (or the pinned site)."""
-    if _pinned is not None:
-        return _pinned
+    """The innermost frame, from ``depth`` up, that is not twograd's own code (or this thread's
+    pinned site)."""
+    pinned = _PIN.site
+    if pinned is not None:
+        return pinned
     f = sys._getframe(depth)
     internal = _INTERNAL_T
     while f is not None and f.f_code.co_filename.startswith(internal):

@@ -16,8 +16,15 @@ engine (:mod:`symnum.engine`):
 and JAX) or tensors (``grad(outputs, inputs, grad_outputs=None, ...)``
 returns a tuple of tensors, as ``torch.autograd.grad``).
 
-In-place ops are not offered: every op returns a new tensor, so values saved
-for the backward sweep can never change under it. Non-differentiable points
+Values saved for the backward sweep can never change under it: there are no
+in-place ops, tensors copy the arrays they are made from, ``.data`` and
+``.numpy()`` are read-only views, numpy operands are copied when saved, and
+replacing a leaf's value (``x.data = ...``) after an op saved it makes the
+backward raise :class:`VersionError`. Sweeps hold no state on the tape, so
+threads may sweep one tape at once. An input the outputs do not depend on is
+an error by default in ``grad``, ``gradients`` and ``grad(f)``
+(``disconnected="zero"`` or ``"none"`` to allow it, as in ``symsym.grad``).
+Non-differentiable points
 follow PyTorch: abs'(0) = 0, relu'(0) = 0, ties in maximum/minimum and in
 max/min reductions share the cotangent evenly, sqrt'(0) = inf.
 """
@@ -34,7 +41,7 @@ from .gradcheck import gradcheck, gradgradcheck
 from .graph import evaluate, gradients
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tape import TapeNode, tape
-from .tensor import Tensor, tensor
+from .tensor import Tensor, VersionError, tensor
 
 __version__ = "0.1.0"
 
@@ -45,11 +52,11 @@ for _name in OPS:
 def grad(fn_or_outputs, *args, **kwargs):
     """Both gradients in one name, chosen by the first argument.
 
-    ``grad(f, argnums=0)`` with a callable ``f``: the gradient function
-    (:func:`symnum.functional.grad`). ``grad(outputs, inputs,
-    grad_outputs=None, retain_graph=None, create_graph=False,
-    allow_unused=False)`` with tensors: the gradients now, as a tuple of
-    tensors (:func:`symnum.engine.grad`).
+    ``grad(f, argnums=0, disconnected="raise")`` with a callable ``f``: the
+    gradient function (:func:`symnum.functional.grad`). ``grad(outputs,
+    inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+    allow_unused=False, disconnected=None)`` with tensors: the gradients now,
+    as a tuple of tensors (:func:`symnum.engine.grad`).
     """
     if callable(fn_or_outputs) and not isinstance(fn_or_outputs, Tensor):
         return _functional.grad(fn_or_outputs, *args, **kwargs)
@@ -57,7 +64,7 @@ def grad(fn_or_outputs, *args, **kwargs):
 
 
 __all__ = [
-    "Tensor", "TapeNode", "backward", "enable_grad", "evaluate", "grad", "gradcheck", "gradgradcheck",
+    "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck", "gradgradcheck",
     "gradients", "hessian", "hvp", "is_grad_enabled", "jacobian", "jvp", "no_grad", "set_grad_enabled",
     "tape", "tensor", "value_and_grad", "vjp", *OPS,
 ]

@@ -19,20 +19,19 @@ gradients come out with their own history (gradients of gradients).
 
 from __future__ import annotations
 
-import itertools
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from common.errors import GradError
 from common.ops import NO_GRAD, numeric
+from common.site import user_site
 
 from .batched import Batched, same_scale
 from .mode import MODE
 from .tape import TapeNode, tape
-from .tensor import Tensor
-
-_stamps = itertools.count(1)
+from .tensor import Tensor, VersionError, wrap
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
           "by the previous backward. Pass retain_graph=True to the first backward (or grad) call "
@@ -47,13 +46,17 @@ def backward(tensors: Sequence[Tensor], grad_tensors=None, retain_graph: bool | 
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
-         allow_unused: bool = False) -> tuple:
+         allow_unused: bool = False, disconnected: str | None = None) -> tuple:
     """d(outputs)/d(inputs), contracted with ``grad_outputs``, as a tuple of Tensors.
 
     Unlike :func:`backward` nothing is accumulated into ``.grad``; only the
     part of the tape between the outputs and ``inputs`` is swept. An input the
-    outputs do not depend on is an error unless ``allow_unused`` (then None).
+    outputs do not depend on is an error (``disconnected="raise"``, the
+    default, as in ``symsym.grad``), gets zeros (``"zero"``) or None
+    (``"none"``; PyTorch's ``allow_unused=True`` says the same). Each
+    gradient has its input's dtype (a float32 input gets float32).
     """
+    policy = disconnection_policy(disconnected, allow_unused, "grad")
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
@@ -62,20 +65,47 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
         grad_outputs = [grad_outputs]
     for k, x in enumerate(inputs):
         if not isinstance(x, Tensor) or not x.requires_grad:
-            raise GradError(f"grad: input {k} does not require grad, so it has no gradient")
+            raise GradError(f"grad: input {k} does not require grad, so it has no gradient (at {user_site()})")
     seeds = _seeds(outputs, grad_outputs, create_graph)
     found = sweep(outputs, seeds, inputs, create_graph if retain_graph is None else retain_graph,
                   create_graph)
     results = []
     for k, g in enumerate(found):
+        x = inputs[k]
         if g is None:
-            if not allow_unused:
-                raise GradError(f"grad: input {k} (shape {inputs[k].shape}) was not used to compute the "
-                                "outputs; pass allow_unused=True to get None for it")
-            results.append(None)
+            if policy == "raise":
+                raise GradError(f"grad: input {k} (shape {x.shape}) was not used to compute the outputs: it is "
+                                "disconnected from them; pass disconnected='zero' or 'none' (or allow_unused=True) "
+                                f"to allow this (at {user_site()})")
+            results.append(wrap(np.zeros(x.shape, x.dtype)) if policy == "zero" else None)
         else:
-            results.append(g if isinstance(g, Tensor) else Tensor(g))
+            g = as_dtype(g, x.dtype)
+            results.append(g if isinstance(g, Tensor) else wrap(g))
     return tuple(results)
+
+
+DISCONNECTED = ("raise", "zero", "none")
+"""What a gradient entry point does for an input the outputs do not depend on, as in ``symsym.grad``."""
+
+
+def disconnection_policy(disconnected: str | None, allow_unused: bool = False, what: str = "grad") -> str:
+    """The checked ``disconnected=`` choice: ``"raise"`` unless given (``allow_unused`` means ``"none"``)."""
+    if disconnected is None:
+        return "none" if allow_unused else "raise"
+    if disconnected not in DISCONNECTED:
+        raise GradError(f"{what}: disconnected must be 'raise', 'zero' or 'none', got {disconnected!r} "
+                        f"(at {user_site()})")
+    return disconnected
+
+
+def as_dtype(g, dtype):
+    """Cotangent ``g`` in its input's ``dtype``: a float32 leaf gets a float32 gradient, as in PyTorch
+    (a float64 operand makes float64 cotangents upstream of it)."""
+    if g.__class__ is Batched or g.dtype == dtype:
+        return g
+    if isinstance(g, Tensor):
+        return tape.cast(g, dtype) if g.requires_grad else wrap(g._data.astype(dtype))
+    return g.astype(dtype)
 
 
 def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
@@ -94,14 +124,14 @@ def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
             if y.size != 1:
                 raise GradError(f"grad can be implicitly created only for single-element outputs; output "
                                 f"{k} has shape {y.shape}: pass gradient= (or grad_outputs=) of that shape")
-            g = np.ones_like(y.data)
+            g = np.ones_like(y._data)
         elif isinstance(g, Tensor):
-            g = g if create_graph else g.data
+            g = g if create_graph else g._data
         else:
             g = np.array(g, dtype=y.dtype)  # a copy: the sweep may hand it to a leaf's .grad
         if g.shape != y.shape:
             raise GradError(f"gradient for output {k} has shape {g.shape}, expected {y.shape}")
-        seeds.append(Tensor(g) if create_graph and not isinstance(g, Tensor) else g)
+        seeds.append(wrap(g) if create_graph and not isinstance(g, Tensor) else g)
     return seeds
 
 
@@ -116,154 +146,184 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     the namespace the rules run in: by default the tape with
     ``create_graph``, else numbers (:data:`symnum.batched.batched` sweeps a
     batch of cotangents at once).
+
+    A sweep's state (pending consumers, gradients so far) lives in dicts of
+    its own, never on the nodes, so sweeps of one tape may run at once.
     """
     leaf_acc: dict[int, list] = {}  # id(leaf) -> [leaf, gradient so far]
+    grads: dict = {}  # node -> its gradient so far
     roots = []
-    root_seeds = []
     for y, g in zip(outputs, seeds):
-        if y.grad_fn is None:
+        node = y.grad_fn
+        if node is None:
             _add_leaf(leaf_acc, y, g)
         else:
-            roots.append(y.grad_fn)
-            root_seeds.append(g)
+            roots.append(node)
+            old = grads.get(node)
+            grads[node] = g if old is None else old + g
 
-    stamp = next(_stamps)
     if inputs is None:
         targets = None
-        _count(roots, stamp)
+        deps = _count(roots)
     else:
         targets = {}
         for k, x in enumerate(inputs):
             targets.setdefault(id(x.grad_fn or x), []).append(k)
-        if prune:
-            _count_pruned(roots, stamp, targets)
-        else:
-            _count(roots, stamp)
+        deps = _count_pruned(roots, targets) if prune else _count(roots)
 
-    ready = []
-    for node, g in zip(roots, root_seeds):
-        if node._deps < 0:
-            continue
-        node._g = g if node._g is None else node._g + g
-        if node._deps == 0 and node not in ready:
+    ready, ready_g = [], []
+    for node in roots:
+        if deps.get(node) == 0 and node not in ready:
             ready.append(node)
+            ready_g.append(grads.pop(node))
     found = [None] * len(inputs) if inputs is not None else None
     prev = MODE.enabled
     MODE.enabled = create_graph
     try:
-        _run(ready, leaf_acc, targets, found, retain_graph, create_graph,
+        _run(ready, ready_g, grads, deps, leaf_acc, targets, found, retain_graph, create_graph,
              ns or (tape if create_graph else numeric))
     finally:
         MODE.enabled = prev
 
     for key, (leaf, g) in leaf_acc.items():
-        if leaf.hooks:
-            g = _run_hooks(leaf.hooks, g, create_graph)
         if targets is None:
-            leaf.grad = accumulate(leaf.grad, g)
+            g = as_dtype(g, leaf.dtype)
+            if leaf.hooks:
+                g = _run_hooks(leaf.hooks, g, create_graph, leaf)
+            with ACCUMULATING:
+                leaf.grad = accumulate(leaf.grad, g)
         else:
+            if leaf.hooks:
+                g = _run_hooks(leaf.hooks, g, create_graph, leaf)
             for k in targets.get(key, ()):
                 found[k] = g
     return found
 
 
-def _count(roots, stamp) -> None:
-    """Give every node reachable from ``roots`` its number of consumers among them."""
+ACCUMULATING = threading.Lock()
+"""Held while a ``.grad`` is read and replaced: two threads' backward into one leaf both count."""
+
+
+def _count(roots) -> dict:
+    """Every node reachable from ``roots``, with its number of consumers among them."""
+    deps: dict = {}
     stack = []
     for n in roots:
-        if n._mark != stamp:
-            n._mark, n._deps, n._g = stamp, 0, None
+        if n not in deps:
+            deps[n] = 0
             stack.append(n)
-    pop, push = stack.pop, stack.append
+    pop, push, get = stack.pop, stack.append, deps.get
     while stack:
         for p in pop().parents:
             if p.__class__ is TapeNode:
-                if p._mark != stamp:
-                    p._mark, p._deps, p._g = stamp, 1, None
+                d = get(p)
+                if d is None:
+                    deps[p] = 1
                     push(p)
                 else:
-                    p._deps += 1
+                    deps[p] = d + 1
+    return deps
 
 
-def _count_pruned(roots, stamp, targets) -> None:
-    """Like :func:`_count`, over only the nodes that lead to a target; the rest get ``_deps = -1``."""
+def _count_pruned(roots, targets) -> dict:
+    """Like :func:`_count`, over only the nodes that lead to a target (the rest are left out)."""
     order = []
+    seen = set()
     stack = [(n, False) for n in roots]
     while stack:  # iterative post-order: a node is placed after all of its parents
         n, expanded = stack.pop()
         if expanded:
             order.append(n)
-        elif n._mark != stamp:
-            n._mark = stamp
+        elif n not in seen:
+            seen.add(n)
             stack.append((n, True))
             for p in n.parents:
-                if p.__class__ is TapeNode and p._mark != stamp:
+                if p.__class__ is TapeNode and p not in seen:
                     stack.append((p, False))
+    deps: dict = {}
     for n in order:  # parents before consumers
         lead = id(n) in targets
         if not lead:
             for p in n.parents:
-                if p is not None and (id(p) in targets if p.__class__ is not TapeNode else p._deps >= 0):
+                if p is not None and (id(p) in targets if p.__class__ is not TapeNode else p in deps):
                     lead = True
                     break
-        n._deps, n._g = (0 if lead else -1), None
+        if lead:
+            deps[n] = 0
     for n in order:
-        if n._deps >= 0:
+        if n in deps:
             for p in n.parents:
-                if p.__class__ is TapeNode and p._deps >= 0:
-                    p._deps += 1
+                if p.__class__ is TapeNode and p in deps:
+                    deps[p] += 1
+    return deps
 
 
-def _run(ready, leaf_acc, targets, found, retain_graph, create_graph, ns) -> None:
+def _run(ready, ready_g, grads, deps, leaf_acc, targets, found, retain_graph, create_graph, ns) -> None:
     """Pop nodes whose gradient is complete and push it through their VJP rules.
 
     The hot loop of define-by-run: a rule is called directly (what
     ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
+    A node's complete gradient travels with it on the ready stack; ``grads``
+    holds only the partial sums of nodes with consumers still pending.
     """
     pruned = targets is not None
     owned: set[int] = set()  # nodes and leaves whose gradient so far is a sum made here
-    pop, push = ready.pop, ready.append
+    pop, push, pop_g, push_g = ready.pop, ready.append, ready_g.pop, ready_g.append
+    get_deps, get_g = deps.get, grads.get
     while ready:
         node = pop()
-        g = node._g
-        node._g = None
-        args = node.args
+        g = pop_g()
+        saved = args = node.args
         if args is None:
             raise GradError(_FREED.format(op=node.op.name))
         if g is not None:
             if node.hooks is not None:
-                g = _run_hooks(node.hooks, g, create_graph)
+                g = _run_hooks(node.hooks, g, create_graph, node)
             if pruned:
                 for k in targets.get(id(node), ()):
                     found[k] = g
             op, params, out = node.op, node.params, node.out
             rules, rule_n = op.vjps, op.vjp_n
             if create_graph:
-                args, out = _as_tensors(node), Tensor(out, True, node)
+                args, out = _as_tensors(node), wrap(out, True, node)
         for i, p in enumerate(node.parents):
             if p is None:
                 continue
-            node_parent = p.__class__ is TapeNode
-            if node_parent and p._deps < 0 or not node_parent and pruned and id(p) not in targets:
+            is_node = p.__class__ is TapeNode
+            if is_node:
+                d = get_deps(p)
+                if d is None:  # pruned: it leads to no input asked for
+                    continue
+            elif pruned and id(p) not in targets:
                 continue
-            if g is not None:
-                if rule_n is not None:
-                    gi = rule_n(ns, i, g, out, *args, **params)
-                elif params:
-                    gi = rules[i](ns, g, out, *args, **params)
-                else:
-                    gi = rules[i](ns, g, out, *args)
+            elif p._data is not saved[i]:
+                raise _replaced(node, i, p)
+            if g is None:
+                gi = NO_GRAD
+            elif rule_n is not None:
+                gi = rule_n(ns, i, g, out, *args, **params)
+            elif params:
+                gi = rules[i](ns, g, out, *args, **params)
+            else:
+                gi = rules[i](ns, g, out, *args)
+            if not is_node:
                 if gi is not NO_GRAD:
-                    if not node_parent:
-                        _add_leaf(leaf_acc, p, gi, owned)
-                    elif p._g is None:
-                        p._g = gi
-                    else:
-                        p._g = add_owned(owned, id(p), p._g, gi)
-            if node_parent:
-                p._deps -= 1
-                if p._deps == 0:
-                    push(p)
+                    _add_leaf(leaf_acc, p, gi, owned)
+                continue
+            old = get_g(p)
+            if gi is NO_GRAD:
+                gi = old
+            elif old is not None:
+                gi = add_owned(owned, id(p), old, gi)
+            if d == 1:  # its last consumer: its gradient is complete
+                if old is not None:
+                    del grads[p]
+                push(p)
+                push_g(gi)
+            else:
+                deps[p] = d - 1
+                if gi is not None:
+                    grads[p] = gi
         if not retain_graph:
             node.args = node.out = None
 
@@ -304,19 +364,47 @@ def _as_tensors(node) -> tuple:
         if p is None:
             out.append(a)
         elif p.__class__ is TapeNode:
-            out.append(Tensor(a, True, p))
+            out.append(wrap(a, True, p))
         else:
-            out.append(p)
+            out.append(p)  # the leaf itself: the sweep checked that it still holds the saved value
     return tuple(out)
 
 
-def _run_hooks(hooks, g, create_graph):
-    t = g if isinstance(g, Tensor) else Tensor(g)
+def _replaced(node: TapeNode, i: int, leaf: Tensor) -> VersionError:
+    """The error for a leaf whose value was replaced after ``node`` saved it."""
+    saved = node.versions[i] if node.versions else 0
+    where = getattr(leaf, "_assigned_at", None)
+    return VersionError(
+        f"{node.op.name}: an input (input {i}, a leaf of shape {leaf.shape}) saved at {node.site} was modified "
+        f"in place after it was saved (version {leaf._version}, expected {saved}: its .data was assigned"
+        f"{f' at {where}' if where else ''}); the gradient would be for a value it no longer has. Run the "
+        "forward again after changing it")
+
+
+def _run_hooks(hooks, g, create_graph, owner):
+    """Run the hooks on gradient ``g`` of ``owner`` (a node or a leaf); each may return a replacement
+    of the same shape and dtype."""
+    t = g if isinstance(g, Tensor) else wrap(g)
     for fn in list(hooks):
         r = fn(t)
         if r is not None:
-            t = r if isinstance(r, Tensor) else Tensor(np.asarray(r))
-    return t if create_graph else t.data
+            r = r if isinstance(r, Tensor) else wrap(np.asarray(r))
+            if r.shape != t.shape or r.dtype != t.dtype:
+                raise _bad_hook(fn, owner, t, r)
+            t = r
+    return t if create_graph else t._data
+
+
+def _bad_hook(fn, owner, expected: Tensor, got: Tensor) -> GradError:
+    """The error for a hook that returned a gradient of another shape or dtype."""
+    code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+    where = f" defined at {code.co_filename}:{code.co_firstlineno}" if code else ""
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    what = (f"the output of {owner.op.name}" if owner.__class__ is TapeNode
+            else f"a leaf of shape {owner.shape}")
+    return GradError(f"hook {name}{where} on the gradient of {what} returned shape {got.shape} and dtype "
+                     f"{got.dtype}; a hook must return a gradient of shape {expected.shape} and dtype "
+                     f"{expected.dtype} (or None)")
 
 
 def accumulate(old: Tensor | None, g) -> Tensor:
@@ -329,7 +417,7 @@ def accumulate(old: Tensor | None, g) -> Tensor:
     if isinstance(g, Tensor):
         if g.requires_grad:
             return g if old is None else old + g
-        g = g.data
+        g = g._data
     if old is None:
-        return Tensor(np.array(g))
-    return Tensor(np.asarray(old.data + g))
+        return wrap(np.array(g))
+    return wrap(np.asarray(old._data + g))

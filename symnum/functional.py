@@ -8,7 +8,13 @@ own backward (``create_graph``) and returns tensors, so ``grad(grad(f))``,
 
 Each differentiated argument gets a node of its own (an identity reshape) when
 it already has history, so an inner ``grad`` only sees the paths through its
-own argument: no perturbation confusion between nesting levels.
+own argument: no perturbation confusion between nesting levels. An argument
+given as an array is copied into its leaf, so a ``vjp_fn`` called later
+differentiates at the values of the call even if the caller's array changed.
+
+An argument the result does not depend on is handled as ``symsym.grad`` and
+``symnum.grad`` do (``disconnected=``): ``grad``/``value_and_grad`` raise by
+default; ``jacobian`` gives zeros by default, as ``symsym.jacobian`` does.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from contextlib import contextmanager
 import numpy as np
 
 from common.errors import DTypeError, GradError
+from common.site import user_site
 
 from . import engine
 from .batched import Batched, basis, batched, unbatch
+from .engine import disconnection_policy
 from .mode import MODE
 from .tape import tape
-from .tensor import Tensor
+from .tensor import Tensor, wrap
 
 
 @contextmanager
@@ -49,20 +57,21 @@ def _input(a) -> Tensor:
     """A differentiable stand-in for argument ``a``."""
     if isinstance(a, Tensor) and a.requires_grad:
         return tape.reshape(a, a.shape)  # a fresh node, still connected to a's history
-    data = np.asarray(a.data if isinstance(a, Tensor) else a)
+    data = np.array(a._data if isinstance(a, Tensor) else a)  # our own copy: see the module docstring
     if data.dtype.kind != "f":
         raise DTypeError(f"can only differentiate with respect to floating inputs, got dtype {data.dtype} "
-                         "(pass floats, e.g. 1.0 rather than 1)")
-    return Tensor(data, True)
+                         f"(pass floats, e.g. 1.0 rather than 1; at {user_site()})")
+    return wrap(data, True)
 
 
 def _output(y, what: str) -> Tensor:
     if isinstance(y, Tensor):
         return y
     try:
-        return Tensor(np.asarray(y))
+        return wrap(np.asarray(y))
     except Exception:  # noqa: BLE001
-        raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__}") from None
+        raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__} "
+                        f"(at {user_site()})") from None
 
 
 def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
@@ -72,38 +81,55 @@ def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
     """
     args = list(args)
     for i in nums:
+        if not -len(args) <= i < len(args):
+            raise GradError(f"{what}: argnums {i} is out of range: the function was called with {len(args)} "
+                            f"positional argument{'' if len(args) == 1 else 's'} (at {user_site()})")
         args[i] = _input(args[i])
     return [args[i] for i in nums], _output(f(*args, **kwargs), what)
 
 
-def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None) -> list:
-    """Gradients of ``out`` (contracted with ``seed``) for each of ``xs``: zeros where none flows."""
+def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None,
+           disconnected: str = "zero") -> list:
+    """Gradients of ``out`` (contracted with ``seed``) for each of ``xs``; an ``x`` it does not
+    depend on gets what ``disconnected`` says (zeros by default)."""
     if out.requires_grad:
-        gs = engine.grad([out], xs, None if seed is None else [seed], retain_graph=retain_graph,
-                           create_graph=create_graph, allow_unused=True)
-    else:
-        gs = [None] * len(xs)
-    return [Tensor(np.zeros(x.shape, x.dtype)) if g is None else g for g, x in zip(gs, xs)]
+        return list(engine.grad([out], xs, None if seed is None else [seed], retain_graph=retain_graph,
+                                create_graph=create_graph, disconnected=disconnected))
+    if disconnected == "raise":
+        raise GradError(f"grad: the function's result does not depend on argument{'s' if len(xs) > 1 else ''} "
+                        "it is differentiated with respect to: it is disconnected from them (no differentiable "
+                        f"path leads to the result); pass disconnected='zero' or 'none' to allow this "
+                        f"(at {user_site()})")
+    return [wrap(np.zeros(x.shape, x.dtype)) if disconnected == "zero" else None for x in xs]
 
 
-def _result(t: Tensor, nested: bool):
+def _result(t: Tensor | None, nested: bool):
     """What a transform hands back: the tensor when nested, else a numpy array of one's own."""
-    return t if nested else np.array(t.data)
+    return t if nested or t is None else np.array(t._data)
 
 
-def _argnums(argnums) -> tuple[bool, tuple[int, ...]]:
-    if isinstance(argnums, int):
-        return True, (argnums,)
-    return False, tuple(argnums)
+def _argnums(argnums, what: str) -> tuple[bool, tuple[int, ...]]:
+    """``(single, positions)``; checked here, their range when the function is called."""
+    single = not isinstance(argnums, (tuple, list))
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in nums):
+        raise GradError(f"{what}: argnums must be an int or a non-empty tuple of ints, got {argnums!r} "
+                        f"(at {user_site()})")
+    if len(set(nums)) != len(nums):
+        raise GradError(f"{what}: argnums {argnums!r} names an argument twice (at {user_site()})")
+    return single, tuple(int(i) for i in nums)
 
 
-def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "raise") -> Callable:
     """``f``'s value and its gradient with respect to argument(s) ``argnums``.
 
     ``f`` must return a single-element tensor (or array). The gradient is an
-    array like the argument, or a tuple of them when ``argnums`` is a tuple.
+    array like the argument (of its dtype), or a tuple of them when
+    ``argnums`` is a tuple. An argument ``f`` does not depend on is an error
+    (``disconnected="raise"``), gets zeros (``"zero"``) or None (``"none"``).
     """
-    single, nums = _argnums(argnums)
+    single, nums = _argnums(argnums, "grad")
+    policy = disconnection_policy(disconnected, what="grad")
 
     def value_and_grad_f(*args, **kwargs):
         nested = _nested(args)
@@ -111,8 +137,8 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             xs, out = _call(f, args, kwargs, nums, "grad")
             if out.size != 1:
                 raise GradError(f"grad: the function must return a single element, got shape {out.shape}; "
-                                "use jacobian or vjp for non-scalar functions")
-            gs = _grads(out, xs, None, nested, None)
+                                f"use jacobian or vjp for non-scalar functions (at {user_site()})")
+            gs = _grads(out, xs, None, nested, None, policy)
         gs = [_result(g, nested) for g in gs]
         return _result(out, nested), (gs[0] if single else tuple(gs))
 
@@ -120,9 +146,9 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     return value_and_grad_f
 
 
-def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "raise") -> Callable:
     """The gradient of scalar-valued ``f`` as a function (see :func:`value_and_grad`)."""
-    vg = value_and_grad(f, argnums)
+    vg = value_and_grad(f, argnums, disconnected)
 
     def grad_f(*args, **kwargs):
         return vg(*args, **kwargs)[1]
@@ -163,7 +189,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     with _transform():
         xs = [_input(p) for p in primals]
         out = _output(f(*xs), "jvp")
-        u = Tensor(np.zeros(out.shape, out.dtype), True)
+        u = wrap(np.zeros(out.shape, out.dtype), True)
         gs = _grads(out, xs, u, True, True)
         total = None
         for g, v in zip(gs, tangents):
@@ -173,12 +199,18 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     return _result(out, nested), _result(jv, nested)
 
 
-def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero") -> Callable:
     """The Jacobian of ``f`` as a function: shape ``f(x).shape + x.shape``.
 
-    One reverse sweep per output element over a tape recorded once.
+    One reverse sweep per output element over a tape recorded once. An
+    argument ``f`` does not depend on gets zeros (``disconnected="zero"``,
+    as in ``symsym.jacobian``) or is an error (``"raise"``).
     """
-    single, nums = _argnums(argnums)
+    single, nums = _argnums(argnums, "jacobian")
+    policy = disconnection_policy(disconnected, what="jacobian")
+    if policy == "none":
+        raise GradError(f"jacobian: disconnected must be 'zero' or 'raise' (a Jacobian has no None rows) "
+                        f"(at {user_site()})")
 
     def jacobian_f(*args, **kwargs):
         nested = _nested(args)
@@ -188,7 +220,7 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             for k in range(out.size):
                 seed = np.zeros(out.shape, out.dtype)
                 seed.flat[k] = 1
-                for r, g in zip(rows, _grads(out, xs, seed, nested, True)):
+                for r, g in zip(rows, _grads(out, xs, seed, nested, True, policy)):
                     r.append(g)
             jacs = [_stack_rows(r, out.shape, x.shape, x.dtype, nested) for r, x in zip(rows, xs)]
         return jacs[0] if single else tuple(jacs)
@@ -199,10 +231,10 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
 def _stack_rows(rows, out_shape, x_shape, dtype, nested):
     if not rows:
-        return _result(Tensor(np.zeros(out_shape + x_shape, dtype)), nested)
+        return _result(wrap(np.zeros(out_shape + x_shape, dtype)), nested)
     if nested:
         return tape.reshape(tape.stack(rows), out_shape + x_shape)
-    return np.stack([np.asarray(r.data) for r in rows]).reshape(out_shape + x_shape)
+    return np.stack([np.asarray(r._data) for r in rows]).reshape(out_shape + x_shape)
 
 
 WINDOW_ROWS = 128
@@ -227,8 +259,8 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     are swept one by one on the tape so the result stays differentiable.
     """
     if not isinstance(argnums, int):
-        raise GradError("hessian takes a single argnums (an int)")
-    by_rows = jacobian(grad(f, argnums), argnums)
+        raise GradError(f"hessian takes a single argnums (an int) (at {user_site()})")
+    by_rows = jacobian(grad(f, argnums, disconnected="zero"), argnums)
 
     def hessian_f(*args, **kwargs):
         if _nested(args):
@@ -236,7 +268,8 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
         with _transform():
             (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:
-                raise GradError(f"hessian: the function must return a single element, got shape {out.shape}")
+                raise GradError(f"hessian: the function must return a single element, got shape {out.shape} "
+                                f"(at {user_site()})")
             (g,) = _grads(out, [x], None, True, True)
             if not g.requires_grad:  # the gradient is constant: f is at most linear
                 return np.zeros(x.shape + x.shape, x.dtype)
@@ -293,5 +326,5 @@ def hvp(f: Callable, x, v):
 
     ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps.
     """
-    v = v.data if isinstance(v, Tensor) and not _nested([v]) else v
-    return grad(lambda x: tape.sum(grad(f)(x) * v))(x)
+    v = v._data if isinstance(v, Tensor) and not _nested([v]) else v
+    return grad(lambda x: tape.sum(grad(f, disconnected="zero")(x) * v), disconnected="zero")(x)

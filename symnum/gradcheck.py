@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common.errors import GradError
+from common.errors import DTypeError, GradError
+from common.site import user_site
 
 from . import engine
 from .mode import enable_grad, no_grad
 from .tape import tape
-from .tensor import Tensor
+from .tensor import Tensor, wrap
 
 
 def _prepare(inputs) -> list:
@@ -29,39 +30,43 @@ def _prepare(inputs) -> list:
     out = []
     for x in inputs:
         if isinstance(x, Tensor):
-            data, req = np.asarray(x.data), x.requires_grad
+            data, req = np.asarray(x._data), x.requires_grad
         else:
             data = np.asarray(x)
             req = data.dtype.kind == "f"
         if data.dtype.kind == "f":
             data = data.astype(np.float64)
         out.append(Tensor(data, req))
+    if not any(t.requires_grad for t in out):
+        raise DTypeError(f"gradcheck: no input to check: none is a floating array or a tensor that requires "
+                         f"grad (dtypes {', '.join(str(t.dtype) for t in out) or 'none'}); pass floats, e.g. "
+                         f"np.array([1.0, 2.0]) rather than [1, 2] (at {user_site()})")
     return out
 
 
 def _outputs(y) -> list[Tensor]:
     ys = list(y) if isinstance(y, (list, tuple)) else [y]
-    return [t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in ys]
+    return [t if isinstance(t, Tensor) else wrap(np.asarray(t)) for t in ys]
 
 
 def _flat_value(f, xs) -> np.ndarray:
     with no_grad():
         ys = _outputs(f(*xs))
-    return np.concatenate([np.asarray(t.data, dtype=np.float64).ravel() for t in ys]) if ys else np.zeros(0)
+    return np.concatenate([np.asarray(t._data, dtype=np.float64).ravel() for t in ys]) if ys else np.zeros(0)
 
 
 def numeric_jacobian(f: Callable, xs: list, k: int, eps: float) -> np.ndarray:
     """d(flattened outputs)/d(xs[k]) by central differences: shape (outputs, inputs)."""
-    base = xs[k].data
+    base = xs[k]._data
     cols = []
     for j in range(base.size):
         plus, minus = base.copy(), base.copy()
         plus.flat[j] += eps
         minus.flat[j] -= eps
         args = list(xs)
-        args[k] = Tensor(plus)
+        args[k] = wrap(plus)
         hi = _flat_value(f, args)
-        args[k] = Tensor(minus)
+        args[k] = wrap(minus)
         lo = _flat_value(f, args)
         cols.append((hi - lo) / (2 * eps))
     n_out = _flat_value(f, xs).size
@@ -83,7 +88,7 @@ def analytic_jacobians(f: Callable, xs: list) -> list[np.ndarray]:
             else:
                 gs = [None] * len(wrt)
             for r, g, x in zip(rows, gs, wrt):
-                r.append(np.zeros(x.size) if g is None else np.asarray(g.data, dtype=np.float64).ravel())
+                r.append(np.zeros(x.size) if g is None else np.asarray(g._data, dtype=np.float64).ravel())
     return [np.stack(r) if r else np.zeros((0, x.size)) for r, x in zip(rows, wrt)]
 
 
@@ -143,7 +148,7 @@ def gradgradcheck(f: Callable, inputs, grad_outputs: Sequence | None = None, eps
         inner = list(args[:n_in])
         for k in wrt:
             if not inner[k].requires_grad:
-                inner[k] = Tensor(inner[k].data, True)
+                inner[k] = wrap(inner[k]._data, True)
         with enable_grad():
             outs = _outputs(f(*inner))
             live = [(y, u) for y, u in zip(outs, args[n_in:]) if y.requires_grad]
@@ -152,9 +157,9 @@ def gradgradcheck(f: Callable, inputs, grad_outputs: Sequence | None = None, eps
                                    create_graph=True, allow_unused=True)
             else:
                 gs = [None] * len(wrt)
-            flat = [tape.reshape(g, -1) if g is not None else Tensor(np.zeros(inner[k].size))
+            flat = [tape.reshape(g, -1) if g is not None else wrap(np.zeros(inner[k].size))
                     for g, k in zip(gs, wrt)]
-            return tape.concatenate(flat) if flat else Tensor(np.zeros(0))
+            return tape.concatenate(flat) if flat else wrap(np.zeros(0))
 
-    return gradcheck(first_derivative, [*xs, *[Tensor(u, True) for u in us]], eps, atol, rtol,
+    return gradcheck(first_derivative, [*xs, *[wrap(u, True) for u in us]], eps, atol, rtol,
                      raise_exception)

@@ -35,6 +35,9 @@ from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import NO_GRAD, numeric
 from common.sentinel import Sentinel
+from common.site import user_site
+
+from .engine import disconnection_policy
 
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt, values wanted) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
@@ -377,14 +380,17 @@ def evaluate(outputs, values: dict):
     return results[0] if single else results
 
 
-def gradients(outputs, wrt, values: dict, grad_outputs=None):
+def gradients(outputs, wrt, values: dict, grad_outputs=None, disconnected: str = "raise"):
     """d(outputs)/d(wrt) at ``values``, as numpy arrays (one per ``wrt``, or one if ``wrt`` is a node).
 
     ``grad_outputs`` (one array per output) contracts the outputs; it may be
     left out when every output has a single element. An input the outputs do
-    not depend on gets zeros. The outputs' own values are computed only as
-    far as the gradients need them.
+    not depend on is an error (``disconnected="raise"``, as in
+    ``symsym.grad``), gets zeros (``"zero"``) or None (``"none"``). The
+    outputs' own values are computed only as far as the gradients need them.
     """
+    if disconnected != "raise":
+        disconnected = disconnection_policy(disconnected, what="gradients")
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     single = isinstance(wrt, Node)
     wrts = [wrt] if single else list(wrt)
@@ -399,8 +405,17 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None):
     results = []
     for w, s in zip(wrts, prog.wrt_slots):
         g = None if s is None else kept.get(s, grads[s]) if kept else grads[s]
-        results.append(_zeros(w, _fed(fed, values)) if g is None else _own(g, results))
+        results.append(_own(g, results) if g is not None else _disconnected(w, fed, values, disconnected))
     return results[0] if single else results
+
+
+def _disconnected(w: Node, fed: dict | None, values: dict, policy: str) -> np.ndarray | None:
+    """The gradient for an input no output depends on, as ``policy`` says: an error, zeros or None."""
+    if policy == "raise":
+        raise GradError(f"gradients: {w!r} (made at {w.site}) is disconnected from the outputs: no "
+                        "differentiable path leads from it to them; pass disconnected='zero' or 'none' to "
+                        f"allow this (at {user_site()})")
+    return _zeros(w, _fed(fed, values)) if policy == "zero" else None
 
 
 def _seeds(prog: Program, outs: list[Node], env: list, grad_outputs) -> list:

@@ -9,6 +9,14 @@ is a plain numpy call plus one Tensor. Nodes point at their *parents* (the
 producing node, or the leaf tensor), never at the tensors they made, so
 dropping the output tensors and clearing ``args``/``out`` after a backward
 frees every saved array.
+
+Saved values never change: tensors' arrays are never written (see
+:mod:`symnum.tensor`), and numpy operands, which the caller may still write
+to, are copied when a node saves them. A leaf is the one thing a node refers
+to by identity, and its value may be replaced (``leaf.data = ...``), so a
+node that consumes a leaf also notes the leaf's version and the user's line
+(the sweep checks them; the bulk of a tape, ops on op outputs, pays nothing).
+Nodes hold no state of a sweep, so any number of sweeps (threads) may share one tape.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from common.overloads import install_operators
 from common.site import user_site
 
 from .mode import MODE
-from .tensor import Tensor
+from .tensor import Tensor, wrap
 
 
 class TapeNode:
@@ -31,13 +39,16 @@ class TapeNode:
     ``args`` are the input values and ``out`` the output value (both cleared
     once a backward without ``retain_graph`` is done with them); ``parents[i]``
     is the node that made input ``i``, the leaf tensor it is, or None when no
-    gradient flows to it. ``_mark``/``_deps``/``_g`` are the backward sweep's
-    scratch space (visit stamp, pending consumers, gradient so far).
+    gradient flows to it. A node with a leaf parent also has ``site`` (the
+    user's line that recorded it) and ``versions`` (each leaf parent's
+    version then, None for other parents).
     """
 
-    # hooks are rare: they live in a lazily made __dict__, so recording writes six slots
-    __slots__ = ("op", "params", "args", "out", "parents", "_mark", "_deps", "_g", "__dict__")
+    # hooks, site and versions are rare: they live in a lazily made __dict__, so recording writes five slots
+    __slots__ = ("op", "params", "args", "out", "parents", "__dict__")
     hooks = None
+    site = None
+    versions = None
 
     def __init__(self, op, params, args, out, parents):
         self.op = op
@@ -45,7 +56,6 @@ class TapeNode:
         self.args = args
         self.out = out
         self.parents = parents
-        self._mark = 0
 
     def __repr__(self):
         return f"<TapeNode {self.op.name}{' (freed)' if self.args is None else ''}>"
@@ -71,19 +81,29 @@ def record(op, inputs, params):
     parents = []
     need = False
     scalars = False
+    foreign = False  # an operand that is not a tensor or a Python scalar: the caller may write to it
+    leaves = False
     enabled = MODE.enabled
     for x in inputs:
         if type(x) is Tensor:
-            args.append(x.data)
+            args.append(x._data)
             if enabled and x.requires_grad:
                 need = True
-                parents.append(x.grad_fn or x)
+                made = x.grad_fn
+                if made is None:
+                    leaves = True
+                    parents.append(x)
+                else:
+                    parents.append(made)
             else:
                 parents.append(None)
         else:
             if isinstance(x, Tensor):
                 raise TypeError("Tensor subclasses are not supported")
-            scalars = scalars or isinstance(x, _PY_SCALARS)
+            if isinstance(x, _PY_SCALARS):
+                scalars = True
+            elif not isinstance(x, np.generic):
+                foreign = True
             args.append(x)
             parents.append(None)
     if scalars:
@@ -101,8 +121,30 @@ def record(op, inputs, params):
                 else:
                     parents[i] = None
         if need:
-            return Tensor(out, True, TapeNode(op, params, tuple(args), out, tuple(parents)))
-    return Tensor(out)
+            if foreign:
+                args = _own_operands(args, inputs)
+            node = TapeNode(op, params, tuple(args), out, tuple(parents))
+            if leaves:
+                note_leaves(node)
+            return wrap(out, True, node)
+    return wrap(out)
+
+
+def _own_operands(args: list, inputs) -> list:
+    """The saved values with numpy operands (and lists) replaced by copies of our own.
+
+    The op already ran on the caller's array; the node keeps a copy, so a
+    later write to that array cannot change the gradient. Only nodes pay
+    this, and only for operands that are not tensors.
+    """
+    return [np.array(a) if not isinstance(x, (Tensor, np.generic, *_PY_SCALARS)) else a
+            for a, x in zip(args, inputs)]
+
+
+def note_leaves(node: TapeNode) -> None:
+    """Note, on a node that saved a leaf, each leaf's version and the user's line recording it."""
+    node.versions = tuple([p._version if p.__class__ is Tensor else None for p in node.parents])
+    node.site = user_site()
 
 
 def _explain(op, args, params, err) -> TwogradError:
@@ -132,18 +174,23 @@ def _unary(op):
     def fn(x):
         if type(x) is not Tensor:
             return record(op, (x,), EMPTY)
-        data = x.data
+        data = x._data
         try:
             out = impl(data)
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(op, (data,), EMPTY, e) from None
         t = new(Tensor)
-        t.data = out
+        t._data = out
         # a tensor that requires grad holds floats, and every param-free unary op keeps them floats
         if differentiable and x.requires_grad and MODE.enabled:
             node = new(TapeNode)
-            node.op, node.params, node.args, node.out, node._mark = op, EMPTY, (data,), out, 0
-            node.parents = (x.grad_fn or x,)
+            node.op, node.params, node.args, node.out = op, EMPTY, (data,), out
+            made = x.grad_fn
+            if made is None:
+                node.parents = (x,)
+                note_leaves(node)
+            else:
+                node.parents = (made,)
             t.requires_grad, t.grad_fn = True, node
         else:
             t.requires_grad, t.grad_fn = False, None

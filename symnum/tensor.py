@@ -1,16 +1,23 @@
 """Tensor: a numpy array that may remember how it was made.
 
-A tensor is ``data`` (a numpy array, or a numpy scalar for 0-d results, which
+A tensor is its value (a numpy array, or a numpy scalar for 0-d results, which
 numpy returns and which behave the same) plus ``requires_grad``. A tensor made
 by an op on tensors that require grad points at its tape node (``grad_fn``);
 a tensor the user made is a *leaf* (``grad_fn is None``) and collects its
 gradient in ``.grad`` after :meth:`Tensor.backward`.
 
-In-place ops are not offered: every op makes a new tensor, so a value saved on
-the tape for the backward sweep can never change under it (PyTorch needs
-version counters for that; twograd does not). The operators, indexing and the
-numpy-like methods are installed by :mod:`symnum.tape`, through the same
-namespace as the ``symnum.<op>`` functions.
+The tape saves values, not copies, so a saved value must never change under
+it. Hence every array a tensor holds is twograd's own and is never written:
+``tensor(arr)`` and ``Tensor(arr)`` copy ``arr`` (as ``torch.tensor`` does;
+there is no sharing ``from_numpy``), ``.data``, ``.numpy()`` and
+``np.asarray(t)`` hand out read-only views, and numpy operands are copied when
+an op that saves them is recorded (:func:`symnum.tape.record`). The one edit
+is replacing a value, ``t.data = new``, allowed on tensors without history; it
+bumps ``t``'s version, PyTorch's version counter, and a backward through an op
+that saved ``t`` before the edit raises :class:`VersionError` instead of
+returning the gradient at a value ``t`` no longer has. There are no in-place
+ops. The operators, indexing and the numpy-like methods are installed by
+:mod:`symnum.tape`, through the same namespace as the ``symnum.<op>`` functions.
 """
 
 from __future__ import annotations
@@ -21,39 +28,77 @@ from collections.abc import Callable
 import numpy as np
 
 from common.errors import DTypeError, GradError
+from common.site import user_site
+
+
+class VersionError(GradError):
+    """A value saved for the backward sweep was replaced (``t.data = ...``) after it was saved."""
 
 
 class Tensor:
-    """An array with an optional gradient history; see the module docstring."""
+    """An array with an optional gradient history; see the module docstring.
 
-    # ``grad`` and ``hooks`` are set on few tensors (leaves): they live in a lazily made
-    # __dict__, so making an op's output writes three slots
-    __slots__ = ("data", "requires_grad", "grad_fn", "__dict__", "__weakref__")
+    ``Tensor(data, requires_grad=False)`` copies ``data``, so the caller's
+    array can never change a recorded gradient (:func:`tensor` is the usual
+    spelling). ``.data`` reads the value as a read-only view; assigning
+    ``.data`` replaces it (see :attr:`data`).
+    """
+
+    # ``grad``, ``hooks`` and a bumped ``_version`` are set on few tensors (leaves): they live in
+    # a lazily made __dict__, so making an op's output writes three slots
+    __slots__ = ("_data", "requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators: ``arr * t`` is a Tensor
     grad = None
     hooks = None
+    _version = 0  # how many times ``.data`` was assigned (PyTorch's version counter)
 
     def __init__(self, data, requires_grad: bool = False, grad_fn=None):
-        self.data = data
+        self._data = np.array(data._data if isinstance(data, Tensor) else data)
         self.requires_grad = requires_grad
         self.grad_fn = grad_fn
+
+    @property
+    def data(self) -> np.ndarray:
+        """The value, as a read-only numpy view (no copy); writing its elements raises.
+
+        Assigning ``t.data = new`` replaces the value with a copy of ``new``
+        (any shape; floating when ``t`` requires grad) and bumps ``t``'s
+        version: an op recorded before the assignment saved the old value, and
+        a backward through it raises :class:`VersionError` (this is how an
+        optimiser step may update a parameter between a backward and the next
+        forward). A tensor with history (``grad_fn``) cannot be assigned:
+        its value is an op's output, saved on the tape; ``detach()`` it first.
+        """
+        return readonly(self._data)
+
+    @data.setter
+    def data(self, value) -> None:
+        if self.grad_fn is not None:
+            raise GradError(f"cannot assign .data of a tensor made by {self.grad_fn.op.name} (it has history "
+                            f"the tape saved); assign a detach()ed copy instead (at {user_site()})")
+        arr = np.array(value._data if isinstance(value, Tensor) else value)
+        if self.requires_grad:
+            check_float(arr, ".data assignment")
+        self._data = arr
+        self._version += 1
+        self._assigned_at = user_site()
 
     # --- array-like facts
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -61,29 +106,31 @@ class Tensor:
         return self.grad_fn is None
 
     def __len__(self) -> int:
-        if not self.data.ndim:
+        if not self._data.ndim:
             raise TypeError("len() of a 0-d tensor")
-        return len(self.data)
+        return len(self._data)
 
     def __array__(self, dtype=None, copy=None):
-        arr = np.asarray(self.data, dtype=dtype)
-        return arr.copy() if copy else arr
+        arr = np.asarray(self._data, dtype=dtype)
+        if copy:
+            return arr.copy()
+        return readonly(arr) if arr is self._data else arr
 
     def numpy(self) -> np.ndarray:
-        """The value as a numpy array (shared, not copied)."""
-        return np.asarray(self.data)
+        """The value as a read-only numpy array: a view, not a copy (``np.array(t)`` copies)."""
+        return readonly(np.asarray(self._data))
 
     def item(self):
-        return self.data.item()
+        return self._data.item()
 
     def __float__(self) -> float:
-        return float(self.data)
+        return float(self._data)
 
     def __int__(self) -> int:
-        return int(self.data)
+        return int(self._data)
 
     def __bool__(self) -> bool:
-        return bool(self.data)
+        return bool(self._data)
 
     def __repr__(self) -> str:
         extra = ""
@@ -91,7 +138,7 @@ class Tensor:
             extra = f", grad_fn=<{self.grad_fn.op.name}>"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        body = np.array2string(np.asarray(self.data), separator=", ", prefix="tensor(")
+        body = np.array2string(np.asarray(self._data), separator=", ", prefix="tensor(")
         return f"tensor({body}{extra})"
 
     # --- gradient bookkeeping
@@ -109,15 +156,16 @@ class Tensor:
         backward([self], None if gradient is None else [gradient], retain_graph, create_graph)
 
     def detach(self) -> Tensor:
-        """The same data with no history: a new leaf that does not require grad."""
-        return Tensor(self.data)
+        """The same value with no history: a new leaf that does not require grad (no copy: values
+        are never written)."""
+        return wrap(self._data)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Mark a leaf as needing ``.grad`` (only floating leaves can)."""
         if self.grad_fn is not None:
             raise GradError("requires_grad_ can only change leaf tensors; use detach() for a non-leaf")
         if requires_grad:
-            check_float(self.data, "requires_grad_")
+            check_float(self._data, "requires_grad_")
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -126,7 +174,7 @@ class Tensor:
         if set_to_none or self.grad is None:
             self.grad = None
         else:
-            self.grad = Tensor(np.zeros_like(np.asarray(self.grad.data)))
+            self.grad = wrap(np.zeros_like(np.asarray(self.grad._data)))
 
     def register_hook(self, fn: Callable) -> Callable[[], None]:
         """Call ``fn(grad)`` when this tensor's gradient is computed.
@@ -170,11 +218,33 @@ class _Retain:
         self.ref = weakref.ref(t)
 
     def __call__(self, g: Tensor) -> None:
-        from .engine import accumulate
+        from .engine import ACCUMULATING, accumulate
 
         t = self.ref()
         if t is not None:
-            t.grad = accumulate(t.grad, g)
+            with ACCUMULATING:
+                t.grad = accumulate(t.grad, g)
+
+
+_new = object.__new__
+
+
+def wrap(data, requires_grad: bool = False, grad_fn=None) -> Tensor:
+    """A tensor holding ``data`` itself, not a copy: for arrays twograd made and never writes."""
+    t = _new(Tensor)
+    t._data = data
+    t.requires_grad = requires_grad
+    t.grad_fn = grad_fn
+    return t
+
+
+def readonly(value):
+    """``value`` as a read-only view when it is an array (numpy scalars are immutable already)."""
+    if value.__class__ is not np.ndarray or not value.flags.writeable:
+        return value
+    view = value.view()
+    view.flags.writeable = False
+    return view
 
 
 def check_float(data, what: str) -> None:
@@ -185,10 +255,11 @@ def check_float(data, what: str) -> None:
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
-    """A new leaf tensor holding a copy of ``data`` (like ``torch.tensor``)."""
+    """A new leaf tensor holding a copy of ``data`` (like ``torch.tensor``): later writes to
+    ``data`` never reach the tensor or a gradient recorded from it."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     arr = np.array(data, dtype=dtype)
     if requires_grad:
         check_float(arr, "tensor")
-    return Tensor(arr, bool(requires_grad))
+    return wrap(arr, bool(requires_grad))

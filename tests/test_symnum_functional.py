@@ -110,7 +110,10 @@ def test_grad_and_value_and_grad_with_argnums():
 
 
 def test_grad_with_respect_to_an_unused_argument_is_zero():
-    np.testing.assert_array_equal(S.grad(lambda x, y: S.sum(x), 1)(np.ones(2), np.ones(3)), np.zeros(3))
+    with pytest.raises(GradError, match="disconnected"):  # as symsym.grad: raise by default
+        S.grad(lambda x, y: S.sum(x), 1)(np.ones(2), np.ones(3))
+    np.testing.assert_array_equal(S.grad(lambda x, y: S.sum(x), 1, disconnected="zero")(np.ones(2), np.ones(3)),
+                                  np.zeros(3))
 
 
 def test_no_perturbation_confusion():

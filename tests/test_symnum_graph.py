@@ -61,7 +61,9 @@ def test_gradients_options():
     gx, gy = S.gradients([s, T.sum(y * y)], [x, y], {x: xv, y: np.array([1.0, 4.0])})
     np.testing.assert_allclose(gx, 2 * np.cos(xv))
     np.testing.assert_allclose(gy, [2.0, 8.0])
-    gx, gz = S.gradients(s, [x, y], {x: xv, "y": np.ones(2)})
+    with pytest.raises(GradError, match="disconnected"):  # as symsym.grad: raise by default
+        S.gradients(s, [x, y], {x: xv, "y": np.ones(2)})
+    gx, gz = S.gradients(s, [x, y], {x: xv, "y": np.ones(2)}, disconnected="zero")
     np.testing.assert_array_equal(gz, np.zeros(2))
     # gradient with respect to an intermediate node
     mid = T.sin(x)
