@@ -18,12 +18,80 @@ limit_threads(1)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 from . import __version__  # noqa: E402
 
 DEFAULT_BACKENDS = ("hand", "symnum", "symsym")
+SHOW_MAX_ORDER = 4       # the derivative graph roughly triples with each order; order 4 draws ~150 nodes
+SHOW_MAX_DEPTH = 100
+EXPLAIN_MAX_DEPTH = 10_000
+DRAW_MAX_NODES = 400     # matplotlib takes ~15 ms a node: a bigger picture is minutes and unreadable
+FIGURE_FORMATS = (".png", ".svg", ".pdf")
+
+
+# ------------------------------------------------------------ argument checks
+# Everything a user can get wrong is refused before any long work starts, in one line.
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``twograd bench: error: ... (see --help)``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(message: str):
+    """Stop with a one-line message on stderr and exit status 2 (no traceback)."""
+    print(f"twograd: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _seconds(text: str) -> float:
+    """A time limit: a finite number of seconds, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _int_in(low: int, high: int, why: str = ""):
+    """An argparse type: an integer in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{why}, got {value}")
+        return value
+    return parse
+
+
+def _writable_folder(path: str, option: str = "--out") -> None:
+    """Make ``path`` (a folder) or say in one line why it cannot be written, before the run."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        _fail(f"{option} {path!r} is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        _fail(f"cannot write to {option} {path!r}: {e.strerror or e}")
+
+
+def _writable_file(path: str, option: str = "--out") -> None:
+    """Check that a figure can be written at ``path`` (folder exists and is writable, known format)."""
+    if not path.lower().endswith(FIGURE_FORMATS):
+        _fail(f"{option} {path!r}: the figure must end in {', '.join(FIGURE_FORMATS)}")
+    if os.path.isdir(path):
+        _fail(f"{option} {path!r} is a folder, not a file")
+    _writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {option}")
 
 
 def _selection(specs: list[str] | None, all_sizes: bool, which: str = "default"):
@@ -35,10 +103,13 @@ def _selection(specs: list[str] | None, all_sizes: bool, which: str = "default")
     out = []
     for spec in specs:
         for part in spec.split(","):
-            if not part:
+            if not part.strip():
                 continue
-            name, _, sizes = part.partition(":")
-            w = get(name)
+            name, _, sizes = part.strip().partition(":")
+            try:
+                w = get(name)
+            except KeyError as e:
+                _fail(e.args[0] + " (see 'twograd list')")
             chosen = [s for s in sizes.split("+") if s] if sizes else list(w.sizes if all_sizes
                                                                              else getattr(w, which))
             bad = [s for s in chosen if s not in w.sizes]
@@ -46,6 +117,8 @@ def _selection(specs: list[str] | None, all_sizes: bool, which: str = "default")
                 raise SystemExit(f"twograd: workload {name!r} has no size {bad[0]!r} "
                                  f"(sizes: {', '.join(w.sizes)})")
             out.append((w, chosen))
+    if not out:
+        _fail(f"-w {' '.join(repr(x) for x in specs)} names no workload (see 'twograd list')")
     return out
 
 
@@ -54,6 +127,10 @@ def _settings(args, timing: bool):
     from .peers import PEERS, installed
 
     backends = tuple(b for b in args.backends.split(",") if b)
+    if not backends:
+        _fail(f"--backends {args.backends!r} names no backend (choose from {', '.join(DEFAULT_BACKENDS)})")
+    if args.max_time < args.min_time:
+        _fail(f"--max-time {args.max_time:g} is less than --min-time {args.min_time:g}")
     for b in backends:
         if b not in DEFAULT_BACKENDS:
             raise SystemExit(f"twograd: unknown backend {b!r} (choose from {', '.join(DEFAULT_BACKENDS)})")
@@ -99,6 +176,7 @@ def cmd_bench(args) -> int:
 
     selection = _selection(args.workload, args.all_sizes)
     settings = _settings(args, timing=True)
+    _writable_folder(args.out)  # now, not after a long run
     results = harness.run(selection, settings, progress=not args.no_progress)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
@@ -138,10 +216,16 @@ def cmd_check(args) -> int:
 def cmd_plot(args) -> int:
     from . import plots
 
-    with open(args.results) as fh:
-        results = json.load(fh)
+    try:
+        results = plots.load_results(args.results)
+    except plots.ResultsError as e:
+        _fail(str(e))
     folder = args.out or os.path.dirname(os.path.abspath(args.results))
-    drawn = plots.draw_all(results, folder)
+    _writable_folder(folder, "--out" if args.out else "the results file's folder")
+    try:
+        drawn = plots.draw_all(results, folder)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        _fail(f"{args.results}: not results as 'twograd bench' writes them ({type(e).__name__}: {e})")
     print("\n".join(os.path.join(folder, d) for d in drawn))
     return 0
 
@@ -156,24 +240,32 @@ def _chain(args):
 
 def cmd_show(args) -> int:
     import symsym
-    from common import debugprint, pprint
+    from common import debugprint, pprint, toposort
 
     from .figure import book_form, derivative, draw
 
+    out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
+    _writable_file(out)
     z, w = _chain(args)
     d = derivative(z, w, args.order)
     book = book_form(z, d)
+    drawn = len(toposort([z, book]))
+    if drawn > DRAW_MAX_NODES:
+        _fail(f"show: the order-{args.order} derivative of a depth-{args.depth} chain has {drawn} nodes to draw, "
+              f"more than {DRAW_MAX_NODES}; lower --order or --depth")
     opt, rep = symsym.optimize(d)
-    print(f"forward graph ({args.f} chain, depth {args.depth}):\n  {pprint(z)}\n")
+    def pp(node, names=False, indent=4):  # binding lines of shared subexpressions line up under the first
+        return pprint(node, names=names).replace("\n", "\n" + " " * indent)
+
+    print(f"forward graph ({args.f} chain, depth {args.depth}):\n  {pp(z, indent=2)}\n")
     print(debugprint(z), "\n")
-    print(f"derivative graph, order {args.order} (as grad builds it):\n  {pprint(d)}\n"
-          f"  = {pprint(d, names=True)}   (forward nodes by name)\n")
+    print(f"derivative graph, order {args.order} (as grad builds it):\n  {pp(d, indent=2)}\n"
+          f"  = {pp(d, names=True)}   (forward nodes by name)\n")
     print(debugprint(d), "\n")
     before, after = _counts(rep)
-    print(f"after rewrites ({before} -> {after} nodes):\n  {pprint(opt)}\n")
-    out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
+    print(f"after rewrites ({before} -> {after} nodes):\n  {pp(opt, indent=2)}\n")
     if args.order == 1:
-        print(f"in the book's terms (Figure 6.10):\n  dz/dw = {pprint(book, names=True)}\n")
+        print(f"in the book's terms (Figure 6.10):\n  dz/dw = {pp(book, names=True, indent=10)}\n")
     draw(z, [z, book], out, f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph "
                             "(orange: added by grad)")
     print(f"drew {out}")
@@ -235,8 +327,7 @@ def _run_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twograd", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="twograd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"twograd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -247,9 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cross-checked. Writes results.json, report.md and PNG/SVG plots.")
     _run_options(p)
     p.add_argument("--out", default="twograd-results", help="output folder (default: twograd-results/)")
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds of repeats per cell, at least")
-    p.add_argument("--min-count", type=int, default=5, help="repeats per cell, at least")
-    p.add_argument("--max-time", type=float, default=2.0, help="seconds of repeats per cell, at most")
+    p.add_argument("--min-time", type=_seconds, default=0.2, help="seconds of repeats per cell, at least")
+    p.add_argument("--min-count", type=_int_in(1, 10**6), default=5, help="repeats per cell, at least")
+    p.add_argument("--max-time", type=_seconds, default=2.0, help="seconds of repeats per cell, at most")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak-memory pass")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
     p.add_argument("--checks", choices=("all", "failed", "none"), default="failed",
@@ -274,9 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("workload", nargs="?", default="chain", help="the example (only 'chain')")
         p.add_argument("--f", choices=("sin", "tanh", "exp"), default="sin", help="the function f (default sin)")
-        p.add_argument("--depth", type=int, default=3, help="how many times f is applied (default 3)")
+        top = SHOW_MAX_DEPTH if name == "show" else EXPLAIN_MAX_DEPTH
+        p.add_argument("--depth", type=_int_in(1, top), default=3,
+                       help=f"how many times f is applied (default 3, at most {top})")
         if name == "show":
-            p.add_argument("--order", type=int, default=1, help="derivative order (default 1)")
+            p.add_argument("--order", type=_int_in(1, SHOW_MAX_ORDER, " (the graph triples with each order)"),
+                           default=1, help=f"derivative order (default 1, at most {SHOW_MAX_ORDER})")
             p.add_argument("--out", help="PNG path (default chain_<f>_d<depth>_order<k>.png)")
         p.set_defaults(func=func)
 

@@ -7,6 +7,7 @@ hold nothing to draw.
 
 from __future__ import annotations
 
+import json
 import os
 
 import matplotlib
@@ -19,6 +20,53 @@ from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symsym": ("tab:orange", "^", "-"),
          "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
          "pytensor": ("tab:brown", "X", ":")}
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read, or is not what ``twograd bench`` writes."""
+
+
+_CELL_KEYS = {"status": str, "workload": str, "backend": str, "size": str}
+_OK_CELL_KEYS = {"family": str, "scale": (int, float)}
+
+
+def _check_schema(results, path: str) -> None:
+    """The fields every plot reads, with their types; anything else is a ResultsError naming the first miss."""
+    if not isinstance(results, dict):
+        raise ResultsError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    for key in ("cells", "orders", "curves"):
+        if not isinstance(results.get(key, []), list):
+            raise ResultsError(f"{path}: {key!r} must be a list")
+    for k, c in enumerate(results.get("cells", [])):
+        want = {**_CELL_KEYS, **(_OK_CELL_KEYS if isinstance(c, dict) and c.get("status") == "ok" else {})}
+        if not isinstance(c, dict):
+            raise ResultsError(f"{path}: cell {k} is not an object")
+        for key, kind in want.items():
+            if not isinstance(c.get(key), kind) or isinstance(c.get(key), bool):
+                raise ResultsError(f"{path}: cell {k} has no {key!r} of the right type (got {c.get(key)!r})")
+    for key in ("orders", "curves"):
+        for k, row in enumerate(results.get(key, [])):
+            if not isinstance(row, dict):
+                raise ResultsError(f"{path}: {key}[{k}] is not an object")
+
+
+def load_results(path: str) -> dict:
+    """A results.json written by ``twograd bench``, or a ResultsError saying in one line what is wrong
+    (missing, unreadable, not UTF-8, not JSON, not the schema)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            results = json.load(fh)
+    except OSError as e:
+        raise ResultsError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not UTF-8 text (is it a results.json?)") from None
+    except (ValueError, RecursionError) as e:
+        raise ResultsError(f"{path} is not valid JSON: {str(e) or type(e).__name__}") from None
+    _check_schema(results, path)
+    results.setdefault("cells", [])
+    results.setdefault("orders", [])
+    results.setdefault("curves", [])
+    return results
 
 
 def _style(name):
