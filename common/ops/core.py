@@ -17,6 +17,7 @@ So the two backends share their calculus and can differ only in paradigm.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError, TwogradError, op_error
 from ..sentinel import Sentinel
 from ..site import user_site
+from .params import is_int, shown
 
 NO_GRAD = Sentinel("NO_GRAD")
 """What a VJP rule returns for an input that gets no gradient through this op."""
@@ -46,7 +48,9 @@ class Op:
     ``vjp_n(ns, i, g, out, *inputs, **params)`` instead. ``bind`` turns the
     user's call (``sum(x, axis=1)``) into normalised (inputs, params).
     ``code`` is an optional Python expression template for generated code,
-    with ``{0} {1} ...`` for inputs and ``{name}`` for params.
+    with ``{0} {1} ...`` for inputs and ``{name}`` for params. ``params`` are
+    the names of the op's params; the type rule checks their values (see
+    :mod:`common.ops.params`), which is what makes a loaded graph safe.
     """
 
     name: str
@@ -85,14 +89,29 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, vjp_n=None, bind=No
     """Register an op in :data:`OPS` and return it.
 
     ``nin`` defaults to the number of VJP rules given (None for variadic ops).
+    ``params`` defaults to the type rule's arguments after the inputs: the
+    names a graph file may give (the serializer refuses any other).
     """
     if nin == -1:
         nin = None if vjp_n is not None else len(vjps)
-    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params))
+    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin))
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
     OPS[name] = op
     return op
+
+
+def _param_names(infer: Callable, nin: int | None) -> tuple:
+    """The names of a type rule's params: its keyword-only arguments, and positional ones past ``nin``."""
+    names, positional = [], 0
+    for p in inspect.signature(infer).parameters.values():
+        if p.kind is p.KEYWORD_ONLY:
+            names.append(p.name)
+        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional += 1
+            if nin is not None and positional > nin:
+                names.append(p.name)
+    return tuple(names)
 
 
 class Namespace:
@@ -228,22 +247,24 @@ def norm_axis(axis, ndim: int, name: str = "axis") -> tuple:
     """An axis argument (None, int or tuple) as a sorted tuple of non-negative ints."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (int, np.integer)):
+    if is_int(axis):
         axis = (axis,)
+    elif not isinstance(axis, (tuple, list)):
+        raise ShapeError(f"param {name!r} must be None, an int or a tuple of ints, got {shown(axis)}")
     out = []
     for a in axis:
-        a = int(a)
-        if not -ndim <= a < ndim:
-            raise ShapeError(f"{name} {a} is out of range for {ndim}-d input")
-        out.append(a % ndim)
+        out.append(one_axis(a, ndim, name))
     if len(set(out)) != len(out):
-        raise ShapeError(f"repeated {name} in {tuple(axis)}")
+        raise ShapeError(f"param {name!r}: repeated axis in {tuple(axis)}")
     return tuple(sorted(out))
 
 
-def one_axis(axis: int, ndim: int) -> int:
+def one_axis(axis: int, ndim: int, name: str = "axis") -> int:
+    """One axis argument (an int, negative from the end) as a non-negative int."""
+    if not is_int(axis):
+        raise ShapeError(f"param {name!r} must be an int, got {shown(axis)}")
     if not -ndim <= axis < ndim:
-        raise ShapeError(f"axis {axis} is out of range for {ndim}-d input")
+        raise ShapeError(f"param {name!r} = {axis} is out of range for {ndim}-d input")
     return int(axis) % ndim
 
 

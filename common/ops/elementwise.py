@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import DTypeError
 from .core import NO_GRAD, broadcast_shapes, defop, float_dtype, numeric_dtype, result_dtype, unbroadcast
+from .params import dtype_name, dtype_param
 
 
 def same(x):
@@ -85,11 +86,11 @@ defop("sign", same, np.sign, None, code="np.sign({0})",
 
 
 def _cast_bind(x, dtype):
-    return (x,), {"dtype": np.dtype(dtype).name}
+    return (x,), {"dtype": dtype_param(dtype)}
 
 
 def _cast_infer(x, dtype):
-    return x.shape, numeric_dtype(dtype)
+    return x.shape, np.dtype(dtype_name(dtype))
 
 
 def _cast_vjp(ns, g, out, x, dtype):

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import GradError, ShapeError
 from .core import broadcast_shapes, defop, expand_to, result_dtype, shape_str, unbroadcast
+from .params import einsum_param, shown
 from .shape import swap_last
 
 
@@ -90,15 +91,17 @@ def _parse_einsum(subscripts: str, ndims) -> tuple[list[str], str]:
 
 
 def _einsum_bind(subscripts, *operands):
+    if not isinstance(subscripts, str):
+        raise ShapeError(f"param 'spec' must be a string of subscripts, got {shown(subscripts)}")
     ndims = [x.ndim if hasattr(x, "ndim") else np.ndim(x) for x in operands]
     terms, rhs = _parse_einsum(subscripts, ndims)
     return operands, {"spec": ",".join(terms) + "->" + rhs}
 
 
 def _einsum_infer(*xs, spec):
-    lhs, rhs = spec.split("->")
+    terms, rhs = einsum_param(spec, [len(x.shape) for x in xs])
     dims: dict[str, int | None] = {}
-    for term, x in zip(lhs.split(","), xs):
+    for term, x in zip(terms, xs):
         for c, d in zip(term, x.shape):
             have = dims.get(c)
             if have is not None and d is not None and have != d and 1 not in (have, d):

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .core import broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
+from .params import axis_param
 
 
 def _axis_bind(x, axis=-1):
@@ -23,6 +24,7 @@ def _log_softmax(x, axis):
 
 
 def _floating(x, axis):
+    axis_param(axis, len(x.shape))
     return x.shape, float_dtype(x.dtype)
 
 
@@ -40,6 +42,7 @@ def _xent_bind(logits, targets, axis=-1):
 
 
 def _xent_infer(z, t, axis):
+    axis_param(axis, len(z.shape))
     if broadcast_shapes(z.shape, t.shape) != tuple(z.shape):
         raise ShapeError("targets must broadcast to the logits' shape")
     return tuple(d for i, d in enumerate(z.shape) if i != axis), float_dtype(result_dtype(z, t))

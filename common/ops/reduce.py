@@ -12,11 +12,12 @@ import math
 import numpy as np
 
 from .core import defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
+from .params import axes_param, bool_param
 
 
 def _bind(x, axis=None, keepdims=False):
     return (x,), {"axis": norm_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x)),
-                  "keepdims": bool(keepdims)}
+                  "keepdims": bool_param(keepdims, "keepdims")}
 
 
 def reduced_shape(shape, axis, keepdims):
@@ -37,14 +38,14 @@ def _accumulator(dtype):
 
 def _infer(kind):
     def infer(x, axis, keepdims):
-        shape = reduced_shape(x.shape, axis, keepdims)
+        shape = reduced_shape(x.shape, axes_param(axis, len(x.shape)), bool_param(keepdims, "keepdims"))
         if kind == "acc":
             return shape, _accumulator(x.dtype)
         if kind == "mean":
             d = numeric_dtype(x.dtype)
             return shape, d if d.kind == "f" else np.dtype(np.float64)
-        if kind == "float":
-            return shape, float_dtype(x.dtype)
+        if kind in ("float", "count"):
+            return (() if kind == "count" else shape), float_dtype(x.dtype)
         return shape, numeric_dtype(x.dtype)
     return infer
 
@@ -79,7 +80,7 @@ defop("mean", _infer("mean"), _mean_impl,
       bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})",
       doc="Mean over axis; the cotangent is divided by the count (before broadcasting: fewer "
           "divisions) and broadcast back.")
-defop("count", lambda x, axis, keepdims: ((), float_dtype(x.dtype)), _count_impl, None,
+defop("count", _infer("count"), _count_impl, None,
       bind=_bind, doc="How many elements of x lie along axis, as a float scalar (for mean's rule "
                       "when dims are unknown until evaluation). Not differentiable.")
 

@@ -13,7 +13,8 @@ from numbers import Integral
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
+from ..sentinel import Sentinel
 from .core import (
     NO_GRAD,
     OPS,
@@ -28,16 +29,29 @@ from .core import (
     shape_str,
     unbroadcast,
 )
+from .params import (
+    axes_param,
+    axis_param,
+    dims_param,
+    dtype_name,
+    dtype_param,
+    float_param,
+    float_value,
+    index_param,
+    int_param,
+    is_int,
+    shape_param,
+    shown,
+    tuple_param,
+)
 
 
 def _ndim(x):
     return x.ndim if hasattr(x, "ndim") else np.ndim(x)
 
 
-def _shape_param(shape):
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(d) for d in shape)
+def _shape_param(shape, minus_one=False):
+    return dims_param(shape, "shape", minus_one)
 
 
 # --- reshape ---------------------------------------------------------------
@@ -45,22 +59,21 @@ def _shape_param(shape):
 def _reshape_bind(x, *shape):
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
         shape = shape[0]
-    return (x,), {"shape": _shape_param(shape)}
+    return (x,), {"shape": _shape_param(shape, minus_one=True)}
 
 
 def _reshape_infer(x, shape):
-    if sum(1 for d in shape if d == -1) > 1 or any(d < -1 for d in shape):
-        raise ShapeError(f"bad target shape {shape}")
+    shape_param(shape, minus_one=True)
     known = math.prod(d for d in shape if d != -1)
     if None in x.shape:
         return tuple(None if d == -1 else d for d in shape), x.dtype
     size = math.prod(x.shape)
     if -1 in shape:
         if known == 0 or size % known:
-            raise ShapeError(f"cannot reshape {shape_str(x.shape)} into {shape}")
+            raise ShapeError(f"cannot reshape {shape_str(x.shape)} into shape {shape}")
         shape = tuple(size // known if d == -1 else d for d in shape)
     elif known != size:
-        raise ShapeError(f"cannot reshape {shape_str(x.shape)} ({size} elements) into {shape}")
+        raise ShapeError(f"cannot reshape {shape_str(x.shape)} ({size} elements) into shape {shape}")
     return shape, x.dtype
 
 
@@ -81,8 +94,9 @@ def _shape_bind(x, shape):
 
 
 def _broadcast_infer(x, shape):
+    shape_param(shape)
     if len(shape) < len(x.shape) or broadcast_shapes(x.shape, shape) != tuple(shape):
-        raise ShapeError(f"cannot broadcast {shape_str(x.shape)} to {shape_str(shape)}")
+        raise ShapeError(f"cannot broadcast {shape_str(x.shape)} to shape {shape_str(shape)}")
     return tuple(shape), x.dtype
 
 
@@ -102,9 +116,10 @@ def sum_to_impl(x, shape):
 
 
 def _sum_to_infer(x, shape):
+    shape_param(shape)
     lead = len(x.shape) - len(shape)
     if lead < 0 or any(t != 1 and d is not None and d != t for t, d in zip(shape, x.shape[lead:])):
-        raise ShapeError(f"cannot sum {shape_str(x.shape)} down to {shape_str(shape)}")
+        raise ShapeError(f"cannot sum {shape_str(x.shape)} down to shape {shape_str(shape)}")
     return tuple(shape), x.dtype
 
 
@@ -154,6 +169,7 @@ def _expand_bind(x, axis):
 
 
 def _expand_infer(x, axis):
+    axes_param(axis, len(x.shape) + (len(axis) if isinstance(axis, tuple) else 0))
     dims = iter(x.shape)
     return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
 
@@ -182,7 +198,7 @@ def _squeeze_bind(x, axis=None):
 
 
 def _squeeze_infer(x, axis):
-    for a in axis:
+    for a in axes_param(axis, len(x.shape)):
         if x.shape[a] not in (1, None):
             raise ShapeError(f"cannot squeeze axis {a} of length {x.shape[a]}")
     return tuple(d for i, d in enumerate(x.shape) if i not in axis), x.dtype
@@ -197,13 +213,16 @@ def _transpose_bind(x, *axes):
     if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))):
         axes = axes[0]
     n = _ndim(x)
-    axes = tuple(range(n))[::-1] if axes is None or axes == () else tuple(int(a) % n if n else a for a in axes)
+    if axes is None or axes == ():
+        axes = tuple(range(n))[::-1]
+    else:
+        axes = tuple(one_axis(a, n, "axes") for a in tuple_param(axes, "axes"))
     return (x,), {"axes": axes}
 
 
 def _transpose_infer(x, axes):
-    if sorted(axes) != list(range(len(x.shape))):
-        raise ShapeError(f"axes {axes} are not a permutation of {len(x.shape)} axes")
+    if not isinstance(axes, tuple) or not all(is_int(a) for a in axes) or sorted(axes) != list(range(len(x.shape))):
+        raise ShapeError(f"param 'axes' = {shown(axes)} is not a permutation of {len(x.shape)} axes")
     return tuple(x.shape[a] for a in axes), x.dtype
 
 
@@ -260,7 +279,7 @@ def index_spec(key):
             parts = []
             for p in (k.start, k.stop, k.step):
                 if p is not None and not isinstance(p, Integral):
-                    raise ShapeError(f"slice bounds must be ints or None, got {p!r}")
+                    raise ShapeError(f"param 'index': slice bounds must be ints or None, got {shown(p)}")
                 parts.append(None if p is None else int(p))
             spec.append(("slice", *parts))
         elif isinstance(k, (bool, np.bool_)):
@@ -356,8 +375,25 @@ def _getitem_bind(x, *rest, index=None):
     return (x, *arrays), {"index": spec}
 
 
+def _index_infer(x, arrays, index):
+    """The shape ``x[index]`` selects, after checking the spec and the index arrays."""
+    index_param(index, len(arrays))
+    for a in arrays:
+        if np.dtype(a.dtype).kind not in "iu":
+            raise DTypeError(f"param 'index': array indices must be integers, got {a.dtype}")
+    return index_shape(x.shape, index, [a.shape for a in arrays])
+
+
 def _getitem_infer(x, *arrays, index):
-    return index_shape(x.shape, index, [a.shape for a in arrays]), x.dtype
+    return _index_infer(x, arrays, index), x.dtype
+
+
+def _scatter_add_infer(g, like, *arrays, index):
+    target = _index_infer(like, arrays, index)
+    if len(g.shape) > len(target) or broadcast_shapes(g.shape, target) != target:
+        raise ShapeError(f"param 'index' selects shape {shape_str(target)}, which g of shape "
+                         f"{shape_str(g.shape)} does not broadcast to")
+    return like.shape, g.dtype
 
 
 def _getitem_impl(x, *arrays, index):
@@ -389,7 +425,7 @@ def _scatter_add_vjp(ns, i, g, out, gin, like, *arrays, index):
 defop("getitem", _getitem_infer, _getitem_impl, vjp_n=_getitem_vjp, bind=_getitem_bind,
       doc="x[key] with ints, slices, None, Ellipsis and integer arrays (numpy's rules). "
           "Index arrays are inputs and get no gradient. VJP: scatter_add.")
-defop("scatter_add", lambda g, like, *arrays, index: (like.shape, g.dtype), _scatter_add_impl,
+defop("scatter_add", _scatter_add_infer, _scatter_add_impl,
       vjp_n=_scatter_add_vjp, bind=lambda g, like, *arrays, index: ((g, like, *arrays), {"index": index}),
       doc="Zeros of like's shape with g added at x[key] (repeated indices accumulate): "
           "the adjoint of getitem. VJP: getitem.")
@@ -405,7 +441,10 @@ def _concat_bind(xs, axis=0):
 
 
 def _concat_infer(*xs, axis):
+    if not xs:
+        raise ShapeError("need at least one array to concatenate")
     nd = len(xs[0].shape)
+    axis_param(axis, nd)
     for x in xs:
         if len(x.shape) != nd:
             raise ShapeError("all inputs must have the same number of dimensions")
@@ -441,7 +480,13 @@ def _concat_part_vjp(ns, i, g, out, gin, *refs, axis, part):
     return ns.concatenate(pieces, axis=axis)
 
 
-defop("concat_part", lambda g, *refs, axis, part: (refs[part].shape, g.dtype), _concat_part_impl,
+def _concat_part_infer(g, *refs, axis, part):
+    ref = refs[int_param(part, "part", 0, len(refs) - 1)]
+    axis_param(axis, len(ref.shape))
+    return ref.shape, g.dtype
+
+
+defop("concat_part", _concat_part_infer, _concat_part_impl,
       vjp_n=_concat_part_vjp,
       bind=lambda g, *refs, axis, part: ((g, *refs), {"axis": axis, "part": part}),
       doc="The slice of g that concatenate took from refs[part] (offsets from the refs' shapes).")
@@ -455,7 +500,10 @@ def _stack_bind(xs, axis=0):
 
 
 def _stack_infer(*xs, axis):
+    if not xs:
+        raise ShapeError("need at least one array to stack")
     shape = xs[0].shape
+    axis_param(axis, len(shape) + 1)
     for x in xs:
         if len(x.shape) != len(shape):
             raise ShapeError("all inputs must have the same shape")
@@ -480,10 +528,11 @@ defop("stack", _stack_infer, lambda *xs, axis: np.stack(xs, axis=axis), vjp_n=_s
 
 
 def _tri_bind(x, k=0):
-    return (x,), {"k": int(k)}
+    return (x,), {"k": int_param(k, "k")}
 
 
 def _tri_infer(x, k):
+    int_param(k, "k")
     if len(x.shape) < 2:
         raise ShapeError("tril/triu need at least 2 dimensions")
     return x.shape, x.dtype
@@ -497,12 +546,15 @@ defop("triu", _tri_infer, lambda x, k: np.triu(x, k), lambda ns, g, out, x, k: n
 
 # --- constructors used by rules ------------------------------------------------
 
-def _like_infer(x, dtype=None):
-    return x.shape, numeric_dtype(dtype or x.dtype)
+_OWN = Sentinel("OWN")  # a ``*_like`` op without a dtype param keeps x's dtype
+
+
+def _like_infer(x, dtype=_OWN):
+    return x.shape, numeric_dtype(x.dtype if dtype is _OWN else dtype_name(dtype))
 
 
 def _like_bind(x, dtype=None):
-    return (x,), ({} if dtype is None else {"dtype": np.dtype(dtype).name})
+    return (x,), ({} if dtype is None else {"dtype": dtype_param(dtype)})
 
 
 defop("zeros_like", _like_infer, lambda x, dtype=None: np.zeros(np.shape(x), dtype or np.result_type(x)),
@@ -512,18 +564,28 @@ defop("ones_like", _like_infer, lambda x, dtype=None: np.ones(np.shape(x), dtype
 
 
 def _full_like_bind(x, value, dtype=None):
-    return (x,), {"value": float(value), **({} if dtype is None else {"dtype": np.dtype(dtype).name})}
+    return (x,), {"value": float_param(value, "value"), **({} if dtype is None else {"dtype": dtype_param(dtype)})}
 
 
-defop("full_like", lambda x, value, dtype=None: _like_infer(x, dtype),
+def _full_like_infer(x, value, dtype=_OWN):
+    float_value(value, "value")
+    return _like_infer(x, dtype)
+
+
+defop("full_like", _full_like_infer,
       lambda x, value, dtype=None: np.full(np.shape(x), value, dtype or np.result_type(x)),
       None, bind=_full_like_bind, doc="value everywhere, in x's shape. Constant: no gradient.")
 
 
 def _full_bind(shape, value, dtype="float64"):
-    return (), {"shape": _shape_param(shape), "value": float(value), "dtype": np.dtype(dtype).name}
+    return (), {"shape": _shape_param(shape), "value": float_param(value, "value"), "dtype": dtype_param(dtype)}
 
 
-defop("full", lambda shape, value, dtype: (shape, numeric_dtype(dtype)),
+def _full_infer(shape, value, dtype):
+    float_value(value, "value")
+    return shape_param(shape), np.dtype(dtype_name(dtype))
+
+
+defop("full", _full_infer,
       lambda shape, value, dtype: np.full(shape, value, dtype), bind=_full_bind, nin=0,
       code="np.full({shape}, {value!r}, {dtype!r})", doc="A constant array of a static shape.")
