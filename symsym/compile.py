@@ -21,14 +21,13 @@ the same schedule and memory plan through a table-driven loop instead.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from common.errors import FeedError, GradError, TwogradError
+from common.errors import FeedError, GradError, GraphError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
@@ -39,6 +38,8 @@ from .rewrite import optimized_order
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
 
 MAX_STRAIGHT_LINE = 60_000
+#: the only builtins generated code may use (slices in keys; the table-driven loop)
+_BUILTINS = {"slice": slice, "len": len, "list": list, "tuple": tuple}
 _NP_ATTR = re.compile(r"\bnp\.(\w+)")
 
 
@@ -54,20 +55,6 @@ class _Lit:
         return self.text
 
     __repr__ = __str__
-
-
-def _literal(v) -> str | None:
-    """Python source for ``v`` when it is a plain literal, else None."""
-    if v is None or isinstance(v, (bool, int, str)):
-        return repr(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else None
-    if isinstance(v, tuple):
-        parts = [_literal(x) for x in v]
-        if None in parts:
-            return None
-        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
-    return None
 
 
 class _Codegen:
@@ -112,7 +99,9 @@ class _Codegen:
     def params(self, params: dict) -> dict:
         out = {}
         for k, v in params.items():
-            text = _literal(v)
+            if not k.isidentifier():  # a param name becomes a keyword argument in the source
+                raise GraphError(f"param name {k!r} is not an identifier")
+            text = emit.literal(v)
             out[k] = _Lit(text if text is not None else self.bind(v, "p_"))
         return out
 
@@ -372,6 +361,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False) -> Function:
     build = _straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
     source = build(order, outs, inputs, gen)
     namespace = gen.globals
+    namespace["__builtins__"] = _BUILTINS  # defence in depth: generated code needs no others
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)
     t2 = time.perf_counter()
 

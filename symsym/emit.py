@@ -11,15 +11,22 @@ An elementwise ufunc whose input dies at that statement may write into the
 input's buffer (``np.sin(x, out=x)``): no allocation, and the working set
 stays in cache. :func:`inplace_input` decides when that is safe: the buffer
 must be one the function itself allocated, and no view of it may be alive.
+
+Params and shapes enter the source only through :func:`literal`: the
+``repr`` of a plain int, finite float, bool, None, string or tuple of them,
+which is always a literal and never code. Anything else makes
+:func:`expression` give up, and the caller binds the value as a global.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from common.graph import Node
 
-__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "scatter_at", "scatter_set", "softmax"]
+__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "literal", "scatter_at", "scatter_set", "softmax"]
 
 #: ops whose template is one numpy ufunc call, and that ufunc's name
 UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
@@ -31,6 +38,37 @@ UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm
 FRESH = frozenset(UFUNCS) | {"matmul"}
 
 
+def literal(v) -> str | None:
+    """Python source for ``v`` when it is a plain literal (int, finite float, bool, None, str, or a
+    tuple of them), else None. ``repr`` of these types is always a literal: no value can become code."""
+    if v is None or v is True or v is False:
+        return repr(v)
+    cls = v.__class__
+    if cls is int or cls is str:
+        return repr(v)
+    if cls is float:
+        return repr(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return repr(int(v))
+    if cls is tuple:
+        parts = [literal(x) for x in v]
+        if None in parts:
+            return None
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    return None
+
+
+class _NotLiteral(Exception):
+    """A param or shape that :func:`literal` cannot write: use the generic path."""
+
+
+def _lit(v) -> str:
+    text = literal(v)
+    if text is None:
+        raise _NotLiteral
+    return text
+
+
 def _static(n: Node) -> bool:
     return None not in n.shape
 
@@ -40,23 +78,30 @@ def _floating(n: Node) -> bool:
 
 
 def _reduce(x: str, axis: tuple, keepdims: bool) -> str:
-    return f"np_add_reduce({x}, {axis!r}, None, None, {keepdims})"
+    return f"np_add_reduce({x}, {_lit(axis)}, None, None, {_lit(keepdims)})"
 
 
 def expression(n: Node, args: list[str]) -> str | None:
     """A faster source expression for ``n`` than its op's template, or None."""
+    try:
+        return _expression(n, args)
+    except _NotLiteral:
+        return None
+
+
+def _expression(n: Node, args: list[str]) -> str | None:
     name = n.op.name
     p = n.params
     if name == "transpose":
-        return f"{args[0]}.T" if p["axes"] == (1, 0) else f"{args[0]}.transpose({p['axes']!r})"
+        return f"{args[0]}.T" if p["axes"] == (1, 0) else f"{args[0]}.transpose({_lit(p['axes'])})"
     if name in ("reshape", "squeeze", "expand_dims") and _static(n) and n.shape:
-        return f"{args[0]}.reshape({n.shape!r})"
+        return f"{args[0]}.reshape({_lit(n.shape)})"
     if name == "sum" and _floating(n.inputs[0]) and p["axis"]:
         return _reduce(args[0], p["axis"], p["keepdims"])
     if name == "sum_to" and _floating(n) and _static(n.inputs[0]):
         return _sum_to(args[0], n.inputs[0].shape, p["shape"])
     if name == "softmax" and _floating(n):
-        return f"softmax({args[0]}, {p['axis']})"
+        return f"softmax({args[0]}, {_lit(p['axis'])})"
     if name == "getitem":
         parts = [_key_part(s, args[1:], True) for s in p["index"]]
         return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
@@ -64,7 +109,7 @@ def expression(n: Node, args: list[str]) -> str | None:
         index = p["index"]
         key = "(" + "".join(_key_part(s, args[2:], False) + ", " for s in index) + ")"
         arrays = any(s[0] == "array" for s in index)
-        return f"{'scatter_at' if arrays else 'scatter_set'}({args[0]}, {n.shape!r}, {key})"
+        return f"{'scatter_at' if arrays else 'scatter_set'}({args[0]}, {_lit(n.shape)}, {key})"
     return None
 
 
@@ -72,17 +117,21 @@ def _key_part(s: tuple, arrays: list[str], subscript: bool) -> str:
     """One entry of an index spec as source: ``1:-1`` inside brackets, ``slice(1, -1, None)`` outside."""
     kind = s[0]
     if kind == "int":
-        return str(s[1])
+        if s[1].__class__ is not int:
+            raise _NotLiteral
+        return repr(s[1])
     if kind == "slice":
         if subscript:
             bounds = s[1:] if s[3] is not None else s[1:3]
-            return ":".join("" if v is None else str(v) for v in bounds)
-        return f"slice{s[1:]!r}"
+            return ":".join("" if v is None else _lit(v) for v in bounds)
+        return f"slice{_lit(s[1:])}"
     if kind == "new":
         return "None"
     if kind == "ellipsis":
         return "..."
-    return arrays[s[1]]
+    if kind == "array" and s[1].__class__ is int:
+        return arrays[s[1]]
+    raise _NotLiteral
 
 
 def softmax(x, axis: int):
@@ -116,7 +165,7 @@ def _sum_to(x: str, have: tuple, want: tuple) -> str:
     if not inner:
         return _reduce(x, tuple(range(lead)), False)
     out = _reduce(x, tuple(range(lead)) + inner, True)
-    return f"{out}.reshape({want!r})" if lead else out
+    return f"{out}.reshape({_lit(want)})" if lead else out
 
 
 def aliases(order: list[Node], last: dict[int, int]) -> dict[int, int]:
