@@ -32,7 +32,8 @@ def fold_rule(n: Node) -> Node | None:
     size = n.size
     if size is None or size > MAX_FOLD:
         return None
-    args = [i.value if i.value is not None else np.empty(i.shape, i.dtype) for i in n.inputs]
+    # count reads only its input's shape: a zero-stride view stands in for it, allocating nothing
+    args = [i.value if i.value is not None else np.broadcast_to(np.zeros((), i.dtype), i.shape) for i in n.inputs]
     try:
         value = np.array(op.impl(*args, **n.params), dtype=n.dtype)
     except (ArithmeticError, ValueError, TypeError, IndexError):
