@@ -261,7 +261,7 @@ def norm_axis(axis, ndim: int, name: str = "axis") -> tuple:
 
 def one_axis(axis: int, ndim: int, name: str = "axis") -> int:
     """One axis argument (an int, negative from the end) as a non-negative int."""
-    if not is_int(axis):
+    if not (axis.__class__ is int or is_int(axis)):
         raise ShapeError(f"param {name!r} must be an int, got {shown(axis)}")
     if not -ndim <= axis < ndim:
         raise ShapeError(f"param {name!r} = {axis} is out of range for {ndim}-d input")

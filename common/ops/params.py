@@ -48,7 +48,8 @@ def _bad(name: str, v, want: str) -> ShapeError:
 
 def is_int(v) -> bool:
     """A real integer: a Python or numpy int, never a bool."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    cls = v.__class__
+    return cls is int or (cls is not bool and isinstance(v, (int, np.integer)))
 
 
 def int_param(v, name: str, lo: int = -MAX_INT, hi: int = MAX_INT) -> int:
@@ -157,7 +158,7 @@ def axes_param(axes, ndim: int, name: str = "axis") -> tuple:
         raise _bad(name, axes, "a tuple of axes")
     prev = -1
     for a in axes:
-        if not is_int(a) or not prev < a < ndim:
+        if not (a.__class__ is int or is_int(a)) or not prev < a < ndim:
             raise ShapeError(f"param {name!r} must be increasing axes in [0, {ndim}), got {shown(axes)}")
         prev = a
     return axes
