@@ -268,4 +268,6 @@ def load(path: str | os.PathLike) -> Node | list[Node]:
         raise SerializationError(f"{path}: not valid JSON: {shown(str(e))}") from None
     except RecursionError:
         raise SerializationError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:  # missing, a directory, unreadable
+        raise SerializationError(f"{path}: cannot read the graph file: {e.strerror or e}") from None
     return from_json(data, str(path))

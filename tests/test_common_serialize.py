@@ -75,3 +75,11 @@ def test_truncated_file_is_refused(tmp_path):
     (tmp_path / "g.json").write_text(text[: len(text) // 2])
     with pytest.raises(SerializationError):
         load(tmp_path / "g.json")
+
+
+@pytest.mark.parametrize("make", [lambda p: p / "missing.json", lambda p: p])
+def test_unreadable_paths_are_a_serialization_error(tmp_path, make):
+    """A missing file or a directory in its place is the user's error, said in one line."""
+    path = make(tmp_path)
+    with pytest.raises(SerializationError, match="cannot read the graph file"):
+        load(path)
