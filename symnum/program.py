@@ -42,25 +42,66 @@ from .engine import disconnection_policy
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt, values wanted) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
 
-# forward/backward step kinds: param-free one- and two-input ops are called without building lists
+# step kinds: param-free one- and two-input ops are called without building lists
 _GENERAL, _UNARY, _BINARY = 0, 1, 2
 _MEASURE = Sentinel("MEASURE")  # a value shrunk to its shape, known only once it is computed
+
+
+class _Step:
+    """What a node's forward and backward steps share: how its op is called, and where its value lives.
+
+    ``ins`` are the input slots. A ``_UNARY``/``_BINARY`` step's ``a``/``b``
+    are its first/last input slot, so the hot loops index the value list
+    without building argument lists; a ``_GENERAL`` step's ``a`` is ``ins``.
+    A class with ``__slots__`` because the loops read only the fields a kind
+    needs, which is as fast as unpacking a tuple and names what it reads.
+    """
+
+    __slots__ = ("kind", "ins", "a", "b", "params", "out")
+
+    def __init__(self, kind: int, ins: tuple, params: dict, out: int):
+        self.kind, self.ins, self.params, self.out = kind, ins, params, out
+        self.a, self.b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
+
+
+class ForwardStep(_Step):
+    """``env[out] = impl(inputs, **params)``, then ``after``: ``(slot, replacement)`` for the values whose
+    last forward reader this is (None drops a value the backward never sees; a :class:`ShapeOnly`, or
+    ``_MEASURE`` when the shape is known only once computed, stands in for one the backward only measures)."""
+
+    __slots__ = ("impl", "after")
+
+    def __init__(self, kind: int, impl, ins: tuple, params: dict, out: int):
+        super().__init__(kind, ins, params, out)
+        self.impl = impl
+        self.after: tuple = ()
+
+
+class BackwardStep(_Step):
+    """Push the cotangent of slot ``out`` to the inputs that take a gradient, then drop ``free``.
+
+    ``calls`` lists ``(rule, input index, target slot)`` for those inputs (the
+    rule is the op itself for a ``_GENERAL`` step, run through ``op.vjp``);
+    ``keep`` marks a requested intermediate, whose gradient is an answer;
+    ``free`` lists the slots whose last reader this step is.
+    """
+
+    __slots__ = ("calls", "keep", "free")
+
+    def __init__(self, fwd: ForwardStep, calls: tuple, keep: bool):
+        super().__init__(fwd.kind, fwd.ins, fwd.params, fwd.out)
+        self.calls, self.keep = calls, keep
+        self.free: tuple = ()
 
 
 class Program:
     """What evaluating ``outs`` (and differentiating with respect to ``wrt``) takes, computed once.
 
-    ``forward`` steps are ``(kind, impl, a, b, params, out_slot, after)``:
-    for ``_UNARY``/``_BINARY`` ``a``/``b`` are input slots; for ``_GENERAL``
-    ``a`` is the tuple of input slots. ``backward`` steps are ``(kind, op, a,
-    b, params, out_slot, calls, free, keep)`` where ``calls`` lists ``(rule,
-    input index, target slot)`` for the inputs that take a gradient and
-    ``keep`` marks a requested intermediate (its gradient is an answer).
-    ``free`` lists the slots whose last reader is that step. A forward step's
-    ``after`` holds ``(slot, replacement)`` for the values whose last forward
-    reader it is: None drops a value the backward never sees; a value the
-    backward needs only the shape of (:func:`rule_reads`) becomes a
-    :class:`ShapeOnly`, made here once when its shape is static.
+    ``forward`` is a list of :class:`ForwardStep`, ``backward`` of
+    :class:`BackwardStep` in the order they run; ``preset`` holds
+    ``(slot, value)`` for constants and for the values the backward only
+    needs the static shape of (:class:`ShapeOnly`); ``taped[slot]`` says
+    whether a gradient reaches that slot.
     """
 
     __slots__ = ("outs", "wrt", "values", "nodes", "slot", "variables", "var_slots", "preset", "forward",
@@ -76,100 +117,44 @@ class Program:
             self._build(outs, wrt, values)
 
     def _build(self, outs: list[Node], wrt: list[Node], values: bool) -> None:
+        """The build's phases, each a function: slots, the steps, what runs, when each value goes."""
         order = self.nodes = toposort(outs)
         slot = self.slot = {n: k for k, n in enumerate(order)}  # nodes hash by identity
         self.variables = [n for n in order if n.is_var]
         self.var_slots = {v: slot[v] for v in self.variables}
         self.wrt_slots = [slot.get(w) for w in wrt]
-        preset = self.preset = [(slot[n], n.value) for n in order if n.is_const]
-        wanted = set(wrt)
+        self.preset = [(slot[n], n.value) for n in order if n.is_const]
         protected = {slot[o] for o in outs}
-        taped = self.taped = [False] * len(order)
-        differentiable: dict = {}  # op -> which input positions can take a gradient
 
-        # one pass in order: the forward steps, which nodes the backward visits, and who reads what
-        forward, backward_rev = [], []
-        read: set[int] = set()  # slots whose numbers some backward rule reads
-        for k, n in enumerate(order):
-            op = n.op
-            if op is None:
-                taped[k] = n in wanted and n.dtype.kind == "f" and n.value is None
-                continue
-            ins = tuple([slot[x] for x in n.inputs])
-            kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
-            a, b = (ins, -1) if kind == _GENERAL else (ins[0], ins[-1])
-            forward.append([kind, op.impl, a, b, n.params, k, ()])
-            if n.dtype.kind != "f":
-                continue
-            diff = differentiable.get(op)
-            if diff is None or len(diff) < len(ins):
-                diff = differentiable[op] = tuple(op.differentiable(i) for i in range(len(ins)))
-            targets = tuple([i for i, s in enumerate(ins) if taped[s] and diff[i]])
-            keep = n in wanted
-            taped[k] = keep or bool(targets)
-            if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
-                rules = op.vjps if kind != _GENERAL else None
-                calls = tuple([(op if rules is None else rules[i], i, ins[i]) for i in targets])
-                backward_rev.append([kind, op, a, b, n.params, k, calls, (), keep])
-                out_read, ins_read = rule_reads(n, targets)
-                if out_read:
-                    read.add(k)
-                for i in ins_read:
-                    read.add(ins[i])
-
-        # the last reader of each value: a backward step if the backward reads it, else a forward step
-        backward = backward_rev[::-1]
-        last_back: dict[int, int] = {}
-        for j, step in enumerate(backward):
-            last_back[step[5]] = j
-            if step[0] == _GENERAL:
-                for s in step[2]:
-                    last_back[s] = j
-            else:
-                last_back[step[2]] = last_back[step[3]] = j
-
+        forward = _schedule_forward(order, slot)
+        self.taped, backward = _schedule_backward(order, forward, set(wrt))
+        read = _values_read(backward, order)
+        last_back = _last_readers(backward, outputs=True)
         # only what is asked for runs: the outputs' values (unless only their gradients are), the values
         # the rules read, and what those are computed from; of the rest the backward gets static shapes
         shaped = {s: n.shape for s in [*last_back, *protected] if (n := order[s]).op is not None}
         need = read | {s for s, shape in shaped.items() if None in shape}
         need |= {slot[o] for o in outs if values or None in o.shape}
-        kept = []
-        for step in reversed(forward):
-            k = step[5]
-            if k in need or _may_fail(order[k]):
-                kept.append(step)
-                need.update(step[2] if step[0] == _GENERAL else (step[2], step[3]))
-        forward = kept[::-1]
-        preset += [(s, ShapeOnly(order[s])) for s in shaped if s not in need]
-        last_fwd: dict[int, int] = {}
-        for j, step in enumerate(forward):
-            for s in (step[2] if step[0] == _GENERAL else (step[2], step[3])):
-                last_fwd[s] = j
-
-        _attach_frees(backward, 7, last_back, protected)
-        # after its last forward reader a value is dropped, or, when the backward only asks its shape, shrunk
-        after = {s: j for s, j in last_fwd.items() if s not in read and s not in protected}
-        _attach_frees(forward, 6, after, protected)
-        for step in forward:
-            step[6] = tuple([(s, None if s not in last_back else _MEASURE if None in order[s].shape
-                              else ShapeOnly(order[s])) for s in step[6]])
-        self.backward = [tuple(step) for step in backward]
-        self.forward = [tuple(step) for step in forward]
+        forward = _prune_forward(forward, order, need)
+        self.preset += [(s, ShapeOnly(order[s])) for s in shaped if s not in need]
+        _plan_frees(forward, backward, order, read, last_back, protected)
+        self.forward, self.backward = forward, backward
 
     def run_forward(self, env: list) -> None:
         """Fill ``env`` (inputs and constants already in place) with every value, dropping dead ones."""
         try:
-            for kind, impl, a, b, params, o, after in self.forward:
+            for step in self.forward:
+                kind = step.kind
                 if kind == _UNARY:
-                    env[o] = impl(env[a])
+                    env[step.out] = step.impl(env[step.a])
                 elif kind == _BINARY:
-                    env[o] = impl(env[a], env[b])
+                    env[step.out] = step.impl(env[step.a], env[step.b])
                 else:
-                    env[o] = impl(*[env[i] for i in a], **params)
-                for s, shrunk in after:
+                    env[step.out] = step.impl(*[env[i] for i in step.a], **step.params)
+                for s, shrunk in step.after:
                     env[s] = ShapeOnly(env[s]) if shrunk is _MEASURE else shrunk
         except Exception:  # noqa: BLE001  (the reference interpreter words the error)
-            node = self.nodes[o]
+            node = self.nodes[step.out]
             run_op(node, [env[self.slot[x]] for x in node.inputs])
             raise
 
@@ -183,37 +168,137 @@ class Program:
         ns = numeric
         owned: set[int] = set()
         kept: dict[int, object] = {}
-        for kind, op, a, b, params, o, calls, free, keep in self.backward:
+        for step in self.backward:
+            o = step.out
             g = grads[o]
             if g is not None:
                 grads[o] = None
-                if keep:
+                if step.keep:
                     kept[o] = g
                 out = env[o]
+                kind = step.kind
                 if kind == _UNARY:
-                    x = env[a]
-                    for rule, _, t in calls:
+                    x = env[step.a]
+                    for rule, _, t in step.calls:
                         gi = rule(ns, g, out, x)
                         if gi is not NO_GRAD:
                             old = grads[t]
                             grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
                 elif kind == _BINARY:
-                    x, y = env[a], env[b]
-                    for rule, _, t in calls:
+                    x, y = env[step.a], env[step.b]
+                    for rule, _, t in step.calls:
                         gi = rule(ns, g, out, x, y)
                         if gi is not NO_GRAD:
                             old = grads[t]
                             grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
                 else:
-                    args = [env[i] for i in a]
-                    for op, i, t in calls:
+                    args, params = [env[i] for i in step.a], step.params
+                    for op, i, t in step.calls:
                         gi = op.vjp(ns, i, g, out, args, params)
                         if gi is not NO_GRAD:
                             old = grads[t]
                             grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
-            for s in free:
+            for s in step.free:
                 env[s] = None
         return kept
+
+
+def _schedule_forward(order: list[Node], slot: dict) -> list[ForwardStep]:
+    """A step for every op node, in topological order (leaves and constants are placed, not computed)."""
+    forward = []
+    for k, n in enumerate(order):
+        op = n.op
+        if op is not None:
+            ins = tuple([slot[x] for x in n.inputs])
+            kind = _GENERAL if n.params or op.vjp_n is not None or len(ins) > 2 else len(ins)
+            forward.append(ForwardStep(kind, op.impl, ins, n.params, k))
+    return forward
+
+
+def _schedule_backward(order: list[Node], forward: list[ForwardStep], wanted: set) -> tuple[list, list]:
+    """Which slots a gradient reaches (``taped``), and the backward steps, in reverse topological order:
+    one per floating node some input of which takes a gradient, calling the rules of just those inputs."""
+    taped = [n in wanted and n.dtype.kind == "f" and n.value is None if n.op is None else False
+             for n in order]
+    differentiable: dict = {}  # op -> which input positions can take a gradient
+    backward = []
+    for step in forward:
+        n = order[step.out]
+        if n.dtype.kind != "f":
+            continue
+        op, ins = n.op, step.ins
+        diff = differentiable.get(op)
+        if diff is None or len(diff) < len(ins):
+            diff = differentiable[op] = tuple(op.differentiable(i) for i in range(len(ins)))
+        targets = tuple([i for i, s in enumerate(ins) if taped[s] and diff[i]])
+        keep = n in wanted
+        taped[step.out] = keep or bool(targets)
+        if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
+            rules = op.vjps if step.kind != _GENERAL else None
+            calls = tuple([(op if rules is None else rules[i], i, ins[i]) for i in targets])
+            backward.append(BackwardStep(step, calls, keep))
+    backward.reverse()
+    return taped, backward
+
+
+def _values_read(backward: list[BackwardStep], order: list[Node]) -> set[int]:
+    """The slots whose numbers some backward rule reads (:func:`rule_reads`); the rest it only measures."""
+    read: set[int] = set()
+    for step in backward:
+        out_read, ins_read = rule_reads(order[step.out], tuple([i for _, i, _ in step.calls]))
+        if out_read:
+            read.add(step.out)
+        for i in ins_read:
+            read.add(step.ins[i])
+    return read
+
+
+def _last_readers(steps: list[_Step], outputs: bool) -> dict[int, int]:
+    """Each slot's last reader among ``steps``, by step index (a backward step also reads its output)."""
+    last: dict[int, int] = {}
+    for j, step in enumerate(steps):
+        if outputs:
+            last[step.out] = j
+        for s in step.ins:
+            last[s] = j
+    return last
+
+
+def _prune_forward(forward: list[ForwardStep], order: list[Node], need: set[int]) -> list[ForwardStep]:
+    """The steps that compute a slot in ``need`` or what those read (``need`` grows to all of it), and
+    those that may fail on their values (:func:`_may_fail`), in order."""
+    kept = []
+    for step in reversed(forward):
+        if step.out in need or _may_fail(order[step.out]):
+            kept.append(step)
+            need.update(step.ins)
+    kept.reverse()
+    return kept
+
+
+def _plan_frees(forward: list[ForwardStep], backward: list[BackwardStep], order: list[Node], read: set[int],
+                last_back: dict[int, int], protected: set[int]) -> None:
+    """Fill each step's ``free``/``after``: a value goes after its last reader (the outputs stay).
+
+    A value the backward reads goes after its last backward reader. Any
+    other goes after its last forward reader: dropped when the backward
+    never sees it, else shrunk to the :class:`ShapeOnly` its rules measure.
+    """
+    for j, free in _by_step(last_back, protected).items():
+        backward[j].free = free
+    after = {s: j for s, j in _last_readers(forward, outputs=False).items() if s not in read}
+    for j, dead in _by_step(after, protected).items():
+        forward[j].after = tuple([(s, None if s not in last_back else _MEASURE if None in order[s].shape
+                                   else ShapeOnly(order[s])) for s in dead])
+
+
+def _by_step(last: dict[int, int], protected: set) -> dict[int, tuple]:
+    """The slots of ``last`` (slot -> index of its last reader) grouped by that index, outputs left out."""
+    frees: dict[int, list[int]] = {}
+    for s, j in last.items():
+        if s not in protected:
+            frees.setdefault(j, []).append(s)
+    return {j: tuple(free) for j, free in frees.items()}
 
 
 class ShapeOnly:
@@ -283,16 +368,6 @@ def _may_fail(n: Node) -> bool:
     Such a node runs even when nothing reads its value, so a bad index is reported where it is made.
     """
     return any(x.dtype.kind in "iu" for x in n.inputs)
-
-
-def _attach_frees(steps: list, field: int, last: dict[int, int], protected: set) -> None:
-    """Put each slot in the ``free`` field of the step that reads it last (outputs stay)."""
-    frees: dict[int, list[int]] = {}
-    for s, j in last.items():
-        if s not in protected:
-            frees.setdefault(j, []).append(s)
-    for j, free in frees.items():
-        steps[j][field] = tuple(free)
 
 
 def _accumulate(owned: set, t: int, old, gi):
