@@ -38,8 +38,8 @@ from . import functional as _functional
 from .engine import backward
 from .functional import hessian, hvp, jacobian, jvp, value_and_grad, vjp
 from .gradcheck import gradcheck, gradgradcheck
-from .program import evaluate, gradients
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .program import evaluate, gradients
 from .tape import TapeNode, tape
 from .tensor import Tensor, VersionError, tensor
 
