@@ -143,8 +143,11 @@ def _settings(args, timing: bool):
         for p in peers:
             if p not in PEERS:
                 raise SystemExit(f"twograd: unknown peer {p!r} (choose from {', '.join(PEERS)})")
+    if args.peer_budget <= 0:
+        _fail(f"--peer-budget must be more than 0 seconds, got {args.peer_budget:g}")
     return Settings(min_time=args.min_time, min_count=args.min_count, max_time=args.max_time, timing=timing,
-                    memory=timing and not args.no_memory, backends=backends, peers=peers)
+                    memory=timing and not args.no_memory, backends=backends, peers=peers,
+                    peer_budget=args.peer_budget)
 
 
 def _print_notes(results) -> None:
@@ -298,8 +301,8 @@ def cmd_list(args) -> int:
           "symsym (symbolic graph, compiled)")
     print("peers:")
     for name, p in PEERS.items():
-        why = p.missing()
-        print(f"  {name:<9} {'installed' if why is None else 'not installed'}  {type(p).__doc__.splitlines()[0]}")
+        state = "not installed" if p.missing() else p.version()
+        print(f"  {name:<9} {state:<14} {type(p).__doc__.splitlines()[0]}")
     return 0
 
 
@@ -323,7 +326,12 @@ def _run_options(p) -> None:
                    help="comma-separated peers (torch,jax,autograd,pytensor), 'installed' (default) or 'none'")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
                    help="table format on stdout (default: text)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--peer-budget", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="seconds a peer may take for its one-off (trace + compile + first call) or any call; "
+                        "past it its worker process is killed and the cell reads 'compile over budget' "
+                        "(default: 60)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (a bar on a terminal, else one line per finished cell)")
 
 
 def build_parser() -> argparse.ArgumentParser:

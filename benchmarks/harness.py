@@ -7,6 +7,9 @@ tolerance), ``curves`` (training losses), ``orders`` (higher derivatives),
 are always on: finite differences on the reference interpreter, the two
 backends against each other, each against the hand-written reference and
 every installed peer against symnum.
+
+Peers run in worker processes of their own (:mod:`benchmarks.peerworker`), each
+request within ``Settings.peer_budget`` seconds, so that no peer can stall a run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from common import count_nodes, evaluate
 from . import __version__
 from .backends import BACKENDS, TWOGRAD, Unsupported
 from .finite import GradientOracle, HessianOracle, derivative_error, rel_err
+from .peers import PEERS  # noqa: F401  (importing it adds the peers to BACKENDS)
+from .peerworker import Remote
 from .timing import (
     MeasureError,
     Stats,
@@ -54,22 +59,28 @@ class Settings:
     memory: bool = True
     backends: tuple = ("hand", "symnum", "symsym")
     peers: tuple = ()
+    peer_budget: float = 60.0       # seconds for a peer's one-off (trace + compile + first call), or any call
     selection: list = field(default_factory=list)   # [(workload, [sizes])]
 
 
 class Progress:
-    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+    """Progress on stderr: a one-line bar on a terminal; elsewhere (a log, CI) one line per finished
+    cell, so that a long run shows where it is and what each cell came to."""
 
     def __init__(self, total: int, enabled: bool = True, stream=None):
         self.total = max(total, 1)
         self.done = 0
         self.stream = stream or sys.stderr
-        self.enabled = enabled and getattr(self.stream, "isatty", lambda: False)()
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        self.bar = enabled and tty
+        self.lines = enabled and not tty
+        self.ended = 0
         self.start = time.perf_counter()
 
     def step(self, what: str) -> None:
+        """A cell starts: the bar moves."""
         self.done += 1
-        if not self.enabled:
+        if not self.bar:
             return
         width = 30
         fill = int(width * self.done / self.total)
@@ -78,8 +89,17 @@ class Progress:
         self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {what[:40]:<40}")
         self.stream.flush()
 
+    def finished(self, what: str) -> None:
+        """A cell is done: one line, when not drawing the bar."""
+        self.ended += 1
+        if not self.lines:
+            return
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"[{self.ended}/{self.total} {elapsed:.0f} s] {what}\n")
+        self.stream.flush()
+
     def close(self) -> None:
-        if self.enabled:
+        if self.bar:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -106,7 +126,8 @@ def reference_cost(problem: Problem) -> Callable:
 
 def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progress: bool = True) -> dict:
     """Measure and cross-check every (workload, size) of ``selection`` on the chosen backends."""
-    backends = [BACKENDS[b] for b in settings.backends + tuple(settings.peers)]
+    backends = [Remote(BACKENDS[b], settings.peer_budget) if BACKENDS[b].role == "peer" else BACKENDS[b]
+                for b in settings.backends + tuple(settings.peers)]
     results = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                "settings": {k: v for k, v in asdict(settings).items() if k != "selection"},
                "selection": {w.name: list(sizes) for w, sizes in selection},
@@ -127,22 +148,70 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     total = sum(len(sizes) * (len(usable) if w.kind != "order" else 1) for w, sizes in selection)
     bar = Progress(total, progress)
     t0 = time.perf_counter()
-    with enforce_threads(1):
-        for w, sizes in selection:
-            for size in sizes:
-                start = time.perf_counter()
-                problem = w.make(size)
-                if w.kind == "order":
-                    run_orders(w, size, problem, usable, settings, results)
-                    bar.step(f"{w.name} {size}")
-                else:
-                    run_problem(w, size, problem, usable, settings, results, bar)
-                results["timeline"].append({"workload": w.name, "size": size,
-                                            "seconds": time.perf_counter() - start})
+    workers = [b for b in usable if isinstance(b, Remote)]
+    try:
+        for b in workers:   # they import their libraries meanwhile, side by side
+            b.worker.start()
+        with enforce_threads(1):
+            for w, sizes in selection:
+                for size in sizes:
+                    run_size(w, size, usable, settings, results, bar)
+    finally:
+        for b in workers:
+            b.close()
     bar.close()
     results["wall_time"] = time.perf_counter() - t0
     derive(results)
     return results
+
+
+def make_problem(w: Workload, size: str) -> Problem:
+    """``w.make(size)``, marked with where it came from, so that a peer's worker can make it again."""
+    problem = w.make(size)
+    problem.origin = (w.make.__module__, w.name, size)
+    return problem
+
+
+def run_size(w: Workload, size: str, backends, settings: Settings, results: dict, bar: Progress) -> None:
+    """One (workload, size) on every backend, its time into the timeline, a progress line per cell."""
+    start = time.perf_counter()
+    problem = make_problem(w, size)
+    if w.kind == "order":
+        rows = len(results["orders"])
+        run_orders(w, size, problem, backends, settings, results)
+        bar.step(f"{w.name} {size}")
+        bar.finished(_order_line(w, size, results["orders"][rows:]))
+    else:
+        cells = len(results["cells"])
+        run_problem(w, size, problem, backends, settings, results, bar)
+        for cell in results["cells"][cells:]:
+            bar.finished(_cell_line(cell))
+    results["timeline"].append({"workload": w.name, "size": size, "seconds": time.perf_counter() - start})
+
+
+def _cell_line(cell: dict) -> str:
+    """What a finished cell came to, in one line: its time per derivative or why it has none."""
+    what = f"{cell['workload']} {cell['size']} {cell['backend']}"
+    if cell["status"] != "ok":
+        return f"{what}: {cell['status']}: {cell['note'].splitlines()[0] if cell['note'] else ''}"
+    parts = [f"{cell['time']['median'] * 1e3:.3g} ms per derivative" if "time" in cell else "ok"]
+    total = cell.get("one_off", {}).get("total")
+    if total is not None and cell["role"] != "reference":
+        parts.append(f"one-off {total:.3g} s")
+    return f"{what}: {', '.join(parts)}"
+
+
+def _order_line(w: Workload, size: str, rows: list[dict]) -> str:
+    """A finished order cell: the orders each backend computed, and the notes of those it did not."""
+    got: dict[str, int] = {}
+    notes: dict[str, str] = {}
+    for row in rows:
+        for name in row["values"]:
+            got[name] = row["order"]
+        notes.update(row["notes"])
+    done = ", ".join(f"{name} 1..{k}" for name, k in got.items())
+    missed = "".join(f"; {name}: {note}" for name, note in notes.items() if name not in got)
+    return f"{w.name} {size}: orders {done}{missed}"
 
 
 def _cell(w: Workload, size: str, problem: Problem, backend) -> dict:
@@ -209,7 +278,7 @@ def run_problem(w: Workload, size: str, problem: Problem, backends, settings: Se
             continue
         with _guard(cell):
             if settings.memory:
-                cell["memory"] = peak_memory(lambda: runner.grad(problem.arrays))
+                cell["memory"] = _memory(runner, problem.arrays)
             if w.kind == "train":
                 curves[name] = train(runner, problem)
     cross_check(w, size, problem, outs, results["checks"])
@@ -223,9 +292,30 @@ def _first_call(w: Workload, problem: Problem, b, cell: dict) -> tuple[object, l
     seconds, runner = once(lambda: b.prepare(problem, w.kind))
     cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
     cell["nodes"] = runner.nodes
-    seconds, out = once(lambda: runner.grad(problem.arrays))
-    cell["first_call"] = seconds
+    cell["first_call"], out = _called_once(runner, problem.arrays)
     return runner, [np.asarray(o) for o in out]
+
+
+def _called_once(runner, arrays: list) -> tuple[float, list]:
+    """Seconds of the runner's first call and its outputs; a peer's worker made that call already,
+    within its budget (:class:`benchmarks.peerworker.RemoteRunner`)."""
+    first = getattr(runner, "first_call", None)
+    return first if first is not None else once(lambda: runner.grad(arrays))
+
+
+def _timed(runner, which: str, arrays: list) -> Callable[[], object]:
+    """``runner.<which>(arrays)`` as a function to time; a remote runner's is sampled in its worker."""
+    timed = getattr(runner, "timed", None)
+    if timed is not None:
+        return timed(which, arrays)
+    fn = getattr(runner, which)
+    return lambda: fn(arrays)
+
+
+def _memory(runner, arrays: list) -> int:
+    """Peak bytes of one derivative call, measured in the process that makes it."""
+    remote = getattr(runner, "peak_memory", None)
+    return remote(arrays) if remote is not None else peak_memory(lambda: runner.grad(arrays))
 
 
 def time_cells(cells: dict[str, dict], runners: dict, arrays: list, settings: Settings) -> None:
@@ -234,11 +324,11 @@ def time_cells(cells: dict[str, dict], runners: dict, arrays: list, settings: Se
     def failed(name: str, e: BaseException) -> None:
         _failed(cells[name], e)
 
-    grads = {n: (lambda r=r: r.grad(arrays)) for n, r in runners.items() if cells[n]["status"] == "ok"}
+    grads = {n: _timed(r, "grad", arrays) for n, r in runners.items() if cells[n]["status"] == "ok"}
     for name, stats in timed_together(grads, failed, settings.min_time, settings.min_count,
                                       settings.max_time).items():
         cells[name]["time"] = stats.as_dict()
-    forwards = {n: (lambda r=r: r.forward(arrays)) for n, r in runners.items()
+    forwards = {n: _timed(r, "forward", arrays) for n, r in runners.items()
                 if cells[n]["status"] == "ok" and r.forward is not None}
     for name, stats in timed_together(forwards, failed, settings.min_time / 2, settings.min_count,
                                       settings.max_time / 2).items():
@@ -321,7 +411,7 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
                 continue
             try:
                 seconds, runner = once(lambda: b.prepare(problem, "order", order=k))
-                value = float(np.asarray(runner.grad(problem.arrays)[0]))
+                value = float(np.asarray(_called_once(runner, problem.arrays)[1][0]))
                 row["values"][b.name] = value
                 if runner.one_off:
                     row.setdefault("one_off", {})[b.name] = runner.one_off
@@ -335,7 +425,7 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
             except Exception as e:
                 failed(b.name, e)
         if settings.timing:
-            grads = {n: (lambda r=r: r.grad(problem.arrays)) for n, r in runners.items()}
+            grads = {n: _timed(r, "grad", problem.arrays) for n, r in runners.items()}
             stats = timed_together(grads, failed, settings.min_time / 4, 3, settings.max_time / 4)
             row["time"] = {n: s.median for n, s in stats.items()}
         vals = row["values"]

@@ -104,15 +104,22 @@ def _calls_per_sample(name: str, fn: Callable[[], object], warmup: int, min_samp
     return max(1, int(min_sample / t)) if t > 0 else 1000
 
 
-def _sample(name: str, fn: Callable[[], object], number: int, clock: Callable[[], float]) -> float:
-    """Seconds per call over ``number`` back-to-back calls."""
+def per_call(fn: Callable[[], object], number: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call over ``number`` back-to-back calls of ``fn()``."""
     t0 = clock()
+    for _ in range(number):
+        fn()
+    return (clock() - t0) / number
+
+
+def _sample(name: str, fn: Callable[[], object], number: int, clock: Callable[[], float]) -> float:
+    """Seconds per call over ``number`` calls; a function that runs elsewhere (a peer's worker
+    process) carries ``fn.sample(number)``, timed where it runs, so the round trip is not counted."""
+    remote = getattr(fn, "sample", None)
     try:
-        for _ in range(number):
-            fn()
+        return remote(number) if remote is not None else per_call(fn, number, clock)
     except Exception as e:
         raise MeasureError(name) from e
-    return (clock() - t0) / number
 
 
 def measure_interleaved(fns: dict[str, Callable[[], object]], min_time: float = 0.2, min_count: int = 5,

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.peers import PEERS, installed
 from benchmarks.workloads import WORKLOADS, Problem, workload
 
 TINY = ["-w", "chain:sin-d3+sin-d10", "-w", "xor", "-w", "order:gauss", "-w", "rosenbrock:n10",
-        "--min-time", "0.005", "--min-count", "2", "--max-time", "0.02", "--no-progress"]
+        "--min-time", "0.005", "--min-count", "2", "--max-time", "0.02"]
+PEERS_HERE = installed()   # whatever extras this environment has: none, some or all of the peers
 
 
 @workload("test-wrong-hand", sizes=("n4",), kind="grad", hidden=True,
@@ -25,7 +27,7 @@ def _wrong_hand(size):
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
-    """One tiny ``python -m benchmarks bench`` in a fresh process (as a user runs it)."""
+    """One tiny ``python -m benchmarks bench`` in a fresh process (as a user runs it; stderr is a pipe)."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "bench", *TINY, "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
@@ -57,10 +59,16 @@ def test_results_json_schema(bench_run):
     assert r["machine"]["threads"]["OPENBLAS_NUM_THREADS"] == "1"
     assert {"python", "numpy", "platform", "cpus"} <= set(r["machine"])
     assert {"min_time", "min_count", "backends", "peers"} <= set(r["settings"])
+    assert list(r["settings"]["peers"]) == PEERS_HERE
+    assert set(PEERS_HERE) <= set(r["versions"])
     keys = {(c["workload"], c["size"], c["backend"]) for c in r["cells"]}
     for size in ("sin-d3", "sin-d10"):
-        assert {("chain", size, b) for b in ("hand", "symnum", "symsym")} <= keys
+        assert {("chain", size, b) for b in ("hand", "symnum", "symsym", *PEERS_HERE)} == \
+            {k for k in keys if k[:2] == ("chain", size)}
     for c in r["cells"]:
+        if c["role"] == "peer" and c["status"] == "skipped":   # a peer may not do a workload: it says why
+            assert c["note"].startswith(c["backend"]), c
+            continue
         assert c["status"] == "ok", c
         assert {"median", "q1", "q3", "iqr", "samples", "number"} <= set(c["time"])
         assert c["time"]["q1"] <= c["time"]["median"] <= c["time"]["q3"]
@@ -73,9 +81,23 @@ def test_results_json_schema(bench_run):
             assert "break_even" in c
     for chk in r["checks"]:
         assert {"workload", "size", "check", "error", "tol", "ok"} <= set(chk) and chk["ok"]
-    assert {c["backend"] for c in r["curves"]} == {"hand", "symnum", "symsym"}
+    trained = {c["backend"] for c in r["cells"] if c["workload"] == "xor" and c["status"] == "ok"}
+    assert {"hand", "symnum", "symsym"} <= trained
+    assert {c["backend"] for c in r["curves"]} == trained
     assert [o["order"] for o in r["orders"]] == [1, 2, 3, 4, 5, 6]
     assert all(o["nodes_raw"] >= o["nodes_opt"] for o in r["orders"])
+
+
+def test_bench_prints_a_line_per_finished_cell_when_stderr_is_not_a_terminal(bench_run):
+    proc, out = bench_run
+    r = json.loads((out / "results.json").read_text())
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    cells = r["cells"]
+    assert len(lines) == len(cells) + len(r["selection"]["order"])
+    for c in cells:
+        assert any(f"] {c['workload']} {c['size']} {c['backend']}: " in line for line in lines), c
+    assert lines[-1].startswith(f"[{len(lines)}/{len(lines)} ")
+    assert "\r" not in proc.stderr and "#" not in proc.stderr   # no bar into a pipe
 
 
 def test_plot_redraws_from_the_json(bench_run, tmp_path):
@@ -122,13 +144,29 @@ def test_explain_traces_build_grad_on_the_chain(capsys):
         assert name in out
 
 
-def test_list_names_workloads_backends_and_peers(capsys):
+def test_list_names_workloads_backends_and_peers_with_their_versions(capsys):
+    from importlib.metadata import version
+
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ("chain", "mlp", "rosenbrock", "elementwise", "xor", "order", "symnum", "symsym",
-                 "torch", "jax", "autograd", "pytensor"):
+    for word in ("chain", "mlp", "rosenbrock", "elementwise", "xor", "order", "symnum", "symsym"):
         assert word in out
     assert "test-wrong-hand" not in out
+    peer_lines = {line.split()[0]: line for line in out.split("peers:")[1].splitlines() if line.strip()}
+    assert set(peer_lines) == set(PEERS)
+    for name, line in peer_lines.items():
+        if name in PEERS_HERE:
+            assert version(name) in line and "not installed" not in line
+        else:
+            assert "not installed" in line
+
+
+def test_peer_budget_must_be_positive(capsys):
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit) as e:
+            main(["check", "-w", "chain:sin-d3", "--peer-budget", bad])
+        assert e.value.code == 2
+        assert "--peer-budget" in capsys.readouterr().err
 
 
 def test_help_describes_every_command(capsys):
@@ -158,21 +196,6 @@ def test_installed_peer_agrees_with_symnum(peer):
     results = harness.run(sel, harness.Settings(timing=False, memory=False, peers=(peer,)), progress=False)
     assert harness.failures(results) == []
     assert any(c["check"] == f"{peer} vs symnum" for c in results["checks"])
-
-
-def test_missing_peers_are_a_note_not_a_failure():
-    from benchmarks import harness
-    from benchmarks.peers import PEERS
-    from benchmarks.workloads import get
-
-    missing = [p for p, b in PEERS.items() if b.missing()]
-    if not missing:
-        pytest.skip("every peer is installed")
-    results = harness.run([(get("chain"), ["sin-d3"])],
-                          harness.Settings(timing=False, memory=False, peers=tuple(missing)), progress=False)
-    assert results["ok"]
-    assert len(results["notes"]) == len(missing)
-    assert all("not installed" in n for n in results["notes"])
 
 
 def test_thread_limits_are_set_before_numpy_in_the_cli_process():

@@ -208,19 +208,24 @@ def test_a_failed_check_or_a_crash_makes_the_run_not_ok():
     assert any("boom" in line for line in lines)
 
 
-def test_progress_bar_writes_to_a_terminal_only():
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_finished_cell_elsewhere():
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
-    tty, pipe = Tty(), io.StringIO()
-    for stream in (tty, pipe):
-        bar = harness.Progress(2, stream=stream)
+    tty, pipe, quiet = Tty(), io.StringIO(), io.StringIO()
+    for stream, enabled in ((tty, True), (pipe, True), (quiet, False)):
+        bar = harness.Progress(2, enabled=enabled, stream=stream)
         bar.step("one")
+        bar.finished("cell one: done")
         bar.step("two")
+        bar.finished("cell two: done")
         bar.close()
-    assert "2/2" in tty.getvalue() and "[" in tty.getvalue()
-    assert pipe.getvalue() == ""
+    assert "2/2" in tty.getvalue() and "\r[" in tty.getvalue() and "cell one" not in tty.getvalue()
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[1/2 ") and lines[0].endswith("] cell one: done")
+    assert lines[1].startswith("[2/2 ") and "#" not in pipe.getvalue()
+    assert quiet.getvalue() == ""
 
 
 def test_registry_discovers_every_module_and_rejects_bad_kinds():
