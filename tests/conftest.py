@@ -14,3 +14,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261128)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _peer_caches_in_tmp(tmp_path_factory):
+    """PyTensor caches its compiled code in the home folder; in tests it goes to the session's tmp
+    folder instead (peers run in worker processes, which inherit the environment)."""
+    os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={tmp_path_factory.mktemp('pytensor')}")
