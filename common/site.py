@@ -15,11 +15,15 @@ _INTERNAL = [os.path.join(_ROOT, pkg) + os.sep for pkg in ("common", "symnum", "
 _INTERNAL_T = tuple(_INTERNAL)
 
 
+_KNOWN: dict[str, bool] = {}  # file name -> whether it is library code (asked once per file)
+
+
 def register_internal(path: str) -> None:
     """Treat frames from files under ``path`` as library code, not user code."""
     global _INTERNAL_T
     _INTERNAL.append(os.path.abspath(path) + os.sep)
     _INTERNAL_T = tuple(_INTERNAL)
+    _KNOWN.clear()
 
 
 class Site:
@@ -83,3 +87,42 @@ def user_site(depth: int = 1) -> Site | None:
     if f is None:
         return None
     return Site(f.f_code.co_filename, f.f_lineno)
+
+
+def user_code(depth: int = 1, tries: int = 2) -> Site | tuple | None:
+    """:func:`user_site` for hot paths that know how deep the user's frame usually is: that
+    frame's ``(code, instruction offset)``, which :func:`site_of` words as a Site only when one
+    is shown.
+
+    The symnum tape notes where each op that saves a leaf was recorded. In
+    CPython 3.11 ``sys._getframe(depth)`` makes a frame object for that frame
+    only (the user's is long-lived: made once), each file is classified once,
+    and a line number, which costs a search of the code's line table, is
+    found only when shown. So the frames at ``depth`` and up to ``tries - 1``
+    above it (an operator's wrapper) are tried first, then the pinned site,
+    then a walk.
+    """
+    known = _KNOWN
+    try:
+        for d in range(depth, depth + tries):
+            f = sys._getframe(d)
+            name = f.f_code.co_filename
+            inside = known.get(name)
+            if inside is None:
+                inside = known[name] = name.startswith(_INTERNAL_T)
+            if not inside:
+                return f.f_code, f.f_lasti
+    except ValueError:  # the stack is not that deep
+        return None
+    return user_site(depth + tries + 1)  # (+1: user_site's own frame)
+
+
+def site_of(where: Site | tuple | None) -> Site | None:
+    """The Site of what :func:`user_code` answered."""
+    if where is None or isinstance(where, Site):
+        return where
+    code, offset = where
+    for start, end, line in code.co_lines():
+        if start <= offset < end and line is not None:
+            return Site(code.co_filename, line)
+    return Site(code.co_filename, code.co_firstlineno)

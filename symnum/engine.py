@@ -26,7 +26,7 @@ import numpy as np
 
 from common.errors import GradError
 from common.ops import NO_GRAD, numeric
-from common.site import user_site
+from common.site import site_of, user_site
 
 from .batched import Batched, same_scale
 from .mode import MODE
@@ -185,19 +185,23 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     finally:
         MODE.enabled = prev
 
-    for key, (leaf, g) in leaf_acc.items():
-        if targets is None:
-            g = as_dtype(g, leaf.dtype)
-            if leaf.hooks:
-                g = _run_hooks(leaf.hooks, g, create_graph, leaf)
-            with ACCUMULATING:
-                leaf.grad = accumulate(leaf.grad, g)
-        else:
+    if targets is not None:
+        for key, (leaf, g) in leaf_acc.items():
             if leaf.hooks:
                 g = _run_hooks(leaf.hooks, g, create_graph, leaf)
             for k in targets.get(key, ()):
                 found[k] = g
-    return found
+        return found
+    for leaf, g in leaf_acc.values():
+        if g.dtype != leaf._data.dtype:
+            g = as_dtype(g, leaf._data.dtype)
+        if leaf.hooks:
+            g = _run_hooks(leaf.hooks, g, create_graph, leaf)
+        leaf_acc[id(leaf)][1] = g
+    with ACCUMULATING:
+        for leaf, g in leaf_acc.values():
+            leaf.grad = accumulate(leaf.grad, g)
+    return None
 
 
 ACCUMULATING = threading.Lock()
@@ -263,69 +267,75 @@ def _run(ready, ready_g, grads, deps, leaf_acc, targets, found, retain_graph, cr
 
     The hot loop of define-by-run: a rule is called directly (what
     ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
-    A node's complete gradient travels with it on the ready stack; ``grads``
-    holds only the partial sums of nodes with consumers still pending.
+    A node's complete gradient travels with it (``grads`` holds only the
+    partial sums of nodes with consumers still pending), and the first parent
+    a node completes is swept next without a trip through the ready stack: a
+    chain is followed in a local loop.
     """
     pruned = targets is not None
     owned: set[int] = set()  # nodes and leaves whose gradient so far is a sum made here
     pop, push, pop_g, push_g = ready.pop, ready.append, ready_g.pop, ready_g.append
-    get_deps, get_g = deps.get, grads.get
+    get_deps, get_g, take = deps.get, grads.get, grads.pop
     while ready:
         node = pop()
         g = pop_g()
-        saved = args = node.args
-        if args is None:
-            raise GradError(_FREED.format(op=node.op.name))
-        if g is not None:
-            if node.hooks is not None:
-                g = _run_hooks(node.hooks, g, create_graph, node)
-            if pruned:
-                for k in targets.get(id(node), ()):
-                    found[k] = g
-            op, params, out = node.op, node.params, node.out
-            rules, rule_n = op.vjps, op.vjp_n
-            if create_graph:
-                args, out = _as_tensors(node), wrap(out, True, node)
-        for i, p in enumerate(node.parents):
-            if p is None:
-                continue
-            is_node = p.__class__ is TapeNode
-            if is_node:
-                d = get_deps(p)
-                if d is None:  # pruned: it leads to no input asked for
+        while node is not None:
+            saved = args = node.args
+            if args is None:
+                raise GradError(_FREED.format(op=node.op.name))
+            if g is not None:
+                if node.hooks is not None:
+                    g = _run_hooks(node.hooks, g, create_graph, node)
+                if pruned:
+                    for k in targets.get(id(node), ()):
+                        found[k] = g
+                op, params, out = node.op, node.params, node.out
+                rules, rule_n = op.vjps, op.vjp_n
+                if create_graph:
+                    args, out = _as_tensors(node), wrap(out, True, node)
+            nxt = nxt_g = None
+            for i, p in enumerate(node.parents):
+                if p is None:
                     continue
-            elif pruned and id(p) not in targets:
-                continue
-            elif p._data is not saved[i]:
-                raise _replaced(node, i, p)
-            if g is None:
-                gi = NO_GRAD
-            elif rule_n is not None:
-                gi = rule_n(ns, i, g, out, *args, **params)
-            elif params:
-                gi = rules[i](ns, g, out, *args, **params)
-            else:
-                gi = rules[i](ns, g, out, *args)
-            if not is_node:
-                if gi is not NO_GRAD:
-                    _add_leaf(leaf_acc, p, gi, owned)
-                continue
-            old = get_g(p)
-            if gi is NO_GRAD:
-                gi = old
-            elif old is not None:
-                gi = add_owned(owned, id(p), old, gi)
-            if d == 1:  # its last consumer: its gradient is complete
-                if old is not None:
-                    del grads[p]
-                push(p)
-                push_g(gi)
-            else:
-                deps[p] = d - 1
-                if gi is not None:
-                    grads[p] = gi
-        if not retain_graph:
-            node.args = node.out = None
+                is_node = p.__class__ is TapeNode
+                if is_node:
+                    d = get_deps(p)
+                    if d is None:  # pruned: it leads to no input asked for
+                        continue
+                elif pruned and id(p) not in targets:
+                    continue
+                elif p._data is not saved[i]:
+                    raise _replaced(node, i, p)
+                if g is None:
+                    gi = NO_GRAD
+                elif rule_n is not None:
+                    gi = rule_n(ns, i, g, out, *args, **params)
+                elif params:
+                    gi = rules[i](ns, g, out, *args, **params)
+                else:
+                    gi = rules[i](ns, g, out, *args)
+                if not is_node:
+                    if gi is not NO_GRAD:
+                        _add_leaf(leaf_acc, p, gi, owned)
+                elif d == 1:  # its last consumer: its gradient is complete
+                    old = take(p, None)
+                    if gi is NO_GRAD:
+                        gi = old
+                    elif old is not None:
+                        gi = add_owned(owned, id(p), old, gi)
+                    if nxt is None:
+                        nxt, nxt_g = p, gi
+                    else:
+                        push(p)
+                        push_g(gi)
+                else:
+                    deps[p] = d - 1
+                    if gi is not NO_GRAD:
+                        old = get_g(p)
+                        grads[p] = gi if old is None else add_owned(owned, id(p), old, gi)
+            if not retain_graph:
+                node.args = node.out = None
+            node, g = nxt, nxt_g
 
 
 def _add_leaf(acc, leaf, g, owned=None) -> None:
@@ -372,13 +382,12 @@ def _as_tensors(node) -> tuple:
 
 def _replaced(node: TapeNode, i: int, leaf: Tensor) -> VersionError:
     """The error for a leaf whose value was replaced after ``node`` saved it."""
-    saved = node.versions[i] if node.versions else 0
-    where = getattr(leaf, "_assigned_at", None)
+    version, saved_at, assigned_at = leaf.replaced(node.args[i])
     return VersionError(
-        f"{node.op.name}: an input (input {i}, a leaf of shape {leaf.shape}) saved at {node.site} was modified "
-        f"in place after it was saved (version {leaf._version}, expected {saved}: its .data was assigned"
-        f"{f' at {where}' if where else ''}); the gradient would be for a value it no longer has. Run the "
-        "forward again after changing it")
+        f"{node.op.name}: an input (input {i}, a leaf of shape {leaf.shape}) saved at {site_of(saved_at)} was "
+        f"modified in place after it was saved (version {leaf._version}, expected "
+        f"{'an earlier one' if version is None else version}: its .data was assigned at {assigned_at}); the "
+        "gradient would be for a value it no longer has. Run the forward again after changing it")
 
 
 def _run_hooks(hooks, g, create_graph, owner):

@@ -13,10 +13,12 @@ frees every saved array.
 Saved values never change: tensors' arrays are never written (see
 :mod:`symnum.tensor`), and numpy operands, which the caller may still write
 to, are copied when a node saves them. A leaf is the one thing a node refers
-to by identity, and its value may be replaced (``leaf.data = ...``), so a
-node that consumes a leaf also notes the leaf's version and the user's line
-(the sweep checks them; the bulk of a tape, ops on op outputs, pays nothing).
-Nodes hold no state of a sweep, so any number of sweeps (threads) may share one tape.
+to by identity, and its value may be replaced (``leaf.data = ...``): the
+sweep checks that the leaf still holds the array the node saved. For the
+error's sake the first op that saves each version of a leaf notes the user's
+line on the leaf (one frame lookup per leaf and version; the bulk of a tape,
+ops on op outputs, pays nothing). Nodes hold no state of a sweep, so any
+number of sweeps (threads) may share one tape.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from common.errors import DTypeError, ShapeError, TwogradError, op_error
 from common.ops import OPS, Namespace
 from common.ops.core import EMPTY
 from common.overloads import install_operators
-from common.site import user_site
+from common.site import user_code, user_site
 
 from .mode import MODE
 from .tensor import Tensor, wrap
@@ -39,16 +41,12 @@ class TapeNode:
     ``args`` are the input values and ``out`` the output value (both cleared
     once a backward without ``retain_graph`` is done with them); ``parents[i]``
     is the node that made input ``i``, the leaf tensor it is, or None when no
-    gradient flows to it. A node with a leaf parent also has ``site`` (the
-    user's line that recorded it) and ``versions`` (each leaf parent's
-    version then, None for other parents).
+    gradient flows to it.
     """
 
-    # hooks, site and versions are rare: they live in a lazily made __dict__, so recording writes five slots
+    # hooks are rare: they live in a lazily made __dict__, so recording writes five slots
     __slots__ = ("op", "params", "args", "out", "parents", "__dict__")
     hooks = None
-    site = None
-    versions = None
 
     def __init__(self, op, params, args, out, parents):
         self.op = op
@@ -81,8 +79,7 @@ def record(op, inputs, params):
     parents = []
     need = False
     scalars = False
-    foreign = False  # an operand that is not a tensor or a Python scalar: the caller may write to it
-    leaves = False
+    foreign = None  # positions of operands that are not tensors or scalars: the caller may write to them
     enabled = MODE.enabled
     for x in inputs:
         if type(x) is Tensor:
@@ -91,7 +88,8 @@ def record(op, inputs, params):
                 need = True
                 made = x.grad_fn
                 if made is None:
-                    leaves = True
+                    if x._saved_at is None:  # the first op to save this version of the leaf
+                        x._saved_at = user_code(2, 3)  # (2: above user_code and record; 3: an operator's wrappers)
                     parents.append(x)
                 else:
                     parents.append(made)
@@ -103,7 +101,7 @@ def record(op, inputs, params):
             if isinstance(x, _PY_SCALARS):
                 scalars = True
             elif not isinstance(x, np.generic):
-                foreign = True
+                foreign = [len(args)] if foreign is None else [*foreign, len(args)]
             args.append(x)
             parents.append(None)
     if scalars:
@@ -121,30 +119,11 @@ def record(op, inputs, params):
                 else:
                     parents[i] = None
         if need:
-            if foreign:
-                args = _own_operands(args, inputs)
-            node = TapeNode(op, params, tuple(args), out, tuple(parents))
-            if leaves:
-                note_leaves(node)
-            return wrap(out, True, node)
+            if foreign is not None:  # keep copies of our own: see the module docstring
+                for i in foreign:
+                    args[i] = np.array(args[i])
+            return wrap(out, True, TapeNode(op, params, tuple(args), out, tuple(parents)))
     return wrap(out)
-
-
-def _own_operands(args: list, inputs) -> list:
-    """The saved values with numpy operands (and lists) replaced by copies of our own.
-
-    The op already ran on the caller's array; the node keeps a copy, so a
-    later write to that array cannot change the gradient. Only nodes pay
-    this, and only for operands that are not tensors.
-    """
-    return [np.array(a) if not isinstance(x, (Tensor, np.generic, *_PY_SCALARS)) else a
-            for a, x in zip(args, inputs)]
-
-
-def note_leaves(node: TapeNode) -> None:
-    """Note, on a node that saved a leaf, each leaf's version and the user's line recording it."""
-    node.versions = tuple([p._version if p.__class__ is Tensor else None for p in node.parents])
-    node.site = user_site()
 
 
 def _explain(op, args, params, err) -> TwogradError:
@@ -187,8 +166,9 @@ def _unary(op):
             node.op, node.params, node.args, node.out = op, EMPTY, (data,), out
             made = x.grad_fn
             if made is None:
+                if x._saved_at is None:  # as in record (2: above user_code and this function)
+                    x._saved_at = user_code(2)
                 node.parents = (x,)
-                note_leaves(node)
             else:
                 node.parents = (made,)
             t.requires_grad, t.grad_fn = True, node

@@ -30,6 +30,8 @@ import numpy as np
 from common.errors import DTypeError, GradError
 from common.site import user_site
 
+_KEPT_VERSIONS = 8
+
 
 class VersionError(GradError):
     """A value saved for the backward sweep was replaced (``t.data = ...``) after it was saved."""
@@ -51,6 +53,7 @@ class Tensor:
     grad = None
     hooks = None
     _version = 0  # how many times ``.data`` was assigned (PyTorch's version counter)
+    _saved_at = None  # where the first op that saved this version was recorded (symnum.tape)
 
     def __init__(self, data, requires_grad: bool = False, grad_fn=None):
         self._data = np.array(data._data if isinstance(data, Tensor) else data)
@@ -79,9 +82,21 @@ class Tensor:
         arr = np.array(value._data if isinstance(value, Tensor) else value)
         if self.requires_grad:
             check_float(arr, ".data assignment")
+        # what an error about a stale saved value will say, by the id of the array a node saved
+        # (unique while a node holds it); the last few versions are plenty
+        self._replaced = [*getattr(self, "_replaced", ())[-(_KEPT_VERSIONS - 1):],
+                          (id(self._data), self._version, self._saved_at, user_site())]
         self._data = arr
         self._version += 1
-        self._assigned_at = user_site()
+        self._saved_at = None
+
+    def replaced(self, saved) -> tuple:
+        """``(version, where first saved, where replaced)`` of the value ``saved`` this tensor held
+        before a ``.data`` assignment (Nones when it is not among the last few)."""
+        for key, version, saved_at, assigned_at in reversed(getattr(self, "_replaced", ())):
+            if key == id(saved):
+                return version, saved_at, assigned_at
+        return None, None, None
 
     # --- array-like facts
     @property

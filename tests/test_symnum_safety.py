@@ -120,6 +120,26 @@ def test_replacing_a_saved_leaf_raises_naming_the_op_and_the_line():
     assert x.grad is None
 
 
+@pytest.mark.parametrize("kind", ["rmul", "mul", "function", "neg"])
+def test_a_replaced_leaf_is_reported_where_an_operator_saved_it(kind):
+    x = S.tensor([0.5, 1.0], requires_grad=True)
+    if kind == "rmul":
+        y = S.sum(S.sin(2.0 * x)); saved_at = here()  # noqa: E702
+    elif kind == "mul":
+        y = S.sum(S.sin(x * x)); saved_at = here()  # noqa: E702
+    elif kind == "function":
+        y = S.sum(S.sin(S.mul(x, 3.0))); saved_at = here()  # noqa: E702
+    else:
+        y = S.sum(S.sin(-x)); saved_at = here()  # noqa: E702
+    x.data = [2.0, 3.0]; assigned_at = here()  # noqa: E702
+    x.data = [4.0, 5.0]
+    with pytest.raises(S.VersionError) as info:
+        y.backward()
+    assert f"saved at {saved_at}" in str(info.value)
+    assert f"assigned at {assigned_at}" in str(info.value)
+    assert "version 2, expected 0" in str(info.value)
+
+
 def test_replacing_a_leaf_before_a_second_order_backward_raises():
     x = S.tensor([0.5, 1.0], requires_grad=True)
     y = S.sum(x * x * x)
