@@ -94,7 +94,8 @@ def user_code(depth: int = 1, tries: int = 2) -> Site | tuple | None:
     frame's ``(code, instruction offset)``, which :func:`site_of` words as a Site only when one
     is shown.
 
-    The symnum tape notes where each op that saves a leaf was recorded. In
+    The symnum tape notes where the first op that saves each version of a
+    leaf was recorded. In
     CPython 3.11 ``sys._getframe(depth)`` makes a frame object for that frame
     only (the user's is long-lived: made once), each file is classified once,
     and a line number, which costs a search of the code's line table, is
@@ -112,9 +113,9 @@ def user_code(depth: int = 1, tries: int = 2) -> Site | tuple | None:
                 inside = known[name] = name.startswith(_INTERNAL_T)
             if not inside:
                 return f.f_code, f.f_lasti
+        return user_site(depth + tries + 1)  # (+1: user_site's own frame)
     except ValueError:  # the stack is not that deep
         return None
-    return user_site(depth + tries + 1)  # (+1: user_site's own frame)
 
 
 def site_of(where: Site | tuple | None) -> Site | None:
