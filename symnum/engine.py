@@ -20,7 +20,7 @@ gradients come out with their own history (gradients of gradients).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from common.errors import GradError
 from common.ops import NO_GRAD, numeric
 from common.site import site_of, user_site
 
-from .batched import Batched, same_scale
 from .mode import MODE
 from .tape import TapeNode, tape
 from .tensor import Tensor, VersionError, wrap
@@ -101,7 +100,7 @@ def disconnection_policy(disconnected: str | None, allow_unused: bool = False, w
 def as_dtype(g, dtype):
     """Cotangent ``g`` in its input's ``dtype``: a float32 leaf gets a float32 gradient, as in PyTorch
     (a float64 operand makes float64 cotangents upstream of it)."""
-    if g.__class__ is Batched or g.dtype == dtype:
+    if g.__class__ in _BATCHES or g.dtype == dtype:
         return g
     if isinstance(g, Tensor):
         return tape.cast(g, dtype) if g.requires_grad else wrap(g._data.astype(dtype))
@@ -346,6 +345,18 @@ def _add_leaf(acc, leaf, g, owned=None) -> None:
         entry[1] = entry[1] + g if owned is None else add_owned(owned, id(leaf), entry[1], g)
 
 
+_BATCHES: dict[type, Callable] = {}
+"""Cotangent classes holding a whole batch of cotangents (:class:`symnum.batched.Batched`), each with
+``summands(old, g)``: two arrays whose sum is ``old + g``, or ``old, g`` themselves when there are none.
+Their module registers them (:func:`register_batch_type`), so the engine imports none of them."""
+
+
+def register_batch_type(cls: type, summands: Callable) -> None:
+    """Let sweeps carry cotangents of class ``cls``: they keep their own dtype (:func:`as_dtype`), and a
+    fan-out sum of them that the sweep made is added into in place through ``summands`` (:func:`add_owned`)."""
+    _BATCHES[cls] = summands
+
+
 def add_owned(owned: set, key: int, old, g):
     """``old + g`` for fan-out, written into ``old`` when this sweep made ``old`` by such a sum.
 
@@ -356,13 +367,15 @@ def add_owned(owned: set, key: int, old, g):
     """
     if key in owned:
         a, b = old, g
-        if old.__class__ is Batched and g.__class__ is Batched and same_scale(old, g):
-            a, b = old.value, g.value
+        if old.__class__ is not np.ndarray:
+            summands = _BATCHES.get(old.__class__)
+            if summands is not None:
+                a, b = summands(old, g)
         if a.__class__ is np.ndarray and b.__class__ is np.ndarray and a.shape == b.shape and a.dtype == b.dtype:
             np.add(a, b, out=a)
             return old
     new = old + g
-    if new.__class__ is np.ndarray or new.__class__ is Batched:
+    if new.__class__ is np.ndarray or new.__class__ in _BATCHES:
         owned.add(key)
     return new
 

@@ -28,7 +28,7 @@ from common.errors import DTypeError, GradError
 from common.site import user_site
 
 from . import engine
-from .batched import Batched, basis, batched, unbatch
+from .batched import Batched, basis, batched, same_scale, unbatch
 from .engine import disconnection_policy
 from .mode import MODE
 from .tape import tape
@@ -282,6 +282,15 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
 
     hessian_f.__name__ = f"hessian({getattr(f, '__name__', 'f')})"
     return hessian_f
+
+
+def _batch_summands(old: Batched, g) -> tuple:
+    """Two arrays whose sum is ``old + g`` when both batches carry one factor and window, else the two
+    as they are: how the engine adds a Hessian sweep's fan-out in place without knowing :class:`Batched`."""
+    return (old.value, g.value) if g.__class__ is Batched and same_scale(old, g) else (old, g)
+
+
+engine.register_batch_type(Batched, _batch_summands)
 
 
 def _basis_blocks(shape: tuple, dtype):
