@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from .graph import Node, toposort
+from .ops.index import view
 
 _INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
           "pow": ("**", 4), "lt": ("<", 0), "le": ("<=", 0), "gt": (">", 0), "ge": (">=", 0),
@@ -50,22 +51,12 @@ def _wrapped(i: Node, bare: bool) -> list[Piece]:
 
 
 def _index_pieces(spec, args: tuple) -> list[Piece]:
+    """``x[...]``'s inside: the entries' text, an array entry as its input node."""
     out: list[Piece] = []
-    for k, s in enumerate(spec):
+    for k, part in enumerate(view(spec).parts(args)):
         if k:
             out.append(", ")
-        kind = s[0]
-        if kind == "int":
-            out.append(str(s[1]))
-        elif kind == "slice":
-            a, b, c = ("" if v is None else str(v) for v in s[1:])
-            out.append(f"{a}:{b}" + (f":{c}" if c else ""))
-        elif kind == "new":
-            out.append("None")
-        elif kind == "ellipsis":
-            out.append("...")
-        else:
-            out.append(args[s[1]])
+        out.append(part)
     return out
 
 

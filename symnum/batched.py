@@ -21,6 +21,7 @@ import numpy as np
 from common.ops import OPS, Namespace, numeric
 from common.ops.batching import apply_batched
 from common.ops.core import broadcast_shapes
+from common.ops.index import view
 from common.overloads import install_operators
 
 from .tape import _weak_scalar
@@ -216,22 +217,24 @@ def _windowed(name: str, x: Batched, rest: tuple, params: dict):
             return None
         total = x.window().sum(axis=1, keepdims=params["keepdims"])
         return Batched(total / x.n if name == "mean" else total)
-    if name not in ("getitem", "scatter_add") or len(params["index"]) != 1:
+    if name not in ("getitem", "scatter_add"):
         return None
-    kind, *where = params["index"][0]
+    spec = view(params["index"])
     s = x.scale
     full_scale = _per_column(s)
-    if name == "getitem" and kind == "int":
-        k = where[0] % x.n
+    k = spec.single_int if name == "getitem" else None
+    if k is not None:
+        k %= x.n
         if not x.lo <= k < x.hi:
             return Batched(np.zeros(x.value.shape[0], x.dtype))
         if np.ndim(s):  # the factor of column k, as a scalar's factor
             s = s[..., k] if full_scale else s.reshape(())
         return Batched(x.value[:, k - x.lo], s)
-    if kind != "slice" or where[2] not in (None, 1):
-        return None
     if name == "getitem":
-        start, stop, _ = slice(where[0], where[1]).indices(x.n)
+        span = spec.unit_range(x.n)
+        if span is None:
+            return None
+        start, stop = span
         m = max(stop - start, 0)
         lo, hi = max(x.lo - start, 0), min(x.hi - start, m)
         if hi <= lo:
@@ -239,10 +242,11 @@ def _windowed(name: str, x: Batched, rest: tuple, params: dict):
         return Batched(x.value[:, lo + start - x.lo:hi + start - x.lo], s[..., start:stop] if full_scale else s,
                        lo, m)
     like = np.shape(rest[0])
-    if len(like) != 1:
+    span = spec.unit_range(like[0]) if len(like) == 1 else None
+    if span is None:
         return None
     n = like[0]
-    start, stop, _ = slice(where[0], where[1]).indices(n)
+    start, stop = span
     if full_scale:
         s = np.zeros(n, s.dtype)
         s[start:stop] = x.scale

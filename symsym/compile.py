@@ -61,8 +61,7 @@ class _Codegen:
     """Names for everything a generated function refers to: globals and templates."""
 
     def __init__(self):
-        self.globals: dict = {"np": np, "np_add_reduce": np.add.reduce, "scatter_set": emit.scatter_set,
-                              "scatter_at": emit.scatter_at, "softmax": emit.softmax,
+        self.globals: dict = {"np": np, "np_add_reduce": np.add.reduce, **emit.KERNELS,
                               **{"np_" + u: getattr(np, u) for u in emit.UFUNCS.values()}}
         self._templates: dict = {}
         self._impls: dict = {}

@@ -15,7 +15,14 @@ must be one the function itself allocated, and no view of it may be alive.
 Params and shapes enter the source only through :func:`literal`: the
 ``repr`` of a plain int, finite float, bool, None, string or tuple of them,
 which is always a literal and never code. Anything else makes
-:func:`expression` give up, and the caller binds the value as a global.
+:func:`expression` give up, and the caller binds the value as a global. An
+index spec enters as its :class:`~common.ops.index.IndexSpec`'s text, which
+is made of the ``repr`` of exact ints, ``None``, ``...`` and ``slice``.
+
+Where a node is best computed by a kernel (:mod:`common.kernels`: softmax in
+one buffer, scatters, a zero-stride broadcast view), the source calls the
+kernel by its name in :data:`KERNELS`, which the compiler binds as globals:
+the code generator never re-implements one.
 """
 
 from __future__ import annotations
@@ -24,9 +31,15 @@ import math
 
 import numpy as np
 
+from common import kernels
 from common.graph import Node
+from common.ops.index import view
 
-__all__ = ["UFUNCS", "aliases", "expression", "inplace_input", "literal", "scatter_at", "scatter_set", "softmax"]
+__all__ = ["KERNELS", "UFUNCS", "aliases", "expression", "inplace_input", "literal"]
+
+#: the shared kernels generated code calls, by the names it calls them (bound as globals)
+KERNELS = {"softmax": kernels.softmax, "scatter_set": kernels.scatter_set, "scatter_at": kernels.scatter_at,
+           "broadcast_view": kernels.broadcast_view, "mean": kernels.mean}
 
 #: ops whose template is one numpy ufunc call, and that ufunc's name
 UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
@@ -103,69 +116,25 @@ def _expression(n: Node, args: list[str]) -> str | None:
     if name == "softmax" and _floating(n):
         return f"softmax({args[0]}, {_lit(p['axis'])})"
     if name == "getitem":
-        parts = [_key_part(s, args[1:], True) for s in p["index"]]
-        return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
+        return f"{args[0]}[{view(p['index']).subscript(args[1:])}]"
     if name == "scatter_add" and _static(n):
-        index = p["index"]
-        key = "(" + "".join(_key_part(s, args[2:], False) + ", " for s in index) + ")"
-        arrays = any(s[0] == "array" for s in index)
-        return f"{'scatter_at' if arrays else 'scatter_set'}({args[0]}, {_lit(n.shape)}, {key})"
+        spec = view(p["index"])
+        kernel = "scatter_at" if spec.has_arrays else "scatter_set"
+        return f"{kernel}({args[0]}, {_lit(n.shape)}, {spec.key_source(args[2:])})"
+    if name == "broadcast_to":
+        return f"broadcast_view({args[0]}, {_lit(p['shape'])})"
+    if name == "mean":
+        return f"mean({args[0]}, {_lit(p['axis'])}, {_lit(p['keepdims'])})"
     return None
 
 
-def _key_part(s: tuple, arrays: list[str], subscript: bool) -> str:
-    """One entry of an index spec as source: ``1:-1`` inside brackets, ``slice(1, -1, None)`` outside."""
-    kind = s[0]
-    if kind == "int":
-        if s[1].__class__ is not int:
-            raise _NotLiteral
-        return repr(s[1])
-    if kind == "slice":
-        if subscript:
-            bounds = s[1:] if s[3] is not None else s[1:3]
-            return ":".join("" if v is None else _lit(v) for v in bounds)
-        return f"slice{_lit(s[1:])}"
-    if kind == "new":
-        return "None"
-    if kind == "ellipsis":
-        return "..."
-    if kind == "array" and s[1].__class__ is int:
-        return arrays[s[1]]
-    raise _NotLiteral
-
-
-def softmax(x, axis: int):
-    """The op's impl, spelled with ufunc reductions and in place (the same arithmetic)."""
-    e = x - np.maximum.reduce(x, axis, keepdims=True)
-    np.exp(e, out=e)
-    e /= np.add.reduce(e, axis, keepdims=True)
-    return e
-
-
-def scatter_set(g, shape: tuple, key: tuple):
-    """Zeros with ``g`` at ``key``: basic indexing reaches each element once, so no ``np.add.at``."""
-    out = np.zeros(shape, g.dtype)
-    out[key] = g
-    return out
-
-
-def scatter_at(g, shape: tuple, key: tuple):
-    """Zeros with ``g`` added at ``key``, repeated indices accumulating."""
-    out = np.zeros(shape, g.dtype)
-    np.add.at(out, key, g)
-    return out
-
-
 def _sum_to(x: str, have: tuple, want: tuple) -> str:
-    """``sum_to`` with its axes worked out now (the impl does it on every call)."""
+    """``sum_to`` with its axes worked out now (the kernel does it on every call)."""
     if have == want:
         return x
-    lead = len(have) - len(want)
-    inner = tuple(lead + i for i, d in enumerate(want) if d == 1 and have[lead + i] != 1)
-    if not inner:
-        return _reduce(x, tuple(range(lead)), False)
-    out = _reduce(x, tuple(range(lead)) + inner, True)
-    return f"{out}.reshape({_lit(want)})" if lead else out
+    axes, keepdims = kernels.sum_to_axes(have, want)
+    out = _reduce(x, axes, keepdims)
+    return f"{out}.reshape({_lit(want)})" if keepdims and len(have) > len(want) else out
 
 
 def aliases(order: list[Node], last: dict[int, int]) -> dict[int, int]:

@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 from opcases import CASES
 
 from common import OPS, Node, api, evaluate, numeric
-from common.ops.shape import index_spec
+from common.ops.index import parse_key as index_spec
 
 IDS = [c.id for c in CASES]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..kernels import softmax
 from .core import broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
 from .params import axis_param
 
@@ -13,9 +14,7 @@ def _axis_bind(x, axis=-1):
     return (x,), {"axis": one_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x))}
 
 
-def _softmax(x, axis):
-    e = np.exp(x - np.maximum.reduce(x, axis=axis, keepdims=True))
-    return e / np.add.reduce(e, axis=axis, keepdims=True)
+_softmax = softmax  # shifted by the max, in one buffer (see the kernel)
 
 
 def _log_softmax(x, axis):

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from .core import defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
 from .params import axes_param, bool_param
 
@@ -67,11 +68,9 @@ defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
       bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
       doc="Sum over axis; the cotangent is broadcast back.")
-def _mean_impl(x, axis, keepdims):
-    # numpy's own mean for float64 arrays (sum, then one true division), minus its wrappers.
-    if isinstance(x, np.ndarray) and x.dtype == np.float64:
-        return np.add.reduce(x, axis=axis, keepdims=keepdims) / math.prod([x.shape[a] for a in axis])
-    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+_mean_impl = kernels.mean  # numpy's own arithmetic, without np.mean's wrappers
 
 
 defop("mean", _infer("mean"), _mean_impl,

@@ -9,10 +9,10 @@ until evaluation (``None``): symsym's ``grad`` never needs a number.
 from __future__ import annotations
 
 import math
-from numbers import Integral
 
 import numpy as np
 
+from .. import kernels
 from ..errors import DTypeError, ShapeError
 from ..sentinel import Sentinel
 from .core import (
@@ -29,6 +29,7 @@ from .core import (
     shape_str,
     unbroadcast,
 )
+from .index import parse_key, take, view
 from .params import (
     axes_param,
     axis_param,
@@ -100,19 +101,7 @@ def _broadcast_infer(x, shape):
     return tuple(shape), x.dtype
 
 
-def sum_to_impl(x, shape):
-    """Sum ``x`` down to ``shape``, which ``x`` was broadcast from."""
-    have = x.shape
-    if shape.__class__ is not tuple:
-        shape = tuple(shape)
-    if have == shape:
-        return x
-    lead = len(have) - len(shape)
-    if shape and have[lead:] == shape:  # only leading axes (a bias's gradient): one reduce, no reshape
-        return np.add.reduce(x, axis=0 if lead == 1 else tuple(range(lead)))
-    inner = tuple(lead + i for i, d in enumerate(shape) if d == 1 and have[lead + i] != 1)
-    out = np.add.reduce(x, axis=tuple(range(lead)) + inner, keepdims=True)
-    return out.reshape(shape) if lead else out
+sum_to_impl = kernels.sum_to  # one reduce over leading axes where it can (see the kernel)
 
 
 def _sum_to_infer(x, shape):
@@ -123,26 +112,7 @@ def _sum_to_infer(x, shape):
     return tuple(shape), x.dtype
 
 
-def _broadcast_to_impl(x, shape):
-    """``np.broadcast_to(x, shape)``: a read-only view. For a C-contiguous array the view is made
-    directly, with zero strides on the broadcast axes; numpy's own goes through an nditer, which
-    at small sizes costs several times the arithmetic around it (mean's rule makes one per sweep)."""
-    if x.__class__ is np.ndarray and shape.__class__ is tuple and x.flags.c_contiguous and x.size:
-        have = x.shape
-        lead = len(shape) - len(have)
-        if lead >= 0:
-            strides = [0] * len(shape)
-            for i, d in enumerate(have):
-                want = shape[lead + i]
-                if d == want:
-                    strides[lead + i] = x.strides[i]
-                elif d != 1 or want < 0:
-                    break  # not a broadcast: numpy words the error
-            else:
-                view = np.ndarray(shape, x.dtype, x, 0, strides)
-                view.flags.writeable = False
-                return view
-    return np.broadcast_to(x, shape)
+_broadcast_to_impl = kernels.broadcast_view  # a zero-stride view, without np.broadcast_to's checks
 
 
 defop("broadcast_to", _broadcast_infer, _broadcast_to_impl,
@@ -174,13 +144,7 @@ def _expand_infer(x, axis):
     return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
 
 
-def _expand_impl(x, axis):
-    # np.expand_dims' reshape, without its Python-level axis normalisation (bind did it).
-    x = np.asanyarray(x)
-    shape = list(x.shape)
-    for a in axis:
-        shape.insert(a, 1)
-    return x.reshape(shape)
+_expand_impl = kernels.expand_dims  # one reshape: bind normalised the axes
 
 
 defop("expand_dims", _expand_infer, _expand_impl,
@@ -226,8 +190,7 @@ def _transpose_infer(x, axes):
     return tuple(x.shape[a] for a in axes), x.dtype
 
 
-def _transpose_impl(x, axes):
-    return x.transpose(axes) if isinstance(x, np.ndarray) else np.transpose(x, axes)
+_transpose_impl = kernels.transpose
 
 
 defop("transpose", _transpose_infer, _transpose_impl,
@@ -255,123 +218,11 @@ def swap_last(ns, x):
 
 # --- indexing ----------------------------------------------------------------
 
-def _is_array_index(k):
-    return isinstance(k, (list, np.ndarray)) or (hasattr(k, "dtype") and hasattr(k, "shape")
-                                                   and not isinstance(k, np.generic))
-
-
-def index_spec(key):
-    """Split an indexing key into a hashable spec and its integer-array parts.
-
-    The spec holds ``("int", i)``, ``("slice", start, stop, step)``,
-    ``("new",)``, ``("ellipsis",)`` and ``("array", k)``, where ``k`` counts
-    the array indices, which become inputs of the getitem node.
-    """
-    if not isinstance(key, tuple):
-        key = (key,)
-    spec, arrays = [], []
-    for k in key:
-        if k is None:
-            spec.append(("new",))
-        elif k is Ellipsis:
-            spec.append(("ellipsis",))
-        elif isinstance(k, slice):
-            parts = []
-            for p in (k.start, k.stop, k.step):
-                if p is not None and not isinstance(p, Integral):
-                    raise ShapeError(f"param 'index': slice bounds must be ints or None, got {shown(p)}")
-                parts.append(None if p is None else int(p))
-            spec.append(("slice", *parts))
-        elif isinstance(k, (bool, np.bool_)):
-            raise ShapeError("boolean scalar indices are not supported")
-        elif isinstance(k, Integral):
-            spec.append(("int", int(k)))
-        elif _is_array_index(k):
-            dtype = np.asarray(k).dtype if isinstance(k, list) else np.dtype(k.dtype)
-            if dtype.kind == "b":
-                raise ShapeError("boolean mask indices are not supported (their result shape depends "
-                                 "on the data); use where() instead")
-            if isinstance(k, list) and not k:
-                k = np.zeros(0, np.int64)
-            elif dtype.kind not in "iu":
-                raise ShapeError(f"array indices must be integers, got {dtype}")
-            spec.append(("array", len(arrays)))
-            arrays.append(np.asarray(k) if isinstance(k, list) else k)
-        else:
-            raise ShapeError(f"unsupported index {k!r}")
-    if sum(1 for s in spec if s[0] == "ellipsis") > 1:
-        raise ShapeError("an index can only have a single ellipsis")
-    return tuple(spec), arrays
-
-
-def index_key(spec, arrays):
-    """The numpy key a spec stands for, with the arrays put back in."""
-    key = []
-    for s in spec:
-        kind = s[0]
-        if kind == "int":
-            key.append(s[1])
-        elif kind == "slice":
-            key.append(slice(s[1], s[2], s[3]))
-        elif kind == "new":
-            key.append(None)
-        elif kind == "ellipsis":
-            key.append(Ellipsis)
-        else:
-            key.append(arrays[s[1]])
-    return tuple(key)
-
-
-def index_shape(shape, spec, array_shapes):
-    """numpy's result shape of ``x[key]`` for a static (maybe partly unknown) shape."""
-    consumed = sum(1 for s in spec if s[0] in ("int", "slice", "array"))
-    if consumed > len(shape):
-        raise ShapeError(f"too many indices ({consumed}) for shape {shape_str(shape)}")
-    full = []
-    for s in spec:
-        if s[0] == "ellipsis":
-            full.extend([("slice", None, None, None)] * (len(shape) - consumed))
-        else:
-            full.append(s)
-    if not any(s[0] == "ellipsis" for s in spec):
-        full.extend([("slice", None, None, None)] * (len(shape) - consumed))
-    has_array = any(s[0] == "array" for s in full)
-    out, adv, adv_at, dim, last_adv = [], [], [], 0, None
-    for pos, s in enumerate(full):
-        kind = s[0]
-        if kind == "new":
-            out.append(1)
-            continue
-        d = shape[dim]
-        dim += 1
-        if kind == "int":
-            if d is not None and not -d <= s[1] < d:
-                raise ShapeError(f"index {s[1]} is out of bounds for axis {dim - 1} with size {d}")
-            if has_array:
-                adv.append(())
-                adv_at.append((len(out), pos))
-            continue
-        if kind == "slice":
-            out.append(None if d is None else len(range(*slice(s[1], s[2], s[3]).indices(d))))
-            continue
-        adv.append(tuple(array_shapes[s[1]]))
-        adv_at.append((len(out), pos))
-        last_adv = pos
-    if not adv:
-        return tuple(out)
-    bshape = broadcast_shapes(*adv)
-    positions = [p for _, p in adv_at]
-    contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
-    at = adv_at[0][0] if contiguous else 0
-    del last_adv
-    return tuple(out[:at]) + bshape + tuple(out[at:])
-
-
 def _getitem_bind(x, *rest, index=None):
     if index is not None:
         return (x, *rest), {"index": index}
     (key,) = rest
-    spec, arrays = index_spec(key)
+    spec, arrays = parse_key(key)
     return (x, *arrays), {"index": spec}
 
 
@@ -381,7 +232,7 @@ def _index_infer(x, arrays, index):
     for a in arrays:
         if np.dtype(a.dtype).kind not in "iu":
             raise DTypeError(f"param 'index': array indices must be integers, got {a.dtype}")
-    return index_shape(x.shape, index, [a.shape for a in arrays])
+    return view(index).shape(x.shape, [a.shape for a in arrays])
 
 
 def _getitem_infer(x, *arrays, index):
@@ -397,17 +248,13 @@ def _scatter_add_infer(g, like, *arrays, index):
 
 
 def _getitem_impl(x, *arrays, index):
-    return x[index_key(index, arrays)]
+    return x[view(index).key(arrays)]
 
 
 def _scatter_add_impl(g, like, *arrays, index):
-    out = np.zeros(np.shape(like), dtype=np.result_type(g))
-    key = index_key(index, arrays)
-    if arrays:
-        np.add.at(out, key, g)
-    else:
-        out[key] = g  # basic indexing reaches each element at most once
-    return out
+    spec = view(index)
+    scatter = kernels.scatter_at if spec.has_arrays else kernels.scatter_set
+    return scatter(g, np.shape(like), spec.key(arrays))
 
 
 def _getitem_vjp(ns, i, g, out, x, *arrays, index):
@@ -518,8 +365,7 @@ def _stack_infer(*xs, axis):
 
 
 def _stack_vjp(ns, i, g, out, *xs, axis):
-    spec = (("slice", None, None, None),) * axis + (("int", i),)
-    return ns.getitem(g, index=spec)
+    return ns.getitem(g, index=take(i, axis))
 
 
 defop("stack", _stack_infer, lambda *xs, axis: np.stack(xs, axis=axis), vjp_n=_stack_vjp,
