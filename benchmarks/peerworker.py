@@ -60,7 +60,7 @@ class _Served:
     def __init__(self, peer: Backend):
         self.peer = peer
         self.cell: tuple | None = None
-        self.runners: dict[int, tuple[Runner, list]] = {}
+        self.runners: dict[int, tuple[Runner, object]] = {}
 
     def prepare(self, rid: int, module: str, workload: str, size: str, args: dict, kind: str,
                 order: int) -> dict:
@@ -75,13 +75,13 @@ class _Served:
         problem.args = dict(args)
         seconds, runner = once(lambda: self.peer.prepare(problem, kind, order))
         first, out = once(lambda: runner.grad(problem.arrays))
-        self.runners[rid] = (runner, problem.arrays)
+        self.runners[rid] = (runner, problem)
         return {"one_off": runner.one_off or {"total": seconds}, "nodes": runner.nodes, "first_call": first,
                 "out": [np.asarray(o) for o in out], "forward": runner.forward is not None}
 
     def _target(self, rid: int, which: str) -> tuple[Callable, list]:
-        runner, arrays = self.runners[rid]
-        return getattr(runner, which), arrays
+        runner, problem = self.runners[rid]
+        return getattr(runner, which), problem.arrays
 
     def call(self, rid: int, which: str, arrays: list | None):
         fn, own = self._target(rid, which)
@@ -104,6 +104,12 @@ class _Served:
     def memory(self, rid: int) -> int:
         fn, arrays = self._target(rid, "grad")
         return peak_memory(lambda: fn(arrays))
+
+    def train(self, rid: int) -> list[float]:
+        """The whole training run here: one request, not two per step."""
+        from .harness import train
+
+        return train(*self.runners[rid])
 
 
 def _pack(e: BaseException) -> tuple:
@@ -250,6 +256,10 @@ class RemoteRunner(Runner):
 
     def peak_memory(self, arrays: list) -> int:
         return self.worker.request("memory", self.rid)
+
+    def train(self) -> list[float]:
+        """The loss curve of plain SGD from the problem's start, run in the worker."""
+        return self.worker.request("train", self.rid)
 
 
 class Remote(Backend):

@@ -110,13 +110,13 @@ def test_plot_redraws_from_the_json(bench_run, tmp_path):
 
 def test_check_exits_nonzero_on_a_wrong_gradient(capsys):
     assert "test-wrong-hand" in WORKLOADS
-    assert main(["check", "-w", "test-wrong-hand", "--no-progress"]) == 1
+    assert main(["check", "-w", "test-wrong-hand", "--no-progress", "--peers", "none"]) == 1
     err = capsys.readouterr().err
     assert "MISMATCH" in err and "hand vs finite differences" in err and "FAILED" in err
 
 
 def test_check_passes_on_a_right_one(capsys):
-    assert main(["check", "-w", "chain:sin-d3", "--no-progress", "--format", "csv"]) == 0
+    assert main(["check", "-w", "chain:sin-d3", "--no-progress", "--format", "csv", "--peers", "none"]) == 0
     out = capsys.readouterr().out
     assert "symsym vs symnum" in out
 
@@ -184,18 +184,6 @@ def test_gradbench_is_wired_lazily(capsys):
         main(["gradbench", "--help"])
     assert e.value.code == 0
     assert "usage: twograd gradbench" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("peer", ["torch", "jax", "autograd", "pytensor"])
-def test_installed_peer_agrees_with_symnum(peer):
-    pytest.importorskip(peer)
-    from benchmarks import harness
-    from benchmarks.workloads import get
-
-    sel = [(get("chain"), ["sin-d3"]), (get("mlp"), ["small"]), (get("rosenbrock"), ["n10"])]
-    results = harness.run(sel, harness.Settings(timing=False, memory=False, peers=(peer,)), progress=False)
-    assert harness.failures(results) == []
-    assert any(c["check"] == f"{peer} vs symnum" for c in results["checks"])
 
 
 def test_thread_limits_are_set_before_numpy_in_the_cli_process():
