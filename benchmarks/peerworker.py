@@ -13,6 +13,10 @@ calls to the worker. Timing stays paired with the other backends of the cell:
 a remote runner's timed function carries a ``sample(number)`` that the
 worker times on its side (:func:`benchmarks.timing.per_call`), so the
 round-trip is not counted, and the samples still take turns with the rest.
+
+Workers are spawned (fresh interpreters), so a script that runs
+:func:`benchmarks.harness.run` with peers guards its entry point with
+``if __name__ == "__main__":``, as :mod:`multiprocessing` asks.
 """
 
 from __future__ import annotations
@@ -228,7 +232,11 @@ class PeerWorker:
         """Ask the worker for ``op(*args)``; at most the budget, restarting the worker if needed."""
         self.start()
         if not self.ready:
-            self._receive(START_TIMEOUT, "start")
+            try:
+                self._receive(START_TIMEOUT, "start")
+            except BaseException:
+                self.stop(kill=True)   # e.g. its library fails to import: the next request tries afresh
+                raise
             self.ready = True
         try:
             self.conn.send((op, args))

@@ -62,7 +62,9 @@ def _shown(cell: dict | None, value: str) -> str:
     if cell is None:
         return "-"
     if cell["status"] != "ok":
-        return "ERROR" if cell["status"] == "error" else "skip"
+        if cell["status"] == "error":
+            return "ERROR"
+        return "over budget" if "over budget" in cell.get("note", "") else "skip"
     return value
 
 
@@ -200,6 +202,19 @@ def render(tabs: list[tuple], fmt: str = "text") -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def peer_versions(results: dict) -> str:
+    """The peers that ran, each with its version: ``torch 2.13.0, jax 0.10.2``."""
+    versions = results.get("versions", {})
+    return ", ".join(f"{p} {versions.get(p, '')}".strip() for p in results["settings"].get("peers", ()))
+
+
+def peer_budget(settings: dict) -> str:
+    budget = settings.get("peer_budget")
+    if not settings.get("peers") or budget is None:
+        return ""
+    return f" (each in its own process, {budget:g} s for a one-off or a call before it is stopped)"
+
+
 def markdown_report(results: dict, plots: list[str]) -> str:
     """The whole run as one markdown page: settings, tables, every check, the plots."""
     m = results["machine"]
@@ -208,7 +223,8 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         "# twograd benchmark report", "",
         f"Run {results['created']} on {m['platform']} ({m['processor']}, {m['cpus']} CPUs), Python "
         f"{m['python']}, numpy {m['numpy']}; BLAS threads: {m['threads'].get('OPENBLAS_NUM_THREADS')}.",
-        f"Backends: {', '.join(s['backends'])}; peers: {', '.join(s['peers']) or 'none'}. "
+        f"Backends: {', '.join(s['backends'])}; peers: {peer_versions(results) or 'none'}"
+        f"{peer_budget(s)}. "
         f"Each cell: median of at least {s['min_count']} repeats and {s['min_time']} s per backend after a "
         "warm-up, the backends' samples taken in turn. "
         f"Wall time {results.get('wall_time', 0):.0f} s.", "",

@@ -282,3 +282,17 @@ def test_numpy_like_peer_namespace_computes_every_workload_cost():
         if p.hand_forward is not None:
             np.testing.assert_allclose(p.fn(ns, *p.arrays), p.hand_forward(*p.arrays), rtol=1e-10,
                                        err_msg=w.name)
+
+
+def test_report_names_peer_versions_and_a_cell_over_budget():
+    results = {"settings": {"peers": ["jax"], "peer_budget": 60.0}, "versions": {"jax": "0.10.2"},
+               "cells": [{"workload": "chain", "size": "sin-d3", "label": "", "backend": b, "role": role,
+                          "status": status, "note": note, "time": {"median": 1e-3, "iqr": 0.0}}
+                         for b, role, status, note in (("hand", "reference", "ok", ""),
+                                                       ("jax", "peer", "skipped",
+                                                        "jax: compile over budget: killed after 60 s"))]}
+    assert report.peer_versions(results) == "jax 0.10.2"
+    assert "60 s" in report.peer_budget(results["settings"])
+    assert report.peer_budget({"peers": [], "peer_budget": 60.0}) == ""
+    title, headers, rows = report.time_table(results)
+    assert rows[0][headers.index("jax")] == "over budget"
