@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from opcases import CASES
 
+import symsym
 from common import OPS, Node, api, evaluate, numeric
-from common.ops.index import parse_key as index_spec
+from common.ops.index import parse_key
 
 IDS = [c.id for c in CASES]
 
@@ -141,6 +142,7 @@ def test_indexing_matches_numpy(shape, data):
     out = api.var("x", shape)[key]
     assert out.shape == x[key].shape
     np.testing.assert_array_equal(evaluate(out, {"x": x}), x[key])
+    _compiled_indexing_matches_numpy(shape, key, x)
 
 
 @settings(max_examples=60, deadline=None)
@@ -164,10 +166,24 @@ def test_integer_array_indexing_matches_numpy(shape, data):
         want = x[key]
     except IndexError:  # arrays whose shapes do not broadcast: we must refuse too
         with pytest.raises(Exception, match="broadcast"):
-            index_spec(key) and api.var("y", shape)[key]
+            parse_key(key) and api.var("y", shape)[key]
         return
     assert out.shape == want.shape
     np.testing.assert_array_equal(evaluate(out, {"x": x}), want)
+    _compiled_indexing_matches_numpy(shape, key, x)
+
+
+def _compiled_indexing_matches_numpy(shape, key, x):
+    """x[key] and its gradient (a scatter) in symsym's generated code against numpy's indexing and np.add.at."""
+    v = api.var("x", shape)
+    w = np.linspace(0.5, 1.5, x[key].size).reshape(x[key].shape)
+    picked = v[key]
+    grad = symsym.grad(api.sum(api.sin(picked) * w), v)
+    got, dx = symsym.function([v], [picked, grad])(x)
+    np.testing.assert_array_equal(got, x[key])
+    want = np.zeros(shape)
+    np.add.at(want, key, np.cos(x[key]) * w)
+    np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)

@@ -36,11 +36,11 @@ from ..errors import GradError
 from . import elementwise, linalg, nn, reduce  # noqa: F401  (the ops the rules name)
 from . import shape as _shape_ops  # noqa: F401
 from .core import OPS, broadcast_shapes
+from .index import behind, span, take
 
 __all__ = ["RULES", "NotBatchable", "apply_batched", "per_element"]
 
 RULES: dict[str, Callable] = {}
-_FULL = ("slice", None, None, None)
 
 
 class NotBatchable(Exception):
@@ -67,7 +67,7 @@ def per_element(ns, op, inputs: tuple, batched: tuple, params: dict):
         raise GradError(f"batching: op {op.name!r} has no batching rule and the batch size is unknown")
     rows = []
     for k in range(size):
-        args = tuple(ns.getitem(x, index=(("int", k),)) if b else x for x, b in zip(inputs, batched))
+        args = tuple(ns.getitem(x, index=take(k)) if b else x for x, b in zip(inputs, batched))
         rows.append(ns.apply(op, args, params))
     return ns.stack(rows, axis=0)
 
@@ -254,7 +254,7 @@ def _getitem(op, ns, inputs, batched, index):
         raise NotBatchable
     x, *arrays = inputs
     expected = _infer("getitem", inputs, batched, {"index": index})
-    return _checked(ns.getitem(x, *arrays, index=(_FULL, *index)), x.shape[0], expected), True
+    return _checked(ns.getitem(x, *arrays, index=behind(index)), x.shape[0], expected), True
 
 
 @_rule("scatter_add")
@@ -266,7 +266,7 @@ def _scatter_add(op, ns, inputs, batched, index):
         return ns.scatter_add(g, _blank(ns, like, blike), *arrays, index=index), False
     size = g.shape[0]
     like = like if blike else _tile(ns, like, size)
-    out = ns.scatter_add(g, like, *arrays, index=(_FULL, *index))
+    out = ns.scatter_add(g, like, *arrays, index=behind(index))
     return _checked(out, size, _shape(like, True)), True
 
 
@@ -284,8 +284,7 @@ def _concat_part(op, ns, inputs, batched, axis, part):
     if None in dims:
         raise NotBatchable
     start = sum(dims[:part])
-    lead = (_FULL,) * (axis + batched[0])
-    return ns.getitem(g, index=lead + (("slice", start, start + dims[part], None),)), batched[0]
+    return ns.getitem(g, index=span(start, start + dims[part], axis + batched[0])), batched[0]
 
 
 def _checked(out, size, shape):

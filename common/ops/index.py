@@ -175,7 +175,8 @@ class IndexSpec:
     rule's business (:func:`common.ops.params.index_param` and :meth:`shape`).
     """
 
-    __slots__ = ("spec", "entries", "has_arrays", "_key", "_arrays_at", "_consumed", "_ellipsis", "_sub", "_val")
+    __slots__ = ("spec", "entries", "has_arrays", "_key", "_arrays_at", "_only_arrays", "_one_array", "_consumed",
+                 "_ellipsis", "_sub", "_val")
 
     def __init__(self, spec: tuple):
         if spec.__class__ is not tuple:
@@ -184,7 +185,12 @@ class IndexSpec:
         self.entries = entries = tuple(_entry(s) for s in spec)
         self._arrays_at = tuple((pos, e[1]) for pos, e in enumerate(entries) if e[0] == "array")
         self.has_arrays = bool(self._arrays_at)
-        self._key = tuple(_numpy_part(e) for e in entries)
+        self._only_arrays = self.has_arrays and all(e == ("array", k) for k, e in enumerate(entries))
+        self._key = key = tuple(_numpy_part(e) for e in entries)
+        self._one_array = None
+        if len(self._arrays_at) == 1:
+            pos, k = self._arrays_at[0]
+            self._one_array = (key[:pos], k, key[pos + 1:])
         self._consumed = sum(1 for e in entries if e[0] in _CONSUMES)
         self._ellipsis = sum(1 for e in entries if e[0] == "ellipsis")
         if self._ellipsis > 1:
@@ -201,6 +207,11 @@ class IndexSpec:
         """The numpy key, with the index arrays (the node's inputs after x) put in their places."""
         if not self._arrays_at:
             return self._key
+        if self._only_arrays:  # x[i, j]: the arrays are the key
+            return arrays if arrays.__class__ is tuple else tuple(arrays)
+        if self._one_array is not None:  # one array among basic entries: no list
+            before, k, after = self._one_array
+            return (*before, arrays[k], *after)
         key = list(self._key)
         for pos, k in self._arrays_at:
             key[pos] = arrays[k]

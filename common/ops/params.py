@@ -168,7 +168,7 @@ _INDEX_ARITY = {"int": 1, "slice": 3, "new": 0, "ellipsis": 0, "array": 1}
 
 
 def index_param(spec, narrays: int, name: str = "index") -> tuple:
-    """An index spec in normal form (see :func:`common.ops.shape.index_spec`).
+    """An index spec in normal form (see :mod:`common.ops.index`, which reads it).
 
     Each entry is ``("int", i)``, ``("slice", start, stop, step)`` with ints or
     None and a non-zero step, ``("new",)``, ``("ellipsis",)`` (at most one) or
