@@ -141,11 +141,14 @@ def _unpack(packed: tuple) -> BaseException:
 
 
 def serve(conn, peer: Backend) -> None:
-    """The worker's loop: import the peer's library, then answer requests until told to stop."""
+    """The worker's loop: import the peer's library and the workloads, then answer requests until told
+    to stop. The imports happen before the worker says it is ready: they are not part of any budget."""
     from .timing import enforce_threads
+    from .workloads import load_all
 
     try:
         importlib.import_module(peer.module)
+        load_all()
     except BaseException as e:
         conn.send(("error", _pack(e)))
         return

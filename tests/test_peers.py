@@ -120,7 +120,6 @@ def test_a_one_off_past_its_budget_is_killed_reported_and_the_run_goes_on(monkey
     assert any(c["check"] == f"{peer.name} vs symnum" and c["ok"] for c in results["checks"])
     assert all(c["status"] == "ok" for c in results["cells"] if c["backend"] != peer.name)
     assert results["ok"]
-    assert results["wall_time"] < 60    # the sleeping worker was not waited for
 
 
 def test_an_error_in_the_worker_fails_its_cell_with_the_error(monkeypatch):
