@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from .graph import Node, toposort
 from .ops.index import view
 
-_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
-          "pow": ("**", 4), "lt": ("<", 0), "le": ("<=", 0), "gt": (">", 0), "ge": (">=", 0),
-          "eq": ("==", 0), "ne": ("!=", 0)}
-_NEG = 3
+#: how tightly each Python operator binds (Python's own precedence); an op spelled by one has an ``infix`` trait
+_BINDING = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4, "<": 0, "<=": 0, ">": 0, ">=": 0, "==": 0, "!=": 0}
+_NEG = 3  # a one-input operator (``-x``)
 _ATOM = 9
 INLINE_SHARED = 24
 """A subexpression used more than once is repeated inline while its text is at most this many
@@ -38,12 +37,10 @@ def _param_text(params: dict) -> str:
 
 def _precedence(n: Node) -> int:
     """How tightly ``n``'s own expression binds: an infix op's level, ``neg``'s, or an atom's."""
-    if n.op is None:
+    op = n.op
+    if op is None or op.infix is None:
         return _ATOM
-    name = n.op.name
-    if name in _INFIX:
-        return _INFIX[name][1]
-    return _NEG if name == "neg" else _ATOM
+    return _NEG if op.nin == 1 else _BINDING[op.infix]
 
 
 def _wrapped(i: Node, bare: bool) -> list[Piece]:
@@ -62,17 +59,19 @@ def _index_pieces(spec, args: tuple) -> list[Piece]:
 
 def _pieces(n: Node, prec: Callable[[Node], int]) -> list[Piece]:
     """``n``'s expression as text pieces and input nodes; ``prec(i)`` is how tightly input ``i`` shows."""
-    name = n.op.name
+    op = n.op
+    name = op.name
     ins = n.inputs
-    if name in _INFIX:
-        sym, p = _INFIX[name]
+    sym = op.infix
+    if sym is not None and len(ins) == 2:
+        p = _BINDING[sym]
         a, b = ins
         pa, pb = prec(a), prec(b)
-        right_assoc = name == "pow"
+        right_assoc = sym == "**"
         return [*_wrapped(a, pa > p or (pa == p and not right_assoc)), f" {sym} ",
                 *_wrapped(b, pb > p or (pb == p and right_assoc))]
-    if name == "neg":
-        return ["-", *_wrapped(ins[0], prec(ins[0]) >= _NEG)]
+    if sym is not None and len(ins) == 1:
+        return [sym, *_wrapped(ins[0], prec(ins[0]) >= _NEG)]
     if name == "getitem":
         return [*_wrapped(ins[0], prec(ins[0]) == _ATOM), "[", *_index_pieces(n.params["index"], ins[1:]), "]"]
     out: list[Piece] = [f"{name}("]

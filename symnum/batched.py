@@ -126,11 +126,12 @@ def same_scale(a: Batched, b: Batched) -> bool:
     return sa is sb or (np.ndim(sa) == 0 and np.ndim(sb) == 0 and sa == sb)
 
 
-# ops linear in input 0 and able to carry its scale through when it alone is batched
-_CARRY_SCALE = frozenset(("getitem", "scatter_add", "sum_to", "sum", "mean", "reshape", "broadcast_to",
-                          "expand_dims", "squeeze", "transpose", "stop_gradient"))
+# ops linear in input 0 on its own (the op's ``linear`` trait): with it alone batched, a scalar factor passes
+# through them untouched, op(x * s, y) = op(x, y) * s
+_CARRY_SCALE = frozenset(name for name, op in OPS.items() if 0 in op.linear)
 _SCALARS = (bool, int, float)
-_SCALE_AWARE = _CARRY_SCALE | {"neg", "mul", "div", "add", "sub"}
+# ops linear in some input (alone or together with others): where moving a factor may beat applying it
+_SCALE_AWARE = frozenset(name for name, op in OPS.items() if op.linear or op.linear_together)
 
 
 def _apply(op, inputs, params):

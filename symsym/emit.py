@@ -33,6 +33,7 @@ import numpy as np
 
 from common import kernels
 from common.graph import Node
+from common.ops import OPS
 from common.ops.index import view
 
 __all__ = ["KERNELS", "UFUNCS", "aliases", "expression", "inplace_input", "literal"]
@@ -41,14 +42,10 @@ __all__ = ["KERNELS", "UFUNCS", "aliases", "expression", "inplace_input", "liter
 KERNELS = {"softmax": kernels.softmax, "scatter_set": kernels.scatter_set, "scatter_at": kernels.scatter_at,
            "broadcast_view": kernels.broadcast_view, "mean": kernels.mean}
 
-#: ops whose template is one numpy ufunc call, and that ufunc's name
-UFUNCS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
-          "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "sqrt": "sqrt",
-          "square": "square", "abs": "absolute", "sign": "sign", "add": "add", "sub": "subtract",
-          "mul": "multiply", "div": "true_divide", "pow": "power", "maximum": "maximum",
-          "minimum": "minimum"}
-#: ops that always return a freshly allocated array (never a view of an input)
-FRESH = frozenset(UFUNCS) | {"matmul"}
+#: ops that are one numpy ufunc (the op's ``ufunc`` trait), and that ufunc's name
+UFUNCS = {name: op.ufunc.__name__ for name, op in OPS.items() if op.ufunc is not None}
+#: ops that always return a freshly allocated array, never a view of an input (the ``fresh`` trait)
+FRESH = frozenset(name for name, op in OPS.items() if op.fresh)
 
 
 def literal(v) -> str | None:

@@ -17,7 +17,12 @@ Reid's remedy (1974) is to seed several rows at once:
    from its colour's row. Three batched rows instead of n.
 
 The pattern is sound: an entry called zero is zero for every input, up to
-IEEE corner cases where the dense evaluation would form ``0 * inf``.
+IEEE corner cases where the dense evaluation would form ``0 * inf``. What an
+op does to zeros is read off its traits (see :class:`common.ops.Op`), never
+off a list of op names here: an elementwise op is zero where an input it is
+linear in is, or where all of its inputs are if it keeps zeros; a reduction
+that keeps zeros is zero where its whole slice is; an op linear in all of its
+value inputs (the shape ops, matmul, einsum) is run on the pattern itself.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from common.api import const
 from common.api import symbolic as S
 from common.graph import Node, toposort
+from common.ops import Kind, Op
 
 from .vectorize import vectorize
 
@@ -35,12 +41,6 @@ __all__ = ["colour_rows", "compressed_jacobian", "pattern"]
 #: at most this many elements in a dense pattern (m * n), or no compression is tried
 MAX_PATTERN = 4_000_000
 
-_KEEP_ZERO = frozenset("neg cast stop_gradient sin tan tanh sqrt square abs sign relu expm1 log1p".split())
-_UNION = frozenset("add sub maximum minimum".split())
-_ANY = frozenset("sum mean max min".split())
-_LINEAR = frozenset("reshape reshape_like broadcast_to broadcast_like expand_dims squeeze transpose "
-                    "tril triu concatenate stack concat_part sum_to sum_like matmul einsum".split())
-_INDEXED = {"getitem": 1, "scatter_add": 2}  # where the index arrays start
 
 
 def pattern(out: Node, seed: Node) -> np.ndarray | None:
@@ -75,29 +75,52 @@ def _known(n: Node, p):
 
 def _transfer(n: Node, ps: list) -> np.ndarray:
     """Where ``n`` may be nonzero given where its inputs may be (sound over-approximation)."""
-    name = n.op.name
-    everywhere = np.ones(n.shape, bool)
-    if name in _KEEP_ZERO:
-        return ps[0]
-    if name == "mul":
-        return ps[0] & ps[1]
-    if name == "div":
-        return np.broadcast_to(ps[0], n.shape)
-    if name in _UNION:
-        return ps[0] | ps[1]
-    if name == "where":
-        return np.broadcast_to(ps[1] | ps[2], n.shape)
-    if name in _ANY:
+    op = n.op
+    if op.kind is Kind.ELEMENTWISE:
+        p = _elementwise(op, ps)
+        return np.ones(n.shape, bool) if p is None else np.broadcast_to(p, n.shape)
+    if _runs_on_patterns(op, len(ps)):
+        return _on_patterns(n, ps)
+    if op.kind is Kind.REDUCTION and op.zero:
         return np.any(ps[0], axis=n.params["axis"], keepdims=n.params["keepdims"])
-    if name in _LINEAR:
-        return np.asarray(n.op.impl(*[p.astype(np.int64) for p in ps], **n.params)) != 0
-    if name in _INDEXED:
-        start = _INDEXED[name]
-        arrays = [i.value for i in n.inputs[start:]]
-        if any(a is None for a in arrays):
-            return everywhere
-        return np.asarray(n.op.impl(*[p.astype(np.int64) for p in ps[:start]], *arrays, **n.params)) != 0
-    return everywhere
+    return np.ones(n.shape, bool)
+
+
+def _elementwise(op: Op, ps: list) -> np.ndarray | None:
+    """Zero where an input the op is linear in is zero, and where all inputs it keeps zeros of are (None: anywhere)."""
+    p = None
+    for i in op.linear.of(len(ps)):  # mul: x * y is zero where x is, and where y is
+        p = ps[i] if p is None else p & ps[i]
+    together = op.linear_together.of(len(ps)) or (tuple(range(len(ps))) if op.zero else ())
+    if together:  # add, where's two values, sin: zero where all of them are
+        union = ps[together[0]]
+        for i in together[1:]:
+            union = union | ps[i]
+        p = union if p is None else p & union
+    return p
+
+
+def _runs_on_patterns(op: Op, n: int) -> bool:
+    """Whether the op's zeros are found by running its impl on 0/1 patterns: every input is one it is linear
+    in (so the impl only moves, sums and multiplies entries, which tests/test_op_traits.py checks), one read
+    for its shape, or an index array."""
+    for i in range(n):
+        if not (i in op.linear or i in op.linear_together or i in op.shape_only or i in op.index):
+            return False
+    return True
+
+
+def _on_patterns(n: Node, ps: list) -> np.ndarray:
+    """The op's impl on the 0/1 patterns of its inputs (index arrays as they are: they must be constants)."""
+    args = []
+    for k, (i, p) in enumerate(zip(n.inputs, ps)):
+        if k in n.op.index:
+            if i.value is None:
+                return np.ones(n.shape, bool)
+            args.append(i.value)
+        else:
+            args.append(p.astype(np.int64))
+    return np.asarray(n.op.impl(*args, **n.params)) != 0
 
 
 def colour_rows(p: np.ndarray) -> np.ndarray:

@@ -12,35 +12,36 @@ runs on:
   interpreter (autodidax's ``BatchTrace``) runs a recorded backward once for a
   whole batch of cotangents.
 
-The contract: ``RULES[op.name](ns, inputs, batched, **params) -> (output,
-out_batched)``. ``inputs`` are the op's inputs, each with the batch axis in
-front where ``batched[i]`` is true (at least one is); ``params`` are the op's
-normalised params (rules call :meth:`Namespace.apply` with raw params).
-``out_batched`` says whether the output has the batch axis (a value that only
-depends on a shape, like ``zeros_like``, need not). A rule that cannot handle a
-case raises :class:`NotBatchable`; so does a missing rule. The caller then
-falls back to :func:`per_element`: the op on each batch element, stacked.
-Always right, only slower. :func:`apply_batched` does both steps.
+A rule lives on its op (``op.batch``, the ``batch=`` of its ``defop``); an op
+that names none gets the rule its kind implies (:func:`default_rule`): every
+elementwise op batches alike, so a new one needs nothing here. The contract:
+``op.batch(op, ns, inputs, batched, **params) -> (output, out_batched)``.
+``inputs`` are the op's inputs, each with the batch axis in front where
+``batched[i]`` is true (at least one is); ``params`` are the op's normalised
+params (rules call :meth:`Namespace.apply` with raw params). ``out_batched``
+says whether the output has the batch axis (a value that only depends on a
+shape, like ``zeros_like``, need not). A rule that cannot handle a case raises
+:class:`NotBatchable`. The caller then falls back to :func:`per_element`: the
+op on each batch element, stacked. Always right, only slower; an op may name
+:func:`one_at_a_time` as its rule to say that this is all it has.
+:func:`apply_batched` does both steps.
 
 Most rules shift an ``axis`` param by one, or insert size-1 axes after the
-batch axis so numpy's right-aligned broadcasting keeps the batch apart.
+batch axis so numpy's right-aligned broadcasting keeps the batch apart. This
+module imports only :mod:`common.ops.core`, so the op families can name its
+rules in their ``defop`` calls.
 """
 
 from __future__ import annotations
 
-import functools
 import string
 from collections.abc import Callable
 
 from ..errors import GradError
-from . import elementwise, linalg, nn, reduce  # noqa: F401  (the ops the rules name)
-from . import shape as _shape_ops  # noqa: F401
-from .core import OPS, broadcast_shapes
+from .core import Kind, Op
 from .index import behind, span, take
 
-__all__ = ["RULES", "NotBatchable", "apply_batched", "per_element"]
-
-RULES: dict[str, Callable] = {}
+__all__ = ["NotBatchable", "apply_batched", "default_rule", "one_at_a_time", "per_element"]
 
 
 class NotBatchable(Exception):
@@ -51,10 +52,10 @@ def apply_batched(ns, op, inputs: tuple, batched: tuple, params: dict):
     """``op`` on partly batched ``inputs``: its rule, else per element. Returns (output, out_batched)."""
     if not any(batched):
         return ns.apply(op, inputs, params), False
-    rule = RULES.get(op.name)
+    rule = op.batch
     if rule is not None:
         try:
-            return rule(ns, inputs, batched, **params)
+            return rule(op, ns, inputs, batched, **params)
         except NotBatchable:
             pass
     return per_element(ns, op, inputs, batched, params), True
@@ -77,13 +78,28 @@ def batch_size(inputs, batched):
     return next(x.shape[0] for x, b in zip(inputs, batched) if b)
 
 
-def _rule(*names: str):
-    """Register ``fn(op, ns, inputs, batched, **params)`` as the rule of each op named."""
-    def register(fn):
-        for name in names:
-            RULES[name] = functools.partial(fn, OPS[name])
-        return fn
-    return register
+def default_rule(op: Op) -> Callable | None:
+    """The batching rule an op gets when its ``defop`` names none: the one its kind implies.
+
+    An op without inputs never sees a batch; one whose inputs are all read
+    for their shapes only gives the same value for every batch element; any
+    elementwise op batches by broadcasting; a reduction shifts its axes. Other
+    ops name their rule (None here: ``tests/test_op_traits.py`` says so).
+    """
+    if op.nin == 0:
+        return no_inputs
+    if op.nin is not None and op.shape_only.of(op.nin) == tuple(range(op.nin)):
+        return from_shapes
+    if op.kind is Kind.ELEMENTWISE:
+        return elementwise
+    if op.kind is Kind.REDUCTION:
+        return reduction
+    return None
+
+
+def one_at_a_time(op, ns, inputs, batched, **params):
+    """The rule of an op that has no better one: :func:`per_element` (always right, only slower)."""
+    return per_element(ns, op, inputs, batched, params), True
 
 
 # ------------------------------------------------------------------- helpers
@@ -120,44 +136,44 @@ def _shift(axis) -> tuple:
 
 # --------------------------------------------------------------------- rules
 
-@_rule("neg", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid", "relu",
-       "softplus", "sqrt", "square", "abs", "sign", "cast", "stop_gradient", "add", "sub", "mul",
-       "div", "pow", "maximum", "minimum", "lt", "le", "gt", "ge", "eq", "ne", "where")
-def _elementwise(op, ns, inputs, batched, **params):
+def no_inputs(op, ns, inputs, batched, **params):
+    """An op without inputs (``full``): nothing of it is batched."""
+    return ns.apply(op, inputs, params), False
+
+
+def elementwise(op, ns, inputs, batched, **params):
+    """Batched inputs get size-1 axes after the batch axis, so broadcasting keeps the batch apart."""
     nd = max(x.ndim - b for x, b in zip(inputs, batched))
     args = tuple(_lift(ns, x, nd) if b else x for x, b in zip(inputs, batched))
     return ns.apply(op, args, params), True
 
 
-@_rule("zeros_like", "ones_like", "full_like")
-def _constant_like(op, ns, inputs, batched, dtype=None, value=None):
-    (x,), (b,) = inputs, batched
-    shape = _shape(x, b)
-    if None in shape:
-        raise NotBatchable
-    if value is None:
-        value = 0.0 if op.name == "zeros_like" else 1.0
-    return ns.full(shape, value, dtype or x.dtype), False
+def filled_like(fill: float | None = None) -> Callable:
+    """The rule of a ``*_like`` constant: ``full`` of the unbatched shape, with ``fill`` (or the ``value`` param)."""
+    def rule(op, ns, inputs, batched, dtype=None, value=None):
+        (x,), (b,) = inputs, batched
+        shape = _shape(x, b)
+        if None in shape:
+            raise NotBatchable
+        return ns.full(shape, fill if value is None else value, dtype or x.dtype), False
+    return rule
 
 
-@_rule("count")
-def _count(op, ns, inputs, batched, **params):
-    (x,), (b,) = inputs, batched
-    return ns.apply(op, (_blank(ns, x, b),), params), False
+def from_shapes(op, ns, inputs, batched, **params):
+    """Every input read only for its shape (``count``): the op on an unbatched stand-in of each batched one."""
+    stand_ins = tuple(_blank(ns, x, b) if b else x for x, b in zip(inputs, batched))
+    return ns.apply(op, stand_ins, params), False
 
 
-@_rule("sum", "mean", "max", "min", "prod", "logsumexp")
-def _reduction(op, ns, inputs, batched, axis, **params):
+def reduction(op, ns, inputs, batched, axis, **params):
     return ns.apply(op, inputs, {**params, "axis": _shift(axis)}), True
 
 
-@_rule("softmax", "log_softmax")
-def _along_axis(op, ns, inputs, batched, axis):
+def along_axis(op, ns, inputs, batched, axis):
     return ns.apply(op, inputs, {"axis": axis + 1}), True
 
 
-@_rule("softmax_cross_entropy")
-def _xent(op, ns, inputs, batched, axis):
+def softmax_cross_entropy(op, ns, inputs, batched, axis):
     (z, t), (bz, bt) = inputs, batched
     nd = z.ndim - bz
     z = _lift(ns, z, nd) if bz else _tile(ns, z, batch_size(inputs, batched))
@@ -165,53 +181,44 @@ def _xent(op, ns, inputs, batched, axis):
     return ns.apply(op, (z, t), {"axis": axis + 1}), True
 
 
-@_rule("expand_dims", "squeeze")
-def _axes(op, ns, inputs, batched, axis):
+def axes(op, ns, inputs, batched, axis):
     return ns.apply(op, inputs, {"axis": _shift(axis)}), True
 
 
-@_rule("transpose")
-def _transpose(op, ns, inputs, batched, axes):
+def transpose(op, ns, inputs, batched, axes):
     return ns.transpose(inputs[0], (0, *_shift(axes))), True
 
 
-@_rule("tril", "triu")
-def _triangle(op, ns, inputs, batched, k):
+def triangle(op, ns, inputs, batched, k):
     return ns.apply(op, inputs, {"k": k}), True
 
 
-@_rule("reshape")
-def _reshape(op, ns, inputs, batched, shape):
+def reshape(op, ns, inputs, batched, shape):
     (x,) = inputs
     if -1 in shape and None in x.shape[1:]:
         raise NotBatchable
     return ns.reshape(x, (x.shape[0], *shape)), True
 
 
-@_rule("reshape_like", "sum_like", "broadcast_like")
-def _like(op, ns, inputs, batched):
-    (x, ref), (bx, bref) = inputs, batched
-    if op.name == "broadcast_like":
-        shape = broadcast_shapes(_shape(x, bx), _shape(ref, bref))
-    else:
-        shape = _shape(ref, bref)
-    if None in shape:
-        raise NotBatchable
-    static = {"reshape_like": "reshape", "sum_like": "sum_to", "broadcast_like": "broadcast_to"}
-    target = OPS[static[op.name]]
-    if not bx:  # only the reference is batched, and it gives only a shape
-        return ns.apply(target, (x,), {"shape": shape}), False
-    return RULES[target.name](ns, (x,), (True,), shape=shape)
+def like(static: Op) -> Callable:
+    """The rule of a ``*_like`` op (x, ref): its ``static`` form (a ``shape`` param), with ref's shape put in."""
+    def rule(op, ns, inputs, batched):
+        x, bx = inputs[0], batched[0]
+        shape = _infer(op, inputs, batched, {})
+        if None in shape:
+            raise NotBatchable
+        if not bx:  # only the reference is batched, and it gives only a shape
+            return ns.apply(static, (x,), {"shape": shape}), False
+        return static.batch(static, ns, (x,), (True,), shape=shape)
+    return rule
 
 
-@_rule("broadcast_to")
-def _broadcast_to(op, ns, inputs, batched, shape):
+def broadcast_to(op, ns, inputs, batched, shape):
     (x,) = inputs
     return ns.broadcast_to(_lift(ns, x, len(shape)), (x.shape[0], *shape)), True
 
 
-@_rule("sum_to")
-def _sum_to(op, ns, inputs, batched, shape):
+def sum_to(op, ns, inputs, batched, shape):
     (x,) = inputs
     size = x.shape[0]
     lead = (x.ndim - 1) - len(shape)
@@ -219,8 +226,7 @@ def _sum_to(op, ns, inputs, batched, shape):
     return (ns.reshape(out, (size, *shape)) if lead else out), True
 
 
-@_rule("matmul")
-def _matmul(op, ns, inputs, batched):
+def matmul(op, ns, inputs, batched):
     """Promote 1-d operands, align batch dims, multiply, drop what was added."""
     (a, b), (fa, fb) = inputs, batched
     a_vec = a.ndim - fa == 1
@@ -240,25 +246,22 @@ def _matmul(op, ns, inputs, batched):
     return out, True
 
 
-@_rule("einsum")
-def _einsum(op, ns, inputs, batched, spec):
+def einsum(op, ns, inputs, batched, spec):
     lhs, rhs = spec.split("->")
     z = next(c for c in string.ascii_letters if c not in spec)
     terms = [z + t if b else t for t, b in zip(lhs.split(","), batched)]
     return ns.einsum(",".join(terms) + "->" + z + rhs, *inputs), True
 
 
-@_rule("getitem")
-def _getitem(op, ns, inputs, batched, index):
+def getitem(op, ns, inputs, batched, index):
     if any(batched[1:]):
         raise NotBatchable
     x, *arrays = inputs
-    expected = _infer("getitem", inputs, batched, {"index": index})
+    expected = _infer(op, inputs, batched, {"index": index})
     return _checked(ns.getitem(x, *arrays, index=behind(index)), x.shape[0], expected), True
 
 
-@_rule("scatter_add")
-def _scatter_add(op, ns, inputs, batched, index):
+def scatter_add(op, ns, inputs, batched, index):
     (g, like, *arrays), (bg, blike, *barrays) = inputs, batched
     if any(barrays) or (blike and None in _shape(like, True)):
         raise NotBatchable
@@ -270,15 +273,13 @@ def _scatter_add(op, ns, inputs, batched, index):
     return _checked(out, size, _shape(like, True)), True
 
 
-@_rule("concatenate", "stack")
-def _join(op, ns, inputs, batched, axis):
+def join(op, ns, inputs, batched, axis):
     size = batch_size(inputs, batched)
     xs = tuple(x if b else _tile(ns, x, size) for x, b in zip(inputs, batched))
     return ns.apply(op, xs, {"axis": axis + 1}), True
 
 
-@_rule("concat_part")
-def _concat_part(op, ns, inputs, batched, axis, part):
+def concat_part(op, ns, inputs, batched, axis, part):
     g, *refs = inputs
     dims = [_shape(r, b)[axis] for r, b in zip(refs, batched[1:])]
     if None in dims:
@@ -308,8 +309,8 @@ class _Aval:
         return len(self.shape)
 
 
-def _infer(name, inputs, batched, params) -> tuple:
-    """The unbatched output shape of op ``name``."""
+def _infer(op, inputs, batched, params) -> tuple:
+    """The unbatched output shape of ``op``."""
     avals = [_Aval(_shape(x, b), x.dtype) for x, b in zip(inputs, batched)]
-    shape, _ = OPS[name].infer(*avals, **params)
+    shape, _ = op.infer(*avals, **params)
     return tuple(shape)

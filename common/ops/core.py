@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -33,6 +34,44 @@ NO_GRAD = Sentinel("NO_GRAD")
 
 OPS: dict[str, Op] = {}
 EMPTY: dict = {}
+
+
+class Kind(str, Enum):
+    """What sort of op an op is: the one fact most backends branch on first."""
+
+    ELEMENTWISE = "elementwise"  # one output element per broadcast position, from the inputs' elements there
+    REDUCTION = "reduction"      # combines the elements along its ``axis`` param
+    SHAPE = "shape"              # moves, copies, selects or sums elements, and nothing else
+    LINALG = "linalg"            # matrix products and contractions
+    NN = "nn"                    # neural-network forms (softmax and friends) along an axis
+    CONSTANT = "constant"        # its value depends on no input's values (only shapes and params)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Some input positions of an op: the ``fixed`` ones and, for a variadic op, every one from ``rest`` on."""
+
+    fixed: tuple[int, ...] = ()
+    rest: int | None = None
+
+    def __contains__(self, i: int) -> bool:
+        return i in self.fixed or (self.rest is not None and i >= self.rest)
+
+    def __bool__(self) -> bool:
+        return bool(self.fixed) or self.rest is not None
+
+    def of(self, n: int) -> tuple[int, ...]:
+        """The positions among an application's ``n`` inputs."""
+        return tuple(i for i in range(n) if i in self)
+
+
+NONE = Inputs()
+ALL = Inputs((), 0)
+
+
+def inputs_from(k: int) -> Inputs:
+    """Input ``k`` and every one after it (a variadic op's tail: index arrays, reference shapes)."""
+    return Inputs((), k)
 
 
 @dataclass(eq=False)
@@ -51,6 +90,54 @@ class Op:
     with ``{0} {1} ...`` for inputs and ``{name}`` for params. ``params`` are
     the names of the op's params; the type rule checks their values (see
     :mod:`common.ops.params`), which is what makes a loaded graph safe.
+
+    **Traits** are the other facts about an op, said once here so that no
+    backend keeps its own list of op names. Each is checked against the impl
+    by ``tests/test_op_traits.py``. A trait left at its default only costs a
+    backend an optimisation; a wrong one gives wrong answers, hence the tests.
+
+    ``kind`` (a :class:`Kind`): elementwise ops share one batching rule and one
+    sparsity rule, reductions another; the tests check that an elementwise op's
+    output has the broadcast shape of its inputs.
+
+    ``zero``: f(0, ..., 0) = 0, elementwise (for a reduction: an all-zero slice
+    gives 0). Read by symsym's sparsity analysis: the output can be nonzero
+    only where some input is (sin, relu, maximum, sum, max).
+
+    ``linear``: the inputs the op is linear in, each on its own, the others
+    held fixed: f(a*u + b*v, y) = a*f(u, y) + b*f(v, y) (mul in both inputs,
+    matmul, div in its numerator, reshape). ``linear_together``: the inputs it
+    is linear in taken together (add and sub in both, where in its two value
+    inputs, concatenate in all). Sparsity reads both (an output is zero where a
+    linear input is; a shape op's zeros are found by running its impl on the
+    zero pattern), and symnum's batched numbers carry a constant factor
+    through an op linear in input 0 instead of applying it to the whole batch.
+
+    ``fresh``: the output is always a newly allocated array, never a view of
+    an input (ufunc calls, matmul). symsym's code generator may then overwrite
+    it in place once it is dead; an op not marked fresh is assumed to alias
+    its inputs, which is always safe. Defaults to True for an op with a ufunc.
+
+    ``shape_only``: inputs of which only the shape and dtype are read
+    (``like`` in ``zeros_like(like)``, the reference of ``sum_like``). The
+    algebra rewrite replaces a computed one by a free placeholder, so what
+    made it can become dead code; batching rules need not batch them.
+
+    ``index``: integer index-array inputs (getitem's keys): their values
+    choose elements, they are never differentiated, and the sparsity analysis
+    needs them as constants.
+
+    ``ufunc``: the numpy ufunc the op *is* (its impl on arrays): generated code
+    writes ``np.<ufunc>(x, out=x)`` to reuse a dying input's buffer, and an op
+    with a ufunc needs no ``code`` template (comparisons leave it unset: their bool result can
+    never overwrite a float input). ``infix``: the Python operator
+    that spells the op (``"+"``; ``"-"`` for the one-input neg), for printing.
+    ``noop_on_same_type``: the op returns input 0 itself whenever its output
+    has input 0's shape and dtype (reshape, broadcast_to, sum_to, squeeze,
+    cast), so the algebra rewrite drops such a node.
+
+    ``batch``: the op's batching rule (see :mod:`common.ops.batching`), by
+    default the one its kind implies.
     """
 
     name: str
@@ -64,6 +151,17 @@ class Op:
     doc: str = ""
     nin: int | None = None  # None: variadic
     params: tuple = field(default_factory=tuple)
+    kind: Kind = Kind.ELEMENTWISE
+    zero: bool = False
+    linear: Inputs = NONE
+    linear_together: Inputs = NONE
+    fresh: bool = False
+    shape_only: Inputs = NONE
+    index: Inputs = NONE
+    ufunc: np.ufunc | None = None
+    infix: str | None = None
+    noop_on_same_type: bool = False
+    batch: Callable | None = None
 
     def differentiable(self, i: int) -> bool:
         """Whether input ``i`` can receive a gradient through this op."""
@@ -84,21 +182,49 @@ class Op:
         return f"<Op {self.name}>"
 
 
-def defop(name: str, infer: Callable, impl: Callable, *vjps, vjp_n=None, bind=None,
-          jvp=None, code=None, doc: str = "", nin: int | None = -1, params=()) -> Op:
-    """Register an op in :data:`OPS` and return it.
+def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=None, bind=None,
+          jvp=None, code=None, doc: str = "", nin: int | None = -1, params=(), zero: bool = False,
+          linear=(), linear_together=(), fresh: bool | None = None, shape_only=(), index=(),
+          ufunc: np.ufunc | None = None, infix: str | None = None, noop_on_same_type: bool = False,
+          batch: Callable | None = None) -> Op:
+    """Register an op in :data:`OPS` and return it (the traits are described on :class:`Op`).
 
     ``nin`` defaults to the number of VJP rules given (None for variadic ops).
     ``params`` defaults to the type rule's arguments after the inputs: the
-    names a graph file may give (the serializer refuses any other).
+    names a graph file may give (the serializer refuses any other). Input
+    sets (``linear``, ...) are a tuple of positions, True for all of them, or
+    :func:`inputs_from`. An op with a ufunc is fresh and gets the template
+    ``np.<ufunc>(...)`` unless told otherwise; ``batch`` defaults to the rule
+    the op's kind implies.
     """
     if nin == -1:
         nin = None if vjp_n is not None else len(vjps)
-    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin))
+    if code is None and ufunc is not None:
+        code = f"np.{ufunc.__name__}({', '.join('{' + str(i) + '}' for i in range(ufunc.nin))})"
+    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin),
+            Kind(kind), zero, _inputs(linear), _inputs(linear_together),
+            ufunc is not None if fresh is None else fresh, _inputs(shape_only), _inputs(index), ufunc, infix,
+            noop_on_same_type, batch)
+    if op.batch is None:
+        from .batching import default_rule  # batching imports this module, so it is imported once ops exist
+        op.batch = default_rule(op)
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
     OPS[name] = op
     return op
+
+
+def _inputs(spec) -> Inputs:
+    """An input-set trait as given to :func:`defop` (positions, True for all, or an :class:`Inputs`)."""
+    if isinstance(spec, Inputs):
+        return spec
+    if spec is True:
+        return ALL
+    if spec is False or spec is None:
+        return NONE
+    if isinstance(spec, int):
+        return Inputs((spec,))
+    return Inputs(tuple(spec))
 
 
 def _param_names(infer: Callable, nin: int | None) -> tuple:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError
-from .core import NO_GRAD, broadcast_shapes, defop, float_dtype, numeric_dtype, result_dtype, unbroadcast
+from .core import NO_GRAD, Kind, broadcast_shapes, defop, float_dtype, numeric_dtype, result_dtype, unbroadcast
 from .params import dtype_name, dtype_param
 
 
@@ -40,26 +40,33 @@ def _mask(ns, cond, like):
     return ns.cast(cond, like.dtype)
 
 
+ELEMENTWISE = Kind.ELEMENTWISE
+
+
+def unary(name, ufunc, vjp, doc, **traits):
+    """An elementwise op that is one float-valued numpy ufunc of one input: its whole paragraph."""
+    return defop(name, floating, ufunc, vjp, kind=ELEMENTWISE, ufunc=ufunc, doc=doc, **traits)
+
+
 # --- unary -----------------------------------------------------------------
 
-defop("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})",
-      doc="Negation, -x.")
-defop("exp", floating, np.exp, lambda ns, g, out, x: g * out, code="np.exp({0})",
-      doc="e**x; its derivative reuses the output.")
-defop("log", floating, np.log, lambda ns, g, out, x: g / x, code="np.log({0})",
-      doc="Natural log; log'(0) = inf, as numpy's 1/0.")
-defop("log1p", floating, np.log1p, lambda ns, g, out, x: g / (x + 1), code="np.log1p({0})",
-      doc="log(1 + x), accurate for small x.")
-defop("expm1", floating, np.expm1, lambda ns, g, out, x: g * (out + 1), code="np.expm1({0})",
-      doc="exp(x) - 1, accurate for small x.")
-defop("sin", floating, np.sin, lambda ns, g, out, x: g * ns.cos(x), code="np.sin({0})",
-      doc="Sine; sin' = cos.")
-defop("cos", floating, np.cos, lambda ns, g, out, x: -(g * ns.sin(x)), code="np.cos({0})",
-      doc="Cosine; cos' = -sin.")
-defop("tan", floating, np.tan, lambda ns, g, out, x: g * (out * out + 1), code="np.tan({0})",
-      doc="Tangent; tan' = 1 + tan**2.")
-defop("tanh", floating, np.tanh, lambda ns, g, out, x: g * (1 - out * out), code="np.tanh({0})",
+defop("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})", kind=ELEMENTWISE, ufunc=np.negative,
+      zero=True, linear=(0,), infix="-", doc="Negation, -x.")
+unary("exp", np.exp, lambda ns, g, out, x: g * out, doc="e**x; its derivative reuses the output.")
+unary("log", np.log, lambda ns, g, out, x: g / x, doc="Natural log; log'(0) = inf, as numpy's 1/0.")
+unary("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), zero=True, doc="log(1 + x), accurate for small x.")
+unary("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), zero=True, doc="exp(x) - 1, accurate for small x.")
+unary("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), zero=True, doc="Sine; sin' = cos.")
+unary("cos", np.cos, lambda ns, g, out, x: -(g * ns.sin(x)), doc="Cosine; cos' = -sin.")
+unary("tan", np.tan, lambda ns, g, out, x: g * (out * out + 1), zero=True, doc="Tangent; tan' = 1 + tan**2.")
+unary("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), zero=True,
       doc="Hyperbolic tangent; tanh' = 1 - tanh**2.")
+unary("sinh", np.sinh, lambda ns, g, out, x: g * ns.cosh(x), zero=True, doc="Hyperbolic sine; sinh' = cosh.")
+unary("cosh", np.cosh, lambda ns, g, out, x: g * ns.sinh(x), doc="Hyperbolic cosine; cosh' = sinh.")
+unary("arcsin", np.arcsin, lambda ns, g, out, x: g / ns.sqrt(1 - x * x), zero=True,
+      doc="Inverse sine on [-1, 1]; arcsin' = 1/sqrt(1 - x**2) (inf at +-1).")
+unary("arctan", np.arctan, lambda ns, g, out, x: g / (x * x + 1), zero=True,
+      doc="Inverse tangent; arctan' = 1/(1 + x**2).")
 
 
 def _sigmoid(x):
@@ -67,21 +74,21 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x, np.float16), copy=False)
 
 
-defop("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)),
+defop("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)), kind=ELEMENTWISE,
       doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
 defop("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-      lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g),
+      lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g), kind=ELEMENTWISE, zero=True,
       doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
 defop("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x, np.float16)), x),
-      lambda ns, g, out, x: g * ns.sigmoid(x),
+      lambda ns, g, out, x: g * ns.sigmoid(x), kind=ELEMENTWISE,
       doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
-defop("sqrt", floating, np.sqrt, lambda ns, g, out, x: g / (out * 2), code="np.sqrt({0})",
+unary("sqrt", np.sqrt, lambda ns, g, out, x: g / (out * 2), zero=True,
       doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
-defop("square", same, np.square, lambda ns, g, out, x: g * (x * 2), code="np.square({0})",
+defop("square", same, np.square, lambda ns, g, out, x: g * (x * 2), kind=ELEMENTWISE, ufunc=np.square, zero=True,
       doc="x * x; square' = 2x.")
-defop("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
-      doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
-defop("sign", same, np.sign, None, code="np.sign({0})",
+defop("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})", kind=ELEMENTWISE,
+      ufunc=np.absolute, zero=True, doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
+defop("sign", same, np.sign, None, kind=ELEMENTWISE, ufunc=np.sign, zero=True,
       doc="-1, 0 or 1. Piecewise constant: no gradient flows through it.")
 
 
@@ -100,15 +107,15 @@ def _cast_vjp(ns, g, out, x, dtype):
 
 
 defop("cast", _cast_infer, lambda x, dtype: np.asarray(x).astype(dtype, copy=False), _cast_vjp,
-      bind=_cast_bind, code="np.asarray({0}).astype({dtype!r}, copy=False)",
-      doc="Convert to another dtype; the gradient is cast back. Integer inputs get none.")
+      bind=_cast_bind, code="np.asarray({0}).astype({dtype!r}, copy=False)", kind=ELEMENTWISE, zero=True,
+      noop_on_same_type=True, doc="Convert to another dtype; the gradient is cast back. Integer inputs get none.")
 
 
 def _stop_gradient_impl(x):
     return x
 
 
-defop("stop_gradient", same, _stop_gradient_impl, None, code="{0}",
+defop("stop_gradient", same, _stop_gradient_impl, None, code="{0}", kind=ELEMENTWISE, zero=True, linear=(0,),
       doc="Identity whose gradient is cut: what flows through it is a constant.")
 
 # --- binary ----------------------------------------------------------------
@@ -116,19 +123,19 @@ defop("stop_gradient", same, _stop_gradient_impl, None, code="{0}",
 defop("add", binary, np.add,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
       lambda ns, g, out, x, y: unbroadcast(ns, g, y), code="({0} + {1})",
-      doc="x + y, broadcasting.")
+      kind=ELEMENTWISE, ufunc=np.add, zero=True, linear_together=True, infix="+", doc="x + y, broadcasting.")
 defop("sub", binary, np.subtract,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
       lambda ns, g, out, x, y: unbroadcast(ns, -g, y), code="({0} - {1})",
-      doc="x - y, broadcasting.")
+      kind=ELEMENTWISE, ufunc=np.subtract, zero=True, linear_together=True, infix="-", doc="x - y, broadcasting.")
 defop("mul", binary, np.multiply,
       lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
       lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), code="({0} * {1})",
-      doc="x * y, broadcasting.")
+      kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*", doc="x * y, broadcasting.")
 defop("div", binary_float, np.true_divide,
       lambda ns, g, out, x, y: unbroadcast(ns, g / y, x),
       lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), code="({0} / {1})",
-      doc="x / y (true division), broadcasting.")
+      kind=ELEMENTWISE, ufunc=np.true_divide, linear=(0,), infix="/", doc="x / y (true division), broadcasting.")
 
 
 def _pow_dy(ns, g, out, x, y):
@@ -140,7 +147,7 @@ def _pow_dy(ns, g, out, x, y):
 
 defop("pow", binary, np.power,
       lambda ns, g, out, x, y: unbroadcast(ns, g * y * x ** (y - 1), x),
-      _pow_dy, code="np.power({0}, {1})",
+      _pow_dy, kind=ELEMENTWISE, ufunc=np.power, infix="**",
       doc="x ** y. d/dy is taken as 0 where x == 0 (PyTorch's convention).")
 
 
@@ -152,18 +159,18 @@ def _tie_mask(ns, x, y, g, win):
 defop("maximum", binary, np.maximum,
       lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.gt), x),
       lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.gt), y),
-      code="np.maximum({0}, {1})",
+      kind=ELEMENTWISE, ufunc=np.maximum, zero=True,
       doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 defop("minimum", binary, np.minimum,
       lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.lt), x),
       lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.lt), y),
-      code="np.minimum({0}, {1})",
+      kind=ELEMENTWISE, ufunc=np.minimum, zero=True,
       doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
                          ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
-    defop(_name, compare, _fn, None, None, code=f"({{0}} {_sym} {{1}})",
-          doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
+    defop(_name, compare, _fn, None, None, code=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE, zero=not _fn(0, 0),
+          infix=_sym, doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
 
 
 def _where_infer(c, x, y):
@@ -181,4 +188,5 @@ def _where_dy(ns, g, out, c, x, y):
 
 
 defop("where", _where_infer, np.where, None, _where_dx, _where_dy, code="np.where({0}, {1}, {2})",
+      kind=ELEMENTWISE, zero=True, linear_together=(1, 2),
       doc="x where the condition holds, else y; the cotangent is routed the same way.")

@@ -7,7 +7,8 @@ import string
 import numpy as np
 
 from ..errors import GradError, ShapeError
-from .core import broadcast_shapes, defop, expand_to, result_dtype, shape_str, unbroadcast
+from . import batching
+from .core import Kind, broadcast_shapes, defop, expand_to, result_dtype, shape_str, unbroadcast
 from .params import einsum_param, shown
 from .shape import swap_last
 
@@ -48,7 +49,8 @@ def _matmul_db(ns, g, out, a, b):
     return unbroadcast(ns, ns.matmul(swap_last(ns, a), g), b)
 
 
-defop("matmul", _matmul_infer, np.matmul, _matmul_da, _matmul_db, code="({0} @ {1})",
+defop("matmul", _matmul_infer, np.matmul, _matmul_da, _matmul_db, code="({0} @ {1})", kind=Kind.LINALG,
+      linear=(0, 1), fresh=True, infix="@", batch=batching.matmul,
       doc="Matrix product with numpy's semantics: batched over leading dims, 1-d operands "
           "promoted and the added dim removed. VJPs: g @ b.T and a.T @ g, summed over broadcast batches.")
 
@@ -128,5 +130,5 @@ def _einsum_vjp(ns, i, g, out, *xs, spec):
 
 
 defop("einsum", _einsum_infer, lambda *xs, spec: np.einsum(spec, *xs), vjp_n=_einsum_vjp,
-      bind=_einsum_bind, code="np.einsum({spec!r}, {args})",
+      bind=_einsum_bind, code="np.einsum({spec!r}, {args})", kind=Kind.LINALG, linear=True, batch=batching.einsum,
       doc="Einstein summation; an operand's cotangent is another einsum of g with the others.")

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..kernels import softmax
-from .core import broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
+from . import batching
+from .core import Kind, broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
 from .params import axis_param
 
 
@@ -29,10 +30,12 @@ def _floating(x, axis):
 
 defop("softmax", _floating, _softmax,
       lambda ns, g, out, x, axis: out * (g - ns.sum(g * out, axis=axis, keepdims=True)),
-      bind=_axis_bind, doc="exp(x) / sum(exp(x)) along axis, shifted by the max (no overflow).")
+      bind=_axis_bind, kind=Kind.NN, batch=batching.along_axis,
+      doc="exp(x) / sum(exp(x)) along axis, shifted by the max (no overflow).")
 defop("log_softmax", _floating, _log_softmax,
       lambda ns, g, out, x, axis: g - ns.exp(out) * ns.sum(g, axis=axis, keepdims=True),
-      bind=_axis_bind, doc="x - logsumexp(x) along axis: finite even where softmax underflows to 0.")
+      bind=_axis_bind, kind=Kind.NN, batch=batching.along_axis,
+      doc="x - logsumexp(x) along axis: finite even where softmax underflows to 0.")
 
 
 def _xent_bind(logits, targets, axis=-1):
@@ -55,6 +58,6 @@ defop("softmax_cross_entropy", _xent_infer, _xent,
       lambda ns, g, out, z, t, axis: keep_axes(ns, g, (axis,), False) * (
           call(ns, "softmax", z, axis=axis) * call(ns, "sum", t, axis=(axis,), keepdims=True) - t),
       lambda ns, g, out, z, t, axis: -(keep_axes(ns, g, (axis,), False) * call(ns, "log_softmax", z, axis=axis)),
-      bind=_xent_bind,
+      bind=_xent_bind, kind=Kind.NN, linear=(1,), batch=batching.softmax_cross_entropy,
       doc="-sum(targets * log_softmax(logits)) along axis, one loss per row; targets are "
           "probabilities (one-hot for class labels). Stable for any logits.")

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import kernels
-from .core import defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
+from .core import Kind, defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
 from .params import axes_param, bool_param
 
 
@@ -66,7 +66,7 @@ def _count_impl(x, axis, keepdims=False):
 
 defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
-      bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
+      bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True, linear=(0,),
       doc="Sum over axis; the cotangent is broadcast back.")
 
 
@@ -76,10 +76,10 @@ _mean_impl = kernels.mean  # numpy's own arithmetic, without np.mean's wrappers
 defop("mean", _infer("mean"), _mean_impl,
       lambda ns, g, out, x, axis, keepdims:
           expand_to(ns, keep_axes(ns, g / _count(ns, x, axis), axis, keepdims), x),
-      bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})",
-      doc="Mean over axis; the cotangent is divided by the count (before broadcasting: fewer "
+      bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
+      linear=(0,), doc="Mean over axis; the cotangent is divided by the count (before broadcasting: fewer "
           "divisions) and broadcast back.")
-defop("count", _infer("count"), _count_impl, None,
+defop("count", _infer("count"), _count_impl, None, kind=Kind.REDUCTION, shape_only=(0,),
       bind=_bind, doc="How many elements of x lie along axis, as a float scalar (for mean's rule "
                       "when dims are unknown until evaluation). Not differentiable.")
 
@@ -92,10 +92,10 @@ def _extreme_vjp(ns, g, out, x, axis, keepdims):
 
 
 defop("max", _infer("same"), lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-      _extreme_vjp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})",
+      _extreme_vjp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
       doc="Max over axis. Convention (PyTorch): tied maxima share the cotangent evenly.")
 defop("min", _infer("same"), lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-      _extreme_vjp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})",
+      _extreme_vjp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
       doc="Min over axis. Convention (PyTorch): tied minima share the cotangent evenly.")
 
 
@@ -111,7 +111,7 @@ def _prod_vjp(ns, g, out, x, axis, keepdims):
 
 
 defop("prod", _infer("acc"), lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-      _prod_vjp, bind=_bind, code="np.prod({0}, axis={axis}, keepdims={keepdims})",
+      _prod_vjp, bind=_bind, code="np.prod({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
       doc="Product over axis. Exact with zeros: a lone zero gets the product of the others.")
 
 
@@ -125,4 +125,4 @@ def _logsumexp(x, axis, keepdims):
 defop("logsumexp", _infer("float"), _logsumexp,
       lambda ns, g, out, x, axis, keepdims:
           keep_axes(ns, g, axis, keepdims) * ns.exp(x - keep_axes(ns, out, axis, keepdims)),
-      bind=_bind, doc="log(sum(exp(x))) over axis, shifted by the max so it never overflows.")
+      bind=_bind, kind=Kind.REDUCTION, doc="log(sum(exp(x))) over axis, shifted by the max so it never overflows.")

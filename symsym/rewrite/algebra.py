@@ -48,10 +48,6 @@ def _filled(like: Node, value: float) -> Node:
     return S.full(like.shape, value, like.dtype)
 
 
-_SAME_SHAPE = {"sum_to", "broadcast_to", "reshape"}
-_SAME_AS_REF = {"sum_like", "broadcast_like", "reshape_like"}
-
-
 def _factor(c: Node, base: Node) -> float | None:
     """``c``'s value if it is one finite nonzero number everywhere and multiplying ``base`` by it
     keeps base's shape.
@@ -174,11 +170,6 @@ def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
     return S.scatter_add(u + v, *rest_a, index=a.params["index"])
 
 
-#: ops that read only the shape and dtype of one input, and which input
-_SHAPE_ONLY = {"scatter_add": 1, "sum_like": 1, "reshape_like": 1, "broadcast_like": 1, "count": 0,
-               "zeros_like": 0, "ones_like": 0, "full_like": 0}
-
-
 def _placeholder(ref: Node) -> Node:
     """A constant of ``ref``'s static shape and dtype that costs no memory (a broadcast zero).
 
@@ -190,13 +181,29 @@ def _placeholder(ref: Node) -> Node:
 
 
 def _shape_only(n: Node) -> Node | None:
-    k = _SHAPE_ONLY[n.op.name]
-    ref = n.inputs[k]
-    if ref.op is None or None in ref.shape:
-        return None
+    """``n`` with each computed input it reads only for its shape (its op's ``shape_only`` trait) stood in for."""
     ins = n.inputs
-    return Node(n.op, (*ins[:k], _placeholder(ref), *ins[k + 1:]), n.params, n.shape, n.dtype, n.name,
-                None, n.site)
+    new, changed = list(ins), False
+    for k in n.op.shape_only.of(len(ins)):
+        ref = ins[k]
+        if ref.op is not None and None not in ref.shape:
+            new[k], changed = _placeholder(ref), True
+    if not changed:
+        return None
+    return Node(n.op, tuple(new), n.params, n.shape, n.dtype, n.name, None, n.site)
+
+
+def _noop(n: Node) -> Node | None:
+    """Input 0 itself, for an op that is the identity whenever its output has input 0's type
+    (its ``noop_on_same_type`` trait: reshape, broadcast_to, sum_to, squeeze, cast, ...).
+
+    With unknown dims, equal static types mean equal shapes only when no reference input can
+    set the output's shape (``broadcast_like(x, ref)`` with x and ref both of shape (?,)).
+    """
+    x = n.inputs[0]
+    if same_type(n, x) and (None not in x.shape or not n.op.shape_only):
+        return x
+    return None
 
 
 def _finite(x: Node, value) -> bool:
@@ -233,12 +240,15 @@ def fast_algebra_rule(n: Node) -> Node | None:
 
 
 def algebra_rule(n: Node, fast: bool = False) -> Node | None:
-    name = n.op.name
+    op = n.op
+    name = op.name
     ins = n.inputs
-    if name in _SHAPE_ONLY:
+    if op.shape_only:
         rep = _shape_only(n)
         if rep is not None:
             return rep
+    if op.noop_on_same_type:
+        return _noop(n)
     if name == "mul":
         a, b = ins
         sa, sb = scalar_value(a), scalar_value(b)  # each looked up once: this runs for every product
@@ -275,18 +285,9 @@ def algebra_rule(n: Node, fast: bool = False) -> Node | None:
         if x.op is not None and x.op.name == "neg":
             return x.inputs[0]
         return _gather_scale(n)
-    elif name in _SAME_SHAPE:
+    elif name == "transpose":
         x = ins[0]
-        if x.shape == n.shape and None not in x.shape:
-            return x
-    elif name in _SAME_AS_REF:
-        x, ref = ins
-        if x.shape == ref.shape and None not in x.shape and x.shape == n.shape:
-            return x
-    elif name in ("expand_dims", "squeeze", "transpose", "cast"):
-        x = ins[0]
-        if same_type(n, x) and (name != "transpose" or n.params["axes"] == tuple(range(x.ndim))) \
-                and (name not in ("expand_dims", "squeeze") or not n.params["axis"]):
+        if same_type(n, x) and n.params["axes"] == tuple(range(x.ndim)):
             return x
     elif name == "stop_gradient":
         return ins[0]  # an identity once differentiation is over
