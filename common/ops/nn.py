@@ -15,9 +15,6 @@ def _axis_bind(x, axis=-1):
     return (x,), {"axis": one_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x))}
 
 
-_softmax = softmax  # shifted by the max, in one buffer (see the kernel)
-
-
 def _log_softmax(x, axis):
     s = x - np.maximum.reduce(x, axis=axis, keepdims=True)
     return s - np.log(np.add.reduce(np.exp(s), axis=axis, keepdims=True))
@@ -28,7 +25,7 @@ def _floating(x, axis):
     return x.shape, float_dtype(x.dtype)
 
 
-defop("softmax", _floating, _softmax,
+defop("softmax", _floating, softmax,
       lambda ns, g, out, x, axis: out * (g - ns.sum(g * out, axis=axis, keepdims=True)),
       bind=_axis_bind, kind=Kind.NN, batch=batching.along_axis,
       doc="exp(x) / sum(exp(x)) along axis, shifted by the max (no overflow).")

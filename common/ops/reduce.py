@@ -70,10 +70,7 @@ defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis
       doc="Sum over axis; the cotangent is broadcast back.")
 
 
-_mean_impl = kernels.mean  # numpy's own arithmetic, without np.mean's wrappers
-
-
-defop("mean", _infer("mean"), _mean_impl,
+defop("mean", _infer("mean"), kernels.mean,
       lambda ns, g, out, x, axis, keepdims:
           expand_to(ns, keep_axes(ns, g / _count(ns, x, axis), axis, keepdims), x),
       bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,

@@ -106,9 +106,6 @@ def _broadcast_infer(x, shape):
     return tuple(shape), x.dtype
 
 
-sum_to_impl = kernels.sum_to  # one reduce over leading axes where it can (see the kernel)
-
-
 def _sum_to_infer(x, shape):
     shape_param(shape)
     lead = len(x.shape) - len(shape)
@@ -117,23 +114,20 @@ def _sum_to_infer(x, shape):
     return tuple(shape), x.dtype
 
 
-_broadcast_to_impl = kernels.broadcast_view  # a zero-stride view, without np.broadcast_to's checks
-
-
-_broadcast_to = defop("broadcast_to", _broadcast_infer, _broadcast_to_impl,
+_broadcast_to = defop("broadcast_to", _broadcast_infer, kernels.broadcast_view,
                       lambda ns, g, out, x, shape: unbroadcast(ns, g, x),
                       bind=_shape_bind, code="np.broadcast_to({0}, {shape})", kind=SHAPE, linear=(0,),
                       noop_on_same_type=True, batch=batching.broadcast_to,
       doc="Broadcast to a shape (a read-only view); the VJP is sum_to.")
-_sum_to = defop("sum_to", _sum_to_infer, sum_to_impl,
+_sum_to = defop("sum_to", _sum_to_infer, kernels.sum_to,
                 lambda ns, g, out, x, shape: expand_to(ns, g, x), kind=SHAPE, linear=(0,),
                 noop_on_same_type=True, batch=batching.sum_to, bind=_shape_bind,
                 doc="The inverse of broadcasting: sum the broadcast axes away. VJP: broadcast_to.")
-defop("sum_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: sum_to_impl(x, np.shape(ref)),
+defop("sum_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: kernels.sum_to(x, np.shape(ref)),
       lambda ns, g, out, x, ref: expand_to(ns, g, x), None, kind=SHAPE, linear=(0,), shape_only=(1,),
       noop_on_same_type=True, batch=batching.like(_sum_to), doc="sum_to ref's shape, known only at evaluation.")
 defop("broadcast_like", lambda x, ref: (broadcast_shapes(x.shape, ref.shape), x.dtype),
-      lambda x, ref: _broadcast_to_impl(x, np.shape(ref)),
+      lambda x, ref: kernels.broadcast_view(x, np.shape(ref)),
       lambda ns, g, out, x, ref: unbroadcast(ns, g, x), None, kind=SHAPE, linear=(0,), shape_only=(1,),
       noop_on_same_type=True, batch=batching.like(_broadcast_to),
       doc="broadcast_to ref's shape, known only at evaluation.")
@@ -152,10 +146,7 @@ def _expand_infer(x, axis):
     return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
 
 
-_expand_impl = kernels.expand_dims  # one reshape: bind normalised the axes
-
-
-defop("expand_dims", _expand_infer, _expand_impl,
+defop("expand_dims", _expand_infer, kernels.expand_dims,
       lambda ns, g, out, x, axis: ns.squeeze(g, axis),
       bind=_expand_bind, code="np.expand_dims({0}, {axis})", kind=SHAPE, linear=(0,), noop_on_same_type=True,
       batch=batching.axes, doc="Insert length-1 axes.")
@@ -200,10 +191,7 @@ def _transpose_infer(x, axes):
     return tuple(x.shape[a] for a in axes), x.dtype
 
 
-_transpose_impl = kernels.transpose
-
-
-defop("transpose", _transpose_infer, _transpose_impl,
+defop("transpose", _transpose_infer, kernels.transpose,
       lambda ns, g, out, x, axes: ns.transpose(g, tuple(int(i) for i in np.argsort(axes))),
       bind=_transpose_bind, code="np.transpose({0}, {axes})", kind=SHAPE, linear=(0,), batch=batching.transpose,
       doc="Permute axes (reverse them by default); the VJP applies the inverse permutation.")
