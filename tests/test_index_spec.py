@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import symsym
 from common import api, pprint
 from common.errors import ShapeError
 from common.ops.index import FULL, IndexSpec, behind, parse_key, span, take, view
@@ -119,6 +120,8 @@ def test_empty_spec_selects_everything():
     assert v.subscript([]) == "()"
     np.testing.assert_array_equal(eval(f"x[{v.subscript([])}]", {"__builtins__": {}}, {"x": x}), x)
     assert v.shape((3,), []) == (3,)
+    x_node = api.var("x", (3,))  # generated code once wrote x[] here: a SyntaxError
+    np.testing.assert_array_equal(symsym.function([x_node], [api.sin(x_node[()])])(x), np.sin(x))
 
 
 def test_single_int_and_unit_range():
