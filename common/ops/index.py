@@ -229,8 +229,8 @@ class IndexSpec:
             raise ShapeError(f"too many indices ({self._consumed}) for shape {shape_str(shape)}")
         rest = (FULL,) * (len(shape) - self._consumed)
         full = []
-        for e in self.entries:
-            full.extend(rest if e[0] == "ellipsis" else (e,))
+        for e in self.entries:  # an ellipsis of no axes stays, as numpy keeps it: it parts advanced indices
+            full.extend((rest or (e,)) if e[0] == "ellipsis" else (e,))
         if not self._ellipsis:
             full.extend(rest)
         out, adv, adv_at, dim = [], [], [], 0
@@ -238,6 +238,8 @@ class IndexSpec:
             kind = e[0]
             if kind == "new":
                 out.append(1)
+                continue
+            if kind == "ellipsis":
                 continue
             d = shape[dim]
             dim += 1
