@@ -1,10 +1,27 @@
-"""One small adapter per way of computing a derivative.
+"""One adapter per way of computing a derivative: the benchmark and the GradBench tool both use these.
 
 A backend turns a :class:`~benchmarks.workloads.Problem` into a
-:class:`Runner`: ``grad(arrays)`` gives the derivative (the gradient in
-``wrt`` order; ``[H]`` for a Hessian; ``[d^k f]`` for order k), ``forward``
-the cost. What it costs to get a runner is the backend's one-off price
-(symsym's grad + optimise + compile; nothing for symnum, which pays per call).
+:class:`Runner` (:meth:`Backend.prepare`): ``grad(arrays)`` gives the
+derivative (the gradient in ``wrt`` order; ``[H]`` for a Hessian; ``[d^k f]``
+for order k), ``forward`` the cost. What it costs to get a runner is the
+backend's one-off price, in :attr:`Runner.one_off` (symsym's grad + optimise +
+compile; nothing for symnum, which pays per call). The backends that work on
+an IR graph also answer :meth:`GraphBackend.program`, ``(cost, variables,
+wrt) -> Runner``, which is what the GradBench tool
+(:mod:`benchmarks.gradbench.engines`) calls and what their ``prepare`` is
+made of, so that both harnesses run the same code.
+
+The three twograd backends are the book's two ways of backpropagating, the
+first in its two styles:
+
+* ``symnum``: symbol-to-number, define-by-run (the Torch style): the
+  workload's function runs on ``symnum`` tensors, recording a tape on every
+  call, which ``symnum.grad`` sweeps backwards;
+* ``symnum-static``: symbol-to-number on the IR graph (the Caffe style):
+  ``symnum.gradients`` runs a program scheduled once per graph and cached;
+* ``symsym``: symbol-to-symbol: ``symsym.grad`` adds the derivative's nodes to
+  the graph, ``symsym.function`` rewrites and compiles them once.
+
 Backends are found by name in :data:`BACKENDS`; peers (:mod:`benchmarks.peers`)
 add themselves there.
 """
@@ -14,7 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from common import count_nodes
+
+Arrays = list
+"""A problem's argument values, as numpy arrays in its argument order."""
 
 
 class Unsupported(Exception):
@@ -22,17 +44,23 @@ class Unsupported(Exception):
 
 
 class Runner:
-    """A backend's ready-to-call view of one problem."""
+    """A backend's ready-to-call view of one problem.
 
-    def __init__(self, grad: Callable, forward: Callable | None = None, value_and_grad: Callable | None = None,
-                 one_off: dict | None = None, nodes: dict | None = None):
+    ``one_off`` holds the seconds paid once to get it, under the keys
+    ``build`` (the derivative's graph), ``optimise``, ``compile`` and
+    ``total`` (those a backend has); ``nodes`` the graph sizes ``forward``,
+    ``grad_raw`` and ``grad_opt``.
+    """
+
+    def __init__(self, grad: Callable | None, forward: Callable | None = None,
+                 value_and_grad: Callable | None = None, one_off: dict | None = None, nodes: dict | None = None):
         self.grad = grad
         self.forward = forward
         self._vg = value_and_grad
         self.one_off = one_off or {}
         self.nodes = nodes or {}
 
-    def value_and_grad(self, arrays):
+    def value_and_grad(self, arrays: Arrays) -> tuple[float, list]:
         """(cost, gradient) for a training step."""
         if self._vg is not None:
             return self._vg(arrays)
@@ -45,6 +73,7 @@ class Backend:
     name = "?"
     role = "twograd"        # "reference", "twograd" or "peer"
     kinds = ("grad", "hessian", "train", "order")
+    about = ""              # one sentence for ``twograd list``: what this backend runs
 
     def missing(self) -> str | None:
         """Why this backend cannot run here (not installed), or None."""
@@ -56,15 +85,27 @@ class Backend:
     def version(self) -> str:
         return ""
 
+    def supports(self, kind: str) -> None:
+        """Unsupported (with the reason) when this backend does not do ``kind``."""
+        if kind not in self.kinds:
+            raise Unsupported(f"{self.name} does not do {kind}")
 
-def _split(problem):
-    """The problem's wrt positions and a way to put wrt values back among the arguments."""
-    idx = problem.wrt_index
 
-    def full(arrays, x, i=idx[0]):
-        return [x if k == i else a for k, a in enumerate(arrays)]
+class GraphBackend(Backend):
+    """A backend that differentiates an IR graph: :meth:`program` is its one entry point."""
 
-    return idx, full
+    compiles = False        # whether getting a program costs a one-off worth reporting (GradBench's "compile")
+
+    def program(self, cost, variables: list, wrt: list) -> Runner:
+        """The gradient of ``cost`` with respect to ``wrt`` as ``grad``, its value as ``forward``; with
+        ``wrt`` empty only the value (``grad`` is None)."""
+        raise NotImplementedError
+
+
+def _numpy(value) -> np.ndarray:
+    """A backend's output as a numpy array (a symnum tensor's read-only view, or the array itself)."""
+    numpy = getattr(value, "numpy", None)
+    return numpy() if numpy is not None else np.asarray(value)
 
 
 class Hand(Backend):
@@ -73,6 +114,7 @@ class Hand(Backend):
     name = "hand"
     role = "reference"
     kinds = ("grad", "hessian", "train")
+    about = "the hand-written numpy derivative: the reference every ratio divides by"
 
     def prepare(self, problem, kind, order=1):
         if problem.hand_grad is None or (kind == "order" and order != 1):
@@ -82,9 +124,11 @@ class Hand(Backend):
 
 
 class SymNum(Backend):
-    """symbol-to-number: ``symnum.gradients`` on the workload's IR graph (a tape per call)."""
+    """symbol-to-number, define-by-run: the workload's function on ``symnum`` tensors, a tape per call."""
 
     name = "symnum"
+    about = ("symbol-to-number, define-by-run (the Torch style): the workload's function runs on symnum "
+             "tensors, recording a tape on every call, and symnum.grad sweeps it backwards")
 
     def version(self):
         import symnum
@@ -93,115 +137,141 @@ class SymNum(Backend):
     def prepare(self, problem, kind, order=1):
         import symnum
 
-        if kind in ("grad", "train"):
-            cost, variables = problem.graph()
-            wrt = [variables[i] for i in problem.wrt_index]
-            gradients, evaluate = symnum.gradients, symnum.evaluate
-            return Runner(lambda arrays: gradients(cost, wrt, dict(zip(variables, arrays))),
-                          lambda arrays: evaluate(cost, dict(zip(variables, arrays))),
-                          nodes={"forward": count_nodes(cost)})
-        idx, full = _split(problem)
-        fn = problem.fn
-        f = lambda x, arrays: fn(symnum, *full(arrays, x))
+        self.supports(kind)
+        fn, idx = problem.fn, problem.wrt_index
+        forward = lambda arrays: _numpy(fn(symnum, *arrays))   # no leaf requires grad: nothing recorded
         if kind == "hessian":
-            return Runner(lambda arrays: [symnum.hessian(lambda x: f(x, arrays))(arrays[idx[0]])],
-                          lambda arrays: symnum.evaluate(problem.graph()[0],
-                                                         dict(zip(problem.graph()[1], arrays))))
-        # order: grad of grad of ... of a scalar function, each through create_graph
-        def kth(arrays):
-            d = lambda x: f(x, arrays)
-            for _ in range(order):
-                d = symnum.grad(d)
-            out = d(symnum.tensor(arrays[idx[0]], requires_grad=True))
-            return [_numpy(out)]
+            return Runner(_tape_hessian(symnum, fn, idx[0]), forward)
+        if kind == "order":
+            return Runner(_tape_order(symnum, fn, idx[0], order))
 
-        return Runner(kth)
+        def value_and_grad(arrays):
+            args = list(arrays)
+            leaves = [symnum.tensor(arrays[i], requires_grad=True) for i in idx]
+            for i, leaf in zip(idx, leaves):
+                args[i] = leaf
+            out = fn(symnum, *args)
+            return out, [g.numpy() for g in symnum.grad(out, leaves)]
 
-
-def _numpy(value):
-    import numpy as np
-
-    for attr in ("data", "value"):
-        inner = getattr(value, attr, None)
-        if isinstance(inner, np.ndarray):
-            return inner
-    return np.asarray(value)
+        return Runner(lambda arrays: value_and_grad(arrays)[1], forward,
+                      lambda arrays: (lambda out, grads: (float(_numpy(out)), grads))(*value_and_grad(arrays)))
 
 
-class SymSym(Backend):
+def _with(arrays: Arrays, i: int, x) -> list:
+    """``arrays`` with argument ``i`` replaced by ``x``."""
+    return [x if k == i else a for k, a in enumerate(arrays)]
+
+
+def _tape_hessian(symnum, fn, i: int) -> Callable:
+    """``arrays -> [H]``: ``symnum.hessian`` of the function of argument ``i`` (a tape per call)."""
+    return lambda arrays: [symnum.hessian(lambda x: fn(symnum, *_with(arrays, i, x)))(arrays[i])]
+
+
+def _tape_order(symnum, fn, i: int, order: int) -> Callable:
+    """``arrays -> [d^order f]``: ``symnum.grad`` nested ``order`` times (each level through create_graph)."""
+    def kth(arrays):
+        d = lambda x: fn(symnum, *_with(arrays, i, x))
+        for _ in range(order):
+            d = symnum.grad(d)
+        return [_numpy(d(symnum.tensor(arrays[i], requires_grad=True)))]
+    return kth
+
+
+class SymNumStatic(GraphBackend):
+    """symbol-to-number on the IR graph: ``symnum.gradients`` runs a program scheduled once and cached."""
+
+    name = "symnum-static"
+    kinds = ("grad", "train")
+    about = ("symbol-to-number on the IR graph (the Caffe style): symnum.gradients runs a program scheduled "
+             "once per graph and cached; first derivatives only")
+
+    def version(self):
+        import symnum
+        return getattr(symnum, "__version__", "")
+
+    def program(self, cost, variables, wrt):
+        import symnum
+
+        gradients, evaluate = symnum.gradients, symnum.evaluate
+        forward = lambda arrays: evaluate(cost, dict(zip(variables, arrays, strict=True)))
+        grad = (lambda arrays: list(gradients(cost, wrt, dict(zip(variables, arrays, strict=True))))) if wrt \
+            else None
+        return Runner(grad, forward, nodes={"forward": count_nodes(cost)})
+
+    def supports(self, kind):
+        if kind not in self.kinds:
+            raise Unsupported(f"{self.name}: symnum.gradients gives first derivatives; "
+                              f"{kind} is define-by-run only (the symnum column)")
+
+    def prepare(self, problem, kind, order=1):
+        self.supports(kind)
+        cost, variables = problem.graph()
+        return self.program(cost, variables, [variables[i] for i in problem.wrt_index])
+
+
+class SymSym(GraphBackend):
     """symbol-to-symbol: ``symsym.grad`` adds nodes, ``symsym.function`` compiles them."""
 
     name = "symsym"
+    compiles = True
+    about = ("symbol-to-symbol: symsym.grad adds the derivative's nodes to the graph, symsym.function "
+             "rewrites and compiles them to numpy code once; each call runs that code")
 
     def version(self):
         import symsym
         return getattr(symsym, "__version__", "")
 
+    def program(self, cost, variables, wrt):
+        return self._runner(cost, variables, wrt, "grad" if wrt else "value")
+
     def prepare(self, problem, kind, order=1):
+        self.supports(kind)
+        cost, variables = problem.graph()
+        return self._runner(cost, variables, [variables[i] for i in problem.wrt_index], kind, order)
+
+    def _runner(self, cost, variables, wrt, kind: str, order: int = 1) -> Runner:
+        """Derive (timed as ``build``), compile (symsym's own ``optimize``/``compile`` timings), and for
+        the kinds the benchmark times a forward of, compile the cost alone too (not counted)."""
         import symsym
 
-        cost, variables = problem.graph()
-        wrt = [variables[i] for i in problem.wrt_index]
         t0 = time.perf_counter()
-        if kind == "hessian":
-            outputs = [symsym.hessian(cost, wrt[0])]
-        elif kind == "order":
-            d = cost
-            for _ in range(order):
-                d = symsym.grad(d, wrt[0])
-                d = d[0] if isinstance(d, list) else d
-            outputs = [d]
-        else:
-            grads = symsym.grad(cost, wrt)
-            outputs = list(grads) if isinstance(grads, (list, tuple)) else [grads]
+        outputs = _symbolic(symsym, cost, wrt, kind, order)
         build = time.perf_counter() - t0
-        t0 = time.perf_counter()
         fn = symsym.function(variables, outputs)
-        compile_total = time.perf_counter() - t0
-        one_off = {"build": build, **split_timings(getattr(fn, "timings", None), compile_total)}
-        one_off["total"] = build + compile_total
-        nodes = {"forward": count_nodes(cost), "grad_raw": count_nodes(outputs),
-                 "grad_opt": compiled_size(fn)}
-        call = _caller(fn, len(outputs))
+        one_off = {"build": build, "optimise": fn.timings["optimize"], "compile": fn.timings["compile"]}
+        one_off["total"] = sum(one_off.values())
+        nodes = {"forward": count_nodes(cost)}
+        if kind == "value":
+            return Runner(None, lambda arrays: fn(*arrays)[0], one_off=one_off, nodes=nodes)
+        nodes.update(grad_raw=count_nodes(outputs), grad_opt=count_nodes(fn.graph))
         forward = value_and_grad = None
-        if kind in ("grad", "train", "hessian"):
+        if kind != "order":
             fwd = symsym.function(variables, [cost])
-            forward = lambda arrays: fwd(*arrays)
-            if kind == "train":
-                both = _caller(symsym.function(variables, [cost, *outputs]), len(outputs) + 1)
-                value_and_grad = lambda arrays: (lambda out: (float(out[0]), out[1:]))(both(arrays))
-        return Runner(call, forward, value_and_grad, one_off, nodes)
+            forward = lambda arrays: fwd(*arrays)[0]
+        if kind == "train":
+            both = symsym.function(variables, [cost, *outputs])
+            value_and_grad = lambda arrays: (lambda out: (float(out[0]), out[1:]))(both(*arrays))
+        return Runner(lambda arrays: fn(*arrays), forward, value_and_grad, one_off, nodes)
 
 
-def _caller(fn, n: int):
-    """``arrays -> list of outputs`` whatever the compiled function returns for one output."""
-    if n == 1:
-        def call(arrays):
-            out = fn(*arrays)
-            return list(out) if isinstance(out, (list, tuple)) else [out]
-        return call
-    return lambda arrays: list(fn(*arrays))
+def _symbolic(symsym, cost, wrt: list, kind: str, order: int) -> list:
+    """The outputs symsym compiles for ``kind``: the cost, its gradients, its Hessian or its ``order``-th
+    derivative, as graph nodes."""
+    if kind == "value":
+        return [cost]
+    if kind == "hessian":
+        return [symsym.hessian(cost, wrt[0])]
+    if kind == "order":
+        d = cost
+        for _ in range(order):
+            d = symsym.grad(d, wrt[0])
+        return [d]
+    return list(symsym.grad(cost, wrt))
 
 
-def split_timings(timings, total: float) -> dict:
-    """symsym's own phase timings as ``optimise`` and ``compile`` seconds."""
-    if not isinstance(timings, dict) or not timings:
-        return {"optimise": 0.0, "compile": total}
-    opt = sum(v for k, v in timings.items() if isinstance(v, (int, float))
-              and any(s in k for s in ("opt", "rewrite", "merge", "simplif")))
-    return {"optimise": opt, "compile": max(total - opt, 0.0)}
-
-
-def compiled_size(fn) -> int | None:
-    """How many nodes the compiled function evaluates (after rewrites)."""
-    graph = getattr(fn, "graph", None)
-    if graph is None:
-        return None
-    try:
-        return count_nodes(graph if not hasattr(graph, "outputs") else graph.outputs)
-    except Exception:
-        return None
-
-
-BACKENDS: dict[str, Backend] = {b.name: b for b in (Hand(), SymNum(), SymSym())}
-TWOGRAD = ("symnum", "symsym")
+BACKENDS: dict[str, Backend] = {b.name: b for b in (Hand(), SymNum(), SymNumStatic(), SymSym())}
+TWOGRAD = tuple(name for name, b in BACKENDS.items() if b.role == "twograd")
+"""The twograd backends, in the order the tables show them."""
+OWN = tuple(BACKENDS)
+"""What a run measures unless told otherwise: the hand-written reference and the twograd backends
+(peers, added to :data:`BACKENDS` by :mod:`benchmarks.peers`, are chosen apart)."""

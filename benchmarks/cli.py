@@ -24,8 +24,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 from . import __version__  # noqa: E402
+from .backends import OWN as DEFAULT_BACKENDS  # noqa: E402
 
-DEFAULT_BACKENDS = ("hand", "symnum", "symsym")
 SHOW_MAX_ORDER = 4       # the derivative graph roughly triples with each order; order 4 draws ~150 nodes
 SHOW_MAX_DEPTH = 100
 EXPLAIN_MAX_DEPTH = 10_000
@@ -297,8 +297,11 @@ def cmd_list(args) -> int:
 
     rows = [[w.name, w.kind, " ".join(w.sizes), " ".join(w.default), w.doc] for w in visible()]
     print(tabulate(rows, ["workload", "kind", "sizes", "default", "what"], tablefmt="simple"))
-    print("\nbackends: hand (hand-written numpy: reference and floor), symnum (tape), "
-          "symsym (symbolic graph, compiled)")
+    from .backends import BACKENDS
+
+    print("\nbackends:")
+    for name in DEFAULT_BACKENDS:
+        print(f"  {name:<14} {BACKENDS[name].about}")
     print("peers:")
     for name, p in PEERS.items():
         state = "not installed" if p.missing() else p.version()
@@ -321,7 +324,7 @@ def _run_options(p) -> None:
                         "mlp:medium); repeat or comma-separate; default: every workload (see 'twograd list')")
     p.add_argument("--all-sizes", action="store_true", help="every size, not the representative default ones")
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                   help="comma-separated subset of hand,symnum,symsym (default: all three)")
+                   help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)} (default: all of them)")
     p.add_argument("--peers", default="installed",
                    help="comma-separated peers (torch,jax,autograd,pytensor), 'installed' (default) or 'none'")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
@@ -340,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("bench", help="time, compare and cross-check; write tables, report and plots",
-                       description="Every workload at representative sizes on hand, symnum, symsym and the "
-                                   "installed peers: median time per derivative, ratio to hand-written numpy, "
+                       description=f"Every workload at representative sizes on {', '.join(DEFAULT_BACKENDS)} "
+                                   "and the installed peers: median time per derivative, ratio to hand-written numpy, "
                                    "symsym's one-off cost and break-even, peak memory, graph sizes; always "
                                    "cross-checked. Writes results.json, report.md and PNG/SVG plots.")
     _run_options(p)
@@ -357,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="cross-checks only; exit status 1 on any mismatch",
                        description="Run every selected workload once per backend and compare: each against "
-                                   "finite differences of the reference interpreter, symnum vs symsym, each vs "
-                                   "the hand-written gradient, peers vs symnum. Exit status 1 on any mismatch.")
+                                   "finite differences of the reference interpreter, every backend vs symnum, "
+                                   "symsym vs the hand-written gradient, peers vs symnum. Exit status 1 on any "
+                                   "mismatch.")
     _run_options(p)
     p.set_defaults(func=cmd_check, min_time=0.0, min_count=1, max_time=0.0, no_memory=True)
 

@@ -4,9 +4,9 @@
 workload, size and backend), ``checks`` (every comparison with its error and
 tolerance), ``curves`` (training losses), ``orders`` (higher derivatives),
 ``notes`` (skipped peers) and the settings and machine it ran with. Checks
-are always on: finite differences on the reference interpreter, the two
-backends against each other, each against the hand-written reference and
-every installed peer against symnum.
+are always on: finite differences on the reference interpreter, every backend
+against symnum (the define-by-run tape), symsym against the hand-written
+reference too, and every installed peer against symnum.
 
 Peers run in worker processes of their own (:mod:`benchmarks.peerworker`), each
 request within ``Settings.peer_budget`` seconds, so that no peer can stall a run.
@@ -27,7 +27,7 @@ import numpy as np
 from common import count_nodes, evaluate
 
 from . import __version__
-from .backends import BACKENDS, TWOGRAD, Unsupported
+from .backends import BACKENDS, OWN, TWOGRAD, Unsupported
 from .finite import GradientOracle, HessianOracle, derivative_error, rel_err
 from .peers import PEERS  # noqa: F401  (importing it adds the peers to BACKENDS)
 from .peerworker import Remote
@@ -57,7 +57,7 @@ class Settings:
     max_time: float = 2.0           # seconds per timed cell, at most
     timing: bool = True             # False: cross-checks only (``twograd check``)
     memory: bool = True
-    backends: tuple = ("hand", "symnum", "symsym")
+    backends: tuple = OWN
     peers: tuple = ()
     peer_budget: float = 60.0       # seconds for a peer's one-off (trace + compile + first call), or any call
     selection: list = field(default_factory=list)   # [(workload, [sizes])]
@@ -288,8 +288,7 @@ def run_problem(w: Workload, size: str, problem: Problem, backends, settings: Se
 
 def _first_call(w: Workload, problem: Problem, b, cell: dict) -> tuple[object, list]:
     """Prepare ``b`` (its one-off cost and graph sizes into ``cell``) and call it once."""
-    if w.kind not in b.kinds:
-        raise Unsupported(f"{b.name} does not do {w.kind}")
+    b.supports(w.kind)
     seconds, runner = once(lambda: b.prepare(problem, w.kind))
     cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
     cell["nodes"] = runner.nodes
@@ -453,6 +452,10 @@ def run_orders(w: Workload, size: str, problem: Problem, backends, settings: Set
 
 def derive(results: dict) -> None:
     """Ratios to hand, gradient/forward ratios and symsym's break-even, filled into the cells.
+
+    The break-even is against ``symnum``, the define-by-run tape: it pays nothing up front and
+    runs every kind (``symnum-static`` does first derivatives only), so it is the pure
+    pay-per-call side of the book's two ways.
 
     ``ratio_to_hand`` is the median of the per-round ratios (a backend's sample over hand's
     sample of the same round) when both cells carry paired ``rounds`` (backends timed together,

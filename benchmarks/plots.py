@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symsym": ("tab:orange", "^", "-"),
+STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symnum-static": ("tab:cyan", "d", "-."),
+         "symsym": ("tab:orange", "^", "-"),
          "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
          "pytensor": ("tab:brown", "X", ":")}
 
@@ -178,7 +179,8 @@ def ratio_bars(results, folder):
 
 
 def amortisation(results, folder, limit: int = 4):
-    """Cumulative time of n evaluations: symsym's one-off cost against symnum's per-call cost."""
+    """Cumulative time of n evaluations: symsym's one-off cost against symnum's per-call cost (the tape's,
+    which the break-even is against; the static program's drawn too where it ran)."""
     groups = {}
     for c in _ok(results):
         groups.setdefault((c["workload"], c["size"]), {})[c["backend"]] = c
@@ -197,6 +199,10 @@ def amortisation(results, folder, limit: int = 4):
         ns = np.geomspace(1, top, 60)
         ax.plot(ns, c0 + ns * ts, color=_style("symsym")[0], label="symsym: one-off + n x call")
         ax.plot(ns, ns * tn, color=_style("symnum")[0], label="symnum: n x call")
+        static = g.get("symnum-static", {}).get("time")
+        if static:
+            ax.plot(ns, ns * static["median"], color=_style("symnum-static")[0], ls=_style("symnum-static")[2],
+                    label="symnum-static: n x call")
         if "hand" in g and "time" in g["hand"]:
             ax.plot(ns, ns * g["hand"]["time"]["median"], "k--", label="hand: n x call")
         if be:

@@ -13,6 +13,8 @@ import json
 
 from tabulate import tabulate
 
+from .backends import BACKENDS, TWOGRAD
+
 FORMATS = ("text", "markdown", "csv", "json")
 
 
@@ -99,14 +101,13 @@ def one_off_table(results):
         if not ss or ss["status"] != "ok" or "one_off" not in ss:
             continue
         o = ss["one_off"]
-        sn = cells.get("symnum", {})
         be = ss.get("break_even")
         rows.append([w, s, fmt_time(o.get("build")), fmt_time(o.get("optimise")), fmt_time(o.get("compile")),
-                     fmt_time(o.get("total")), fmt_time(ss.get("time", {}).get("median")),
-                     fmt_time(sn.get("time", {}).get("median")),
+                     fmt_time(o.get("total")),
+                     *[fmt_time(cells.get(b, {}).get("time", {}).get("median")) for b in TWOGRAD],
                      "never" if be is None and "break_even" in ss else ("-" if be is None else f"{be:.3g}")])
-    return ("symsym one-off cost (grad + optimise + compile) and break-even against symnum",
-            ["workload", "size", "build", "optimise", "compile", "one-off", "symsym/call", "symnum/call",
+    return ("symsym one-off cost (grad + optimise + compile) and break-even against symnum (the tape)",
+            ["workload", "size", "build", "optimise", "compile", "one-off", *[f"{b}/call" for b in TWOGRAD],
              "break-even calls"], rows)
 
 
@@ -128,8 +129,7 @@ def graph_table(results):
     names = backends_in(results)
     rows = []
     for w, s, _label, cells in _grouped(results):
-        ss = cells.get("symsym", {})
-        n = ss.get("nodes", {}) or cells.get("symnum", {}).get("nodes", {})
+        n = next((cells[b]["nodes"] for b in ("symsym", "symnum-static") if cells.get(b, {}).get("nodes")), {})
         rows.append([w, s, n.get("forward", "-"), n.get("grad_raw", "-"), n.get("grad_opt", "-"),
                      *[fmt_ratio(cells.get(b, {}).get("grad_over_forward")) for b in names]])
     return ("Graph sizes (nodes) and derivative/forward time",
@@ -215,6 +215,12 @@ def peer_budget(settings: dict) -> str:
     return f" (each in its own process, {budget:g} s for a one-off or a call before it is stopped)"
 
 
+def columns(results: dict) -> list[str]:
+    """One markdown bullet per own backend in the results: what its column is."""
+    return [f"* *{name}*: {BACKENDS[name].about}." for name in backends_in(results, ("reference", "twograd"))
+            if name in BACKENDS and BACKENDS[name].about]
+
+
 def markdown_report(results: dict, plots: list[str]) -> str:
     """The whole run as one markdown page: settings, tables, every check, the plots."""
     m = results["machine"]
@@ -233,7 +239,8 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         "over the hand-written numpy one in the same round (1x = as fast as writing the backward by hand). "
         "symsym's one-off cost (building the derivative graph, optimising it, generating code) is paid once; "
         "*break-even* is "
-        "how many evaluations make symsym cheaper overall than symnum.", ""]
+        "how many evaluations make symsym cheaper overall than symnum (the define-by-run tape, which pays "
+        "nothing up front).", "", *columns(results), ""]
     body = render(tables(results, checks="all"), "markdown")
     figs = ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
     return "\n".join(head) + "\n" + body + "\n".join(figs) + "\n"

@@ -287,8 +287,10 @@ class Function:
     """A compiled graph: call it with arrays for ``inputs``; get arrays for the outputs.
 
     ``source`` is the generated Python, ``graph`` the optimised outputs,
-    ``report`` the rewrite report (or None) and ``timings`` the seconds spent
-    in ``optimize`` and ``compile``.
+    ``report`` the rewrite report (or None) and ``timings`` the seconds this
+    function cost to make: ``timings["optimize"]`` (rewrites and schedule) and
+    ``timings["compile"]`` (code generation and Python's compile), the keys
+    ``twograd bench`` reports.
     """
 
     __slots__ = ("inputs", "outputs", "graph", "source", "report", "timings", "_fn", "_single",

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks.backends import BACKENDS, OWN
 from benchmarks.cli import main
 from benchmarks.peers import PEERS, installed
 from benchmarks.workloads import WORKLOADS, Problem, workload
@@ -41,6 +42,8 @@ def test_bench_writes_results_report_and_plots(bench_run):
     assert "cross-checks passed" in proc.stderr
     report = (out / "report.md").read_text()
     assert "# twograd benchmark report" in report and "All cross-checks passed" in report
+    for name in OWN:
+        assert f"* *{name}*: " in report        # what each column is
     for name in ("time_vs_size", "ratio_to_hand", "amortisation", "order_nodes", "loss_curves",
                  "one_off_vs_nodes", "memory_vs_size", "figure_6_10"):
         for ext in ("png", "svg"):
@@ -63,11 +66,11 @@ def test_results_json_schema(bench_run):
     assert set(PEERS_HERE) <= set(r["versions"])
     keys = {(c["workload"], c["size"], c["backend"]) for c in r["cells"]}
     for size in ("sin-d3", "sin-d10"):
-        assert {("chain", size, b) for b in ("hand", "symnum", "symsym", *PEERS_HERE)} == \
+        assert {("chain", size, b) for b in (*OWN, *PEERS_HERE)} == \
             {k for k in keys if k[:2] == ("chain", size)}
     for c in r["cells"]:
-        if c["role"] == "peer" and c["status"] == "skipped":   # a peer may not do a workload: it says why
-            assert c["note"].startswith(c["backend"]), c
+        if c["status"] == "skipped" and (c["role"] == "peer" or c["kind"] not in BACKENDS[c["backend"]].kinds):
+            assert c["note"].startswith(c["backend"]), c    # a backend may not do a workload: it says why
             continue
         assert c["status"] == "ok", c
         assert {"median", "q1", "q3", "iqr", "samples", "number"} <= set(c["time"])
@@ -79,10 +82,14 @@ def test_results_json_schema(bench_run):
             assert {"build", "optimise", "compile", "total"} <= set(c["one_off"])
             assert {"forward", "grad_raw", "grad_opt"} <= set(c["nodes"])
             assert "break_even" in c
+    skipped = {(c["workload"], c["backend"]) for c in r["cells"] if c["status"] == "skipped" and c["role"] != "peer"}
+    assert skipped == {("rosenbrock", "symnum-static")}     # the static program does first derivatives only
     for chk in r["checks"]:
         assert {"workload", "size", "check", "error", "tol", "ok"} <= set(chk) and chk["ok"]
+    checked = {chk["check"] for chk in r["checks"]}
+    assert {"symnum vs finite differences", "symnum-static vs symnum", "symsym vs symnum"} <= checked
     trained = {c["backend"] for c in r["cells"] if c["workload"] == "xor" and c["status"] == "ok"}
-    assert {"hand", "symnum", "symsym"} <= trained
+    assert set(OWN) <= trained
     assert {c["backend"] for c in r["curves"]} == trained
     assert [o["order"] for o in r["orders"]] == [1, 2, 3, 4, 5, 6]
     assert all(o["nodes_raw"] >= o["nodes_opt"] for o in r["orders"])
@@ -118,7 +125,7 @@ def test_check_exits_nonzero_on_a_wrong_gradient(capsys):
 def test_check_passes_on_a_right_one(capsys):
     assert main(["check", "-w", "chain:sin-d3", "--no-progress", "--format", "csv", "--peers", "none"]) == 0
     out = capsys.readouterr().out
-    assert "symsym vs symnum" in out
+    assert "symsym vs symnum" in out and "symnum-static vs symnum" in out
 
 
 def test_unknown_size_is_a_clean_error():
@@ -149,8 +156,12 @@ def test_list_names_workloads_backends_and_peers_with_their_versions(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ("chain", "mlp", "rosenbrock", "elementwise", "xor", "order", "symnum", "symsym"):
+    for word in ("chain", "mlp", "rosenbrock", "elementwise", "xor", "order", *OWN):
         assert word in out
+    backends = {line.split()[0]: line for line in out.split("backends:")[1].split("peers:")[0].splitlines()
+                if line.strip()}
+    assert list(backends) == list(OWN)
+    assert "define-by-run" in backends["symnum"] and "symnum.gradients" in backends["symnum-static"]
     assert "test-wrong-hand" not in out
     peer_lines = {line.split()[0]: line for line in out.split("peers:")[1].splitlines() if line.strip()}
     assert set(peer_lines) == set(PEERS)

@@ -296,3 +296,111 @@ def test_report_names_peer_versions_and_a_cell_over_budget():
     assert report.peer_budget({"peers": [], "peer_budget": 60.0}) == ""
     title, headers, rows = report.time_table(results)
     assert rows[0][headers.index("jax")] == "over budget"
+
+
+def _sin_problem():
+    """sum(sin(x) * y) with respect to x: the gradient is cos(x) * y (closed form)."""
+    calls = []
+
+    def fn(ns, x, y):
+        calls.append(ns.__name__ if hasattr(ns, "__name__") else type(ns).__name__)
+        return ns.sum(ns.sin(x) * y)
+
+    x, y = np.linspace(-1.0, 2.0, 5), np.linspace(0.5, 1.5, 5)
+    return Problem(fn, {"x": x, "y": y}, ("x",)), calls, [np.cos(x) * y]
+
+
+@pytest.mark.parametrize("name", ["symnum", "symnum-static", "symsym"])
+def test_each_twograd_backend_gives_the_closed_form_gradient_value_and_training_step(name):
+    from benchmarks.backends import BACKENDS
+
+    problem, _, want = _sin_problem()
+    runner = BACKENDS[name].prepare(problem, "grad")
+    arrays = problem.arrays
+    np.testing.assert_allclose(runner.grad(arrays)[0], want[0], rtol=1e-14)
+    value = float(np.sum(np.sin(arrays[0]) * arrays[1]))
+    assert float(np.asarray(runner.forward(arrays))) == pytest.approx(value, rel=1e-14)
+    loss, grads = runner.value_and_grad(arrays)
+    assert loss == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(np.asarray(grads[0]), want[0], rtol=1e-14)
+
+
+def test_symnum_records_the_function_on_every_call_and_symnum_static_runs_the_graph():
+    """define-by-run: the workload's function runs on symnum each call; the static program never calls it."""
+    from benchmarks.backends import BACKENDS
+
+    problem, calls, _ = _sin_problem()
+    tape = BACKENDS["symnum"].prepare(problem, "grad")
+    for _ in range(3):
+        tape.grad(problem.arrays)
+    assert calls == ["symnum"] * 3
+    calls.clear()
+    static = BACKENDS["symnum-static"].prepare(problem, "grad")
+    for _ in range(3):
+        static.grad(problem.arrays)
+    assert "symnum" not in calls and len(calls) <= 1   # at most the one graph build, on common.api
+
+
+def test_symnum_static_says_why_it_skips_a_hessian():
+    from benchmarks.backends import BACKENDS, Unsupported
+
+    problem, _, _ = _sin_problem()
+    for kind in ("hessian", "order"):
+        with pytest.raises(Unsupported, match=r"^symnum-static: .*define-by-run"):
+            BACKENDS["symnum-static"].prepare(problem, kind)
+
+
+def test_symsym_one_off_is_read_from_the_functions_documented_timings(monkeypatch):
+    import symsym
+    from benchmarks.backends import BACKENDS
+
+    compile_ = symsym.function
+
+    def marked(*args, **kwargs):
+        fn = compile_(*args, **kwargs)
+        fn.timings = {"optimize": 1.5, "compile": 2.25}
+        return fn
+
+    monkeypatch.setattr(symsym, "function", marked)
+    problem, _, _ = _sin_problem()
+    runner = BACKENDS["symsym"].prepare(problem, "grad")
+    one_off = runner.one_off
+    assert one_off["optimise"] == 1.5 and one_off["compile"] == 2.25
+    assert 0 <= one_off["build"] < 1.0
+    assert one_off["total"] == pytest.approx(one_off["build"] + 3.75)
+    assert runner.nodes["grad_raw"] >= runner.nodes["grad_opt"] >= 1
+
+
+@pytest.mark.parametrize("backend", ["symnum", "symsym"])
+def test_gradbench_engines_are_the_benchmarks_graph_backends(backend):
+    from benchmarks.backends import BACKENDS
+    from benchmarks.gradbench.engines import ENGINE_BACKENDS, ENGINES
+    from common import api as T
+
+    engine = ENGINES[backend]()
+    assert engine.name == backend and engine.backend is BACKENDS[ENGINE_BACKENDS[backend]]
+    assert engine.compiles == (backend == "symsym")
+    x = T.var("x", (4,))
+    cost = T.sum(T.exp(x))
+    values = [np.linspace(-1.0, 1.0, 4)]
+    np.testing.assert_allclose(engine.prepare(cost, [x], [x])(values)[0], np.exp(values[0]), rtol=1e-14)
+    assert float(engine.prepare(cost, [x], [])(values)[0]) == pytest.approx(np.sum(np.exp(values[0])), rel=1e-14)
+
+
+def test_report_has_a_column_per_twograd_backend_and_says_what_each_is():
+    from benchmarks.backends import BACKENDS, TWOGRAD
+
+    assert TWOGRAD == ("symnum", "symnum-static", "symsym")
+    cells = [{"workload": "w", "size": "s", "label": "", "backend": b, "role": BACKENDS[b].role, "status": "ok",
+              "note": "", "time": {"median": t, "iqr": 0.0}}
+             for b, t in (("hand", 1e-3), ("symnum", 4e-3), ("symnum-static", 2e-3), ("symsym", 1e-3))]
+    cells[-1]["one_off"] = {"build": 1e-3, "optimise": 1e-3, "compile": 1e-3, "total": 3e-3}
+    results = {"cells": cells, "checks": []}
+    harness.derive(results)
+    title, headers, rows = report.one_off_table(results)
+    assert "symnum (the tape)" in title
+    assert [h for h in headers if h.endswith("/call")] == [f"{b}/call" for b in TWOGRAD]
+    assert rows[0][headers.index("break-even calls")] == "1"   # 3 ms / (4 ms - 1 ms): against the tape
+    lines = report.columns(results)
+    assert [line.split("*")[2] for line in lines] == ["hand", *TWOGRAD]   # "* *name*: ..."
+    assert "define-by-run" in lines[1] and "Caffe" in lines[2]

@@ -1,11 +1,17 @@
-"""The two backends behind one call: prepare a graph once, then run it on arrays.
+"""The backends behind ``twograd gradbench --backend``: the benchmark's own adapters, on an IR graph.
 
 ``prepare(cost, variables, wrt)`` returns ``run(arrays) -> list[np.ndarray]``:
 the cost's value when ``wrt`` is empty, else its gradients with respect to
-``wrt``. The split mirrors the two paradigms: symnum has nothing to prepare
-(each run evaluates the graph while recording a tape and sweeps it back), while
-symsym does all its symbolic work up front (``grad`` adds the derivative nodes,
-``function`` optimises and compiles) and each run only executes the result.
+``wrt``. Both come from :meth:`benchmarks.backends.GraphBackend.program`, the
+code ``twograd bench`` times, so the two harnesses cannot drift apart.
+
+GradBench's functions are IR graphs the tool builds once per input shape, so
+``--backend symnum`` is symnum's entry point for a graph: ``symnum.gradients``,
+the program scheduled once per graph and cached (the benchmark's
+``symnum-static`` column; the define-by-run tape, the ``symnum`` column, runs
+a Python function, not a graph). ``--backend symsym`` differentiates and
+compiles the graph once (``compiles``: the tool reports that as ``compile``)
+and each run executes the result.
 """
 
 from __future__ import annotations
@@ -16,36 +22,32 @@ import numpy as np
 
 from common.graph import Node
 
+from ..backends import BACKENDS, GraphBackend
+
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-class SymNum:
-    """Symbol-to-number: every run evaluates the IR graph and backpropagates on numbers."""
+class Engine:
+    """A graph backend as the tool calls it: ``name`` (its ``--backend``), ``compiles`` and :meth:`prepare`."""
 
-    name = "symnum"
-    compiles = False
-
-    def prepare(self, cost: Node, variables: list[Node], wrt: list[Node]) -> Run:
-        import symnum
-
-        if not wrt:
-            return lambda arrays: [symnum.evaluate(cost, dict(zip(variables, arrays, strict=True)))]
-        return lambda arrays: list(symnum.gradients(cost, wrt, dict(zip(variables, arrays, strict=True))))
-
-
-class SymSym:
-    """Symbol-to-symbol: derivative nodes are added and compiled once; runs execute them."""
-
-    name = "symsym"
-    compiles = True
+    def __init__(self, name: str, backend: GraphBackend):
+        self.name = name
+        self.backend = backend
+        self.compiles = backend.compiles
 
     def prepare(self, cost: Node, variables: list[Node], wrt: list[Node]) -> Run:
-        import symsym
+        """``run(arrays)``: the gradients with respect to ``wrt``, or ``[value]`` when ``wrt`` is empty."""
+        runner = self.backend.program(cost, variables, wrt)
+        if wrt:
+            return runner.grad
+        forward = runner.forward
+        return lambda arrays: [forward(arrays)]
 
-        outputs = list(symsym.grad(cost, wrt)) if wrt else [cost]
-        fn = symsym.function(variables, outputs)
-        return lambda arrays: list(fn(*arrays))
 
+ENGINE_BACKENDS = {"symnum": "symnum-static", "symsym": "symsym"}
+"""Each ``--backend`` and the benchmark backend (:data:`benchmarks.backends.BACKENDS`) it runs."""
 
-ENGINES = {"symnum": SymNum, "symsym": SymSym}
-"""The backends by name, as ``--backend`` takes them."""
+ENGINES: dict[str, Callable[[], Engine]] = {
+    name: (lambda name=name, backend=backend: Engine(name, BACKENDS[backend]))
+    for name, backend in ENGINE_BACKENDS.items()}
+"""The engines by ``--backend`` name; each call makes one."""
