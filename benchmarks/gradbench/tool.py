@@ -222,7 +222,9 @@ def serve(tool: Tool, lines: Iterable[bytes | str], out: IO[str]) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``twograd gradbench`` options."""
     parser.add_argument("--backend", choices=sorted(ENGINES), default="symnum",
-                        help="which backpropagation answers the harness (default: symnum)")
+                        help="which backpropagation answers the harness: symnum runs the IR graph through "
+                             "symnum.gradients' cached program (the benchmark's symnum-static), symsym "
+                             "compiles its derivative once (default: symnum)")
 
 
 def run(args: argparse.Namespace) -> int:
