@@ -14,8 +14,8 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symnum-static": ("tab:cyan", "d", "-."),
          "symsym": ("tab:orange", "^", "-"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 
 
-class paused_gc:  # noqa: N801  (used as a function: ``with paused_gc():``)
+class paused_gc:  # lower case: used as a function, ``with paused_gc():``
     """Disable the cyclic collector inside the block (re-enabling it only if it was on).
 
     A class, not a ``contextlib`` generator: symnum enters it once per gradient, where the

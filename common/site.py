@@ -11,19 +11,10 @@ import sys
 import threading
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_INTERNAL = [os.path.join(_ROOT, pkg) + os.sep for pkg in ("common", "symnum", "symsym")]
-_INTERNAL_T = tuple(_INTERNAL)
+_INTERNAL = tuple(os.path.join(_ROOT, pkg) + os.sep for pkg in ("common", "symnum", "symsym"))
 
 
 _KNOWN: dict[str, bool] = {}  # file name -> whether it is library code (asked once per file)
-
-
-def register_internal(path: str) -> None:
-    """Treat frames from files under ``path`` as library code, not user code."""
-    global _INTERNAL_T
-    _INTERNAL.append(os.path.abspath(path) + os.sep)
-    _INTERNAL_T = tuple(_INTERNAL)
-    _KNOWN.clear()
 
 
 class Site:
@@ -81,7 +72,7 @@ def user_site(depth: int = 1) -> Site | None:
     if pinned is not None:
         return pinned
     f = sys._getframe(depth)
-    internal = _INTERNAL_T
+    internal = _INTERNAL
     while f is not None and f.f_code.co_filename.startswith(internal):
         f = f.f_back
     if f is None:
@@ -110,7 +101,7 @@ def user_code(depth: int = 1, tries: int = 2) -> Site | tuple | None:
             name = f.f_code.co_filename
             inside = known.get(name)
             if inside is None:
-                inside = known[name] = name.startswith(_INTERNAL_T)
+                inside = known[name] = name.startswith(_INTERNAL)
             if not inside:
                 return f.f_code, f.f_lasti
         return user_site(depth + tries + 1)  # (+1: user_site's own frame)

@@ -69,7 +69,7 @@ def _output(y, what: str) -> Tensor:
         return y
     try:
         return wrap(np.asarray(y))
-    except Exception:  # noqa: BLE001
+    except Exception:
         raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__} "
                         f"(at {user_site()})") from None
 

@@ -153,7 +153,7 @@ class Program:
                     env[step.out] = step.impl(*[env[i] for i in step.a], **step.params)
                 for s, shrunk in step.after:
                     env[s] = ShapeOnly(env[s]) if shrunk is _MEASURE else shrunk
-        except Exception:  # noqa: BLE001  (the reference interpreter words the error)
+        except Exception:  # the reference interpreter words the error
             node = self.nodes[step.out]
             run_op(node, [env[self.slot[x]] for x in node.inputs])
             raise
@@ -354,7 +354,7 @@ def _probe(n: Node, targets: tuple) -> tuple:
         ins = [T.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(n.inputs)]
         out, g = T.var("out", n.shape, n.dtype), T.var("g", n.shape, n.dtype)
         grads = [n.op.vjp(T.symbolic, i, g, out, ins, n.params) for i in targets]
-    except Exception:  # noqa: BLE001  (a rule the symbols cannot run: keep everything)
+    except Exception:  # a rule the symbols cannot run: keep everything
         return every
     if not all(isinstance(r, Node) or r is NO_GRAD for r in grads):
         return every
@@ -376,7 +376,7 @@ def _accumulate(owned: set, t: int, old, gi):
         np.add(old, gi, out=old)
         return old
     new = old + gi
-    if type(new) is np.ndarray:  # noqa: E721  (a 0-d sum is a numpy scalar: immutable)
+    if type(new) is np.ndarray:  # a 0-d sum is a numpy scalar: immutable
         owned.add(t)
     return new
 

@@ -133,7 +133,7 @@ def _explain(op, args, params, err) -> TwogradError:
         op.infer(*[np.asarray(a) if not hasattr(a, "shape") else a for a in args], **params)
     except TwogradError as e:
         kind, message = type(e), str(e)
-    except Exception:  # noqa: BLE001  (the type rule choked too: numpy's message is the best we have)
+    except Exception:  # the type rule choked too: numpy's message is the best we have
         pass
     if isinstance(err, TypeError) and kind is ShapeError:
         kind = DTypeError

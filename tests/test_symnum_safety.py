@@ -196,7 +196,7 @@ def _in_threads(work, n_threads: int = 8) -> None:
     def run():
         try:
             work()
-        except Exception as e:  # noqa: BLE001  (reported below, in the test's thread)
+        except Exception as e:  # reported below, in the test's thread
             errors.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(n_threads)]

@@ -39,10 +39,6 @@ def _last_apply(case, arrays):
     return mine[-1]
 
 
-def _float_inputs(inputs):
-    return [i for i, x in enumerate(inputs) if np.asarray(x).dtype.kind == "f"]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_numeric_batching_matches_a_loop(case):
     rng = np.random.default_rng(0)

@@ -22,16 +22,6 @@ def hand_forward(x):
     return np.sum(100.0 * np.square(x[1:] - head * head) + np.square(1.0 - head))
 
 
-def hand_gradient(x):
-    """The gradient in closed form (for checks, not timed)."""
-    head, tail = x[:-1], x[1:]
-    r = tail - head * head
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * head * r - 2.0 * (1.0 - head)
-    g[1:] += 200.0 * r
-    return g
-
-
 def hand_hessian(x):
     """The tridiagonal Hessian in closed form, as a dense n x n array."""
     n = x.shape[0]

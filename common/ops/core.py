@@ -394,15 +394,6 @@ def one_axis(axis: int, ndim: int, name: str = "axis") -> int:
     return int(axis) % ndim
 
 
-def ndim_of(x) -> int:
-    return getattr(x, "ndim", None) if hasattr(x, "ndim") else np.ndim(x)
-
-
-def static(shape) -> bool:
-    """Whether every dim of ``shape`` is known."""
-    return None not in shape
-
-
 # ------------------------------------------------------- helpers used by rules
 
 def unbroadcast(ns, g, x):

@@ -21,12 +21,12 @@ from common.graph import Node, toposort
 
 from .algebra import algebra, algebra_rule, fast_algebra_rule
 from .core import run_rules
-from .dce import dce
+from .dce import dropped
 from .fold import fold, fold_rule
 from .merge import merge
 from .stability import stability, stability_rule
 
-__all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "dce", "fold", "merge", "optimize", "stability"]
+__all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "fold", "merge", "optimize", "stability"]
 
 RULES = {"fold": fold_rule, "algebra": algebra_rule, "stability": stability_rule}
 #: the rules that ``fast_math`` replaces: identities true only for finite values (``x * 0 -> 0``)
@@ -81,8 +81,7 @@ def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: i
             break  # only stability builds subgraphs that the rebuild has not yet seen
     after = toposort(outs[::-1])
     if "dce" in passes:
-        alive = {id(n) for n in after}
-        counts["dce"] = sum(1 for n in before if id(n) not in alive)
+        counts["dce"] = dropped(before, after)
     report = {"nodes_before": len(before), "nodes_after": len(after), "iterations": iterations,
               "passes": counts}
     return (outs[0] if single else outs), report, after
