@@ -401,14 +401,22 @@ def test_lse_edge_cases_match_numpy(backend, x):
         assert got == pytest.approx(want, rel=1e-14)
 
 
-def test_non_finite_outputs_are_an_error_reply_in_strict_json():
+def test_non_finite_outputs_are_spelled_as_strings_in_strict_json():
     lines = [_msg(0, kind="evaluate", module="lse", function="primal", input={"x": [1e308, 1e308]}),
              '{"id": 1, "kind": "evaluate", "module": "lse", "function": "primal", "input": {"x": [Infinity, 1]}}',
-             _msg(2, kind="evaluate", module="lse", function="gradient", input={"x": [1.0, 2.0]})]
+             '{"id": 2, "kind": "evaluate", "module": "lse", "function": "primal", "input": {"x": [NaN, 1]}}',
+             '{"id": 3, "kind": "evaluate", "module": "lse", "function": "gradient", "input": {"x": [Infinity, 1]}}',
+             _msg(4, kind="evaluate", module="lse", function="gradient", input={"x": [1.0, 2.0]})]
     out = _serve(lines)
     assert out[0]["success"] is True and out[0]["output"] == pytest.approx(1e308 + math.log(2.0))
-    assert out[1]["success"] is False and "inf" in out[1]["error"] and out[1]["id"] == 1
-    assert out[2]["success"] is True
+    assert out[1]["success"] is True and out[1]["output"] == "Infinity" and out[1]["id"] == 1
+    assert float(out[1]["output"]) == float(np.logaddexp.reduce([np.inf, 1.0]))
+    assert out[2]["success"] is True and math.isnan(float(out[2]["output"]))
+    with np.errstate(all="ignore"):  # the gradient at [inf, 1] is softmax: [nan, 0] in numpy's own arithmetic
+        want = np.exp(np.array([np.inf, 1.0]) - np.inf)
+    got = [float(v) for v in out[3]["output"]]
+    assert [math.isnan(v) for v in got] == [math.isnan(v) for v in want]
+    assert out[4]["success"] is True
 
 
 def test_tool_process_survives_a_hostile_stream():

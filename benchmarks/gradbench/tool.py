@@ -17,8 +17,12 @@ own names on the run that paid for them.
 
 Whatever arrives, every line gets one reply and the tool keeps serving: bytes
 that are not UTF-8 are replaced, JSON nested too deeply for the parser, a
-field of the wrong type, an output with ``inf``/``NaN`` (which strict JSON,
-as GradBench's harness reads it, cannot carry) all become ``success: false``.
+field of the wrong type all become ``success: false``. Replies are strict
+JSON: a non-finite number in an output is written as the string
+``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (the convention of protobuf's
+JSON mapping, which Python's ``float()`` and pydantic read back), so
+``lse([inf, 1])`` answers ``"Infinity"`` instead of a bare token that a strict
+reader refuses.
 ``min_runs`` and ``min_seconds`` are capped (:data:`MAX_RUNS`,
 :data:`MAX_SECONDS`), with a note on stderr, so one message cannot hold the
 tool for hours or fill memory with timings.
@@ -189,12 +193,30 @@ def answer(tool: Tool, text: str) -> tuple[dict, Any]:
     return tool.reply(message), message
 
 
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _spelled(value: Any) -> Any:
+    """``value`` with each non-finite float spelled as a string; our own replies nest only as deep as an array."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE.get(value, "NaN")
+    if isinstance(value, dict):
+        return {k: _spelled(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_spelled(v) for v in value]
+    return value
+
+
 def encode(response: dict) -> str:
-    """``response`` as one line of strict JSON (no NaN/Infinity); what cannot be encoded becomes an error."""
+    """``response`` as one line of strict JSON (non-finite numbers spelled as strings); what cannot be
+    encoded becomes an error reply."""
     try:
         return json.dumps(response, allow_nan=False)
-    except ValueError:
-        error = "the output holds inf or NaN, which JSON cannot carry"
+    except ValueError:  # a non-finite float somewhere: the rare path pays for a second walk
+        try:
+            return json.dumps(_spelled(response), allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as e:
+            error = f"the reply cannot be written as JSON: {type(e).__name__}"
     except (TypeError, RecursionError) as e:
         error = f"the reply cannot be written as JSON: {type(e).__name__}"
     mid = response.get("id")
