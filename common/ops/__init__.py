@@ -6,6 +6,6 @@ entry here that all of them pick up.
 """
 
 from . import batching, elementwise, linalg, nn, reduce, shape  # noqa: F401  (registers the ops and rules)
-from .core import NO_GRAD, OPS, Inputs, Kind, Namespace, Op, defop, numeric
+from .core import NO_GRAD, OPS, ZERO, Inputs, Kind, Namespace, Op, defop, numeric
 
-__all__ = ["NO_GRAD", "OPS", "Inputs", "Kind", "Namespace", "Op", "defop", "numeric"]
+__all__ = ["NO_GRAD", "OPS", "ZERO", "Inputs", "Kind", "Namespace", "Op", "defop", "numeric"]

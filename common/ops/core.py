@@ -12,6 +12,19 @@ running on:
 * the symbolic namespace (:mod:`common.api`) adds nodes: rules extend the graph
   (symsym's ``build_grad``).
 
+Each op also has one JVP rule (forward mode), written the same way:
+``jvp(ns, tangents, out, *inputs, **params) -> output tangent``, where
+``tangents[i]`` is input ``i``'s tangent or :data:`ZERO` when it has none (a
+constant, an index array, an integer). A rule returns ZERO when no tangent
+reaches the output; it is never called when every tangent is ZERO
+(:meth:`Op.tangent`), so a one-input rule never sees ZERO, and a rule with
+several inputs skips the ZERO terms instead of multiplying zeros. Most rules
+are made by the helpers at the end of this module from facts already said:
+an op linear in an input applies itself to the tangent, a multilinear op
+(mul, matmul, einsum) sums the op with one input replaced by its tangent,
+and an elementwise unary op, whose Jacobian is diagonal and so its own
+transpose, runs its VJP rule on the tangent (the calculus is written once).
+
 So the two backends share their calculus and can differ only in paradigm.
 """
 
@@ -31,6 +44,10 @@ from .params import is_int, shown
 
 NO_GRAD = Sentinel("NO_GRAD")
 """What a VJP rule returns for an input that gets no gradient through this op."""
+
+ZERO = Sentinel("ZERO")
+"""A tangent that is zero everywhere, without the array: the input has no tangent (JVP rules skip it),
+or the output gets none (what a JVP rule returns for a constant, integer or boolean output)."""
 
 OPS: dict[str, Op] = {}
 EMPTY: dict = {}
@@ -138,6 +155,11 @@ class Op:
 
     ``batch``: the op's batching rule (see :mod:`common.ops.batching`), by
     default the one its kind implies.
+
+    ``jvp`` is the op's forward-mode rule ``(ns, tangents, out, *inputs,
+    **params) -> tangent`` (see the module docstring and :meth:`tangent`);
+    every op has one, which ``tests/test_jvp_rules.py`` checks against its
+    VJP rules (the transpose identity) and against finite differences.
     """
 
     name: str
@@ -177,6 +199,13 @@ class Op:
         if rule is None:
             return NO_GRAD
         return rule(ns, g, out, *inputs, **params)
+
+    def tangent(self, ns, tangents, out, inputs, params):
+        """The output's tangent given the inputs' (:data:`ZERO` for none): ZERO if every one is ZERO."""
+        for t in tangents:
+            if t is not ZERO:
+                return self.jvp(ns, tangents, out, *inputs, **params)
+        return ZERO
 
     def __repr__(self):
         return f"<Op {self.name}>"
@@ -448,3 +477,58 @@ def call(ns, name: str, *inputs, **params):
     params the forward op already normalised) is a measurable share of small ops.
     """
     return ns.apply(OPS[name], inputs, params)
+
+
+# ------------------------------------------------------- helpers that make JVP rules
+
+def jvp_zero(ns, tangents, out, *inputs, **params):
+    """The JVP rule of an op whose output carries no tangent: constants, integer or boolean
+    results, piecewise-constant ops (sign) and stop_gradient."""
+    return ZERO
+
+
+def jvp_self_adjoint(vjp: Callable) -> Callable:
+    """The JVP rule of a one-input op whose Jacobian is symmetric (elementwise: diagonal; softmax):
+    J^T = J, so the VJP rule applied to the tangent is the JVP (one formula for both modes)."""
+    def rule(ns, tangents, out, x, **params):
+        return vjp(ns, tangents[0], out, x, **params)
+    return rule
+
+
+def jvp_linear(name: str) -> Callable:
+    """The JVP rule of an op linear in input 0, its other inputs being index arrays or reference
+    shapes: the op itself applied to the tangent (reshape, sum, getitem, ...)."""
+    def rule(ns, tangents, out, x, *rest, **params):
+        t = tangents[0]
+        if t is ZERO:
+            return ZERO
+        return ns.apply(OPS[name], (t, *rest), params)
+    return rule
+
+
+def jvp_product(name: str) -> Callable:
+    """The JVP rule of a multilinear op (linear in each of its ``linear`` inputs, the others held
+    fixed: mul, matmul, einsum): the product rule, one op per input that has a tangent."""
+    def rule(ns, tangents, out, *inputs, **params):
+        op = OPS[name]
+        total = ZERO
+        for i, t in enumerate(tangents):
+            if t is ZERO or i not in op.linear:
+                continue
+            term = ns.apply(op, inputs[:i] + (t,) + inputs[i + 1:], params)
+            total = term if total is ZERO else total + term
+        return total
+    return rule
+
+
+def jvp_linear_together(name: str) -> Callable:
+    """The JVP rule of an op linear in its ``linear_together`` inputs taken together (where,
+    concatenate, stack): the op on their tangents, zeros standing in for a missing one."""
+    def rule(ns, tangents, out, *inputs, **params):
+        op = OPS[name]
+        if not any(t is not ZERO for i, t in enumerate(tangents) if i in op.linear_together):
+            return ZERO
+        args = tuple([x if i not in op.linear_together else (ns.zeros_like(x) if t is ZERO else t)
+                      for i, (x, t) in enumerate(zip(inputs, tangents))])
+        return ns.apply(op, args, params)
+    return rule

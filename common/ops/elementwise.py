@@ -1,7 +1,11 @@
 """Elementwise ops: numpy ufuncs with numpy broadcasting.
 
-Each op is one paragraph: type rule, numpy impl, one VJP rule per input. The
-rules undo broadcasting with :func:`unbroadcast` (the shared ``sum_to``).
+Each op is one paragraph: type rule, numpy impl, one VJP rule per input and
+one JVP rule. The VJP rules undo broadcasting with :func:`unbroadcast` (the
+shared ``sum_to``). A unary op's Jacobian is diagonal, hence symmetric, so its
+JVP rule is its VJP rule run on the tangent (:func:`jvp_self_adjoint`); a
+binary op that is not linear gives each input's local derivative once
+(:func:`binary_rules`), from which both its VJP rules and its JVP rule are made.
 Non-differentiable points follow PyTorch: abs'(0) = 0, relu'(0) = 0, a tie in
 maximum/minimum splits the cotangent 0.5/0.5, sqrt'(0) = inf.
 """
@@ -11,7 +15,23 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError
-from .core import NO_GRAD, Kind, broadcast_shapes, defop, float_dtype, numeric_dtype, result_dtype, unbroadcast
+from .core import (
+    NO_GRAD,
+    OPS,
+    ZERO,
+    Kind,
+    broadcast_shapes,
+    defop,
+    expand_to,
+    float_dtype,
+    jvp_linear_together,
+    jvp_product,
+    jvp_self_adjoint,
+    jvp_zero,
+    numeric_dtype,
+    result_dtype,
+    unbroadcast,
+)
 from .params import dtype_name, dtype_param
 
 
@@ -43,15 +63,39 @@ def _mask(ns, cond, like):
 ELEMENTWISE = Kind.ELEMENTWISE
 
 
+def elementwise_unary(name, infer, impl, vjp, doc, **traits):
+    """An elementwise op of one input: its JVP rule is its VJP rule (a diagonal Jacobian is its own transpose)."""
+    return defop(name, infer, impl, vjp, jvp=jvp_self_adjoint(vjp), kind=ELEMENTWISE, doc=doc, **traits)
+
+
 def unary(name, ufunc, vjp, doc, **traits):
     """An elementwise op that is one float-valued numpy ufunc of one input: its whole paragraph."""
-    return defop(name, floating, ufunc, vjp, kind=ELEMENTWISE, ufunc=ufunc, doc=doc, **traits)
+    return elementwise_unary(name, floating, ufunc, vjp, doc, ufunc=ufunc, **traits)
+
+
+def binary_rules(d0, d1):
+    """VJP rules and the JVP rule of a binary elementwise op from its local derivatives
+    ``d_i(ns, out, x, y)`` (d out / d input i, broadcast against out), written once."""
+    def vjp0(ns, g, out, x, y):
+        return unbroadcast(ns, g * d0(ns, out, x, y), x)
+
+    def vjp1(ns, g, out, x, y):
+        return unbroadcast(ns, g * d1(ns, out, x, y), y)
+
+    def jvp(ns, tangents, out, x, y):
+        tx, ty = tangents
+        if ty is ZERO:
+            return expand_to(ns, tx * d0(ns, out, x, y), out)
+        term = ty * d1(ns, out, x, y)
+        return expand_to(ns, term if tx is ZERO else tx * d0(ns, out, x, y) + term, out)
+
+    return vjp0, vjp1, jvp
 
 
 # --- unary -----------------------------------------------------------------
 
-defop("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})", kind=ELEMENTWISE, ufunc=np.negative,
-      zero=True, linear=(0,), infix="-", doc="Negation, -x.")
+elementwise_unary("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})", ufunc=np.negative,
+                  zero=True, linear=(0,), infix="-", doc="Negation, -x.")
 unary("exp", np.exp, lambda ns, g, out, x: g * out, doc="e**x; its derivative reuses the output.")
 unary("log", np.log, lambda ns, g, out, x: g / x, doc="Natural log; log'(0) = inf, as numpy's 1/0.")
 unary("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), zero=True, doc="log(1 + x), accurate for small x.")
@@ -74,22 +118,22 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x, np.float16), copy=False)
 
 
-defop("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)), kind=ELEMENTWISE,
-      doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
-defop("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-      lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g), kind=ELEMENTWISE, zero=True,
-      doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
-defop("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x, np.float16)), x),
-      lambda ns, g, out, x: g * ns.sigmoid(x), kind=ELEMENTWISE,
-      doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
+elementwise_unary("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)),
+                  doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
+elementwise_unary("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+                  lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g), zero=True,
+                  doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
+elementwise_unary("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x, np.float16)), x),
+                  lambda ns, g, out, x: g * ns.sigmoid(x),
+                  doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
 unary("sqrt", np.sqrt, lambda ns, g, out, x: g / (out * 2), zero=True,
       doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
-defop("square", same, np.square, lambda ns, g, out, x: g * (x * 2), kind=ELEMENTWISE, ufunc=np.square, zero=True,
-      doc="x * x; square' = 2x.")
-defop("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})", kind=ELEMENTWISE,
-      ufunc=np.absolute, zero=True, doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
-defop("sign", same, np.sign, None, kind=ELEMENTWISE, ufunc=np.sign, zero=True,
-      doc="-1, 0 or 1. Piecewise constant: no gradient flows through it.")
+elementwise_unary("square", same, np.square, lambda ns, g, out, x: g * (x * 2), ufunc=np.square, zero=True,
+                  doc="x * x; square' = 2x.")
+elementwise_unary("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
+                  ufunc=np.absolute, zero=True, doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
+defop("sign", same, np.sign, None, jvp=jvp_zero, kind=ELEMENTWISE, ufunc=np.sign, zero=True,
+      doc="-1, 0 or 1. Piecewise constant: no gradient (or tangent) flows through it.")
 
 
 def _cast_bind(x, dtype):
@@ -106,7 +150,13 @@ def _cast_vjp(ns, g, out, x, dtype):
     return ns.cast(g, x.dtype)
 
 
-defop("cast", _cast_infer, lambda x, dtype: np.asarray(x).astype(dtype, copy=False), _cast_vjp,
+def _cast_jvp(ns, tangents, out, x, dtype):
+    if np.dtype(x.dtype).kind != "f" or np.dtype(dtype_name(dtype)).kind != "f":
+        return ZERO
+    return ns.apply(OPS["cast"], (tangents[0],), {"dtype": dtype})
+
+
+defop("cast", _cast_infer, lambda x, dtype: np.asarray(x).astype(dtype, copy=False), _cast_vjp, jvp=_cast_jvp,
       bind=_cast_bind, code="np.asarray({0}).astype({dtype!r}, copy=False)", kind=ELEMENTWISE, zero=True,
       noop_on_same_type=True, doc="Convert to another dtype; the gradient is cast back. Integer inputs get none.")
 
@@ -115,62 +165,85 @@ def _stop_gradient_impl(x):
     return x
 
 
-defop("stop_gradient", same, _stop_gradient_impl, None, code="{0}", kind=ELEMENTWISE, zero=True, linear=(0,),
+defop("stop_gradient", same, _stop_gradient_impl, None, jvp=jvp_zero, code="{0}", kind=ELEMENTWISE, zero=True,
+      linear=(0,),
       doc="Identity whose gradient is cut: what flows through it is a constant.")
 
 # --- binary ----------------------------------------------------------------
 
+def _sum_jvp(ns, tangents, out, sign: float):
+    """add's (sign 1) and sub's (sign -1) JVP: tx + sign * ty, the missing one skipped."""
+    tx, ty = tangents
+    if ty is not ZERO:
+        ty = ty if sign > 0 else -ty
+        if tx is not ZERO:
+            return tx + ty
+        tx = ty
+    return expand_to(ns, tx, out)
+
+
+def _div_jvp(ns, tangents, out, x, y):
+    """d(x/y) = (tx - out * ty) / y."""
+    tx, ty = tangents
+    if ty is ZERO:
+        return tx / y
+    return (-(ty * out) if tx is ZERO else tx - ty * out) / y
+
+
 defop("add", binary, np.add,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g, y), code="({0} + {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, g, y), jvp=lambda ns, ts, out, x, y: _sum_jvp(ns, ts, out, 1.0),
+      code="({0} + {1})",
       kind=ELEMENTWISE, ufunc=np.add, zero=True, linear_together=True, infix="+", doc="x + y, broadcasting.")
 defop("sub", binary, np.subtract,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, -g, y), code="({0} - {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, -g, y), jvp=lambda ns, ts, out, x, y: _sum_jvp(ns, ts, out, -1.0),
+      code="({0} - {1})",
       kind=ELEMENTWISE, ufunc=np.subtract, zero=True, linear_together=True, infix="-", doc="x - y, broadcasting.")
 defop("mul", binary, np.multiply,
       lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), code="({0} * {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})",
       kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*", doc="x * y, broadcasting.")
 defop("div", binary_float, np.true_divide,
       lambda ns, g, out, x, y: unbroadcast(ns, g / y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), code="({0} / {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), jvp=_div_jvp, code="({0} / {1})",
       kind=ELEMENTWISE, ufunc=np.true_divide, linear=(0,), infix="/", doc="x / y (true division), broadcasting.")
 
 
-def _pow_dy(ns, g, out, x, y):
+def _pow_dy(ns, out, x, y):
     # d/dy x**y = x**y log x; masked to 0 where x == 0 (PyTorch's convention).
     zero = ns.eq(x, 0)
     safe = ns.where(zero, ns.ones_like(x), x)
-    return unbroadcast(ns, ns.where(zero, 0.0, g * out * ns.log(safe)), y)
+    return ns.where(zero, 0.0, out * ns.log(safe))
 
 
-defop("pow", binary, np.power,
-      lambda ns, g, out, x, y: unbroadcast(ns, g * y * x ** (y - 1), x),
-      _pow_dy, kind=ELEMENTWISE, ufunc=np.power, infix="**",
+_pow_vjp0, _pow_vjp1, _pow_jvp = binary_rules(lambda ns, out, x, y: y * x ** (y - 1), _pow_dy)
+defop("pow", binary, np.power, _pow_vjp0, _pow_vjp1, jvp=_pow_jvp, kind=ELEMENTWISE, ufunc=np.power, infix="**",
       doc="x ** y. d/dy is taken as 0 where x == 0 (PyTorch's convention).")
 
 
-def _tie_mask(ns, x, y, g, win):
+def _tie_mask(ns, x, y, like, win):
     """1 where x wins, 0.5 on a tie, 0 where y wins: ties split evenly."""
-    return _mask(ns, win(x, y), g) + _mask(ns, ns.eq(x, y), g) * 0.5
+    return _mask(ns, win(x, y), like) + _mask(ns, ns.eq(x, y), like) * 0.5
 
 
-defop("maximum", binary, np.maximum,
-      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.gt), x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.gt), y),
-      kind=ELEMENTWISE, ufunc=np.maximum, zero=True,
-      doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
-defop("minimum", binary, np.minimum,
-      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, x, y, g, ns.lt), x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * _tie_mask(ns, y, x, g, ns.lt), y),
-      kind=ELEMENTWISE, ufunc=np.minimum, zero=True,
-      doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+def _extreme_rules(win):
+    """maximum's (win = gt) or minimum's (win = lt) rules: each input's derivative is its tie mask."""
+    return binary_rules(lambda ns, out, x, y: _tie_mask(ns, x, y, out, win(ns)),
+                        lambda ns, out, x, y: _tie_mask(ns, y, x, out, win(ns)))
+
+
+_max_vjp0, _max_vjp1, _max_jvp = _extreme_rules(lambda ns: ns.gt)
+_min_vjp0, _min_vjp1, _min_jvp = _extreme_rules(lambda ns: ns.lt)
+defop("maximum", binary, np.maximum, _max_vjp0, _max_vjp1, jvp=_max_jvp, kind=ELEMENTWISE, ufunc=np.maximum,
+      zero=True, doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+defop("minimum", binary, np.minimum, _min_vjp0, _min_vjp1, jvp=_min_jvp, kind=ELEMENTWISE, ufunc=np.minimum,
+      zero=True, doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
                          ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
-    defop(_name, compare, _fn, None, None, code=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE, zero=not _fn(0, 0),
-          infix=_sym, doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
+    defop(_name, compare, _fn, None, None, jvp=jvp_zero, code=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE,
+          zero=not _fn(0, 0), infix=_sym, doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
 
 
 def _where_infer(c, x, y):
@@ -187,6 +260,7 @@ def _where_dy(ns, g, out, c, x, y):
     return unbroadcast(ns, ns.where(c, ns.zeros_like(g), g), y)
 
 
-defop("where", _where_infer, np.where, None, _where_dx, _where_dy, code="np.where({0}, {1}, {2})",
+defop("where", _where_infer, np.where, None, _where_dx, _where_dy, jvp=jvp_linear_together("where"),
+      code="np.where({0}, {1}, {2})",
       kind=ELEMENTWISE, zero=True, linear_together=(1, 2),
       doc="x where the condition holds, else y; the cotangent is routed the same way.")

@@ -1,4 +1,8 @@
-"""Linear algebra: matmul (numpy semantics, batched, 1-D operands) and einsum."""
+"""Linear algebra: matmul (numpy semantics, batched, 1-D operands) and einsum.
+
+Both are multilinear, so their JVP rule is the product rule (:func:`jvp_product`):
+the op once per operand that has a tangent, that operand replaced by it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 
 from ..errors import GradError, ShapeError
 from . import batching
-from .core import Kind, broadcast_shapes, defop, expand_to, result_dtype, shape_str, unbroadcast
+from .core import Kind, broadcast_shapes, defop, expand_to, jvp_product, result_dtype, shape_str, unbroadcast
 from .params import einsum_param, shown
 from .shape import swap_last
 
@@ -49,7 +53,8 @@ def _matmul_db(ns, g, out, a, b):
     return unbroadcast(ns, ns.matmul(swap_last(ns, a), g), b)
 
 
-defop("matmul", _matmul_infer, np.matmul, _matmul_da, _matmul_db, code="({0} @ {1})", kind=Kind.LINALG,
+defop("matmul", _matmul_infer, np.matmul, _matmul_da, _matmul_db, jvp=jvp_product("matmul"), code="({0} @ {1})",
+      kind=Kind.LINALG,
       linear=(0, 1), fresh=True, infix="@", batch=batching.matmul,
       doc="Matrix product with numpy's semantics: batched over leading dims, 1-d operands "
           "promoted and the added dim removed. VJPs: g @ b.T and a.T @ g, summed over broadcast batches.")
@@ -129,6 +134,6 @@ def _einsum_vjp(ns, i, g, out, *xs, spec):
     return unbroadcast(ns, r, xs[i])
 
 
-defop("einsum", _einsum_infer, lambda *xs, spec: np.einsum(spec, *xs), vjp_n=_einsum_vjp,
+defop("einsum", _einsum_infer, lambda *xs, spec: np.einsum(spec, *xs), vjp_n=_einsum_vjp, jvp=jvp_product("einsum"),
       bind=_einsum_bind, code="np.einsum({spec!r}, {args})", kind=Kind.LINALG, linear=True, batch=batching.einsum,
       doc="Einstein summation; an operand's cotangent is another einsum of g with the others.")

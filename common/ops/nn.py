@@ -1,4 +1,9 @@
-"""Neural-network ops in their numerically stable forms."""
+"""Neural-network ops in their numerically stable forms.
+
+softmax's Jacobian is symmetric, so its JVP rule is its VJP rule on the
+tangent; log_softmax's is the transpose of its VJP; softmax_cross_entropy's
+VJP and JVP rules share each input's local derivative.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,18 @@ import numpy as np
 from ..errors import ShapeError
 from ..kernels import softmax
 from . import batching
-from .core import Kind, broadcast_shapes, call, defop, float_dtype, keep_axes, one_axis, result_dtype
+from .core import (
+    ZERO,
+    Kind,
+    broadcast_shapes,
+    call,
+    defop,
+    float_dtype,
+    jvp_self_adjoint,
+    keep_axes,
+    one_axis,
+    result_dtype,
+)
 from .params import axis_param
 
 
@@ -25,12 +41,16 @@ def _floating(x, axis):
     return x.shape, float_dtype(x.dtype)
 
 
-defop("softmax", _floating, softmax,
-      lambda ns, g, out, x, axis: out * (g - ns.sum(g * out, axis=axis, keepdims=True)),
-      bind=_axis_bind, kind=Kind.NN, batch=batching.along_axis,
+def _softmax_vjp(ns, g, out, x, axis):
+    return out * (g - call(ns, "sum", g * out, axis=(axis,), keepdims=True))
+
+
+defop("softmax", _floating, softmax, _softmax_vjp, jvp=jvp_self_adjoint(_softmax_vjp), bind=_axis_bind, kind=Kind.NN,
+      batch=batching.along_axis,
       doc="exp(x) / sum(exp(x)) along axis, shifted by the max (no overflow).")
 defop("log_softmax", _floating, _log_softmax,
       lambda ns, g, out, x, axis: g - ns.exp(out) * ns.sum(g, axis=axis, keepdims=True),
+      jvp=lambda ns, ts, out, x, axis: ts[0] - call(ns, "sum", ns.exp(out) * ts[0], axis=(axis,), keepdims=True),
       bind=_axis_bind, kind=Kind.NN, batch=batching.along_axis,
       doc="x - logsumexp(x) along axis: finite even where softmax underflows to 0.")
 
@@ -51,10 +71,22 @@ def _xent(z, t, axis):
     return -np.sum(t * _log_softmax(z, axis), axis=axis)
 
 
+def _xent_dz(ns, z, t, axis):
+    return call(ns, "softmax", z, axis=axis) * call(ns, "sum", t, axis=(axis,), keepdims=True) - t
+
+
+def _xent_jvp(ns, tangents, out, z, t, axis):
+    tz, tt = tangents
+    term = ZERO if tz is ZERO else tz * _xent_dz(ns, z, t, axis)
+    if tt is not ZERO:
+        dt = -(tt * call(ns, "log_softmax", z, axis=axis))
+        term = dt if term is ZERO else term + dt
+    return call(ns, "sum", term, axis=(axis,), keepdims=False)
+
+
 defop("softmax_cross_entropy", _xent_infer, _xent,
-      lambda ns, g, out, z, t, axis: keep_axes(ns, g, (axis,), False) * (
-          call(ns, "softmax", z, axis=axis) * call(ns, "sum", t, axis=(axis,), keepdims=True) - t),
+      lambda ns, g, out, z, t, axis: keep_axes(ns, g, (axis,), False) * _xent_dz(ns, z, t, axis),
       lambda ns, g, out, z, t, axis: -(keep_axes(ns, g, (axis,), False) * call(ns, "log_softmax", z, axis=axis)),
-      bind=_xent_bind, kind=Kind.NN, linear=(1,), batch=batching.softmax_cross_entropy,
+      jvp=_xent_jvp, bind=_xent_bind, kind=Kind.NN, linear=(1,), batch=batching.softmax_cross_entropy,
       doc="-sum(targets * log_softmax(logits)) along axis, one loss per row; targets are "
           "probabilities (one-hot for class labels). Stable for any logits.")

@@ -1,7 +1,9 @@
 """Reductions over an axis (None, an int or a tuple) with ``keepdims``.
 
 The VJP of a reduction re-inserts the reduced axes (``keep_axes``) and lets
-broadcasting spread the cotangent back over the input. Convention (PyTorch):
+broadcasting spread the cotangent back over the input. A linear reduction's
+JVP is the reduction of the tangent; another's is made with its VJP from one
+local derivative (:func:`reduction_rules`). Convention (PyTorch):
 a tie in max/min splits the cotangent evenly among the tied elements.
 """
 
@@ -12,7 +14,7 @@ import math
 import numpy as np
 
 from .. import kernels
-from .core import Kind, defop, expand_to, float_dtype, keep_axes, norm_axis, numeric_dtype
+from .core import Kind, call, defop, expand_to, float_dtype, jvp_linear, jvp_zero, keep_axes, norm_axis, numeric_dtype
 from .params import axes_param, bool_param
 
 
@@ -51,6 +53,18 @@ def _infer(kind):
     return infer
 
 
+def reduction_rules(local):
+    """The VJP and JVP rules of a reduction from its local derivative ``local(ns, out, x, axis, keepdims)``
+    (d out / d x, in x's shape): the VJP spreads g over it, the JVP sums the tangent weighted by it."""
+    def vjp(ns, g, out, x, axis, keepdims):
+        return keep_axes(ns, g, axis, keepdims) * local(ns, out, x, axis, keepdims)
+
+    def jvp(ns, tangents, out, x, axis, keepdims):
+        return call(ns, "sum", tangents[0] * local(ns, out, x, axis, keepdims), axis=axis, keepdims=keepdims)
+
+    return vjp, jvp
+
+
 def _count(ns, x, axis):
     """How many elements each reduction averages: static where the dims are known."""
     dims = [x.shape[a] for a in axis]
@@ -66,49 +80,54 @@ def _count_impl(x, axis, keepdims=False):
 
 defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
-      bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True, linear=(0,),
+      jvp=jvp_linear("sum"), bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
+      kind=Kind.REDUCTION, zero=True, linear=(0,),
       doc="Sum over axis; the cotangent is broadcast back.")
 
 
 defop("mean", _infer("mean"), kernels.mean,
       lambda ns, g, out, x, axis, keepdims:
           expand_to(ns, keep_axes(ns, g / _count(ns, x, axis), axis, keepdims), x),
-      bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
+      jvp=jvp_linear("mean"), bind=_bind, code="np.mean({0}, axis={axis}, keepdims={keepdims})",
+      kind=Kind.REDUCTION, zero=True,
       linear=(0,), doc="Mean over axis; the cotangent is divided by the count (before broadcasting: fewer "
           "divisions) and broadcast back.")
-defop("count", _infer("count"), _count_impl, None, kind=Kind.REDUCTION, shape_only=(0,),
+defop("count", _infer("count"), _count_impl, None, jvp=jvp_zero, kind=Kind.REDUCTION, shape_only=(0,),
       bind=_bind, doc="How many elements of x lie along axis, as a float scalar (for mean's rule "
                       "when dims are unknown until evaluation). Not differentiable.")
 
 
-def _extreme_vjp(ns, g, out, x, axis, keepdims):
-    """Cotangent to every element equal to the extreme, split evenly on ties."""
-    hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), g.dtype)
-    share = hit / ns.sum(hit, axis=axis, keepdims=True)
-    return keep_axes(ns, g, axis, keepdims) * share
+def _extreme_share(ns, out, x, axis, keepdims):
+    """Every element equal to the extreme gets an even share (of the cotangent; of the tangent, summed)."""
+    hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), out.dtype)
+    return hit / ns.sum(hit, axis=axis, keepdims=True)
 
 
+_extreme_vjp, _extreme_jvp = reduction_rules(_extreme_share)
 defop("max", _infer("same"), lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-      _extreme_vjp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
+      _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})",
+      kind=Kind.REDUCTION, zero=True,
       doc="Max over axis. Convention (PyTorch): tied maxima share the cotangent evenly.")
 defop("min", _infer("same"), lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-      _extreme_vjp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
+      _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})",
+      kind=Kind.REDUCTION, zero=True,
       doc="Min over axis. Convention (PyTorch): tied minima share the cotangent evenly.")
 
 
-def _prod_vjp(ns, g, out, x, axis, keepdims):
+def _prod_local(ns, out, x, axis, keepdims):
     # prod/x where x != 0; at a single zero, the product of the others; else 0.
     zero = ns.eq(x, 0)
     safe = ns.where(zero, ns.ones_like(x), x)
     others = ns.prod(safe, axis=axis, keepdims=True)
     nzero = ns.sum(ns.cast(zero, x.dtype), axis=axis, keepdims=True)
     at_zero = ns.where(ns.eq(nzero, 1), others, ns.zeros_like(others))
-    local = ns.where(zero, at_zero * ns.ones_like(x), keep_axes(ns, out, axis, keepdims) / safe)
-    return keep_axes(ns, g, axis, keepdims) * local
+    return ns.where(zero, at_zero * ns.ones_like(x), keep_axes(ns, out, axis, keepdims) / safe)
 
 
+_prod_vjp, _prod_jvp = reduction_rules(_prod_local)
 defop("prod", _infer("acc"), lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-      _prod_vjp, bind=_bind, code="np.prod({0}, axis={axis}, keepdims={keepdims})", kind=Kind.REDUCTION, zero=True,
+      _prod_vjp, jvp=_prod_jvp, bind=_bind, code="np.prod({0}, axis={axis}, keepdims={keepdims})",
+      kind=Kind.REDUCTION, zero=True,
       doc="Product over axis. Exact with zeros: a lone zero gets the product of the others.")
 
 
@@ -119,7 +138,6 @@ def _logsumexp(x, axis, keepdims):
     return s if keepdims else np.squeeze(s, axis=axis)
 
 
-defop("logsumexp", _infer("float"), _logsumexp,
-      lambda ns, g, out, x, axis, keepdims:
-          keep_axes(ns, g, axis, keepdims) * ns.exp(x - keep_axes(ns, out, axis, keepdims)),
-      bind=_bind, kind=Kind.REDUCTION, doc="log(sum(exp(x))) over axis, shifted by the max so it never overflows.")
+_lse_vjp, _lse_jvp = reduction_rules(lambda ns, out, x, axis, keepdims: ns.exp(x - keep_axes(ns, out, axis, keepdims)))
+defop("logsumexp", _infer("float"), _logsumexp, _lse_vjp, jvp=_lse_jvp, bind=_bind,
+      kind=Kind.REDUCTION, doc="log(sum(exp(x))) over axis, shifted by the max so it never overflows.")

@@ -1,7 +1,10 @@
 """Shape ops: reshape, broadcasting and its adjoint, axes, indexing, joins.
 
 ``sum_to`` is the adjoint of broadcasting that every broadcasting VJP uses;
-its own VJP is ``broadcast_to``. The ``*_like`` variants take a reference node
+its own VJP is ``broadcast_to``. Every shape op is linear in its value
+inputs, so its JVP rule is the op itself applied to the tangents
+(:func:`jvp_linear`, :func:`jvp_linear_together`); the constructors carry
+none (:func:`jvp_zero`). The ``*_like`` variants take a reference node
 instead of a static shape, so gradient graphs stay valid when dims are unknown
 until evaluation (``None``): symsym's ``grad`` never needs a number.
 """
@@ -24,6 +27,9 @@ from .core import (
     defop,
     expand_to,
     inputs_from,
+    jvp_linear,
+    jvp_linear_together,
+    jvp_zero,
     norm_axis,
     numeric_dtype,
     one_axis,
@@ -83,12 +89,13 @@ def _reshape_infer(x, shape):
 
 SHAPE = Kind.SHAPE
 _reshape = defop("reshape", _reshape_infer, lambda x, shape: np.reshape(x, shape),
-                 lambda ns, g, out, x, shape: reshape_to(ns, g, x),
+                 lambda ns, g, out, x, shape: reshape_to(ns, g, x), jvp=jvp_linear("reshape"),
                  bind=_reshape_bind, code="np.reshape({0}, {shape})", kind=SHAPE, linear=(0,),
                  noop_on_same_type=True, batch=batching.reshape,
       doc="Same elements, C order, another shape (one dim may be -1).")
 defop("reshape_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: np.reshape(x, np.shape(ref)),
-      lambda ns, g, out, x, ref: reshape_to(ns, g, x), None, kind=SHAPE, linear=(0,), shape_only=(1,),
+      lambda ns, g, out, x, ref: reshape_to(ns, g, x), None, jvp=jvp_linear("reshape_like"), kind=SHAPE, linear=(0,),
+      shape_only=(1,),
       noop_on_same_type=True, batch=batching.like(_reshape), code="np.reshape({0}, np.shape({1}))",
       doc="Reshape x to ref's shape, known only at evaluation (gradient graphs with unknown dims).")
 
@@ -115,20 +122,22 @@ def _sum_to_infer(x, shape):
 
 
 _broadcast_to = defop("broadcast_to", _broadcast_infer, kernels.broadcast_view,
-                      lambda ns, g, out, x, shape: unbroadcast(ns, g, x),
+                      lambda ns, g, out, x, shape: unbroadcast(ns, g, x), jvp=jvp_linear("broadcast_to"),
                       bind=_shape_bind, code="np.broadcast_to({0}, {shape})", kind=SHAPE, linear=(0,),
                       noop_on_same_type=True, batch=batching.broadcast_to,
       doc="Broadcast to a shape (a read-only view); the VJP is sum_to.")
 _sum_to = defop("sum_to", _sum_to_infer, kernels.sum_to,
-                lambda ns, g, out, x, shape: expand_to(ns, g, x), kind=SHAPE, linear=(0,),
+                lambda ns, g, out, x, shape: expand_to(ns, g, x), jvp=jvp_linear("sum_to"), kind=SHAPE, linear=(0,),
                 noop_on_same_type=True, batch=batching.sum_to, bind=_shape_bind,
                 doc="The inverse of broadcasting: sum the broadcast axes away. VJP: broadcast_to.")
 defop("sum_like", lambda x, ref: (ref.shape, x.dtype), lambda x, ref: kernels.sum_to(x, np.shape(ref)),
-      lambda ns, g, out, x, ref: expand_to(ns, g, x), None, kind=SHAPE, linear=(0,), shape_only=(1,),
+      lambda ns, g, out, x, ref: expand_to(ns, g, x), None, jvp=jvp_linear("sum_like"), kind=SHAPE, linear=(0,),
+      shape_only=(1,),
       noop_on_same_type=True, batch=batching.like(_sum_to), doc="sum_to ref's shape, known only at evaluation.")
 defop("broadcast_like", lambda x, ref: (broadcast_shapes(x.shape, ref.shape), x.dtype),
       lambda x, ref: kernels.broadcast_view(x, np.shape(ref)),
-      lambda ns, g, out, x, ref: unbroadcast(ns, g, x), None, kind=SHAPE, linear=(0,), shape_only=(1,),
+      lambda ns, g, out, x, ref: unbroadcast(ns, g, x), None, jvp=jvp_linear("broadcast_like"), kind=SHAPE,
+      linear=(0,), shape_only=(1,),
       noop_on_same_type=True, batch=batching.like(_broadcast_to),
       doc="broadcast_to ref's shape, known only at evaluation.")
 
@@ -147,7 +156,7 @@ def _expand_infer(x, axis):
 
 
 defop("expand_dims", _expand_infer, kernels.expand_dims,
-      lambda ns, g, out, x, axis: ns.squeeze(g, axis),
+      lambda ns, g, out, x, axis: ns.squeeze(g, axis), jvp=jvp_linear("expand_dims"),
       bind=_expand_bind, code="np.expand_dims({0}, {axis})", kind=SHAPE, linear=(0,), noop_on_same_type=True,
       batch=batching.axes, doc="Insert length-1 axes.")
 
@@ -169,7 +178,7 @@ def _squeeze_infer(x, axis):
 
 
 defop("squeeze", _squeeze_infer, lambda x, axis: np.squeeze(x, axis),
-      lambda ns, g, out, x, axis: ns.expand_dims(g, axis),
+      lambda ns, g, out, x, axis: ns.expand_dims(g, axis), jvp=jvp_linear("squeeze"),
       bind=_squeeze_bind, code="np.squeeze({0}, {axis})", kind=SHAPE, linear=(0,), noop_on_same_type=True,
       batch=batching.axes, doc="Remove length-1 axes.")
 
@@ -193,7 +202,8 @@ def _transpose_infer(x, axes):
 
 defop("transpose", _transpose_infer, kernels.transpose,
       lambda ns, g, out, x, axes: ns.transpose(g, tuple(int(i) for i in np.argsort(axes))),
-      bind=_transpose_bind, code="np.transpose({0}, {axes})", kind=SHAPE, linear=(0,), batch=batching.transpose,
+      jvp=jvp_linear("transpose"), bind=_transpose_bind, code="np.transpose({0}, {axes})", kind=SHAPE, linear=(0,),
+      batch=batching.transpose,
       doc="Permute axes (reverse them by default); the VJP applies the inverse permutation.")
 
 
@@ -267,12 +277,14 @@ def _scatter_add_vjp(ns, i, g, out, gin, like, *arrays, index):
     return ns.getitem(g, *arrays, index=index)
 
 
-defop("getitem", _getitem_infer, _getitem_impl, vjp_n=_getitem_vjp, bind=_getitem_bind, kind=SHAPE, linear=(0,),
+defop("getitem", _getitem_infer, _getitem_impl, vjp_n=_getitem_vjp, jvp=jvp_linear("getitem"), bind=_getitem_bind,
+      kind=SHAPE, linear=(0,),
       index=inputs_from(1), batch=batching.getitem,
       doc="x[key] with ints, slices, None, Ellipsis and integer arrays (numpy's rules). "
           "Index arrays are inputs and get no gradient. VJP: scatter_add.")
 defop("scatter_add", _scatter_add_infer, _scatter_add_impl,
-      vjp_n=_scatter_add_vjp, bind=lambda g, like, *arrays, index: ((g, like, *arrays), {"index": index}),
+      vjp_n=_scatter_add_vjp, jvp=jvp_linear("scatter_add"),
+      bind=lambda g, like, *arrays, index: ((g, like, *arrays), {"index": index}),
       kind=SHAPE, linear=(0,), shape_only=(1,), index=inputs_from(2), batch=batching.scatter_add,
       doc="Zeros of like's shape with g added at x[key] (repeated indices accumulate): "
           "the adjoint of getitem. VJP: getitem.")
@@ -310,6 +322,7 @@ def _concat_infer(*xs, axis):
 
 defop("concatenate", _concat_infer, lambda *xs, axis: np.concatenate(xs, axis=axis),
       vjp_n=lambda ns, i, g, out, *xs, axis: ns.concat_part(g, *xs, axis=axis, part=i),
+      jvp=jvp_linear_together("concatenate"),
       bind=_concat_bind, code="np.concatenate(({args},), axis={axis})", kind=SHAPE, linear_together=True,
       batch=batching.join,
       doc="Join along an existing axis; each input's cotangent is its slice of g.")
@@ -335,7 +348,8 @@ def _concat_part_infer(g, *refs, axis, part):
 
 
 defop("concat_part", _concat_part_infer, _concat_part_impl,
-      vjp_n=_concat_part_vjp, kind=SHAPE, linear=(0,), shape_only=inputs_from(1), batch=batching.concat_part,
+      vjp_n=_concat_part_vjp, jvp=jvp_linear("concat_part"), kind=SHAPE, linear=(0,), shape_only=inputs_from(1),
+      batch=batching.concat_part,
       bind=lambda g, *refs, axis, part: ((g, *refs), {"axis": axis, "part": part}),
       doc="The slice of g that concatenate took from refs[part] (offsets from the refs' shapes).")
 
@@ -370,6 +384,7 @@ def _stack_vjp(ns, i, g, out, *xs, axis):
 
 
 defop("stack", _stack_infer, lambda *xs, axis: np.stack(xs, axis=axis), vjp_n=_stack_vjp,
+      jvp=jvp_linear_together("stack"),
       bind=_stack_bind, code="np.stack(({args},), axis={axis})", kind=SHAPE, linear_together=True,
       batch=batching.join,
       doc="Join along a new axis; each input's cotangent is g indexed at its position.")
@@ -386,10 +401,10 @@ def _tri_infer(x, k):
     return x.shape, x.dtype
 
 
-defop("tril", _tri_infer, lambda x, k: np.tril(x, k), lambda ns, g, out, x, k: ns.tril(g, k),
+defop("tril", _tri_infer, lambda x, k: np.tril(x, k), lambda ns, g, out, x, k: ns.tril(g, k), jvp=jvp_linear("tril"),
       bind=_tri_bind, code="np.tril({0}, {k})", kind=SHAPE, linear=(0,), batch=batching.triangle,
       doc="Lower triangle (k-th diagonal and below); the rest zero.")
-defop("triu", _tri_infer, lambda x, k: np.triu(x, k), lambda ns, g, out, x, k: ns.triu(g, k),
+defop("triu", _tri_infer, lambda x, k: np.triu(x, k), lambda ns, g, out, x, k: ns.triu(g, k), jvp=jvp_linear("triu"),
       bind=_tri_bind, code="np.triu({0}, {k})", kind=SHAPE, linear=(0,), batch=batching.triangle,
       doc="Upper triangle (k-th diagonal and above); the rest zero.")
 
@@ -408,10 +423,10 @@ def _like_bind(x, dtype=None):
 
 
 defop("zeros_like", _like_infer, lambda x, dtype=None: np.zeros(np.shape(x), dtype or np.result_type(x)),
-      None, bind=_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(0.0),
+      None, jvp=jvp_zero, bind=_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(0.0),
       doc="Zeros of x's shape (and dtype unless given). Constant: no gradient.")
 defop("ones_like", _like_infer, lambda x, dtype=None: np.ones(np.shape(x), dtype or np.result_type(x)),
-      None, bind=_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(1.0),
+      None, jvp=jvp_zero, bind=_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(1.0),
       doc="Ones of x's shape (and dtype unless given). Constant: no gradient.")
 
 
@@ -426,7 +441,7 @@ def _full_like_infer(x, value, dtype=_OWN):
 
 defop("full_like", _full_like_infer,
       lambda x, value, dtype=None: np.full(np.shape(x), value, dtype or np.result_type(x)),
-      None, bind=_full_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(),
+      None, jvp=jvp_zero, bind=_full_like_bind, kind=Kind.CONSTANT, shape_only=(0,), batch=batching.filled_like(),
       doc="value everywhere, in x's shape. Constant: no gradient.")
 
 
@@ -440,5 +455,6 @@ def _full_infer(shape, value, dtype):
 
 
 defop("full", _full_infer,
-      lambda shape, value, dtype: np.full(shape, value, dtype), bind=_full_bind, nin=0, kind=Kind.CONSTANT,
+      lambda shape, value, dtype: np.full(shape, value, dtype), jvp=jvp_zero, bind=_full_bind, nin=0,
+      kind=Kind.CONSTANT,
       code="np.full({shape}, {value!r}, {dtype!r})", doc="A constant array of a static shape.")
