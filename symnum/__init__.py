@@ -36,6 +36,7 @@ from common.ops import OPS
 from . import engine as _engine
 from . import functional as _functional
 from .engine import backward
+from .forward import Dual, jacfwd, jacrev
 from .functional import hessian, hvp, jacobian, jvp, value_and_grad, vjp
 from .gradcheck import gradcheck, gradgradcheck
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -64,7 +65,7 @@ def grad(fn_or_outputs, *args, **kwargs):
 
 
 __all__ = [
-    "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck", "gradgradcheck",
-    "gradients", "hessian", "hvp", "is_grad_enabled", "jacobian", "jvp", "no_grad", "set_grad_enabled",
-    "tape", "tensor", "value_and_grad", "vjp", *OPS,
+    "Dual", "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck",
+    "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
+    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", *OPS,
 ]

@@ -27,7 +27,7 @@ import numpy as np
 from common.errors import DTypeError, GradError
 from common.site import user_site
 
-from . import engine
+from . import engine, forward
 from .batched import Batched, basis, batched, same_scale, unbatch
 from .engine import disconnection_policy
 from .mode import MODE
@@ -132,6 +132,8 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
     policy = disconnection_policy(disconnected, what="grad")
 
     def value_and_grad_f(*args, **kwargs):
+        if any(a.__class__ is forward.Dual for a in args):  # forward over reverse: see symnum.forward
+            return forward.value_and_grad_of_duals(f, args, kwargs, nums, single)
         nested = _nested(args)
         with _transform():
             xs, out = _call(f, args, kwargs, nums, "grad")
@@ -176,27 +178,8 @@ def vjp(f: Callable, *primals) -> tuple:
 
 
 def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
-    """``(f(*primals), J v)``: a forward-mode product, by the double-VJP trick.
-
-    The VJP ``u -> J^T u`` is linear in ``u``, so differentiating
-    ``<J^T u, v>`` with respect to ``u`` gives ``J v``: two reverse sweeps,
-    no forward-mode rules needed.
-    """
-    primals, tangents = list(primals), list(tangents)
-    if len(primals) != len(tangents):
-        raise GradError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    nested = _nested(primals) or _nested(tangents)
-    with _transform():
-        xs = [_input(p) for p in primals]
-        out = _output(f(*xs), "jvp")
-        u = wrap(np.zeros(out.shape, out.dtype), True)
-        gs = _grads(out, xs, u, True, True)
-        total = None
-        for g, v in zip(gs, tangents):
-            term = tape.sum(g * v)
-            total = term if total is None else total + term
-        (jv,) = _grads(total, [u], None, nested, None)
-    return _result(out, nested), _result(jv, nested)
+    """``(f(*primals), J v)``: forward mode, one pass on dual numbers (:func:`symnum.forward.jvp`)."""
+    return forward.jvp(f, primals, tangents)
 
 
 def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero") -> Callable:

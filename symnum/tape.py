@@ -101,6 +101,9 @@ def record(op, inputs, params):
             if isinstance(x, _PY_SCALARS):
                 scalars = True
             elif not isinstance(x, np.generic):
+                other = getattr(x.__class__, "twograd_apply", None)
+                if other is not None:  # a value of another trace (forward mode's duals) applies the op itself
+                    return other(op, inputs, params)
                 foreign = [len(args)] if foreign is None else [*foreign, len(args)]
             args.append(x)
             parents.append(None)

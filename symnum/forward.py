@@ -1,0 +1,318 @@
+"""Forward mode: one evaluation that carries tangents along (dual numbers, autodidax's JVPTrace).
+
+``jvp(f, primals, tangents)`` calls ``f`` on :class:`Dual` values, each a
+primal and its tangent. Every op on a dual runs its numpy impl on the primals
+and its JVP rule from the op table (:attr:`common.ops.Op.jvp`) on the
+tangents, in the same pass: no tape, no backward sweep, about the cost of two
+evaluations. An input without a tangent (a constant, an index array) is
+:data:`~common.ops.ZERO` to the rules, which skip it.
+
+Each ``jvp`` call is a *trace* with a level, higher than any trace running
+around it. An op takes its inputs' highest trace; duals of lower traces are
+constants to it (their primal side is the lower dual itself, so the op
+recurses into that trace): ``jvp`` of a function that calls ``jvp`` never
+confuses the two perturbations. Primals may be tape tensors that require
+grad: the primal and tangent computations are then recorded, so ``grad`` of a
+function that calls ``jvp`` (reverse over forward) works. The rules of a
+trace run in a namespace of its own: :data:`forward` (the general one), or,
+for :func:`jacfwd` at the top level, :data:`symnum.batched.batched`, so that
+one pass carries every basis tangent at once through the ops' batching rules.
+
+Forward over reverse: ``grad(f)`` called on duals (``jvp`` of a gradient,
+a Hessian-vector product) records ``f``'s primal and tangent on the tape from
+fresh leaves ``x``; the gradient is then one reverse sweep of the primal, and
+its tangent one reverse sweep of the tangent, since d/de grad f(x + e t) =
+H t = grad_x <grad f(x), t>. This holds at the top level (duals of numbers);
+deeper mixes of the two are refused with a GradError.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from common.errors import DTypeError, GradError, ShapeError
+from common.ops import ZERO, Namespace
+from common.overloads import install_operators
+from common.site import user_site
+
+from .batched import Batched, basis, batched, unbatch
+from .tape import record
+from .tensor import Tensor, wrap
+
+__all__ = ["Dual", "forward", "jacfwd", "jvp"]
+
+
+class _Trace:
+    """One running ``jvp``: its level (nesting depth order) and the namespace its rules run in."""
+
+    __slots__ = ("level", "ns")
+
+    def __init__(self, level: int, ns):
+        self.level = level
+        self.ns = ns
+
+
+_LEVELS = itertools.count(1)
+
+
+class Dual:
+    """A primal value and its tangent in one trace; ``shape``/``dtype`` are the primal's."""
+
+    __slots__ = ("primal", "tangent", "trace")
+    __array_ufunc__ = None  # numpy defers to our reflected operators: ``arr * d`` is a Dual
+
+    def __init__(self, primal, tangent, trace: _Trace):
+        self.primal = primal
+        self.tangent = tangent
+        self.trace = trace
+
+    @property
+    def shape(self) -> tuple:
+        return self.primal.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.primal.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.primal.dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.primal.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.primal)
+
+    def __repr__(self) -> str:
+        return f"Dual(shape {self.shape}, {self.dtype}, level {self.trace.level})"
+
+
+def _apply(op, inputs: tuple, params: dict):
+    """``op`` on values that may be duals: the impl on the primals, the JVP rule on the tangents."""
+    top = None
+    for x in inputs:
+        if x.__class__ is Dual and (top is None or x.trace.level > top.level):
+            top = x.trace
+    if top is None:
+        for x in inputs:
+            if isinstance(x, Tensor):
+                return record(op, inputs, params)
+        return op.impl(*inputs, **params)
+    primals = []
+    tangents = []
+    for x in inputs:
+        if x.__class__ is Dual and x.trace is top:
+            primals.append(x.primal)
+            tangents.append(x.tangent)
+        else:
+            primals.append(x)
+            tangents.append(ZERO)
+    primals = tuple(primals)
+    out = _apply(op, primals, params)
+    t = op.tangent(top.ns, tangents, out, primals, params)
+    return out if t is ZERO else Dual(out, t, top)
+
+
+forward = Namespace(_apply, "forward")
+"""Every op of the table over values that may be duals: the namespace JVP rules run in."""
+
+install_operators(Dual, forward)
+Dual.twograd_apply = staticmethod(_apply)  # how a tape op (``symnum.sin(dual)``) hands a dual over
+
+
+def _nested(values) -> bool:
+    """Whether results must stay tensors: fed tape tensors that require grad, or duals of an outer trace."""
+    return any((isinstance(v, Tensor) and v.requires_grad) or v.__class__ is Dual for v in values)
+
+
+def _primal(p):
+    """The primal value of an argument: duals and tensors with history as they are, else an array."""
+    if p.__class__ is Dual or (isinstance(p, Tensor) and p.requires_grad):
+        return p
+    data = np.asarray(p._data if isinstance(p, Tensor) else p)
+    if data.dtype.kind != "f":
+        raise DTypeError(f"jvp: can only push tangents through floating inputs, got dtype {data.dtype} "
+                         f"(pass floats, e.g. 1.0 rather than 1; at {user_site(3)})")
+    return data
+
+
+def _tangent(t, x, k: int):
+    """The tangent of argument ``k``: of ``x``'s shape, in its dtype (duals and tensors as they are)."""
+    if t.__class__ is Dual or isinstance(t, Tensor):
+        data = t
+    else:
+        data = np.asarray(t, dtype=x.dtype)
+    if tuple(data.shape) != tuple(x.shape):
+        raise ShapeError(f"jvp: tangent {k} has shape {tuple(data.shape)}, but its primal has shape "
+                         f"{tuple(x.shape)} (at {user_site(3)})")
+    return data
+
+
+def _split(out, trace: _Trace) -> tuple:
+    """(primal, tangent) of ``f``'s result in ``trace``; a result that carries no tangent gets zeros."""
+    if out.__class__ is Dual and out.trace is trace:
+        return out.primal, out.tangent
+    if not hasattr(out, "shape"):
+        try:
+            out = np.asarray(out)
+        except Exception:
+            raise GradError(f"jvp: the function must return one array or tensor, got {type(out).__name__} "
+                            f"(at {user_site(3)})") from None
+    return out, np.zeros(out.shape, out.dtype if out.dtype.kind == "f" else np.float64)
+
+
+def _plain(v, dtype=None) -> np.ndarray:
+    """A result handed back at the top level: a numpy array of one's own."""
+    data = np.array(v._data if isinstance(v, Tensor) else v)
+    return data if dtype is None or data.dtype == dtype or data.dtype.kind != "f" else data.astype(dtype)
+
+
+def _kept(v):
+    """A result handed back nested: a tensor (or an outer trace's dual) stays, numbers become a tensor."""
+    return v if v.__class__ is Dual or isinstance(v, Tensor) else wrap(np.asarray(v))
+
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
+    """``(f(*primals), J v)`` in one forward pass: ``f`` runs once on dual numbers.
+
+    ``tangents[k]`` has the shape of ``primals[k]`` (it is cast to its dtype).
+    At the top level both results are numpy arrays; fed tensors that require
+    grad (or duals of an enclosing ``jvp``) they stay differentiable.
+    """
+    primals, tangents = list(primals), list(tangents)
+    if len(primals) != len(tangents):
+        raise GradError(f"jvp: {len(primals)} primals but {len(tangents)} tangents (at {user_site()})")
+    nested = _nested(primals) or _nested(tangents)
+    trace = _Trace(next(_LEVELS), forward)
+    xs = [_primal(p) for p in primals]
+    duals = [Dual(x, _tangent(t, x, k), trace) for k, (x, t) in enumerate(zip(xs, tangents))]
+    out, tangent = _split(f(*duals), trace)
+    if nested:
+        return _kept(out), _kept(tangent)
+    out = _plain(out)
+    return out, _plain(tangent, out.dtype)
+
+
+def _argnums(argnums) -> tuple[bool, tuple[int, ...]]:
+    from .functional import _argnums as check
+
+    return check(argnums, "jacfwd")
+
+
+def jacfwd(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian of ``f`` by forward mode, as a function: shape ``f(x).shape + x.shape``.
+
+    At the top level ONE forward pass carries every basis tangent at once (a
+    batch, through the ops' batching rules): a column per input element, so
+    it is the cheap direction when ``x`` has fewer elements than ``f(x)``.
+    Nested (tensors that require grad, duals), one ``jvp`` per column.
+    """
+    single, nums = _argnums(argnums)
+
+    def jacfwd_f(*args, **kwargs):
+        for i in nums:
+            if not -len(args) <= i < len(args):
+                raise GradError(f"jacfwd: argnums {i} is out of range for {len(args)} positional arguments "
+                                f"(at {user_site()})")
+        nested = _nested(args)
+        jacs = [(_columns if nested else _batched_columns)(f, list(args), kwargs, i) for i in nums]
+        return jacs[0] if single else tuple(jacs)
+
+    jacfwd_f.__name__ = f"jacfwd({getattr(f, '__name__', 'f')})"
+    return jacfwd_f
+
+
+def _batched_columns(f: Callable, args: list, kwargs: dict, i: int) -> np.ndarray:
+    """All columns of d f / d args[i] in one pass: the tangent is the batch of basis vectors."""
+    x = _primal(args[i])
+    n = x.size
+    seed = basis(n, 0, n, x.dtype) if x.ndim == 1 else Batched(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
+    args[i] = Dual(x, seed, _Trace(next(_LEVELS), batched))
+    out, tangent = _split(f(*args, **kwargs), args[i].trace)
+    out = _plain(out)
+    if tangent.__class__ is Batched:
+        cols = tangent.dense()
+    else:
+        cols = unbatch(tangent, n, out.shape)
+    cols = np.asarray(cols).reshape((n, *out.shape))
+    return _plain(np.moveaxis(cols, 0, -1).reshape(out.shape + x.shape), out.dtype)
+
+
+def _columns(f: Callable, args: list, kwargs: dict, i: int):
+    """The columns one ``jvp`` each, stacked on the tape so that the result stays differentiable."""
+    x = args[i]
+    n = int(np.prod(x.shape, dtype=np.int64))
+    cols = []
+    out_shape = None
+    for k in range(n):
+        e = np.zeros(x.shape, x.dtype)
+        e.flat[k] = 1
+
+        def g(xk):
+            return f(*args[:i], xk, *args[i + 1:], **kwargs)
+
+        out, col = jvp(g, [x], [e])
+        out_shape = tuple(out.shape)
+        cols.append(forward.reshape(col, (-1,)))
+    stacked = forward.stack(cols, axis=-1) if cols else wrap(np.zeros((0,), x.dtype))
+    return _kept(forward.reshape(stacked, out_shape + tuple(x.shape)) if cols else stacked)
+
+
+def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool) -> tuple:
+    """``value_and_grad(f)`` at duals: (value, gradient) as duals, the tangents from the tape (see the
+    module docstring)."""
+    from . import engine
+    from .functional import _output, _transform
+
+    top = max((a.trace for a in args if a.__class__ is Dual), key=lambda t: t.level)
+    for a in args:
+        if a.__class__ is Dual and a.trace is top and not (_numbers(a.primal) and _numbers(a.tangent)):
+            raise GradError("grad of duals: forward over reverse is supported on duals of numbers (a jvp of a "
+                            f"grad at the top level), not on tensors or nested duals (at {user_site(3)})")
+    args = list(args)
+    leaves = []
+    for i in nums:
+        a = args[i]
+        if a.__class__ is not Dual or a.trace is not top:
+            raise GradError(f"grad of duals: argument {i} carries no tangent of the enclosing jvp (at {user_site(3)})")
+        leaf = wrap(np.array(a.primal), True)
+        leaves.append((leaf, a.tangent))
+        args[i] = Dual(leaf, a.tangent, top)
+    with _transform():
+        out, tangent = _split(f(*args, **kwargs), top)
+        out = _output(out, "grad")
+        if out.size != 1:
+            raise GradError(f"grad: the function must return a single element, got shape {out.shape} "
+                            f"(at {user_site(3)})")
+        xs = [leaf for leaf, _ in leaves]
+        grads = _sweep(engine, out, xs)
+        tangents = _sweep(engine, tangent, xs)
+    value = Dual(_plain(out), _plain(tangent), top)
+    duals = [Dual(g, t, top) for g, t in zip(grads, tangents)]
+    return value, duals[0] if single else tuple(duals)
+
+
+def _numbers(v) -> bool:
+    return isinstance(v, (np.ndarray, np.generic))
+
+
+def _sweep(engine, out, xs) -> list:
+    """d out / d xs as arrays (zeros where ``out`` does not depend on one)."""
+    if not isinstance(out, Tensor) or not out.requires_grad:
+        return [np.zeros(x.shape, x.dtype) for x in xs]
+    gs = engine.grad([out], xs, retain_graph=True, disconnected="zero")
+    return [np.array(g._data) if g is not None else np.zeros(x.shape, x.dtype) for g, x in zip(gs, xs)]
+
+
+def jacrev(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian of ``f`` by reverse mode (:func:`symnum.functional.jacobian`): a sweep per output
+    element, the cheap direction when ``f(x)`` has fewer elements than ``x``."""
+    from .functional import jacobian
+
+    return jacobian(f, argnums)
+
