@@ -4,7 +4,8 @@
 Learning book's Algorithms 6.5/6.6), never touching a number; ``optimize``
 rewrites graphs; ``function`` compiles them to straight-line numpy code.
 Because derivatives are graphs, ``grad`` applies to its own output:
-``hessian``, ``jacobian``, ``hvp`` and ``jvp`` are built that way.
+``hessian``, ``jacobian`` (= ``jacrev``) and ``hvp`` are built that way.
+Forward mode (``jvp``, ``jacfwd``) sweeps the ops' JVP rules forward instead.
 """
 
 from common.printing import debugprint, pprint, to_dot
@@ -12,6 +13,7 @@ from common.printing import debugprint, pprint, to_dot
 from .compile import Function, function
 from .draw import added_nodes, draw, draw_grad
 from .explain import Explanation, explain
+from .forward import jacfwd, jacrev
 from .grad import DISCONNECTED, build_grad, grad, stop_gradient
 from .higher import hessian, hvp, jacobian, jvp
 from .rewrite import optimize
@@ -19,6 +21,6 @@ from .vectorize import vectorize
 
 __all__ = [
     "DISCONNECTED", "Explanation", "Function", "added_nodes", "build_grad", "debugprint", "draw",
-    "draw_grad", "explain", "function", "grad", "hessian", "hvp", "jacobian", "jvp", "optimize",
+    "draw_grad", "explain", "function", "grad", "hessian", "hvp", "jacfwd", "jacobian", "jacrev", "jvp", "optimize",
     "pprint", "stop_gradient", "to_dot", "vectorize",
 ]

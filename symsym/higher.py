@@ -7,8 +7,8 @@
 * ``hessian(cost, x)``: the vectorised Jacobian of the gradient.
 * ``hvp(cost, x, v)``: the R-op of §6.5.10, grad(grad(cost, x) . v, x), which
   never forms H.
-* ``jvp(y, x, v)``: forward mode from two VJPs (the "transpose trick"): the VJP
-  g(u) = u^T J is linear in ``u``, so its own VJP with cotangent v is J v.
+* ``jvp(y, x, v)``: forward mode, in :mod:`symsym.forward` (a forward sweep
+  of the ops' JVP rules, not two reverse passes).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 from common.api import const, var
 from common.api import symbolic as S
 from common.errors import GradError
-from common.graph import Node, replace, toposort
+from common.graph import Node
 
+from .forward import jvp
 from .grad import grad
 from .sparsity import compressed_jacobian
 from .vectorize import vectorize
@@ -78,17 +79,3 @@ def hvp(cost: Node, x: Node, v: Node) -> Node:
         raise GradError(f"hvp: v has shape {v.shape}, expected x's {x.shape}")
     g = grad(cost, x)
     return grad(S.sum(g * v), x, disconnected="zero")
-
-
-def jvp(y: Node, x: Node, v: Node) -> Node:
-    """The Jacobian-vector product J v (forward mode), from two reverse passes.
-
-    ``u`` is a placeholder cotangent: the result does not depend on its value,
-    so any trace of it left in the graph is replaced by zeros.
-    """
-    u = _cotangent(y)
-    g = grad(y, x, known_grads={y: u}, disconnected="zero")
-    out = grad(g, u, known_grads={g: v}, disconnected="zero")
-    if any(n is u for n in toposort(out)):
-        (out,) = replace([out], {u: S.zeros_like(y)})
-    return out

@@ -1,0 +1,89 @@
+"""Forward mode as graphs: the tangent of ``y`` along ``v``, built by one forward sweep.
+
+``jvp(y, x, v)`` visits ``y``'s ancestors in topological order (inputs first)
+and gives each node that depends on ``x`` a tangent node, made by its op's JVP
+rule from the op table run in the symbolic namespace: the same rule that
+symnum's dual numbers run on numbers. A node none of whose inputs has a
+tangent gets none (:data:`~common.ops.ZERO`), so the tangent graph follows
+only the paths from ``x``, and nothing of the reverse sweep (no cotangent
+placeholder, no second pass) is involved. The sweep is a loop over the
+toposort, so 10^6-node chains are fine.
+
+``jacfwd(y, x)`` vectorises that tangent graph over the basis of ``x``'s
+space: one batched graph, one column per element of ``x`` (the cheap
+direction when ``x`` is small and ``y`` large); ``jacrev`` is the reverse
+``jacobian`` (one row per element of ``y``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from common.api import const, var
+from common.api import symbolic as S
+from common.errors import GradError
+from common.graph import Node, toposort
+from common.ops import ZERO
+
+from .vectorize import vectorize
+
+__all__ = ["jacfwd", "jacrev", "jvp"]
+
+
+def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node]) -> Node:
+    """The Jacobian-vector product J v of ``y`` with respect to ``x`` as a node of ``y``'s shape.
+
+    ``x`` and ``v`` may be lists (the sum of the products: a tangent per
+    input). The tangent of a node is cast to the node's dtype; a ``y`` that
+    does not depend on ``x`` gets zeros.
+    """
+    xs = [x] if isinstance(x, Node) else list(x)
+    vs = [v] if isinstance(v, Node) else list(v)
+    if len(xs) != len(vs):
+        raise GradError(f"jvp: {len(xs)} inputs but {len(vs)} tangents")
+    tangents: dict[int, Node] = {}
+    for xi, vi in zip(xs, vs):
+        if not isinstance(vi, Node):
+            vi = const(np.asarray(vi, dtype=xi.dtype))
+        if len(vi.shape) != len(xi.shape) or any(a is not None and b is not None and a != b
+                                                  for a, b in zip(vi.shape, xi.shape)):
+            raise GradError(f"jvp: tangent of shape {vi.shape} for an input of shape {xi.shape} "
+                            f"(made at {xi.site})")
+        tangents[id(xi)] = vi if vi.dtype == xi.dtype else S.cast(vi, xi.dtype)
+    for n in toposort([y]):
+        if n.op is None or id(n) in tangents:
+            continue
+        ts = tuple([tangents.get(id(i), ZERO) for i in n.inputs])
+        t = n.op.tangent(S, ts, n, n.inputs, n.params)
+        if t is not ZERO:
+            tangents[id(n)] = t if t.dtype == n.dtype or n.dtype.kind != "f" else S.cast(t, n.dtype)
+    out = tangents.get(id(y))
+    return S.zeros_like(y) if out is None else out
+
+
+def _static_size(n: Node, what: str) -> int:
+    if None in n.shape:
+        raise GradError(f"{what}: needs a static shape, got {n!r} (made at {n.site})")
+    return int(np.prod(n.shape, dtype=np.int64))
+
+
+def jacfwd(y: Node, x: Node) -> Node:
+    """dy/dx by forward mode, shape ``y.shape + x.shape``: the tangent graph of :func:`jvp` for a
+    placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns)."""
+    n = _static_size(x, "jacfwd")
+    v = var(f"tangent of {x.name or 'input'}", x.shape, x.dtype)
+    col = jvp(y, x, v)
+    basis = const(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
+    (cols,) = vectorize([col], {v: basis}, n)  # (n, *y.shape)
+    k = len(y.shape)
+    cols = S.transpose(cols, tuple(range(1, k + 1)) + (0,)) if k else cols
+    return S.reshape(cols, y.shape + x.shape)
+
+
+def jacrev(y: Node, x: Node, **options) -> Node:
+    """dy/dx by reverse mode: :func:`symsym.jacobian` (one batched row per element of ``y``)."""
+    from .higher import jacobian
+
+    return jacobian(y, x, **options)
