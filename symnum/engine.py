@@ -1,31 +1,35 @@
-"""The backward sweep: Kahn's algorithm over the tape, each op's VJP rules on numbers.
+"""The backward sweep: each op's VJP rules on numbers, over the tape, consumers first.
 
 Given output tensors and their cotangents, the sweep
 
-1. finds the tape nodes that lead from the outputs to what is asked for and
-   counts, for each node, how many of those nodes consume it (its pending
-   dependencies); with requested ``inputs`` (:func:`grad`) it first prunes
-   the nodes that cannot reach any of them;
-2. pops nodes whose consumers are all done, so each node's gradient is
-   complete (fan-out summed) before its VJP rules run, and hands each
-   parent its cotangent;
+1. with requested ``inputs`` (:func:`grad`), leaves out the nodes that cannot
+   reach any of them (known without a walk when every node depends on one
+   leaf, an input: see :class:`~symnum.tape.TapeNode`);
+2. takes the waiting node of highest *level* (recorded with each node: its
+   consumers are all higher), so each node's gradient is complete (fan-out
+   summed) before its VJP rules run, and hands each parent its cotangent;
 3. frees every node's saved values as soon as its rules have run, unless
    ``retain_graph``.
 
-Everything is a loop over explicit stacks: a chain of 10^6 ops is fine. With
-``create_graph`` the rules run in the tape namespace on tensors, so the
-gradients come out with their own history (gradients of gradients).
+Nothing is counted beforehand and everything is a loop over explicit stacks
+and heaps: a chain of 10^6 ops is fine. With ``create_graph`` the rules run in
+the tape namespace on tensors, so the gradients come out with their own
+history (gradients of gradients).
 """
 
 from __future__ import annotations
 
+import heapq
+import operator
 import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from common.errors import GradError
+from common.gcpause import paused_gc
 from common.ops import NO_GRAD, numeric
+from common.sentinel import Sentinel
 from common.site import site_of, user_site
 
 from .mode import MODE
@@ -146,43 +150,41 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     ``create_graph``, else numbers (:data:`symnum.batched.batched` sweeps a
     batch of cotangents at once).
 
-    A sweep's state (pending consumers, gradients so far) lives in dicts of
-    its own, never on the nodes, so sweeps of one tape may run at once.
+    A sweep's state (the gradients so far, the nodes waiting) lives in a dict
+    and a heap of its own, never on the nodes, so sweeps of one tape may run at once.
     """
     leaf_acc: dict[int, list] = {}  # id(leaf) -> [leaf, gradient so far]
-    grads: dict = {}  # node -> its gradient so far
-    roots = []
+    grads: dict = {}  # node -> its gradient so far, for the nodes reached and not yet swept
     for y, g in zip(outputs, seeds):
         node = y.grad_fn
         if node is None:
             _add_leaf(leaf_acc, y, g)
         else:
-            roots.append(node)
             old = grads.get(node)
             grads[node] = g if old is None else old + g
 
-    if inputs is None:
-        targets = None
-        deps = _count(roots)
-    else:
+    targets = at_nodes = leads = None
+    if inputs is not None:
         targets = {}
         for k, x in enumerate(inputs):
             targets.setdefault(id(x.grad_fn or x), []).append(k)
-        deps = _count_pruned(roots, targets) if prune else _count(roots)
+            if x.grad_fn is not None:
+                at_nodes = targets
+        if prune and not _all_lead(grads, targets, at_nodes):
+            leads = _leading(grads, targets)
+            for node in [n for n in grads if n not in leads]:
+                del grads[node]
 
-    ready, ready_g = [], []
-    for node in roots:
-        if deps.get(node) == 0 and node not in ready:
-            ready.append(node)
-            ready_g.append(grads.pop(node))
     found = [None] * len(inputs) if inputs is not None else None
-    prev = MODE.enabled
-    MODE.enabled = create_graph
-    try:
-        _run(ready, ready_g, grads, deps, leaf_acc, targets, found, retain_graph, create_graph,
-             ns or (tape if create_graph else numeric))
-    finally:
-        MODE.enabled = prev
+    if grads:
+        prev = MODE.enabled
+        MODE.enabled = create_graph
+        try:
+            with paused_gc():  # the sweep makes no cycles: collections would only rescan the tape
+                _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_graph,
+                     ns or (tape if create_graph else numeric))
+        finally:
+            MODE.enabled = prev
 
     if targets is not None:
         for key, (leaf, g) in leaf_acc.items():
@@ -207,134 +209,139 @@ ACCUMULATING = threading.Lock()
 """Held while a ``.grad`` is read and replaced: two threads' backward into one leaf both count."""
 
 
-def _count(roots) -> dict:
-    """Every node reachable from ``roots``, with its number of consumers among them."""
-    deps: dict = {}
-    stack = []
+def _all_lead(roots, targets, at_nodes) -> bool:
+    """Whether every node reachable from ``roots`` surely leads to a target, known without a walk:
+    the targets are leaves and each root depends on one leaf only, a target (see :class:`TapeNode`)."""
+    if at_nodes is not None:
+        return False
     for n in roots:
-        if n not in deps:
-            deps[n] = 0
-            stack.append(n)
-    pop, push, get = stack.pop, stack.append, deps.get
+        if n.leaf is None or id(n.leaf) not in targets:
+            return False
+    return True
+
+
+def _leading(roots, targets) -> set:
+    """The nodes reachable from ``roots`` that lead to a target: the only ones a pruned sweep runs.
+
+    One walk finds the reachable nodes; taken by level (parents before
+    consumers), a node leads to a target when it is one or a parent does.
+    """
+    seen = set(roots)
+    stack = list(seen)
+    pop, push, add = stack.pop, stack.append, seen.add
     while stack:
         for p in pop().parents:
-            if p.__class__ is TapeNode:
-                d = get(p)
-                if d is None:
-                    deps[p] = 1
-                    push(p)
-                else:
-                    deps[p] = d + 1
-    return deps
+            if p.__class__ is TapeNode and p not in seen:
+                add(p)
+                push(p)
+    leads = set()
+    for n in sorted(seen, key=_LEVEL):
+        if id(n) in targets:
+            leads.add(n)
+            continue
+        for p in n.parents:
+            if p is not None and (p in leads if p.__class__ is TapeNode else id(p) in targets):
+                leads.add(n)
+                break
+    return leads
 
 
-def _count_pruned(roots, targets) -> dict:
-    """Like :func:`_count`, over only the nodes that lead to a target (the rest are left out)."""
-    order = []
-    seen = set()
-    stack = [(n, False) for n in roots]
-    while stack:  # iterative post-order: a node is placed after all of its parents
-        n, expanded = stack.pop()
-        if expanded:
-            order.append(n)
-        elif n not in seen:
-            seen.add(n)
-            stack.append((n, True))
-            for p in n.parents:
-                if p.__class__ is TapeNode and p not in seen:
-                    stack.append((p, False))
-    deps: dict = {}
-    for n in order:  # parents before consumers
-        lead = id(n) in targets
-        if not lead:
-            for p in n.parents:
-                if p is not None and (id(p) in targets if p.__class__ is not TapeNode else p in deps):
-                    lead = True
-                    break
-        if lead:
-            deps[n] = 0
-    for n in order:
-        if n in deps:
-            for p in n.parents:
-                if p.__class__ is TapeNode and p in deps:
-                    deps[p] += 1
-    return deps
+_LEVEL = operator.attrgetter("level")
+_ABSENT = Sentinel("ABSENT")
 
 
-def _run(ready, ready_g, grads, deps, leaf_acc, targets, found, retain_graph, create_graph, ns) -> None:
-    """Pop nodes whose gradient is complete and push it through their VJP rules.
+def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_graph, ns) -> None:
+    """Sweep the nodes in ``grads`` and everything they lead to, highest level first, pushing each
+    node's gradient through its VJP rules.
 
-    The hot loop of define-by-run: a rule is called directly (what
-    ``Op.vjp`` does, minus a call), and only for parents that take a gradient.
-    A node's complete gradient travels with it (``grads`` holds only the
-    partial sums of nodes with consumers still pending), and the first parent
-    a node completes is swept next without a trip through the ready stack: a
-    chain is followed in a local loop.
+    The hot loop of define-by-run. A node's consumers all have higher levels
+    than it (:class:`TapeNode`), so when a node is the highest of those still
+    waiting, every consumer that will ever send it a gradient has done so:
+    its gradient is complete, with no count of consumers made beforehand.
+    The waiting nodes sit in a heap; a parent at least as high as all of them
+    is swept next without a trip through the heap, so a chain is followed in
+    a local loop. A rule is called directly (what ``Op.vjp`` does, minus a
+    call), and only for parents that take a gradient. A node reached only by
+    "no gradient" is swept all the same (its parents learn the same, its
+    values are freed), as every node reached is.
     """
     pruned = targets is not None
     owned: set[int] = set()  # nodes and leaves whose gradient so far is a sum made here
-    pop, push, pop_g, push_g = ready.pop, ready.append, ready_g.pop, ready_g.append
-    get_deps, get_g, take = deps.get, grads.get, grads.pop
-    while ready:
-        node = pop()
-        g = pop_g()
-        while node is not None:
-            saved = args = node.args
-            if args is None:
-                raise GradError(_FREED.format(op=node.op.name))
-            if g is not None:
-                if node.hooks is not None:
-                    g = _run_hooks(node.hooks, g, create_graph, node)
-                if pruned:
-                    for k in targets.get(id(node), ()):
-                        found[k] = g
-                op, params, out = node.op, node.params, node.out
-                rules, rule_n = op.vjps, op.vjp_n
-                if create_graph:
-                    args, out = _as_tensors(node), wrap(out, True, node)
-            nxt = nxt_g = None
-            for i, p in enumerate(node.parents):
-                if p is None:
+    heap = [(-n.level, k, n) for k, n in enumerate(grads)]
+    heapq.heapify(heap)
+    count = len(heap)
+    push, pop = heapq.heappush, heapq.heappop
+    get_g = grads.get
+    node = pop(heap)[2]
+    g = grads.pop(node)
+    while True:
+        saved = args = node.args
+        if args is None:
+            raise GradError(_FREED.format(op=node.op.name))
+        if g is not None:
+            if node.hooks is not None:
+                g = _run_hooks(node.hooks, g, create_graph, node)
+            if at_nodes is not None:
+                for k in at_nodes.get(id(node), ()):
+                    found[k] = g
+            op, params, out = node.op, node.params, node.out
+            rules, rule_n = op.vjps, op.vjp_n
+            if create_graph:
+                args, out = _as_tensors(node), wrap(out, True, node)
+        nxt = nxt_g = None
+        for i, p in enumerate(node.parents):
+            if p is None:
+                continue
+            is_node = p.__class__ is TapeNode
+            if is_node:
+                if leads is not None and p not in leads:
                     continue
-                is_node = p.__class__ is TapeNode
-                if is_node:
-                    d = get_deps(p)
-                    if d is None:  # pruned: it leads to no input asked for
-                        continue
-                elif pruned and id(p) not in targets:
-                    continue
-                elif p._data is not saved[i]:
-                    raise _replaced(node, i, p)
-                if g is None:
-                    gi = NO_GRAD
-                elif rule_n is not None:
-                    gi = rule_n(ns, i, g, out, *args, **params)
-                elif params:
-                    gi = rules[i](ns, g, out, *args, **params)
+            elif pruned and id(p) not in targets:
+                continue
+            elif p._data is not saved[i]:
+                raise _replaced(node, i, p)
+            if g is None:
+                gi = NO_GRAD
+            elif rule_n is not None:
+                gi = rule_n(ns, i, g, out, *args, **params)
+            elif params:
+                gi = rules[i](ns, g, out, *args, **params)
+            else:
+                gi = rules[i](ns, g, out, *args)
+            if not is_node:
+                if gi is not NO_GRAD:
+                    _add_leaf(leaf_acc, p, gi, owned)
+                continue
+            if gi is NO_GRAD:
+                gi = None
+            if p is nxt:  # a second input from the same parent (x * x)
+                if gi is not None:
+                    nxt_g = gi if nxt_g is None else add_owned(owned, id(p), nxt_g, gi)
+                continue
+            old = get_g(p, _ABSENT)
+            if old is _ABSENT:  # reached for the first time
+                if nxt is None and (not heap or p.level >= -heap[0][0]):
+                    nxt, nxt_g = p, gi
                 else:
-                    gi = rules[i](ns, g, out, *args)
-                if not is_node:
-                    if gi is not NO_GRAD:
-                        _add_leaf(leaf_acc, p, gi, owned)
-                elif d == 1:  # its last consumer: its gradient is complete
-                    old = take(p, None)
-                    if gi is NO_GRAD:
-                        gi = old
-                    elif old is not None:
-                        gi = add_owned(owned, id(p), old, gi)
-                    if nxt is None:
-                        nxt, nxt_g = p, gi
-                    else:
-                        push(p)
-                        push_g(gi)
-                else:
-                    deps[p] = d - 1
-                    if gi is not NO_GRAD:
-                        old = get_g(p)
-                        grads[p] = gi if old is None else add_owned(owned, id(p), old, gi)
-            if not retain_graph:
-                node.args = node.out = None
+                    grads[p] = gi
+                    push(heap, (-p.level, count, p))
+                    count += 1
+            elif gi is not None:
+                grads[p] = gi if old is None else add_owned(owned, id(p), old, gi)
+        if not retain_graph:
+            node.args = node.out = None
+        if nxt is not None and heap and -heap[0][0] > nxt.level:  # a later parent waits higher up
+            grads[nxt] = nxt_g
+            push(heap, (-nxt.level, count, nxt))
+            count += 1
+            nxt = None
+        if nxt is not None:
             node, g = nxt, nxt_g
+        elif heap:
+            node = pop(heap)[2]
+            g = grads.pop(node)
+        else:
+            return
 
 
 def _add_leaf(acc, leaf, g, owned=None) -> None:

@@ -23,6 +23,8 @@ number of sweeps (threads) may share one tape.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from common.errors import DTypeError, ShapeError, TwogradError, op_error
@@ -42,21 +44,48 @@ class TapeNode:
     once a backward without ``retain_graph`` is done with them); ``parents[i]``
     is the node that made input ``i``, the leaf tensor it is, or None when no
     gradient flows to it.
+
+    Two facts are kept at record time so that a sweep need not walk the tape
+    before it starts: ``level``, one more than the highest level among the
+    parents (leaves are level 0), so a node's consumers all have higher levels
+    and a sweep taking nodes highest level first meets a node only after all
+    of its consumers (no dependency counting); and ``leaf``, the one leaf the
+    node depends on, or None when it depends on several, so a :func:`grad`
+    with respect to that leaf knows without a walk that every node leads to it
+    (nothing to prune).
     """
 
-    # hooks are rare: they live in a lazily made __dict__, so recording writes five slots
-    __slots__ = ("op", "params", "args", "out", "parents", "__dict__")
-    hooks = None
+    # ``hooks`` is a slot (None until a hook is registered): a sweep reads it on every node
+    __slots__ = ("op", "params", "args", "out", "parents", "level", "leaf", "hooks")
 
     def __init__(self, op, params, args, out, parents):
+        self.hooks = None
         self.op = op
         self.params = params
         self.args = args
         self.out = out
         self.parents = parents
+        self.level, self.leaf = _lineage(parents)
 
     def __repr__(self):
         return f"<TapeNode {self.op.name}{' (freed)' if self.args is None else ''}>"
+
+
+_UNSEEN = object()  # no leaf met yet, in _lineage
+
+
+def _lineage(parents) -> tuple:
+    """``(level, leaf)`` of a node with these parents (see :class:`TapeNode`)."""
+    level, leaf = 0, _UNSEEN
+    for p in parents:
+        if p is None:
+            continue
+        if p.__class__ is TapeNode:
+            if p.level > level:
+                level = p.level
+            p = p.leaf
+        leaf = p if leaf is _UNSEEN or leaf is p else None
+    return level + 1, leaf
 
 
 _PY_SCALARS = (bool, int, float)
@@ -71,9 +100,11 @@ def _weak_scalar(x, args):
 def record(op, inputs, params):
     """Run ``op`` on tensors/arrays/scalars; record a tape node if a gradient may flow.
 
-    This is the ``apply`` of the tape namespace: the hot path of define-by-run,
-    so it does one pass over the inputs and allocates only the node and the
-    output tensor.
+    This is the ``apply`` of the tape namespace, for every op without a fast
+    path of its own (:func:`_unary`, :func:`_binary`): one pass over the
+    inputs, and allocations only for the node and the output tensor. The
+    output's shape and dtype are numpy's: the type rule runs only to word an
+    error when numpy refuses.
     """
     args = []
     parents = []
@@ -154,7 +185,7 @@ def _unary(op):
     new = object.__new__
 
     def fn(x):
-        if type(x) is not Tensor:
+        if x.__class__ is not Tensor:
             return record(op, (x,), EMPTY)
         data = x._data
         try:
@@ -166,20 +197,106 @@ def _unary(op):
         # a tensor that requires grad holds floats, and every param-free unary op keeps them floats
         if differentiable and x.requires_grad and MODE.enabled:
             node = new(TapeNode)
-            node.op, node.params, node.args, node.out = op, EMPTY, (data,), out
+            node.op, node.params, node.args, node.out, node.hooks = op, EMPTY, (data,), out, None
             made = x.grad_fn
             if made is None:
                 if x._saved_at is None:  # as in record (2: above user_code and this function)
                     x._saved_at = user_code(2)
-                node.parents = (x,)
+                node.parents, node.level, node.leaf = (x,), 1, x
             else:
-                node.parents = (made,)
+                node.parents, node.level, node.leaf = (made,), made.level + 1, made.leaf
             t.requires_grad, t.grad_fn = True, node
         else:
             t.requires_grad, t.grad_fn = False, None
         return t
 
     fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = op.doc
+    return fn
+
+
+_OPERATORS = {np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul,
+              np.true_divide: operator.truediv, np.matmul: operator.matmul}
+"""numpy's ufuncs that Python's operators call: on numpy scalars (a 0-d result) the operator takes
+numpy's scalar fast path, several times cheaper than the ufunc call, with the same result."""
+
+
+def _binary(op, swap: bool = False):
+    """``op``'s function for two operands, at least one a tensor: :func:`record` unrolled for two.
+
+    Binary arithmetic is the other bulk of define-by-run code: the operands
+    are read without the generic pass, a Python scalar becomes a numpy scalar
+    of the other operand's floating dtype (numpy's weak typing, without
+    ``result_type``), and a numpy array operand is copied only when a node
+    saves it. Anything else (both operands plain, integer tensors with Python
+    scalars, other objects) falls back to :func:`record`. With ``swap`` the
+    function is a reflected operator (``__radd__``): ``fn(x, y)`` is ``op(y, x)``.
+    """
+    impl = _OPERATORS.get(op.impl, op.impl)
+    d0, d1 = op.differentiable(0), op.differentiable(1)
+    new = object.__new__
+    ndarray = np.ndarray
+
+    def fn(x, y):
+        if swap:
+            x, y = y, x
+        cx, cy = x.__class__, y.__class__
+        if cx is Tensor:
+            a = x._data
+            if cy is Tensor:
+                b = y._data
+            elif cy in _PY_SCALARS and a.dtype.kind == "f":
+                b = a.dtype.type(y)
+            elif cy is ndarray or isinstance(y, np.generic):
+                b = y
+            else:
+                return record(op, (x, y), EMPTY)
+        elif cy is Tensor:
+            b = y._data
+            if cx in _PY_SCALARS and b.dtype.kind == "f":
+                a = b.dtype.type(x)
+            elif cx is ndarray or isinstance(x, np.generic):
+                a = x
+            else:
+                return record(op, (x, y), EMPTY)
+        else:
+            return record(op, (x, y), EMPTY)
+        try:
+            out = impl(a, b)
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
+            raise _explain(op, (a, b), EMPTY, e) from None
+        t = new(Tensor)
+        t._data = out
+        rx = d0 and cx is Tensor and x.requires_grad
+        ry = d1 and cy is Tensor and y.requires_grad
+        if (rx or ry) and out.dtype.kind == "f" and MODE.enabled:
+            px = py = None
+            if rx:
+                px = x.grad_fn
+                if px is None:  # a leaf: as in record (2: above user_code and this function)
+                    px = x
+                    if x._saved_at is None:
+                        x._saved_at = user_code(2)
+            if ry:
+                py = y.grad_fn
+                if py is None:
+                    py = y
+                    if y._saved_at is None:
+                        y._saved_at = user_code(2)
+            if cx is ndarray:  # keep copies of our own: see the module docstring
+                a = np.array(a)
+            elif cy is ndarray:
+                b = np.array(b)
+            node = new(TapeNode)
+            node.op, node.params, node.args, node.out, node.hooks = op, EMPTY, (a, b), out, None
+            node.parents = (px, py)
+            node.level, node.leaf = _lineage(node.parents)
+            t.requires_grad, t.grad_fn = True, node
+        else:
+            t.requires_grad, t.grad_fn = False, None
+        return t
+
+    fn.__name__ = fn.__qualname__ = f"__r{op.name}__" if swap else op.name
     fn.__doc__ = op.doc
     return fn
 
@@ -191,7 +308,17 @@ VJP rules run in this namespace when ``create_graph=True``, so the backward
 sweep is itself recorded and can be differentiated again.
 """
 
+_DUNDERS = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "**": "pow", "@": "matmul"}
+"""Python's names for its binary arithmetic operators, by symbol (``__add__``, ``__radd__``)."""
+
+install_operators(Tensor, tape)
 for _op in OPS.values():
     if _op.bind is None and _op.nin == 1:
         setattr(tape, _op.name, _unary(_op))
-install_operators(Tensor, tape)
+    elif _op.bind is None and _op.nin == 2:
+        setattr(tape, _op.name, _binary(_op))
+        _dunder = _DUNDERS.get(_op.infix)
+        if _dunder is not None:  # the operator is the op's function itself (no wrapper's call)
+            setattr(Tensor, f"__{_dunder}__", getattr(tape, _op.name))
+            setattr(Tensor, f"__r{_dunder}__", _binary(_op, swap=True))
+Tensor.__neg__ = tape.neg
