@@ -4,6 +4,9 @@ Every gradient a backend returns is checked against central differences of the
 cost evaluated by :func:`common.evaluate`, which neither backend uses: in full
 (one coordinate at a time) when the inputs are few, else along random
 directions, where the directional derivative must equal ``g . v``.
+:func:`central_differences` and :func:`second_differences` are the two
+formulas, shared with the test suite, so every finite difference in the
+project is taken one way.
 """
 
 from __future__ import annotations
@@ -35,11 +38,52 @@ def flat(values) -> np.ndarray:
     return np.ravel(np.asarray(values, dtype=np.float64))
 
 
+def central_differences(f: Callable, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d f / d x at ``x`` by central differences, one element of ``x`` at a time: an array of shape
+    ``f(x).shape + x.shape`` (the gradient when ``f`` is scalar), from nothing but calls of ``f``.
+
+    Each element ``k`` costs two calls, ``(f(x + h e_k) - f(x - h e_k)) / 2h``, on copies of
+    ``x`` (``f`` may keep or change what it is given).
+    """
+    x = np.asarray(x)
+    cols = []
+    for k in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[k] += h
+        down[k] -= h
+        cols.append((np.asarray(f(up), dtype=np.float64) - np.asarray(f(down), dtype=np.float64)) / (2 * h))
+    if not cols:
+        return np.zeros(np.shape(f(x)) + x.shape)
+    return np.stack(cols, axis=-1).reshape(cols[0].shape + x.shape)
+
+
+def bilinear_difference(f: Callable, x: np.ndarray, u: np.ndarray, v: np.ndarray, h: float = 1e-4) -> float:
+    """``u' H v`` for the Hessian ``H`` of scalar ``f`` at ``x``, by second differences (four calls).
+
+    ``u`` and ``v`` have ``x``'s shape.
+    """
+    vals = [f(x + a * u + b * v) for a, b in ((h, h), (h, -h), (-h, h), (-h, -h))]
+    return float(vals[0] - vals[1] - vals[2] + vals[3]) / (4 * h * h)
+
+
+def second_differences(f: Callable, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """The Hessian of scalar ``f`` at ``x`` by second differences, every entry: ``x.size x x.size``."""
+    x = np.asarray(x)
+    eye = np.eye(x.size).reshape((x.size, *x.shape))
+    return np.array([[bilinear_difference(f, x, eye[a], eye[b], h) for b in range(x.size)]
+                     for a in range(x.size)]).reshape(x.size, x.size)
+
+
 def _shifted(arrays, idx, deltas):
     out = list(arrays)
     for i, d in zip(idx, deltas):
         out[i] = arrays[i] + d
     return out
+
+
+def _in_argument(f, arrays, i):
+    """``f(*arrays)`` as a function of argument ``i`` alone."""
+    return lambda a: f(*arrays[:i], a, *arrays[i + 1:])
 
 
 def _step(arrays, idx, h):
@@ -61,14 +105,7 @@ class GradientOracle:
         self.full = sum(arrays[i].size for i in idx) <= full_limit
         self.how = "full" if self.full else f"{directions} random directions"
         if self.full:
-            self.fd = []
-            for i in idx:
-                col = np.zeros(arrays[i].shape)
-                for k in np.ndindex(arrays[i].shape):
-                    e = np.zeros(arrays[i].shape)
-                    e[k] = h
-                    col[k] = (f(*_shifted(arrays, [i], [e])) - f(*_shifted(arrays, [i], [-e]))) / (2 * h)
-                self.fd.append(col)
+            self.fd = [central_differences(_in_argument(f, arrays, i), arrays[i], h) for i in idx]
             return
         rng = np.random.default_rng(seed)
         self.directions = []
@@ -95,25 +132,17 @@ class HessianOracle:
     def __init__(self, f: Callable, arrays: Sequence[np.ndarray], i: int, full_limit: int = 12,
                  directions: int = 3, h: float = 1e-3, seed: int = 0):
         h = _step(arrays, [i], h)
-        x = arrays[i]
+        x, fi = arrays[i], _in_argument(f, arrays, i)
         n = x.size
-
-        def bilinear(u, v):
-            u, v = u.reshape(x.shape), v.reshape(x.shape)
-            vals = [f(*arrays[:i], x + a * u + b * v, *arrays[i + 1:])
-                    for a, b in ((h, h), (h, -h), (-h, h), (-h, -h))]
-            return (vals[0] - vals[1] - vals[2] + vals[3]) / (4 * h * h)
-
         self.n = n
         self.full = n <= full_limit
         self.how = "full" if self.full else f"{directions} random direction pairs"
         if self.full:
-            eye = np.eye(n)
-            self.fd = np.array([[bilinear(eye[a], eye[b]) for b in range(n)] for a in range(n)])
+            self.fd = second_differences(fi, x, h)
             return
         rng = np.random.default_rng(seed)
         self.pairs = [(rng.standard_normal(n), rng.standard_normal(n)) for _ in range(directions)]
-        self.fd = [bilinear(u, v) for u, v in self.pairs]
+        self.fd = [bilinear_difference(fi, x, u.reshape(x.shape), v.reshape(x.shape), h) for u, v in self.pairs]
 
     def error(self, hess) -> float:
         hess = np.asarray(hess[0] if isinstance(hess, (list, tuple)) else hess).reshape(self.n, self.n)

@@ -58,6 +58,7 @@ def test_toposort_orders_inputs_first_and_visits_shared_nodes_once():
     assert len(consumers(out)[id(s)]) == 3  # s is used twice by mul, once by add
 
 
+@pytest.mark.slow
 def test_million_node_chain_builds_sorts_and_evaluates():
     x = api.var("x", ())
     y = x

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 
+from benchmarks.finite import central_differences
 from benchmarks.gradbench import models
 from benchmarks.gradbench.functions import MODULES
 from common import api as T
@@ -102,21 +103,10 @@ def graph(module, function, input):
     return fn.build(variables, statics), variables, arrays, [variables[w] for w in fn.wrt]
 
 
-def central_differences(cost, variables, arrays, wrt_names, h=1e-6):
-    """d cost / d each wrt input, one coordinate at a time, on the reference interpreter."""
-    grads = []
-    for name in wrt_names:
-        g = np.zeros_like(arrays[name])
-        for idx in np.ndindex(g.shape):
-            values = {}
-            for sign in (1, -1):
-                shifted = dict(arrays)
-                shifted[name] = arrays[name].copy()
-                shifted[name][idx] += sign * h
-                values[sign] = evaluate(cost, shifted)
-            g[idx] = (values[1] - values[-1]) / (2 * h)
-        grads.append(g)
-    return grads
+def reference_gradients(cost, arrays, wrt_names, h=1e-6):
+    """d cost / d each wrt input, by central differences of the reference interpreter."""
+    return [central_differences(lambda a, name=name: evaluate(cost, {**arrays, name: a}), arrays[name], h)
+            for name in wrt_names]
 
 
 def rel(a, b):
@@ -215,7 +205,7 @@ def test_gradients_match_central_differences(rng, case, backend):
     module, function, input = CASES[case](rng)
     cost, variables, arrays, wrt = graph(module, function, input)
     got = gradients(backend, cost, variables, arrays, wrt)
-    want = central_differences(cost, variables, arrays, [w.name for w in wrt])
+    want = reference_gradients(cost, arrays, [w.name for w in wrt])
     assert len(got) == len(want)
     for g, fd in zip(got, want, strict=True):
         assert g.shape == fd.shape
@@ -252,6 +242,6 @@ def test_workload_hand_references(name):
     feed = dict(zip(variables, problem.arrays, strict=True))
     assert problem.hand_forward(*problem.arrays) == pytest.approx(evaluate(cost, feed), rel=1e-12)
     wrt = problem.wrt
-    fd = central_differences(cost, {v.name: v for v in variables}, dict(problem.args), wrt)
+    fd = reference_gradients(cost, dict(problem.args), wrt)
     for g, want in zip(problem.hand_grad(*problem.arrays), fd, strict=True):
         assert rel(g, want) < 1e-7

@@ -8,6 +8,7 @@ import pytest
 from opcases import CASES
 
 import symnum as S
+from benchmarks.finite import central_differences
 from symnum import functional
 from symnum.batched import Batched, batched
 
@@ -46,13 +47,7 @@ def test_batched_hessian_equals_the_row_by_row_sweep(case):
 def test_batched_hessian_against_central_differences_of_the_gradient(case):
     f, x = _setup(case, seed=11)
     got = S.hessian(f)(x).reshape(x.size, x.size)
-    grad = S.grad(f)
-    h = 1e-6
-    fd = np.empty((x.size, x.size))
-    for k in range(x.size):
-        e = np.zeros(x.size)
-        e[k] = h
-        fd[:, k] = (grad(x + e.reshape(x.shape)) - grad(x - e.reshape(x.shape))).ravel() / (2 * h)
+    fd = central_differences(S.grad(f), x).reshape(x.size, x.size)
     np.testing.assert_allclose(got, fd, rtol=1e-5, atol=1e-5)
 
 
@@ -194,8 +189,7 @@ def test_windowed_hessian_in_blocks_against_the_row_by_row_sweep_and_differences
     monkeypatch.setattr(functional, "WINDOW_ROWS", rows)
     got = S.hessian(_banded)(x)
     np.testing.assert_allclose(got, S.jacobian(S.grad(_banded))(x), rtol=1e-10, atol=1e-12)
-    grad, h = S.grad(_banded), 1e-6
-    fd = np.stack([(grad(x + h * e) - grad(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=1)
+    fd = central_differences(S.grad(_banded), x)
     np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-6)
     assert np.count_nonzero(got[np.abs(np.subtract.outer(np.arange(23), np.arange(23))) > 2]) == 0
     # a dense Hessian (every pair coupled) through the same windowed blocks

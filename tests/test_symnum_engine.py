@@ -262,6 +262,7 @@ def test_memory_is_released_after_backward():
     assert all(r() is None for r in refs)  # freed
 
 
+@pytest.mark.slow
 def test_deep_chain_of_a_million_ops():
     n = 1_000_000
     c = np.array(1.0 - 1e-6)

@@ -20,6 +20,7 @@ import pytest
 
 import symnum as S
 import symsym
+from benchmarks.finite import central_differences
 from common import api as T
 from common.errors import DTypeError, GradError, TwogradError
 from common.site import Site, pinned_site
@@ -29,17 +30,6 @@ def here(offset: int = 0) -> str:
     """``file:line`` of the caller (or of the line ``offset`` below it): the line an error should name."""
     frame = inspect.currentframe().f_back
     return f"{frame.f_code.co_filename}:{frame.f_lineno + offset}"
-
-
-def central_differences(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """d f / d x of scalar ``f`` at float64 ``x``, by central differences."""
-    g = np.zeros_like(x)
-    for j in range(x.size):
-        hi, lo = x.copy(), x.copy()
-        hi.flat[j] += eps
-        lo.flat[j] -= eps
-        g.flat[j] = (f(hi) - f(lo)) / (2 * eps)
-    return g
 
 
 @pytest.fixture

@@ -5,22 +5,13 @@ import pytest
 from matplotlib.colors import to_rgba
 
 import common
+from benchmarks.finite import central_differences
 from common import api as T
 from common.errors import GradError, TwogradError
 from common.gcpause import paused_gc
 from common.ops import OPS
 from symsym import draw_grad, explain, function, grad, optimize, pprint, stop_gradient, to_dot
 from symsym.draw import ADDED, added_nodes
-
-
-def _fd_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        p, m = x.copy(), x.copy()
-        p[idx] += eps
-        m[idx] -= eps
-        g[idx] = (f(p) - f(m)) / (2 * eps)
-    return g
 
 
 def test_grad_returns_graph_nodes_in_the_same_language():
@@ -58,9 +49,9 @@ def test_grad_never_evaluates_anything(monkeypatch):
         return np.mean(np.tanh(xv @ wv + bv) ** 2) + np.sum(e / e.sum(-1, keepdims=True) * 0.5)
 
     got = function([x, w, b], [gx, gw, gb])(xv, wv, bv)
-    np.testing.assert_allclose(got[0], _fd_grad(lambda v: f(v, wv, bv), xv), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(got[1], _fd_grad(lambda v: f(xv, v, bv), wv), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(got[2], _fd_grad(lambda v: f(xv, wv, v), bv), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[0], central_differences(lambda v: f(v, wv, bv), xv), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[1], central_differences(lambda v: f(xv, v, bv), wv), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[2], central_differences(lambda v: f(xv, wv, v), bv), rtol=1e-6, atol=1e-8)
 
 
 def test_gradient_nodes_are_named():
@@ -191,6 +182,7 @@ def test_explain_follows_algorithm_6_6():
                                common.evaluate(grad(z, w), {w: 0.3}))
 
 
+@pytest.mark.slow
 def test_deep_chain_grad_and_compile():
     """A 10^6-op chain: grad and compile are iterative and linear (no RecursionError)."""
     n = 1_000_000

@@ -4,21 +4,10 @@ import numpy as np
 import pytest
 
 import common
+from benchmarks.finite import central_differences
 from common import api as T
 from common.errors import GradError
 from symsym import function, grad, hessian, hvp, jacobian, jvp, vectorize
-
-
-def _fd_jacobian(f, x, eps=1e-6):
-    """Central differences of an array-valued f: shape f(x).shape + x.shape."""
-    cols = []
-    for idx in np.ndindex(x.shape):
-        p, m = x.copy(), x.copy()
-        p[idx] += eps
-        m[idx] -= eps
-        cols.append((np.asarray(f(p)) - np.asarray(f(m))) / (2 * eps))
-    out = np.stack(cols, axis=-1)
-    return out.reshape(np.shape(f(x)) + x.shape)
 
 
 def test_fourth_derivative_of_the_sin_chain_matches_closed_form():
@@ -35,8 +24,7 @@ def test_fourth_derivative_of_the_sin_chain_matches_closed_form():
     d4_closed = su * c ** 4 + 6 * cu * c ** 2 * s - 3 * su * s ** 2 + 4 * su * c ** 2 + cu * s
     d3 = lambda t: (-np.cos(np.sin(t)) * np.cos(t) ** 3 + 3 * np.sin(np.sin(t)) * np.sin(t) * np.cos(t)
                     - np.cos(np.sin(t)) * np.cos(t))
-    eps = 1e-5
-    np.testing.assert_allclose(d4_closed, (d3(xv + eps) - d3(xv - eps)) / (2 * eps), rtol=1e-6)
+    np.testing.assert_allclose(d4_closed, central_differences(d3, np.asarray(xv), 1e-5), rtol=1e-6)
     got = common.evaluate(d, {x: xv})
     np.testing.assert_allclose(got, d4_closed, rtol=1e-10)
     np.testing.assert_allclose(function([x], d)(xv), d4_closed, rtol=1e-10)
@@ -73,7 +61,7 @@ def test_hessian_matches_finite_differences_of_the_gradient():
     rng = np.random.default_rng(1)
     xv = rng.uniform(-1, 1, 6)
     gfun = function([x], grad(cost, x))
-    expected = _fd_jacobian(gfun, xv)
+    expected = central_differences(gfun, xv)
     np.testing.assert_allclose(function([x], h)(xv), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(common.evaluate(h, {x: xv}), expected, rtol=1e-6, atol=1e-6)
 
@@ -89,7 +77,7 @@ def test_hessian_is_one_vectorised_graph():
     x = T.var("x", (n,))
     f = function([x], hessian(_rosenbrock(x), x))
     xv = np.random.default_rng(2).uniform(-1, 1, n)
-    expected = _fd_jacobian(_rosenbrock_grad_np, xv)
+    expected = central_differences(_rosenbrock_grad_np, xv)
     np.testing.assert_allclose(f(xv), expected, rtol=1e-6, atol=1e-5)
 
 
@@ -103,7 +91,7 @@ def test_vectorised_jacobian_matches_loop_and_finite_differences():
     assert jv.shape == jl.shape == (3, 4)
     xv = rng.standard_normal(4)
     yfun = function([x], y)
-    expected = _fd_jacobian(yfun, xv)
+    expected = central_differences(yfun, xv)
     np.testing.assert_allclose(function([x], jv)(xv), expected, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(function([x], jl)(xv), expected, rtol=1e-6, atol=1e-8)
 
@@ -122,7 +110,7 @@ def test_vectorised_jacobian_covers_many_ops(build):
     x = T.var("x", (4,))
     y = build(x, T.const(wv))
     xv = rng.standard_normal(4) + 0.05
-    expected = _fd_jacobian(function([x], y), xv)
+    expected = central_differences(function([x], y), xv)
     np.testing.assert_allclose(function([x], jacobian(y, x))(xv), expected, rtol=1e-6, atol=1e-8)
 
 

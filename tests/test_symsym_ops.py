@@ -11,6 +11,7 @@ import pytest
 from opcases import CASES
 
 import common
+from benchmarks.finite import central_differences
 from common import api as T
 from common.ops import OPS
 from symsym import function, grad
@@ -30,15 +31,7 @@ def _setup(case, seed=0):
 
 def _fd(f, arrays, k):
     """Central differences of the scalar ``f(arrays)`` along every element of ``arrays[k]``."""
-    a = arrays[k]
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        plus = [x.copy() for x in arrays]
-        minus = [x.copy() for x in arrays]
-        plus[k][idx] += EPS
-        minus[k][idx] -= EPS
-        g[idx] = (f(plus) - f(minus)) / (2 * EPS)
-    return g
+    return central_differences(lambda a: f([*arrays[:k], a, *arrays[k + 1:]]), arrays[k], EPS)
 
 
 def _eval(outputs, xs, arrays):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import common
+from benchmarks.finite import second_differences
 from common import api as T
 from symsym import function, grad, hessian, jacobian
 from symsym.higher import _cotangent
@@ -24,16 +25,6 @@ def _rosenbrock_hessian(x):
         h[i, i] += 1200 * x[i] ** 2 - 400 * x[i + 1] + 2
         h[i + 1, i + 1] += 200
         h[i, i + 1] = h[i + 1, i] = -400 * x[i]
-    return h
-
-
-def _fd_hessian(f, x, eps=1e-4):
-    n = len(x)
-    h = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
-            e_i, e_j = np.eye(n)[i] * eps, np.eye(n)[j] * eps
-            h[i, j] = (f(x + e_i + e_j) - f(x + e_i - e_j) - f(x - e_i + e_j) + f(x - e_i - e_j)) / (4 * eps ** 2)
     return h
 
 
@@ -88,7 +79,7 @@ def test_sparse_and_dense_hessians_agree(name):
         np.testing.assert_allclose(hs(xv), hd(xv), rtol=1e-12, atol=1e-12)
     fwd = function([x], cost)
     xv = rng.standard_normal(n)
-    np.testing.assert_allclose(hs(xv), _fd_hessian(lambda v: float(fwd(v)), xv), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hs(xv), second_differences(lambda v: float(fwd(v)), xv), rtol=1e-4, atol=1e-5)
 
 
 def test_a_dense_jacobian_is_not_compressed():
