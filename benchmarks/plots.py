@@ -196,15 +196,15 @@ def amortisation(results, folder, limit: int = 4):
         ts, tn = g["symsym"]["time"]["median"], g["symnum"]["time"]["median"]
         be = g["symsym"].get("break_even")
         top = max(10.0, 3 * be) if be else 1000.0
-        ns = np.geomspace(1, top, 60)
-        ax.plot(ns, c0 + ns * ts, color=_style("symsym")[0], label="symsym: one-off + n x call")
-        ax.plot(ns, ns * tn, color=_style("symnum")[0], label="symnum: n x call")
+        calls = np.geomspace(1, top, 60)
+        ax.plot(calls, c0 + calls * ts, color=_style("symsym")[0], label="symsym: one-off + n x call")
+        ax.plot(calls, calls * tn, color=_style("symnum")[0], label="symnum: n x call")
         static = g.get("symnum-static", {}).get("time")
         if static:
-            ax.plot(ns, ns * static["median"], color=_style("symnum-static")[0], ls=_style("symnum-static")[2],
+            ax.plot(calls, calls * static["median"], color=_style("symnum-static")[0], ls=_style("symnum-static")[2],
                     label="symnum-static: n x call")
         if "hand" in g and "time" in g["hand"]:
-            ax.plot(ns, ns * g["hand"]["time"]["median"], "k--", label="hand: n x call")
+            ax.plot(calls, calls * g["hand"]["time"]["median"], "k--", label="hand: n x call")
         if be:
             ax.axvline(be, color="gray", ls=":")
             ax.annotate(f"break-even\n{be:.3g} calls", (be, c0 + be * ts), fontsize=8,

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from common.api import const, var
-from common.api import symbolic as S
+from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node, toposort
 from common.ops import ZERO
@@ -51,16 +50,16 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node]) -> Node:
                                                   for a, b in zip(vi.shape, xi.shape)):
             raise GradError(f"jvp: tangent of shape {vi.shape} for an input of shape {xi.shape} "
                             f"(made at {xi.site})")
-        tangents[id(xi)] = vi if vi.dtype == xi.dtype else S.cast(vi, xi.dtype)
+        tangents[id(xi)] = vi if vi.dtype == xi.dtype else symbolic.cast(vi, xi.dtype)
     for n in toposort([y]):
         if n.op is None or id(n) in tangents:
             continue
         ts = tuple([tangents.get(id(i), ZERO) for i in n.inputs])
-        t = n.op.tangent(S, ts, n, n.inputs, n.params)
+        t = n.op.tangent(symbolic, ts, n, n.inputs, n.params)
         if t is not ZERO:
-            tangents[id(n)] = t if t.dtype == n.dtype or n.dtype.kind != "f" else S.cast(t, n.dtype)
+            tangents[id(n)] = t if t.dtype == n.dtype or n.dtype.kind != "f" else symbolic.cast(t, n.dtype)
     out = tangents.get(id(y))
-    return S.zeros_like(y) if out is None else out
+    return symbolic.zeros_like(y) if out is None else out
 
 
 def _static_size(n: Node, what: str) -> int:
@@ -78,8 +77,8 @@ def jacfwd(y: Node, x: Node) -> Node:
     basis = const(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
     (cols,) = vectorize([col], {v: basis}, n)  # (n, *y.shape)
     k = len(y.shape)
-    cols = S.transpose(cols, tuple(range(1, k + 1)) + (0,)) if k else cols
-    return S.reshape(cols, y.shape + x.shape)
+    cols = symbolic.transpose(cols, tuple(range(1, k + 1)) + (0,)) if k else cols
+    return symbolic.reshape(cols, y.shape + x.shape)
 
 
 def jacrev(y: Node, x: Node, **options) -> Node:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.api import const, var
-from common.api import symbolic as S
+from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
 
@@ -49,9 +48,9 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     m = _static_size(y, "jacobian")
     _static_size(x, "jacobian")
     if not vectorized:
-        flat = S.reshape(y, (m,))
-        rows = [grad(S.getitem(flat, index=(("int", k),)), x, disconnected=disconnected) for k in range(m)]
-        return S.reshape(S.stack(rows, axis=0), y.shape + x.shape)
+        flat = symbolic.reshape(y, (m,))
+        rows = [grad(symbolic.getitem(flat, index=(("int", k),)), x, disconnected=disconnected) for k in range(m)]
+        return symbolic.reshape(symbolic.stack(rows, axis=0), y.shape + x.shape)
     u = _cotangent(y)
     row = grad(y, x, known_grads={y: u}, disconnected=disconnected)
     basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
@@ -60,7 +59,7 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
         packed = compressed_jacobian(row, u, rows, basis, _static_size(x, "jacobian"))
         if packed is not None:
             rows = packed
-    return S.reshape(rows, y.shape + x.shape)
+    return symbolic.reshape(rows, y.shape + x.shape)
 
 
 def hessian(cost: Node, x: Node, sparse: bool = True) -> Node:
@@ -78,4 +77,4 @@ def hvp(cost: Node, x: Node, v: Node) -> Node:
     if v.shape != x.shape and None not in v.shape + x.shape:
         raise GradError(f"hvp: v has shape {v.shape}, expected x's {x.shape}")
     g = grad(cost, x)
-    return grad(S.sum(g * v), x, disconnected="zero")
+    return grad(symbolic.sum(g * v), x, disconnected="zero")

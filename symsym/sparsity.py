@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.api import const
-from common.api import symbolic as S
+from common.api import const, symbolic
 from common.graph import Node, toposort
 from common.ops import Kind, Op
 
@@ -167,6 +166,6 @@ def compressed_jacobian(row: Node, u: Node, dense: Node, basis: Node, n: int) ->
     seeds[colours, np.arange(m)] = 1
     (packed,) = vectorize([row], {u: const(seeds.reshape((k, *u.shape)))}, k)
     rows, cols = np.nonzero(p)
-    values = S.getitem(S.reshape(packed, (k, n)), (const(colours[rows]), const(cols)))
-    blank = S.broadcast_to(const(np.zeros((), row.dtype)), (m, n))
-    return S.scatter_add(values, blank, const(rows), const(cols), index=(("array", 0), ("array", 1)))
+    values = symbolic.getitem(symbolic.reshape(packed, (k, n)), (const(colours[rows]), const(cols)))
+    blank = symbolic.broadcast_to(const(np.zeros((), row.dtype)), (m, n))
+    return symbolic.scatter_add(values, blank, const(rows), const(cols), index=(("array", 0), ("array", 1)))

@@ -13,7 +13,7 @@ with symnum; here they run on the symbolic namespace, so they add nodes.
 
 from __future__ import annotations
 
-from common.api import symbolic as S
+from common.api import symbolic
 from common.errors import GradError
 from common.graph import Node, toposort
 from common.ops.batching import apply_batched
@@ -46,7 +46,7 @@ def vectorize(outputs, mapping: dict[Node, Node], batch: int) -> list[Node]:
         if not any(flags) and all(x is i for x, i in zip(ins, n.inputs)):
             new[id(n)] = (n, False)
             continue
-        new[id(n)] = apply_batched(S, n.op, ins, flags, n.params)
+        new[id(n)] = apply_batched(symbolic, n.op, ins, flags, n.params)
     result = []
     for o in outs:
         node, batched = new[id(o)]
@@ -54,6 +54,6 @@ def vectorize(outputs, mapping: dict[Node, Node], batch: int) -> list[Node]:
             if None in node.shape:
                 raise GradError(f"vectorize: output {node!r} has an unknown shape and does not depend "
                                 "on the batched inputs")
-            node = S.broadcast_to(S.expand_dims(node, 0), (batch, *node.shape))
+            node = symbolic.broadcast_to(symbolic.expand_dims(node, 0), (batch, *node.shape))
         result.append(node)
     return result

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import Problem, workload
 
-X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-T = np.array([0.0, 1.0, 1.0, 0.0])
+POINTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+TARGETS = np.array([0.0, 1.0, 1.0, 0.0])
 
 
 def xor_fn(ns, W, c, w, b, x, t):
@@ -40,6 +40,6 @@ def xor(size: str) -> Problem:
     # the local minimum the book warns about.
     rng = np.random.default_rng(0)
     args = {"W": rng.standard_normal((2, 2)), "c": rng.uniform(-0.1, 0.1, 2), "w": rng.standard_normal(2),
-            "b": np.array(0.0), "x": X, "t": T}
+            "b": np.array(0.0), "x": POINTS, "t": TARGETS}
     return Problem(xor_fn, args, ("W", "c", "w", "b"), hand_grad=hand_grad, hand_forward=hand_forward,
                    steps=400, lr=0.1, scale=4, family="xor", label="2-2-1 ReLU, 4 points, 400 steps")

@@ -28,9 +28,10 @@ from .stability import stability, stability_rule
 
 __all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "fold", "merge", "optimize", "stability"]
 
-RULES = {"fold": fold_rule, "algebra": algebra_rule, "stability": stability_rule}
+#: each pass that is a local rule (merge and dce are not), by name
+PASS_RULES = {"fold": fold_rule, "algebra": algebra_rule, "stability": stability_rule}
 #: the rules that ``fast_math`` replaces: identities true only for finite values (``x * 0 -> 0``)
-FAST_RULES = {**RULES, "algebra": fast_algebra_rule}
+FAST_PASS_RULES = {**PASS_RULES, "algebra": fast_algebra_rule}
 PASSES = ("merge", "fold", "algebra", "stability", "dce")
 DEFAULT_PASSES = PASSES
 
@@ -64,7 +65,7 @@ def optimized_order(outputs, passes: Iterable[str] = DEFAULT_PASSES, max_iter: i
     unknown = set(passes) - set(PASSES)
     if unknown:
         raise TwogradError(f"unknown rewrite passes {sorted(unknown)}; known: {PASSES}")
-    table = FAST_RULES if fast_math else RULES
+    table = FAST_PASS_RULES if fast_math else PASS_RULES
     rules = [(p, table[p]) for p in passes if p in table]
     use_merge = "merge" in passes
     counts = {p: 0 for p in passes}

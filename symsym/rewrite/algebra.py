@@ -24,8 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from common.api import const
-from common.api import symbolic as S
+from common.api import const, symbolic
 from common.graph import Node
 
 from .core import is_value, run_rules, same_type, scalar_value
@@ -44,8 +43,8 @@ def _keeps(out: Node, x: Node, other: Node) -> bool:
 def _filled(like: Node, value: float) -> Node:
     """``value`` in ``like``'s shape and dtype, as a constant instruction where the shape is static."""
     if None in like.shape:
-        return S.full_like(like, value)
-    return S.full(like.shape, value, like.dtype)
+        return symbolic.full_like(like, value)
+    return symbolic.full(like.shape, value, like.dtype)
 
 
 def _factor(c: Node, base: Node) -> float | None:
@@ -88,8 +87,8 @@ def _scaled(base: Node, k: float) -> Node:
     if k == 1.0:
         return base
     if k == -1.0:
-        return S.neg(base)
-    return S.mul(base, const(np.asarray(k, base.dtype)))
+        return symbolic.neg(base)
+    return symbolic.mul(base, const(np.asarray(k, base.dtype)))
 
 
 def _push(x: Node, k: float) -> Node | None:
@@ -101,10 +100,10 @@ def _push(x: Node, k: float) -> Node | None:
         return None
     if _size(p) <= _size(q) and _size(p) < _size(x):
         base, kp = _scale(p, x.dtype)
-        return S.mul(_scaled(base, kp * k), q)
+        return symbolic.mul(_scaled(base, kp * k), q)
     if _size(q) < _size(p) and _size(q) < _size(x):
         base, kq = _scale(q, x.dtype)
-        return S.mul(p, _scaled(base, kq * k))
+        return symbolic.mul(p, _scaled(base, kq * k))
     return None
 
 
@@ -138,11 +137,11 @@ def _gather_scale(n: Node) -> Node | None:
         return None
     if ka != 1.0 and kb != 1.0:
         k = ka * kb
-        return S.mul(_scaled(ba, k), bb) if _size(ba) <= _size(bb) else S.mul(ba, _scaled(bb, k))
+        return symbolic.mul(_scaled(ba, k), bb) if _size(ba) <= _size(bb) else symbolic.mul(ba, _scaled(bb, k))
     if ka != 1.0 and _size(ba) > _size(b):
-        return S.mul(ba, _scaled(b, ka))
+        return symbolic.mul(ba, _scaled(b, ka))
     if kb != 1.0 and _size(bb) > _size(a):
-        return S.mul(_scaled(a, kb), bb)
+        return symbolic.mul(_scaled(a, kb), bb)
     return None
 
 
@@ -159,7 +158,7 @@ def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
             for inner, other in (x.inputs, x.inputs[::-1]):
                 merged = _merge_scatters(x, inner, y) if same_type(inner, x) else None
                 if merged is not None:
-                    return S.add(merged, other)
+                    return symbolic.add(merged, other)
     if a.op.name != "scatter_add" or b.op.name != "scatter_add":
         return None
     (u, *rest_a), (v, *rest_b) = a.inputs, b.inputs
@@ -167,7 +166,7 @@ def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
         return None
     if a.params != b.params or u.shape != v.shape or u.dtype != v.dtype or not same_type(n, a):
         return None
-    return S.scatter_add(u + v, *rest_a, index=a.params["index"])
+    return symbolic.scatter_add(u + v, *rest_a, index=a.params["index"])
 
 
 def _placeholder(ref: Node) -> Node:
@@ -275,7 +274,7 @@ def algebra_rule(n: Node, fast: bool = False) -> Node | None:
         if is_value(b, 0) and _keeps(n, a, b):
             return a
         if is_value(a, 0) and same_type(n, b):
-            return S.neg(b)
+            return symbolic.neg(b)
     elif name == "div":
         a, b = ins
         if is_value(b, 1) and _keeps(n, a, b):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import partial
 
-from common.api import symbolic as S
+from common.api import symbolic
 from common.graph import Node
 
 from .core import is_value, run_rules
@@ -52,18 +52,18 @@ def _unit(one: Node, rest: Node, n: Node) -> bool:
 
 def _log_rule(n: Node, x: Node, opaque) -> Node | None:
     if _is(x, "softmax", opaque):
-        return S.log_softmax(x.inputs[0], axis=x.params["axis"])
+        return symbolic.log_softmax(x.inputs[0], axis=x.params["axis"])
     rest = _plus_one(x, n, opaque)
     if rest is not None:
-        return S.log1p(rest)  # and log1p(exp(y)) below makes log(1 + exp(y)) a softplus
+        return symbolic.log1p(rest)  # and log1p(exp(y)) below makes log(1 + exp(y)) a softplus
     if _is(x, "sub", opaque) and _unit(x.inputs[0], x.inputs[1], n):
-        return S.log1p(S.neg(x.inputs[1]))  # log(1 - y); log1p(-sigmoid(y)) follows below
+        return symbolic.log1p(symbolic.neg(x.inputs[1]))  # log(1 - y); log1p(-sigmoid(y)) follows below
     if _is(x, "sum", opaque) and _is(x.inputs[0], "exp", opaque):
         inner = x.inputs[0].inputs[0]
         if inner.dtype == n.dtype and not _shifted_by_max(inner, x.params["axis"]):
-            return S.logsumexp(inner, axis=x.params["axis"], keepdims=x.params["keepdims"])
+            return symbolic.logsumexp(inner, axis=x.params["axis"], keepdims=x.params["keepdims"])
     if _is(x, "sigmoid", opaque):
-        return S.neg(S.softplus(S.neg(x.inputs[0])))
+        return symbolic.neg(symbolic.softplus(symbolic.neg(x.inputs[0])))
     if _is(x, "exp", opaque):
         inner = x.inputs[0]
         if inner.dtype == n.dtype and inner.shape == n.shape:
@@ -88,9 +88,9 @@ def _shifted_by_max(z: Node, axis: tuple) -> bool:
 
 def _log1p_rule(n: Node, x: Node, opaque) -> Node | None:
     if _is(x, "exp", opaque) and x.inputs[0].dtype == n.dtype:
-        return S.softplus(x.inputs[0])  # log(1 + exp(y))
+        return symbolic.softplus(x.inputs[0])  # log(1 + exp(y))
     if _is(x, "neg", opaque) and _is(x.inputs[0], "sigmoid", opaque):
-        return S.neg(S.softplus(x.inputs[0].inputs[0]))  # log(1 - sigmoid(y)) = -softplus(y)
+        return symbolic.neg(symbolic.softplus(x.inputs[0].inputs[0]))  # log(1 - sigmoid(y)) = -softplus(y)
     return None
 
 
