@@ -82,8 +82,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
                                 f"to allow this (at {user_site()})")
             results.append(wrap(np.zeros(x.shape, x.dtype)) if policy == "zero" else None)
         else:
-            g = as_dtype(g, x.dtype)
-            results.append(g if isinstance(g, Tensor) else wrap(g))
+            g = as_dtype(g, x._data.dtype)
+            results.append(g if g.__class__ is Tensor else wrap(g))
     return tuple(results)
 
 
@@ -127,7 +127,8 @@ def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
             if y.size != 1:
                 raise GradError(f"grad can be implicitly created only for single-element outputs; output "
                                 f"{k} has shape {y.shape}: pass gradient= (or grad_outputs=) of that shape")
-            g = np.ones_like(y._data)
+            d = y._data  # 1 in its dtype: a 0-d seed without ones_like's Python-level calls
+            g = np.array(1, d.dtype) if d.ndim == 0 else np.ones(d.shape, d.dtype)
         elif isinstance(g, Tensor):
             g = g if create_graph else g._data
         else:

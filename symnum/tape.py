@@ -290,7 +290,21 @@ def _binary(op, swap: bool = False):
             node = new(TapeNode)
             node.op, node.params, node.args, node.out, node.hooks = op, EMPTY, (a, b), out, None
             node.parents = (px, py)
-            node.level, node.leaf = _lineage(node.parents)
+            # _lineage unrolled for two parents
+            if px is None:
+                px, py = py, None
+            if px.__class__ is TapeNode:
+                level, leaf = px.level, px.leaf
+            else:
+                level, leaf = 0, px
+            if py is not None:
+                if py.__class__ is TapeNode:
+                    if py.level > level:
+                        level = py.level
+                    py = py.leaf
+                if py is not leaf:
+                    leaf = None
+            node.level, node.leaf = level + 1, leaf
             t.requires_grad, t.grad_fn = True, node
         else:
             t.requires_grad, t.grad_fn = False, None

@@ -275,6 +275,12 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     if isinstance(data, Tensor):
         data = data._data
     arr = np.array(data, dtype=dtype)
+    t = _new(Tensor)
+    t._data = arr
+    t.grad_fn = None
     if requires_grad:
         check_float(arr, "tensor")
-    return wrap(arr, bool(requires_grad))
+        t.requires_grad = True
+    else:
+        t.requires_grad = False
+    return t
