@@ -117,9 +117,9 @@ class Hand(Backend):
     about = "the hand-written numpy derivative: the reference every ratio divides by"
 
     def prepare(self, problem, kind, order=1):
-        if problem.hand_grad is None or (kind == "order" and order != 1):
+        hg, hf = problem.hand_derivative(kind), problem.hand_forward
+        if hg is None or (kind == "order" and order != 1):
             raise Unsupported("no hand-written derivative")
-        hg, hf = problem.hand_grad, problem.hand_forward
         return Runner(lambda arrays: hg(*arrays), (lambda arrays: hf(*arrays)) if hf else None)
 
 

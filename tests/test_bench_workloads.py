@@ -44,7 +44,7 @@ def test_training_curves_are_identical_and_learn():
         assert curves["hand"][-1] < 0.1 * curves["hand"][0]
 
 
-def test_every_size_builds_and_its_hand_gradient_matches_the_reference_cost():
+def test_every_size_builds_and_its_hand_forward_matches_the_reference_cost():
     """Every size (not just the check sizes) builds a graph whose value is the hand forward."""
     from common import evaluate
 

@@ -107,7 +107,7 @@ def test_rosenbrock_forward_over_reverse_is_the_hessian_times_v():
 
     g, hv = S.jvp(S.grad(f), [x], [v])
     np.testing.assert_allclose(g, S.grad(f)(x), rtol=1e-12)
-    np.testing.assert_allclose(hv, p.hand_grad(x)[0] @ v, rtol=1e-10)
+    np.testing.assert_allclose(hv, p.hand_hessian(x)[0] @ v, rtol=1e-10)
     np.testing.assert_allclose(hv, S.hvp(f, x, v), rtol=1e-10)
 
 

@@ -99,7 +99,7 @@ def test_forward_over_reverse_agrees_with_hvp():
     fwd = function([x, v], jvp(grad(cost, x), x, v))(xv, vv)
     rev = function([x, v], hvp(cost, x, v))(xv, vv)
     np.testing.assert_allclose(fwd, rev, rtol=1e-10)
-    np.testing.assert_allclose(fwd, p.hand_grad(xv)[0] @ vv, rtol=1e-10)
+    np.testing.assert_allclose(fwd, p.hand_hessian(xv)[0] @ vv, rtol=1e-10)
 
 
 def test_float32_tangents_stay_float32():

@@ -15,6 +15,7 @@ needs. The interface::
             args={"w": np.array(0.5)},           # seeded inputs, in fn's argument order
             wrt=("w",),                          # the arguments differentiated
             hand_grad=lambda w: [...],           # optional numpy gradient, in wrt order
+                                                 # (a hessian workload gives hand_hessian instead)
             hand_forward=lambda w: ...,          # optional numpy cost
             scale=depth, family="sin", label="depth 1000")
 
@@ -22,7 +23,7 @@ needs. The interface::
 table's names) and Python operators, so the same function builds an IR graph
 (``ns = common.api``), runs on symnum tensors (``ns = symnum``) or on a peer
 library (``ns`` a small adapter). Kinds: ``grad`` (first derivative),
-``hessian`` (``hand_grad`` returns the full Hessian of the one ``wrt``),
+``hessian`` (the full Hessian of the one ``wrt``; ``hand_hessian`` returns it),
 ``train`` (also ``steps`` and ``lr``: plain SGD, loss curve per backend) and
 ``order`` (derivatives of order 1..``max_order`` of a scalar function; ``exact``
 optionally gives the closed form ``exact(k, *args)``).
@@ -47,8 +48,9 @@ class Problem:
     fn: Callable
     args: dict[str, np.ndarray]
     wrt: tuple[str, ...]
-    hand_grad: Callable | None = None
-    hand_forward: Callable | None = None
+    hand_grad: Callable | None = None      # numpy gradient, a list in wrt order
+    hand_forward: Callable | None = None   # numpy cost
+    hand_hessian: Callable | None = None   # hessian: numpy Hessian of the one wrt, as a list of one array
     scale: float = 1.0              # the x axis of time-vs-size plots
     family: str = ""                # sizes sharing a family form one line on those plots
     label: str = ""                 # a human description of the size
@@ -66,6 +68,11 @@ class Problem:
             variables = [T.var(name, value.shape, value.dtype) for name, value in self.args.items()]
             self._graph = (self.fn(T, *variables), variables)
         return self._graph
+
+    def hand_derivative(self, kind: str) -> Callable | None:
+        """The hand-written derivative that workloads of ``kind`` compare and time: the Hessian for
+        ``hessian``, else the gradient (None where the workload has none)."""
+        return self.hand_hessian if kind == "hessian" else self.hand_grad
 
     @property
     def arrays(self) -> list[np.ndarray]:

@@ -44,5 +44,5 @@ def hand_hessian(x):
 def rosenbrock(size: str) -> Problem:
     n = int(size[1:])
     x = seeded("rosenbrock", size).uniform(-1.5, 1.5, n)
-    return Problem(rosenbrock_fn, {"x": x}, ("x",), hand_grad=hand_hessian, hand_forward=hand_forward,
+    return Problem(rosenbrock_fn, {"x": x}, ("x",), hand_hessian=hand_hessian, hand_forward=hand_forward,
                    scale=n, family="hessian", label=f"n = {n}, {n}x{n} Hessian")
