@@ -11,10 +11,11 @@ engine (:mod:`symnum.engine`):
   ``common`` graph on numbers with the same tape and returns numpy arrays
   (``symnum.evaluate`` for values only).
 
-``symnum.grad`` has two forms, told apart by its first argument: a function
-(``grad(f, argnums=0)`` returns the gradient function, as in HIPS autograd
-and JAX) or tensors (``grad(outputs, inputs, grad_outputs=None, ...)``
-returns a tuple of tensors, as ``torch.autograd.grad``).
+``symnum.grad`` has two call forms, told apart by its first argument (see
+:func:`grad`): a function (``grad(f, argnums=0)`` returns the gradient
+function, as in HIPS autograd and JAX) or tensors already recorded
+(``grad(outputs, inputs, grad_outputs=None, ...)`` returns their gradients
+now, a tuple of tensors, as ``torch.autograd.grad``).
 
 Values saved for the backward sweep can never change under it: there are no
 in-place ops, tensors copy the arrays they are made from, ``.data`` and
@@ -31,7 +32,9 @@ max/min reductions share the cotangent evenly, sqrt'(0) = inf.
 
 from __future__ import annotations
 
+from common.errors import GradError
 from common.ops import OPS
+from common.site import user_site
 
 from . import engine as _engine
 from . import functional as _functional
@@ -50,18 +53,51 @@ for _name in OPS:
     globals()[_name] = getattr(tape, _name)
 
 
-def grad(fn_or_outputs, *args, **kwargs):
-    """Both gradients in one name, chosen by the first argument.
+def grad(*args, **kwargs):
+    """The gradient, in the two call forms the libraries symnum follows give this one name.
 
-    ``grad(f, argnums=0, disconnected="raise")`` with a callable ``f``: the
-    gradient function (:func:`symnum.functional.grad`). ``grad(outputs,
-    inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-    allow_unused=False, disconnected=None)`` with tensors: the gradients now,
-    as a tuple of tensors (:func:`symnum.engine.grad`).
+    * **A function of a function**, as HIPS autograd's and JAX's ``grad``:
+      ``grad(f, argnums=0, disconnected="raise")`` with a callable ``f`` returns
+      ``grad_f``; ``grad_f(*args)`` runs ``f`` on a fresh tape and returns
+      d f / d ``args[argnums]`` as numpy arrays of the arguments' shapes (a tuple
+      when ``argnums`` is; tensors when nested inside another transform). See
+      :func:`symnum.functional.grad`.
+    * **Gradients now**, as ``torch.autograd.grad``: ``grad(outputs, inputs,
+      grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False,
+      disconnected=None)`` with tensors already recorded returns d(outputs)/d(inputs)
+      as a tuple of tensors, one per input, and accumulates nothing into
+      ``.grad``. See :func:`symnum.engine.grad`.
+
+    The first argument decides (a tensor is never callable), or the keyword
+    it is given by: ``f=`` or ``outputs=``. One name rather than two because
+    both spellings are what users of those libraries type; a call that fits
+    neither form is a :class:`GradError` that shows both.
     """
-    if callable(fn_or_outputs) and not isinstance(fn_or_outputs, Tensor):
-        return _functional.grad(fn_or_outputs, *args, **kwargs)
-    return _engine.grad(fn_or_outputs, *args, **kwargs)
+    if args:
+        functional = callable(args[0]) and not isinstance(args[0], Tensor)
+    elif "f" in kwargs or "outputs" in kwargs:
+        functional = "f" in kwargs
+    else:
+        raise _misuse("got no function and no outputs")
+    if functional:
+        if len(args) > 1 and _tensors(args[1]):
+            raise _misuse("the function form takes argument positions (argnums) second, got tensors")
+        return _functional.grad(*args, **kwargs)
+    if len(args) < 2 and "inputs" not in kwargs:
+        raise _misuse("the tensor form needs the inputs to differentiate with respect to")
+    return _engine.grad(*args, **kwargs)
+
+
+def _tensors(x) -> bool:
+    """Whether ``x`` is a tensor or a non-empty list or tuple of them."""
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(isinstance(t, Tensor) for t in x)
+    return isinstance(x, Tensor)
+
+
+def _misuse(what: str) -> GradError:
+    return GradError(f"grad: {what}; call grad(f, argnums=0) with a function f for its gradient function, "
+                     f"or grad(outputs, inputs) with tensors for their gradients now (at {user_site()})")
 
 
 __all__ = [

@@ -109,6 +109,40 @@ def test_grad_and_value_and_grad_with_argnums():
         S.grad(lambda x: S.sin(x))(x)
 
 
+def test_grad_has_two_forms_told_apart_by_the_first_argument():
+    """grad(f, argnums) returns a function (HIPS autograd, JAX); grad(outputs, inputs) returns the
+    gradients now (torch.autograd.grad); either may be called by keyword."""
+    xv = np.array([0.3, -1.2])
+    f = lambda v: S.sum(S.sin(v))
+    for grad_f in (S.grad(f), S.grad(f, 0), S.grad(f=f, argnums=0)):
+        assert callable(grad_f)
+        np.testing.assert_allclose(grad_f(xv), np.cos(xv))
+    x = S.tensor(xv, requires_grad=True)
+    y = f(x)
+    for now in (S.grad(y, x, retain_graph=True), S.grad([y], [x], retain_graph=True),
+                S.grad(outputs=y, inputs=[x], retain_graph=True)):
+        assert isinstance(now, tuple) and len(now) == 1 and isinstance(now[0], S.Tensor)
+        np.testing.assert_allclose(now[0].numpy(), np.cos(xv))
+    assert x.grad is None  # the tensor form accumulates nothing
+
+
+@pytest.mark.parametrize("call, why", [
+    (lambda y, x: S.grad(y), "needs the inputs"),
+    (lambda y, x: S.grad(lambda v: S.sum(v), x), "argument positions"),
+    (lambda y, x: S.grad(lambda v: S.sum(v), [x]), "argument positions"),
+    (lambda y, x: S.grad(), "no function and no outputs"),
+    (lambda y, x: S.grad(argnums=0), "no function and no outputs"),
+])
+def test_a_grad_call_that_fits_neither_form_names_both_and_the_line(call, why):
+    x = S.tensor(np.ones(2), requires_grad=True)
+    y = S.sum(x * x)
+    with pytest.raises(GradError, match=why) as e:
+        call(y, x)
+    message = str(e.value)
+    assert "grad(f, argnums=0)" in message and "grad(outputs, inputs)" in message
+    assert f"{__file__}:{call.__code__.co_firstlineno}" in message
+
+
 def test_grad_with_respect_to_an_unused_argument_is_zero():
     with pytest.raises(GradError, match="disconnected"):  # as symsym.grad: raise by default
         S.grad(lambda x, y: S.sum(x), 1)(np.ones(2), np.ones(3))
