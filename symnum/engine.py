@@ -171,7 +171,7 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
             targets.setdefault(id(x.grad_fn or x), []).append(k)
             if x.grad_fn is not None:
                 at_nodes = targets
-        if prune and not _all_lead(grads, targets, at_nodes):
+        if prune and not _all_lead(grads, targets):
             leads = _leading(grads, targets)
             for node in [n for n in grads if n not in leads]:
                 del grads[node]
@@ -210,11 +210,9 @@ ACCUMULATING = threading.Lock()
 """Held while a ``.grad`` is read and replaced: two threads' backward into one leaf both count."""
 
 
-def _all_lead(roots, targets, at_nodes) -> bool:
+def _all_lead(roots, targets) -> bool:
     """Whether every node reachable from ``roots`` surely leads to a target, known without a walk:
-    the targets are leaves and each root depends on one leaf only, a target (see :class:`TapeNode`)."""
-    if at_nodes is not None:
-        return False
+    each root depends on one leaf only, and it is a target (see :class:`TapeNode`)."""
     for n in roots:
         if n.leaf is None or id(n.leaf) not in targets:
             return False
