@@ -39,13 +39,14 @@ from common.site import user_site
 from . import engine as _engine
 from . import functional as _functional
 from .engine import backward
-from .forward import Dual, jacfwd, jacrev
-from .functional import hessian, hvp, jacobian, jvp, value_and_grad, vjp
+from .forward import Dual, jacfwd
+from .functional import hessian, hvp, jacobian, jacrev, jvp, value_and_grad, vjp
 from .gradcheck import gradcheck, gradgradcheck
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .program import evaluate, gradients
 from .tape import TapeNode, tape
 from .tensor import Tensor, VersionError, tensor
+from .vmap import Mapped, vmap
 
 __version__ = "0.1.0"
 
@@ -101,7 +102,7 @@ def _misuse(what: str) -> GradError:
 
 
 __all__ = [
-    "Dual", "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck",
+    "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
-    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", *OPS,
+    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS,
 ]

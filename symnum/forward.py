@@ -109,8 +109,8 @@ def _apply(op, inputs: tuple, params: dict):
         if x.__class__ is Dual and x.trace is top:
             primals.append(x.primal)
             tangents.append(x.tangent)
-        else:
-            primals.append(x)
+        else:  # a constant; a tensor without history is its numbers (a batched trace's rules need numbers)
+            primals.append(x._data if x.__class__ is Tensor and not x.requires_grad else x)
             tangents.append(ZERO)
     primals = tuple(primals)
     out = _apply(op, primals, params)
@@ -310,9 +310,9 @@ def _sweep(engine, out, xs) -> list:
 
 
 def jacrev(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """The Jacobian of ``f`` by reverse mode (:func:`symnum.functional.jacobian`): a sweep per output
-    element, the cheap direction when ``f(x)`` has fewer elements than ``x``."""
-    from .functional import jacobian
+    """The Jacobian of ``f`` by reverse mode (:func:`symnum.functional.jacrev`): one batched sweep of
+    the rows, the cheap direction when ``f(x)`` has fewer elements than ``x``."""
+    from .functional import jacrev as reverse
 
-    return jacobian(f, argnums)
+    return reverse(f, argnums)
 

@@ -57,6 +57,9 @@ def _input(a) -> Tensor:
     """A differentiable stand-in for argument ``a``."""
     if isinstance(a, Tensor) and a.requires_grad:
         return tape.reshape(a, a.shape)  # a fresh node, still connected to a's history
+    if getattr(a.__class__, "twograd_apply", None) is not None:  # a batch of vmap: not one leaf
+        raise GradError(f"grad of a vmap-ed argument ({a!r}) is not supported: for per-example gradients take "
+                        f"grad of the sum of vmap(f) over the batch (at {user_site()})")
     data = np.array(a._data if isinstance(a, Tensor) else a)  # our own copy: see the module docstring
     if data.dtype.kind != "f":
         raise DTypeError(f"can only differentiate with respect to floating inputs, got dtype {data.dtype} "
@@ -96,11 +99,15 @@ def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None,
         return list(engine.grad([out], xs, None if seed is None else [seed], retain_graph=retain_graph,
                                 create_graph=create_graph, disconnected=disconnected))
     if disconnected == "raise":
-        raise GradError(f"grad: the function's result does not depend on argument{'s' if len(xs) > 1 else ''} "
-                        "it is differentiated with respect to: it is disconnected from them (no differentiable "
-                        f"path leads to the result); pass disconnected='zero' or 'none' to allow this "
-                        f"(at {user_site()})")
+        raise _disconnected(len(xs), "grad")
     return [wrap(np.zeros(x.shape, x.dtype)) if disconnected == "zero" else None for x in xs]
+
+
+def _disconnected(count: int, what: str) -> GradError:
+    return GradError(f"{what}: the function's result does not depend on argument{'s' if count > 1 else ''} "
+                     "it is differentiated with respect to: it is disconnected from them (no differentiable "
+                     f"path leads to the result); pass disconnected='zero' or 'none' to allow this "
+                     f"(at {user_site(3)})")
 
 
 def _result(t: Tensor | None, nested: bool):
@@ -182,20 +189,70 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     return forward.jvp(f, primals, tangents)
 
 
-def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero") -> Callable:
+def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
+             mode: str = "auto") -> Callable:
     """The Jacobian of ``f`` as a function: shape ``f(x).shape + x.shape``.
 
-    One reverse sweep per output element over a tape recorded once. An
-    argument ``f`` does not depend on gets zeros (``disconnected="zero"``,
-    as in ``symsym.jacobian``) or is an error (``"raise"``).
+    At the top level it is one batched sweep: reverse mode (:func:`jacrev`:
+    the tape recorded once, swept back once for a batch of basis cotangents,
+    a row per output element) or forward mode (:func:`symnum.forward.jacfwd`:
+    one pass carrying a column per input element). ``mode="auto"`` takes the
+    one with the smaller batch, forward when the inputs have fewer elements
+    than the output (book section 6.5.9); it decides on the first call for
+    each set of argument shapes (the output's shape is only known by running
+    ``f``) and says what it chose in the function's ``mode`` attribute.
+    ``"forward"`` or ``"reverse"`` forces one. Nested (inside a transform, on
+    tensors with history), one reverse sweep per row keeps the result
+    differentiable. An argument ``f`` does not depend on gets zeros
+    (``disconnected="zero"``, as in ``symsym.jacobian``) or is an error (``"raise"``).
     """
+    if mode not in ("auto", "forward", "reverse"):
+        raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (at {user_site()})")
     single, nums = _argnums(argnums, "jacobian")
+    policy = _jacobian_policy(disconnected)
+    rows = _jacobian_rows(f, nums, policy)
+    rev = _jacobian_batched(f, nums, policy)
+    fwd = forward.jacfwd(f, nums)
+    chosen: dict[tuple, str] = {}  # argument shapes -> the mode auto took for them
+
+    def jacobian_f(*args, **kwargs):
+        if _nested(args) or any(a.__class__ is forward.Dual for a in args):
+            jacs = rows(*args, **kwargs)
+        else:
+            key = tuple(tuple(np.shape(a)) for a in args)
+            how = mode if mode != "auto" else chosen.get(key)
+            if how is None:
+                xs_size, out_size, jacs = rev(*args, **kwargs)
+                chosen[key] = "forward" if xs_size < out_size else "reverse"
+            else:
+                jacs = fwd(*args, **kwargs) if how == "forward" else rev(*args, **kwargs)[2]
+            jacobian_f.mode = chosen.get(key, mode)
+        return jacs[0] if single else tuple(jacs)
+
+    jacobian_f.__name__ = f"jacobian({getattr(f, '__name__', 'f')})"
+    jacobian_f.mode = mode
+    return jacobian_f
+
+
+def jacrev(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero") -> Callable:
+    """The Jacobian of ``f`` by reverse mode: one batched sweep of the rows (nested: one sweep per row).
+
+    The cheap direction when ``f(x)`` has fewer elements than ``x``.
+    """
+    return jacobian(f, argnums, disconnected, mode="reverse")
+
+
+def _jacobian_policy(disconnected: str) -> str:
     policy = disconnection_policy(disconnected, what="jacobian")
     if policy == "none":
         raise GradError(f"jacobian: disconnected must be 'zero' or 'raise' (a Jacobian has no None rows) "
-                        f"(at {user_site()})")
+                        f"(at {user_site(3)})")
+    return policy
 
-    def jacobian_f(*args, **kwargs):
+
+def _jacobian_rows(f: Callable, nums: tuple, policy: str) -> Callable:
+    """One reverse sweep per output element over a tape recorded once, each kept on the tape (for nesting)."""
+    def rows_f(*args, **kwargs) -> list:
         nested = _nested(args)
         with _transform():
             xs, out = _call(f, args, kwargs, nums, "jacobian")
@@ -205,11 +262,36 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
                 seed.flat[k] = 1
                 for r, g in zip(rows, _grads(out, xs, seed, nested, True, policy)):
                     r.append(g)
-            jacs = [_stack_rows(r, out.shape, x.shape, x.dtype, nested) for r, x in zip(rows, xs)]
-        return jacs[0] if single else tuple(jacs)
+            return [_stack_rows(r, out.shape, x.shape, x.dtype, nested) for r, x in zip(rows, xs)]
 
-    jacobian_f.__name__ = f"jacobian({getattr(f, '__name__', 'f')})"
-    return jacobian_f
+    return rows_f
+
+
+def _jacobian_batched(f: Callable, nums: tuple, policy: str) -> Callable:
+    """Reverse mode in batched sweeps: ``(inputs' size, output's size, Jacobians)``, numbers in and out.
+
+    The rows of the identity over the output are the batch of cotangents
+    (:func:`_basis_blocks`, a block at a time when the output is large), so
+    every VJP rule runs once per block through its op's batching rule.
+    """
+    def batched_f(*args, **kwargs) -> tuple:
+        with _transform():
+            xs, out = _call(f, args, kwargs, nums, "jacobian")
+            m = out.size
+            jacs = [np.zeros((m, x.size), x.dtype) for x in xs]
+            if m and not out.requires_grad and policy == "raise":
+                raise _disconnected(len(xs), "jacobian")
+            if m and out.requires_grad:
+                for start, rows, block in _basis_blocks(out.shape, out.dtype):
+                    hs = engine.sweep([out], [block], xs, start + rows < m, False, ns=batched)
+                    if start == 0 and policy == "raise" and None in hs:
+                        raise _disconnected(len(xs), "jacobian")
+                    for jac, h, x in zip(jacs, hs, xs):
+                        _store(jac[start:start + rows], h, rows, x.shape)
+        jacs = [j.reshape(tuple(out.shape) + tuple(x.shape)) for j, x in zip(jacs, xs)]
+        return sum(x.size for x in xs), m, jacs
+
+    return batched_f
 
 
 def _stack_rows(rows, out_shape, x_shape, dtype, nested):

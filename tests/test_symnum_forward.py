@@ -3,7 +3,7 @@
 Every op case of ``tests/opcases.py`` is run through ``symnum.jvp`` with the
 case written against ``symnum.tape`` (as user code is: the tape namespace
 hands duals to forward mode), then checked against the reverse-mode Jacobian
-(``symnum.jacobian``, an independent sweep of the VJP rules) to 1e-10 and
+(``symnum.jacrev``, an independent sweep of the VJP rules) to 1e-10 and
 against central differences in float64. The same on workloads, for nesting
 (jvp of jvp, grad of jvp, jvp of grad) and for dtypes.
 """
@@ -37,7 +37,7 @@ def _setup(case, seed=3):
 
 def _reverse_jv(f, xs, us):
     """J u from the reverse-mode Jacobian, contracted with u over each input's axes."""
-    jacs = S.jacobian(f, argnums=tuple(range(len(xs))))(*xs)
+    jacs = S.jacrev(f, argnums=tuple(range(len(xs))))(*xs)
     return sum(np.tensordot(j, u, axes=u.ndim) for j, u in zip(jacs, us))
 
 

@@ -46,7 +46,7 @@ def test_tangent_graph_matches_reverse_and_finite_differences(case):
             full[i] = w
         return case.fn(symnum.tape, *full)
 
-    jacs = symnum.jacobian(f, argnums=tuple(range(len(us))))(*[arrays[i] for i in case.wrt])
+    jacs = symnum.jacrev(f, argnums=tuple(range(len(us))))(*[arrays[i] for i in case.wrt])
     expect = sum(np.tensordot(j, u, axes=u.ndim) for j, u in zip(jacs, us))
     np.testing.assert_allclose(got, expect, rtol=1e-10, atol=1e-12)
     h = 1e-6
@@ -67,7 +67,7 @@ def test_jacfwd_matches_reverse(case):
     def f(w):
         return case.fn(symnum.tape, *arrays[:i], w, *arrays[i + 1:])
 
-    np.testing.assert_allclose(fwd, symnum.jacobian(f)(arrays[i]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fwd, symnum.jacrev(f)(arrays[i]), rtol=1e-10, atol=1e-12)
     if case.id != "getitem-arrays-separated":
         np.testing.assert_allclose(fwd, function(xs, jacrev(y, xs[i]))(*arrays), rtol=1e-10, atol=1e-12)
 

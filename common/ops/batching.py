@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 from ..errors import GradError
 from .core import Kind, Op
-from .index import behind, span, take
+from .index import behind, span, take, view
 
 __all__ = ["NotBatchable", "apply_batched", "default_rule", "one_at_a_time", "per_element"]
 
@@ -269,7 +269,10 @@ def scatter_add(op, ns, inputs, batched, index):
         return ns.scatter_add(g, _blank(ns, like, blike), *arrays, index=index), False
     size = g.shape[0]
     like = like if blike else _tile(ns, like, size)
-    out = ns.scatter_add(g, like, *arrays, index=behind(index))
+    spec = behind(index)
+    if tuple(g.shape) != view(spec).shape(tuple(like.shape), [a.shape for a in arrays]):
+        raise NotBatchable  # numpy moves separated advanced indices in front of the batch axis
+    out = ns.scatter_add(g, like, *arrays, index=spec)
     return _checked(out, size, _shape(like, True)), True
 
 
