@@ -12,15 +12,16 @@ from common.printing import debugprint, pprint, to_dot
 
 from .compile import Function, function
 from .draw import added_nodes, draw, draw_grad
-from .explain import Explanation, explain
+from .explain import Explanation, explain, explain_jacobian
 from .forward import jacfwd, jacrev
 from .grad import DISCONNECTED, build_grad, grad, stop_gradient
 from .higher import hessian, hvp, jacobian, jvp
+from .jacmode import jacobian_mode
 from .rewrite import optimize
 from .vectorize import vectorize
 
 __all__ = [
     "DISCONNECTED", "Explanation", "Function", "added_nodes", "build_grad", "debugprint", "draw",
-    "draw_grad", "explain", "function", "grad", "hessian", "hvp", "jacfwd", "jacobian", "jacrev", "jvp", "optimize",
-    "pprint", "stop_gradient", "to_dot", "vectorize",
+    "draw_grad", "explain", "explain_jacobian", "function", "grad", "hessian", "hvp", "jacfwd", "jacobian",
+    "jacobian_mode", "jacrev", "jvp", "optimize", "pprint", "stop_gradient", "to_dot", "vectorize",
 ]

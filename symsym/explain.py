@@ -14,6 +14,7 @@ from common.graph import Node, toposort
 from common.printing import pprint, summary
 
 from .grad import grad
+from .jacmode import ChainPlan, chain_plan
 
 __all__ = ["Explanation", "Step", "explain"]
 
@@ -94,3 +95,10 @@ def explain(cost: Node, wrt, **kwargs) -> Explanation:
 
     grads = grad(cost, ws, trace=trace, **kwargs)
     return Explanation(cost, ws, grads, steps)
+
+
+def explain_jacobian(y: Node, x: Node) -> ChainPlan:
+    """The Jacobian dy/dx as book section 6.5.9 counts it: the chain of ops from x to y, each link's
+    Jacobian size, the forward and reverse costs, the cheapest multiplication order (dynamic programming
+    over the chain's sizes) and the mode ``symsym.jacobian`` picks. A line per link: linear in the chain."""
+    return chain_plan(y, x)

@@ -85,4 +85,4 @@ def jacrev(y: Node, x: Node, **options) -> Node:
     """dy/dx by reverse mode: :func:`symsym.jacobian` (one batched row per element of ``y``)."""
     from .higher import jacobian
 
-    return jacobian(y, x, **options)
+    return jacobian(y, x, **{**options, "mode": "reverse"})

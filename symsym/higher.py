@@ -19,8 +19,9 @@ from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
 
-from .forward import jvp
+from .forward import jacfwd, jvp
 from .grad import grad
+from .jacmode import pick_mode, remember
 from .sparsity import compressed_jacobian
 from .vectorize import vectorize
 
@@ -38,19 +39,32 @@ def _cotangent(like: Node) -> Node:
 
 
 def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zero",
-             sparse: bool = True) -> Node:
+             sparse: bool = True, mode: str = "auto") -> Node:
     """dy/dx as a node of shape ``y.shape + x.shape`` (both shapes static).
 
-    With ``sparse`` (the default), a Jacobian with structural zeros is
-    computed from one batched row per colour of :func:`~symsym.sparsity.colour_rows`
-    instead of one per row; the result is the same dense array.
+    ``mode="auto"`` builds it by forward mode (:func:`symsym.jacfwd`, a
+    column per element of x) when x has fewer elements than y, else by
+    reverse mode (a row per element of y): the smaller batch (book section
+    6.5.9). ``"forward"`` or ``"reverse"`` forces one;
+    :func:`symsym.jacobian_mode` says which a result was built in, and
+    :func:`symsym.explain_jacobian` shows the sizes and the chain's cheapest
+    multiplication order. In reverse mode with ``sparse`` (the default), a
+    Jacobian with structural zeros is computed from one batched row per colour
+    of :func:`~symsym.sparsity.colour_rows` instead of one per row; the result
+    is the same dense array.
     """
+    if mode not in ("auto", "forward", "reverse"):
+        raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (y made at {y.site})")
     m = _static_size(y, "jacobian")
     _static_size(x, "jacobian")
+    if mode == "auto":
+        mode = pick_mode(y, x) if vectorized else "reverse"
+    if mode == "forward":
+        return remember(jacfwd(y, x), "forward")
     if not vectorized:
         flat = symbolic.reshape(y, (m,))
         rows = [grad(symbolic.getitem(flat, index=(("int", k),)), x, disconnected=disconnected) for k in range(m)]
-        return symbolic.reshape(symbolic.stack(rows, axis=0), y.shape + x.shape)
+        return remember(symbolic.reshape(symbolic.stack(rows, axis=0), y.shape + x.shape), "reverse")
     u = _cotangent(y)
     row = grad(y, x, known_grads={y: u}, disconnected=disconnected)
     basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
@@ -59,7 +73,7 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
         packed = compressed_jacobian(row, u, rows, basis, _static_size(x, "jacobian"))
         if packed is not None:
             rows = packed
-    return symbolic.reshape(rows, y.shape + x.shape)
+    return remember(symbolic.reshape(rows, y.shape + x.shape), "reverse")
 
 
 def hessian(cost: Node, x: Node, sparse: bool = True) -> Node:
@@ -69,7 +83,7 @@ def hessian(cost: Node, x: Node, sparse: bool = True) -> Node:
     """
     if cost.shape != ():
         raise GradError(f"hessian: cost must be a scalar, got shape {cost.shape} (made at {cost.site})")
-    return jacobian(grad(cost, x), x, vectorized=True, sparse=sparse)
+    return jacobian(grad(cost, x), x, vectorized=True, sparse=sparse, mode="reverse")
 
 
 def hvp(cost: Node, x: Node, v: Node) -> Node:
