@@ -221,9 +221,11 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
         else:
             key = tuple(tuple(np.shape(a)) for a in args)
             how = mode if mode != "auto" else chosen.get(key)
-            if how is None:
-                xs_size, out_size, jacs = rev(*args, **kwargs)
+            if how is None:  # record f once; its output's size decides, before any sweep
+                xs_size, out_size, jacs = rev(*args, _twograd_probe=True, **kwargs)
                 chosen[key] = "forward" if xs_size < out_size else "reverse"
+                if jacs is None:
+                    jacs = fwd(*args, **kwargs)
             else:
                 jacs = fwd(*args, **kwargs) if how == "forward" else rev(*args, **kwargs)[2]
             jacobian_f.mode = chosen.get(key, mode)
@@ -268,16 +270,19 @@ def _jacobian_rows(f: Callable, nums: tuple, policy: str) -> Callable:
 
 
 def _jacobian_batched(f: Callable, nums: tuple, policy: str) -> Callable:
-    """Reverse mode in batched sweeps: ``(inputs' size, output's size, Jacobians)``, numbers in and out.
+    """Reverse mode in batched sweeps: ``(inputs' size, output's size, Jacobians)``, numbers in and out
+    (with ``_twograd_probe``, Jacobians None and no sweep when forward mode would be cheaper).
 
     The rows of the identity over the output are the batch of cotangents
     (:func:`_basis_blocks`, a block at a time when the output is large), so
     every VJP rule runs once per block through its op's batching rule.
     """
-    def batched_f(*args, **kwargs) -> tuple:
+    def batched_f(*args, _twograd_probe: bool = False, **kwargs) -> tuple:
         with _transform():
             xs, out = _call(f, args, kwargs, nums, "jacobian")
             m = out.size
+            if _twograd_probe and sum(x.size for x in xs) < m:  # forward mode is the cheaper: no sweep
+                return sum(x.size for x in xs), m, None
             jacs = [np.zeros((m, x.size), x.dtype) for x in xs]
             if m and not out.requires_grad and policy == "raise":
                 raise _disconnected(len(xs), "jacobian")
