@@ -113,7 +113,7 @@ class Hand(Backend):
 
     name = "hand"
     role = "reference"
-    kinds = ("grad", "hessian", "train")
+    kinds = ("grad", "hessian", "train", "jacobian")
     about = "the hand-written numpy derivative: the reference every ratio divides by"
 
     def prepare(self, problem, kind, order=1):
@@ -127,6 +127,7 @@ class SymNum(Backend):
     """symbol-to-number, define-by-run: the workload's function on ``symnum`` tensors, a tape per call."""
 
     name = "symnum"
+    kinds = ("grad", "hessian", "train", "order", "jacobian")
     about = ("symbol-to-number, define-by-run (the Torch style): the workload's function runs on symnum "
              "tensors, recording a tape on every call, and symnum.grad sweeps it backwards")
 
@@ -142,6 +143,8 @@ class SymNum(Backend):
         forward = lambda arrays: _numpy(fn(symnum, *arrays))   # no leaf requires grad: nothing recorded
         if kind == "hessian":
             return Runner(_tape_hessian(symnum, fn, idx[0]), forward)
+        if kind == "jacobian":
+            return Runner(_tape_jacobian(symnum, fn, idx[0], problem.mode), forward)
         if kind == "order":
             return Runner(_tape_order(symnum, fn, idx[0], order))
 
@@ -165,6 +168,13 @@ def _with(arrays: Arrays, i: int, x) -> list:
 def _tape_hessian(symnum, fn, i: int) -> Callable:
     """``arrays -> [H]``: ``symnum.hessian`` of the function of argument ``i`` (a tape per call)."""
     return lambda arrays: [symnum.hessian(lambda x: fn(symnum, *_with(arrays, i, x)))(arrays[i])]
+
+
+def _tape_jacobian(symnum, fn, i: int, mode: str) -> Callable:
+    """``arrays -> [J]``: ``symnum.jacobian`` in ``mode`` of the function of argument ``i`` (made once, so
+    ``auto`` decides once for the shapes)."""
+    jac = symnum.jacobian(lambda x, *arrays: fn(symnum, *_with(arrays, i, x)), mode=mode)
+    return lambda arrays: [jac(arrays[i], *arrays)]
 
 
 def _tape_order(symnum, fn, i: int, order: int) -> Callable:
@@ -214,6 +224,7 @@ class SymSym(GraphBackend):
 
     name = "symsym"
     compiles = True
+    kinds = ("grad", "hessian", "train", "order", "jacobian")
     about = ("symbol-to-symbol: symsym.grad adds the derivative's nodes to the graph, symsym.function "
              "rewrites and compiles them to numpy code once; each call runs that code")
 
@@ -227,15 +238,15 @@ class SymSym(GraphBackend):
     def prepare(self, problem, kind, order=1):
         self.supports(kind)
         cost, variables = problem.graph()
-        return self._runner(cost, variables, [variables[i] for i in problem.wrt_index], kind, order)
+        return self._runner(cost, variables, [variables[i] for i in problem.wrt_index], kind, order, problem.mode)
 
-    def _runner(self, cost, variables, wrt, kind: str, order: int = 1) -> Runner:
+    def _runner(self, cost, variables, wrt, kind: str, order: int = 1, mode: str = "auto") -> Runner:
         """Derive (timed as ``build``), compile (symsym's own ``optimize``/``compile`` timings), and for
         the kinds the benchmark times a forward of, compile the cost alone too (not counted)."""
         import symsym
 
         t0 = time.perf_counter()
-        outputs = _symbolic(symsym, cost, wrt, kind, order)
+        outputs = _symbolic(symsym, cost, wrt, kind, order, mode)
         build = time.perf_counter() - t0
         fn = symsym.function(variables, outputs)
         one_off = {"build": build, "optimise": fn.timings["optimize"], "compile": fn.timings["compile"]}
@@ -254,11 +265,13 @@ class SymSym(GraphBackend):
         return Runner(lambda arrays: fn(*arrays), forward, value_and_grad, one_off, nodes)
 
 
-def _symbolic(symsym, cost, wrt: list, kind: str, order: int) -> list:
-    """The outputs symsym compiles for ``kind``: the cost, its gradients, its Hessian or its ``order``-th
-    derivative, as graph nodes."""
+def _symbolic(symsym, cost, wrt: list, kind: str, order: int, mode: str = "auto") -> list:
+    """The outputs symsym compiles for ``kind``: the cost, its gradients, its Hessian, its Jacobian (built in
+    ``mode``) or its ``order``-th derivative, as graph nodes."""
     if kind == "value":
         return [cost]
+    if kind == "jacobian":
+        return [symsym.jacobian(cost, wrt[0], mode=mode)]
     if kind == "hessian":
         return [symsym.hessian(cost, wrt[0])]
     if kind == "order":

@@ -125,6 +125,20 @@ class GradientOracle:
         return max(rel_err(float(g @ v), dd) for v, dd in zip(self.directions, self.fd))
 
 
+class JacobianOracle:
+    """Central differences of a vector-valued ``f`` in argument ``i``: the whole Jacobian, a column per
+    element of the argument (two calls each)."""
+
+    def __init__(self, f: Callable, arrays: Sequence[np.ndarray], i: int, h: float = 1e-6):
+        x = arrays[i]
+        self.full = True
+        self.how = "full"
+        self.fd = central_differences(_in_argument(f, arrays, i), x, _step(arrays, [i], h))
+
+    def error(self, jac) -> float:
+        return rel_err(np.asarray(jac[0] if isinstance(jac, (list, tuple)) else jac), self.fd)
+
+
 class HessianOracle:
     """Second differences of ``f`` in argument ``i``: every entry when it is small,
     else random bilinear forms ``u' H v``."""

@@ -28,7 +28,7 @@ from common import count_nodes, evaluate
 
 from . import __version__
 from .backends import BACKENDS, OWN, TWOGRAD, Unsupported
-from .finite import GradientOracle, HessianOracle, derivative_error, rel_err
+from .finite import GradientOracle, HessianOracle, JacobianOracle, derivative_error, rel_err
 from .peers import PEERS  # noqa: F401  (importing it adds the peers to BACKENDS)
 from .peerworker import Remote
 from .timing import (
@@ -373,6 +373,10 @@ def cross_check(w: Workload, size: str, problem: Problem, outs: dict, checks: li
     f = reference_cost(problem)
     if w.kind == "hessian":
         oracle = HessianOracle(f, problem.arrays, problem.wrt_index[0])
+    elif w.kind == "jacobian":
+        cost, variables = problem.graph()
+        value = lambda *arrays: np.asarray(evaluate(cost, dict(zip(variables, arrays))))
+        oracle = JacobianOracle(value, problem.arrays, problem.wrt_index[0], h=w.fd_step)
     else:
         # in full only while it stays cheap: inputs x graph size bounds the evaluations' work
         n = sum(problem.arrays[i].size for i in problem.wrt_index)

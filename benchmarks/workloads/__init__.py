@@ -26,7 +26,9 @@ library (``ns`` a small adapter). Kinds: ``grad`` (first derivative),
 ``hessian`` (the full Hessian of the one ``wrt``; ``hand_hessian`` returns it),
 ``train`` (also ``steps`` and ``lr``: plain SGD, loss curve per backend) and
 ``order`` (derivatives of order 1..``max_order`` of a scalar function; ``exact``
-optionally gives the closed form ``exact(k, *args)``).
+optionally gives the closed form ``exact(k, *args)``) and ``jacobian`` (``fn`` returns a vector; the
+Jacobian of it with respect to the one ``wrt``, built in ``mode``: "forward", "reverse" or "auto";
+``hand_jacobian`` returns it).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KINDS = ("grad", "hessian", "train", "order")
+KINDS = ("grad", "hessian", "train", "order", "jacobian")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Problem:
     hand_grad: Callable | None = None      # numpy gradient, a list in wrt order
     hand_forward: Callable | None = None   # numpy cost
     hand_hessian: Callable | None = None   # hessian: numpy Hessian of the one wrt, as a list of one array
+    hand_jacobian: Callable | None = None  # jacobian: numpy Jacobian of the one wrt, as a list of one array
+    mode: str = "auto"              # jacobian: "forward", "reverse" or "auto"
     scale: float = 1.0              # the x axis of time-vs-size plots
     family: str = ""                # sizes sharing a family form one line on those plots
     label: str = ""                 # a human description of the size
@@ -71,7 +75,9 @@ class Problem:
 
     def hand_derivative(self, kind: str) -> Callable | None:
         """The hand-written derivative that workloads of ``kind`` compare and time: the Hessian for
-        ``hessian``, else the gradient (None where the workload has none)."""
+        ``hessian``, the Jacobian for ``jacobian``, else the gradient (None where the workload has none)."""
+        if kind == "jacobian":
+            return self.hand_jacobian
         return self.hand_hessian if kind == "hessian" else self.hand_grad
 
     @property
