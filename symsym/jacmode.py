@@ -31,6 +31,9 @@ __all__ = ["ChainPlan", "chain_order", "chain_plan", "jacobian_mode", "pick_mode
 # id(Jacobian node) -> (a weak reference to it, the mode it was built in); by id, since a node's == builds a node
 _CHOSEN: dict[int, tuple] = {}
 
+SEARCH_LINKS = 200
+"""The longest chain whose multiplication order is searched: the programme costs links^3 steps."""
+
 
 def _size(n: Node) -> int:
     return int(np.prod(n.shape, dtype=np.int64))
@@ -174,5 +177,9 @@ def chain_plan(y: Node, x: Node) -> ChainPlan:
     """The chain from x to y, its cheapest bracketing and the forward and reverse costs."""
     nodes = chain(y, x)
     dims = [_size(n) for n in nodes]
-    cost, order = chain_order(dims)
+    if len(dims) - 1 <= SEARCH_LINKS:
+        cost, order = chain_order(dims)
+    else:  # the programme is cubic in the links: past the limit only the two ends' orders are compared
+        cost = min(_forward_cost(dims), _reverse_cost(dims))
+        order = f"not searched ({len(dims) - 1} links > {SEARCH_LINKS}); the cheaper of forward and reverse"
     return ChainPlan(nodes, dims, order, cost, _forward_cost(dims), _reverse_cost(dims), pick_mode(y, x))

@@ -98,4 +98,6 @@ def test_a_fork_is_one_link_and_long_chains_are_walked_without_recursion():
     y = x
     for _ in itertools.repeat(None, 5000):
         y = T.sin(y)
-    assert len(Y.explain_jacobian(y, x).dims) == 5001
+    plan = Y.explain_jacobian(y, x)
+    assert len(plan.dims) == 5001 and "not searched" in plan.order and plan.cost == plan.forward
+    assert len(str(plan).splitlines()) == 5000 + 4
