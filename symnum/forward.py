@@ -92,6 +92,14 @@ class Dual:
         return f"Dual(shape {self.shape}, {self.dtype}, level {self.trace.level})"
 
 
+def untraced(op, inputs: tuple, params: dict):
+    """``op`` on inputs no transformation holds: recorded when a tape tensor is among them, else plain numbers."""
+    for x in inputs:
+        if isinstance(x, Tensor):
+            return record(op, inputs, params)
+    return op.impl(*inputs, **params)
+
+
 def _apply(op, inputs: tuple, params: dict):
     """``op`` on values that may be duals: the impl on the primals, the JVP rule on the tangents."""
     top = None
@@ -99,10 +107,7 @@ def _apply(op, inputs: tuple, params: dict):
         if x.__class__ is Dual and (top is None or x.trace.level > top.level):
             top = x.trace
     if top is None:
-        for x in inputs:
-            if isinstance(x, Tensor):
-                return record(op, inputs, params)
-        return op.impl(*inputs, **params)
+        return untraced(op, inputs, params)
     primals = []
     tangents = []
     for x in inputs:

@@ -31,9 +31,9 @@ from common.ops.batching import apply_batched
 from common.overloads import install_operators
 from common.site import user_site
 
-from .forward import _LEVELS, Dual
+from .forward import _LEVELS, Dual, untraced
 from .forward import _apply as _forward_apply
-from .tape import _weak_scalar, record
+from .tape import _weak_scalar
 from .tensor import Tensor
 
 __all__ = ["Mapped", "mapped", "vmap"]
@@ -94,10 +94,7 @@ def _apply(op, inputs: tuple, params: dict):
         if (cls is Mapped or cls is Dual) and (top is None or x.trace.level > top.level):
             top = x.trace
     if top is None:
-        for x in inputs:
-            if isinstance(x, Tensor):
-                return record(op, inputs, params)
-        return op.impl(*inputs, **params)
+        return untraced(op, inputs, params)
     if not isinstance(top, _Trace):  # a forward-mode trace is the innermost: it runs the op itself
         return _forward_apply(op, inputs, params)
     if any(x.__class__ in _SCALARS for x in inputs):
