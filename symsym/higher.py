@@ -19,19 +19,13 @@ from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
 
-from .forward import jacfwd, jvp
+from .forward import _static_size, jacfwd, jvp
 from .grad import grad
 from .jacmode import pick_mode, remember
 from .sparsity import compressed_jacobian
 from .vectorize import vectorize
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp"]
-
-
-def _static_size(y: Node, what: str) -> int:
-    if None in y.shape:
-        raise GradError(f"{what}: needs a static shape, got {y!r} (made at {y.site})")
-    return int(np.prod(y.shape, dtype=np.int64))
 
 
 def _cotangent(like: Node) -> Node:
@@ -56,7 +50,7 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     if mode not in ("auto", "forward", "reverse"):
         raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (y made at {y.site})")
     m = _static_size(y, "jacobian")
-    _static_size(x, "jacobian")
+    n = _static_size(x, "jacobian")
     if mode == "auto":
         mode = pick_mode(y, x) if vectorized else "reverse"
     if mode == "forward":
@@ -70,7 +64,7 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
     (rows,) = vectorize([row], {u: basis}, m)
     if sparse:
-        packed = compressed_jacobian(row, u, rows, basis, _static_size(x, "jacobian"))
+        packed = compressed_jacobian(row, u, rows, basis, n)
         if packed is not None:
             rows = packed
     return remember(symbolic.reshape(rows, y.shape + x.shape), "reverse")
