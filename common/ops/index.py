@@ -26,14 +26,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from .core import broadcast_shapes, shape_str
-from .params import is_int, shown
+from .params import INDEX_ARITY, is_int, shown
 
 __all__ = ["FULL", "IndexSpec", "behind", "parse_key", "span", "take", "view"]
 
 FULL = ("slice", None, None, None)
 """The entry ``:``: a whole axis."""
 
-_ARITY = {"int": 1, "slice": 3, "new": 0, "ellipsis": 0, "array": 1}
 _CONSUMES = frozenset(("int", "slice", "array"))  # the entries that use up an axis of x
 
 
@@ -117,7 +116,7 @@ def _int(v) -> int | None:
 
 def _entry(s) -> tuple:
     """One entry in canonical form: a known kind, its arity, exact ints."""
-    if s.__class__ is not tuple or not s or _ARITY.get(s[0]) != len(s) - 1 or s[0].__class__ is not str:
+    if s.__class__ is not tuple or not s or s[0].__class__ is not str or INDEX_ARITY.get(s[0]) != len(s) - 1:
         raise ValueError(f"index spec: malformed entry {shown(s)}")
     kind = s[0]
     if kind == "int" or kind == "array":

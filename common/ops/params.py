@@ -164,7 +164,8 @@ def axes_param(axes, ndim: int, name: str = "axis") -> tuple:
     return axes
 
 
-_INDEX_ARITY = {"int": 1, "slice": 3, "new": 0, "ellipsis": 0, "array": 1}
+INDEX_ARITY = {"int": 1, "slice": 3, "new": 0, "ellipsis": 0, "array": 1}
+"""Each index-entry kind and how many values follow it (read here and by :mod:`common.ops.index`)."""
 
 
 def index_param(spec, narrays: int, name: str = "index") -> tuple:
@@ -178,7 +179,7 @@ def index_param(spec, narrays: int, name: str = "index") -> tuple:
         raise _bad(name, spec, "a tuple of index entries")
     ellipses = 0
     for s in spec:
-        if not isinstance(s, tuple) or not s or _INDEX_ARITY.get(s[0] if isinstance(s[0], str) else None) != len(s) - 1:
+        if not isinstance(s, tuple) or not s or INDEX_ARITY.get(s[0] if isinstance(s[0], str) else None) != len(s) - 1:
             raise _bad(name, s, "an index entry ('int', i), ('slice', start, stop, step), ('new',), "
                                 "('ellipsis',) or ('array', k)")
         kind = s[0]
