@@ -37,7 +37,7 @@ from common.ops import NO_GRAD, numeric
 from common.sentinel import Sentinel
 from common.site import user_site
 
-from .engine import disconnection_policy
+from .engine import add_owned, disconnection_policy
 
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt, values wanted) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
@@ -183,21 +183,21 @@ class Program:
                         gi = rule(ns, g, out, x)
                         if gi is not NO_GRAD:
                             old = grads[t]
-                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+                            grads[t] = gi if old is None else add_owned(owned, t, old, gi)
                 elif kind == _BINARY:
                     x, y = env[step.a], env[step.b]
                     for rule, _, t in step.calls:
                         gi = rule(ns, g, out, x, y)
                         if gi is not NO_GRAD:
                             old = grads[t]
-                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+                            grads[t] = gi if old is None else add_owned(owned, t, old, gi)
                 else:
                     args, params = [env[i] for i in step.a], step.params
                     for op, i, t in step.calls:
                         gi = op.vjp(ns, i, g, out, args, params)
                         if gi is not NO_GRAD:
                             old = grads[t]
-                            grads[t] = gi if old is None else _accumulate(owned, t, old, gi)
+                            grads[t] = gi if old is None else add_owned(owned, t, old, gi)
             for s in step.free:
                 env[s] = None
         return kept
@@ -368,17 +368,6 @@ def _may_fail(n: Node) -> bool:
     Such a node runs even when nothing reads its value, so a bad index is reported where it is made.
     """
     return any(x.dtype.kind in "iu" for x in n.inputs)
-
-
-def _accumulate(owned: set, t: int, old, gi):
-    """``old + gi``, written into ``old`` when this sweep made ``old`` and the sum keeps its type."""
-    if t in owned and old.shape == gi.shape and old.dtype == gi.dtype:
-        np.add(old, gi, out=old)
-        return old
-    new = old + gi
-    if type(new) is np.ndarray:  # a 0-d sum is a numpy scalar: immutable
-        owned.add(t)
-    return new
 
 
 def program(outs: list[Node], wrt: list[Node], values: bool = True) -> Program:
