@@ -27,7 +27,25 @@ from common.overloads import install_operators
 from .tape import _weak_scalar
 
 
-class Batched:
+class PerElement:
+    """``dtype`` and ``size`` of one element of a batch held in ``value`` along a leading axis.
+
+    :class:`Batched` and :class:`symnum.vmap.Mapped` both hold such a batch and
+    say their own ``shape`` (an element's); the rest follows from it.
+    """
+
+    __slots__ = ()
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class Batched(PerElement):
     """An array whose axis 0 runs over the batch, times a factor; ``shape``/``ndim`` describe one element.
 
     The element values are ``value * scale``, where ``scale`` is a scalar or
@@ -63,14 +81,6 @@ class Batched:
     @property
     def ndim(self) -> int:
         return self.value.ndim - 1
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.value.dtype
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
 
     @property
     def hi(self) -> int:

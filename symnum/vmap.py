@@ -31,6 +31,7 @@ from common.ops.batching import apply_batched
 from common.overloads import install_operators
 from common.site import user_site
 
+from .batched import PerElement
 from .forward import _LEVELS, Dual, untraced
 from .forward import _apply as _forward_apply
 from .tape import _weak_scalar
@@ -48,7 +49,7 @@ class _Trace:
         self.level = level
 
 
-class Mapped:
+class Mapped(PerElement):
     """A batch of values, its batch axis in front of ``value``; ``shape``/``ndim``/``dtype`` are one example's."""
 
     __slots__ = ("value", "trace")
@@ -65,14 +66,6 @@ class Mapped:
     @property
     def ndim(self) -> int:
         return len(self.value.shape) - 1
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.value.dtype
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
 
     def __len__(self) -> int:
         if not self.shape:
