@@ -26,6 +26,7 @@ from common.errors import GradError
 from common.graph import Node, toposort
 from common.ops import ZERO
 
+from .grad import shapes_agree
 from .vectorize import vectorize
 
 __all__ = ["jacfwd", "jacrev", "jvp"]
@@ -46,8 +47,7 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node]) -> Node:
     for xi, vi in zip(xs, vs):
         if not isinstance(vi, Node):
             vi = const(np.asarray(vi, dtype=xi.dtype))
-        if len(vi.shape) != len(xi.shape) or any(a is not None and b is not None and a != b
-                                                  for a, b in zip(vi.shape, xi.shape)):
+        if not shapes_agree(vi.shape, xi.shape):
             raise GradError(f"jvp: tangent of shape {vi.shape} for an input of shape {xi.shape} "
                             f"(made at {xi.site})")
         tangents[id(xi)] = vi if vi.dtype == xi.dtype else symbolic.cast(vi, xi.dtype)

@@ -80,12 +80,16 @@ def _seed(cost: Node) -> Node:
     return symbolic.ones_like(cost)
 
 
+def shapes_agree(a: tuple, b: tuple) -> bool:
+    """Whether shapes ``a`` and ``b`` can be the same: equal rank, and equal sizes where both are known."""
+    return len(a) == len(b) and all(i is None or j is None or i == j for i, j in zip(a, b))
+
+
 def _check_known(known_grads: dict | None) -> None:
     for k, v in (known_grads or {}).items():
         if not isinstance(k, Node) or not isinstance(v, Node):
             raise GradError("grad: known_grads must map graph nodes to graph nodes (use const() for arrays)")
-        if len(k.shape) != len(v.shape) or any(a is not None and b is not None and a != b
-                                               for a, b in zip(k.shape, v.shape)):
+        if not shapes_agree(k.shape, v.shape):
             raise GradError(f"grad: the known gradient {v!r} for {k!r} (made at {k.site}) "
                             f"does not have its shape")
 
