@@ -120,7 +120,7 @@ def _entry(s) -> tuple:
         raise ValueError(f"index spec: malformed entry {shown(s)}")
     kind = s[0]
     if kind == "int" or kind == "array":
-        k = _int(s[1]) if s[1] is not None else None
+        k = _int(s[1])
         if k is None or (kind == "array" and k < 0):
             raise ValueError(f"index spec: malformed entry {shown(s)}")
         return (kind, k)
