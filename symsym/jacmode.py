@@ -9,7 +9,7 @@ elements than y. Any other bracketing of the product is also valid, and the
 cheapest is the matrix-chain problem: dynamic programming over the chain's
 intermediate sizes (:func:`chain_order`).
 
-s :func:`pick_mode` picks forward or reverse from the two ends; :func:`chain_plan`
+:func:`pick_mode` picks forward or reverse from the two ends; :func:`chain_plan`
 finds the chain of single-path ops from x to y and its cheapest bracketing, for
 ``symsym.explain_jacobian`` to show. The builder itself (``symsym.jacobian``)
 uses forward or reverse: its vectorised graphs never form an op's Jacobian as
@@ -177,9 +177,10 @@ def chain_plan(y: Node, x: Node) -> ChainPlan:
     """The chain from x to y, its cheapest bracketing and the forward and reverse costs."""
     nodes = chain(y, x)
     dims = [_size(n) for n in nodes]
+    forward, reverse = _forward_cost(dims), _reverse_cost(dims)
     if len(dims) - 1 <= SEARCH_LINKS:
         cost, order = chain_order(dims)
     else:  # the programme is cubic in the links: past the limit only the two ends' orders are compared
-        cost = min(_forward_cost(dims), _reverse_cost(dims))
+        cost = min(forward, reverse)
         order = f"not searched ({len(dims) - 1} links > {SEARCH_LINKS}); the cheaper of forward and reverse"
-    return ChainPlan(nodes, dims, order, cost, _forward_cost(dims), _reverse_cost(dims), pick_mode(y, x))
+    return ChainPlan(nodes, dims, order, cost, forward, reverse, pick_mode(y, x))
