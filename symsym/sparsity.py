@@ -39,14 +39,18 @@ __all__ = ["colour_rows", "compressed_jacobian", "pattern"]
 
 #: at most this many elements in a dense pattern (m * n), or no compression is tried
 MAX_PATTERN = 4_000_000
-
+#: at most this many elements in any one node's pattern while reading the zeros off the graph: a node of a
+#: huge declared shape (a broadcast of a loaded graph, say) makes the analysis give up, never allocate it
+MAX_NODE_PATTERN = 4 * MAX_PATTERN
 
 
 def pattern(out: Node, seed: Node) -> np.ndarray | None:
     """Where ``out`` may be nonzero, as a bool array, given the constant ``seed`` it is linear in.
 
-    None when some shape is unknown. A node that does not depend on ``seed``
-    counts as nonzero everywhere unless it is a constant.
+    None when some shape is unknown or some node on the way has more than
+    :data:`MAX_NODE_PATTERN` elements (the analysis would cost more than the
+    dense Jacobian it tries to save). A node that does not depend on
+    ``seed`` counts as nonzero everywhere unless it is a constant.
     """
     maybe: dict[int, np.ndarray | None] = {}  # None: independent of the seed
     for n in toposort([out]):
@@ -56,11 +60,17 @@ def pattern(out: Node, seed: Node) -> np.ndarray | None:
         if n.op is None or all(maybe[id(i)] is None for i in n.inputs):
             maybe[id(n)] = None
             continue
-        if None in n.shape or any(None in i.shape for i in n.inputs):
+        if not _affordable(n) or not all(_affordable(i) for i in n.inputs):
             return None
         maybe[id(n)] = _transfer(n, [_known(i, maybe[id(i)]) for i in n.inputs])
     result = maybe[id(out)]
     return np.ones(out.shape, bool) if result is None else np.broadcast_to(result, out.shape)
+
+
+def _affordable(n: Node) -> bool:
+    """Whether ``n``'s pattern is known statically and small enough to hold as a bool array."""
+    size = n.size
+    return size is not None and size <= MAX_NODE_PATTERN
 
 
 def _known(n: Node, p):

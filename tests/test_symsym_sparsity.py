@@ -105,3 +105,21 @@ def test_sparse_jacobian_of_a_banded_map():
         expected[i, i + 1] = xv[i] * np.cos(xv[i + 1])
     np.testing.assert_allclose(common.evaluate(j, {x: xv}), expected, rtol=1e-12)
     np.testing.assert_allclose(function([x], j)(xv), expected, rtol=1e-12)
+
+
+def test_a_huge_declared_intermediate_makes_the_analysis_give_up_without_allocating_it():
+    """A node of 2e7 elements on the way (a broadcast in a loaded graph, say) would cost gigabytes of
+    patterns; the analysis gives up on it and the Hessian is built dense, in a few megabytes."""
+    import tracemalloc
+
+    x = T.var("x", (5,))
+    big = T.broadcast_to(T.reshape(x, (1, 5)), (4_000_000, 5))
+    cost = T.sum(T.sin(big) * T.reshape(T.sin(x), (1, 5)))
+    tracemalloc.start()
+    try:
+        h = hessian(cost, x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert h.shape == (5, 5)
+    assert peak < 50e6, f"building the Hessian allocated {peak / 1e6:.0f} MB"
