@@ -53,6 +53,9 @@ __version__ = "0.1.0"
 for _name in OPS:
     globals()[_name] = getattr(tape, _name)
 
+# after the op table: on the tape, loops and branches are Python's own, never recorded as ops
+from .control import cond, scan, while_loop  # noqa: E402
+
 
 def grad(*args, **kwargs):
     """The gradient, in the two call forms the libraries symnum follows give this one name.
@@ -102,7 +105,8 @@ def _misuse(what: str) -> GradError:
 
 
 __all__ = [
-    "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "enable_grad", "evaluate", "grad", "gradcheck",
+    "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "cond", "enable_grad", "evaluate", "grad",
+    "gradcheck", "scan", "while_loop",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
     "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS,
 ]

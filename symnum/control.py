@@ -1,0 +1,187 @@
+"""Control flow on the tape: ``scan``, ``while_loop`` and ``cond`` as the Python they are.
+
+Symbol-to-number needs no loop ops: the tape records whatever ran, so a loop
+is a Python loop and a branch is a Python ``if`` (define-by-run, §6.5.5). These
+three functions exist so that one model function ``fn(ns, ...)`` runs on both
+backends: with ``ns = common.api`` they build loop and branch ops whose bodies
+are subgraphs (and symsym differentiates them into reverse loops); with
+``ns = symnum`` they are the plain loops below, and their gradient is the
+tape's own backward through every step that ran, at any order
+(``create_graph=True`` records the backward too).
+
+The signatures are JAX's (``jax.lax.scan``, ``while_loop``, ``cond``), the same
+as the IR builders'. Carries and per-step outputs are a tensor (or array, or
+Python number), ``None``, or a tuple/list nesting of those. As on the graph, a
+step must give back a carry of the structure, shapes and dtypes it was given;
+on the tape that is checked at every step, and a mismatch is an error naming
+the user's line. What the tape cannot do is check the branch not taken by
+``cond``, or the shapes of outputs of a scan of length 0 before running a
+step: a scan of length 0 runs its step once, without recording, only to learn
+the shapes of its (empty) outputs.
+
+Slicing a sequence ``xs`` that requires grad records one ``getitem`` per step,
+whose backward is a scatter into a zero array of the whole sequence: fine for
+the sequences models feed (data), quadratic in the length for a long
+differentiated one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from common.errors import DTypeError, GraphError, ShapeError, op_error
+from common.site import user_site
+
+from .mode import no_grad
+from .tape import tape
+from .tensor import Tensor
+
+_SEQ = (tuple, list)
+
+
+def leaves(tree) -> list:
+    """The leaves of a tuple/list nesting, depth first, iteratively (None is no leaf)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _SEQ):
+            todo.extend(reversed(node))
+        elif node is not None:
+            out.append(node)
+    return out
+
+
+def rebuild(tree, values) -> object:
+    """``tree``'s structure with its leaves replaced by ``values`` (in :func:`leaves` order)."""
+    it = iter(values)
+
+    def build(node):
+        if isinstance(node, _SEQ):
+            return type(node)(build(child) for child in node)
+        return None if node is None else next(it)
+
+    return build(tree)
+
+
+def structure(tree) -> object:
+    """The shape of the nesting alone: ``('seq', children...)``, ``None`` or ``'leaf'``, for comparing."""
+    if isinstance(tree, _SEQ):
+        return ("seq", *(structure(child) for child in tree))
+    return None if tree is None else "leaf"
+
+
+def _dtype(x) -> np.dtype | None:
+    """A leaf's dtype, or None for a Python number (which takes the other side's, as on the graph)."""
+    return None if isinstance(x, (bool, int, float)) else np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+
+
+def check_carry(op: str, given, returned) -> None:
+    """Raise unless ``returned`` has ``given``'s structure and, leaf by leaf, its shape and dtype."""
+    if structure(given) != structure(returned):
+        raise op_error(GraphError, op, f"the body must return a carry of the structure it was given: "
+                       f"got {structure(returned)!r} for {structure(given)!r}", site=user_site())
+    for k, (a, b) in enumerate(zip(leaves(given), leaves(returned), strict=True)):
+        if np.shape(a) != np.shape(b):
+            raise op_error(ShapeError, op, f"carry leaf {k} changes shape from {np.shape(a)} to {np.shape(b)}",
+                           (a, b), user_site())
+        da, db = _dtype(a), _dtype(b)
+        if da is not None and db is not None and da != db:
+            raise op_error(DTypeError, op, f"carry leaf {k} changes dtype from {da} to {db}", (a, b), user_site())
+
+
+def _length(xs, length: int | None) -> int:
+    """The number of steps: ``length``, or the leading dimension every leaf of ``xs`` shares."""
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves(xs)}
+    if None in sizes:
+        raise op_error(ShapeError, "scan", "every leaf of xs needs a leading axis to scan over", leaves(xs),
+                       user_site())
+    if length is not None and (isinstance(length, bool) or not isinstance(length, (int, np.integer))
+                               or length < 0):
+        raise op_error(ShapeError, "scan", f"length must be a non-negative int, got {length!r}", site=user_site())
+    if len(sizes) > 1 or (length is not None and sizes and sizes != {length}):
+        want = f"length={length}" if length is not None else "one length"
+        raise op_error(ShapeError, "scan", f"the leaves of xs must have {want} along axis 0, got {sorted(sizes)}",
+                       leaves(xs), user_site())
+    if not sizes and length is None:
+        raise op_error(ShapeError, "scan", "with no xs, give the number of steps as length=", site=user_site())
+    return int(length) if length is not None else sizes.pop()
+
+
+def _stack(steps: list, like) -> object:
+    """The per-step outputs (each of ``like``'s structure) stacked leaf by leaf along a new axis 0."""
+    columns = list(zip(*(leaves(y) for y in steps), strict=True))
+    return rebuild(like, [tape.stack(list(column)) for column in columns])
+
+
+def _empty(y) -> object:
+    """The stacked outputs of a scan of length 0, from one unrecorded step's outputs ``y``."""
+    return rebuild(y, [np.zeros((0, *np.shape(v)), dtype=_dtype(v) or np.float64) for v in leaves(y)])
+
+
+def scan(fn: Callable, init, xs, length: int | None = None, reverse: bool = False) -> tuple:
+    """Run ``carry, y = fn(carry, x)`` for each slice ``x`` of ``xs`` along axis 0: ``(final carry, ys)``.
+
+    ``xs`` is a tensor/array, a tuple/list of them (sliced alike) or None
+    (then ``length`` steps with ``x = None``). ``ys`` stacks the steps' ``y``
+    along a new axis 0 in the order of ``xs``, also when ``reverse=True``
+    runs the steps last slice first. Every step is recorded on the tape as the
+    ops it ran, so the gradient is the tape's.
+    """
+    n = _length(xs, length)
+    columns = leaves(xs)
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    carry, ys = init, [None] * n
+    for i in order:
+        x = rebuild(xs, [column[i] for column in columns])
+        out = fn(carry, x)
+        if not isinstance(out, _SEQ) or len(out) != 2:
+            raise op_error(GraphError, "scan", f"the body must return a pair (carry, y), got {type(out).__name__}",
+                           site=user_site())
+        check_carry("scan", carry, out[0])
+        carry, ys[i] = out
+    if n == 0:
+        with no_grad():
+            x = rebuild(xs, [np.zeros(np.shape(c)[1:], dtype=_dtype(c)) for c in columns])
+            return carry, _empty(fn(init, x)[1])
+    return carry, _stack(ys, ys[0])
+
+
+def _truth(op: str, pred) -> bool:
+    """A predicate's truth: a bool, or a tensor/array with one element."""
+    if np.size(pred) != 1:
+        raise op_error(ShapeError, op, "the predicate must be a scalar", [pred], user_site())
+    return bool(pred.item() if isinstance(pred, Tensor) else np.asarray(pred).item())
+
+
+def while_loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None = None):
+    """``val = body_fn(val)`` while ``cond_fn(val)`` holds (at most ``max_iter`` times): the final ``val``.
+
+    The trip count is whatever the data make it; the tape records the steps
+    that ran, so reverse mode through it is the tape's backward (no bound
+    needed, unlike a graph, which must keep every step's values).
+    """
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
+                                 or max_iter < 0):
+        raise op_error(ShapeError, "while_loop", f"max_iter must be a non-negative int, got {max_iter!r}",
+                       site=user_site())
+    val, steps = init, 0
+    while (max_iter is None or steps < max_iter) and _truth("while_loop", cond_fn(val)):
+        new = body_fn(val)
+        check_carry("while_loop", val, new)
+        val, steps = new, steps + 1
+    return val
+
+
+def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
+    """``true_fn(*operands)`` if ``pred`` else ``false_fn(*operands)``: only the taken branch runs.
+
+    So only the taken branch is on the tape, and the gradient of
+    ``cond(x > 0, sqrt, square, x)`` at x = -1 is -2, not the NaN a ``where``
+    over both branches gives.
+    """
+    return (true_fn if _truth("cond", pred) else false_fn)(*operands)
+
+
+__all__ = ["cond", "scan", "while_loop"]
