@@ -116,28 +116,59 @@ def lstm(ns, main_params, extra_params, state, sequence):
     layer); the prediction and the loss are computed once on the stacked
     outputs.
     """
+    gates, hidden, cell = _lstm_unpack(main_params, state)
+    in_weight = extra_params[0]
+    outputs = [_lstm_step(ns, gates, hidden, cell, sequence[t] * in_weight) for t in range(sequence.shape[0] - 1)]
+    return _lstm_loss(ns, ns.stack(outputs), extra_params, sequence)
+
+
+def lstm_scan(ns, main_params, extra_params, state, sequence):
+    """:func:`lstm` with the recurrence as one ``ns.scan`` over the characters instead of unrolled.
+
+    The same cost to the last bit (the same step, the same loss), but on a
+    graph the step is a loop body traced once: symsym's graph and one-off no
+    longer grow with the sequence length, and its gradient is a reverse scan.
+    On the tape (``ns = symnum``) the scan is the same Python loop as
+    :func:`lstm`'s.
+    """
+    gates, hidden, cell = _lstm_unpack(main_params, state)
+    in_weight = extra_params[0]
+
+    def step(carry, char):
+        hidden, cell = list(carry[0]), list(carry[1])
+        top = _lstm_step(ns, gates, hidden, cell, char * in_weight)
+        return (tuple(hidden), tuple(cell)), top
+
+    _, outputs = ns.scan(step, (tuple(hidden), tuple(cell)), sequence[:-1])
+    return _lstm_loss(ns, outputs, extra_params, sequence)
+
+
+def _lstm_unpack(main_params, state) -> tuple[list, list, list]:
+    """Per layer: the four gates' (weight, bias) slices, the initial hidden and cell states."""
     layers = main_params.shape[0] // 2
     b = main_params.shape[1] // 4
-    c = sequence.shape[0]
     gates = [[(main_params[2 * i, g * b:(g + 1) * b], main_params[2 * i + 1, g * b:(g + 1) * b])
               for g in range(4)] for i in range(layers)]
-    in_weight, out_weight, out_bias = extra_params[0], extra_params[1], extra_params[2]
-    hidden = [state[2 * i] for i in range(layers)]
-    cell = [state[2 * i + 1] for i in range(layers)]
-    outputs = []
-    for t in range(c - 1):
-        inp = sequence[t] * in_weight
-        for i in range(layers):
-            (wf, bf), (wi, bi), (wo, bo), (wc, bc) = gates[i]
-            forget = ns.sigmoid(inp * wf + bf)
-            ingate = ns.sigmoid(hidden[i] * wi + bi)
-            outgate = ns.sigmoid(inp * wo + bo)
-            change = ns.tanh(hidden[i] * wc + bc)
-            cell[i] = cell[i] * forget + ingate * change
-            hidden[i] = outgate * ns.tanh(cell[i])
-            inp = hidden[i]
-        outputs.append(inp)
-    ypred = ns.stack(outputs) * out_weight + out_bias                      # (c-1, b)
+    return gates, [state[2 * i] for i in range(layers)], [state[2 * i + 1] for i in range(layers)]
+
+
+def _lstm_step(ns, gates, hidden: list, cell: list, inp):
+    """One character through every layer: ``hidden`` and ``cell`` updated in place; the top output."""
+    for i, ((wf, bf), (wi, bi), (wo, bo), (wc, bc)) in enumerate(gates):
+        forget = ns.sigmoid(inp * wf + bf)
+        ingate = ns.sigmoid(hidden[i] * wi + bi)
+        outgate = ns.sigmoid(inp * wo + bo)
+        change = ns.tanh(hidden[i] * wc + bc)
+        cell[i] = cell[i] * forget + ingate * change
+        hidden[i] = outgate * ns.tanh(cell[i])
+        inp = hidden[i]
+    return inp
+
+
+def _lstm_loss(ns, outputs, extra_params, sequence):
+    """The mean negative log-likelihood of the next characters given the stacked top outputs (c-1, b)."""
+    c, b = sequence.shape
+    ypred = outputs * extra_params[1] + extra_params[2]                    # (c-1, b)
     log2 = ns.full((c - 1, 1), math.log(2.0), dtype=ypred.dtype)
     lse_ = ns.logsumexp(ns.concatenate([ypred, log2], axis=1), axis=1, keepdims=True)
     gold = sequence[1:]

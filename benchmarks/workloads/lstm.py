@@ -6,6 +6,11 @@ parameters. Unlike gmm it is sequential: c - 1 steps of tiny (b-wide) ops, so
 the graph has ~17 nodes per layer and character and the per-node overhead of
 each backend is what gets measured. The hand-written gradient is plain
 backpropagation through time.
+
+``lstm-scan`` is the same cost, inputs and hand gradient with the recurrence
+written as one ``ns.scan`` (:func:`benchmarks.gradbench.models.lstm_scan`):
+on the tape the same Python loop, on a graph one loop op whose body is a
+step, so symsym's graph and one-off stop growing with the sequence length.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.gradbench.models import lstm as lstm_fn
+from benchmarks.gradbench.models import lstm_scan as lstm_scan_fn
 
 from . import Problem, seeded, workload
 
@@ -102,12 +108,23 @@ def hand_grad(main_params, extra_params, state, sequence):
 @workload("lstm", sizes=SIZES, default=SIZES[:3], check=SIZES[:1], rtol=1e-9, fd_rtol=1e-6,
           doc="GradBench lstm: a diagonal LSTM unrolled over a character sequence")
 def lstm(size: str) -> Problem:
+    return _problem(size, lstm_fn, "")
+
+
+@workload("lstm-scan", sizes=SIZES, default=SIZES[:3], check=SIZES[:1], rtol=1e-9, fd_rtol=1e-6,
+          doc="GradBench lstm with its recurrence as one scan: the graph no longer grows with the sequence")
+def lstm_scan(size: str) -> Problem:
+    return _problem(size, lstm_scan_fn, "-scan")
+
+
+def _problem(size: str, fn, suffix: str) -> Problem:
+    """One size of the lstm, unrolled or scanned (``fn``): the same seeded inputs and hand gradient."""
     layers, c, b = (int(part[1:]) for part in size.split("-"))
     rng = seeded("lstm", size)
     # ADBench's generator: uniform [0, 1) parameters and state, one bit vector per character
     args = {"main_params": rng.random((2 * layers, 4 * b)), "extra_params": rng.random((3, b)),
             "state": rng.random((2 * layers, b)),
             "sequence": rng.integers(0, 2, size=(c, b)).astype(np.float64)}
-    return Problem(lstm_fn, args, ("main_params", "extra_params"), hand_grad=hand_grad,
-                   hand_forward=hand_forward, scale=layers * c, family=f"lstm-l{layers}",
+    return Problem(fn, args, ("main_params", "extra_params"), hand_grad=hand_grad,
+                   hand_forward=hand_forward, scale=layers * c, family=f"lstm{suffix}-l{layers}",
                    label=f"{layers} layers, {c} characters, {b} bits")
