@@ -144,7 +144,10 @@ class SymNum(Backend):
         if kind == "hessian":
             return Runner(_tape_hessian(symnum, fn, idx[0]), forward)
         if kind == "jacobian":
-            return Runner(_tape_jacobian(symnum, fn, idx[0], problem.mode), forward)
+            jac = symnum.jacobian(lambda x, *arrays: fn(symnum, *_with(arrays, idx[0], x)), mode=problem.mode)
+            runner = Runner(lambda arrays: [jac(arrays[idx[0]], *arrays)], forward)
+            runner.mode = lambda: jac.mode  # what auto chose (made once: it decides once for the shapes)
+            return runner
         if kind == "order":
             return Runner(_tape_order(symnum, fn, idx[0], order))
 
@@ -168,13 +171,6 @@ def _with(arrays: Arrays, i: int, x) -> list:
 def _tape_hessian(symnum, fn, i: int) -> Callable:
     """``arrays -> [H]``: ``symnum.hessian`` of the function of argument ``i`` (a tape per call)."""
     return lambda arrays: [symnum.hessian(lambda x: fn(symnum, *_with(arrays, i, x)))(arrays[i])]
-
-
-def _tape_jacobian(symnum, fn, i: int, mode: str) -> Callable:
-    """``arrays -> [J]``: ``symnum.jacobian`` in ``mode`` of the function of argument ``i`` (made once, so
-    ``auto`` decides once for the shapes)."""
-    jac = symnum.jacobian(lambda x, *arrays: fn(symnum, *_with(arrays, i, x)), mode=mode)
-    return lambda arrays: [jac(arrays[i], *arrays)]
 
 
 def _tape_order(symnum, fn, i: int, order: int) -> Callable:
@@ -262,7 +258,10 @@ class SymSym(GraphBackend):
         if kind == "train":
             both = symsym.function(variables, [cost, *outputs])
             value_and_grad = lambda arrays: (lambda out: (float(out[0]), out[1:]))(both(*arrays))
-        return Runner(lambda arrays: fn(*arrays), forward, value_and_grad, one_off, nodes)
+        runner = Runner(lambda arrays: fn(*arrays), forward, value_and_grad, one_off, nodes)
+        if kind == "jacobian":
+            runner.mode = lambda: symsym.jacobian_mode(outputs[0])
+        return runner
 
 
 def _symbolic(symsym, cost, wrt: list, kind: str, order: int, mode: str = "auto") -> list:

@@ -293,6 +293,11 @@ def _first_call(w: Workload, problem: Problem, b, cell: dict) -> tuple[object, l
     cell["one_off"] = runner.one_off or ({"total": seconds} if b.role != "reference" else {})
     cell["nodes"] = runner.nodes
     cell["first_call"], out = _called_once(runner, problem.arrays)
+    if w.kind == "jacobian":  # the mode asked for, and the one auto built the Jacobian in (for the crossover plot)
+        cell["mode"] = problem.mode
+        chosen = getattr(runner, "mode", None)
+        if chosen is not None:
+            cell["chosen"] = chosen()
     return runner, [np.asarray(o) for o in out]
 
 

@@ -142,7 +142,8 @@ def _by_size(results, folder, name: str, measure, ylabel: str, title: str):
 def time_vs_size(results, folder):
     """Time per derivative against problem size, one panel per workload family, log-log."""
     return _by_size(results, folder, "time_vs_size",
-                    lambda c: (c["time"]["median"], c["time"]["q1"], c["time"]["q3"]) if "time" in c else None,
+                    lambda c: (c["time"]["median"], c["time"]["q1"], c["time"]["q3"])
+                    if "time" in c and c.get("kind") != "jacobian" else None,  # the crossover plot has those
                     "seconds per derivative",
                     "Time per derivative vs problem size (median, IQR shaded; lower is better)")
 
@@ -150,6 +151,73 @@ def time_vs_size(results, folder):
 def _xlabel(workload):
     return {"chain": "depth d", "rosenbrock": "n (Hessian is n x n)", "elementwise": "vector length",
             "mlp": "parameters x batch"}.get(workload, "size")
+
+
+MODE_STYLE = {"forward": ("-", ">"), "reverse": ("--", "<")}
+
+
+def _jacobian_series(results) -> dict[str, dict[str, list]]:
+    """``{backend: {mode: [(n/m, seconds, mode built in)]}}`` from the ok jacobian cells that were timed; the
+    mode is the one asked for (forward, reverse, auto), the built-in one what auto chose."""
+    series: dict[str, dict[str, list]] = {}
+    for c in _ok(results):
+        if c.get("kind") == "jacobian" and "time" in c and c.get("mode"):
+            point = (c["scale"], c["time"]["median"], c.get("chosen", c["mode"]))
+            series.setdefault(c["backend"], {}).setdefault(c["mode"], []).append(point)
+    for modes in series.values():
+        for pts in modes.values():
+            pts.sort()
+    return series
+
+
+def _hand_line(ax, points: list) -> None:
+    """The hand-written Jacobian (one closed form, whatever the mode): the median time at each n/m."""
+    by_x: dict[float, list] = {}
+    for x, t, _ in points:
+        by_x.setdefault(x, []).append(t)
+    xs = sorted(by_x)
+    ax.plot(xs, [float(np.median(by_x[x])) for x in xs], "k:", marker=".", label="hand-written numpy")
+
+
+def _auto_marks(ax, points: list, color) -> None:
+    """auto's time at each n/m as a star, labelled with the mode it picked."""
+    ax.scatter([p[0] for p in points], [p[1] for p in points], marker="*", s=170, color=color,
+               edgecolors="k", linewidths=0.7, zorder=5, label="auto (its pick written beside)")
+    for x, t, chosen in points:
+        ax.annotate({"forward": "fwd", "reverse": "rev"}.get(chosen, chosen), (x, t), fontsize=7,
+                    xytext=(6, 4), textcoords="offset points")
+
+
+def jacobian_crossover(results, folder):
+    """Forward against reverse mode by the Jacobian's shape (book section 6.5.9): one panel per backend,
+    time against n/m, the two lines crossing near n = m, and where ``auto`` landed."""
+    series = _jacobian_series(results)
+    names = [b for b, modes in series.items() if b != "hand" and {"forward", "reverse"} <= modes.keys()]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False, sharey=True)
+    hand = [p for pts in series.get("hand", {}).values() for p in pts]
+    for ax, b in zip(axes.flat, names):
+        color = _style(b)[0]
+        for mode, (ls, marker) in MODE_STYLE.items():
+            pts = series[b][mode]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, ls=ls, marker=marker,
+                    label=f"{mode} mode")
+        if "auto" in series[b]:
+            _auto_marks(ax, series[b]["auto"], color)
+        if hand:
+            _hand_line(ax, hand)
+        ax.axvline(1.0, color="gray", lw=0.8, ls="-.", label="n = m")
+        _finish(ax, b, "n / m  (inputs / outputs)", "seconds per Jacobian" if ax is axes.flat[0] else "",
+                legend=7)
+        if ax is not axes.flat[0]:
+            ax.get_legend().remove()  # one legend: the line styles mean the same in every panel
+    top = max(p[1] for b in names for pts in series[b].values() for p in pts)
+    axes.flat[0].set_ylim(top=top * 30)  # room above the lines for the legend
+    axes.flat[0].legend(fontsize=7, loc="upper center", ncol=2)
+    fig.suptitle("Jacobian of tanh(W2 tanh(W1 x)), R^n -> R^m: forward mode wins left of n = m, "
+                 "reverse mode right of it (lower is better)", fontsize=10)
+    return _save(fig, folder, "jacobian_crossover")
 
 
 def ratio_bars(results, folder):
@@ -274,7 +342,8 @@ def loss_curves(results, folder):
     return _save(fig, folder, "loss_curves")
 
 
-ALL = (time_vs_size, ratio_bars, amortisation, one_off_vs_nodes, order_nodes, memory_vs_size, loss_curves)
+ALL = (time_vs_size, jacobian_crossover, ratio_bars, amortisation, one_off_vs_nodes, order_nodes, memory_vs_size,
+       loss_curves)
 
 
 def draw_all(results: dict, folder: str) -> list[str]:

@@ -42,7 +42,7 @@ def _size(n: int, m: int, mode: str) -> str:
 SIZES = tuple(_size(n, m, mode) for n, m in SHAPES for mode in MODES)
 
 
-@workload("jacobian", sizes=SIZES, default=tuple(_size(n, m, mode) for n, m in ((10, 1000), (1000, 10))
+@workload("jacobian", sizes=SIZES, default=tuple(_size(n, m, mode) for n, m in ((10, 1000), (100, 100), (1000, 10))
                                                    for mode in MODES),
           check=(_size(10, 1000, "auto"),), kind="jacobian", rtol=1e-9, fd_rtol=1e-6,
           doc="Jacobian of tanh(W2 tanh(W1 x)), R^n -> R^m: forward vs reverse mode vs auto")
