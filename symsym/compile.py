@@ -33,6 +33,7 @@ from common.gcpause import paused_gc
 from common.graph import Node, toposort
 
 from . import emit
+from .linkers import get_linker
 from .rewrite import optimized_order
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
@@ -321,17 +322,20 @@ class Function:
 
 
 def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None,
-             fast_math: bool = False) -> Function:
+             fast_math: bool = False, linker: str = "numpy") -> Function:
     """Compile ``outputs`` (a node or a list of nodes) as a function of ``inputs`` (variables).
 
     ``fast_math`` lets the rewrites assume finite values (``x * 0 -> 0``); by
-    default a NaN or inf fed in propagates as numpy propagates it.
+    default a NaN or inf fed in propagates as numpy propagates it. ``linker``
+    (:mod:`symsym.linkers`) lowers the schedule: ``"numpy"`` runs every node
+    as a numpy call, ``"numba"`` fuses elementwise regions into compiled loops.
     """
     with paused_gc():
-        return _function(inputs, outputs, optimize, passes, fast_math)
+        return _function(inputs, outputs, optimize, passes, fast_math, linker)
 
 
-def _function(inputs, outputs, optimize, passes, fast_math=False) -> Function:
+def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy") -> Function:
+    link = get_linker(linker)
     t0 = time.perf_counter()
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
@@ -357,10 +361,11 @@ def _function(inputs, outputs, optimize, passes, fast_math=False) -> Function:
     if missing:
         raise FeedError("function: the outputs depend on inputs that were not listed: "
                         + ", ".join(f"{v.name!r} (made at {v.site})" for v in missing))
+    lowered = link.lower(order, outs)
     gen = _Codegen()
-    statements = sum(1 for n in order if n.op is not None)
+    statements = sum(1 for n in lowered.order if n.op is not None)
     build = _straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
-    source = build(order, outs, inputs, gen)
+    source = build(lowered.order, lowered.outs, inputs, gen)
     namespace = gen.globals
     namespace["__builtins__"] = _BUILTINS  # defence in depth: generated code needs no others
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)
@@ -370,7 +375,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False) -> Function:
     f.inputs = inputs
     f.outputs = [outputs] if single else list(outputs)
     f.graph = outs
-    f.source = source
+    f.source = "\n".join([source, *lowered.kernels])
     f.report = report
     f.timings = {"optimize": t1 - t0, "compile": t2 - t1}
     f._fn = namespace["fn"]

@@ -62,6 +62,7 @@ class Kind(str, Enum):
     LINALG = "linalg"            # matrix products and contractions
     NN = "nn"                    # neural-network forms (softmax and friends) along an axis
     CONSTANT = "constant"        # its value depends on no input's values (only shapes and params)
+    CONTROL = "control"          # runs bodies (subgraphs in its params): loops, branches, and their item
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,14 @@ class Op:
     ``batch``: the op's batching rule (see :mod:`common.ops.batching`), by
     default the one its kind implies.
 
+    ``scalar``: the elementwise op's *scalar form*, a Python expression over
+    scalar operands ``{0} {1} ...`` (each a plain name) that numba can compile
+    (``math.sin({0})``, ``({0} + {1})``), equal to the numpy impl element by
+    element on float64 operands, NaN, inf and signed zeros included. A native
+    linker (:mod:`symsym.linkers.numba`) writes a fused loop from these forms
+    alone; an op without one runs its numpy impl between fused loops.
+    ``tests/test_numba_scalar_forms.py`` checks every form against the impl.
+
     ``jvp`` is the op's forward-mode rule ``(ns, tangents, out, *inputs,
     **params) -> tangent`` (see the module docstring and :meth:`tangent`);
     every op has one, which ``tests/test_jvp_rules.py`` checks against its
@@ -184,6 +193,7 @@ class Op:
     infix: str | None = None
     noop_on_same_type: bool = False
     batch: Callable | None = None
+    scalar: str | None = None
 
     def differentiable(self, i: int) -> bool:
         """Whether input ``i`` can receive a gradient through this op."""
@@ -215,7 +225,7 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
           jvp=None, code=None, doc: str = "", nin: int | None = -1, params=(), zero: bool = False,
           linear=(), linear_together=(), fresh: bool | None = None, shape_only=(), index=(),
           ufunc: np.ufunc | None = None, infix: str | None = None, noop_on_same_type: bool = False,
-          batch: Callable | None = None) -> Op:
+          batch: Callable | None = None, scalar: str | None = None) -> Op:
     """Register an op in :data:`OPS` and return it (the traits are described on :class:`Op`).
 
     ``nin`` defaults to the number of VJP rules given (None for variadic ops).
@@ -233,7 +243,7 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
     op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin),
             Kind(kind), zero, _inputs(linear), _inputs(linear_together),
             ufunc is not None if fresh is None else fresh, _inputs(shape_only), _inputs(index), ufunc, infix,
-            noop_on_same_type, batch)
+            noop_on_same_type, batch, scalar)
     if op.batch is None:
         from .batching import default_rule  # batching imports this module, so it is imported once ops exist
         op.batch = default_rule(op)

@@ -69,8 +69,13 @@ def elementwise_unary(name, infer, impl, vjp, doc, **traits):
 
 
 def unary(name, ufunc, vjp, doc, **traits):
-    """An elementwise op that is one float-valued numpy ufunc of one input: its whole paragraph."""
-    return elementwise_unary(name, floating, ufunc, vjp, doc, ufunc=ufunc, **traits)
+    """An elementwise op that is one float-valued numpy ufunc of one input: its whole paragraph.
+
+    Its scalar form is the ``math`` module's function of the same name (numpy's ``arcsin`` is
+    ``math.asin``): each agrees with the ufunc on float64, NaN, inf and signed zeros.
+    """
+    fn = {"arcsin": "asin", "arctan": "atan"}.get(name, name)
+    return elementwise_unary(name, floating, ufunc, vjp, doc, ufunc=ufunc, scalar=f"math.{fn}({{0}})", **traits)
 
 
 def binary_rules(d0, d1):
@@ -94,7 +99,7 @@ def binary_rules(d0, d1):
 
 # --- unary -----------------------------------------------------------------
 
-elementwise_unary("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})", ufunc=np.negative,
+elementwise_unary("neg", same, np.negative, lambda ns, g, out, x: -g, code="(-{0})", ufunc=np.negative, scalar="(-{0})",
                   zero=True, linear=(0,), infix="-", doc="Negation, -x.")
 unary("exp", np.exp, lambda ns, g, out, x: g * out, doc="e**x; its derivative reuses the output.")
 unary("log", np.log, lambda ns, g, out, x: g / x, doc="Natural log; log'(0) = inf, as numpy's 1/0.")
@@ -119,20 +124,26 @@ def _sigmoid(x):
 
 
 elementwise_unary("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out * (1 - out)),
+                  scalar="(1.0 / (1.0 + math.exp(-{0})) if {0} >= 0.0 else math.exp({0}) / (1.0 + math.exp({0})))",
                   doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
 elementwise_unary("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
                   lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g), zero=True,
+                  scalar="(0.0 if {0} < 0.0 else {0})",
                   doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
+#: numpy's logaddexp(0, x) branch for branch (log 2 at 0, NaN through)
+_SOFTPLUS = ("(0.6931471805599453 if {0} == 0.0 else (math.log1p(math.exp({0})) if {0} < 0.0 else "
+             "({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else {0})))")
 elementwise_unary("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.result_type(x, np.float16)), x),
-                  lambda ns, g, out, x: g * ns.sigmoid(x),
+                  lambda ns, g, out, x: g * ns.sigmoid(x), scalar=_SOFTPLUS,
                   doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
 unary("sqrt", np.sqrt, lambda ns, g, out, x: g / (out * 2), zero=True,
       doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
-elementwise_unary("square", same, np.square, lambda ns, g, out, x: g * (x * 2), ufunc=np.square, zero=True,
+elementwise_unary("square", same, np.square, lambda ns, g, out, x: g * (x * 2), ufunc=np.square, zero=True, scalar="({0} * {0})",
                   doc="x * x; square' = 2x.")
 elementwise_unary("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
-                  ufunc=np.absolute, zero=True, doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
+                  ufunc=np.absolute, zero=True, scalar="abs({0})", doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
 defop("sign", same, np.sign, None, jvp=jvp_zero, kind=ELEMENTWISE, ufunc=np.sign, zero=True,
+      scalar="(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else ({0} if {0} != {0} else 0.0)))",
       doc="-1, 0 or 1. Piecewise constant: no gradient (or tangent) flows through it.")
 
 
@@ -165,7 +176,8 @@ def _stop_gradient_impl(x):
     return x
 
 
-defop("stop_gradient", same, _stop_gradient_impl, None, jvp=jvp_zero, code="{0}", kind=ELEMENTWISE, zero=True,
+defop("stop_gradient", same, _stop_gradient_impl, None, jvp=jvp_zero, code="{0}", scalar="{0}", kind=ELEMENTWISE,
+      zero=True,
       linear=(0,),
       doc="Identity whose gradient is cut: what flows through it is a constant.")
 
@@ -193,20 +205,20 @@ def _div_jvp(ns, tangents, out, x, y):
 defop("add", binary, np.add,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
       lambda ns, g, out, x, y: unbroadcast(ns, g, y), jvp=lambda ns, ts, out, x, y: _sum_jvp(ns, ts, out, 1.0),
-      code="({0} + {1})",
+      code="({0} + {1})", scalar="({0} + {1})",
       kind=ELEMENTWISE, ufunc=np.add, zero=True, linear_together=True, infix="+", doc="x + y, broadcasting.")
 defop("sub", binary, np.subtract,
       lambda ns, g, out, x, y: unbroadcast(ns, g, x),
       lambda ns, g, out, x, y: unbroadcast(ns, -g, y), jvp=lambda ns, ts, out, x, y: _sum_jvp(ns, ts, out, -1.0),
-      code="({0} - {1})",
+      code="({0} - {1})", scalar="({0} - {1})",
       kind=ELEMENTWISE, ufunc=np.subtract, zero=True, linear_together=True, infix="-", doc="x - y, broadcasting.")
 defop("mul", binary, np.multiply,
       lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})", scalar="({0} * {1})",
       kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*", doc="x * y, broadcasting.")
 defop("div", binary_float, np.true_divide,
       lambda ns, g, out, x, y: unbroadcast(ns, g / y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), jvp=_div_jvp, code="({0} / {1})",
+      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), jvp=_div_jvp, code="({0} / {1})", scalar="({0} / {1})",
       kind=ELEMENTWISE, ufunc=np.true_divide, linear=(0,), infix="/", doc="x / y (true division), broadcasting.")
 
 
@@ -219,6 +231,7 @@ def _pow_dy(ns, out, x, y):
 
 _pow_vjp0, _pow_vjp1, _pow_jvp = binary_rules(lambda ns, out, x, y: y * x ** (y - 1), _pow_dy)
 defop("pow", binary, np.power, _pow_vjp0, _pow_vjp1, jvp=_pow_jvp, kind=ELEMENTWISE, ufunc=np.power, infix="**",
+      scalar="math.pow({0}, {1})",
       doc="x ** y. d/dy is taken as 0 where x == 0 (PyTorch's convention).")
 
 
@@ -236,13 +249,13 @@ def _extreme_rules(win):
 _max_vjp0, _max_vjp1, _max_jvp = _extreme_rules(lambda ns: ns.gt)
 _min_vjp0, _min_vjp1, _min_jvp = _extreme_rules(lambda ns: ns.lt)
 defop("maximum", binary, np.maximum, _max_vjp0, _max_vjp1, jvp=_max_jvp, kind=ELEMENTWISE, ufunc=np.maximum,
-      zero=True, doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+      zero=True, scalar="({0} if {0} >= {1} or {0} != {0} else {1})", doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 defop("minimum", binary, np.minimum, _min_vjp0, _min_vjp1, jvp=_min_jvp, kind=ELEMENTWISE, ufunc=np.minimum,
-      zero=True, doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+      zero=True, scalar="({0} if {0} <= {1} or {0} != {0} else {1})", doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
                          ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
-    defop(_name, compare, _fn, None, None, jvp=jvp_zero, code=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE,
+    defop(_name, compare, _fn, None, None, jvp=jvp_zero, code=f"({{0}} {_sym} {{1}})", scalar=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE,
           zero=not _fn(0, 0), infix=_sym, doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
 
 
@@ -261,6 +274,6 @@ def _where_dy(ns, g, out, c, x, y):
 
 
 defop("where", _where_infer, np.where, None, _where_dx, _where_dy, jvp=jvp_linear_together("where"),
-      code="np.where({0}, {1}, {2})",
+      code="np.where({0}, {1}, {2})", scalar="({1} if {0} else {2})",
       kind=ELEMENTWISE, zero=True, linear_together=(1, 2),
       doc="x where the condition holds, else y; the cotangent is routed the same way.")

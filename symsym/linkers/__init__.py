@@ -1,0 +1,98 @@
+"""Linkers: the last step of ``symsym.function``, which decides what actually runs.
+
+``symsym.function(inputs, outputs, linker="numpy")`` rewrites the graph,
+schedules it and plans its memory the same way whatever the linker; the
+linker then *lowers* the schedule. The driver that runs it is always the
+straight-line Python the numpy code generator writes (:mod:`symsym.compile`):
+one statement per node of the lowered schedule, registers freed after their
+last use. So a linker is small, and it is data-in, data-out:
+
+``Linker.lower(order, outs) -> Lowered(order, outs, kernels)``
+    takes the schedule (a topological list of nodes, leaves included) and the
+    output nodes, and returns an equivalent schedule in which some groups of
+    nodes are replaced by single nodes whose op's ``impl`` is native code (a
+    fused loop), plus the source of each kernel for ``Function.source``. A
+    node the linker does not know (an op without a scalar form, a loop or a
+    branch with subgraph params, a matmul that belongs on BLAS) is left as it
+    is, and the driver runs its numpy impl: falling back is the default, never
+    a special case.
+``Linker.missing() -> str | None``
+    why the linker cannot run here (its compiler is not installed), or None.
+
+Linkers, found by name in :data:`LINKERS`:
+
+* ``"numpy"`` (the default): lowers nothing; every node is a numpy call.
+* ``"numba"`` (:mod:`symsym.linkers.numba`): maximal elementwise regions
+  become one ``@numba.njit`` loop each, 0-d chains one native function, from
+  each op's scalar form in the op table (the ``scalar`` trait).
+
+An Array-API linker for GPU arrays would be one more module here: it would
+lower nothing and bind the driver's ``np`` to another array namespace; a
+linker that also changes the driver's namespace would add that as a field of
+:class:`Lowered`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.errors import TwogradError
+from common.graph import Node
+
+__all__ = ["LINKERS", "Linker", "Lowered", "LinkerError", "get_linker"]
+
+
+class LinkerError(TwogradError, ValueError):
+    """An unknown linker, or one whose compiler is not installed here."""
+
+
+@dataclass
+class Lowered:
+    """A linker's answer: the schedule the driver runs, its outputs, and each kernel's source."""
+
+    order: list[Node]
+    outs: list[Node]
+    kernels: list[str] = field(default_factory=list)
+
+
+class Linker:
+    """The numpy linker: every node runs its numpy impl (nothing is lowered)."""
+
+    name = "numpy"
+
+    def missing(self) -> str | None:
+        return None
+
+    def lower(self, order: list[Node], outs: list[Node]) -> Lowered:
+        return Lowered(order, outs)
+
+
+class _Numba(Linker):
+    """Found lazily: importing numba costs a second, paid only by who asks for it."""
+
+    name = "numba"
+
+    def missing(self) -> str | None:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return "numba is not installed (pip install 'twograd[native]')"
+        return None
+
+    def lower(self, order: list[Node], outs: list[Node]) -> Lowered:
+        from .numba import lower
+        return lower(order, outs)
+
+
+LINKERS: dict[str, Linker] = {"numpy": Linker(), "numba": _Numba()}
+
+
+def get_linker(name: str) -> Linker:
+    """The linker called ``name``, or a :class:`LinkerError` saying why it cannot be had."""
+    linker = LINKERS.get(name) if isinstance(name, str) else None
+    if linker is None:
+        raise LinkerError(f"symsym.function: unknown linker {name!r}; known: {', '.join(sorted(LINKERS))}")
+    why = linker.missing()
+    if why is not None:
+        raise LinkerError(f"symsym.function: linker {name!r} cannot run here: {why}")
+    return linker

@@ -1,0 +1,155 @@
+"""The source of one fused loop: a region's nodes as scalar statements inside nested loops.
+
+Each node becomes one statement from its op's scalar form (the op table's
+``scalar`` trait), on scalars: ``t3 = math.sin(t2)``. The loops run over the
+region's shape; an outside input is read at the loop indices, a broadcast one
+at index 0 along its size-1 dims (right-aligned, as numpy broadcasts), and a
+0-d one once, before the loops. Region values needed outside are stored into
+fresh arrays. A 0-d region has no loop at all: it is one native function of
+scalars, which is what a scalar chain wants.
+
+A dim unknown until run time (``None``) is read from the first input that
+has it; every input with that dim must have the same size at run time,
+else the loop raises :class:`ValueError` and the caller runs the region with
+numpy instead (numpy would have broadcast a size-1 dim there).
+
+The source is a whole module and names nothing of the graph, so two graphs
+with the same region share one kernel, in memory and in numba's disk cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from common.graph import Node
+
+__all__ = ["HEADER", "Kernel", "kernel_source"]
+
+HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
+          "from symsym.linkers.scalar import as_scalar\n\n\n"
+          "@numba.njit(cache=True, error_model=\"numpy\")\n")
+#: dtype -> the numpy name written in the source
+_DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
+#: a mismatch of run-time sizes in an unknown dim: the caller falls back to numpy
+MISMATCH = "fused loop: run-time sizes differ in an unknown dim"
+
+
+class Kernel:
+    """A region's loop: ``source`` (the module text), ``args`` (the outside nodes it reads, in order),
+    ``outputs`` (the region nodes it returns, in order), and whether it has run-time sizes to check."""
+
+    __slots__ = ("source", "args", "outputs", "dynamic")
+
+    def __init__(self, source: str, args: list[Node], outputs: list[Node], dynamic: bool):
+        self.source, self.args, self.outputs, self.dynamic = source, args, outputs, dynamic
+
+
+def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kernel | None:
+    """The loop for a region (``nodes`` in schedule order, all of ``shape``), or None when a dim is
+    unknown and no input says its size."""
+    inside = {id(n) for n in nodes}
+    args: list[Node] = []
+    arg_of: dict[int, str] = {}
+    values: dict[int, str] = {}
+    for n in nodes:
+        for i in n.inputs:
+            if id(i) in inside or id(i) in values:
+                continue
+            text = _literal(i)
+            if text is None:
+                name = f"a{len(args)}"
+                args.append(i)
+                arg_of[id(i)] = name
+                text = f"v{len(args) - 1}"
+            values[id(i)] = text
+    bounds = _bounds(shape, args)
+    if bounds is None:
+        return None
+    d = len(shape)
+    head, loads = [], []
+    dynamic = None in shape
+    if dynamic:
+        head.extend(_size_checks(shape, args, bounds))
+    for k, a in enumerate(args):
+        if not a.shape:
+            head.append(f"v{k} = as_scalar(a{k})")
+        else:
+            loads.append(f"v{k} = a{k}[{_index(a.shape, shape)}]")
+    body = []
+    for j, n in enumerate(nodes):
+        values[id(n)] = f"t{j}"
+        body.append(f"t{j} = " + n.op.scalar.format(*[values[id(i)] for i in n.inputs]))
+    lines = [f"def kernel({', '.join(f'a{k}' for k in range(len(args)))}):"]
+    lines += ["    " + s for s in head]
+    if d == 0:
+        lines += ["    " + s for s in body]
+        rets = [values[id(o)] for o in outputs]
+    else:
+        dims = ", ".join(bounds) + ("," if d == 1 else "")
+        lines += [f"    o{j} = np.empty(({dims}), {_DTYPES[o.dtype]})" for j, o in enumerate(outputs)]
+        for k in range(d):
+            lines.append("    " * (k + 1) + f"for i{k} in range({bounds[k]}):")
+        pad = "    " * (d + 1)
+        where = ", ".join(f"i{k}" for k in range(d))
+        lines += [pad + s for s in loads + body]
+        lines += [pad + f"o{j}[{where}] = {values[id(o)]}" for j, o in enumerate(outputs)]
+        rets = [f"o{j}" for j in range(len(outputs))]
+    lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
+    return Kernel(HEADER + "\n".join(lines) + "\n", args, outputs, dynamic)
+
+
+def _literal(n: Node) -> str | None:
+    """A 0-d float or bool constant as source (inlined, so numba folds it), else None."""
+    if not n.is_const or n.shape or n.dtype not in _DTYPES:
+        return None
+    v = n.value.item()
+    if isinstance(v, bool):
+        return repr(v)
+    if math.isnan(v):
+        return "math.nan"
+    if math.isinf(v):
+        return "math.inf" if v > 0 else "(-math.inf)"
+    return repr(v)
+
+
+def _bounds(shape: tuple, args: list[Node]) -> list[str] | None:
+    """Each loop's trip count as source: the static size, or an input's run-time size."""
+    d = len(shape)
+    out = []
+    for k, size in enumerate(shape):
+        if size is not None:
+            out.append(str(size))
+            continue
+        src = None
+        for m, a in enumerate(args):
+            kk = k - (d - len(a.shape))
+            if kk >= 0 and a.shape[kk] is None:
+                src = f"a{m}.shape[{kk}]"
+                break
+        if src is None:
+            return None
+        out.append(src)
+    return out
+
+
+def _size_checks(shape: tuple, args: list[Node], bounds: list[str]) -> list[str]:
+    d = len(shape)
+    checks = []
+    for m, a in enumerate(args):
+        for kk, size in enumerate(a.shape):
+            k = kk + d - len(a.shape)
+            if size is None and bounds[k] != f"a{m}.shape[{kk}]":
+                checks.append(f"if a{m}.shape[{kk}] != {bounds[k]}:\n        raise ValueError({MISMATCH!r})")
+    return checks
+
+
+def _index(have: tuple, shape: tuple) -> str:
+    """The subscript that reads an input of shape ``have`` at the loop indices (broadcast dims at 0)."""
+    d = len(shape)
+    parts = []
+    for kk, size in enumerate(have):
+        k = kk + d - len(have)
+        parts.append("0" if size == 1 and shape[k] != 1 else f"i{k}")
+    return ", ".join(parts)

@@ -1,0 +1,237 @@
+"""The numba linker: each maximal elementwise region of the schedule becomes one compiled loop.
+
+``lower(order, outs)`` (the :mod:`symsym.linkers` interface) finds the
+regions (:mod:`.fuse`) of nodes that have a scalar form (the op table's
+``scalar`` trait) and float64 values (or bool, from a comparison), writes
+one loop per region of two or more nodes (:mod:`.loops`), loads it through
+the on-disk cache (:mod:`.cache`) and compiles it for the argument types the
+graph implies, and returns the schedule with each region replaced by one
+node that calls the kernel. Everything else (matmul and einsum on BLAS,
+reductions with numpy's pairwise summation, shape ops, ops without a scalar
+form, control-flow ops) stays a numpy call in the driver between kernels.
+
+Exactness: numba compiles without fast-math and with numpy's error model
+(x/0 is inf, not an exception), and each scalar form equals its numpy impl,
+so a kernel's results equal the numpy linker's up to the last-bit
+differences of the math library (``tests/test_numba_*``).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from common.graph import Node
+from common.ops import Kind
+from common.ops.core import Op
+
+from . import Lowered, cache
+from .fuse import Region, regions
+from .loops import MISMATCH, Kernel, kernel_source
+
+__all__ = ["fusable", "lower"]
+
+_F8 = np.dtype(np.float64)
+_BOOL = np.dtype(np.bool_)
+
+
+def fusable(n: Node) -> bool:
+    """Whether ``n`` can be a statement of a fused loop: an elementwise op with a scalar form on float64
+    values (a bool may be an input of a float op, a comparison's output)."""
+    op = n.op
+    if op.scalar is None or op.kind is not Kind.ELEMENTWISE:
+        return False
+    if n.dtype == _F8:
+        return all(i.dtype == _F8 or i.dtype == _BOOL for i in n.inputs)
+    return n.dtype == _BOOL and all(i.dtype == _F8 for i in n.inputs)
+
+
+def _no_infer(*inputs, **params):
+    raise TypeError("a fused kernel is made by the numba linker, never by a user")
+
+
+def _driver_op(name: str, code: str | None = None, impl=None, params: tuple = ()) -> Op:
+    """An op of the lowered schedule only (never in the op table): a kernel call or the pick of one output."""
+    return Op(name, _no_infer, impl if impl is not None else _no_infer, code=code, params=params, kind=Kind.SHAPE)
+
+
+_PICK = _driver_op("kernel_output", "{0}[{k}]", lambda t, k: t[k], ("k",))
+#: 0-d results leave a kernel as Python scalars; numpy code after it gets numpy scalars, as numpy gives
+_AS_NUMPY = {(_F8, False): _driver_op("kernel_scalar", "np.float64({0})", np.float64),
+             (_BOOL, False): _driver_op("kernel_bool", "np.bool_({0})", np.bool_),
+             (_F8, True): _driver_op("kernel_output_scalar", "np.float64({0}[{k}])",
+                                     lambda t, k: np.float64(t[k]), ("k",)),
+             (_BOOL, True): _driver_op("kernel_output_bool", "np.bool_({0}[{k}])", lambda t, k: np.bool_(t[k]), ("k",))}
+
+
+def lower(order: list[Node], outs: list[Node]) -> Lowered:
+    found = [r for r in regions(order, fusable) if len(r.nodes) > 1]
+    consumers = _consumers(order, outs)
+    member: dict[int, int] = {}
+    kernels: list[tuple[Region, Kernel]] = []
+    for r in found:
+        inside = {id(n) for n in r.nodes}
+        needed = [n for n in r.nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
+        k = kernel_source(r.nodes, needed, r.shape)
+        if k is None:
+            continue
+        for n in r.nodes:
+            member[id(n)] = len(kernels)
+        kernels.append((r, k))
+    if not kernels:
+        return Lowered(order, outs)
+    return _rebuild(order, outs, kernels, member, consumers)
+
+
+def _consumers(order: list[Node], outs: list[Node]) -> dict[int, list]:
+    """Each node's consumers in the schedule; None stands for "an output of the function"."""
+    uses: dict[int, list] = {id(n): [] for n in order}
+    for n in order:
+        for i in n.inputs:
+            uses[id(i)].append(n)
+    for o in outs:
+        uses[id(o)].append(None)
+    return uses
+
+
+def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
+    """The schedule with each region one kernel call: units (a kernel, or a node left alone) in an order
+    that keeps the original schedule where the kernels allow (a heap keyed by original position)."""
+    position = {id(n): k for k, n in enumerate(order)}
+    units = _units(order, kernels, member, position)
+    done: dict[int, Node] = {}   # original node -> the node of the lowered schedule that holds its value
+    lowered: list[Node] = []
+    sources = []
+    for unit in units:
+        if isinstance(unit, Node):
+            ins = tuple([done[id(i)] for i in unit.inputs])
+            same = all(a is b for a, b in zip(ins, unit.inputs))
+            new = unit if same else Node(unit.op, ins, unit.params, unit.shape, unit.dtype, unit.name,
+                                         unit.value, unit.site)
+            done[id(unit)] = new
+            lowered.append(new)
+            continue
+        j = unit
+        region, k = kernels[j]
+        call = _kernel_node(j, region, k, done)
+        sources.append(f"# kernel{j}: {len(region.nodes)} nodes, cache key {cache.key(k.source)}\n{k.source}")
+        lowered.append(call)
+        for pos, o in enumerate(k.outputs):
+            held = _picked(call, pos, o, len(k.outputs), _leaves_kernels(o, consumers, member, j))
+            if held is not call:
+                lowered.append(held)
+            done[id(o)] = held
+    return Lowered(lowered, [done[id(o)] for o in outs], sources)
+
+
+def _units(order, kernels, member, position) -> list:
+    """Kahn's algorithm over units (kernel index or node), smallest original position first."""
+    unit_of = {}
+    for n in order:
+        unit_of[id(n)] = member.get(id(n), n)
+    key = {}
+    ins: dict = {}
+    for n in order:
+        u = unit_of[id(n)]
+        uid = u if isinstance(u, int) else id(u)
+        key[uid] = max(key.get(uid, -1), position[id(n)])
+        preds = ins.setdefault(uid, set())
+        for i in n.inputs:
+            p = unit_of[id(i)]
+            pid = p if isinstance(p, int) else id(p)
+            if pid != uid:
+                preds.add(pid)
+    obj = {(u if isinstance(u, int) else id(u)): u for u in unit_of.values()}
+    succ: dict = {uid: [] for uid in ins}
+    indeg = {uid: len(p) for uid, p in ins.items()}
+    for uid, preds in ins.items():
+        for p in preds:
+            succ[p].append(uid)
+    heap = [(key[uid], uid) for uid, d in indeg.items() if d == 0]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        _, uid = heapq.heappop(heap)
+        out.append(obj[uid])
+        for s in succ[uid]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                heapq.heappush(heap, (key[s], s))
+    return out
+
+
+def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
+    """Whether region value ``o`` of kernel ``j`` is read by numpy code (a node left alone)."""
+    return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
+
+
+def _kernel_node(j: int, region: Region, k: Kernel, done: dict) -> Node:
+    fn = cache.load(k.source)
+    _compile(fn, k.args)
+    impl = _guarded(fn, region.nodes, k) if k.dynamic else _trampoline(fn)
+    op = _driver_op(f"kernel{j}", impl=impl)
+    args = tuple([done[id(a)] for a in k.args])
+    if len(k.outputs) == 1:
+        o = k.outputs[0]
+        return Node(op, args, {}, o.shape, o.dtype, site=o.site)
+    return Node(op, args, {}, (), np.dtype(object), site=region.nodes[-1].site)
+
+
+def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Node:
+    """The node that holds kernel output ``pos``: the call itself, or a pick of it (as a numpy scalar
+    when 0-d and read by numpy code)."""
+    scalar = not o.shape and numpy_reads
+    if count == 1:
+        if not scalar:
+            return call
+        return Node(_AS_NUMPY[o.dtype, False], (call,), {}, o.shape, o.dtype, site=o.site)
+    op = _AS_NUMPY[o.dtype, True] if scalar else _PICK
+    return Node(op, (call,), {"k": pos}, o.shape, o.dtype, site=o.site)
+
+
+def _compile(fn, args: list[Node]) -> None:
+    """Compile now for the types the graph implies, so ``function()`` pays the compile (or the cache load)
+    and the first call does not. Other layouts (a transposed view) compile on first sight."""
+    from numba.core import types
+
+    sig = []
+    for a in args:
+        t = types.float64 if a.dtype == _F8 else types.boolean
+        if a.shape or a.op is None:
+            layout = "C" if a.op is None or a.op.fresh or a.op.name.startswith("kernel") else "A"
+            sig.append(types.Array(t, len(a.shape), layout))
+        else:
+            sig.append(t)
+    fn.compile(tuple(sig))
+
+
+def _trampoline(fn):
+    """``fn`` called from a frame of this module. A numba dispatcher imports as it boxes its results,
+    through the calling frame's builtins, and the driver runs without ``__import__`` (generated code
+    needs no builtins); one Python frame in between is cheaper than giving the driver that."""
+    def call(*args):
+        return fn(*args)
+    return call
+
+
+def _guarded(fn, nodes: list[Node], k: Kernel):
+    """A kernel with unknown dims: where run-time sizes would need numpy's broadcasting of a size-1
+    dim, the region runs on its numpy impls instead."""
+    def run(*args):
+        try:
+            return fn(*args)
+        except ValueError as e:
+            if str(e) != MISMATCH:
+                raise
+        return _numpy_region(nodes, k, args)
+    return run
+
+
+def _numpy_region(nodes: list[Node], k: Kernel, args: tuple):
+    env = {id(a): v for a, v in zip(k.args, args)}
+    for n in nodes:
+        vals = [env[id(i)] if id(i) in env else i.value for i in n.inputs]
+        env[id(n)] = n.op.impl(*vals, **n.params)
+    outs = tuple([env[id(o)] for o in k.outputs])
+    return outs[0] if len(outs) == 1 else outs
