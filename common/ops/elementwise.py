@@ -138,10 +138,11 @@ elementwise_unary("softplus", floating, lambda x: np.logaddexp(np.zeros((), np.r
                   doc="log(1 + exp(x)), stable for large |x|; softplus' = sigmoid.")
 unary("sqrt", np.sqrt, lambda ns, g, out, x: g / (out * 2), zero=True,
       doc="Square root. Convention (PyTorch): sqrt'(0) = inf.")
-elementwise_unary("square", same, np.square, lambda ns, g, out, x: g * (x * 2), ufunc=np.square, zero=True, scalar="({0} * {0})",
-                  doc="x * x; square' = 2x.")
+elementwise_unary("square", same, np.square, lambda ns, g, out, x: g * (x * 2), ufunc=np.square, zero=True,
+                  scalar="({0} * {0})", doc="x * x; square' = 2x.")
 elementwise_unary("abs", same, np.abs, lambda ns, g, out, x: g * ns.sign(x), code="np.abs({0})",
-                  ufunc=np.absolute, zero=True, scalar="abs({0})", doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
+                  ufunc=np.absolute, zero=True, scalar="abs({0})",
+                  doc="|x|. Convention (PyTorch): abs'(0) = 0, since sign(0) = 0.")
 defop("sign", same, np.sign, None, jvp=jvp_zero, kind=ELEMENTWISE, ufunc=np.sign, zero=True,
       scalar="(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else ({0} if {0} != {0} else 0.0)))",
       doc="-1, 0 or 1. Piecewise constant: no gradient (or tangent) flows through it.")
@@ -214,12 +215,14 @@ defop("sub", binary, np.subtract,
       kind=ELEMENTWISE, ufunc=np.subtract, zero=True, linear_together=True, infix="-", doc="x - y, broadcasting.")
 defop("mul", binary, np.multiply,
       lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})", scalar="({0} * {1})",
-      kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*", doc="x * y, broadcasting.")
+      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})",
+      scalar="({0} * {1})", kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*",
+      doc="x * y, broadcasting.")
 defop("div", binary_float, np.true_divide,
       lambda ns, g, out, x, y: unbroadcast(ns, g / y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), jvp=_div_jvp, code="({0} / {1})", scalar="({0} / {1})",
-      kind=ELEMENTWISE, ufunc=np.true_divide, linear=(0,), infix="/", doc="x / y (true division), broadcasting.")
+      lambda ns, g, out, x, y: unbroadcast(ns, -(g * out) / y, y), jvp=_div_jvp, code="({0} / {1})",
+      scalar="({0} / {1})", kind=ELEMENTWISE, ufunc=np.true_divide, linear=(0,), infix="/",
+      doc="x / y (true division), broadcasting.")
 
 
 def _pow_dy(ns, out, x, y):
@@ -249,13 +252,16 @@ def _extreme_rules(win):
 _max_vjp0, _max_vjp1, _max_jvp = _extreme_rules(lambda ns: ns.gt)
 _min_vjp0, _min_vjp1, _min_jvp = _extreme_rules(lambda ns: ns.lt)
 defop("maximum", binary, np.maximum, _max_vjp0, _max_vjp1, jvp=_max_jvp, kind=ELEMENTWISE, ufunc=np.maximum,
-      zero=True, scalar="({0} if {0} >= {1} or {0} != {0} else {1})", doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+      zero=True, scalar="({0} if {0} >= {1} or {0} != {0} else {1})",
+      doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 defop("minimum", binary, np.minimum, _min_vjp0, _min_vjp1, jvp=_min_jvp, kind=ELEMENTWISE, ufunc=np.minimum,
-      zero=True, scalar="({0} if {0} <= {1} or {0} != {0} else {1})", doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
+      zero=True, scalar="({0} if {0} <= {1} or {0} != {0} else {1})",
+      doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
                          ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
-    defop(_name, compare, _fn, None, None, jvp=jvp_zero, code=f"({{0}} {_sym} {{1}})", scalar=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE,
+    defop(_name, compare, _fn, None, None, jvp=jvp_zero, code=f"({{0}} {_sym} {{1}})", kind=ELEMENTWISE,
+          scalar=f"({{0}} {_sym} {{1}})",
           zero=not _fn(0, 0), infix=_sym, doc=f"x {_sym} y, a boolean array. Not differentiable: no gradient flows.")
 
 
