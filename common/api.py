@@ -14,6 +14,8 @@ from numbers import Number
 
 import numpy as np
 
+from .body import ACTIVE as _TRACING
+from .body import note
 from .errors import TwogradError, op_error
 from .graph import Node, constant, variable
 from .ops import OPS
@@ -70,7 +72,10 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
         shape = tuple(shape)
     if not isinstance(dtype, np.dtype):
         dtype = np.dtype(dtype)
-    return Node(op, nodes, params, shape, dtype, name, None, site)
+    node = Node(op, nodes, params, shape, dtype, name, None, site)
+    if _TRACING[0]:  # a Python function is being traced into a body: note what it makes
+        note(node)
+    return node
 
 
 symbolic = Namespace(apply, "symbolic")
@@ -84,5 +89,8 @@ const = constant
 
 for _name in OPS:
     globals()[_name] = getattr(symbolic, _name)
+
+# the loop and branch builders trace Python functions (the ops of those names take bodies: symbolic.scan)
+from .loops import cond, scan, while_loop  # noqa: E402, F401  (in __all__ by their op names)
 
 __all__ = ["apply", "const", "lift", "symbolic", "var", *OPS]

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from common.api import symbolic
+from common.backward import relevant_nodes, sweep
 from common.errors import GradError
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
-from common.ops import NO_GRAD
 from common.sentinel import Sentinel
 from common.site import pinned_site, user_site
 
@@ -41,35 +41,6 @@ Trace = Callable[[Node, Node, int, object], None]
 
 def _floating(n: Node) -> bool:
     return n.dtype.kind == "f"
-
-
-def relevant_nodes(order: list[Node], wrt_ids: set[int], blocked: set[int]) -> set[int]:
-    """Ids of the nodes in ``order`` that depend on ``wrt`` through differentiable edges.
-
-    ``order`` is already the cost's ancestors, so what is kept is Algorithm
-    6.5's pruned graph: ancestors of the cost that are descendants of ``wrt``.
-    A node in ``blocked`` (``consider_constant``) passes nothing on.
-    """
-    keep: set[int] = set(wrt_ids)
-    for n in order:
-        if n.op is None or id(n) in blocked or not _floating(n):
-            continue
-        op = n.op
-        for i, x in enumerate(n.inputs):
-            if id(x) in keep and op.differentiable(i):
-                keep.add(id(n))
-                break
-    return keep
-
-
-def _accumulate(terms: list, like: Node) -> Node:
-    """The sum of a node's cotangent terms, in the node's dtype."""
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    if total.dtype != like.dtype:
-        total = symbolic.cast(total, like.dtype)
-    return total
 
 
 def _seed(cost: Node) -> Node:
@@ -116,43 +87,19 @@ def build_grad(cost: Node, wrt: Sequence[Node], known_grads: dict | None = None,
 
 def _sweep(order: list[Node], cost: Node, wrt: Sequence[Node], known_grads: dict | None,
            consider_constant: Iterable[Node], ns, trace: Trace | None) -> dict[int, Node]:
-    """``build_grad`` over ``order``, the toposort of the cost and the known gradients' nodes."""
+    """``build_grad`` over ``order``, the toposort of the cost and the known gradients' nodes.
+
+    The sweep itself is :func:`common.backward.sweep`, the one that also builds
+    the bodies of reverse loops: a loop's derivative is made the same way.
+    """
     known = {id(k): v for k, v in (known_grads or {}).items()}
     wrt_ids = {id(w) for w in wrt}
     blocked = {id(c) for c in consider_constant} - wrt_ids
-    keep = relevant_nodes(order, wrt_ids, blocked)
-
-    table: dict[int, Node] = {}
-    pending: dict[int, list] = {}
+    seeds = {k: [v] for k, v in known.items()}
     if id(cost) not in known:
-        pending[id(cost)] = [_seed(cost)]
-    for k, v in known.items():
-        pending[k] = [v]
-
+        seeds[id(cost)] = [_seed(cost)]
     with pinned_site(user_site()):  # every node made here is made for the same user line
-        for node in reversed(order):
-            k = id(node)
-            terms = pending.pop(k, None)
-            if terms is None or k not in keep:
-                continue
-            if k in known:  # as in Theano: a known gradient is final, whatever flows from above
-                terms = [known[k]]
-            g = _accumulate(terms, node) if len(terms) > 1 or terms[0].dtype != node.dtype else terms[0]
-            table[k] = g
-            op = node.op
-            if op is None or k in blocked:
-                continue
-            inputs, params = node.inputs, node.params
-            for i, x in enumerate(inputs):
-                if id(x) not in keep or not op.differentiable(i):
-                    continue
-                term = op.vjp(ns, i, g, node, inputs, params)
-                if term is NO_GRAD:
-                    continue
-                if trace is not None:
-                    trace(x, node, i, term)
-                pending.setdefault(id(x), []).append(term)
-    return table
+        return sweep(order, seeds, wrt_ids, ns, blocked, known, trace)
 
 
 def _stable_table(cost: Node, ws: list[Node], known_grads: dict | None, consider_constant: Iterable[Node],

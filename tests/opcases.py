@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.ops import OPS, Kind
+
 
 @dataclass
 class Case:
@@ -27,6 +29,10 @@ class Case:
 
 
 CASES: list[Case] = []
+
+BODIED = frozenset(name for name, op in OPS.items() if op.kind is Kind.CONTROL)
+"""Ops that run bodies (scan, while_loop, cond) and item, which reads their tuple value: a case here is a
+function of arrays, theirs take subgraphs, so they are checked in tests/test_control_*.py instead."""
 
 
 def case(op, fn, ref, inputs, wrt=(0,), id=None, second_order=True):

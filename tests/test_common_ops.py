@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from opcases import CASES
+from opcases import BODIED, CASES
 
 import symsym
 from common import OPS, Node, api, evaluate, numeric
@@ -18,7 +18,7 @@ IDS = [c.id for c in CASES]
 
 def test_every_op_has_a_case():
     covered = {c.op for c in CASES}
-    missing = sorted(set(OPS) - covered)
+    missing = sorted(set(OPS) - covered - BODIED)
     assert not missing, f"ops without a test case in tests/opcases.py: {missing}"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcases import CASES
+from opcases import BODIED, CASES
 
 from common import api, evaluate
 from common.graph import toposort
@@ -156,5 +156,5 @@ def test_a_rule_is_skipped_when_no_input_has_a_tangent():
 def test_every_op_is_checked_here():
     """The cases reach every op that has inputs (so every JVP rule above runs at least once)."""
     seen = {c[1].name for c in CALLS}
-    missing = sorted(n for n, op in OPS.items() if op.nin != 0 and n not in seen)
+    missing = sorted(n for n, op in OPS.items() if op.nin != 0 and n not in seen and n not in BODIED)
     assert not missing, f"ops with no application in tests/opcases.py: {missing}"

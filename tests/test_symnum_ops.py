@@ -7,7 +7,7 @@ without touching this file, and an op without one fails ``test_every_op_has_a_ca
 
 import numpy as np
 import pytest
-from opcases import CASES
+from opcases import BODIED, CASES
 
 import symnum
 from common import OPS
@@ -18,7 +18,7 @@ def _tensors(case, arrays):
 
 
 def test_every_op_has_a_case():
-    assert set(OPS) <= {c.op for c in CASES}
+    assert set(OPS) - BODIED <= {c.op for c in CASES}
 
 
 def test_every_op_is_a_symnum_function():

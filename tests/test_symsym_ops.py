@@ -8,7 +8,7 @@ against finite differences of the (already checked) compiled gradient.
 
 import numpy as np
 import pytest
-from opcases import CASES
+from opcases import BODIED, CASES
 
 import common
 from benchmarks.finite import central_differences
@@ -42,7 +42,7 @@ def _eval(outputs, xs, arrays):
 
 def test_every_op_is_covered():
     covered = {c.op for c in CASES}
-    assert covered == set(OPS), sorted(set(OPS) ^ covered)
+    assert covered == set(OPS) - BODIED, sorted((set(OPS) - BODIED) ^ covered)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
