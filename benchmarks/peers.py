@@ -17,17 +17,115 @@ import time
 import numpy as np
 
 from common.graph import count_nodes
+from symnum.control import leaves, loop, rebuild, scan_steps, stack_steps
 
 from .backends import BACKENDS, Backend, Runner, Unsupported
 
 
-class NumpyLike:
-    """The workloads' ops on a numpy-like module (``jax.numpy``, ``autograd.numpy``)."""
+class PythonLoops:
+    """``scan``, ``while_loop`` and ``cond`` as Python loops and branches (JAX's signatures), for the
+    define-by-run peers (PyTorch, autograd): their tape records the steps that ran, as symnum's does.
+    A subclass gives ``_stack(list)``, its library's stack along a new axis 0."""
 
-    def __init__(self, xp, logsumexp, stop_gradient=None):
+    def scan(self, fn, init, xs, length=None, reverse=False):
+        carry, ys = scan_steps(fn, init, xs, length, reverse)
+        if not ys:
+            raise Unsupported("a scan of length 0 (the Python loop cannot know its outputs' shapes)")
+        return carry, stack_steps(ys, self._stack)
+
+    def while_loop(self, cond_fn, body_fn, init, max_iter=None):
+        return loop(cond_fn, body_fn, init, max_iter)
+
+    def cond(self, pred, true_fn, false_fn, *operands):
+        return (true_fn if bool(pred) else false_fn)(*operands)
+
+
+class LaxLoops:
+    """JAX's own ``lax.scan``, ``lax.while_loop`` (``max_iter`` as a counter in the carry) and ``lax.cond``."""
+
+    def __init__(self, lax):
+        self.lax = lax
+
+    def scan(self, fn, init, xs, length=None, reverse=False):
+        return self.lax.scan(fn, init, xs, length=length, reverse=reverse)
+
+    def while_loop(self, cond_fn, body_fn, init, max_iter=None):
+        if max_iter is None:
+            return self.lax.while_loop(cond_fn, body_fn, init)
+        bounded = self.lax.while_loop(lambda s: (s[0] < max_iter) & cond_fn(s[1]),
+                                      lambda s: (s[0] + 1, body_fn(s[1])), (0, init))
+        return bounded[1]
+
+    def cond(self, pred, true_fn, false_fn, *operands):
+        return self.lax.cond(pred, true_fn, false_fn, *operands)
+
+
+JAX_WHILE_REVERSE = "Reverse-mode differentiation does not work for lax.while_loop"
+
+
+class PyTensorLoops:
+    """PyTensor's own loops: ``scan`` for a scan, a ``scan`` stopped by ``until`` (bounded by ``max_iter``)
+    for a while loop, lazy ``ifelse`` for a branch; JAX's signatures mapped onto Theano's."""
+
+    def scan(self, fn, init, xs, length=None, reverse=False):
+        import pytensor
+        import pytensor.tensor as pt
+
+        columns = leaves(xs)
+        carry0 = [pt.as_tensor_variable(c) for c in leaves(init)]
+        nc, nx = len(carry0), len(columns)
+        _, y_like = fn(init, None if xs is None else rebuild(xs, [c[0] for c in columns]))  # the y structure
+        ny = len(leaves(y_like))
+
+        def step(*args):
+            carry, y = fn(rebuild(init, args[nx:nx + nc]), None if xs is None else rebuild(xs, args[:nx]))
+            return [*leaves(carry), *leaves(y)]
+
+        outs = pytensor.scan(step, sequences=columns, outputs_info=[*carry0, *[None] * ny], n_steps=length,
+                             go_backwards=reverse, return_updates=False)
+        outs = outs if isinstance(outs, list) else [outs]
+        ys = [o[::-1] if reverse else o for o in outs[nc:]]
+        return rebuild(init, [o[-1] for o in outs[:nc]]), rebuild(y_like, ys)
+
+    def while_loop(self, cond_fn, body_fn, init, max_iter=None):
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.ifelse import ifelse
+        from pytensor.scan.utils import until
+
+        if max_iter is None:
+            raise Unsupported("pytensor: a while loop is a scan with until, which needs a bound (max_iter)")
+        carry0 = [pt.as_tensor_variable(c) for c in leaves(init)]
+
+        def step(*carry):
+            new = leaves(body_fn(rebuild(init, carry)))
+            return new, until(pt.invert(cond_fn(rebuild(init, new))))
+
+        outs = pytensor.scan(step, outputs_info=carry0, n_steps=max_iter, return_updates=False)
+        outs = outs if isinstance(outs, list) else [outs]
+        runs = cond_fn(init)      # a do-while: the scan runs only when the first test holds
+        return rebuild(init, [ifelse(runs, o[-1], c) for o, c in zip(outs, carry0)])
+
+    def cond(self, pred, true_fn, false_fn, *operands):
+        from pytensor.ifelse import ifelse
+
+        yes, no = true_fn(*operands), false_fn(*operands)
+        return rebuild(yes, [ifelse(pred, a, b) for a, b in zip(leaves(yes), leaves(no), strict=True)])
+
+
+class NumpyLike(PythonLoops):
+    """The workloads' ops on a numpy-like module (``jax.numpy``, ``autograd.numpy``); loops and branches
+    are Python's unless ``loops`` (JAX's :class:`LaxLoops`) gives them."""
+
+    def __init__(self, xp, logsumexp, stop_gradient=None, loops=None):
         self.xp = xp
         self.logsumexp = logsumexp
         self._stop = stop_gradient
+        if loops is not None:
+            self.scan, self.while_loop, self.cond = loops.scan, loops.while_loop, loops.cond
+
+    def _stack(self, xs):
+        return self.xp.stack(xs)
 
     def __getattr__(self, name):
         return getattr(self.xp, name)
@@ -53,11 +151,14 @@ class NumpyLike:
         return -self.xp.sum(t * (z - self.logsumexp(z, axis=axis, keepdims=True)), axis=axis)
 
 
-class TorchOps:
-    """The workloads' ops in PyTorch (``dim``/``keepdim`` spelling)."""
+class TorchOps(PythonLoops):
+    """The workloads' ops in PyTorch (``dim``/``keepdim`` spelling); loops are Python's."""
 
     def __init__(self, torch):
         self.torch = torch
+
+    def _stack(self, xs):
+        return self.torch.stack(xs)
 
     def __getattr__(self, name):
         return getattr(self.torch, name)
@@ -189,7 +290,8 @@ class Jax(Peer):
         import jax.numpy as jnp
         from jax.scipy.special import logsumexp
 
-        ns, fn, idx = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient), problem.fn, problem.wrt_index
+        ns = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient, LaxLoops(jax.lax))
+        fn, idx = problem.fn, problem.wrt_index
         f = lambda *args: fn(ns, *args)
         if kind == "hessian":
             d = jax.hessian(f, argnums=idx[0])
@@ -208,7 +310,12 @@ class Jax(Peer):
             return [np.asarray(o.block_until_ready()) for o in out]
 
         runner = Runner(grad, lambda arrays: float(jf(*arrays)))
-        runner.one_off = _timed_first_call(grad, problem.arrays)
+        try:
+            runner.one_off = _timed_first_call(grad, problem.arrays)
+        except ValueError as e:
+            if JAX_WHILE_REVERSE not in str(e):
+                raise
+            raise Unsupported("jax: reverse mode through lax.while_loop is not supported (JAX refuses it)") from None
         runner.one_off["total"] = runner.one_off["compile"]
         return runner
 
@@ -260,7 +367,7 @@ class PyTensor(Peer):
         import pytensor.tensor as pt
         from pytensor.tensor.special import log_softmax
 
-        class Ops:
+        class Ops(PyTensorLoops):
             def __getattr__(self, name):
                 return getattr(pt, name)
 
