@@ -109,15 +109,38 @@ def _length(xs, length: int | None) -> int:
     return int(length) if length is not None else sizes.pop()
 
 
-def _stack(steps: list, like) -> object:
-    """The per-step outputs (each of ``like``'s structure) stacked leaf by leaf along a new axis 0."""
+def stack_steps(steps: list, stack: Callable) -> object:
+    """The per-step outputs (each of ``steps[0]``'s structure) stacked leaf by leaf with ``stack``."""
     columns = list(zip(*(leaves(y) for y in steps), strict=True))
-    return rebuild(like, [tape.stack(list(column)) for column in columns])
+    return rebuild(steps[0], [stack(list(column)) for column in columns])
 
 
 def _empty(y) -> object:
     """The stacked outputs of a scan of length 0, from one unrecorded step's outputs ``y``."""
     return rebuild(y, [np.zeros((0, *np.shape(v)), dtype=_dtype(v) or np.float64) for v in leaves(y)])
+
+
+def _no_check(given, returned) -> None:
+    """A library that checks nothing itself (a peer's Python loop)."""
+
+
+def scan_steps(fn: Callable, init, xs, length: int | None = None, reverse: bool = False,
+               check: Callable = _no_check) -> tuple:
+    """The loop of :func:`scan`, on any arrays that slice along axis 0: ``(final carry, [y per step])``
+    in the order of ``xs``, left unstacked (define-by-run peers stack with their own library)."""
+    n = _length(xs, length)
+    columns = leaves(xs)
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    carry, ys = init, [None] * n
+    for i in order:
+        x = rebuild(xs, [column[i] for column in columns])
+        out = fn(carry, x)
+        if not isinstance(out, _SEQ) or len(out) != 2:
+            raise op_error(GraphError, "scan", f"the body must return a pair (carry, y), got {type(out).__name__}",
+                           site=user_site())
+        check(carry, out[0])
+        carry, ys[i] = out
+    return carry, ys
 
 
 def scan(fn: Callable, init, xs, length: int | None = None, reverse: bool = False) -> tuple:
@@ -129,23 +152,12 @@ def scan(fn: Callable, init, xs, length: int | None = None, reverse: bool = Fals
     runs the steps last slice first. Every step is recorded on the tape as the
     ops it ran, so the gradient is the tape's.
     """
-    n = _length(xs, length)
-    columns = leaves(xs)
-    order = range(n - 1, -1, -1) if reverse else range(n)
-    carry, ys = init, [None] * n
-    for i in order:
-        x = rebuild(xs, [column[i] for column in columns])
-        out = fn(carry, x)
-        if not isinstance(out, _SEQ) or len(out) != 2:
-            raise op_error(GraphError, "scan", f"the body must return a pair (carry, y), got {type(out).__name__}",
-                           site=user_site())
-        check_carry("scan", carry, out[0])
-        carry, ys[i] = out
-    if n == 0:
-        with no_grad():
-            x = rebuild(xs, [np.zeros(np.shape(c)[1:], dtype=_dtype(c)) for c in columns])
-            return carry, _empty(fn(init, x)[1])
-    return carry, _stack(ys, ys[0])
+    carry, ys = scan_steps(fn, init, xs, length, reverse, lambda a, b: check_carry("scan", a, b))
+    if ys:
+        return carry, stack_steps(ys, tape.stack)
+    with no_grad():
+        x = rebuild(xs, [np.zeros(np.shape(c)[1:], dtype=_dtype(c)) for c in leaves(xs)])
+        return carry, _empty(fn(init, x)[1])
 
 
 def _truth(op: str, pred) -> bool:
@@ -155,6 +167,21 @@ def _truth(op: str, pred) -> bool:
     return bool(pred.item() if isinstance(pred, Tensor) else np.asarray(pred).item())
 
 
+def loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None = None, truth: Callable = bool,
+         check: Callable = _no_check):
+    """The loop of :func:`while_loop` with the predicate read by ``truth``, for any library's values."""
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
+                                 or max_iter < 0):
+        raise op_error(ShapeError, "while_loop", f"max_iter must be a non-negative int, got {max_iter!r}",
+                       site=user_site())
+    val, steps = init, 0
+    while (max_iter is None or steps < max_iter) and truth(cond_fn(val)):
+        new = body_fn(val)
+        check(val, new)
+        val, steps = new, steps + 1
+    return val
+
+
 def while_loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None = None):
     """``val = body_fn(val)`` while ``cond_fn(val)`` holds (at most ``max_iter`` times): the final ``val``.
 
@@ -162,16 +189,8 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None 
     that ran, so reverse mode through it is the tape's backward (no bound
     needed, unlike a graph, which must keep every step's values).
     """
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
-                                 or max_iter < 0):
-        raise op_error(ShapeError, "while_loop", f"max_iter must be a non-negative int, got {max_iter!r}",
-                       site=user_site())
-    val, steps = init, 0
-    while (max_iter is None or steps < max_iter) and _truth("while_loop", cond_fn(val)):
-        new = body_fn(val)
-        check_carry("while_loop", val, new)
-        val, steps = new, steps + 1
-    return val
+    return loop(cond_fn, body_fn, init, max_iter, lambda pred: _truth("while_loop", pred),
+                lambda a, b: check_carry("while_loop", a, b))
 
 
 def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
