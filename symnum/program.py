@@ -224,7 +224,7 @@ def _schedule_backward(order: list[Node], forward: list[ForwardStep], wanted: se
     backward = []
     for step in forward:
         n = order[step.out]
-        if n.dtype.kind != "f":
+        if n.dtype.kind not in "fO":  # (a loop's tuple value may hold float outputs)
             continue
         op, ins = n.op, step.ins
         diff = differentiable.get(op)

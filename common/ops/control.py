@@ -312,24 +312,41 @@ def _floats(nodes, offset: int = 0) -> list[int]:
     return [offset + k for k, n in enumerate(nodes) if n.dtype.kind == "f"]
 
 
-def _scan_reverse(body: Body, nc: int, nx: int) -> tuple:
-    """The body of scan's reverse loop, and which positions it serves (built once per body)."""
-    key = ("scan", nc, nx)
+def _scan_reverse(body: Body, nc: int, nx: int, saving: bool) -> tuple:
+    """The body of scan's reverse loop, and which positions it serves (built once per body).
+
+    Its carries are the carries' cotangents and the consts' summed cotangents;
+    its xs are the stacked carry-ins, the xs, the ys' cotangents and, for a
+    ``saving`` scan, the cotangents of its stacked carry-ins, which add to the
+    carries' cotangents at their step.
+    """
+    key = ("scan", nc, nx, saving)
     hit = body.cache.get(key)
     if hit is not None:
         return hit
-    from ..api import symbolic
-
     ins = body.inputs
     fc, fx = _floats(ins[:nc]), _floats(ins[nc:nc + nx], nc)
     fz, fy = _floats(ins[nc + nx:], nc + nx), _floats(body.outputs[nc:], nc)
     gs, cts = body_vjp(body, fc + fy, fc + fx + fz)
-    accs = [variable(f"acc_{ins[j].name or j}", ins[j].shape, ins[j].dtype) for j in fz]
+    accs = _like(ins, fz, "acc")
+    saved_cts = _like(ins, fc, "gsaved") if saving else []
     ct_c, ct_x, ct_z = cts[:len(fc)], cts[len(fc):len(fc) + len(fx)], cts[len(fc) + len(fx):]
-    sums = [symbolic.add(a, c) for a, c in zip(accs, ct_z)]
-    rev = Body([*gs[:len(fc)], *accs, *ins[:nc + nx], *gs[len(fc):], *ins[nc + nx:]], [*ct_c, *sums, *ct_x])
+    rev = Body([*gs[:len(fc)], *accs, *ins[:nc + nx], *gs[len(fc):], *saved_cts, *ins[nc + nx:]],
+               [*_sums(ct_c, saved_cts), *_sums(accs, ct_z), *ct_x])
     hit = body.cache[key] = (rev, fc, fx, fz, fy)
     return hit
+
+
+def _like(nodes, positions: list[int], prefix: str) -> list[Node]:
+    """Fresh variables of the types of ``nodes`` at ``positions``."""
+    return [variable(f"{prefix}_{nodes[j].name or j}", nodes[j].shape, nodes[j].dtype) for j in positions]
+
+
+def _sums(a: list[Node], b: list[Node]) -> list[Node]:
+    """``a[k] + b[k]``, or ``a`` itself when ``b`` is empty."""
+    from ..api import symbolic
+
+    return [symbolic.add(x, y) for x, y in zip(a, b)] if b else list(a)
 
 
 def _ct(ns, g, out, k: int):
@@ -349,8 +366,8 @@ def _saved(ns, out, inputs, params, op: str):
 
 
 def _scan_cotangents(ns, g, out, inputs, params) -> list:
-    body, nc, nx = params["body"], params["ncarry"], params["nx"]
-    rev, fc, fx, fz, fy = _scan_reverse(body, nc, nx)
+    body, nc, nx, saving = params["body"], params["ncarry"], params["nx"], bool(params.get("save"))
+    rev, fc, fx, fz, fy = _scan_reverse(body, nc, nx, saving)
     result: list = [NO_GRAD] * len(inputs)
     if not (fc or fx or fz):
         return result
@@ -358,11 +375,12 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
     nout = len(body.outputs)
     stacked = [item(ns, saved, nout + k) for k in range(nc)]
     accs = [ns.zeros_like(inputs[j]) for j in fz]
+    saved_cts = [_ct(ns, g, out, nout + k) for k in fc] if saving else []
     args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *inputs[nc:nc + nx],
-            *[_ct(ns, g, out, k) for k in fy], *inputs[nc + nx:])
-    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz), "nx": nc + nx + len(fy),
-                                        "length": params.get("length"), "reverse": not params.get("reverse", False),
-                                        "save": False})
+            *[_ct(ns, g, out, k) for k in fy], *saved_cts, *inputs[nc + nx:])
+    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz),
+                                        "nx": nc + nx + len(fy) + len(saved_cts), "length": params.get("length"),
+                                        "reverse": not params.get("reverse", False), "save": False})
     for m, j in enumerate(fc + fz):
         result[j] = item(ns, back, m)
     for m, j in enumerate(fx):
@@ -370,35 +388,36 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
     return result
 
 
-def _while_reverse(body: Body, nc: int) -> tuple:
-    key = ("while", nc)
+def _while_reverse(body: Body, nc: int, saving: bool) -> tuple:
+    """The body of while_loop's reverse scan (as :func:`_scan_reverse`, with no xs and no ys)."""
+    key = ("while", nc, saving)
     hit = body.cache.get(key)
     if hit is not None:
         return hit
-    from ..api import symbolic
-
     ins = body.inputs
     fc, fz = _floats(ins[:nc]), _floats(ins[nc:], nc)
     gs, cts = body_vjp(body, fc, fc + fz)
-    accs = [variable(f"acc_{ins[j].name or j}", ins[j].shape, ins[j].dtype) for j in fz]
-    sums = [symbolic.add(a, c) for a, c in zip(accs, cts[len(fc):])]
-    rev = Body([*gs, *accs, *ins], [*cts[:len(fc)], *sums])
+    accs = _like(ins, fz, "acc")
+    saved_cts = _like(ins, fc, "gsaved") if saving else []
+    rev = Body([*gs, *accs, *ins[:nc], *saved_cts, *ins[nc:]],
+               [*_sums(cts[:len(fc)], saved_cts), *_sums(accs, cts[len(fc):])])
     hit = body.cache[key] = (rev, fc, fz)
     return hit
 
 
 def _while_cotangents(ns, g, out, inputs, params) -> list:
-    body, nc = params["body"], params["ncarry"]
-    rev, fc, fz = _while_reverse(body, nc)
+    body, nc, saving = params["body"], params["ncarry"], bool(params.get("save"))
+    rev, fc, fz = _while_reverse(body, nc, saving)
     result: list = [NO_GRAD] * len(inputs)
     if not (fc or fz):
         return result
     saved = _saved(ns, out, inputs, params, "while_loop")
     stacked = [item(ns, saved, nc + k) for k in range(nc)]
     accs = [ns.zeros_like(inputs[j]) for j in fz]
-    args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *inputs[nc:])
-    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz), "nx": nc, "length": None,
-                                        "reverse": True, "save": False})
+    saved_cts = [_ct(ns, g, out, nc + k) for k in fc] if saving else []
+    args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *saved_cts, *inputs[nc:])
+    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz), "nx": nc + len(saved_cts),
+                                        "length": None, "reverse": True, "save": False})
     for m, j in enumerate(fc + fz):
         result[j] = item(ns, back, m)
     return result
@@ -464,9 +483,13 @@ def _item_jvp(ns, tangents, out, t, index):
     return tangents[0][index]
 
 
+class NotYet(TwogradError):
+    """A rule of a loop op that is not written yet: a placeholder raises this instead of a wrong answer."""
+
+
 def _not_yet(what: str):
     def rule(*args, **kwargs):
-        raise TwogradError(f"{what} is not yet implemented for loops and branches (scan, while_loop, cond)")
+        raise NotYet(f"{what} is not yet implemented for loops and branches (scan, while_loop, cond)")
     return rule
 
 
