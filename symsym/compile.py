@@ -31,8 +31,9 @@ from common.errors import FeedError, GradError, GraphError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
+from common.ops import Kind
 
-from . import emit
+from . import emit, loopgen
 from .linkers import get_linker
 from .rewrite import optimized_order
 
@@ -67,6 +68,7 @@ class _Codegen:
         self._templates: dict = {}
         self._impls: dict = {}
         self._bound: dict = {}
+        self.functions: dict = {}  # key -> (name, source): loop bodies and loops (symsym.loopgen)
 
     def bind(self, value, prefix: str) -> str:
         key = id(value)
@@ -107,6 +109,10 @@ class _Codegen:
 
     def expression(self, node: Node, args: list[str]) -> str:
         op = node.op
+        if op.kind is Kind.CONTROL:
+            loop = loopgen.expression(self, node, args)
+            if loop is not None:
+                return loop
         fast = emit.expression(node, args)
         if fast is not None:
             return fast
@@ -366,6 +372,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     statements = sum(1 for n in lowered.order if n.op is not None)
     build = _straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
     source = build(lowered.order, lowered.outs, inputs, gen)
+    source += loopgen.functions_source(gen)
     namespace = gen.globals
     namespace["__builtins__"] = _BUILTINS  # defence in depth: generated code needs no others
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)

@@ -1,0 +1,182 @@
+"""Code generation for the loop and branch ops: a Python ``for``/``while``/``if`` over generated bodies.
+
+A body (:class:`common.body.Body`, a closed subgraph whose inputs are
+variables) is compiled once, by the same straight-line generator and memory
+plan as the top level, into a function of its own (``body1(a0, a1, ...)``,
+returning the tuple of its outputs) defined next to ``fn`` in the generated
+module. The loop op becomes one more generated function that runs it:
+
+* ``scan``: a ``for`` over the steps (``range(n)``, or backwards), each step
+  one call of the body on the carries, each sequence's slice ``xs0[t]`` and
+  the loop-invariant inputs; every stacked output (and, for a scan that saves
+  them for its reverse loop, every carry-in) is allocated once before the loop
+  with its static shape and dtype and written per step (``ys0[t] = y0``);
+* ``while_loop``: ``while cond1(...)[0]:`` around the body call, counting the
+  steps when there is a bound, collecting the carry-ins when it saves them;
+* ``cond``: a conditional expression, ``(body1(...) if p else body2(...))``,
+  so only the taken branch's function runs;
+* ``item``: ``r5[k]``, an element of the tuple a loop or branch returns.
+
+Nothing is unrolled: the source has the same size whatever the number of
+steps, and a step costs one Python call plus the body's own statements. As
+everywhere in generated code, params reach the source only through
+:func:`symsym.emit.literal`, and dtypes and helpers as bound globals. A body
+the generator cannot write (a sequence output of unknown shape) falls back to
+the op's impl (the reference interpreter) for that node alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.body import Body
+from common.graph import Node, toposort
+
+from .emit import literal
+
+__all__ = ["expression"]
+
+
+def expression(gen, node: Node, args: list[str]) -> str | None:
+    """Source for a loop, branch or ``item`` node over the registers ``args``; None for the generic path."""
+    name = node.op.name
+    p = node.params
+    if name == "item":
+        return f"{args[0]}[{literal(int(p['index']))}]"
+    if name == "cond":
+        t, f = _body(gen, p["true_body"]), _body(gen, p["false_body"])
+        operands = ", ".join(args[1:])
+        return f"({t}({operands}) if {args[0]} else {f}({operands}))"
+    if name == "scan":
+        fn = _scan_function(gen, node)
+    elif name == "while_loop":
+        fn = _while_function(gen, node)
+    else:
+        return None
+    return None if fn is None else f"{fn}({', '.join(args)})"
+
+
+def _define(gen, key, prefix: str, make) -> str:
+    """The name of the generated function for ``key``, writing its source with ``make(name)`` once."""
+    known = gen.functions.get(key)
+    if known is None:
+        name = f"{prefix}{len(gen.functions)}"
+        gen.functions[key] = known = (name, None)
+        gen.functions[key] = known = (name, make(name))
+    return known[0]
+
+
+def _body(gen, body: Body) -> str:
+    """The generated function computing ``body``: ``def bodyN(a0, ...)`` returning its outputs' tuple.
+
+    The schedule is the body's toposort (its outputs in reverse, as at the top
+    level); the memory plan and inlining are the top level's
+    (:func:`symsym.compile._straight_line`).
+    """
+    from .compile import _straight_line  # late: compile imports this module
+
+    def make(name: str) -> str:
+        outs = list(body.outputs)
+        source = _straight_line(toposort(outs[::-1]), outs, list(body.inputs), gen)
+        return source.replace("def fn(", f"def {name}(", 1)
+
+    return _define(gen, ("body", id(body)), "body", make)
+
+
+def _static(shape) -> bool:
+    return None not in shape
+
+
+def _alloc(gen, target: str, n: str, shape: tuple, dtype) -> str:
+    """``target = np_empty((n, *shape), dtype)`` for a static ``shape``."""
+    gen.globals["np_empty"] = np.empty
+    return f"    {target} = np_empty(({n},) + {literal(tuple(shape))}, {gen.bind(np.dtype(dtype), 'dt')})"
+
+
+def _tuple(names: list[str]) -> str:
+    return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")"
+
+
+def _scan_function(gen, node: Node) -> str | None:
+    """``def scanN(c0.., xs0.., k0..)``: the loop, or None when an output's shape is not static."""
+    p, ins = node.params, node.inputs
+    body, nc, nx = p["body"], p["ncarry"], p["nx"]
+    ys = body.outputs[nc:]
+    save = bool(p.get("save"))
+    carries = ins[:nc]
+    if not all(_static(y.shape) for y in ys) or (save and not all(_static(c.shape) for c in carries)):
+        return None
+    length = p.get("length")
+    if length is None:
+        length = next((x.shape[0] for x in ins[nc:nc + nx] if x.shape[0] is not None), None)
+    fn = _body(gen, body)
+    gen.globals["range"] = range  # generated code sees only the builtins it is given
+    key = ("scan", id(body), nc, nx, length, bool(p.get("reverse")), save,
+           tuple((c.shape, c.dtype.str) for c in carries) if save else ())
+
+    def make(name: str) -> str:
+        cs = [f"c{i}" for i in range(nc)]
+        xs = [f"xs{i}" for i in range(nx)]
+        ks = [f"k{i}" for i in range(len(ins) - nc - nx)]
+        lines = [f"def {name}({', '.join(cs + xs + ks)}):"]
+        n = literal(int(length)) if length is not None else "n"
+        if length is None:
+            lines.append("    n = len(xs0)")
+        stacked = [f"ys{j}" for j in range(len(ys))]
+        kept = [f"cs{k}" for k in range(nc)] if save else []
+        lines += [_alloc(gen, s, n, y.shape, y.dtype) for s, y in zip(stacked, ys)]
+        lines += [_alloc(gen, s, n, c.shape, c.dtype) for s, c in zip(kept, carries)]
+        lines.append(f"    for t in {f'range({n} - 1, -1, -1)' if p.get('reverse') else f'range({n})'}:")
+        lines += [f"        {s}[t] = {c}" for s, c in zip(kept, cs)]
+        step = [f"y{j}" for j in range(len(ys))]
+        call = f"{fn}({', '.join(cs + [x + '[t]' for x in xs] + ks)})"
+        lines.append(f"        {_tuple(cs + step)} = {call}" if cs or step else f"        {call}")
+        lines += [f"        {s}[t] = {y}" for s, y in zip(stacked, step)]
+        lines.append(f"    return {_tuple(cs + stacked + kept)}")
+        return "\n".join(lines) + "\n"
+
+    return _define(gen, key, "scan", make)
+
+
+def _stacked(parts: list, like) -> np.ndarray:
+    """The carry-ins a while loop saved, stacked (an empty stack of ``like``'s type when it ran no step)."""
+    if parts:
+        return np.stack(parts)
+    like = np.asarray(like)
+    return np.empty((0, *like.shape), like.dtype)
+
+
+def _while_function(gen, node: Node) -> str:
+    """``def whileN(c0.., k0..)``: ``while`` the condition holds (and the bound allows), call the body."""
+    p, ins = node.params, node.inputs
+    nc, max_iter, save = p["ncarry"], p.get("max_iter"), bool(p.get("save"))
+    test, fn = _body(gen, p["cond_body"]), _body(gen, p["body"])
+    gen.globals["range"] = range
+    key = ("while", id(p["cond_body"]), id(p["body"]), nc, max_iter, save)
+
+    def make(name: str) -> str:
+        cs = [f"c{i}" for i in range(nc)]
+        args = ", ".join(cs + [f"k{i}" for i in range(len(ins) - nc)])
+        lines = [f"def {name}({args}):"]
+        kept = [f"cs{k}" for k in range(nc)] if save else []
+        lines += [f"    {s} = []" for s in kept]
+        if max_iter is None:
+            lines.append(f"    while {test}({args})[0]:")
+        else:
+            lines.append(f"    for _ in range({literal(int(max_iter))}):")
+            lines.append(f"        if not {test}({args})[0]:")
+            lines.append("            break")
+        lines += [f"        {s}.append({c})" for s, c in zip(kept, cs)]
+        lines.append(f"        {_tuple(cs)} = {fn}({args})")
+        if save:
+            gen.globals["stacked_carries"] = _stacked
+            kept = [f"stacked_carries({s}, {c})" for s, c in zip(kept, cs)]
+        lines.append(f"    return {_tuple(cs + kept)}")
+        return "\n".join(lines) + "\n"
+
+    return _define(gen, key, "loop", make)
+
+
+def functions_source(gen) -> str:
+    """The source of every body and loop function the generated ``fn`` calls, in definition order."""
+    return "".join("\n" + source for _, source in gen.functions.values())
