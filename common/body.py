@@ -40,6 +40,7 @@ to constants.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 
@@ -57,6 +58,9 @@ def is_tuple(n) -> bool:
     return n.dtype is TUPLE or n.dtype == TUPLE
 
 
+_SERIAL = itertools.count(1)
+
+
 class Body:
     """A closed subgraph: formal ``inputs`` (variables) and ``outputs`` (nodes), run as one function.
 
@@ -64,7 +68,7 @@ class Body:
     input would have no value when the body runs.
     """
 
-    __slots__ = ("inputs", "outputs", "_plan", "cache", "__weakref__")
+    __slots__ = ("inputs", "outputs", "_plan", "cache", "label", "__weakref__")
 
     def __init__(self, inputs: Sequence[Node], outputs: Sequence[Node]):
         inputs, outputs = tuple(inputs), tuple(outputs)
@@ -80,6 +84,7 @@ class Body:
         object.__setattr__(self, "outputs", outputs)
         object.__setattr__(self, "_plan", None)
         object.__setattr__(self, "cache", {})  # derived bodies (the VJP body), by what they were made for
+        object.__setattr__(self, "label", f"body{next(_SERIAL)}")  # how printers refer to it
         ids = {id(v) for v in inputs}
         free = [n for n in inner_nodes(outputs, ids) if n.is_var and id(n) not in ids]
         if free:
@@ -90,7 +95,11 @@ class Body:
         raise GraphError("bodies are immutable")
 
     def __repr__(self) -> str:
-        return f"<Body ({types_text(self.inputs)}) -> ({types_text(self.outputs)})>"
+        return self.label
+
+    def signature(self) -> str:
+        """``(inputs' types) -> (outputs' types)``, for messages and printers."""
+        return f"({types_text(self.inputs)}) -> ({types_text(self.outputs)})"
 
     def run(self, args: Sequence) -> tuple:
         """The outputs' values for the inputs' values ``args`` (numpy arrays): one step of a loop."""

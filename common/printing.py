@@ -72,6 +72,8 @@ def _pieces(n: Node, prec: Callable[[Node], int]) -> list[Piece]:
                 *_wrapped(b, pb > p or (pb == p and right_assoc))]
     if sym is not None and len(ins) == 1:
         return [sym, *_wrapped(ins[0], prec(ins[0]) >= _NEG)]
+    if name == "item":  # one output of a loop or branch
+        return [f"{name}(", ins[0], f", {n.params['index']})"]
     if name == "getitem":
         return [*_wrapped(ins[0], prec(ins[0]) == _ATOM), "[", *_index_pieces(n.params["index"], ins[1:]), "]"]
     out: list[Piece] = [f"{name}("]
@@ -153,6 +155,12 @@ def pprint(outputs: Node | Iterable[Node], names: bool = False) -> str:
     (``cos(y) * cos(x) * cos(w)`` for the book's chain).
     """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    lines, printed = _pprint_lines(outs, names)
+    return "\n".join(lines + _body_blocks(printed, lambda b: _pprint_lines(list(b.outputs), names)))
+
+
+def _pprint_lines(outs: list[Node], names: bool) -> tuple[list[str], list[Node]]:
+    """pprint's lines for ``outs``, and the nodes they show."""
     roots = {id(o) for o in outs}
 
     def atom(n: Node) -> bool:
@@ -196,7 +204,33 @@ def pprint(outputs: Node | Iterable[Node], names: bool = False) -> str:
         out = []
         _emit(expand(o), expand, out)
         lines.append("".join(out))
-    return "\n".join(lines)
+    return lines, printed
+
+
+def _body_blocks(printed: list[Node], lines_of: Callable) -> list[str]:
+    """Each body that the printed nodes (and, in turn, their bodies) hold, once, as an indented block.
+
+    A loop node shows its body by label (``body=body3``); the block below
+    reads ``body3(carry, x, outer0):`` and the body's own lines, nested bodies
+    indented one level deeper. A queue, not recursion: bodies nest as deep as
+    the user's loops do.
+    """
+    from .body import bodies_of
+
+    out: list[str] = []
+    seen: set[int] = set()
+    stack = [(b, 1) for n in reversed(printed) for _, b in reversed(bodies_of(n))]
+    while stack:
+        body, depth = stack.pop()
+        if id(body) in seen:
+            continue
+        seen.add(id(body))
+        pad = "    " * depth
+        out.append(f"{pad[4:]}{body.label}({', '.join(v.label() for v in body.inputs)}):")
+        lines, shown = lines_of(body)
+        out.extend(pad + line for line in "\n".join(lines).split("\n"))
+        stack.extend((b, depth + 1) for n in reversed(shown) for _, b in reversed(bodies_of(n)))
+    return out
 
 
 def summary(node: Node, width: int = 60) -> str:
@@ -254,8 +288,15 @@ def debugprint(outputs: Node | Iterable[Node], show_types: bool = True) -> str:
     and printed afterwards as a block of its own, so deep chains stay linear.
     """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    names: dict[int, str] = {}
     fresh = _ids()
+    lines, shown = _debug_lines(outs, show_types, fresh)
+    return "\n".join(lines + _body_blocks(shown, lambda b: _debug_lines(list(b.outputs), show_types, fresh)))
+
+
+def _debug_lines(outs: list[Node], show_types: bool, fresh: Iterator[str]) -> tuple[list[str], list[Node]]:
+    """debugprint's lines for ``outs`` (ids drawn from ``fresh``), and the nodes they show."""
+    names: dict[int, str] = {}
+    shown: list[Node] = []
     lines: list[str] = []
     later: deque[Node] = deque()
     stack: list[tuple[Node, int, bool]] = [(o, 0, False) for o in reversed(outs)]
@@ -266,6 +307,7 @@ def debugprint(outputs: Node | Iterable[Node], show_types: bool = True) -> str:
         seen = id(n) in names and not resumed
         if id(n) not in names:
             names[id(n)] = next(fresh)
+            shown.append(n)
         deferred = not seen and not resumed and n.inputs and depth >= DEBUG_DEPTH
         line = f"{' |' * depth}{_describe(n)} [id {names[id(n)]}]"
         if n.name and not n.is_var:
@@ -281,7 +323,7 @@ def debugprint(outputs: Node | Iterable[Node], show_types: bool = True) -> str:
         if not seen and not deferred:
             for i in reversed(n.inputs):
                 stack.append((i, depth + 1, False))
-    return "\n".join(lines)
+    return lines, shown
 
 
 def dot_string(text: str) -> str:
@@ -297,15 +339,43 @@ def dot_string(text: str) -> str:
 
 
 def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title: str | None = None) -> str:
-    """Graphviz DOT text; nodes in ``highlight`` (e.g. those grad added) are filled."""
+    """Graphviz DOT text; nodes in ``highlight`` (e.g. those grad added) are filled.
+
+    A loop or branch node's bodies are drawn once each, as a cluster labelled
+    with the body's name, joined to the node by a dashed edge.
+    """
+    from .body import bodies_of
+
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     marked = {id(n) for n in highlight}
-    order = toposort(outs)
-    index = {id(n): k for k, n in enumerate(order)}
-    lines = ["digraph twograd {", "  rankdir=BT;"]
+    lines = ["digraph twograd {", "  rankdir=BT;", "  compound=true;"]
     if title:
         lines.append(f"  label={dot_string(title)};")
-    for k, n in enumerate(order):
+    order = toposort(outs)
+    index = _dot_nodes(order, "n", marked, lines, "  ")
+    pending = [(n, index, name, b) for n in order for name, b in bodies_of(n)]
+    done: dict[int, str] = {}
+    while pending:
+        owner, owner_index, param, body = pending.pop(0)
+        if id(body) not in done:
+            prefix = done[id(body)] = f"b{len(done)}_"
+            lines.append(f"  subgraph cluster_{prefix[:-1]} {{")
+            lines.append(f"    label={dot_string(body.label)}; style=dashed;")
+            border = toposort([*body.outputs, *body.inputs])
+            inner = _dot_nodes(border, prefix, set(), lines, "    ")
+            lines.append("  }")
+            pending.extend((n, inner, name, b) for n in border for name, b in bodies_of(n))
+        first = f"{done[id(body)]}0"
+        lines.append(f"  {first} -> {owner_index[id(owner)]} [style=dashed, label={dot_string(param)}, "
+                     f"ltail=cluster_{done[id(body)][:-1]}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _dot_nodes(order: list[Node], prefix: str, marked: set, lines: list[str], pad: str) -> dict[int, str]:
+    """The DOT statements of ``order``'s nodes and edges (ids ``prefix`` + position), and the ids by node."""
+    index = {id(n): f"{prefix}{k}" for k, n in enumerate(order)}
+    for n in order:
         if n.is_var:
             attrs = f"label={dot_string(n.name or '?')}, shape=box"
         elif n.is_const:
@@ -314,9 +384,8 @@ def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title
             attrs = f"label={dot_string(n.op.name + (chr(10) + n.name if n.name else ''))}, shape=ellipse"
         if id(n) in marked:
             attrs += ', style=filled, fillcolor="#f4a261"'
-        lines.append(f"  n{k} [{attrs}];")
+        lines.append(f"{pad}{index[id(n)]} [{attrs}];")
     for n in order:
         for i in n.inputs:
-            lines.append(f"  n{index[id(i)]} -> n{index[id(n)]};")
-    lines.append("}")
-    return "\n".join(lines)
+            lines.append(f"{pad}{index[id(i)]} -> {index[id(n)]};")
+    return index

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .api import apply
+from .body import Body, is_tuple
 from .errors import SerializationError, TwogradError
 from .graph import Node, toposort
 from .ops import OPS
@@ -48,16 +49,47 @@ class FileSite(Site):
 def _enc(v):
     if isinstance(v, tuple):
         return {"tuple": [_enc(x) for x in v]}
+    if isinstance(v, Body):
+        return {"body": _body_json(v)}
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     raise SerializationError(f"cannot serialize param value {v!r}")
 
 
+def _body_json(body: Body) -> dict:
+    """A body as its own node list (its own index space), its inputs and outputs indices into it."""
+    nodes, index = _records([*body.outputs, *body.inputs])
+    return {"nodes": nodes, "inputs": [index[id(v)] for v in body.inputs],
+            "outputs": [index[id(o)] for o in body.outputs]}
+
+
+def _body(v, name: str, depth: int) -> Body:
+    """A body param from its JSON form, every node rebuilt and checked as at the top level."""
+    if not isinstance(v, dict) or set(v) != {"nodes", "inputs", "outputs"}:
+        raise SerializationError(f"param {name!r}: a body must have exactly 'nodes', 'inputs' and 'outputs'")
+    recs, ins, outs = v["nodes"], v["inputs"], v["outputs"]
+    if not isinstance(recs, list) or not isinstance(ins, list) or not isinstance(outs, list):
+        raise SerializationError(f"param {name!r}: a body's 'nodes', 'inputs' and 'outputs' must be lists")
+    try:
+        built = _build(recs, "<body>", depth + 1)
+    except SerializationError as e:
+        raise SerializationError(f"param {name!r}: {e}") from None
+    for i in [*ins, *outs]:
+        if not (is_int(i) and 0 <= i < len(built)):
+            raise SerializationError(f"param {name!r}: a body's inputs and outputs must refer to its nodes")
+    try:
+        return Body([built[i] for i in ins], [built[i] for i in outs])
+    except TwogradError as e:
+        raise SerializationError(f"param {name!r}: not a valid body: {e}") from None
+
+
 def _dec(v, name: str, depth: int = 0):
-    """A param value from its JSON form; recursion is bounded by :data:`MAX_DEPTH`."""
+    """A param value from its JSON form; recursion (tuples, bodies in bodies) is bounded by :data:`MAX_DEPTH`."""
     if isinstance(v, dict):
         if depth >= MAX_DEPTH:
-            raise SerializationError(f"param {name!r} nests tuples more than {MAX_DEPTH} deep")
+            raise SerializationError(f"param {name!r} nests tuples or bodies more than {MAX_DEPTH} deep")
+        if set(v) == {"body"}:
+            return _body(v["body"], name, depth)
         if set(v) != {"tuple"} or not isinstance(v["tuple"], list):
             raise SerializationError(f"bad param value {shown(v)} for param {name!r}")
         return tuple(_dec(x, name, depth + 1) for x in v["tuple"])
@@ -72,6 +104,13 @@ def to_json(outputs) -> dict:
     """The graph under ``outputs`` (a node or a list) as JSON-ready data."""
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
+    nodes, index = _records(outs)
+    return {"format": FORMAT, "version": VERSION, "single": single,
+            "nodes": nodes, "outputs": [index[id(o)] for o in outs]}
+
+
+def _records(outs: list[Node]) -> tuple[list[dict], dict[int, int]]:
+    """The JSON records of the nodes under ``outs`` in topological order, and each node's index."""
     order = toposort(outs)
     index = {id(n): k for k, n in enumerate(order)}
     nodes = []
@@ -84,10 +123,9 @@ def to_json(outputs) -> dict:
         else:
             rec.update(kind="apply", op=n.op.name, inputs=[index[id(i)] for i in n.inputs],
                        params={k: _enc(v) for k, v in n.params.items()}, shape=list(n.shape),
-                       dtype=n.dtype.name)
+                       dtype="tuple" if is_tuple(n) else n.dtype.name)
         nodes.append(rec)
-    return {"format": FORMAT, "version": VERSION, "single": single,
-            "nodes": nodes, "outputs": [index[id(o)] for o in outs]}
+    return nodes, index
 
 
 def from_json(data, source: str = "<json>") -> Node | list[Node]:
@@ -103,23 +141,30 @@ def from_json(data, source: str = "<json>") -> Node | list[Node]:
     recs, outs = data.get("nodes"), data.get("outputs")
     if not isinstance(recs, list) or not isinstance(outs, list):
         raise SerializationError("'nodes' and 'outputs' must be lists")
-    built: list[Node] = []
-    for k, rec in enumerate(recs):
-        try:
-            built.append(_node(rec, built, FileSite(source, k)))
-        except SerializationError as e:
-            raise SerializationError(f"node {k}: {e}") from None
-        except TwogradError as e:  # the type rule's refusal
-            raise SerializationError(f"node {k} ({rec.get('op')}) is inconsistent: {e}") from None
-        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, RecursionError) as e:
-            raise SerializationError(f"node {k} is malformed: {type(e).__name__}: {shown(str(e))}") from None
+    built = _build(recs, source, 0)
     if not all(is_int(i) and 0 <= i < len(built) for i in outs):
         raise SerializationError("'outputs' refers to nodes that do not exist")
     result = [built[i] for i in outs]
     return result[0] if data.get("single") is True and len(result) == 1 else result
 
 
-def _node(rec, built, here: FileSite) -> Node:
+def _build(recs: list, source: str, depth: int) -> list[Node]:
+    """The nodes of a node list (the file's, or a body's at nesting ``depth``), each checked in turn."""
+    built: list[Node] = []
+    for k, rec in enumerate(recs):
+        try:
+            built.append(_node(rec, built, FileSite(source, k), depth))
+        except SerializationError as e:
+            raise SerializationError(f"node {k}: {e}") from None
+        except TwogradError as e:  # the type rule's refusal
+            op = rec.get("op") if isinstance(rec, dict) else None
+            raise SerializationError(f"node {k} ({shown(op)}) is inconsistent: {e}") from None
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, RecursionError) as e:
+            raise SerializationError(f"node {k} is malformed: {type(e).__name__}: {shown(str(e))}") from None
+    return built
+
+
+def _node(rec, built, here: FileSite, depth: int = 0) -> Node:
     if not isinstance(rec, dict):
         raise SerializationError("a node must be an object")
     kind, name, site = rec.get("kind"), rec.get("name"), _site(rec.get("site"), here)
@@ -134,11 +179,11 @@ def _node(rec, built, here: FileSite) -> Node:
         arr.setflags(write=False)
         return Node(None, (), {}, arr.shape, arr.dtype, name, arr, site)
     if kind == "apply":
-        return _apply(rec, built, site, name)
+        return _apply(rec, built, site, name, depth)
     raise SerializationError(f"unknown node kind {shown(kind)}")
 
 
-def _apply(rec, built, site, name) -> Node:
+def _apply(rec, built, site, name, depth: int = 0) -> Node:
     """An op's node, rebuilt through its type rule, which checks every param."""
     op = OPS.get(rec.get("op")) if isinstance(rec.get("op"), str) else None
     if op is None:
@@ -154,7 +199,7 @@ def _apply(rec, built, site, name) -> Node:
         if key not in op.params:
             raise SerializationError(f"{op.name}: param {shown(key)} is not one of its params "
                                      f"({', '.join(op.params) or 'none'})")
-    params = {key: _dec(v, key) for key, v in params.items()}
+    params = {key: _dec(v, key, depth) for key, v in params.items()}
     for key in _required(op):
         if key not in params:
             raise SerializationError(f"{op.name}: param {key!r} is missing")
@@ -163,7 +208,8 @@ def _apply(rec, built, site, name) -> Node:
     if "shape" in rec and _shape(rec["shape"], unknown=True) != node.shape:
         raise SerializationError(f"{op.name}: declared shape {shown(rec['shape'])} is not the inferred "
                                  f"{list(node.shape)}")
-    if "dtype" in rec and _dtype(rec["dtype"]) != node.dtype:
+    if "dtype" in rec and (is_tuple(node) != (rec["dtype"] == "tuple") or (
+            not is_tuple(node) and _dtype(rec["dtype"]) != node.dtype)):
         raise SerializationError(f"{op.name}: declared dtype {shown(rec['dtype'])} is not the inferred {node.dtype}")
     return node
 
