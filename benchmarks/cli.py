@@ -4,7 +4,8 @@
   twograd check                 cross-checks only; exit status 1 on any mismatch
   twograd plot RESULTS.json     redraw the plots from saved results
   twograd show chain --order 1  the forward graph, its derivative graph, the book's Figure 6.10
-  twograd explain chain         symsym's build_grad, step by step
+  twograd show scan             a recurrence as one scan op, and its derivative: a reverse scan
+  twograd explain chain         symsym's build_grad, step by step (also: explain scan)
   twograd list                  workloads, sizes, backends and peers
   twograd gradbench ...         the GradBench tool (protocol on stdin/stdout)
 """
@@ -235,10 +236,11 @@ def cmd_plot(args) -> int:
 
 def _chain(args):
     from .figure import chain_example
+    from .recurrence import scan_example
 
-    if args.workload != "chain":
-        raise SystemExit(f"twograd: {args.command} draws the book's chain example; got {args.workload!r}")
-    return chain_example(args.f, args.depth)
+    if args.workload not in ("chain", "scan"):
+        raise SystemExit(f"twograd: {args.command} shows the book's chain example or a scan; got {args.workload!r}")
+    return (chain_example if args.workload == "chain" else scan_example)(args.f, args.depth)
 
 
 def cmd_show(args) -> int:
@@ -247,6 +249,11 @@ def cmd_show(args) -> int:
 
     from .figure import book_form, derivative, draw
 
+    if args.workload == "scan":
+        from .recurrence import show_scan
+
+        print(show_scan(args.f, args.depth, args.order))
+        return 0
     out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
     _writable_file(out)
     z, w = _chain(args)
@@ -375,11 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("show", "print the chain's forward and derivative graphs and draw Figure 6.10", cmd_show),
             ("explain", "symsym's build_grad on the chain, step by step", cmd_explain)):
         p = sub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("workload", nargs="?", default="chain", help="the example (only 'chain')")
+        p.add_argument("workload", nargs="?", default="chain",
+                       help="the example: 'chain' (unrolled, the book's) or 'scan' (a recurrence as one loop op)")
         p.add_argument("--f", choices=("sin", "tanh", "exp"), default="sin", help="the function f (default sin)")
         top = SHOW_MAX_DEPTH if name == "show" else EXPLAIN_MAX_DEPTH
         p.add_argument("--depth", type=_int_in(1, top), default=3,
-                       help=f"how many times f is applied (default 3, at most {top})")
+                       help=f"how many times f is applied: the scan's length (default 3, at most {top})")
         if name == "show":
             p.add_argument("--order", type=_int_in(1, SHOW_MAX_ORDER, " (the graph triples with each order)"),
                            default=1, help=f"derivative order (default 1, at most {SHOW_MAX_ORDER})")

@@ -342,8 +342,42 @@ def loss_curves(results, folder):
     return _save(fig, folder, "loss_curves")
 
 
+def _loop_series(results) -> dict[tuple, list]:
+    """symsym's ``{(workload, family): [(scale, forward nodes, derivative nodes, one-off s)]}`` for each workload
+    that has a ``-scan`` twin in the results (the same model with its loop as one scan op), and for the twin."""
+    cells = [c for c in _ok(results) if c["backend"] == "symsym" and c.get("one_off", {}).get("total") is not None
+             and c.get("nodes", {}).get("grad_opt")]
+    names = {c["workload"] for c in cells}
+    series: dict[tuple, list] = {}
+    for c in cells:
+        if f"{c['workload']}-scan" in names or (c["workload"].endswith("-scan") and c["workload"][:-5] in names):
+            series.setdefault((c["workload"], c["family"]), []).append(
+                (c["scale"], c["nodes"]["forward"], c["nodes"]["grad_opt"], c["one_off"]["total"]))
+    return {k: sorted(v) for k, v in series.items() if len(v) > 1}
+
+
+def loops_unrolled_vs_scan(results, folder):
+    """symsym's graph size and one-off cost against sequence length, the loop unrolled vs one scan op:
+    the unrolled graph grows with the sequence, the scan's stays one body (and its reverse)."""
+    series = _loop_series(results)
+    if not series:
+        return None
+    fig, (nodes, cost) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for k, ((w, fam), pts) in enumerate(series.items()):
+        ls, marker = ("-", "o") if w.endswith("-scan") else ("--", "s")
+        xs = [p[0] for p in pts]
+        label = f"{'scan' if w.endswith('-scan') else 'unrolled'} ({fam})"
+        nodes.plot(xs, [p[2] for p in pts], color=f"C{k}", ls=ls, marker=marker, label=f"{label}: derivative")
+        nodes.plot(xs, [p[1] for p in pts], color=f"C{k}", ls=":", marker=".", label=f"{label}: forward")
+        cost.plot(xs, [p[3] for p in pts], color=f"C{k}", ls=ls, marker=marker, label=label)
+    _finish(nodes, "graph size (after rewrites)", "sequence length x layers", "nodes", legend=7)
+    _finish(cost, "one-off: grad + optimise + compile", "sequence length x layers", "seconds", legend=7)
+    fig.suptitle("symsym: a loop unrolled vs one scan op, against sequence length")
+    return _save(fig, folder, "loops_unrolled_vs_scan")
+
+
 ALL = (time_vs_size, jacobian_crossover, ratio_bars, amortisation, one_off_vs_nodes, order_nodes, memory_vs_size,
-       loss_curves)
+       loss_curves, loops_unrolled_vs_scan)
 
 
 def draw_all(results: dict, folder: str) -> list[str]:

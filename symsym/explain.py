@@ -50,10 +50,12 @@ def _new_nodes(term: Node, known: set[int]) -> list[Node]:
     """The nodes under ``term`` not in ``known``, inputs first, and add them to ``known``.
 
     The walk stops at known nodes, so the whole trace visits each node once
-    (a toposort of every term would make a long chain's trace quadratic).
+    (a toposort of every term would make a long chain's trace quadratic). The
+    cotangent of a loop or branch (one term per output that got one) is walked part by part.
     """
     out: list[Node] = []
-    stack = [(term, False)]
+    parts = getattr(term, "parts", None)
+    stack = [(t, False) for t in reversed(list(parts.values()) if parts is not None else [term])]
     while stack:
         n, done = stack.pop()
         if done:
