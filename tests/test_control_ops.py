@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common import DTypeError, ShapeError, TwogradError, evaluate
+import symnum
+import symsym
+from common import DTypeError, ShapeError, TwogradError, debugprint, evaluate, pprint, to_dot
 from common import api as T
 from common.body import Body, is_tuple
 from common.ops.control import output_types
@@ -145,3 +147,58 @@ def test_xs_of_different_lengths_are_refused():
 def test_body_must_be_closed():
     with pytest.raises(TwogradError, match="not one of its inputs"):
         Body([T.var("a", ())], [T.var("a2", ()) + 1.0])
+
+
+# ------------------------------------------------------------------ printing
+
+def _loop():
+    x, w = T.var("x", (4,)), T.var("w", ())
+    c, ys = T.scan(lambda c, xi: (c * w + T.sin(xi), c * c), 0.0, x)
+    return T.sum(ys) + c
+
+
+def test_pprint_prints_each_body_once_indented():
+    cost = _loop()
+    text = pprint([cost, cost * 2.0])
+    body = cost.inputs[1].inputs[0].params["body"]
+    assert text.count(f"{body.label}(") == 1  # the block header, once, although two outputs use the loop
+    header = text.splitlines().index(f"{body.label}(carry0, x, w):")
+    assert text.splitlines()[header + 1:] == ["    carry0 * w + sin(x)", "    carry0 * carry0"]
+    assert f"body={body.label}" in text and "item(t1, 1)" in text
+
+
+def test_pprint_indents_nested_bodies_deeper():
+    x = T.var("x", (3, 2))
+    final, _ = T.scan(lambda c, row: (c + T.scan(lambda d, v: (d * v, None), 1.0, row)[0], None), 0.0, x)
+    lines = pprint(final).splitlines()
+    headers = [k for k, line in enumerate(lines) if line.lstrip().startswith("body") and line.endswith(":")]
+    assert len(headers) == 2
+    assert not lines[headers[0]].startswith(" ") and lines[headers[1]].startswith("    body")
+    assert lines[headers[1] + 1].startswith("        ")
+
+
+def test_debugprint_and_dot_show_the_body():
+    cost = _loop()
+    text = debugprint(cost)
+    body = cost.inputs[1].inputs[0].params["body"]
+    assert text.count(f"{body.label}(carry0, x, w):") == 1
+    assert "scan{body=" in text and "\n     |sin" in text
+    dot = to_dot(cost)
+    assert dot.count("subgraph cluster_") == 1 and f'label="{body.label}"' in dot and "style=dashed" in dot
+
+
+def test_symnum_evaluate_runs_loops_on_ir_graphs(rng):
+    cost = _loop()
+    feed = {"x": rng.standard_normal(4), "w": np.array(0.3)}
+    np.testing.assert_allclose(symnum.evaluate(cost, feed), evaluate(cost, feed), rtol=1e-15)
+
+
+def test_jacobian_through_scan(rng):
+    x = T.var("x", (3,))
+    _, ys = T.scan(lambda c, xi: (c + xi, T.sin(c * xi)), 0.5, x)
+    jac = symsym.jacobian(ys, x)
+    xv = rng.standard_normal(3)
+    from benchmarks.finite import central_differences
+
+    np.testing.assert_allclose(evaluate(jac, {x: xv}), central_differences(lambda a: evaluate(ys, {x: a}), xv),
+                               rtol=1e-6, atol=1e-9)
