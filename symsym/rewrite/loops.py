@@ -1,0 +1,324 @@
+"""Rewrites of loops and branches: their bodies optimised, invariants hoisted, dead carries dropped.
+
+A loop node (:mod:`common.ops.control`) is one node to the other passes: its
+bodies sit in its params, where no traversal looks. This module opens them.
+
+* :func:`open_bodies` (before the local rules run on the outer graph): each
+  body is rewritten by the same passes as the graph around it (CSE, folding,
+  algebra, stability, nested loops), and the nodes of a ``scan`` or
+  ``while_loop`` body that depend only on its loop-invariant inputs (the
+  closed-over non-sequences and constants, never a carry or a slice) move out
+  of the loop: each becomes an outer node, fed back in as a new explicit input,
+  so it is computed once instead of once per step (a ``cond``'s branches keep
+  theirs: only the taken branch may run). The outer passes then merge the
+  hoisted nodes with equal ones outside (the ``W.T`` of a forward body and of
+  its reverse body become one node).
+* :func:`prune` (after them): what the outer graph does not read is removed.
+  A loop's output nobody reads is dropped from its body; a carry whose final
+  value nobody reads and that no live output depends on inside the body
+  (through any number of steps) is dropped with its input; so are sequences
+  and invariant inputs the remaining body no longer reaches; a scan that
+  stacks its carry-ins for a reverse loop stops stacking them when nothing
+  reads the stack. And when a graph holds both a loop and its saving copy
+  (``grad`` makes one for the reverse loop: the same op, inputs and params
+  but ``save=True``), the plain one's outputs are read off the saving one, so
+  the forward loop runs once.
+
+Every pass here is iterative over the outer graph; bodies are opened one
+level per call of ``optimize`` on the body (nesting depth, never graph size,
+bounds the recursion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from common.api import apply
+from common.body import Body, inner_nodes, is_tuple
+from common.graph import Node, rebuild, replace, toposort, variable
+from common.ops import OPS, Kind
+
+__all__ = ["has_loops", "open_bodies", "prune"]
+
+CONTROL = Kind.CONTROL
+BODY_PARAMS = ("body", "cond_body", "true_body", "false_body")
+
+
+def has_loops(order: list[Node]) -> bool:
+    """Whether any node of ``order`` is a loop or a branch (the passes here have work)."""
+    for n in order:
+        op = n.op
+        if op is not None and op.kind is CONTROL:
+            return True
+    return False
+
+
+def _is_loop(n: Node) -> bool:
+    return n.op is not None and n.op.kind is CONTROL and n.op.name != "item"
+
+
+def _item(t: Node, k: int, site) -> Node:
+    return apply(OPS["item"], (t,), {"index": k}, site=site)
+
+
+# ------------------------------------------------------------------ bodies and hoisting
+
+def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts: dict,
+                hoist: bool = True) -> list[Node]:
+    """``outs`` with every loop's bodies optimised by ``optimize_body`` and (with ``hoist``) its invariants
+    hoisted."""
+    memo: dict[int, tuple] = {}
+
+    def fn(node: Node, inputs: tuple) -> Node:
+        if not _is_loop(node):
+            return _remade(node, inputs)
+        params = dict(node.params)
+        for key in BODY_PARAMS:
+            body = params.get(key)
+            if body is not None:
+                hit = memo.get(id(body))
+                if hit is None:
+                    hit = memo[id(body)] = (body, optimize_body(body))
+                params[key] = hit[1]
+        if hoist:
+            inputs, params = _hoisted(node.op.name, inputs, params, counts)
+        if all(params[k] is node.params[k] for k in params) and inputs == node.inputs:
+            return node
+        return apply(node.op, inputs, params, site=node.site)
+
+    return rebuild(outs, fn)
+
+
+def _remade(node: Node, inputs: tuple) -> Node:
+    if all(a is b for a, b in zip(inputs, node.inputs)):
+        return node
+    from .core import remake
+
+    return remake(node, inputs)
+
+
+def _invariant_frontier(body: Body, first: int) -> list[Node]:
+    """The nodes of ``body`` worth computing outside the loop: those that depend on the invariant
+    inputs (``body.inputs[first:]``) and nothing else variable, and that some variant node or an
+    output reads. Constant-only nodes stay in (the rewrites fold them, and they cost no input)."""
+    invariant = {id(v) for v in body.inputs[first:]}
+    formal = {id(v) for v in body.inputs}
+    movable: set[int] = set()
+    order = inner_nodes(body.outputs, formal)
+    for n in order:
+        if n.op is None or is_tuple(n) or n.op.kind is CONTROL:
+            continue
+        if all(id(i) in movable or id(i) in invariant or i.is_const for i in n.inputs) and \
+                any(id(i) in movable or id(i) in invariant for i in n.inputs):
+            movable.add(id(n))
+    if not movable:
+        return []
+    read: set[int] = {id(o) for o in body.outputs}
+    for n in order:
+        if id(n) not in movable:
+            read.update(id(i) for i in n.inputs)
+    return [n for n in order if id(n) in movable and id(n) in read]
+
+
+def _hoisted(name: str, inputs: tuple, params: dict, counts: dict) -> tuple[tuple, dict]:
+    """A scan's or while loop's inputs and params with its invariant computations moved outside."""
+    if name == "scan":
+        first = params["ncarry"] + params["nx"]
+        keys = ("body",)
+    elif name == "while_loop":
+        first = params["ncarry"]
+        keys = ("cond_body", "body")
+    else:
+        return inputs, params
+    frontier: list[Node] = []
+    seen: set[int] = set()
+    for key in keys:
+        for n in _invariant_frontier(params[key], first):
+            if id(n) not in seen:
+                seen.add(id(n))
+                frontier.append(n)
+    if not frontier:
+        return inputs, params
+    formals = params[keys[-1]].inputs  # the bodies of one op share their formal inputs
+    outer = replace(frontier, {v: x for v, x in zip(formals[first:], inputs[first:])})
+    stand_ins = [variable(n.name or f"hoisted{k}", n.shape, n.dtype) for k, n in enumerate(frontier)]
+    swap = dict(zip(frontier, stand_ins))
+    params = dict(params)
+    for key in keys:
+        body = params[key]
+        params[key] = Body([*body.inputs, *stand_ins], replace(list(body.outputs), swap))
+    counts["loops"] = counts.get("loops", 0) + len(frontier)
+    return (*inputs, *outer), params
+
+
+# ------------------------------------------------------------------ dead outputs, carries, inputs
+
+def prune(outs: list[Node], counts: dict) -> list[Node]:
+    """``outs`` with each loop reduced to what is read of it, and saving twins shared (see the module)."""
+    order = toposort(outs)
+    outs = _share_twins(outs, order, counts)
+    order = toposort(outs)
+    used = _used_outputs(order, outs)
+    new_loop: dict[int, tuple[Node, dict]] = {}
+
+    def fn(node: Node, inputs: tuple) -> Node:
+        if node.op is None:
+            return node
+        name = node.op.name
+        if name == "item":
+            t = node.inputs[0]
+            hit = new_loop.get(id(t))
+            if hit is not None:
+                return _item(hit[0], hit[1][node.params["index"]], node.site)
+            return _remade(node, inputs)
+        if _is_loop(node) and id(node) in used:
+            pruned = _prune(node, inputs, used[id(node)])
+            if pruned is not None:
+                counts["loops"] = counts.get("loops", 0) + 1
+                new_loop[id(node)] = pruned
+                return pruned[0]
+        return _remade(node, inputs)
+
+    return rebuild(outs, fn)
+
+
+def _twin_key(n: Node):
+    params = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in n.params.items() if k != "save"))
+    return (n.op.name, tuple(map(id, n.inputs)), params)
+
+
+def _share_twins(outs: list[Node], order: list[Node], counts: dict) -> list[Node]:
+    """Each plain loop that has a saving twin in the graph replaced by that twin (its outputs come first)."""
+    saving: dict = {}
+    for n in order:
+        if n.op is not None and n.op.name in ("scan", "while_loop") and n.params.get("save"):
+            saving.setdefault(_twin_key(n), n)
+    if not saving:
+        return outs
+    mapping = {}
+    for n in order:
+        if n.op is not None and n.op.name in ("scan", "while_loop") and not n.params.get("save"):
+            twin = saving.get(_twin_key(n))
+            if twin is not None:
+                mapping[n] = twin
+    if not mapping:
+        return outs
+    counts["loops"] = counts.get("loops", 0) + len(mapping)
+    return replace(outs, mapping)
+
+
+def _used_outputs(order: list[Node], outs: list[Node]) -> dict[int, set | None]:
+    """For each loop node, the indices of its outputs that ``item`` nodes read (None: all, read otherwise)."""
+    used: dict[int, set | None] = {}
+    for n in order:
+        if _is_loop(n):
+            used.setdefault(id(n), set())
+        for i in n.inputs:
+            if is_tuple(i) and id(i) in used:
+                if n.op.name == "item" and used[id(i)] is not None:
+                    used[id(i)].add(n.params["index"])
+                else:
+                    used[id(i)] = None
+    for o in outs:
+        if id(o) in used:
+            used[id(o)] = None
+    return used
+
+
+def _reached(roots: list[Node], formals: tuple) -> set[int]:
+    """Ids of the formal inputs that ``roots`` reach."""
+    ids = {id(v) for v in formals}
+    return {id(n) for n in inner_nodes(roots, ids) if id(n) in ids}
+
+
+def _prune(node: Node, inputs: tuple, used: set | None):
+    """(new node, old output index -> new) when some of ``node`` is dead, else None."""
+    if used is None:
+        return None
+    name = node.op.name
+    if name == "scan":
+        return _prune_scan(node, inputs, used)
+    if name == "while_loop":
+        return _prune_while(node, inputs, used)
+    if name == "cond":
+        return _prune_cond(node, inputs, used)
+    return None
+
+
+def _live_carries(roots: Callable[[set], list[Node]], formals: tuple, ncarry: int, live: set) -> list[int]:
+    """The carries that must stay: ``live`` and every carry the live outputs (``roots(carries)``) reach,
+    through any number of steps (a fixed point: a carry read by a live carry's update is live)."""
+    while True:
+        reached = _reached(roots(live), formals)
+        more = {k for k in range(ncarry) if id(formals[k]) in reached} - live
+        if not more:
+            return sorted(live)
+        live |= more
+
+
+def _prune_scan(node: Node, inputs: tuple, used: set):
+    p = node.params
+    body, nc, nx = p["body"], p["ncarry"], p["nx"]
+    nout = len(body.outputs)
+    outs, formals = body.outputs, body.inputs
+    live = {k for k in range(nc) if k in used or (p.get("save") and nout + k in used)}
+    ys = [j for j in range(nc, nout) if j in used]
+    carries = _live_carries(lambda c: [outs[k] for k in sorted(c)] + [outs[j] for j in ys], formals, nc, live)
+    roots = [outs[k] for k in carries] + [outs[j] for j in ys]
+    reached = _reached(roots, formals)
+    xs = [k for k in range(nc, nc + nx) if id(formals[k]) in reached]
+    length = p.get("length")
+    if not xs and length is None:
+        length = next((x.shape[0] for x in inputs[nc:nc + nx] if x.shape[0] is not None), None)
+        if length is None:
+            xs = [nc]  # the number of steps is only known from a sequence at run time
+    consts = [k for k in range(nc + nx, len(formals)) if id(formals[k]) in reached]
+    save = bool(p.get("save")) and any(nout + k in used for k in carries)
+    keep_in = carries + xs + consts
+    if len(keep_in) == len(formals) and len(roots) == nout and save == bool(p.get("save")):
+        return None
+    new_body = Body([formals[k] for k in keep_in], roots)
+    params = {**p, "body": new_body, "ncarry": len(carries), "nx": len(xs), "length": length, "save": save}
+    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
+    index = {k: m for m, k in enumerate(carries)}
+    index.update({j: len(carries) + m for m, j in enumerate(ys)})
+    if save:
+        index.update({nout + k: len(roots) + m for m, k in enumerate(carries)})
+    return new, index
+
+
+def _prune_while(node: Node, inputs: tuple, used: set):
+    p = node.params
+    test, body, nc = p["cond_body"], p["body"], p["ncarry"]
+    formals, outs = body.inputs, body.outputs
+    live = {k for k in range(nc) if k in used or (p.get("save") and nc + k in used)}
+    carries = _live_carries(lambda c: [test.outputs[0]] + [outs[k] for k in sorted(c)], formals, nc, live)
+    reached = _reached([test.outputs[0]] + [outs[k] for k in carries], formals)
+    consts = [k for k in range(nc, len(formals)) if id(formals[k]) in reached]
+    save = bool(p.get("save")) and any(nc + k in used for k in carries)
+    keep_in = carries + consts
+    if len(keep_in) == len(formals) and save == bool(p.get("save")):
+        return None
+    new_formals = [formals[k] for k in keep_in]
+    params = {**p, "cond_body": Body(new_formals, test.outputs), "body": Body(new_formals, [outs[k] for k in carries]),
+              "ncarry": len(carries), "save": save}
+    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
+    index = {k: m for m, k in enumerate(carries)}
+    if save:
+        index.update({nc + k: len(carries) + m for m, k in enumerate(carries)})
+    return new, index
+
+
+def _prune_cond(node: Node, inputs: tuple, used: set):
+    p = node.params
+    t, f = p["true_body"], p["false_body"]
+    keep_out = sorted(k for k in used if k < len(t.outputs))
+    roots_t, roots_f = [t.outputs[k] for k in keep_out], [f.outputs[k] for k in keep_out]
+    reached = _reached(roots_t, t.inputs) | _reached(roots_f, f.inputs)
+    keep_in = [k for k in range(len(t.inputs)) if id(t.inputs[k]) in reached or id(f.inputs[k]) in reached]
+    if len(keep_in) == len(t.inputs) and len(keep_out) == len(t.outputs):
+        return None
+    params = {"true_body": Body([t.inputs[k] for k in keep_in], roots_t),
+              "false_body": Body([f.inputs[k] for k in keep_in], roots_f)}
+    new = apply(node.op, (inputs[0], *(inputs[1 + k] for k in keep_in)), params, site=node.site)
+    return new, {k: m for m, k in enumerate(keep_out)}
