@@ -245,11 +245,15 @@ class Torch(Peer):
 
     name = module = "torch"
 
+    kinds = (*Peer.kinds, "jacobian")
+
     def prepare(self, problem, kind, order=1):
         import torch
 
         torch.set_num_threads(1)
         ns, fn, idx = TorchOps(torch), problem.fn, problem.wrt_index
+        if kind == "jacobian":
+            return _torch_jacobian(torch, ns, problem)
 
         def leaves(arrays):
             ts = [torch.from_numpy(np.asarray(a)) for a in arrays]
@@ -274,6 +278,31 @@ class Torch(Peer):
         return Runner(grad, forward)
 
 
+def _jacobian_mode(peer: str, problem) -> str:
+    """The mode to build a Jacobian in: the peers leave forward or reverse to the user, so ``auto`` is
+    twograd's alone (its cells skip the peers)."""
+    if problem.mode not in ("forward", "reverse"):
+        raise Unsupported(f"{peer}: forward or reverse mode is the user's choice (jacfwd or jacrev); "
+                          f"no {problem.mode} mode")
+    return problem.mode
+
+
+def _at(fn, ns, i: int):
+    """``(x, args) -> fn(ns, *args)`` with argument ``i`` replaced by ``x``: what jacfwd/jacrev differentiate."""
+    return lambda x, args: fn(ns, *args[:i], x, *args[i + 1:])
+
+
+def _torch_jacobian(torch, ns, problem) -> Runner:
+    """``torch.func.jacfwd`` (a batch of dual-number tangents) or ``jacrev`` (vmap over vjp) of the
+    workload's function of its one ``wrt`` argument."""
+    i = problem.wrt_index[0]
+    transform = {"forward": torch.func.jacfwd, "reverse": torch.func.jacrev}[_jacobian_mode("torch", problem)]
+    jac, f = transform(_at(problem.fn, ns, i)), _at(problem.fn, ns, i)
+    tensors = lambda arrays: [torch.from_numpy(np.asarray(a)) for a in arrays]
+    return Runner(lambda arrays: (lambda ts: [jac(ts[i], ts).numpy()])(tensors(arrays)),
+                  lambda arrays: (lambda ts: f(ts[i], ts).numpy())(tensors(arrays)))
+
+
 class Jax(Peer):
     """JAX ``jit(grad)``, float64; the first call (tracing + XLA compile) is the one-off."""
 
@@ -281,6 +310,8 @@ class Jax(Peer):
     max_nodes = 2000
     too_big = ("XLA's compile time grows faster than the unrolled graph (tanh chains 500/1000/2000 deep: "
                "5/16/89 s; a 4612-node LSTM: over 5 min)")
+
+    kinds = (*Peer.kinds, "jacobian")
 
     def prepare(self, problem, kind, order=1):
         self.check_size(problem)
@@ -293,7 +324,10 @@ class Jax(Peer):
         ns = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient, LaxLoops(jax.lax))
         fn, idx = problem.fn, problem.wrt_index
         f = lambda *args: fn(ns, *args)
-        if kind == "hessian":
+        if kind == "jacobian":
+            transform = {"forward": jax.jacfwd, "reverse": jax.jacrev}[_jacobian_mode("jax", problem)]
+            d = transform(f, argnums=idx[0])
+        elif kind == "hessian":
             d = jax.hessian(f, argnums=idx[0])
         elif kind == "order":
             d = f
@@ -309,7 +343,8 @@ class Jax(Peer):
             out = out if isinstance(out, tuple) else (out,)
             return [np.asarray(o.block_until_ready()) for o in out]
 
-        runner = Runner(grad, lambda arrays: float(jf(*arrays)))
+        value = (lambda out: np.asarray(out.block_until_ready())) if kind == "jacobian" else float  # a vector
+        runner = Runner(grad, lambda arrays: value(jf(*arrays)))
         try:
             runner.one_off = _timed_first_call(grad, problem.arrays)
         except ValueError as e:

@@ -195,7 +195,11 @@ def jacobian_crossover(results, folder):
     names = [b for b, modes in series.items() if b != "hand" and {"forward", "reverse"} <= modes.keys()]
     if not names:
         return None
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False, sharey=True)
+    cols = min(len(names), 2)
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows + 0.4), squeeze=False, sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
     hand = [p for pts in series.get("hand", {}).values() for p in pts]
     for ax, b in zip(axes.flat, names):
         color = _style(b)[0]
@@ -208,7 +212,7 @@ def jacobian_crossover(results, folder):
         if hand:
             _hand_line(ax, hand)
         ax.axvline(1.0, color="gray", lw=0.8, ls="-.", label="n = m")
-        _finish(ax, b, "n / m  (inputs / outputs)", "seconds per Jacobian" if ax is axes.flat[0] else "",
+        _finish(ax, b, "n / m  (inputs / outputs)", "seconds per Jacobian",
                 legend=7)
         if ax is not axes.flat[0]:
             ax.get_legend().remove()  # one legend: the line styles mean the same in every panel

@@ -53,14 +53,16 @@ def test_the_plot_has_forward_and_reverse_lines_and_auto_marks_per_backend(jacob
     monkeypatch.setattr(plots, "_save", lambda fig, folder, name: figs.append(fig) or f"{name}.png")
     assert plots.jacobian_crossover(results, str(tmp_path)) == "jacobian_crossover.png"
     axes = [ax for ax in figs[0].axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == ["symnum", "symsym"]
+    titles = [ax.get_title() for ax in axes]
+    assert titles[:2] == ["symnum", "symsym"]  # then any other backend the run had
     for ax in axes:
         lines = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()}
         assert lines["forward mode"] == lines["reverse mode"] == [0.01, 100.0]
         assert "hand-written numpy" in lines
         stars = [c for c in ax.collections if c.get_label().startswith("auto")]
-        assert len(stars) == 1 and sorted(stars[0].get_offsets()[:, 0].tolist()) == [0.01, 100.0]
-        assert sorted(t.get_text() for t in ax.texts) == ["fwd", "rev"]
+        if ax.get_title() in ("symnum", "symsym"):
+            assert len(stars) == 1 and sorted(stars[0].get_offsets()[:, 0].tolist()) == [0.01, 100.0]
+            assert sorted(t.get_text() for t in ax.texts) == ["fwd", "rev"]
     assert ax.get_xscale() == ax.get_yscale() == "log"
 
 
