@@ -102,22 +102,37 @@ class Body:
         return f"({types_text(self.inputs)}) -> ({types_text(self.outputs)})"
 
     def run(self, args: Sequence) -> tuple:
-        """The outputs' values for the inputs' values ``args`` (numpy arrays): one step of a loop."""
+        """The outputs' values for the inputs' values ``args`` (numpy arrays): one step of a loop.
+
+        Each op's impl is called directly (this runs once per step of every
+        loop); numpy's complaints are worded as :func:`common.evaluate.run_op`
+        words them, naming the body's node that failed.
+        """
         plan = self._plan
         if plan is None:
             plan = _make_plan(self)
             object.__setattr__(self, "_plan", plan)
-        size, in_slots, consts, steps, out_slots = plan
+        size, in_slots, consts, steps, out_slots, _ = plan
         env = [None] * size
         for s, a in zip(in_slots, args):
             env[s] = a
         for s, value in consts:
             env[s] = value
-        from .evaluate import run_op  # late: evaluate imports the op table, which imports this module
-
-        for node, ins, k in steps:
-            env[k] = run_op(node, [env[i] for i in ins])
+        try:
+            for impl, ins, params, out in steps:
+                env[out] = impl(*[env[i] for i in ins], **params)
+        except (ValueError, IndexError, TypeError):
+            _reword(plan, env)
+            raise
         return tuple([env[s] for s in out_slots])
+
+
+def _reword(plan: tuple, env: list) -> None:
+    """Run the steps again, each through :func:`common.evaluate.run_op`, which names the failing node."""
+    from .evaluate import run_op  # late: evaluate imports the op table, which imports this module
+
+    for node, (_, ins, _, out) in zip(plan[5], plan[3]):
+        env[out] = run_op(node, [env[i] for i in ins])
 
 
 def _make_plan(body: Body) -> tuple:
@@ -127,8 +142,10 @@ def _make_plan(body: Body) -> tuple:
     order = toposort([*body.outputs, *body.inputs])
     slot = {id(n): k for k, n in enumerate(order)}
     consts = [(k, n.value) for k, n in enumerate(order) if n.is_const]
-    steps = [(n, tuple([slot[id(i)] for i in n.inputs]), k) for k, n in enumerate(order) if n.op is not None]
-    return (len(order), [slot[id(v)] for v in body.inputs], consts, steps, [slot[id(o)] for o in body.outputs])
+    nodes = [n for n in order if n.op is not None]
+    steps = [(n.op.impl, tuple([slot[id(i)] for i in n.inputs]), n.params, slot[id(n)]) for n in nodes]
+    return (len(order), [slot[id(v)] for v in body.inputs], consts, steps, [slot[id(o)] for o in body.outputs],
+            nodes)
 
 
 def inner_nodes(outputs: Sequence[Node], stop: set[int]) -> list[Node]:

@@ -202,3 +202,11 @@ def test_jacobian_through_scan(rng):
 
     np.testing.assert_allclose(evaluate(jac, {x: xv}), central_differences(lambda a: evaluate(ys, {x: a}), xv),
                                rtol=1e-6, atol=1e-9)
+
+
+def test_an_error_inside_a_body_names_the_line_in_the_body():
+    W, x = T.var("W", (2, 2)), T.var("x", (4, None))
+    _, ys = T.scan(lambda c, xi: (c, T.matmul(W, xi)), 0.0, x)  # the matmul is made on this line
+    line = ys.site.lineno
+    with pytest.raises(ShapeError, match=rf"matmul: .*test_control_ops.py:{line}\b"):
+        evaluate(ys, {W: np.eye(2), x: np.ones((4, 3))})

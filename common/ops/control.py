@@ -312,29 +312,47 @@ def _floats(nodes, offset: int = 0) -> list[int]:
     return [offset + k for k, n in enumerate(nodes) if n.dtype.kind == "f"]
 
 
-def _scan_reverse(body: Body, nc: int, nx: int, saving: bool) -> tuple:
-    """The body of scan's reverse loop, and which positions it serves (built once per body).
+def _scan_reverse(body: Body, nc: int, nx: int, ys: tuple, saved: tuple) -> tuple:
+    """The body of scan's reverse loop, and which positions it serves (built once per body and use).
 
     Its carries are the carries' cotangents and the consts' summed cotangents;
-    its xs are the stacked carry-ins, the xs, the ys' cotangents and, for a
-    ``saving`` scan, the cotangents of its stacked carry-ins, which add to the
-    carries' cotangents at their step.
+    its xs are the stacked carry-ins, the xs, the cotangents of the ys at
+    positions ``ys`` (those that got one) and, for a saving scan, those of its
+    stacked carry-ins at carry positions ``saved``, which add to the carries'
+    cotangents at their step.
     """
-    key = ("scan", nc, nx, saving)
+    key = ("scan", nc, nx, ys, saved)
     hit = body.cache.get(key)
     if hit is not None:
         return hit
     ins = body.inputs
-    fc, fx = _floats(ins[:nc]), _floats(ins[nc:nc + nx], nc)
-    fz, fy = _floats(ins[nc + nx:], nc + nx), _floats(body.outputs[nc:], nc)
-    gs, cts = body_vjp(body, fc + fy, fc + fx + fz)
+    fc, fx, fz = _floats(ins[:nc]), _floats(ins[nc:nc + nx], nc), _floats(ins[nc + nx:], nc + nx)
+    gs, cts = body_vjp(body, fc + list(ys), fc + fx + fz)
     accs = _like(ins, fz, "acc")
-    saved_cts = _like(ins, fc, "gsaved") if saving else []
+    saved_cts = _like(ins, saved, "gsaved")
     ct_c, ct_x, ct_z = cts[:len(fc)], cts[len(fc):len(fc) + len(fx)], cts[len(fc) + len(fx):]
     rev = Body([*gs[:len(fc)], *accs, *ins[:nc + nx], *gs[len(fc):], *saved_cts, *ins[nc + nx:]],
-               [*_sums(ct_c, saved_cts), *_sums(accs, ct_z), *ct_x])
-    hit = body.cache[key] = (rev, fc, fx, fz, fy)
+               [*_add_at(ct_c, fc, saved_cts, saved), *_sums(accs, ct_z), *ct_x])
+    hit = body.cache[key] = (rev, fc, fx, fz)
     return hit
+
+
+def _add_at(cts: list[Node], positions: list[int], extra: list[Node], at: tuple) -> list[Node]:
+    """``cts`` (one per position) with ``extra[m]`` added to the one at position ``at[m]``."""
+    from ..api import symbolic
+
+    out = list(cts)
+    for e, p in zip(extra, at):
+        k = positions.index(p)
+        out[k] = symbolic.add(out[k], e)
+    return out
+
+
+def _given(g, positions) -> tuple:
+    """The positions among ``positions`` whose output got a cotangent in ``g``."""
+    if not isinstance(g, TupleCotangent):
+        return ()
+    return tuple(k for k in positions if g[k] is not ZERO)
 
 
 def _like(nodes, positions: list[int], prefix: str) -> list[Node]:
@@ -366,20 +384,21 @@ def _saved(ns, out, inputs, params, op: str):
 
 
 def _scan_cotangents(ns, g, out, inputs, params) -> list:
-    body, nc, nx, saving = params["body"], params["ncarry"], params["nx"], bool(params.get("save"))
-    rev, fc, fx, fz, fy = _scan_reverse(body, nc, nx, saving)
+    body, nc, nx = params["body"], params["ncarry"], params["nx"]
+    nout = len(body.outputs)
+    ys = _given(g, _floats(body.outputs[nc:], nc))
+    saved = tuple(k - nout for k in _given(g, range(nout, nout + nc))) if params.get("save") else ()
+    rev, fc, fx, fz = _scan_reverse(body, nc, nx, ys, saved)
     result: list = [NO_GRAD] * len(inputs)
     if not (fc or fx or fz):
         return result
-    saved = _saved(ns, out, inputs, params, "scan")
-    nout = len(body.outputs)
-    stacked = [item(ns, saved, nout + k) for k in range(nc)]
+    stacked_node = _saved(ns, out, inputs, params, "scan")
+    stacked = [item(ns, stacked_node, nout + k) for k in range(nc)]
     accs = [ns.zeros_like(inputs[j]) for j in fz]
-    saved_cts = [_ct(ns, g, out, nout + k) for k in fc] if saving else []
     args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *inputs[nc:nc + nx],
-            *[_ct(ns, g, out, k) for k in fy], *saved_cts, *inputs[nc + nx:])
+            *[g[k] for k in ys], *[g[nout + k] for k in saved], *inputs[nc + nx:])
     back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz),
-                                        "nx": nc + nx + len(fy) + len(saved_cts), "length": params.get("length"),
+                                        "nx": nc + nx + len(ys) + len(saved), "length": params.get("length"),
                                         "reverse": not params.get("reverse", False), "save": False})
     for m, j in enumerate(fc + fz):
         result[j] = item(ns, back, m)
@@ -388,9 +407,9 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
     return result
 
 
-def _while_reverse(body: Body, nc: int, saving: bool) -> tuple:
+def _while_reverse(body: Body, nc: int, saved: tuple) -> tuple:
     """The body of while_loop's reverse scan (as :func:`_scan_reverse`, with no xs and no ys)."""
-    key = ("while", nc, saving)
+    key = ("while", nc, saved)
     hit = body.cache.get(key)
     if hit is not None:
         return hit
@@ -398,25 +417,25 @@ def _while_reverse(body: Body, nc: int, saving: bool) -> tuple:
     fc, fz = _floats(ins[:nc]), _floats(ins[nc:], nc)
     gs, cts = body_vjp(body, fc, fc + fz)
     accs = _like(ins, fz, "acc")
-    saved_cts = _like(ins, fc, "gsaved") if saving else []
+    saved_cts = _like(ins, saved, "gsaved")
     rev = Body([*gs, *accs, *ins[:nc], *saved_cts, *ins[nc:]],
-               [*_sums(cts[:len(fc)], saved_cts), *_sums(accs, cts[len(fc):])])
+               [*_add_at(cts[:len(fc)], fc, saved_cts, saved), *_sums(accs, cts[len(fc):])])
     hit = body.cache[key] = (rev, fc, fz)
     return hit
 
 
 def _while_cotangents(ns, g, out, inputs, params) -> list:
-    body, nc, saving = params["body"], params["ncarry"], bool(params.get("save"))
-    rev, fc, fz = _while_reverse(body, nc, saving)
+    body, nc = params["body"], params["ncarry"]
+    saved = tuple(k - nc for k in _given(g, range(nc, 2 * nc))) if params.get("save") else ()
+    rev, fc, fz = _while_reverse(body, nc, saved)
     result: list = [NO_GRAD] * len(inputs)
     if not (fc or fz):
         return result
-    saved = _saved(ns, out, inputs, params, "while_loop")
-    stacked = [item(ns, saved, nc + k) for k in range(nc)]
+    stacked_node = _saved(ns, out, inputs, params, "while_loop")
+    stacked = [item(ns, stacked_node, nc + k) for k in range(nc)]
     accs = [ns.zeros_like(inputs[j]) for j in fz]
-    saved_cts = [_ct(ns, g, out, nc + k) for k in fc] if saving else []
-    args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *saved_cts, *inputs[nc:])
-    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz), "nx": nc + len(saved_cts),
+    args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *[g[nc + k] for k in saved], *inputs[nc:])
+    back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz), "nx": nc + len(saved),
                                         "length": None, "reverse": True, "save": False})
     for m, j in enumerate(fc + fz):
         result[j] = item(ns, back, m)
