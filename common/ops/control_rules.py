@@ -256,22 +256,20 @@ def _body_batched(body: Body, flags: Sequence[bool], size: int) -> tuple[list[No
     return hit
 
 
-def _promoted(bodies_flags, flags: list[bool], nc: int, size: int) -> list[bool]:
-    """``flags`` with every carry the bodies' batched updates reach batched too (a fixed point)."""
+def _promoted(body: Body, flags: list[bool], nc: int, size: int) -> list[bool]:
+    """``flags`` with every carry whose batched update is batched made batched too (a fixed point)."""
     while True:
-        more = False
-        for body in bodies_flags:
-            _, outs = _body_batched(body, flags, size)
-            for k in range(nc):
-                if outs[k][1] and not flags[k]:
-                    flags[k] = more = True
+        _, outs = _body_batched(body, flags, size)
+        more = [k for k in range(nc) if outs[k][1] and not flags[k]]
         if not more:
             return flags
+        for k in more:
+            flags[k] = True
 
 
 def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=False, save=False):
     nc, size = ncarry, _batch_size(inputs, batched)
-    flags = _promoted([body], list(batched), nc, size)
+    flags = _promoted(body, list(batched), nc, size)
     formals, outs = _body_batched(body, flags, size)
     carries = [_tile(ns, x, size) if f and not b else x for x, f, b in zip(inputs[:nc], flags, batched)]
     xs = [_swap01(ns, x) if b else x for x, b in zip(inputs[nc:nc + nx], batched[nc:nc + nx])]
@@ -292,7 +290,7 @@ def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=
 
 def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None, save=False):
     nc, size = ncarry, _batch_size(inputs, batched)
-    flags = _promoted([body, cond_body], list(batched), nc, size)
+    flags = _promoted(body, list(batched), nc, size)
     _, (pred,) = _body_batched(cond_body, flags, size)
     if pred[1]:
         if save:

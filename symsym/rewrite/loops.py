@@ -82,7 +82,8 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
                 params[key] = hit[1]
         if hoist:
             inputs, params = _hoisted(node.op.name, inputs, params, counts)
-        if all(params[k] is node.params[k] for k in params) and inputs == node.inputs:
+        if all(params[k] is node.params[k] for k in params) and len(inputs) == len(node.inputs) and \
+                all(a is b for a, b in zip(inputs, node.inputs)):
             return node
         return apply(node.op, inputs, params, site=node.site)
 
