@@ -11,8 +11,9 @@ tape's own backward through every step that ran, at any order
 
 The signatures are JAX's (``jax.lax.scan``, ``while_loop``, ``cond``), the same
 as the IR builders'. Carries and per-step outputs are a tensor (or array, or
-Python number), ``None``, or a tuple/list nesting of those. As on the graph, a
-step must give back a carry of the structure, shapes and dtypes it was given;
+Python number), or a tuple/list nesting of those (:func:`common.body.flatten`,
+the graph's own; ``xs`` and ``y`` may be None). As on the graph, a step must
+give back a carry of the structure (lists and tuples told apart), shapes and dtypes it was given;
 on the tape that is checked at every step, and a mismatch is an error naming
 the user's line. What the tape cannot do is check the branch not taken by
 ``cond``, or the shapes of outputs of a scan of length 0 before running a
@@ -31,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common.body import flatten, unflatten
 from common.errors import DTypeError, GraphError, ShapeError, op_error
 from common.site import user_site
 
@@ -42,34 +44,20 @@ _SEQ = (tuple, list)
 
 
 def leaves(tree) -> list:
-    """The leaves of a tuple/list nesting, depth first, iteratively (None is no leaf)."""
-    out, todo = [], [tree]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, _SEQ):
-            todo.extend(reversed(node))
-        elif node is not None:
-            out.append(node)
-    return out
+    """The leaves of a nest of lists/tuples (:func:`common.body.flatten`'s order); None has none."""
+    return [] if tree is None else flatten(tree)[0]
 
 
 def rebuild(tree, values) -> object:
-    """``tree``'s structure with its leaves replaced by ``values`` (in :func:`leaves` order)."""
-    it = iter(values)
-
-    def build(node):
-        if isinstance(node, _SEQ):
-            return type(node)(build(child) for child in node)
-        return None if node is None else next(it)
-
-    return build(tree)
+    """``tree``'s nest with its leaves replaced by ``values`` (in :func:`leaves` order); None stays None."""
+    return None if tree is None else unflatten(flatten(tree)[1], list(values))
 
 
-def structure(tree) -> object:
-    """The shape of the nesting alone: ``('seq', children...)``, ``None`` or ``'leaf'``, for comparing."""
+def _nest(tree) -> str:
+    """A nest's shape in words, for an error: ``tuple(leaf, list(leaf, leaf))``."""
     if isinstance(tree, _SEQ):
-        return ("seq", *(structure(child) for child in tree))
-    return None if tree is None else "leaf"
+        return f"{type(tree).__name__}({', '.join(_nest(t) for t in tree)})"
+    return "None" if tree is None else "leaf"
 
 
 def _dtype(x) -> np.dtype | None:
@@ -79,9 +67,9 @@ def _dtype(x) -> np.dtype | None:
 
 def check_carry(op: str, given, returned) -> None:
     """Raise unless ``returned`` has ``given``'s structure and, leaf by leaf, its shape and dtype."""
-    if structure(given) != structure(returned):
+    if given is None or returned is None or flatten(given)[1] != flatten(returned)[1]:
         raise op_error(GraphError, op, f"the body must return a carry of the structure it was given: "
-                       f"got {structure(returned)!r} for {structure(given)!r}", site=user_site())
+                       f"got {_nest(returned)} for {_nest(given)}", site=user_site())
     for k, (a, b) in enumerate(zip(leaves(given), leaves(returned), strict=True)):
         if np.shape(a) != np.shape(b):
             raise op_error(ShapeError, op, f"carry leaf {k} changes shape from {np.shape(a)} to {np.shape(b)}",

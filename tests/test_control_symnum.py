@@ -204,3 +204,12 @@ def test_bad_sequences_and_predicates_are_user_errors():
     for case in cases:
         with pytest.raises(TwogradError, match="test_control_symnum.py"):
             case()
+
+
+def test_outputs_may_be_none_and_lists_and_tuples_are_told_apart():
+    """As on the graph (common.body.flatten): y None gives ys None; a tuple carry coming back as a list is
+    a different structure."""
+    carry, ys = symnum.scan(lambda c, x: (c + x, None), np.zeros(2), np.ones((3, 2)))
+    assert ys is None and np.array_equal(np.asarray(carry), [3.0, 3.0])
+    with pytest.raises(GraphError, match=r"got list\(leaf\) for tuple\(leaf\)"):
+        symnum.scan(lambda c, x: ([c[0] + x], x), (np.zeros(2),), np.ones((3, 2)))
