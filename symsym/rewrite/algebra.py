@@ -145,18 +145,26 @@ def _gather_scale(n: Node) -> Node | None:
     return None
 
 
-def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
+#: how many levels of a sum ``_merge_scatters`` looks into for a matching scatter (each level doubles the cost)
+MERGE_DEPTH = 4
+
+
+def _merge_scatters(n: Node, a: Node, b: Node, depth: int = MERGE_DEPTH) -> Node | None:
     """scatter_add(u, ...) + scatter_add(v, ...) at the same places -> scatter_add(u + v, ...).
 
     Gradients of several uses of one slice come back as separate scatters into
     full-size zeros; one scatter of the summed (slice-sized) values does the same.
+    The search into a sum of sums stops :data:`MERGE_DEPTH` levels down: the
+    gradient of an unrolled loop over ``xs[t]`` is a chain of thousands of
+    scatters at different places, which must cost O(1) per node, not a walk
+    of the whole chain (nor a recursion as deep as it).
     """
     if a.op is None or b.op is None:
         return None
     for x, y in ((a, b), (b, a)):  # (s1 + s2) + s3 with s3 matching s1 or s2
-        if x.op.name == "add" and y.op.name == "scatter_add" and same_type(x, n):
+        if depth and x.op.name == "add" and y.op.name == "scatter_add" and same_type(x, n):
             for inner, other in (x.inputs, x.inputs[::-1]):
-                merged = _merge_scatters(x, inner, y) if same_type(inner, x) else None
+                merged = _merge_scatters(x, inner, y, depth - 1) if same_type(inner, x) else None
                 if merged is not None:
                     return symbolic.add(merged, other)
     if a.op.name != "scatter_add" or b.op.name != "scatter_add":
