@@ -254,6 +254,8 @@ def cmd_show(args) -> int:
 
         print(show_scan(args.f, args.depth, args.order))
         return 0
+    if args.forward and args.order != 1:
+        _fail(f"show --forward draws first derivatives in both modes; got --order {args.order}")
     out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
     _writable_file(out)
     z, w = _chain(args)
@@ -276,10 +278,43 @@ def cmd_show(args) -> int:
     print(f"after rewrites ({before} -> {after} nodes):\n  {pp(opt, indent=2)}\n")
     if args.order == 1:
         print(f"in the book's terms (Figure 6.10):\n  dz/dw = {pp(book, names=True, indent=10)}\n")
-    draw(z, [z, book], out, f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph "
-                            "(orange: added by grad)")
+    title = f"z = {args.f}^{args.depth}(w): the order-{args.order} derivative graph (orange: added by grad)"
+    if args.forward:
+        _draw_both_modes(z, w, book, out, title.replace("added by grad", "added by grad / by jvp"))
+    else:
+        draw(z, [z, book], out, title)
     print(f"drew {out}")
     return 0
+
+
+def _forward_graph(z, w):
+    """(dw, dz): the chain's forward-mode tangent graph for a tangent variable dw, in the book's labels."""
+    import symsym
+    from common import api as T
+
+    from .figure import book_form
+
+    dw = T.var("dw", w.shape, w.dtype)
+    return dw, book_form(z, symsym.jvp(z, w, dw))
+
+
+def _draw_both_modes(z, w, book, out: str, title: str) -> None:
+    """Reverse mode (``grad``, what Figure 6.10 draws) and forward mode (``jvp``) side by side in one figure,
+    the nodes each added filled orange; printed first, the forward graph as text."""
+    import matplotlib.pyplot as plt
+
+    import symsym
+    from common import pprint
+
+    dw, tangent = _forward_graph(z, w)
+    print(f"forward mode (jvp, tangent dw pushed from w up):\n  dz = {pprint(tangent, names=True)}\n")
+    fig = symsym.draw_panels([([z, book], symsym.added_nodes([z], [z, book]), "reverse mode: grad (dz/dw)"),
+                              ([z, tangent], symsym.added_nodes([z, dw], [z, tangent]),
+                               "forward mode: jvp along dw (dz)")], title=title)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    if out.endswith(".png"):
+        fig.savefig(out[:-4] + ".svg", bbox_inches="tight")
+    plt.close(fig)
 
 
 def _counts(rep):
@@ -293,6 +328,8 @@ def cmd_explain(args) -> int:
 
     z, w = _chain(args)
     print(symsym.explain(z, w))
+    if args.forward:
+        print(f"\n{symsym.explain_jvp(z, w)}\n\n{symsym.explain_jacobian(z, w)}")
     return 0
 
 
@@ -388,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
         top = SHOW_MAX_DEPTH if name == "show" else EXPLAIN_MAX_DEPTH
         p.add_argument("--depth", type=_int_in(1, top), default=3,
                        help=f"how many times f is applied: the scan's length (default 3, at most {top})")
+        p.add_argument("--forward", action="store_true",
+                       help="also forward mode (jvp), beside reverse mode: "
+                            + ("the tangent graph drawn next to grad's" if name == "show"
+                               else "its sweep from w up, then the chain's Jacobian costs in both orders"))
         if name == "show":
             p.add_argument("--order", type=_int_in(1, SHOW_MAX_ORDER, " (the graph triples with each order)"),
                            default=1, help=f"derivative order (default 1, at most {SHOW_MAX_ORDER})")

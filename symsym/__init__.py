@@ -11,8 +11,8 @@ Forward mode (``jvp``, ``jacfwd``) sweeps the ops' JVP rules forward instead.
 from common.printing import debugprint, pprint, to_dot
 
 from .compile import Function, function
-from .draw import added_nodes, draw, draw_grad
-from .explain import Explanation, explain, explain_jacobian
+from .draw import added_nodes, draw, draw_grad, draw_jvp, draw_panels
+from .explain import Explanation, ForwardExplanation, explain, explain_jacobian, explain_jvp
 from .forward import jacfwd, jacrev
 from .grad import DISCONNECTED, build_grad, grad, stop_gradient
 from .higher import hessian, hvp, jacobian, jvp
@@ -22,6 +22,7 @@ from .vectorize import vectorize
 
 __all__ = [
     "DISCONNECTED", "Explanation", "Function", "added_nodes", "build_grad", "debugprint", "draw",
-    "draw_grad", "explain", "explain_jacobian", "function", "grad", "hessian", "hvp", "jacfwd", "jacobian",
+    "ForwardExplanation", "draw_grad", "draw_jvp", "draw_panels", "explain", "explain_jacobian", "explain_jvp",
+    "function", "grad", "hessian", "hvp", "jacfwd", "jacobian",
     "jacobian_mode", "jacrev", "jvp", "optimize", "pprint", "stop_gradient", "to_dot", "vectorize",
 ]

@@ -8,15 +8,16 @@ same picture as DOT text for those who have Graphviz.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from common.graph import Node, toposort
 from common.printing import to_dot
 
+from .forward import jvp
 from .grad import grad
 from .rewrite import optimize
 
-__all__ = ["added_nodes", "draw", "draw_grad"]
+__all__ = ["added_nodes", "draw", "draw_grad", "draw_jvp", "draw_panels"]
 
 ADDED = "#f4a261"
 ORIGINAL = "#e9f1f7"
@@ -99,3 +100,42 @@ def draw_grad(cost: Node, wrt, simplify: bool = True, ax=None, dot: bool = False
     if dot:
         return to_dot(outs, highlight=added, title="d(cost)/d(wrt): added nodes filled")
     return draw(outs, highlight=added, ax=ax, title="forward graph and the nodes grad added (orange)")
+
+
+def draw_jvp(y: Node, x: Node, v: Node | None = None, simplify: bool = True, ax=None, dot: bool = False):
+    """Draw ``y`` and its forward-mode tangent graph (``jvp(y, x, v)``) with the added nodes marked, the
+    forward-mode counterpart of :func:`draw_grad` (or give DOT text).
+
+    ``v`` defaults to a variable ``d<x>``: the picture shows the tangent pushed from x up to y, each
+    node's local derivative multiplied in as the sweep passes it.
+    """
+    if v is None:
+        from common.api import var
+
+        v = var(f"d{x.name or 'x'}", x.shape, x.dtype)
+    t = jvp(y, x, v)
+    if simplify:
+        (t,), _ = optimize([t], passes=("algebra", "merge"))
+    outs = [y, t]
+    added = added_nodes([y, v], outs)
+    if dot:
+        return to_dot(outs, highlight=added, title="d(y) along d(x): added nodes filled")
+    return draw(outs, highlight=added, ax=ax, title="forward graph and the tangent nodes jvp added (orange)")
+
+
+def draw_panels(panels: Sequence[tuple], title: str | None = None):
+    """Several graphs side by side in one figure: ``panels`` holds ``(outputs, highlight, title)`` each
+    (e.g. the reverse-mode and forward-mode graphs of one function). Returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    sizes = [len(toposort(outputs)) ** 0.5 for outputs, _, _ in panels]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(sum(max(4, s * 2.2) for s in sizes), max(3, max(sizes) * 1.6)))
+    for ax, (outputs, highlight, sub) in zip(axes.flat, panels):
+        draw(outputs, highlight=highlight, ax=ax, title=sub)
+    if title:
+        fig.suptitle(title)
+    return fig

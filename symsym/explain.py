@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from common.graph import Node, toposort
 from common.printing import pprint, summary
 
+from .forward import jvp
 from .grad import grad
 from .jacmode import ChainPlan, chain_plan
 
-__all__ = ["Explanation", "Step", "explain"]
+__all__ = ["Explanation", "ForwardExplanation", "ForwardStep", "Step", "explain", "explain_jvp"]
 
 
 @dataclass
@@ -97,6 +98,69 @@ def explain(cost: Node, wrt, **kwargs) -> Explanation:
 
     grads = grad(cost, ws, trace=trace, **kwargs)
     return Explanation(cost, ws, grads, steps)
+
+
+@dataclass
+class ForwardStep:
+    node: Node          # the node whose tangent the sweep made
+    fed: list           # its inputs that carried a tangent in
+    tangent: Node       # that tangent
+    added: list         # nodes the JVP rule added to the graph (inputs first)
+
+    def __str__(self) -> str:
+        args = ", ".join(_short(i, 30) for i in self.node.inputs)
+        fed = ", ".join(f"tangent[{_short(i, 30)}]" for i in self.fed)
+        lines = [f"tangent[{_short(self.node)}] = {self.node.op.name}.jvp({args}; {fed})"]
+        for n in self.added:
+            lines.append(f"    + {n.op.name if n.op else 'const'}: {_short(n)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ForwardExplanation:
+    """Forward mode on a live graph: the sweep from the input up, one JVP rule per node (book section 6.5.9).
+
+    Printed beside :class:`Explanation`, it shows the other order of the same chain rule: the tangent
+    of each node is its op's local derivative times its inputs' tangents, computed input first, where
+    ``build_grad`` multiplies from the output down.
+    """
+
+    output: Node
+    wrt: Node
+    seed: Node
+    tangent: Node
+    steps: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = [f"forward mode (jvp) for {_short(self.output)} with respect to {self.wrt.name or repr(self.wrt)}",
+                f"tangent[{self.wrt.name or repr(self.wrt)}] = {_short(self.seed)} (the seed)"]
+        body = [f"{k + 1}. {s}" for k, s in enumerate(self.steps)]
+        tail = [f"result: d{self.output.name or 'y'} = {_result(self.tangent)}"]
+        return "\n".join(head + body + tail)
+
+    __repr__ = __str__
+
+
+def explain_jvp(y: Node, x: Node, v: Node | None = None) -> ForwardExplanation:
+    """Run ``jvp(y, x, v)`` and record every JVP rule application, input first.
+
+    ``v`` defaults to a variable named ``d<x>`` of x's shape, so that the result reads as the
+    tangent of y in terms of x's (``dz = dw * f'(w) * f'(x) * f'(y)`` for the book's chain).
+    """
+    if v is None:
+        from common.api import var
+
+        v = var(f"d{x.name or 'x'}", x.shape, x.dtype)
+    known = {id(n) for n in toposort([y, x, v])}
+    have = {id(x)}  # the nodes holding a tangent so far
+    steps: list[ForwardStep] = []
+
+    def trace(n: Node, t: Node) -> None:
+        steps.append(ForwardStep(n, [i for i in n.inputs if id(i) in have], t, _new_nodes(t, known)))
+        have.add(id(n))
+
+    tangent = jvp(y, x, v, trace=trace)
+    return ForwardExplanation(y, x, v, tangent, steps)
 
 
 def explain_jacobian(y: Node, x: Node) -> ChainPlan:

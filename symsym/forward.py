@@ -17,7 +17,7 @@ direction when ``x`` is small and ``y`` large); ``jacrev`` is the reverse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,12 +32,15 @@ from .vectorize import vectorize
 __all__ = ["jacfwd", "jacrev", "jvp"]
 
 
-def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node]) -> Node:
+def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
+        trace: Callable[[Node, Node], None] | None = None) -> Node:
     """The Jacobian-vector product J v of ``y`` with respect to ``x`` as a node of ``y``'s shape.
 
     ``x`` and ``v`` may be lists (the sum of the products: a tangent per
     input). The tangent of a node is cast to the node's dtype; a ``y`` that
-    does not depend on ``x`` gets zeros.
+    does not depend on ``x`` gets zeros. ``trace(node, tangent)``, if given,
+    hears of each tangent as the sweep makes it (``symsym.explain_jvp``
+    narrates the sweep with it).
     """
     xs = [x] if isinstance(x, Node) else list(x)
     vs = [v] if isinstance(v, Node) else list(v)
@@ -58,6 +61,8 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node]) -> Node:
         t = n.op.tangent(symbolic, ts, n, n.inputs, n.params)
         if t is not ZERO:
             tangents[id(n)] = t if t.dtype == n.dtype or n.dtype.kind != "f" else symbolic.cast(t, n.dtype)
+            if trace is not None:
+                trace(n, tangents[id(n)])
     out = tangents.get(id(y))
     return symbolic.zeros_like(y) if out is None else out
 
