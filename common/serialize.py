@@ -46,24 +46,32 @@ class FileSite(Site):
     __repr__ = __str__
 
 
-def _enc(v):
+def _enc(v, bodies: dict[int, int]):
+    """A param value's JSON form. A body is written in full where first met and as ``{"body_ref": k}``
+    after that (``bodies``: id -> k, in the order their writing completed), so a body two loop nodes
+    share (a loop and its saving copy, the branches' shared inputs) is one body again when loaded."""
     if isinstance(v, tuple):
-        return {"tuple": [_enc(x) for x in v]}
+        return {"tuple": [_enc(x, bodies) for x in v]}
     if isinstance(v, Body):
-        return {"body": _body_json(v)}
+        k = bodies.get(id(v))
+        if k is not None:
+            return {"body_ref": k}
+        text = {"body": _body_json(v, bodies)}
+        bodies[id(v)] = len(bodies)
+        return text
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     raise SerializationError(f"cannot serialize param value {v!r}")
 
 
-def _body_json(body: Body) -> dict:
+def _body_json(body: Body, bodies: dict[int, int]) -> dict:
     """A body as its own node list (its own index space), its inputs and outputs indices into it."""
-    nodes, index = _records([*body.outputs, *body.inputs])
+    nodes, index = _records([*body.outputs, *body.inputs], bodies)
     return {"nodes": nodes, "inputs": [index[id(v)] for v in body.inputs],
             "outputs": [index[id(o)] for o in body.outputs]}
 
 
-def _body(v, name: str, depth: int) -> Body:
+def _body(v, name: str, depth: int, bodies: list[Body]) -> Body:
     """A body param from its JSON form, every node rebuilt and checked as at the top level."""
     if not isinstance(v, dict) or set(v) != {"nodes", "inputs", "outputs"}:
         raise SerializationError(f"param {name!r}: a body must have exactly 'nodes', 'inputs' and 'outputs'")
@@ -71,28 +79,35 @@ def _body(v, name: str, depth: int) -> Body:
     if not isinstance(recs, list) or not isinstance(ins, list) or not isinstance(outs, list):
         raise SerializationError(f"param {name!r}: a body's 'nodes', 'inputs' and 'outputs' must be lists")
     try:
-        built = _build(recs, "<body>", depth + 1)
+        built = _build(recs, "<body>", depth + 1, bodies)
     except SerializationError as e:
         raise SerializationError(f"param {name!r}: {e}") from None
     for i in [*ins, *outs]:
         if not (is_int(i) and 0 <= i < len(built)):
             raise SerializationError(f"param {name!r}: a body's inputs and outputs must refer to its nodes")
     try:
-        return Body([built[i] for i in ins], [built[i] for i in outs])
+        body = Body([built[i] for i in ins], [built[i] for i in outs])
     except TwogradError as e:
         raise SerializationError(f"param {name!r}: not a valid body: {e}") from None
+    bodies.append(body)
+    return body
 
 
-def _dec(v, name: str, depth: int = 0):
+def _dec(v, name: str, depth: int = 0, bodies: list[Body] | None = None):
     """A param value from its JSON form; recursion (tuples, bodies in bodies) is bounded by :data:`MAX_DEPTH`."""
     if isinstance(v, dict):
         if depth >= MAX_DEPTH:
             raise SerializationError(f"param {name!r} nests tuples or bodies more than {MAX_DEPTH} deep")
-        if set(v) == {"body"}:
-            return _body(v["body"], name, depth)
+        if set(v) == {"body"} and bodies is not None:
+            return _body(v["body"], name, depth, bodies)
+        if set(v) == {"body_ref"} and bodies is not None:
+            k = v["body_ref"]
+            if not (is_int(k) and 0 <= k < len(bodies)):
+                raise SerializationError(f"param {name!r}: body_ref {shown(k)} is not a body read before it")
+            return bodies[k]
         if set(v) != {"tuple"} or not isinstance(v["tuple"], list):
             raise SerializationError(f"bad param value {shown(v)} for param {name!r}")
-        return tuple(_dec(x, name, depth + 1) for x in v["tuple"])
+        return tuple(_dec(x, name, depth + 1) for x in v["tuple"])  # (no bodies inside tuples)
     if is_int(v) and abs(v) > MAX_INT:
         raise SerializationError(f"param {name!r} = {shown(v)} is larger than {MAX_INT}")
     if v is None or isinstance(v, (bool, int, float, str)):
@@ -104,13 +119,14 @@ def to_json(outputs) -> dict:
     """The graph under ``outputs`` (a node or a list) as JSON-ready data."""
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
-    nodes, index = _records(outs)
+    nodes, index = _records(outs, {})
     return {"format": FORMAT, "version": VERSION, "single": single,
             "nodes": nodes, "outputs": [index[id(o)] for o in outs]}
 
 
-def _records(outs: list[Node]) -> tuple[list[dict], dict[int, int]]:
-    """The JSON records of the nodes under ``outs`` in topological order, and each node's index."""
+def _records(outs: list[Node], bodies: dict[int, int]) -> tuple[list[dict], dict[int, int]]:
+    """The JSON records of the nodes under ``outs`` in topological order, and each node's index
+    (``bodies``: the bodies written so far, see :func:`_enc`)."""
     order = toposort(outs)
     index = {id(n): k for k, n in enumerate(order)}
     nodes = []
@@ -122,7 +138,7 @@ def _records(outs: list[Node]) -> tuple[list[dict], dict[int, int]]:
             rec.update(kind="const", dtype=n.dtype.name, shape=list(n.shape), value=n.value.tolist())
         else:
             rec.update(kind="apply", op=n.op.name, inputs=[index[id(i)] for i in n.inputs],
-                       params={k: _enc(v) for k, v in n.params.items()}, shape=list(n.shape),
+                       params={k: _enc(v, bodies) for k, v in n.params.items()}, shape=list(n.shape),
                        dtype="tuple" if is_tuple(n) else n.dtype.name)
         nodes.append(rec)
     return nodes, index
@@ -141,19 +157,20 @@ def from_json(data, source: str = "<json>") -> Node | list[Node]:
     recs, outs = data.get("nodes"), data.get("outputs")
     if not isinstance(recs, list) or not isinstance(outs, list):
         raise SerializationError("'nodes' and 'outputs' must be lists")
-    built = _build(recs, source, 0)
+    built = _build(recs, source, 0, [])
     if not all(is_int(i) and 0 <= i < len(built) for i in outs):
         raise SerializationError("'outputs' refers to nodes that do not exist")
     result = [built[i] for i in outs]
     return result[0] if data.get("single") is True and len(result) == 1 else result
 
 
-def _build(recs: list, source: str, depth: int) -> list[Node]:
-    """The nodes of a node list (the file's, or a body's at nesting ``depth``), each checked in turn."""
+def _build(recs: list, source: str, depth: int, bodies: list[Body]) -> list[Node]:
+    """The nodes of a node list (the file's, or a body's at nesting ``depth``), each checked in turn
+    (``bodies``: those read so far, in order, which a ``body_ref`` names)."""
     built: list[Node] = []
     for k, rec in enumerate(recs):
         try:
-            built.append(_node(rec, built, FileSite(source, k), depth))
+            built.append(_node(rec, built, FileSite(source, k), depth, bodies))
         except SerializationError as e:
             raise SerializationError(f"node {k}: {e}") from None
         except TwogradError as e:  # the type rule's refusal
@@ -164,7 +181,7 @@ def _build(recs: list, source: str, depth: int) -> list[Node]:
     return built
 
 
-def _node(rec, built, here: FileSite, depth: int = 0) -> Node:
+def _node(rec, built, here: FileSite, depth: int, bodies: list[Body]) -> Node:
     if not isinstance(rec, dict):
         raise SerializationError("a node must be an object")
     kind, name, site = rec.get("kind"), rec.get("name"), _site(rec.get("site"), here)
@@ -179,11 +196,11 @@ def _node(rec, built, here: FileSite, depth: int = 0) -> Node:
         arr.setflags(write=False)
         return Node(None, (), {}, arr.shape, arr.dtype, name, arr, site)
     if kind == "apply":
-        return _apply(rec, built, site, name, depth)
+        return _apply(rec, built, site, name, depth, bodies)
     raise SerializationError(f"unknown node kind {shown(kind)}")
 
 
-def _apply(rec, built, site, name, depth: int = 0) -> Node:
+def _apply(rec, built, site, name, depth: int, bodies: list[Body]) -> Node:
     """An op's node, rebuilt through its type rule, which checks every param."""
     op = OPS.get(rec.get("op")) if isinstance(rec.get("op"), str) else None
     if op is None:
@@ -199,7 +216,7 @@ def _apply(rec, built, site, name, depth: int = 0) -> Node:
         if key not in op.params:
             raise SerializationError(f"{op.name}: param {shown(key)} is not one of its params "
                                      f"({', '.join(op.params) or 'none'})")
-    params = {key: _dec(v, key, depth) for key, v in params.items()}
+    params = {key: _dec(v, key, depth, bodies) for key, v in params.items()}
     for key in _required(op):
         if key not in params:
             raise SerializationError(f"{op.name}: param {key!r} is missing")

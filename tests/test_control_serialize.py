@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import symsym
-from common import SerializationError, evaluate, load, pprint, save
+from common import SerializationError, evaluate, load, pprint, save, toposort
 from common import api as T
 from common.serialize import MAX_DEPTH, from_json, to_json
 
@@ -195,3 +195,22 @@ def test_cond_branches_that_disagree_in_a_file():
     fb["nodes"][k]["params"] = {"axis": {"tuple": [0]}, "keepdims": False}
     fb["nodes"][k]["shape"] = []
     _refused(data, rf"node {index}\b", r"true branch is \(2,\):float64, of the false branch \(\):float64")
+
+
+def test_a_body_shared_by_two_nodes_is_written_once_and_shared_again(tmp_path):
+    cost, x, w = _rnn()
+    g = symsym.grad(cost, w)
+    loops = [n for n in toposort([cost, g]) if n.op is not None and n.op.name == "scan"]
+    assert len({id(n.params["body"]) for n in loops}) == 2  # the forward body (twice: the loop and its saving copy)
+    data = to_json([cost, g])
+    assert json.dumps(data).count('"body_ref"') == 1
+    loaded = from_json(json.loads(json.dumps(data)))
+    again = [n for n in toposort(loaded) if n.op is not None and n.op.name == "scan"]
+    assert len({id(n.params["body"]) for n in again}) == 2
+
+
+@pytest.mark.parametrize("ref", [1, -1, 10 ** 30, "0", None])
+def test_a_body_ref_must_name_a_body_read_before_it(ref):
+    data, index = _data()
+    data["nodes"][index]["params"]["body"] = {"body_ref": ref}
+    _refused(data, rf"node {index}\b", r"param 'body'")
