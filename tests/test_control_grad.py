@@ -223,3 +223,21 @@ def test_hessian_through_scan(rng):
     h = evaluate(symsym.hessian(cost, wrt[1]), feed)
     np.testing.assert_allclose(h, second_differences(lambda a: evaluate(cost, {**feed, wrt[1]: a}), vals[1]),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_while_gradient_when_max_iter_stops_the_loop():
+    """c' = c * w while c < 100, at most 3 times: from c0 = 2, w = 1.5 the bound stops it, so r = c0 w^3."""
+    c0, w = T.var("c0", ()), T.var("w", ())
+    r = T.while_loop(lambda c: c < 100.0, lambda c: c * w, c0, max_iter=3)
+    feed = {c0: np.array(2.0), w: np.array(1.5)}
+    assert evaluate(r, feed) == pytest.approx(2.0 * 1.5 ** 3, rel=1e-15)
+    gc, gw = evaluate(symsym.grad(r, [c0, w]), feed)
+    assert (gc, gw) == (pytest.approx(1.5 ** 3, rel=1e-14), pytest.approx(3 * 2.0 * 1.5 ** 2, rel=1e-14))
+    assert symnum.gradients(r, w, feed) == pytest.approx(3 * 2.0 * 1.5 ** 2, rel=1e-14)
+
+
+def test_python_scalars_in_a_carry_are_lifted_to_its_dtype():
+    x = T.var("x", (3,), "float32")
+    c, ys = T.scan(lambda c, xi: (0.5, c * xi), T.const(np.float32(1.0)), x)
+    assert c.dtype == np.float32 and ys.dtype == np.float32
+    np.testing.assert_allclose(evaluate(ys, {x: np.ones(3, np.float32)}), [1.0, 0.5, 0.5])
