@@ -129,6 +129,22 @@ def test_a_gradient_runs_the_forward_loop_once(rng):
         _close(a, b, rtol=1e-11)
 
 
+def test_a_value_and_its_jvp_run_one_loop(rng):
+    """The tangent loop carries the primal carries too: the primal loop is read off it."""
+    inputs, h, cost = _rnn()
+    tangents = [T.var(f"t{k}", v.shape) for k, v in enumerate(_values(rng))]
+    outs = [h, cost, jvp(cost, inputs, tangents)]
+    assert len(_loops(outs, "scan")) == 2
+    new, _ = optimize(outs)
+    assert len(_loops(new, "scan")) == 1
+    vals = _values(rng)
+    direction = [rng.standard_normal(v.shape) for v in vals]
+    got = function([*inputs, *tangents], outs)(*vals, *direction)
+    ref = common.evaluate(outs, dict(zip([*inputs, *tangents], [*vals, *direction])))
+    for a, b in zip(got, ref):
+        _close(a, b)
+
+
 # ------------------------------------------------------------------ forward mode
 
 def _fd_directional(f, values, direction, eps=1e-6):

@@ -45,6 +45,7 @@ hands out. So unbatched outputs stay unbatched.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,7 +56,17 @@ from ..sweeps import batch_sweep, tangent_sweep
 from .control import item
 from .core import OPS, ZERO
 
-__all__ = ["BatchedTuple", "TupleTangent"]
+__all__ = ["PRIMAL_OF", "BatchedTuple", "TupleTangent"]
+
+PRIMAL_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Tangent loop body -> ``(primal params, positions, outputs)``: the loop it is the JVP of.
+
+A tangent loop computes its primal loop's outputs too: ``primal params`` are
+the primal node's params but ``save``, ``positions`` the tangent loop's inputs
+that are the primal node's inputs (in order), and ``outputs`` maps each
+primal output index to the tangent loop's output holding the same value. The
+loop rewrites (:mod:`symsym.rewrite.loops`) read it to run the loop once when a
+graph holds both."""
 
 
 class TupleTangent:
@@ -160,6 +171,11 @@ def _scan_jvp(ns, tangents, out, *inputs, body, ncarry, nx, length=None, reverse
     params = {"body": jbody, "ncarry": nc + len(tc), "nx": nx + len(tx), "length": length, "reverse": reverse,
               "save": save}
     loop = ns.apply(OPS["scan"], args, params)
+    ltc, ltx, nj = len(tc), len(tx), len(jbody.outputs)
+    PRIMAL_OF[jbody] = ({"body": body, "ncarry": nc, "nx": nx, "length": length, "reverse": reverse},
+                        [*range(nc), *range(nc + ltc, nc + ltc + nx), *range(nc + ltc + nx + ltx, nin + ltc + ltx)],
+                        {**{k: k for k in range(nc)}, **{j: j + ltc for j in range(nc, nout)},
+                         **({nout + k: nj + k for k in range(nc)} if save else {})})
     parts: list = [ZERO] * (nout + (nc if save else 0))
     for m, k in enumerate(tc):
         parts[k] = item(ns, loop, nc + m)
@@ -186,6 +202,10 @@ def _while_jvp(ns, tangents, out, *inputs, cond_body, body, ncarry, max_iter=Non
     params = {"cond_body": Body(formals, test), "body": jbody, "ncarry": nc + len(tc), "max_iter": max_iter,
               "save": save}
     loop = ns.apply(OPS["while_loop"], args, params)
+    ltc = len(tc)
+    PRIMAL_OF[jbody] = ({"cond_body": cond_body, "body": body, "ncarry": nc, "max_iter": max_iter},
+                        [*range(nc), *range(nc + ltc, nin + ltc)],
+                        {**{k: k for k in range(nc)}, **({nc + k: nc + ltc + k for k in range(nc)} if save else {})})
     parts: list = [ZERO] * (nc * (2 if save else 1))
     for m, k in enumerate(tc):
         parts[k] = item(ns, loop, nc + m)
@@ -219,6 +239,8 @@ def _cond_jvp(ns, tangents, out, pred, *operands, true_body, false_body):
         branches[name] = Body(formals, [*b.outputs, *[_filled(touts[k], b.outputs[k]) for k in tout]])
     args = (pred, *operands, *[tangents[1 + k] for k in seeded])
     branch = ns.apply(OPS["cond"], args, branches)
+    PRIMAL_OF[branches["true_body"]] = ({"true_body": true_body, "false_body": false_body},
+                                        list(range(1 + len(operands))), {k: k for k in range(n)})
     parts: list = [ZERO] * n
     for m, k in enumerate(tout):
         parts[k] = item(ns, branch, n + m)

@@ -67,6 +67,7 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
                 hoist: bool = True) -> list[Node]:
     """``outs`` with every loop's bodies optimised by ``optimize_body`` and (with ``hoist``) its invariants
     hoisted."""
+    outs = _share_primals(outs, counts)
     memo: dict[int, tuple] = {}
 
     def fn(node: Node, inputs: tuple) -> Node:
@@ -183,9 +184,52 @@ def prune(outs: list[Node], counts: dict) -> list[Node]:
     return rebuild(outs, fn)
 
 
+def _loop_key(name: str, inputs, params: dict) -> tuple:
+    """What a loop computes, ``save`` aside: its op, its inputs (by identity) and its params (bodies by identity)."""
+    items = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in params.items() if k != "save"))
+    return (name, tuple(map(id, inputs)), items)
+
+
+def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
+    """Each loop whose tangent loop (made by its JVP rule) is in the graph read off that tangent loop.
+
+    Runs before the bodies are rewritten: the record of which loop a tangent
+    loop belongs to (:data:`common.ops.control_rules.PRIMAL_OF`) is by body.
+    """
+    from common.ops.control_rules import PRIMAL_OF
+
+    order = toposort(outs)
+    tangent: dict = {}
+    for n in order:
+        if _is_loop(n):
+            rec = PRIMAL_OF.get(n.params.get("body", n.params.get("true_body")))
+            if rec is not None:
+                params, positions, outputs = rec
+                key = _loop_key(n.op.name, [n.inputs[i] for i in positions], params)
+                tangent.setdefault(key, (n, outputs))
+    if not tangent:
+        return outs
+    redirect: dict[int, tuple] = {}
+    for n in order:
+        if _is_loop(n):
+            hit = tangent.get(_loop_key(n.op.name, n.inputs, n.params))
+            if hit is not None and hit[0] is not n and (not n.params.get("save") or hit[0].params.get("save")):
+                redirect[id(n)] = hit
+    if not redirect:
+        return outs
+    counts["loops"] = counts.get("loops", 0) + len(redirect)
+
+    def fn(node: Node, inputs: tuple) -> Node:
+        if node.op is not None and node.op.name == "item" and id(node.inputs[0]) in redirect:
+            loop, outputs = redirect[id(node.inputs[0])]
+            return _item(loop, outputs[node.params["index"]], node.site)
+        return _remade(node, inputs)
+
+    return rebuild(outs, fn)
+
+
 def _twin_key(n: Node):
-    params = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in n.params.items() if k != "save"))
-    return (n.op.name, tuple(map(id, n.inputs)), params)
+    return _loop_key(n.op.name, n.inputs, n.params)
 
 
 def _share_twins(outs: list[Node], order: list[Node], counts: dict) -> list[Node]:
