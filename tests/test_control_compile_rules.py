@@ -14,7 +14,7 @@ import pytest
 import common
 from common import api as T
 from common.graph import toposort
-from common.ops import OPS, numeric
+from common.ops import NO_GRAD, OPS, ZERO, numeric
 from common.ops.batching import apply_batched
 from symsym import function, grad, hessian, jacobian, jvp, optimize, vectorize
 
@@ -300,3 +300,44 @@ def test_batched_grad_of_scan_equals_each_element(rng, reverse):
     got = function([w, h0b, xs], gb)(*vals)
     for k in range(2):
         _close(got[k], common.evaluate(g, {w: vals[0], h0: vals[1][k], xs: vals[2]}))
+
+
+def _transpose_identity(node, feed, rng):
+    """<J u, v> = <u, J^T v> for one loop node, its JVP and VJP rules run on numbers (symnum's namespace)."""
+    from common.backward import TupleCotangent
+
+    op, params = node.op, node.params
+    ins = []
+    for i in node.inputs:
+        reached = {id(n) for n in toposort([i])}
+        ins.append(common.evaluate(i, {k: v for k, v in feed.items() if id(k) in reached}))
+    out = op.impl(*ins, **params)
+    us = [rng.standard_normal(np.shape(x)) if np.asarray(x).dtype.kind == "f" else ZERO for x in ins]
+    jv = op.tangent(numeric, us, out, ins, params)
+    vs = {k: rng.standard_normal(np.shape(o)) for k, o in enumerate(out) if np.asarray(o).dtype.kind == "f"}
+    lhs = sum(float(np.sum(jv[k] * v)) for k, v in vs.items() if jv[k] is not ZERO)
+    g = TupleCotangent(vs)
+    rhs = 0.0
+    for i, u in enumerate(us):
+        if u is ZERO:
+            continue
+        ct = op.vjp(numeric, i, g, out, ins, params)
+        if ct is not NO_GRAD:
+            rhs += float(np.sum(u * ct))
+    _close(lhs, rhs, rtol=1e-10)
+
+
+def test_jvp_rules_are_the_transpose_of_the_vjp_rules_on_numbers(rng):
+    inputs, h, _ = _rnn()
+    vals = _values(rng)
+    feed = dict(zip(inputs, vals))
+    (scan,) = _loops(h, "scan")
+    _transpose_identity(scan, feed, rng)
+    a = T.var("a", ())
+    x = T.while_loop(lambda x: T.abs(T.sin(x)) > 1e-3, lambda x: x - 0.5 * a * T.sin(x), a * 2.5)
+    (loop,) = _loops(x, "while_loop")
+    _transpose_identity(loop, {a: np.asarray(0.8)}, rng)
+    for p in (0.7, -0.7):
+        y = T.cond(a > 0, lambda v: T.sin(v) * v, lambda v: v * v * v, a)
+        (branch,) = _loops(y, "cond")
+        _transpose_identity(branch, {a: np.asarray(p)}, rng)
