@@ -62,7 +62,10 @@ def _nest(tree) -> str:
 
 def _dtype(x) -> np.dtype | None:
     """A leaf's dtype, or None for a Python number (which takes the other side's, as on the graph)."""
-    return None if isinstance(x, (bool, int, float)) else np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    if isinstance(x, (bool, int, float)):
+        return None
+    dtype = getattr(x, "dtype", None)  # not np.asarray(x) first: a vmap batch would be read as its elements
+    return np.dtype(dtype if dtype is not None else np.asarray(x).dtype)
 
 
 def check_carry(op: str, given, returned) -> None:

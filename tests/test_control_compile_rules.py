@@ -341,3 +341,23 @@ def test_jvp_rules_are_the_transpose_of_the_vjp_rules_on_numbers(rng):
         y = T.cond(a > 0, lambda v: T.sin(v) * v, lambda v: v * v * v, a)
         (branch,) = _loops(y, "cond")
         _transpose_identity(branch, {a: np.asarray(p)}, rng)
+
+
+def test_symnum_vmap_runs_through_a_scan(rng):
+    """symnum's scan is a Python loop on the tape; vmap carries the batch through it (per example equal)."""
+    import symnum as S
+
+    w = 0.5 * rng.standard_normal((H, H))
+
+    def f(h0, xs):
+        h, ys = S.scan(lambda h, x: (S.tanh(S.matmul(w, h) + x), S.sum(h)), h0, xs)
+        return S.sum(h) + S.sum(ys)
+
+    h0b, xs = rng.standard_normal((4, H)), rng.standard_normal((STEPS, H))
+    got = np.asarray(S.vmap(f, in_axes=(0, None))(h0b, xs))
+    for k in range(4):
+        hv, total = h0b[k], 0.0
+        for x in xs:
+            total += hv.sum()
+            hv = np.tanh(w @ hv + x)
+        _close(got[k], hv.sum() + total)
