@@ -20,7 +20,9 @@ first in its two styles:
 * ``symnum-static``: symbol-to-number on the IR graph (the Caffe style):
   ``symnum.gradients`` runs a program scheduled once per graph and cached;
 * ``symsym``: symbol-to-symbol: ``symsym.grad`` adds the derivative's nodes to
-  the graph, ``symsym.function`` rewrites and compiles them once.
+  the graph, ``symsym.function`` rewrites and compiles them once;
+* ``symsym-numba``: the same graph through the numba linker: elementwise
+  regions fused into compiled loops (listed when numba is installed).
 
 Backends are found by name in :data:`BACKENDS`; peers (:mod:`benchmarks.peers`)
 add themselves there.
@@ -220,6 +222,7 @@ class SymSym(GraphBackend):
 
     name = "symsym"
     compiles = True
+    linker = "numpy"
     kinds = ("grad", "hessian", "train", "order", "jacobian")
     about = ("symbol-to-symbol: symsym.grad adds the derivative's nodes to the graph, symsym.function "
              "rewrites and compiles them to numpy code once; each call runs that code")
@@ -244,7 +247,7 @@ class SymSym(GraphBackend):
         t0 = time.perf_counter()
         outputs = _symbolic(symsym, cost, wrt, kind, order, mode)
         build = time.perf_counter() - t0
-        fn = symsym.function(variables, outputs)
+        fn = symsym.function(variables, outputs, linker=self.linker)
         one_off = {"build": build, "optimise": fn.timings["optimize"], "compile": fn.timings["compile"]}
         one_off["total"] = sum(one_off.values())
         nodes = {"forward": count_nodes(cost)}
@@ -253,15 +256,32 @@ class SymSym(GraphBackend):
         nodes.update(grad_raw=count_nodes(outputs), grad_opt=count_nodes(fn.graph))
         forward = value_and_grad = None
         if kind != "order":
-            fwd = symsym.function(variables, [cost])
+            fwd = symsym.function(variables, [cost], linker=self.linker)
             forward = lambda arrays: fwd(*arrays)[0]
         if kind == "train":
-            both = symsym.function(variables, [cost, *outputs])
+            both = symsym.function(variables, [cost, *outputs], linker=self.linker)
             value_and_grad = lambda arrays: (lambda out: (float(out[0]), out[1:]))(both(*arrays))
         runner = Runner(lambda arrays: fn(*arrays), forward, value_and_grad, one_off, nodes)
         if kind == "jacobian":
             runner.mode = lambda: symsym.jacobian_mode(outputs[0])
         return runner
+
+
+class SymSymNumba(SymSym):
+    """symbol-to-symbol through the numba linker: the same rewrites, elementwise regions as compiled loops."""
+
+    name = "symsym-numba"
+    linker = "numba"
+    about = ("symsym with the numba linker: the same optimised graph, each elementwise region fused into one "
+             "compiled loop (kernels cached on disk), matmuls and reductions on numpy")
+
+    def missing(self):
+        from symsym.linkers import LINKERS
+        return LINKERS["numba"].missing()
+
+    def version(self):
+        import numba
+        return numba.__version__
 
 
 def _symbolic(symsym, cost, wrt: list, kind: str, order: int, mode: str = "auto") -> list:
@@ -281,7 +301,7 @@ def _symbolic(symsym, cost, wrt: list, kind: str, order: int, mode: str = "auto"
     return list(symsym.grad(cost, wrt))
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (Hand(), SymNum(), SymNumStatic(), SymSym())}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (Hand(), SymNum(), SymNumStatic(), SymSym(), SymSymNumba())}
 TWOGRAD = tuple(name for name, b in BACKENDS.items() if b.role == "twograd")
 """The twograd backends, in the order the tables show them."""
 OWN = tuple(BACKENDS)

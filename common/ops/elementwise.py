@@ -128,7 +128,7 @@ elementwise_unary("sigmoid", floating, _sigmoid, lambda ns, g, out, x: g * (out 
                   doc="Logistic 1/(1+exp(-x)), computed without overflow for any x.")
 elementwise_unary("relu", same, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
                   lambda ns, g, out, x: g * _mask(ns, ns.gt(x, 0), g), zero=True,
-                  scalar="(0.0 if {0} < 0.0 else {0})",
+                  scalar="({0} if {0} > 0.0 or {0} != {0} else 0.0)",
                   doc="max(x, 0). Convention (PyTorch): relu'(0) = 0.")
 #: numpy's logaddexp(0, x) branch for branch (log 2 at 0, NaN through)
 _SOFTPLUS = ("(0.6931471805599453 if {0} == 0.0 else (math.log1p(math.exp({0})) if {0} < 0.0 else "
@@ -252,10 +252,10 @@ def _extreme_rules(win):
 _max_vjp0, _max_vjp1, _max_jvp = _extreme_rules(lambda ns: ns.gt)
 _min_vjp0, _min_vjp1, _min_jvp = _extreme_rules(lambda ns: ns.lt)
 defop("maximum", binary, np.maximum, _max_vjp0, _max_vjp1, jvp=_max_jvp, kind=ELEMENTWISE, ufunc=np.maximum,
-      zero=True, scalar="({0} if {0} >= {1} or {0} != {0} else {1})",
+      zero=True, scalar="({0} if {0} > {1} or {0} != {0} else {1})",
       doc="Elementwise max. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 defop("minimum", binary, np.minimum, _min_vjp0, _min_vjp1, jvp=_min_jvp, kind=ELEMENTWISE, ufunc=np.minimum,
-      zero=True, scalar="({0} if {0} <= {1} or {0} != {0} else {1})",
+      zero=True, scalar="({0} if {0} < {1} or {0} != {0} else {1})",
       doc="Elementwise min. Convention (PyTorch): a tie splits the cotangent 0.5/0.5.")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),

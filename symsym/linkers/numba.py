@@ -22,6 +22,7 @@ import heapq
 
 import numpy as np
 
+from common.errors import TwogradError
 from common.graph import Node
 from common.ops import Kind
 from common.ops.core import Op
@@ -29,6 +30,7 @@ from common.ops.core import Op
 from . import Lowered, cache
 from .fuse import Region, regions
 from .loops import MISMATCH, Kernel, kernel_source
+from .numba_speedups import linear_lowering
 
 __all__ = ["fusable", "lower"]
 
@@ -38,13 +40,33 @@ _BOOL = np.dtype(np.bool_)
 
 def fusable(n: Node) -> bool:
     """Whether ``n`` can be a statement of a fused loop: an elementwise op with a scalar form on float64
-    values (a bool may be an input of a float op, a comparison's output)."""
+    values, a comparison's bool output, or a bool where the op's type rule asks for one (a condition)."""
     op = n.op
-    if op.scalar is None or op.kind is not Kind.ELEMENTWISE:
+    if op.scalar is None or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
         return False
-    if n.dtype == _F8:
-        return all(i.dtype == _F8 or i.dtype == _BOOL for i in n.inputs)
-    return n.dtype == _BOOL and all(i.dtype == _F8 for i in n.inputs)
+    for pos, i in enumerate(n.inputs):
+        if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
+            return False
+    return True
+
+
+_BOOL_SLOTS: dict = {}
+
+
+def _wants_bool(op: Op, pos: int, nin: int) -> bool:
+    """Whether ``op``'s type rule refuses a float at input ``pos`` (a condition): then a bool there is the
+    form's own case, which the scalar-form tests check. Asked once per op and position."""
+    key = (op, pos, nin)
+    got = _BOOL_SLOTS.get(key)
+    if got is None:
+        probe = [np.zeros((), _F8)] * nin
+        try:
+            op.infer(*probe)
+            got = False
+        except TwogradError:
+            got = True
+        _BOOL_SLOTS[key] = got
+    return got
 
 
 def _no_infer(*inputs, **params):
@@ -203,7 +225,8 @@ def _compile(fn, args: list[Node]) -> None:
             sig.append(types.Array(t, len(a.shape), layout))
         else:
             sig.append(t)
-    fn.compile(tuple(sig))
+    with linear_lowering():
+        fn.compile(tuple(sig))
 
 
 def _trampoline(fn):
