@@ -201,6 +201,19 @@ def test_grad_of_while_loop_matches_finite_differences():
         _close(g[k], _fd_grad(f, values, k, eps=1e-7), rtol=1e-5, atol=1e-8)
 
 
+def test_second_order_grad_of_while_loop_matches_finite_differences():
+    """d2/da2 of a damped fixed-point iteration: the compiled second derivative against central
+    differences of the compiled first derivative."""
+    a = T.var("a", ())
+    x0 = T.var("x0", ())
+    x = T.while_loop(lambda x: T.abs(T.sin(x)) > 1e-3, lambda x: x - 0.5 * a * T.sin(x), x0)
+    cost = x * x * a
+    values = [np.asarray(0.8), np.asarray(2.0)]
+    d1 = function([a, x0], grad(cost, a))
+    d2 = function([a, x0], grad(grad(cost, a), a))(*values)
+    _close(d2, _fd_grad(d1, values, 0, eps=1e-6), rtol=1e-5, atol=1e-8)
+
+
 def test_grad_of_cond_takes_the_branch_gradient_not_nan():
     x = T.var("x", ())
     y = T.cond(x > 0, T.sqrt, T.square, x)

@@ -16,7 +16,7 @@ from common import api as T
 from common.graph import toposort
 from common.ops import NO_GRAD, OPS, ZERO, numeric
 from common.ops.batching import apply_batched
-from symsym import function, grad, hessian, jacobian, jvp, optimize, vectorize
+from symsym import function, grad, hessian, hvp, jacobian, jvp, optimize, vectorize
 
 H, X, STEPS = 3, 2, 5
 
@@ -207,6 +207,10 @@ def test_jacobian_and_hessian_through_scan_equal_the_unrolled_graph(rng):
     _close(got, function(uin, hessian(ucost, uin[2]))(*vals), rtol=1e-10)
     got = function(inputs, hessian(cost, w))(*vals)
     _close(got, function(uin, hessian(ucost, uin[0]))(*vals), rtol=1e-10)
+    v = T.var("v", (H,))
+    direction = rng.standard_normal(H)
+    got = function([*inputs, v], hvp(cost, h0, v))(*vals, direction)
+    _close(got, function([*uin, v], hvp(ucost, uin[2], v))(*vals, direction), rtol=1e-10)
 
 
 # ------------------------------------------------------------------ batching
