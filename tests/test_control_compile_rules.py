@@ -230,6 +230,21 @@ def test_vectorized_scan_equals_each_element(rng):
         _close(got[1][k], one[1])
 
 
+def test_a_batched_carry_whose_update_ignores_the_batch_stays_batched(rng):
+    """c goes in batched but its update does not read it (nor the batch): the body repeats it along the batch."""
+    c0 = T.var("c0", (H,))
+    xs = T.var("xs", (STEPS, H))
+    c, ys = T.scan(lambda c, x: (T.sin(x), T.sum(c * x)), c0, xs)
+    cb = T.var("cb", (3, H))
+    got_c, got_ys = vectorize([c, ys], {c0: cb}, 3)
+    vals = [rng.standard_normal((3, H)), rng.standard_normal((STEPS, H))]
+    out = function([cb, xs], [got_c, got_ys])(*vals)
+    for k in range(3):
+        ref = common.evaluate([c, ys], {c0: vals[0][k], xs: vals[1]})
+        _close(out[0][k], ref[0])
+        _close(out[1][k], ref[1])
+
+
 def test_batched_cond_predicate_selects_between_both_branches(rng):
     x = T.var("x", ())
     y = T.cond(x > 0, T.sqrt, lambda v: v * v, x)

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..body import TUPLE, Body, inner_nodes
+from ..errors import GradError
 from ..graph import Node, variable
 from ..sweeps import batch_sweep, tangent_sweep
 from .control import item
@@ -278,6 +279,13 @@ def _body_batched(body: Body, flags: Sequence[bool], size: int) -> tuple[list[No
     return hit
 
 
+def _carried(outs: list[tuple], flags: Sequence[bool], nc: int, size: int) -> list[Node]:
+    """A batched body's outputs, each carry that goes in batched coming out batched too (a carry whose
+    update ignores the batch, ``c = 0 * c + 1``, is repeated along it: carry in and out have one type)."""
+    sym = _symbolic()
+    return [_tile(sym, o, size) if k < nc and flags[k] and not b else o for k, (o, b) in enumerate(outs)]
+
+
 def _promoted(body: Body, flags: list[bool], nc: int, size: int) -> list[bool]:
     """``flags`` with every carry whose batched update is batched made batched too (a fixed point)."""
     while True:
@@ -295,7 +303,7 @@ def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=
     formals, outs = _body_batched(body, flags, size)
     carries = [_tile(ns, x, size) if f and not b else x for x, f, b in zip(inputs[:nc], flags, batched)]
     xs = [_swap01(ns, x) if b else x for x, b in zip(inputs[nc:nc + nx], batched[nc:nc + nx])]
-    jbody = Body(formals, [o for o, _ in outs])
+    jbody = Body(formals, _carried(outs, flags, nc, size))
     loop = ns.apply(op, (*carries, *xs, *inputs[nc + nx:]),
                     {"body": jbody, "ncarry": nc, "nx": nx, "length": length, "reverse": reverse, "save": save})
     nout = len(body.outputs)
@@ -316,15 +324,13 @@ def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None
     _, (pred,) = _body_batched(cond_body, flags, size)
     if pred[1]:
         if save:
-            from ..errors import GradError
-
             raise GradError("batching: a while_loop whose condition depends on the batch cannot save its "
                             "carry-ins for reverse mode (the elements run different numbers of steps)")
         flags = [True] * nc + list(flags[nc:])
     formals, outs = _body_batched(body, flags, size)
     tformals, (pred,) = _body_batched(cond_body, flags, size)
     test = _renamed(Body(tformals, [pred[0]]), formals)
-    new_outs = [o for o, _ in outs]
+    new_outs = _carried(outs, flags, nc, size)
     sym = _symbolic()
     if pred[1]:
         keep = test[0]
