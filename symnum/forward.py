@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from common.errors import DTypeError, GradError, ShapeError
-from common.ops import ZERO, Namespace
+from common.ops import ZERO, Namespace, numeric
 from common.overloads import install_operators
 from common.site import user_site
 
@@ -100,14 +100,40 @@ def untraced(op, inputs: tuple, params: dict):
     return op.impl(*inputs, **params)
 
 
+_NUMBERS = frozenset({np.ndarray, np.float64, np.float32, np.float16, np.longdouble, np.complex128,
+                      np.int64, np.int32, np.bool_, int, float, bool})
+"""The classes of plain numbers: values no transformation holds and no tape records."""
+
+
 def _apply(op, inputs: tuple, params: dict):
     """``op`` on values that may be duals: the impl on the primals, the JVP rule on the tangents."""
+    if len(inputs) == 1:  # the common case, a unary op on one dual of numbers, without the loops below
+        x = inputs[0]
+        if x.__class__ is Dual:
+            p, t = x.primal, x.tangent
+            if p.__class__ in _NUMBERS and t.__class__ in _NUMBERS and x.trace.ns is forward:
+                out = op.impl(p, **params)
+                t = op.tangent(numeric, (t,), out, (p,), params)
+                return out if t is ZERO else Dual(out, t, x.trace)
     top = None
+    numbers = True  # every input a plain number or a dual of plain numbers in one trace
     for x in inputs:
-        if x.__class__ is Dual and (top is None or x.trace.level > top.level):
-            top = x.trace
+        c = x.__class__
+        if c is Dual:
+            if top is None:
+                top = x.trace
+            elif x.trace is not top:
+                numbers = False
+                if x.trace.level > top.level:
+                    top = x.trace
+            if x.primal.__class__ not in _NUMBERS or x.tangent.__class__ not in _NUMBERS:
+                numbers = False
+        elif c not in _NUMBERS:
+            numbers = False
     if top is None:
         return untraced(op, inputs, params)
+    if numbers and top.ns is forward:
+        return _on_numbers(op, inputs, params, top)
     primals = []
     tangents = []
     for x in inputs:
@@ -121,6 +147,16 @@ def _apply(op, inputs: tuple, params: dict):
     out = _apply(op, primals, params)
     t = op.tangent(top.ns, tangents, out, primals, params)
     return out if t is ZERO else Dual(out, t, top)
+
+
+def _on_numbers(op, inputs: tuple, params: dict, trace: _Trace):
+    """``_apply`` where every primal and tangent is a plain number: the impl on the primals, the JVP rule
+    in the numeric namespace (each op there is its impl), with none of the general path's recursion."""
+    primals = tuple([x.primal if x.__class__ is Dual else x for x in inputs])
+    tangents = tuple([x.tangent if x.__class__ is Dual else ZERO for x in inputs])
+    out = op.impl(*primals, **params)
+    t = op.tangent(numeric, tangents, out, primals, params)
+    return out if t is ZERO else Dual(out, t, trace)
 
 
 forward = Namespace(_apply, "forward")
