@@ -13,8 +13,9 @@ has it; every input with that dim must have the same size at run time,
 else the loop raises :class:`ValueError` and the caller runs the region with
 numpy instead (numpy would have broadcast a size-1 dim there).
 
-The source is a whole module and names nothing of the graph, so two graphs
-with the same region share one kernel, in memory and in numba's disk cache.
+The source is a whole module and names nothing of the graph, and its trip
+counts are read from its inputs, so two graphs with the same region (at any
+sizes) share one kernel, in memory and in numba's disk cache.
 """
 
 from __future__ import annotations
@@ -122,21 +123,21 @@ def _literal(n: Node) -> str | None:
 
 
 def _bounds(shape: tuple, args: list[Node]) -> list[str] | None:
-    """Each loop's trip count as source: the static size, or an input's run-time size."""
+    """Each loop's trip count as source: an input's run-time size wherever an input spans that dim (so
+    one kernel serves every size), else the static size; None when an unknown dim has no input."""
     d = len(shape)
     out = []
     for k, size in enumerate(shape):
-        if size is not None:
-            out.append(str(size))
-            continue
         src = None
         for m, a in enumerate(args):
             kk = k - (d - len(a.shape))
-            if kk >= 0 and a.shape[kk] is None:
+            if kk >= 0 and a.shape[kk] == size and (size is None or size != 1):
                 src = f"a{m}.shape[{kk}]"
                 break
         if src is None:
-            return None
+            if size is None:
+                return None
+            src = str(size)
         out.append(src)
     return out
 

@@ -213,18 +213,15 @@ def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Nod
 
 
 def _compile(fn, args: list[Node]) -> None:
-    """Compile now for the types the graph implies, so ``function()`` pays the compile (or the cache load)
-    and the first call does not. Other layouts (a transposed view) compile on first sight."""
+    """Compile now for the types the graph implies (C-contiguous arrays, numpy's usual output), so
+    ``function()`` pays the compile (or the cache load) and the first call does not. Another layout (a
+    transposed view) compiles on first sight."""
     from numba.core import types
 
     sig = []
     for a in args:
         t = types.float64 if a.dtype == _F8 else types.boolean
-        if a.shape or a.op is None:
-            layout = "C" if a.op is None or a.op.fresh or a.op.name.startswith("kernel") else "A"
-            sig.append(types.Array(t, len(a.shape), layout))
-        else:
-            sig.append(t)
+        sig.append(types.Array(t, len(a.shape), "C") if a.shape or a.op is None else t)
     with linear_lowering():
         fn.compile(tuple(sig))
 
