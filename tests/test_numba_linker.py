@@ -18,15 +18,13 @@ import pytest
 import symsym
 from common import api as T
 from common.errors import TwogradError
+from common.graph import Node
 from common.ops import Kind
 from common.ops.core import Op
-from common.graph import Node
 from symsym import function, grad
-from symsym.linkers import LINKERS, LinkerError
+from symsym.linkers import LINKERS, LinkerError, cache
 
 pytest.importorskip("numba")
-
-from symsym.linkers import cache  # noqa: E402  (imports numba)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -217,7 +215,8 @@ import symsym
 from symsym.linkers import cache
 x = T.var("x", (3,))
 f = symsym.function([x], [T.sum(T.tanh(T.sin(x) * 3.0 + 0.25))], linker="numba")
-assert abs(float(f(np.array([0.1, 0.2, 0.3]))[0]) - float(np.sum(np.tanh(np.sin([0.1, 0.2, 0.3]) * 3.0 + 0.25)))) < 1e-12
+v = np.array([0.1, 0.2, 0.3])
+assert abs(float(f(v)[0]) - float(np.sum(np.tanh(np.sin(v) * 3.0 + 0.25)))) < 1e-12
 (fn,) = cache.LOADED.values()
 print(sum(fn.stats.cache_hits.values()), sum(fn.stats.cache_misses.values()))
 """
