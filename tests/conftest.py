@@ -21,3 +21,5 @@ def _peer_caches_in_tmp(tmp_path_factory):
     """PyTensor caches its compiled code in the home folder; in tests it goes to the session's tmp
     folder instead (peers run in worker processes, which inherit the environment)."""
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={tmp_path_factory.mktemp('pytensor')}")
+    # the numba linker's kernels (symsym.linkers.cache), likewise, shared by the session's tests
+    os.environ.setdefault("TWOGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("twograd-kernels")))
