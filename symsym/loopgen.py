@@ -34,7 +34,7 @@ from common.graph import Node, toposort
 
 from .emit import literal
 
-__all__ = ["expression"]
+__all__ = ["expression", "functions_source"]
 
 
 def expression(gen, node: Node, args: list[str]) -> str | None:
@@ -61,7 +61,7 @@ def _define(gen, key, prefix: str, make) -> str:
     known = gen.functions.get(key)
     if known is None:
         name = f"{prefix}{len(gen.functions)}"
-        gen.functions[key] = known = (name, None)
+        gen.functions[key] = (name, None)  # the name is taken before ``make`` defines the bodies it calls
         gen.functions[key] = known = (name, make(name))
     return known[0]
 

@@ -141,8 +141,7 @@ def _hoisted(name: str, inputs: tuple, params: dict, counts: dict) -> tuple[tupl
                 frontier.append(n)
     if not frontier:
         return inputs, params
-    formals = params[keys[-1]].inputs  # the bodies of one op share their formal inputs
-    outer = replace(frontier, {v: x for v, x in zip(formals[first:], inputs[first:])})
+    outer = replace(frontier, {v: x for key in keys for v, x in zip(params[key].inputs[first:], inputs[first:])})
     stand_ins = [variable(n.name or f"hoisted{k}", n.shape, n.dtype) for k, n in enumerate(frontier)]
     swap = dict(zip(frontier, stand_ins))
     params = dict(params)
