@@ -304,6 +304,8 @@ def _symbolic(symsym, cost, wrt: list, kind: str, order: int, mode: str = "auto"
 BACKENDS: dict[str, Backend] = {b.name: b for b in (Hand(), SymNum(), SymNumStatic(), SymSym(), SymSymNumba())}
 TWOGRAD = tuple(name for name, b in BACKENDS.items() if b.role == "twograd")
 """The twograd backends, in the order the tables show them."""
+COMPILED = tuple(name for name in TWOGRAD if isinstance(BACKENDS[name], SymSym))
+"""The twograd backends that pay a one-off compile: the amortisation table has a row for each."""
 OWN = tuple(BACKENDS)
 """What a run measures unless told otherwise: the hand-written reference and the twograd backends
 (peers, added to :data:`BACKENDS` by :mod:`benchmarks.peers`, are chosen apart)."""

@@ -27,7 +27,7 @@ import numpy as np
 from common import count_nodes, evaluate
 
 from . import __version__
-from .backends import BACKENDS, OWN, TWOGRAD, Unsupported
+from .backends import BACKENDS, COMPILED, OWN, TWOGRAD, Unsupported
 from .finite import GradientOracle, HessianOracle, JacobianOracle, derivative_error, rel_err
 from .peers import PEERS  # noqa: F401  (importing it adds the peers to BACKENDS)
 from .peerworker import Remote
@@ -499,11 +499,12 @@ def derive(results: dict) -> None:
             ft = c.get("forward", {}).get("median")
             if t and ft:
                 c["grad_over_forward"] = t / ft
-        sn, ss = cells.get("symnum", {}), cells.get("symsym", {})
-        tn, ts = sn.get("time", {}).get("median"), ss.get("time", {}).get("median")
-        cost = ss.get("one_off", {}).get("total")
-        if tn and ts and cost is not None:
-            ss["break_even"] = cost / (tn - ts) if tn > ts else None
+        tn = cells.get("symnum", {}).get("time", {}).get("median")
+        for ss in (cells.get(name, {}) for name in COMPILED):
+            ts = ss.get("time", {}).get("median")
+            cost = ss.get("one_off", {}).get("total")
+            if tn and ts and cost is not None:
+                ss["break_even"] = cost / (tn - ts) if tn > ts else None
     results["ok"] = all(c["ok"] for c in results["checks"]) and not any(
         c["status"] == "error" for c in results["cells"])
 

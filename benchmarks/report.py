@@ -13,7 +13,7 @@ import json
 
 from tabulate import tabulate
 
-from .backends import BACKENDS, TWOGRAD
+from .backends import BACKENDS, COMPILED, TWOGRAD
 
 FORMATS = ("text", "markdown", "csv", "json")
 
@@ -97,18 +97,19 @@ def ratio_table(results):
 def one_off_table(results):
     rows = []
     for w, s, _label, cells in _grouped(results):
-        ss = cells.get("symsym")
-        if not ss or ss["status"] != "ok" or "one_off" not in ss:
-            continue
-        o = ss["one_off"]
-        be = ss.get("break_even")
-        rows.append([w, s, fmt_time(o.get("build")), fmt_time(o.get("optimise")), fmt_time(o.get("compile")),
-                     fmt_time(o.get("total")),
-                     *[fmt_time(cells.get(b, {}).get("time", {}).get("median")) for b in TWOGRAD],
-                     "never" if be is None and "break_even" in ss else ("-" if be is None else f"{be:.3g}")])
+        for name in COMPILED:
+            ss = cells.get(name)
+            if not ss or ss["status"] != "ok" or "one_off" not in ss:
+                continue
+            o = ss["one_off"]
+            be = ss.get("break_even")
+            rows.append([w, s, name, fmt_time(o.get("build")), fmt_time(o.get("optimise")),
+                         fmt_time(o.get("compile")), fmt_time(o.get("total")),
+                         *[fmt_time(cells.get(b, {}).get("time", {}).get("median")) for b in TWOGRAD],
+                         "never" if be is None and "break_even" in ss else ("-" if be is None else f"{be:.3g}")])
     return ("symsym one-off cost (grad + optimise + compile) and break-even against symnum (the tape)",
-            ["workload", "size", "build", "optimise", "compile", "one-off", *[f"{b}/call" for b in TWOGRAD],
-             "break-even calls"], rows)
+            ["workload", "size", "backend", "build", "optimise", "compile", "one-off",
+             *[f"{b}/call" for b in TWOGRAD], "break-even calls"], rows)
 
 
 def memory_table(results):
