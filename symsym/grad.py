@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from common.api import symbolic
+from common.api import apply, symbolic
 from common.backward import relevant_nodes, sweep
+from common.body import Body, bodies_of
 from common.errors import GradError
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
@@ -120,7 +121,12 @@ def _stable_table(cost: Node, ws: list[Node], known_grads: dict | None, consider
     if stable:
         keep = [*ws, *consider, *(k for k in (known_grads or {}) if k is not cost)]
         with pinned_site(user_site()):
-            memo = stabilize(roots, order, keep)
+            inner = stable_bodies(order)  # loops whose bodies hold unstable forms, rebuilt
+            if inner:
+                roots = [inner.get(id(r), r) for r in roots]
+                order = toposort(roots)
+            outer = stabilize(roots, order, keep)
+        memo = _composed(inner, outer)
     if memo is None:
         return _sweep(order, cost, ws, known_grads, consider, symbolic, trace), ws
 
@@ -132,6 +138,75 @@ def _stable_table(cost: Node, ws: list[Node], known_grads: dict | None, consider
     ws = [new(w) for w in ws]
     order = toposort(_roots(cost, known))
     return _sweep(order, cost, ws, known, [new(c) for c in consider], symbolic, trace), ws
+
+
+def _composed(first: dict[int, Node], then: dict[int, Node] | None) -> dict[int, Node] | None:
+    """Old id -> newest node, through ``first`` and then ``then`` (either may be empty); None if both are."""
+    if not first:
+        return then
+    out = {k: (then or {}).get(id(n), n) for k, n in first.items()}
+    for k, n in (then or {}).items():
+        out.setdefault(k, n)
+    return out
+
+
+def stable_bodies(order: list[Node]) -> dict[int, Node]:
+    """Old id -> new node for the loop nodes of ``order`` whose bodies hold unstable forms, rebuilt with
+    stable bodies (nested bodies first), and for the nodes above them.
+
+    A loop's derivative is the derivative of its body, so the body must be in
+    stable forms too (``log(softmax(h))`` inside a scan). Empty when no body
+    has anything to rewrite: then nothing is rebuilt.
+    """
+    stable: dict[int, Body] = {}
+    for body in _bodies_inside_out(order):
+        inputs = list(body.inputs)
+        outs = list(body.outputs)
+        memo = _with_bodies(toposort([*outs, *inputs]), stable)
+        outs = [memo.get(id(o), o) for o in outs]
+        rewritten = stabilize(outs, toposort([*outs, *inputs]), inputs)
+        if rewritten:
+            outs = [rewritten.get(id(o), o) for o in outs]
+        if any(a is not b for a, b in zip(outs, body.outputs)):
+            stable[id(body)] = Body(inputs, outs)
+    return _with_bodies(order, stable)
+
+
+def _bodies_inside_out(order: list[Node]) -> list[Body]:
+    """Every body the nodes of ``order`` hold, at any depth, each after the bodies nested in it."""
+    out: list[Body] = []
+    seen: set[int] = set()
+    stack = [(b, False) for n in order for _, b in bodies_of(n)]
+    while stack:
+        body, expanded = stack.pop()
+        if expanded:
+            out.append(body)
+            continue
+        if id(body) in seen:
+            continue
+        seen.add(id(body))
+        stack.append((body, True))
+        stack.extend((b, False) for n in toposort([*body.outputs, *body.inputs]) for _, b in bodies_of(n)
+                     if id(b) not in seen)
+    return out
+
+
+def _with_bodies(order: list[Node], stable: dict[int, Body]) -> dict[int, Node]:
+    """Old id -> new node: the loop nodes of ``order`` with their bodies swapped for ``stable``'s, and
+    the nodes above them rebuilt."""
+    memo: dict[int, Node] = {}
+    if not stable:
+        return memo
+    for n in order:
+        if n.op is None:
+            continue
+        inputs = tuple([memo.get(id(i), i) for i in n.inputs])
+        params = n.params
+        if any(isinstance(v, Body) and id(v) in stable for v in params.values()):
+            params = {k: stable.get(id(v), v) if isinstance(v, Body) else v for k, v in params.items()}
+        if params is not n.params or any(a is not b for a, b in zip(inputs, n.inputs)):
+            memo[id(n)] = apply(n.op, inputs, params, site=n.site, name=n.name)
+    return memo
 
 
 def _name(cost: Node, w: Node) -> str | None:

@@ -241,3 +241,19 @@ def test_python_scalars_in_a_carry_are_lifted_to_its_dtype():
     c, ys = T.scan(lambda c, xi: (0.5, c * xi), T.const(np.float32(1.0)), x)
     assert c.dtype == np.float32 and ys.dtype == np.float32
     np.testing.assert_allclose(evaluate(ys, {x: np.ones(3, np.float32)}), [1.0, 0.5, 0.5])
+
+
+def test_gradient_through_a_body_uses_its_stable_forms():
+    """log(softmax(1000 x)) inside a scan body: as written its derivative is inf * 0; symsym.grad rewrites
+    the body to log_softmax first, as it does the graph around it."""
+    x = T.var("x", (2, 4))
+    c, _ = T.scan(lambda c, xi: (c + T.sum(T.log(T.softmax(xi * 1000.0))), None), 0.0, x)
+    xv = np.array([[0.0, 0.1, 0.2, 0.3], [1.0, -1.0, 0.5, 0.0]])
+    with np.errstate(all="ignore"):
+        got = evaluate(symsym.grad(c, x), {x: xv})
+        raw = evaluate(symsym.grad(c, x, stable=False), {x: xv})
+    z = 1000.0 * xv
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, 1000.0 * (1 - 4 * p), rtol=1e-12, atol=1e-9)
+    assert not np.all(np.isfinite(raw))
