@@ -24,6 +24,7 @@ from common.body import Body, bodies_of
 from common.errors import GradError
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
+from common.ops import Kind
 from common.sentinel import Sentinel
 from common.site import pinned_site, user_site
 
@@ -176,7 +177,7 @@ def _bodies_inside_out(order: list[Node]) -> list[Body]:
     """Every body the nodes of ``order`` hold, at any depth, each after the bodies nested in it."""
     out: list[Body] = []
     seen: set[int] = set()
-    stack = [(b, False) for n in order for _, b in bodies_of(n)]
+    stack = [(b, False) for n in order if n.params and n.op.kind is Kind.CONTROL for _, b in bodies_of(n)]
     while stack:
         body, expanded = stack.pop()
         if expanded:
