@@ -92,6 +92,13 @@ def accumulate(ns, terms: list, like: Node):
 Trace = Callable[[Node, Node, int, object], None]
 
 
+def forget_last() -> None:
+    """Let a loop's VJP drop the answer it keeps between asks (see :mod:`common.ops.control`)."""
+    from .ops.control import forget_last as forget
+
+    forget()
+
+
 def sweep(order: list[Node], seeds: dict[int, list], wrt_ids: set[int], ns, blocked: Iterable[int] = (),
           known: dict | None = None, trace: Trace | None = None) -> dict[int, object]:
     """The grad_table (node id -> cotangent) of the nodes of ``order`` that the ``wrt`` ids reach.
@@ -128,4 +135,5 @@ def sweep(order: list[Node], seeds: dict[int, list], wrt_ids: set[int], ns, bloc
             if trace is not None:
                 trace(x, node, i, term)
             pending.setdefault(id(x), []).append(term)
+    forget_last()
     return table

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from common.backward import forget_last
 from common.errors import GradError
 from common.evaluate import resolve_feed, run_op
 from common.gcpause import paused_gc
@@ -465,6 +466,7 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None, disconnected: str =
         env, fed = _forward(prog, wrts, values)
         grads = _seeds(prog, outs, env, grad_outputs)
         kept = prog.run_backward(env, grads)
+        forget_last()  # a loop's VJP keeps its last answer between asks; the sweep is over
 
     results = []
     for w, s in zip(wrts, prog.wrt_slots):

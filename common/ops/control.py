@@ -494,6 +494,12 @@ def _cotangents(fn):
     return vjp_n
 
 
+def forget_last() -> None:
+    """Drop the kept answer (a sweep calls this when it ends, so no cotangent outlives it)."""
+    _LAST.key = ()
+    _LAST.answer = []
+
+
 def _item_vjp(ns, g, out, t, index):
     return TupleCotangent({index: g})
 
