@@ -273,7 +273,10 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
     get_g = grads.get
     node = pop(heap)[2]
     g = grads.pop(node)
+    chains = not create_graph and at_nodes is None  # rules on numbers, no gradient asked of a node
     while True:
+        if chains and g is not None and len(node.parents) == 1:
+            node, g = _chain(node, g, grads, heap, leads, retain_graph, ns)
         saved = args = node.args
         if args is None:
             raise GradError(_FREED.format(op=node.op.name))
@@ -341,6 +344,39 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
             g = grads.pop(node)
         else:
             return
+
+
+def _chain(node, g, grads, heap, leads, retain_graph, ns) -> tuple:
+    """Sweep a run of one-parent nodes (a chain: ``sin(sin(x))``) from ``node`` with gradient ``g``:
+    ``(node, g)`` where the run ends, still to be swept by the general loop.
+
+    A node whose one parent is a node met here for the first time, at least
+    as high as every node waiting, hands that parent its whole gradient: the
+    parent is next, with no heap, no fan-out sum and no loop over inputs. The
+    run stops at a leaf, at a parent another consumer reached already (its
+    gradient is a sum), behind a higher waiting node, at a hook, a pruned
+    parent, a freed node or a rule that gives no gradient; the general loop
+    does what each of those needs.
+    """
+    top = -heap[0][0] if heap else 0
+    while True:
+        parents = node.parents
+        if len(parents) != 1 or node.hooks is not None:
+            return node, g
+        p = parents[0]
+        if p.__class__ is not TapeNode or p.level < top or p in grads or (leads is not None and p not in leads):
+            return node, g
+        args = node.args
+        op = node.op
+        if args is None or op.vjp_n is not None:
+            return node, g
+        params = node.params
+        gi = op.vjps[0](ns, g, node.out, *args, **params) if params else op.vjps[0](ns, g, node.out, *args)
+        if gi is NO_GRAD:
+            return node, g
+        if not retain_graph:
+            node.args = node.out = None
+        node, g = p, gi
 
 
 def _add_leaf(acc, leaf, g, owned=None) -> None:
