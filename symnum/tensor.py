@@ -30,6 +30,8 @@ import numpy as np
 from common.errors import DTypeError, GradError
 from common.site import user_site
 
+from . import memory  # noqa: F401  (glibc keeps the pages one tape frees for the next: see symnum.memory)
+
 _KEPT_VERSIONS = 8
 
 
