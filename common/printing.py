@@ -348,12 +348,14 @@ def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title
 
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     marked = {id(n) for n in highlight}
-    lines = ["digraph twograd {", "  rankdir=BT;", "  compound=true;"]
+    lines = ["digraph twograd {", "  rankdir=BT;"]
     if title:
         lines.append(f"  label={dot_string(title)};")
     order = toposort(outs)
     index = _dot_nodes(order, "n", marked, lines, "  ")
     pending = [(n, index, name, b) for n in order for name, b in bodies_of(n)]
+    if pending:
+        lines.insert(2, "  compound=true;")  # (edges from a cluster)
     done: dict[int, str] = {}
     while pending:
         owner, owner_index, param, body = pending.pop(0)

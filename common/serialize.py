@@ -174,8 +174,7 @@ def _build(recs: list, source: str, depth: int, bodies: list[Body]) -> list[Node
         except SerializationError as e:
             raise SerializationError(f"node {k}: {e}") from None
         except TwogradError as e:  # the type rule's refusal
-            op = rec.get("op") if isinstance(rec, dict) else None
-            raise SerializationError(f"node {k} ({shown(op)}) is inconsistent: {e}") from None
+            raise SerializationError(f"node {k} ({rec.get('op')}) is inconsistent: {e}") from None
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, RecursionError) as e:
             raise SerializationError(f"node {k} is malformed: {type(e).__name__}: {shown(str(e))}") from None
     return built
