@@ -100,6 +100,7 @@ def untraced(op, inputs: tuple, params: dict):
     return op.impl(*inputs, **params)
 
 
+_new = object.__new__
 _NUMBERS = frozenset({np.ndarray, np.float64, np.float32, np.float16, np.longdouble, np.complex128,
                       np.int64, np.int32, np.bool_, int, float, bool})
 """The classes of plain numbers: values no transformation holds and no tape records."""
@@ -107,14 +108,19 @@ _NUMBERS = frozenset({np.ndarray, np.float64, np.float32, np.float16, np.longdou
 
 def _apply(op, inputs: tuple, params: dict):
     """``op`` on values that may be duals: the impl on the primals, the JVP rule on the tangents."""
-    if len(inputs) == 1:  # the common case, a unary op on one dual of numbers, without the loops below
+    if len(inputs) == 1 and not params:  # the bulk of a scalar chain, inlined: no loops, no ``**`` calls
         x = inputs[0]
-        if x.__class__ is Dual:
+        if x.__class__ is Dual and x.primal.__class__ in _NUMBERS and x.tangent.__class__ in _NUMBERS \
+                and x.trace.ns is forward:
             p, t = x.primal, x.tangent
-            if p.__class__ in _NUMBERS and t.__class__ in _NUMBERS and x.trace.ns is forward:
-                out = op.impl(p, **params)
-                t = op.tangent(numeric, (t,), out, (p,), params)
-                return out if t is ZERO else Dual(out, t, x.trace)
+            out = op.impl(p)
+            diagonal = getattr(op.jvp, "self_adjoint", None)  # the JVP rule is the VJP rule: call that directly
+            t = diagonal(numeric, t, out, p) if diagonal is not None else op.tangent(numeric, (t,), out, (p,), params)
+            if t is ZERO:
+                return out
+            d = _new(Dual)  # Dual(out, t, trace) without the __init__ call
+            d.primal, d.tangent, d.trace = out, t, x.trace
+            return d
     top = None
     numbers = True  # every input a plain number or a dual of plain numbers in one trace
     for x in inputs:

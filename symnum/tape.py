@@ -186,7 +186,8 @@ def _unary(op):
 
     def fn(x):
         if x.__class__ is not Tensor:
-            return record(op, (x,), EMPTY)
+            other = getattr(x.__class__, "twograd_apply", None)  # a dual (forward mode) applies the op itself
+            return record(op, (x,), EMPTY) if other is None else other(op, (x,), EMPTY)
         data = x._data
         try:
             out = impl(data)

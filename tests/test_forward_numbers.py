@@ -53,3 +53,15 @@ def test_grad_through_jvp_records_on_the_tape():
     (g,) = symnum.grad(t, [x])
     # d/dx (cos x * x + sin x) = -sin x * x + 2 cos x
     assert float(g.numpy()) == pytest.approx(-np.sin(0.3) * 0.3 + 2 * np.cos(0.3), rel=1e-12)
+
+
+def test_unary_ops_with_params_and_linear_rules_on_numbers_match_reverse_mode():
+    """Ops with params (sum over an axis, reshape) and linear JVP rules, not only the diagonal ones."""
+    f = lambda x: symnum.sum(symnum.tanh(symnum.reshape(symnum.sin(x), (2, 3))) ** 2, axis=0)
+    x = np.linspace(-1.0, 1.0, 6)
+    t = np.array([0.3, -1.0, 2.0, 0.5, 0.0, 1.0])
+    _, tangent = symnum.jvp(f, [x], [t])
+    jac = symnum.jacobian(f, mode="reverse")(x)
+    np.testing.assert_allclose(tangent, jac @ t, rtol=1e-10)
+    plain = lambda v: np.sum(np.tanh(np.sin(v).reshape(2, 3)) ** 2, axis=0)
+    np.testing.assert_allclose(tangent, _fd(plain, x, t), rtol=1e-7)
