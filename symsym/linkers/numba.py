@@ -44,6 +44,8 @@ def fusable(n: Node) -> bool:
     op = n.op
     if op.scalar is None or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
         return False
+    if n.shape and op.ufunc is not None and "math." in op.scalar:
+        return False  # on arrays numpy's own loop (SIMD exp, tanh, log) beats a libm call per element
     for pos, i in enumerate(n.inputs):
         if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
             return False
@@ -216,12 +218,16 @@ def _compile(fn, args: list[Node]) -> None:
     """Compile now for the types the graph implies (C-contiguous arrays, numpy's usual output), so
     ``function()`` pays the compile (or the cache load) and the first call does not. Another layout (a
     transposed view) compiles on first sight."""
+    from numba import typeof
     from numba.core import types
 
     sig = []
     for a in args:
         t = types.float64 if a.dtype == _F8 else types.boolean
-        sig.append(types.Array(t, len(a.shape), "C") if a.shape or a.op is None else t)
+        if a.is_const and a.shape:  # bound as it is: a graph's constants are read-only
+            sig.append(typeof(a.value))
+        else:
+            sig.append(types.Array(t, len(a.shape), "C") if a.shape or a.op is None else t)
     with linear_lowering():
         fn.compile(tuple(sig))
 
