@@ -87,11 +87,11 @@ class BackwardStep(_Step):
     ``free`` lists the slots whose last reader this step is.
     """
 
-    __slots__ = ("calls", "keep", "free")
+    __slots__ = ("calls", "keep", "free", "fwd")
 
     def __init__(self, fwd: ForwardStep, calls: tuple, keep: bool):
         super().__init__(fwd.kind, fwd.ins, fwd.params, fwd.out)
-        self.calls, self.keep = calls, keep
+        self.calls, self.keep, self.fwd = calls, keep, fwd
         self.free: tuple = ()
 
 
@@ -129,6 +129,7 @@ class Program:
 
         forward = _schedule_forward(order, slot)
         self.taped, backward = _schedule_backward(order, forward, set(wrt))
+        _save_loop_carries(backward)
         read = _values_read(backward, order)
         last_back = _last_readers(backward, outputs=True)
         # only what is asked for runs: the outputs' values (unless only their gradients are), the values
@@ -240,6 +241,18 @@ def _schedule_backward(order: list[Node], forward: list[ForwardStep], wanted: se
             backward.append(BackwardStep(step, calls, keep))
     backward.reverse()
     return taped, backward
+
+
+_SAVING = frozenset({"scan", "while_loop"})
+
+
+def _save_loop_carries(backward: list[BackwardStep]) -> None:
+    """A loop the backward differentiates runs in the forward with ``save=True``: it stacks the carries
+    each step began with, which its VJP reads, instead of that VJP running the loop again to get them."""
+    for step in backward:
+        params = step.params
+        if params and params.get("save") is False and step.calls[0][0].name in _SAVING:
+            step.params = step.fwd.params = {**params, "save": True}
 
 
 def _values_read(backward: list[BackwardStep], order: list[Node]) -> set[int]:
