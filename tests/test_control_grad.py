@@ -268,3 +268,22 @@ def test_no_cotangent_is_kept_after_a_gradient_call():
     assert _LAST.key == () and _LAST.answer == []
     symsym.grad(c, x)
     assert _LAST.key == () and _LAST.answer == []
+
+
+def test_symnum_gradients_runs_the_forward_loop_once(monkeypatch):
+    from common.body import Body
+
+    x = T.var("x", (6,))
+    c, _ = T.scan(lambda c, xi: (T.sin(c) * xi, None), 0.5, x)
+    body = c.inputs[0].params["body"]
+    calls = {}
+    run = Body.run
+
+    def counted(self, args):
+        calls[self.label] = calls.get(self.label, 0) + 1
+        return run(self, args)
+
+    monkeypatch.setattr(Body, "run", counted)
+    symnum.gradients(c, x, {x: np.linspace(0.1, 0.6, 6)})
+    assert calls.pop(body.label) == 6  # the forward body, once per step
+    assert list(calls.values()) == [6]  # the reverse body, once per step
