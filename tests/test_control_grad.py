@@ -287,3 +287,35 @@ def test_symnum_gradients_runs_the_forward_loop_once(monkeypatch):
     symnum.gradients(c, x, {x: np.linspace(0.1, 0.6, 6)})
     assert calls.pop(body.label) == 6  # the forward body, once per step
     assert list(calls.values()) == [6]  # the reverse body, once per step
+
+
+def test_while_second_order_matches_the_unrolled_loop(rng):
+    x, w = T.var("x", (3,)), T.var("w", (3,))
+    c, _ = T.while_loop(lambda c: c[1] < 3, lambda c: (T.sin(c[0] * w) + x, c[1] + 1), (x, T.const(np.int64(0))))
+    uc = x
+    for _ in range(3):
+        uc = T.sin(uc * w) + x
+    feed = {x: rng.standard_normal(3), w: rng.standard_normal(3)}
+    for cost, ucost in ((T.sum(c * c), T.sum(uc * uc)),):
+        g, ug = symsym.grad(cost, w), symsym.grad(ucost, w)
+        rows = [evaluate(symsym.grad(T.getitem(g, k), [x, w]), feed) for k in range(3)]
+        urows = [evaluate(symsym.grad(T.getitem(ug, k), [x, w]), feed) for k in range(3)]
+        for a, b in zip(rows, urows):
+            for p, q in zip(a, b):
+                np.testing.assert_allclose(p, q, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(symnum.gradients(T.getitem(g, 1), x, feed), urows[1][0], rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("xv", [0.7, -0.4])
+def test_cond_first_and_second_order_match_the_taken_branch(xv):
+    x = T.var("x", ())
+    y = T.cond(x > 0, lambda u: T.sin(u) * u, lambda u: u * u * u, x)
+    taken = T.sin(x) * x if xv > 0 else x * x * x
+    feed = {x: np.array(xv)}
+    g, tg = symsym.grad(y, x), symsym.grad(taken, x)
+    np.testing.assert_allclose(evaluate(g, feed), evaluate(tg, feed), rtol=1e-14)
+    np.testing.assert_allclose(symnum.gradients(y, x, feed), evaluate(tg, feed), rtol=1e-14)
+    np.testing.assert_allclose(evaluate(symsym.grad(g, x), feed), evaluate(symsym.grad(tg, x), feed), rtol=1e-13)
+    np.testing.assert_allclose(symnum.gradients(g, x, feed), evaluate(symsym.grad(tg, x), feed), rtol=1e-13)
+    fd = central_differences(lambda a: evaluate(g, {x: a}), np.array(xv))
+    np.testing.assert_allclose(evaluate(symsym.grad(g, x), feed), fd, rtol=1e-6)
