@@ -196,6 +196,7 @@ class _Recording(threading.local):
 
 
 _RECORDING = _Recording()
+_COUNTING = threading.Lock()
 ACTIVE = [0]
 """How many traces run in any thread: :func:`common.api.apply` looks here first (one list read per node)."""
 
@@ -212,11 +213,13 @@ class recording:
     def __enter__(self) -> dict[int, Node]:
         self.made: dict[int, Node] = {}
         _RECORDING.frames.append(self.made)
-        ACTIVE[0] += 1
+        with _COUNTING:
+            ACTIVE[0] += 1
         return self.made
 
     def __exit__(self, *exc) -> None:
-        ACTIVE[0] -= 1
+        with _COUNTING:  # (a lost update would hide another thread's trace from api.apply)
+            ACTIVE[0] -= 1
         frames = _RECORDING.frames
         del frames[next(k for k in range(len(frames) - 1, -1, -1) if frames[k] is self.made)]
 

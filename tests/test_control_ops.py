@@ -210,3 +210,28 @@ def test_an_error_inside_a_body_names_the_line_in_the_body():
     line = ys.site.lineno
     with pytest.raises(ShapeError, match=rf"matmul: .*test_control_ops.py:{line}\b"):
         evaluate(ys, {W: np.eye(2), x: np.ones((4, 3))})
+
+
+def test_threads_tracing_at_once_each_get_their_own_bodies():
+    """Each thread records only the nodes it makes, so one thread's body never swallows another's."""
+    import threading
+
+    errors = []
+
+    def work(scale: float):
+        try:
+            for _ in range(30):
+                x = T.var("x", (3,))
+                c, _ = T.scan(lambda c, xi: (c + T.sin(xi) * scale, None), 0.0, x)
+                body = c.inputs[0].params["body"]
+                assert len(body.inputs) == 2 and c.inputs[0].inputs[1] is x
+                np.testing.assert_allclose(evaluate(c, {x: np.ones(3)}), 3 * np.sin(1.0) * scale)
+        except Exception as e:  # reported below, in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (1.0, 2.0, 3.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
