@@ -49,7 +49,12 @@ Python loop over :meth:`Body.run`.
 
 A loop's VJP rule is asked input by input, but one reverse loop answers all
 inputs: the last answer is kept (:func:`_cotangents`) for the next ask with
-the same cotangent and node.
+the same cotangent and node, until the sweep ends (:func:`forget_last`).
+
+The loop ops' JVP and batching rules are registered on these entries from
+their own module; until one is, its place holds a rule that raises
+:class:`NotYet` (never a silent wrong answer), which ``symsym.jacobian``
+answers by building its rows one ``grad`` at a time.
 """
 
 from __future__ import annotations
