@@ -359,6 +359,7 @@ class Autograd(Peer):
     """HIPS autograd: a tape of numpy calls, re-recorded on every call."""
 
     name = module = "autograd"
+    kinds = (*Peer.kinds, "jacobian")
 
     def prepare(self, problem, kind, order=1):
         import autograd
@@ -371,6 +372,8 @@ class Autograd(Peer):
             return s if keepdims else anp.squeeze(s, axis=axis)
 
         ns, fn, idx = NumpyLike(anp, logsumexp), problem.fn, problem.wrt_index
+        if kind == "jacobian":
+            return _autograd_jacobian(autograd, ns, problem)
 
         def grad(arrays):
             def at(values):
@@ -390,10 +393,29 @@ class Autograd(Peer):
         return Runner(grad, lambda arrays: float(fn(ns, *arrays)))
 
 
+def _autograd_jacobian(autograd, ns, problem) -> Runner:
+    """autograd has no batched transforms: forward mode is one ``make_jvp`` pass per column (its JVP
+    rules, true forward mode), reverse mode ``autograd.jacobian``, one backward pass per row."""
+    i, mode = problem.wrt_index[0], _jacobian_mode("autograd", problem)
+    at = _at(problem.fn, ns, i)
+
+    def jacobian(arrays):
+        x, args = arrays[i], list(arrays)
+        if mode == "reverse":
+            return [autograd.jacobian(lambda v: at(v, args))(x)]
+        push = autograd.make_jvp(lambda v: at(v, args))(x)
+        cols = [push(e.reshape(x.shape))[1] for e in np.eye(x.size, dtype=x.dtype)]
+        y = np.asarray(cols[0]) if cols else np.asarray(at(x, args))
+        return [np.stack(cols, axis=-1).reshape(y.shape + x.shape)]
+
+    return Runner(jacobian, lambda arrays: np.asarray(at(arrays[i], list(arrays))))
+
+
 class PyTensor(Peer):
     """PyTensor (Theano's heir): symbolic grad, then a compiled function."""
 
     name = module = "pytensor"
+    kinds = (*Peer.kinds, "jacobian")
     max_nodes = 2000
     too_big = "pytensor recurses once per node, which would pass Python's stack"
 
@@ -419,6 +441,8 @@ class PyTensor(Peer):
                 return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
 
         self.check_size(problem)
+        if kind == "jacobian" and _jacobian_mode("pytensor", problem) == "forward":
+            raise Unsupported("pytensor: no forward-mode Jacobian (its R-op pushes one tangent per graph)")
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 50 * self.max_nodes))  # PyTensor's documented workaround
         try:
@@ -431,6 +455,8 @@ class PyTensor(Peer):
             wrt = [variables[i] for i in problem.wrt_index]
             if kind == "hessian":
                 outputs = [pytensor.gradient.hessian(cost, wrt[0])]
+            elif kind == "jacobian":  # reverse mode, the rows vectorised into one graph
+                outputs = [pytensor.gradient.jacobian(cost, wrt[0], vectorize=True)]
             elif kind == "order":
                 d = cost
                 for _ in range(order):
@@ -446,7 +472,8 @@ class PyTensor(Peer):
             sys.setrecursionlimit(limit)
         one_off = {"build": build, "compile": time.perf_counter() - t0}
         one_off["total"] = build + one_off["compile"]
-        return Runner(lambda arrays: [np.asarray(o) for o in f(*arrays)], lambda arrays: float(fwd(*arrays)),
+        value = np.asarray if kind == "jacobian" else float  # a Jacobian's function is a vector
+        return Runner(lambda arrays: [np.asarray(o) for o in f(*arrays)], lambda arrays: value(fwd(*arrays)),
                       one_off=one_off)
 
 

@@ -1,5 +1,6 @@
-"""The peers on the jacobian workload: torch.func.jacfwd/jacrev and jax.jacfwd/jacrev against the chain
-rule written out by hand (the workload's closed form). Skipped where the peer is not installed."""
+"""The peers on the jacobian workload: torch.func.jacfwd/jacrev, jax.jacfwd/jacrev, autograd's make_jvp
+per column and its jacobian, PyTensor's (reverse) jacobian, against the chain rule written out by hand
+(the workload's closed form). Skipped where the peer is not installed."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ from benchmarks.finite import rel_err
 from benchmarks.peers import PEERS
 from benchmarks.workloads import get
 
-CASES = [(peer, f"n{n}-m{m}-{mode}") for peer in ("torch", "jax") for n, m in ((10, 1000), (1000, 10))
-         for mode in ("forward", "reverse")]
+MODES = {"torch": ("forward", "reverse"), "jax": ("forward", "reverse"), "autograd": ("forward", "reverse"),
+         "pytensor": ("reverse",)}
+CASES = [(peer, f"n{n}-m{m}-{mode}") for peer, modes in MODES.items() for n, m in ((10, 1000), (1000, 10))
+         for mode in modes]
 
 
 @pytest.mark.parametrize("peer, size", CASES, ids=[f"{p}-{s}" for p, s in CASES])
@@ -25,7 +28,13 @@ def test_peer_jacobian_in_each_mode_matches_the_closed_form(peer, size):
     assert rel_err(np.asarray(runner.forward(problem.arrays)), problem.hand_forward(*problem.arrays)) <= 1e-12
 
 
-@pytest.mark.parametrize("peer", ["torch", "jax"])
+def test_pytensor_has_no_forward_mode_jacobian_and_says_so():
+    pytest.importorskip("pytensor")
+    with pytest.raises(Unsupported, match="^pytensor: no forward-mode Jacobian"):
+        PEERS["pytensor"].prepare(get("jacobian").make("n10-m1000-forward"), "jacobian")
+
+
+@pytest.mark.parametrize("peer", list(MODES))
 def test_peers_leave_the_mode_to_the_user_so_auto_is_skipped_with_the_reason(peer):
     pytest.importorskip(PEERS[peer].module)
     assert "jacobian" in PEERS[peer].kinds
