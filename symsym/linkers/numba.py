@@ -28,7 +28,7 @@ from common.ops import Kind
 from common.ops.core import Op
 
 from . import Lowered, cache
-from .fuse import Region, regions
+from .fuse import regions
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
 
@@ -89,20 +89,29 @@ _AS_NUMPY = {(_F8, False): _driver_op("kernel_scalar", "np.float64({0})", np.flo
              (_BOOL, True): _driver_op("kernel_output_bool", "np.bool_({0}[{k}])", lambda t, k: np.bool_(t[k]), ("k",))}
 
 
+#: the most nodes one kernel holds: numba's compile time grows with a function's length (about 3 ms a
+#: node here), so a longer region is cut, in schedule order, into kernels of at most this many
+MAX_KERNEL_NODES = 20_000
+
+
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
     found = [r for r in regions(order, fusable) if len(r.nodes) > 1]
     consumers = _consumers(order, outs)
     member: dict[int, int] = {}
-    kernels: list[tuple[Region, Kernel]] = []
+    kernels: list[tuple[list[Node], Kernel]] = []
     for r in found:
-        inside = {id(n) for n in r.nodes}
-        needed = [n for n in r.nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
-        k = kernel_source(r.nodes, needed, r.shape)
-        if k is None:
-            continue
-        for n in r.nodes:
-            member[id(n)] = len(kernels)
-        kernels.append((r, k))
+        for start in range(0, len(r.nodes), MAX_KERNEL_NODES):
+            nodes = r.nodes[start:start + MAX_KERNEL_NODES]  # a schedule-order cut: no cycle between pieces
+            if len(nodes) < 2:
+                continue
+            inside = {id(n) for n in nodes}
+            needed = [n for n in nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
+            k = kernel_source(nodes, needed, r.shape)
+            if k is None:
+                continue
+            for n in nodes:
+                member[id(n)] = len(kernels)
+            kernels.append((nodes, k))
     if not kernels:
         return Lowered(order, outs)
     return _rebuild(order, outs, kernels, member, consumers)
@@ -137,9 +146,9 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
             lowered.append(new)
             continue
         j = unit
-        region, k = kernels[j]
-        call = _kernel_node(j, region, k, done)
-        sources.append(f"# kernel{j}: {len(region.nodes)} nodes, cache key {cache.key(k.source)}\n{k.source}")
+        nodes, k = kernels[j]
+        call = _kernel_node(j, nodes, k, done)
+        sources.append(f"# kernel{j}: {len(nodes)} nodes, cache key {cache.key(k.source)}\n{k.source}")
         lowered.append(call)
         for pos, o in enumerate(k.outputs):
             held = _picked(call, pos, o, len(k.outputs), _leaves_kernels(o, consumers, member, j))
@@ -190,16 +199,16 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
-def _kernel_node(j: int, region: Region, k: Kernel, done: dict) -> Node:
+def _kernel_node(j: int, nodes: list[Node], k: Kernel, done: dict) -> Node:
     fn = cache.load(k.source)
     _compile(fn, k.args)
-    impl = _guarded(fn, region.nodes, k) if k.dynamic else _trampoline(fn)
+    impl = _guarded(fn, nodes, k) if k.dynamic else _trampoline(fn)
     op = _driver_op(f"kernel{j}", impl=impl)
     args = tuple([done[id(a)] for a in k.args])
     if len(k.outputs) == 1:
         o = k.outputs[0]
         return Node(op, args, {}, o.shape, o.dtype, site=o.site)
-    return Node(op, args, {}, (), np.dtype(object), site=region.nodes[-1].site)
+    return Node(op, args, {}, (), np.dtype(object), site=nodes[-1].site)
 
 
 def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Node:
