@@ -321,11 +321,6 @@ def unflatten(struct, leaves: Sequence):
     return out if kind == "list" else tuple(out)
 
 
-def same_structure(a, b) -> bool:
-    """Whether two structures from :func:`flatten` are the same nest (lists and tuples told apart)."""
-    return a == b
-
-
 def lift_leaves(leaves: Sequence, like: Sequence | None, what: str, op: str, site) -> list[Node]:
     """Leaves as nodes: Python scalars become constants, of ``like[k]``'s dtype where there is one."""
     from .api import lift

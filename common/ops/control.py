@@ -129,7 +129,7 @@ def _scan_infer(*inputs, body, ncarry, nx, length=None, reverse=False, save=Fals
         int_param(length, "length", 0)
     if nx == 0 and length is None:
         raise ShapeError("a scan over no xs needs param 'length'")
-    n = _scan_length(inputs, nc, nx, length)
+    _scan_length(inputs, nc, nx, length)  # (the xs and the length must agree)
     xs = inputs[nc:nc + nx]
     for k, x in enumerate(xs):
         if len(x.shape) < 1:
@@ -139,7 +139,6 @@ def _scan_infer(*inputs, body, ncarry, nx, length=None, reverse=False, save=Fals
     if len(body.outputs) < nc:
         raise ShapeError(f"the body returns {len(body.outputs)} outputs, fewer than its {nc} carries")
     _check_carries(body, "body", inputs[:nc])
-    del n
     return (), TUPLE
 
 
