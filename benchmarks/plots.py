@@ -192,10 +192,10 @@ def jacobian_crossover(results, folder):
     """Forward against reverse mode by the Jacobian's shape (book section 6.5.9): one panel per backend,
     time against n/m, the two lines crossing near n = m, and where ``auto`` landed."""
     series = _jacobian_series(results)
-    names = [b for b, modes in series.items() if b != "hand" and {"forward", "reverse"} <= modes.keys()]
+    names = [b for b, modes in series.items() if b != "hand" and {"forward", "reverse"} & modes.keys()]
     if not names:
         return None
-    cols = min(len(names), 2)
+    cols = min(len(names), 2 if len(names) <= 4 else 3)
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows + 0.4), squeeze=False, sharey=True)
     for ax in axes.flat[len(names):]:
@@ -204,7 +204,7 @@ def jacobian_crossover(results, folder):
     for ax, b in zip(axes.flat, names):
         color = _style(b)[0]
         for mode, (ls, marker) in MODE_STYLE.items():
-            pts = series[b][mode]
+            pts = series[b].get(mode, [])  # a peer without forward mode (PyTensor) has the reverse line only
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, ls=ls, marker=marker,
                     label=f"{mode} mode")
         if "auto" in series[b]:
@@ -220,7 +220,7 @@ def jacobian_crossover(results, folder):
     axes.flat[0].set_ylim(top=top * 30)  # room above the lines for the legend
     axes.flat[0].legend(fontsize=7, loc="upper center", ncol=2)
     fig.suptitle("Jacobian of tanh(W2 tanh(W1 x)), R^n -> R^m: forward mode wins left of n = m, "
-                 "reverse mode right of it (lower is better)", fontsize=10)
+                 "reverse mode right of it (lower is better)\n", fontsize=10)  # the blank line keeps it off the titles
     return _save(fig, folder, "jacobian_crossover")
 
 
