@@ -93,11 +93,23 @@ class Dual:
 
 
 def untraced(op, inputs: tuple, params: dict):
-    """``op`` on inputs no transformation holds: recorded when a tape tensor is among them, else plain numbers."""
+    """``op`` on inputs no forward-mode trace holds: recorded when a tape tensor is among them, batched when a
+    value of ``vmap`` is (a jvp inside a vmap: its primals are mapped), else on plain numbers."""
     for x in inputs:
+        c = x.__class__
+        if c in _NUMBERS:
+            continue
         if isinstance(x, Tensor):
             return record(op, inputs, params)
+        other = getattr(c, "twograd_apply", None)
+        if other is not None:
+            return other(op, inputs, params)
     return op.impl(*inputs, **params)
+
+
+def _held(v) -> bool:
+    """Whether a transformation holds ``v``: a dual, a mapped value of ``vmap``, a tensor with history."""
+    return getattr(v.__class__, "twograd_apply", None) is not None or (isinstance(v, Tensor) and v.requires_grad)
 
 
 _new = object.__new__
@@ -173,13 +185,15 @@ Dual.twograd_apply = staticmethod(_apply)  # how a tape op (``symnum.sin(dual)``
 
 
 def _nested(values) -> bool:
-    """Whether results must stay tensors: fed tape tensors that require grad, or duals of an outer trace."""
-    return any((isinstance(v, Tensor) and v.requires_grad) or v.__class__ is Dual for v in values)
+    """Whether results must stay what they are: fed tape tensors that require grad, duals of an outer trace,
+    or values of an enclosing ``vmap``."""
+    return any(_held(v) for v in values)
 
 
 def _primal(p):
-    """The primal value of an argument: duals and tensors with history as they are, else an array."""
-    if p.__class__ is Dual or (isinstance(p, Tensor) and p.requires_grad):
+    """The primal value of an argument: duals, mapped values and tensors with history as they are, else an
+    array."""
+    if _held(p):
         return p
     data = np.asarray(p._data if isinstance(p, Tensor) else p)
     if data.dtype.kind != "f":
@@ -190,7 +204,7 @@ def _primal(p):
 
 def _tangent(t, x, k: int):
     """The tangent of argument ``k``: of ``x``'s shape, in its dtype (duals and tensors as they are)."""
-    if t.__class__ is Dual or isinstance(t, Tensor):
+    if _held(t) or isinstance(t, Tensor):
         data = t
     else:
         data = np.asarray(t, dtype=x.dtype)
@@ -220,8 +234,10 @@ def _plain(v, dtype=None) -> np.ndarray:
 
 
 def _kept(v):
-    """A result handed back nested: a tensor (or an outer trace's dual) stays, numbers become a tensor."""
-    return v if v.__class__ is Dual or isinstance(v, Tensor) else wrap(np.asarray(v))
+    """A result handed back nested: a tensor (an outer trace's dual, a mapped value) stays, numbers become a
+    tensor."""
+    return v if isinstance(v, Tensor) or getattr(v.__class__, "twograd_apply", None) is not None \
+        else wrap(np.asarray(v))
 
 
 def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:

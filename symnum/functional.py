@@ -141,6 +141,10 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
     def value_and_grad_f(*args, **kwargs):
         if any(a.__class__ is forward.Dual for a in args):  # forward over reverse: see symnum.forward
             return forward.value_and_grad_of_duals(f, args, kwargs, nums, single)
+        if any(getattr(a.__class__, "twograd_apply", None) is not None for a in args):  # vmap(grad(f))
+            from .vmap import value_and_grad_of_mapped
+
+            return value_and_grad_of_mapped(f, args, kwargs, nums, single, disconnected)
         nested = _nested(args)
         with _transform():
             xs, out = _call(f, args, kwargs, nums, "grad")

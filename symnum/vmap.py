@@ -15,8 +15,10 @@ function that calls ``vmap`` keeps the two batch axes apart. A mapped value
 may hold tape tensors, so the batched ops are recorded when the inputs
 require grad: ``grad(lambda xs: sum(vmap(loss)(xs)))`` gives per-example
 gradients in one recorded pass (the examples are independent, so the
-gradient of the sum is each example's gradient). ``vmap(grad(loss))`` itself
-is refused: ``grad`` needs numbers or tensors for its leaves, not a batch.
+gradient of the sum is each example's gradient), and ``vmap(grad(loss))``
+is that same pass (:func:`value_and_grad_of_mapped`). A ``jvp`` inside a
+``vmap`` pushes mapped tangents through mapped primals (``vmap`` of ``jvp``
+over the basis is forward mode's Jacobian).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .forward import _apply as _forward_apply
 from .tape import _weak_scalar
 from .tensor import Tensor
 
-__all__ = ["Mapped", "mapped", "vmap"]
+__all__ = ["Mapped", "mapped", "value_and_grad_of_mapped", "vmap"]
 
 
 class _Trace:
@@ -185,6 +187,14 @@ def _batch_out(y, trace: _Trace, size: int, out_axes: int):
     return np.array(value) if isinstance(value, np.ndarray) else value
 
 
+def _batch_outs(out, trace: _Trace, size: int, out_axes: int):
+    """:func:`_batch_out` on each result of ``f``, through nested tuples and lists (``value_and_grad``'s
+    ``(value, (g0, g1))``); the nesting is the result's own, a few levels, not a graph's."""
+    if isinstance(out, (tuple, list)):
+        return type(out)(_batch_outs(y, trace, size, out_axes) for y in out)
+    return _batch_out(out, trace, size, out_axes)
+
+
 def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: int = 0) -> Callable:
     """``f`` mapped over a batch axis of its arguments, as one call on the whole batch.
 
@@ -192,7 +202,7 @@ def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: 
     axis), None, or a tuple with an int or None per positional argument
     (None: the argument is the same for every example); keyword arguments
     are passed as they are. ``out_axes`` is where the batch axis goes in the
-    result (or in each result, when ``f`` returns a tuple or a list).
+    result (or in each result, when ``f`` returns tuples or lists, nested or not).
     Numbers in, numpy arrays out; tape tensors (and mapped values of an
     enclosing ``vmap``) stay what they are.
     """
@@ -203,10 +213,55 @@ def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: 
         axes = _axes(in_axes, len(args))
         trace = _Trace(next(_LEVELS))
         batched_args, size = _batch_in(list(args), axes, trace)
-        out = f(*batched_args, **kwargs)
-        if isinstance(out, (tuple, list)):
-            return type(out)(_batch_out(y, trace, size, out_axes) for y in out)
-        return _batch_out(out, trace, size, out_axes)
+        return _batch_outs(f(*batched_args, **kwargs), trace, size, out_axes)
 
     vmap_f.__name__ = f"vmap({getattr(f, '__name__', 'f')})"
     return vmap_f
+
+
+def value_and_grad_of_mapped(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool,
+                             disconnected: str) -> tuple:
+    """``value_and_grad(f)`` called on mapped arguments, that is ``vmap(grad(f))``: each example's value and
+    gradient, as mapped values of the enclosing ``vmap``.
+
+    One recorded pass: the gradient of the batch's summed values with respect to the whole batch is each
+    example's own gradient, the examples being independent. A differentiated argument the batch does not
+    reach is broadcast to it first, so that it too gets one gradient per example. On batches of numbers
+    (a ``vmap(grad(f))`` not itself inside another transformation).
+    """
+    from .functional import value_and_grad
+    from .tape import tape
+
+    top = max((a.trace for a in args if a.__class__ is Mapped), key=lambda t: t.level)
+    nums = tuple(i % len(args) if -len(args) <= i < len(args) else i for i in nums)
+    size = next(a.value.shape[0] for a in args if a.__class__ is Mapped and a.trace is top)
+    axes, values = [], []
+    for k, a in enumerate(args):
+        if a.__class__ is Mapped and a.trace is top and isinstance(a.value, np.ndarray):
+            axes.append(0)
+            values.append(a.value)
+        elif getattr(a.__class__, "twograd_apply", None) is not None or (isinstance(a, Tensor) and a.requires_grad):
+            raise GradError(f"vmap(grad(f)) takes batches of numbers: argument {k} is {a!r}, held by another "
+                            f"transformation (at {user_site(3)})")
+        elif k in nums:
+            x = np.asarray(a)
+            axes.append(0)
+            values.append(np.broadcast_to(x, (size, *x.shape)))
+        else:
+            axes.append(None)
+            values.append(a)
+    per_example = []
+
+    def total(*batch):
+        ys = vmap(lambda *xs: f(*xs, **kwargs), in_axes=tuple(axes))(*batch)
+        if tuple(ys.shape) != (size,):
+            raise GradError(f"grad: the function must return a single element per example, got shape "
+                            f"{tuple(ys.shape)[1:]} (at {user_site(4)})")
+        per_example.append(ys)
+        return tape.sum(ys)
+
+    _, grads = value_and_grad(total, nums, disconnected)(*values)
+    value = per_example[0]
+    value = Mapped(np.array(value._data) if isinstance(value, Tensor) else np.asarray(value), top)
+    grads = tuple(Mapped(g, top) for g in (grads if isinstance(grads, tuple) else (grads,)))
+    return value, grads[0] if single else grads
