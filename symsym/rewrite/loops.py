@@ -68,6 +68,10 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
     """``outs`` with every loop's bodies optimised by ``optimize_body`` and (with ``hoist``) its invariants
     hoisted."""
     outs = _share_primals(outs, counts)
+    if hoist:
+        from .residuals import save_residuals  # late: it reads this module's loop keys
+
+        outs = save_residuals(outs, counts)
     memo: dict[int, tuple] = {}
 
     def fn(node: Node, inputs: tuple) -> Node:

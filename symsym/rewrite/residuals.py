@@ -1,0 +1,163 @@
+"""Residuals: a reverse scan reads the forward values it needs instead of computing them again.
+
+The VJP of a scan (:mod:`common.ops.control`) is a reverse scan whose body is
+the VJP of the forward body, run on the stacked carry-ins: to get the
+derivative of ``tanh(W h + x)`` at step t it computes ``tanh(W h_t + x_t)``
+once more, so value and gradient cost two forward passes and one backward.
+That keeps the graph small and is right at any order, but for the first
+derivative it is the slower trade: the forward loop computes those values
+anyway.
+
+This pass (run by ``optimize`` on a graph holding a saving scan and the
+reverse scan made from it, before their bodies are rewritten) makes the
+trade the other way, as a tape does: the forward-body values that the reverse
+body's own nodes read (the *residuals*: the ``tanh``, the gates) become extra
+stacked outputs of the forward scan, and extra sequences of the reverse scan,
+whose body reads their slice at its step instead of recomputing them. What
+only fed the residuals is then dead code in the reverse body. A residual
+must depend on a carry or a sequence (an invariant one is hoisted instead)
+and have a static shape; views and shape-only ops are left to be recomputed.
+
+The two bodies share node identities until they are rewritten (the reverse
+body is built from the forward body's nodes by the ops' VJP rules), which is
+how the residuals are found: nodes of the forward body that nodes only the
+reverse body has read.
+"""
+
+from __future__ import annotations
+
+from common.api import apply
+from common.body import Body, inner_nodes, is_tuple
+from common.graph import Node, toposort, variable
+from common.ops import OPS, Kind
+
+__all__ = ["save_residuals"]
+
+
+def _scans(order: list[Node]) -> list[Node]:
+    return [n for n in order if n.op is not None and n.op.name == "scan"]
+
+
+def _forward_of(rev: Node, saving: list[Node]) -> Node | None:
+    """The saving scan whose body's VJP body is ``rev``'s body, and whose stacked carry-ins ``rev`` reads."""
+    body = rev.params["body"]
+    reads = {id(i.inputs[0]) for i in rev.inputs if i.op is not None and i.op.name == "item"}
+    for f in saving:
+        if id(f) in reads and any(isinstance(v, tuple) and v and v[0] is body for v in f.params["body"].cache.values()):
+            return f
+    return None
+
+
+def _residuals(fb: Body, rb: Body, nc: int, nx: int) -> list[Node]:
+    """The forward-body nodes that nodes of the reverse body alone read, which vary per step."""
+    formals = {id(v) for v in fb.inputs}
+    forward = inner_nodes(fb.outputs, formals)
+    mine = {id(n) for n in forward}
+    variant = {id(v) for v in fb.inputs[:nc + nx]}
+    for n in forward:
+        if n.op is not None and any(id(i) in variant for i in n.inputs):
+            variant.add(id(n))
+    picked: dict[int, Node] = {}
+    for n in inner_nodes(rb.outputs, {id(v) for v in rb.inputs}):
+        if id(n) in mine or n.op is None:
+            continue
+        for i in n.inputs:
+            if (id(i) in mine and i.op is not None and id(i) in variant and i.op.kind is not Kind.SHAPE
+                    and not is_tuple(i) and None not in i.shape and i.op.kind is not Kind.CONTROL):
+                picked.setdefault(id(i), i)
+    return list(picked.values())
+
+
+def save_residuals(outs: list[Node], counts: dict) -> list[Node]:
+    """``outs`` with each reverse scan reading its forward scan's residuals (see the module)."""
+    order = toposort(outs)
+    scans = _scans(order)
+    saving = [n for n in scans if n.params.get("save")]
+    if not saving:
+        return outs
+    plans: dict[int, tuple] = {}  # forward id -> (residuals, reverse id)
+    for r in scans:
+        f = _forward_of(r, saving)
+        if f is None or id(f) in plans:
+            continue
+        p = f.params
+        res = _residuals(p["body"], r.params["body"], p["ncarry"], p["nx"])
+        if res:
+            plans[id(f)] = (res, id(r))
+    if not plans:
+        return outs
+    counts["loops"] = counts.get("loops", 0) + sum(len(res) for res, _ in plans.values())
+    return _rewritten(outs, order, plans)
+
+
+def _rewritten(outs: list[Node], order: list[Node], plans: dict[int, tuple]) -> list[Node]:
+    """The graph with each planned forward scan stacking its residuals and its reverse scan reading them.
+
+    A plain twin of a planned forward scan (the same loop without ``save``, which
+    the VJP copied) reads the new forward scan too: it computes the same values.
+    """
+    from .loops import _loop_key
+
+    twins = {_loop_key("scan", f.inputs, f.params): f for f in order if id(f) in plans}
+    new: dict[int, Node] = {}
+    moved: dict[int, tuple] = {}  # old loop id -> (new loop, old output index -> new)
+    reverse_of = {rid: fid for fid, (_, rid) in plans.items()}
+    for n in order:
+        if n.op is None:
+            new[id(n)] = n
+            continue
+        ins = tuple([new[id(i)] for i in n.inputs])
+        name = n.op.name
+        if id(n) in plans:
+            new[id(n)] = _stacking(n, ins, plans[id(n)][0], moved)
+        elif name == "item" and id(n.inputs[0]) in moved:
+            loop, index = moved[id(n.inputs[0])]
+            new[id(n)] = apply(OPS["item"], (loop,), {"index": index[n.params["index"]]}, site=n.site)
+        elif name == "scan" and id(n) in reverse_of:
+            fid = reverse_of[id(n)]
+            new[id(n)] = _reading(n, ins, plans[fid][0], moved[fid][0])
+        elif name == "scan" and not n.params.get("save") and _loop_key("scan", n.inputs, n.params) in twins:
+            twin = twins[_loop_key("scan", n.inputs, n.params)]
+            loop = _stacking(twin, ins, plans[id(twin)][0], moved)  # the twin's inputs are these very nodes
+            new[id(n)] = n
+            moved[id(n)] = (loop, {k: k for k in range(len(n.params["body"].outputs))})
+        else:
+            new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else _remake(n, ins)
+    return [new[id(o)] for o in outs]
+
+
+def _stacking(forward: Node, ins: tuple, res: list[Node], moved: dict) -> Node:
+    """The forward scan (over the rebuilt ``ins``) with the residuals as extra stacked outputs, made once;
+    ``moved`` learns where each of its old outputs now is (the stacked carry-ins move behind the residuals)."""
+    hit = moved.get(id(forward))
+    if hit is not None:
+        return hit[0]
+    body, nc = forward.params["body"], forward.params["ncarry"]
+    nout = len(body.outputs)
+    node = apply(forward.op, ins, {**forward.params, "body": Body(body.inputs, [*body.outputs, *res])},
+                 site=forward.site)
+    index = {k: k for k in range(nout)}
+    index.update({nout + k: nout + len(res) + k for k in range(nc)})
+    moved[id(forward)] = (node, index)
+    return node
+
+
+def _reading(rev: Node, ins: tuple, res: list[Node], forward: Node) -> Node:
+    """The reverse scan with one more sequence per residual, its body reading the slice instead."""
+    p = rev.params
+    body, nc, nx = p["body"], p["ncarry"], p["nx"]
+    stand_ins = [variable(f"residual{k}", r.shape, r.dtype) for k, r in enumerate(res)]
+    from common.graph import replace
+
+    outputs = replace(list(body.outputs), dict(zip(res, stand_ins)))
+    formals = [*body.inputs[:nc + nx], *stand_ins, *body.inputs[nc + nx:]]
+    nout = len(forward.params["body"].outputs) - len(res)
+    stacks = [apply(OPS["item"], (forward,), {"index": nout + k}, site=rev.site) for k in range(len(res))]
+    return apply(rev.op, (*ins[:nc + nx], *stacks, *ins[nc + nx:]),
+                 {**p, "body": Body(formals, outputs), "nx": nx + len(res)}, site=rev.site)
+
+
+def _remake(n: Node, ins: tuple) -> Node:
+    from .core import remake
+
+    return remake(n, ins)
