@@ -137,8 +137,12 @@ def _plan(order: list[Node], outs: list[Node]):
     return last
 
 
-def _straight_line(order, outs, variables, gen: _Codegen) -> str:
+def _straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) -> str:
     """Source of ``def fn(inputs...)``: one statement per node, registers reused after last use.
+
+    With ``arrays`` a 0-d output is returned as a 0-d array; a loop body
+    (:mod:`symsym.loopgen`) leaves it a numpy scalar, whose arithmetic in the
+    next step is several times cheaper.
 
     A small value used once, by the very next statement, is written into that
     statement instead (``r8 = (r8 * np_cos(r7))``): the schedule is the same,
@@ -194,7 +198,7 @@ def _straight_line(order, outs, variables, gen: _Codegen) -> str:
         else:
             lines.append(f"    {target} = {expr}")
     # numpy returns scalars for 0-d results; anything with a dimension is already an array
-    rets = ", ".join(names[id(o)] if o.shape else f"np_asarray({names[id(o)]})" for o in outs)
+    rets = ", ".join(names[id(o)] if o.shape or not arrays else f"np_asarray({names[id(o)]})" for o in outs)
     gen.globals["np_asarray"] = np.asarray
     lines.append(f"    return ({rets},)")
     return "\n".join(lines) + "\n"

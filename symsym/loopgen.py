@@ -17,6 +17,11 @@ module. The loop op becomes one more generated function that runs it:
   so only the taken branch's function runs;
 * ``item``: ``r5[k]``, an element of the tuple a loop or branch returns.
 
+A 0-d carry runs as a numpy scalar (a body returns its 0-d values as they
+come, and the loop starts with ``c0 = c0[()]``): scalar arithmetic is several
+times cheaper than 0-d arrays' ufunc calls, which is most of a scalar ODE
+step; the top level makes 0-d results arrays again.
+
 Nothing is unrolled: the source has the same size whatever the number of
 steps, and a step costs one Python call plus the body's own statements. As
 everywhere in generated code, params reach the source only through
@@ -77,7 +82,7 @@ def _body(gen, body: Body) -> str:
 
     def make(name: str) -> str:
         outs = list(body.outputs)
-        source = _straight_line(toposort(outs[::-1]), outs, list(body.inputs), gen)
+        source = _straight_line(toposort(outs[::-1]), outs, list(body.inputs), gen, arrays=False)
         return source.replace("def fn(", f"def {name}(", 1)
 
     return _define(gen, ("body", id(body)), "body", make)
@@ -118,7 +123,7 @@ def _scan_function(gen, node: Node) -> str | None:
         cs = [f"c{i}" for i in range(nc)]
         xs = [f"xs{i}" for i in range(nx)]
         ks = [f"k{i}" for i in range(len(ins) - nc - nx)]
-        lines = [f"def {name}({', '.join(cs + xs + ks)}):"]
+        lines = [f"def {name}({', '.join(cs + xs + ks)}):", *_as_scalars(cs, carries)]
         n = literal(int(length)) if length is not None else "n"
         if length is None:
             lines.append("    n = len(xs0)")
@@ -136,6 +141,12 @@ def _scan_function(gen, node: Node) -> str | None:
         return "\n".join(lines) + "\n"
 
     return _define(gen, key, "scan", make)
+
+
+def _as_scalars(names: list[str], carries) -> list[str]:
+    """Statements making each 0-d carry a numpy scalar: a step's arithmetic on scalars is several times
+    cheaper than on 0-d arrays (the top level makes 0-d results arrays again)."""
+    return [f"    {c} = {c}[()]" for c, x in zip(names, carries) if x.shape == ()]
 
 
 def _stacked(parts: list, like) -> np.ndarray:
@@ -157,7 +168,7 @@ def _while_function(gen, node: Node) -> str:
     def make(name: str) -> str:
         cs = [f"c{i}" for i in range(nc)]
         args = ", ".join(cs + [f"k{i}" for i in range(len(ins) - nc)])
-        lines = [f"def {name}({args}):"]
+        lines = [f"def {name}({args}):", *_as_scalars(cs, ins[:nc])]
         kept = [f"cs{k}" for k in range(nc)] if save else []
         lines += [f"    {s} = []" for s in kept]
         if max_iter is None:
