@@ -368,10 +368,10 @@ def _chain(node, g, grads, heap, leads, retain_graph, ns) -> tuple:
             return node, g
         args = node.args
         op = node.op
-        if args is None or op.vjp_n is not None:
+        if args is None or op.vjp_n is not None or len(args) != 1:
             return node, g
         params = node.params
-        gi = op.vjps[0](ns, g, node.out, *args, **params) if params else op.vjps[0](ns, g, node.out, *args)
+        gi = op.vjps[0](ns, g, node.out, args[0], **params) if params else op.vjps[0](ns, g, node.out, args[0])
         if gi is NO_GRAD:
             return node, g
         if not retain_graph:

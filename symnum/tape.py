@@ -55,17 +55,9 @@ class TapeNode:
     (nothing to prune).
     """
 
-    # ``hooks`` is a slot (None until a hook is registered): a sweep reads it on every node
+    # ``hooks`` is a slot (None until a hook is registered): a sweep reads it on every node. There is
+    # no __init__: ``TapeNode()`` is the cheapest way to make a slotted object, and the ops fill it in
     __slots__ = ("op", "params", "args", "out", "parents", "level", "leaf", "hooks")
-
-    def __init__(self, op, params, args, out, parents):
-        self.hooks = None
-        self.op = op
-        self.params = params
-        self.args = args
-        self.out = out
-        self.parents = parents
-        self.level, self.leaf = _lineage(parents)
 
     def __repr__(self):
         return f"<TapeNode {self.op.name}{' (freed)' if self.args is None else ''}>"
@@ -156,7 +148,11 @@ def record(op, inputs, params):
             if foreign is not None:  # keep copies of our own: see the module docstring
                 for i in foreign:
                     args[i] = np.array(args[i])
-            return wrap(out, True, TapeNode(op, params, tuple(args), out, tuple(parents)))
+            node = TapeNode()
+            node.op, node.params, node.args, node.out, node.hooks = op, params, tuple(args), out, None
+            node.parents = parents = tuple(parents)
+            node.level, node.leaf = _lineage(parents)
+            return wrap(out, True, node)
     return wrap(out)
 
 
@@ -197,18 +193,28 @@ def _unary(op):
         t._data = out
         # a tensor that requires grad holds floats, and every param-free unary op keeps them floats
         if differentiable and x.requires_grad and MODE.enabled:
-            node = new(TapeNode)
-            node.op, node.params, node.args, node.out, node.hooks = op, EMPTY, (data,), out, None
+            node = TapeNode()  # one store per slot: a multiple assignment would build and unpack a tuple
+            node.op = op
+            node.params = EMPTY
+            node.args = (data,)
+            node.out = out
+            node.hooks = None
             made = x.grad_fn
             if made is None:
                 if x._saved_at is None:  # as in record (2: above user_code and this function)
                     x._saved_at = user_code(2)
-                node.parents, node.level, node.leaf = (x,), 1, x
+                node.parents = (x,)
+                node.level = 1
+                node.leaf = x
             else:
-                node.parents, node.level, node.leaf = (made,), made.level + 1, made.leaf
-            t.requires_grad, t.grad_fn = True, node
+                node.parents = (made,)
+                node.level = made.level + 1
+                node.leaf = made.leaf
+            t.requires_grad = True
+            t.grad_fn = node
         else:
-            t.requires_grad, t.grad_fn = False, None
+            t.requires_grad = False
+            t.grad_fn = None
         return t
 
     fn.__name__ = fn.__qualname__ = op.name
@@ -288,8 +294,12 @@ def _binary(op, swap: bool = False):
                 a = np.array(a)
             elif cy is ndarray:
                 b = np.array(b)
-            node = new(TapeNode)
-            node.op, node.params, node.args, node.out, node.hooks = op, EMPTY, (a, b), out, None
+            node = TapeNode()
+            node.op = op
+            node.params = EMPTY
+            node.args = (a, b)
+            node.out = out
+            node.hooks = None
             node.parents = (px, py)
             # _lineage unrolled for two parents
             if px is None:
@@ -305,10 +315,13 @@ def _binary(op, swap: bool = False):
                     py = py.leaf
                 if py is not leaf:
                     leaf = None
-            node.level, node.leaf = level + 1, leaf
-            t.requires_grad, t.grad_fn = True, node
+            node.level = level + 1
+            node.leaf = leaf
+            t.requires_grad = True
+            t.grad_fn = node
         else:
-            t.requires_grad, t.grad_fn = False, None
+            t.requires_grad = False
+            t.grad_fn = None
         return t
 
     fn.__name__ = fn.__qualname__ = f"__r{op.name}__" if swap else op.name
