@@ -145,29 +145,35 @@ def _gather_scale(n: Node) -> Node | None:
     return None
 
 
-#: how many levels of a sum ``_merge_scatters`` looks into for a matching scatter (each level doubles the cost)
-MERGE_DEPTH = 4
+#: how many sums ``_merge_scatters`` looks into for a matching scatter, at most, per node
+MERGE_BUDGET = 64
 
 
-def _merge_scatters(n: Node, a: Node, b: Node, depth: int = MERGE_DEPTH) -> Node | None:
+def _merge_scatters(n: Node, a: Node, b: Node) -> Node | None:
     """scatter_add(u, ...) + scatter_add(v, ...) at the same places -> scatter_add(u + v, ...).
 
     Gradients of several uses of one slice come back as separate scatters into
     full-size zeros; one scatter of the summed (slice-sized) values does the same.
-    The search into a sum of sums stops :data:`MERGE_DEPTH` levels down: the
-    gradient of an unrolled loop over ``xs[t]`` is a chain of thousands of
-    scatters at different places, which must cost O(1) per node, not a walk
-    of the whole chain (nor a recursion as deep as it).
+    A scatter added to a sum of sums is merged with a matching scatter inside
+    it (``((s1 + s2) + s3)`` with s3 at s1's places), found by an iterative
+    search of at most :data:`MERGE_BUDGET` sums: the gradient of an unrolled
+    loop over ``xs[t]`` is a chain of thousands of scatters at different
+    places, which must cost O(1) per node, not a walk (nor a recursion) as
+    long as the chain.
     """
     if a.op is None or b.op is None:
         return None
     for x, y in ((a, b), (b, a)):  # (s1 + s2) + s3 with s3 matching s1 or s2
-        if depth and x.op.name == "add" and y.op.name == "scatter_add" and same_type(x, n):
-            for inner, other in (x.inputs, x.inputs[::-1]):
-                merged = _merge_scatters(x, inner, y, depth - 1) if same_type(inner, x) else None
-                if merged is not None:
-                    return symbolic.add(merged, other)
-    if a.op.name != "scatter_add" or b.op.name != "scatter_add":
+        if x.op.name == "add" and y.op.name == "scatter_add" and same_type(x, n):
+            merged = _merge_into_sum(x, y)
+            if merged is not None:
+                return merged
+    return _merge_pair(n, a, b)
+
+
+def _merge_pair(n: Node, a: Node, b: Node) -> Node | None:
+    """``a + b`` as one scatter, for two scatters at the same places (else None)."""
+    if a.op is None or b.op is None or a.op.name != "scatter_add" or b.op.name != "scatter_add":
         return None
     (u, *rest_a), (v, *rest_b) = a.inputs, b.inputs
     if len(rest_a) != len(rest_b) or any(x is not y for x, y in zip(rest_a, rest_b)):
@@ -175,6 +181,35 @@ def _merge_scatters(n: Node, a: Node, b: Node, depth: int = MERGE_DEPTH) -> Node
     if a.params != b.params or u.shape != v.shape or u.dtype != v.dtype or not same_type(n, a):
         return None
     return symbolic.scatter_add(u + v, *rest_a, index=a.params["index"])
+
+
+def _merge_into_sum(x: Node, y: Node) -> Node | None:
+    """The sum ``x`` (a tree of adds) with the scatter ``y`` merged into a matching scatter term, or None.
+
+    Depth first, left before right, through adds of ``x``'s type; the sums on
+    the path to the match are rebuilt over the merged term.
+    """
+    stack: list[tuple[Node, tuple]] = [(x, ())]  # (a sum, the path of (sum, other term) down to it)
+    budget = MERGE_BUDGET
+    while stack and budget:
+        node, path = stack.pop()
+        budget -= 1
+        found = None
+        for inner, other in (node.inputs, node.inputs[::-1]):
+            if not same_type(inner, node):
+                continue
+            merged = _merge_pair(node, inner, y)
+            if merged is not None:
+                found = symbolic.add(merged, other)
+                break
+        if found is not None:
+            for _, other in reversed(path):
+                found = symbolic.add(found, other)
+            return found
+        for inner, other in (node.inputs[::-1], node.inputs):  # pushed right first: the left is searched first
+            if inner.op is not None and inner.op.name == "add" and same_type(inner, node):
+                stack.append((inner, (*path, (node, other))))
+    return None
 
 
 def _placeholder(ref: Node) -> Node:
