@@ -319,3 +319,18 @@ def test_cond_first_and_second_order_match_the_taken_branch(xv):
     np.testing.assert_allclose(symnum.gradients(g, x, feed), evaluate(symsym.grad(tg, x), feed), rtol=1e-13)
     fd = central_differences(lambda a: evaluate(g, {x: a}), np.array(xv))
     np.testing.assert_allclose(evaluate(symsym.grad(g, x), feed), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_scan_over_a_sequence_of_unknown_length(n):
+    x, w = T.var("x", (None, 2)), T.var("w", (2,))
+    c, ys = T.scan(lambda c, xi: (c * w + xi, T.sum(c * c)), T.const(np.ones(2)), x)
+    cost = T.sum(ys) + T.sum(c)
+    feed = {x: np.arange(2.0 * n).reshape(n, 2) / 3, w: np.array([0.5, -0.3])}
+    gx, gw = evaluate(symsym.grad(cost, [x, w]), feed)
+    fdx = central_differences(lambda a: evaluate(cost, {**feed, x: a}), feed[x])
+    fdw = central_differences(lambda a: evaluate(cost, {**feed, w: a}), feed[w])
+    np.testing.assert_allclose(gx, fdx, rtol=RTOL, atol=1e-8)
+    np.testing.assert_allclose(gw, fdw, rtol=RTOL, atol=1e-8)
+    for got, want in zip(symnum.gradients(cost, [x, w], feed), (gx, gw)):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
