@@ -13,6 +13,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
+from .body import Body, bodies_of
 from .graph import Node, toposort
 from .ops.index import view
 
@@ -31,8 +32,30 @@ so that a long chain costs lines, not indentation quadratic in its length."""
 Piece = str | Node
 
 
-def _param_text(params: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+class BodyNames:
+    """``body1``, ``body2``, ... for the bodies one printout shows, numbered in the order it meets them.
+
+    Printed names come from the printout, not from the bodies (whose
+    ``label`` counts every body the process ever made), so the same graph
+    prints the same text whatever ran before it.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[int, str] = {}
+        self._keep: list[Body] = []  # the named bodies stay alive, so their ids stay theirs
+
+    def __call__(self, body: Body) -> str:
+        name = self._names.get(id(body))
+        if name is None:
+            name = self._names[id(body)] = f"body{len(self._names) + 1}"
+            self._keep.append(body)
+        return name
+
+
+def _param_text(params: dict, body_name: Callable[[Body], str] | None = None) -> str:
+    """``k=v, ...``; a body shows as ``body_name(body)`` (its own label without one)."""
+    return ", ".join(f"{k}={body_name(v) if body_name is not None and isinstance(v, Body) else repr(v)}"
+                     for k, v in params.items())
 
 
 def _precedence(n: Node) -> int:
@@ -57,7 +80,7 @@ def _index_pieces(spec, args: tuple) -> list[Piece]:
     return out
 
 
-def _pieces(n: Node, prec: Callable[[Node], int]) -> list[Piece]:
+def _pieces(n: Node, prec: Callable[[Node], int], body_name: Callable[[Body], str] | None = None) -> list[Piece]:
     """``n``'s expression as text pieces and input nodes; ``prec(i)`` is how tightly input ``i`` shows."""
     op = n.op
     name = op.name
@@ -83,7 +106,7 @@ def _pieces(n: Node, prec: Callable[[Node], int]) -> list[Piece]:
         out.append(i)
     params = {k: v for k, v in n.params.items() if k != "index"}
     if params:
-        out.append((", " if ins else "") + _param_text(params))
+        out.append((", " if ins else "") + _param_text(params, body_name))
     out.append(")")
     return out
 
@@ -155,11 +178,13 @@ def pprint(outputs: Node | Iterable[Node], names: bool = False) -> str:
     (``cos(y) * cos(x) * cos(w)`` for the book's chain).
     """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    lines, printed = _pprint_lines(outs, names)
-    return "\n".join(lines + _body_blocks(printed, lambda b: _pprint_lines(list(b.outputs), names)))
+    body_name = BodyNames()
+    lines, printed = _pprint_lines(outs, names, body_name)
+    return "\n".join(lines + _body_blocks(printed, lambda b: _pprint_lines(list(b.outputs), names, body_name),
+                                          body_name))
 
 
-def _pprint_lines(outs: list[Node], names: bool) -> tuple[list[str], list[Node]]:
+def _pprint_lines(outs: list[Node], names: bool, body_name: BodyNames) -> tuple[list[str], list[Node]]:
     """pprint's lines for ``outs``, and the nodes they show."""
     roots = {id(o) for o in outs}
 
@@ -180,7 +205,7 @@ def _pprint_lines(outs: list[Node], names: bool) -> tuple[list[str], list[Node]]
         if atom(n):
             length[id(n)] = len(n.label())
             continue
-        ps = pieces[id(n)] = _pieces(n, prec)
+        ps = pieces[id(n)] = _pieces(n, prec, body_name)
         size = sum(len(p) if p.__class__ is str else length[id(p)] for p in ps)
         if uses[id(n)] > 1 and size > INLINE_SHARED:
             name = n.name if n.name and _IDENT.match(n.name) and n.name not in taken else next(fresh)
@@ -207,7 +232,7 @@ def _pprint_lines(outs: list[Node], names: bool) -> tuple[list[str], list[Node]]
     return lines, printed
 
 
-def _body_blocks(printed: list[Node], lines_of: Callable) -> list[str]:
+def _body_blocks(printed: list[Node], lines_of: Callable, body_name: BodyNames) -> list[str]:
     """Each body that the printed nodes (and, in turn, their bodies) hold, once, as an indented block.
 
     A loop node shows its body by label (``body=body3``); the block below
@@ -215,8 +240,6 @@ def _body_blocks(printed: list[Node], lines_of: Callable) -> list[str]:
     indented one level deeper. A queue, not recursion: bodies nest as deep as
     the user's loops do.
     """
-    from .body import bodies_of
-
     out: list[str] = []
     seen: set[int] = set()
     stack = [(b, 1) for n in reversed(printed) for _, b in reversed(bodies_of(n))]
@@ -226,7 +249,7 @@ def _body_blocks(printed: list[Node], lines_of: Callable) -> list[str]:
             continue
         seen.add(id(body))
         pad = "    " * depth
-        out.append(f"{pad[4:]}{body.label}({', '.join(v.label() for v in body.inputs)}):")
+        out.append(f"{pad[4:]}{body_name(body)}({', '.join(v.label() for v in body.inputs)}):")
         lines, shown = lines_of(body)
         out.extend(pad + line for line in "\n".join(lines).split("\n"))
         stack.extend((b, depth + 1) for n in reversed(shown) for _, b in reversed(bodies_of(n)))
@@ -268,12 +291,12 @@ def _ids() -> Iterator[str]:
         n += 1
 
 
-def _describe(n: Node) -> str:
+def _describe(n: Node, body_name: BodyNames) -> str:
     if n.is_var:
         return f"{n.name or '?'}"
     if n.is_const:
         return f"const {n.label()}"
-    return n.op.name + (f"{{{_param_text(n.params)}}}" if n.params else "")
+    return n.op.name + (f"{{{_param_text(n.params, body_name)}}}" if n.params else "")
 
 
 def _types(n: Node) -> str:
@@ -289,11 +312,14 @@ def debugprint(outputs: Node | Iterable[Node], show_types: bool = True) -> str:
     """
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     fresh = _ids()
-    lines, shown = _debug_lines(outs, show_types, fresh)
-    return "\n".join(lines + _body_blocks(shown, lambda b: _debug_lines(list(b.outputs), show_types, fresh)))
+    body_name = BodyNames()
+    lines, shown = _debug_lines(outs, show_types, fresh, body_name)
+    return "\n".join(lines + _body_blocks(shown, lambda b: _debug_lines(list(b.outputs), show_types, fresh, body_name),
+                                          body_name))
 
 
-def _debug_lines(outs: list[Node], show_types: bool, fresh: Iterator[str]) -> tuple[list[str], list[Node]]:
+def _debug_lines(outs: list[Node], show_types: bool, fresh: Iterator[str],
+                 body_name: BodyNames) -> tuple[list[str], list[Node]]:
     """debugprint's lines for ``outs`` (ids drawn from ``fresh``), and the nodes they show."""
     names: dict[int, str] = {}
     shown: list[Node] = []
@@ -309,7 +335,7 @@ def _debug_lines(outs: list[Node], show_types: bool, fresh: Iterator[str]) -> tu
             names[id(n)] = next(fresh)
             shown.append(n)
         deferred = not seen and not resumed and n.inputs and depth >= DEBUG_DEPTH
-        line = f"{' |' * depth}{_describe(n)} [id {names[id(n)]}]"
+        line = f"{' |' * depth}{_describe(n, body_name)} [id {names[id(n)]}]"
         if n.name and not n.is_var:
             line += f" {n.name!r}"
         if show_types:
@@ -342,10 +368,9 @@ def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title
     """Graphviz DOT text; nodes in ``highlight`` (e.g. those grad added) are filled.
 
     A loop or branch node's bodies are drawn once each, as a cluster labelled
-    with the body's name, joined to the node by a dashed edge.
+    with the body's name (numbered as the printers number them), joined to the
+    node by a dashed edge.
     """
-    from .body import bodies_of
-
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
     marked = {id(n) for n in highlight}
     lines = ["digraph twograd {", "  rankdir=BT;"]
@@ -357,12 +382,13 @@ def to_dot(outputs: Node | Iterable[Node], highlight: Iterable[Node] = (), title
     if pending:
         lines.insert(2, "  compound=true;")  # (edges from a cluster)
     done: dict[int, str] = {}
+    body_name = BodyNames()
     while pending:
         owner, owner_index, param, body = pending.pop(0)
         if id(body) not in done:
             prefix = done[id(body)] = f"b{len(done)}_"
             lines.append(f"  subgraph cluster_{prefix[:-1]} {{")
-            lines.append(f"    label={dot_string(body.label)}; style=dashed;")
+            lines.append(f"    label={dot_string(body_name(body))}; style=dashed;")
             border = toposort([*body.outputs, *body.inputs])
             inner = _dot_nodes(border, prefix, set(), lines, "    ")
             lines.append("  }")
