@@ -148,6 +148,23 @@ def test_a_value_and_its_jvp_run_one_loop(rng):
         _close(a, b)
 
 
+def test_a_gradient_of_a_body_grad_stabilised_still_runs_the_forward_loop_once(rng):
+    """grad differentiates the stable form of a body (log_softmax for log(softmax)); optimize rewrites the
+    user's own body to the same form, and the two loops are recognised as one by what they compute."""
+    w = T.var("w", (H, H))
+    h0 = T.var("h0", (H,))
+    xs = T.var("xs", (STEPS, H))
+    h, ys = T.scan(lambda h, x: (T.tanh(w @ h + x), T.sum(T.log(T.softmax(h, axis=0)))), h0, xs)
+    cost = T.sum(ys) + T.sum(h)
+    outs = [cost, grad(cost, w)]
+    new, _ = optimize(outs)
+    assert len(_loops(new, "scan")) == 2
+    vals = [0.5 * rng.standard_normal((H, H)), rng.standard_normal(H), rng.standard_normal((STEPS, H))]
+    got = function([w, h0, xs], outs)(*vals)
+    for a, b in zip(got, common.evaluate(outs, dict(zip([w, h0, xs], vals)))):
+        _close(a, b)
+
+
 # ------------------------------------------------------------------ forward mode
 
 def _fd_directional(f, values, direction, eps=1e-6):

@@ -38,6 +38,8 @@ from common.body import Body, inner_nodes, is_tuple
 from common.graph import Node, rebuild, replace, toposort, variable
 from common.ops import OPS, Kind
 
+from .merge import merge_key
+
 __all__ = ["has_loops", "open_bodies", "prune"]
 
 CONTROL = Kind.CONTROL
@@ -231,24 +233,75 @@ def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
     return rebuild(outs, fn)
 
 
-def _twin_key(n: Node):
-    return _loop_key(n.op.name, n.inputs, n.params)
+def _twin_key(n: Node, shapes: _Shapes):
+    """What a loop computes, its bodies' outputs aside: op, inputs (by identity), other params, and the
+    structure of every body but the one whose outputs a saving twin may extend."""
+    items = tuple(sorted((k, shapes.of(v) if isinstance(v, Body) else v) for k, v in n.params.items()
+                         if k not in ("save", "body")))
+    return (n.op.name, tuple(map(id, n.inputs)), items)
+
+
+class _Shapes:
+    """A small int per distinct computation, for comparing bodies structurally (hash-consing, iterative:
+    each node's key holds its inputs' ints, never their keys, so a long body makes no deep tuple).
+
+    ``grad`` differentiates a loop whose body it rewrote to stable forms, and
+    ``optimize`` rewrites the user's own loop body to the same forms: two
+    bodies, one computation."""
+
+    def __init__(self):
+        self.ints: dict = {}
+        self.outs: dict[int, tuple] = {}
+
+    def _int(self, key) -> int:
+        try:
+            return self.ints.setdefault(key, len(self.ints))
+        except TypeError:  # an unhashable param: this node equals only itself
+            return self.ints.setdefault(("node", id(key)), len(self.ints))
+
+    def outputs(self, body: Body) -> tuple:
+        """One int per output of ``body``, equal for equal computations of equal inputs."""
+        hit = self.outs.get(id(body))
+        if hit is None:
+            keys = {id(v): self._int(("input", k, v.shape, v.dtype.str)) for k, v in enumerate(body.inputs)}
+            for n in inner_nodes(body.outputs, set(keys)):
+                if id(n) in keys:
+                    continue
+                if n.op is None:
+                    keys[id(n)] = self._int(merge_key(n) or ("node", id(n)))
+                    continue
+                params = tuple(sorted((k, ("body", self.of(v)) if isinstance(v, Body) else v)
+                                      for k, v in n.params.items()))
+                keys[id(n)] = self._int((n.op.name, params, tuple([keys[id(i)] for i in n.inputs])))
+            hit = self.outs[id(body)] = (len(body.inputs), *[keys[id(o)] for o in body.outputs])
+        return hit
+
+    def of(self, body: Body) -> int:
+        return self._int(("body", self.outputs(body)))
 
 
 def _share_twins(outs: list[Node], order: list[Node], counts: dict) -> list[Node]:
-    """Each plain loop that has a saving twin in the graph replaced by that twin (its outputs come first)."""
+    """Each plain loop that has a saving twin in the graph replaced by that twin.
+
+    The twin's outputs start with the plain loop's: the same carries and ys
+    (a scan that stacks residuals for its reverse loop has more ys after
+    them), then the stacked carry-ins.
+    """
+    shapes = _Shapes()
     saving: dict = {}
     for n in order:
         if n.op is not None and n.op.name in ("scan", "while_loop") and n.params.get("save"):
-            saving.setdefault(_twin_key(n), n)
+            saving.setdefault(_twin_key(n, shapes), []).append(n)
     if not saving:
         return outs
     mapping = {}
     for n in order:
         if n.op is not None and n.op.name in ("scan", "while_loop") and not n.params.get("save"):
-            twin = saving.get(_twin_key(n))
-            if twin is not None:
-                mapping[n] = twin
+            mine = shapes.outputs(n.params["body"])
+            for twin in saving.get(_twin_key(n, shapes), ()):
+                if shapes.outputs(twin.params["body"])[:len(mine)] == mine:
+                    mapping[n] = twin
+                    break
     if not mapping:
         return outs
     counts["loops"] = counts.get("loops", 0) + len(mapping)
