@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from common import api as T
 from common import debugprint, pprint, to_dot
 
@@ -29,3 +31,59 @@ def test_bodies_are_numbered_from_one_in_each_printout():
                      if line.lstrip().startswith("body") and line.endswith(":"))
     assert headers == ["body1", "body2", "body3", "body4"]  # the two branches, the outer and the inner scan
     assert "body1" in debugprint(_nested_loops()) and 'label="body1"' in to_dot(_nested_loops())
+
+
+# ------------------------------------------------------------------ numeric residuals
+
+def _count_node_runs(monkeypatch) -> dict:
+    """Count how often each body node's op runs, by node: every body's plan calls its ops through here."""
+    import common.body as body_module
+
+    runs: dict[int, int] = {}
+    make = body_module._make_plan
+
+    def counting(body):
+        size, ins, consts, steps, outs, nodes = make(body)
+
+        def counted(impl, key):
+            def run(*args, **params):
+                runs[key] = runs.get(key, 0) + 1
+                return impl(*args, **params)
+            return run
+
+        steps = [(counted(impl, id(n)), i, p, o) for (impl, i, p, o), n in zip(steps, nodes)]
+        return size, ins, consts, steps, outs, nodes
+
+    monkeypatch.setattr(body_module, "_make_plan", counting)
+    return runs
+
+
+def test_symnum_gradients_runs_each_forward_body_op_once_per_step(monkeypatch, rng):
+    import symnum
+    from common.body import inner_nodes
+
+    x, w = T.var("x", (7, 3)), T.var("w", (3,))
+    h, _ = T.scan(lambda c, xi: (T.tanh(c * w + xi) * T.sin(c), None), T.const(np.full(3, 0.3)), x)
+    cost = T.sum(h * h)
+    body = h.inputs[0].params["body"]
+    forward_ops = [n for n in inner_nodes(body.outputs, {id(v) for v in body.inputs}) if n.op is not None]
+    runs = _count_node_runs(monkeypatch)
+    xs, ws = rng.standard_normal((7, 3)), rng.standard_normal(3)
+    gx, gw = symnum.gradients(cost, [x, w], {x: xs, w: ws})
+    assert [runs.get(id(n), 0) for n in forward_ops] == [7] * len(forward_ops)  # once per step, in all
+    for k, got in ((0, gw), (1, gx)):  # against central differences in float64
+        args = [ws, xs]
+        want = np.zeros_like(args[k])
+        for i in np.ndindex(args[k].shape):
+            plus, minus = [a.copy() for a in args], [a.copy() for a in args]
+            plus[k][i] += 1e-6
+            minus[k][i] -= 1e-6
+            want[i] = (_loop_cost(*plus) - _loop_cost(*minus)) / 2e-6
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+def _loop_cost(ws: np.ndarray, xs: np.ndarray) -> float:
+    c = np.full(3, 0.3)
+    for xi in xs:
+        c = np.tanh(c * ws + xi) * np.sin(c)
+    return float(np.sum(c * c))

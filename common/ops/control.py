@@ -66,7 +66,7 @@ import numpy as np
 from ..backward import TupleCotangent, sweep
 from ..body import TUPLE, Body, is_tuple
 from ..errors import DTypeError, ShapeError, TwogradError
-from ..graph import Node, toposort, variable
+from ..graph import Node, replace, toposort, variable
 from .core import NO_GRAD, OPS, ZERO, Kind, defop, shape_str
 from .params import bool_param, int_param
 
@@ -270,6 +270,32 @@ def _scan_impl(*arrays, body, ncarry, nx, length=None, reverse=False, save=False
     return (*carry, *stacked, *kept)
 
 
+class Kept(tuple):
+    """A saving scan's value (a tuple, as :func:`_scan_impl` returns) that also holds its stacked residuals."""
+
+    residuals: tuple = ()
+
+
+def scan_keeping_residuals(*arrays, body, ncarry, nx, length=None, reverse=False, save=True):
+    """A saving scan's value that also keeps, stacked, the forward values its VJP body reads (numbers only).
+
+    The forward runs the body with its residuals (:func:`residuals_of`) as
+    extra outputs, once per step, as it runs anyway; the VJP finds them on the
+    value (a :class:`Kept`) and its reverse body reads each step's slice
+    instead of running the forward step again (symsym's residuals rewrite
+    does the same to the graph).
+    """
+    aug, res = residuals_of(body, ncarry, nx)
+    params = {"ncarry": ncarry, "nx": nx, "length": length, "reverse": reverse, "save": True}
+    if not res:
+        return _scan_impl(*arrays, body=body, **params)
+    outs = _scan_impl(*arrays, body=aug, **params)
+    nout = len(body.outputs)
+    value = Kept((*outs[:nout], *outs[nout + len(res):]))
+    value.residuals = outs[nout:nout + len(res)]
+    return value
+
+
 def _while_impl(*arrays, cond_body, body, ncarry, max_iter=None, save=False):
     carry, consts = tuple(arrays[:ncarry]), list(arrays[ncarry:])
     saved: list = []
@@ -341,6 +367,67 @@ def _scan_reverse(body: Body, nc: int, nx: int, ys: tuple, saved: tuple) -> tupl
     return hit
 
 
+def residual_nodes(fb: Body, rb: Body, nc: int, nx: int) -> list[Node]:
+    """The forward-body nodes that nodes of the reverse body ``rb`` alone read, which vary per step.
+
+    The two bodies share node identities (``rb`` is built from ``fb``'s nodes
+    by the ops' VJP rules), which is how they are found. A residual depends on
+    a carry or a sequence and has a static shape; views, shape-only ops and
+    loops are left to be recomputed.
+    """
+    from ..body import inner_nodes
+    from .core import Kind
+
+    formals = {id(v) for v in fb.inputs}
+    forward = inner_nodes(fb.outputs, formals)
+    mine = {id(n) for n in forward}
+    variant = {id(v) for v in fb.inputs[:nc + nx]}
+    for n in forward:
+        if n.op is not None and any(id(i) in variant for i in n.inputs):
+            variant.add(id(n))
+    picked: dict[int, Node] = {}
+    for n in inner_nodes(rb.outputs, {id(v) for v in rb.inputs}):
+        if id(n) in mine or n.op is None:
+            continue
+        for i in n.inputs:
+            if (id(i) in mine and i.op is not None and id(i) in variant and i.op.kind is not Kind.SHAPE
+                    and not is_tuple(i) and None not in i.shape and i.op.kind is not Kind.CONTROL):
+                picked.setdefault(id(i), i)
+    return list(picked.values())
+
+
+def residuals_of(body: Body, nc: int, nx: int) -> tuple[Body, list[Node]]:
+    """``body`` with its residuals as extra outputs after its own, and the residuals (made once per body).
+
+    They are those of the VJP body for every float carry and y: a reverse
+    body asked for fewer cotangents reads a part of them.
+    """
+    key = ("residuals", nc, nx)
+    hit = body.cache.get(key)
+    if hit is None:
+        rev = _scan_reverse(body, nc, nx, tuple(_floats(body.outputs[nc:], nc)), ())[0]
+        res = residual_nodes(body, rev, nc, nx)
+        hit = body.cache[key] = (Body(body.inputs, [*body.outputs, *res]), res)
+    return hit
+
+
+def _scan_reverse_reading(body: Body, nc: int, nx: int, ys: tuple, saved: tuple) -> tuple:
+    """:func:`_scan_reverse`'s body reading the residuals as sequences after its own, instead of computing
+    them (the residuals of :func:`residuals_of`, in its order), with the positions it serves."""
+    key = ("scan reading", nc, nx, ys, saved)
+    hit = body.cache.get(key)
+    if hit is not None:
+        return hit
+    rev, fc, fx, fz = _scan_reverse(body, nc, nx, ys, saved)
+    res = residuals_of(body, nc, nx)[1]
+    stand_ins = [variable(f"residual{k}", r.shape, r.dtype) for k, r in enumerate(res)]
+    outputs = replace(list(rev.outputs), dict(zip(res, stand_ins)))
+    split = len(fc) + len(fz) + nc + nx + len(ys) + len(saved)
+    reading = Body([*rev.inputs[:split], *stand_ins, *rev.inputs[split:]], outputs)
+    hit = body.cache[key] = (reading, fc, fx, fz)
+    return hit
+
+
 def _add_at(cts: list[Node], positions: list[int], extra: list[Node], at: tuple) -> list[Node]:
     """``cts`` (one per position) with ``extra[m]`` added to the one at position ``at[m]``."""
     from ..api import symbolic
@@ -392,7 +479,8 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
     nout = len(body.outputs)
     ys = _given(g, _floats(body.outputs[nc:], nc))
     saved = tuple(k - nout for k in _given(g, range(nout, nout + nc))) if params.get("save") else ()
-    rev, fc, fx, fz = _scan_reverse(body, nc, nx, ys, saved)
+    res = getattr(out, "residuals", ())  # kept by the forward (a Kept value: numbers only)
+    rev, fc, fx, fz = (_scan_reverse_reading if res else _scan_reverse)(body, nc, nx, ys, saved)
     result: list = [NO_GRAD] * len(inputs)
     if not (fc or fx or fz):
         return result
@@ -400,9 +488,10 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
     stacked = [item(ns, stacked_node, nout + k) for k in range(nc)]
     accs = [ns.zeros_like(inputs[j]) for j in fz]
     args = (*[_ct(ns, g, out, k) for k in fc], *accs, *stacked, *inputs[nc:nc + nx],
-            *[g[k] for k in ys], *[g[nout + k] for k in saved], *inputs[nc + nx:])
+            *[g[k] for k in ys], *[g[nout + k] for k in saved], *res, *inputs[nc + nx:])
     back = ns.apply(OPS["scan"], args, {"body": rev, "ncarry": len(fc) + len(fz),
-                                        "nx": nc + nx + len(ys) + len(saved), "length": params.get("length"),
+                                        "nx": nc + nx + len(ys) + len(saved) + len(res),
+                                        "length": params.get("length"),
                                         "reverse": not params.get("reverse", False), "save": False})
     for m, j in enumerate(fc + fz):
         result[j] = item(ns, back, m)

@@ -27,9 +27,10 @@ reverse body has read.
 from __future__ import annotations
 
 from common.api import apply
-from common.body import Body, inner_nodes, is_tuple
+from common.body import Body
 from common.graph import Node, toposort, variable
-from common.ops import OPS, Kind
+from common.ops import OPS
+from common.ops.control import residual_nodes
 
 __all__ = ["save_residuals"]
 
@@ -48,26 +49,6 @@ def _forward_of(rev: Node, saving: list[Node]) -> Node | None:
     return None
 
 
-def _residuals(fb: Body, rb: Body, nc: int, nx: int) -> list[Node]:
-    """The forward-body nodes that nodes of the reverse body alone read, which vary per step."""
-    formals = {id(v) for v in fb.inputs}
-    forward = inner_nodes(fb.outputs, formals)
-    mine = {id(n) for n in forward}
-    variant = {id(v) for v in fb.inputs[:nc + nx]}
-    for n in forward:
-        if n.op is not None and any(id(i) in variant for i in n.inputs):
-            variant.add(id(n))
-    picked: dict[int, Node] = {}
-    for n in inner_nodes(rb.outputs, {id(v) for v in rb.inputs}):
-        if id(n) in mine or n.op is None:
-            continue
-        for i in n.inputs:
-            if (id(i) in mine and i.op is not None and id(i) in variant and i.op.kind is not Kind.SHAPE
-                    and not is_tuple(i) and None not in i.shape and i.op.kind is not Kind.CONTROL):
-                picked.setdefault(id(i), i)
-    return list(picked.values())
-
-
 def save_residuals(outs: list[Node], counts: dict) -> list[Node]:
     """``outs`` with each reverse scan reading its forward scan's residuals (see the module)."""
     order = toposort(outs)
@@ -81,7 +62,7 @@ def save_residuals(outs: list[Node], counts: dict) -> list[Node]:
         if f is None or id(f) in plans:
             continue
         p = f.params
-        res = _residuals(p["body"], r.params["body"], p["ncarry"], p["nx"])
+        res = residual_nodes(p["body"], r.params["body"], p["ncarry"], p["nx"])
         if res:
             plans[id(f)] = (res, id(r))
     if not plans:
