@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from common.errors import GraphError
 from common.graph import Node, toposort
 from common.printing import to_dot
 
@@ -126,6 +127,8 @@ def draw_jvp(y: Node, x: Node, v: Node | None = None, simplify: bool = True, ax=
 def draw_panels(panels: Sequence[tuple], title: str | None = None):
     """Several graphs side by side in one figure: ``panels`` holds ``(outputs, highlight, title)`` each
     (e.g. the reverse-mode and forward-mode graphs of one function). Returns the figure."""
+    if not panels:
+        raise GraphError("draw_panels: no panels to draw (give (outputs, highlight, title) for each graph)")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -107,3 +107,10 @@ def test_cli_show_forward_refuses_higher_orders_before_drawing(tmp_path, capsys)
     assert e.value.code == 2
     assert "--order 2" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_draw_panels_with_nothing_to_draw_is_a_twograd_error():
+    from common.errors import TwogradError
+
+    with pytest.raises(TwogradError, match="no panels"):
+        symsym.draw_panels([])
