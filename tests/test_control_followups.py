@@ -87,3 +87,57 @@ def _loop_cost(ws: np.ndarray, xs: np.ndarray) -> float:
     for xi in xs:
         c = np.tanh(c * ws + xi) * np.sin(c)
     return float(np.sum(c * c))
+
+
+# ------------------------------------------------------------------ one forward loop for value and gradient
+
+def _loop_ops(outs) -> list[str]:
+    from common.graph import toposort
+
+    return sorted(n.op.name for n in toposort(outs) if n.op is not None and n.op.name in ("scan", "while_loop"))
+
+
+def test_value_and_gradient_of_a_stabilised_scan_body_run_one_forward_loop(rng):
+    import symsym
+
+    x, w = T.var("x", (5, 3)), T.var("w", (3,))
+    h, ys = T.scan(lambda c, xi: (T.tanh(c * w + xi), T.log(T.sigmoid(c * w))), T.const(np.full(3, 0.2)), x)
+    cost = T.sum(ys) + T.sum(h)
+    f = symsym.function([x, w], [cost, symsym.grad(cost, w)])
+    assert _loop_ops(f.graph) == ["scan", "scan"]  # the forward (value and saving at once) and the reverse
+    xs, ws = rng.standard_normal((5, 3)), rng.standard_normal(3)
+
+    def value(wv):
+        c, total = np.full(3, 0.2), 0.0
+        for xi in xs:
+            total += np.sum(-np.logaddexp(0.0, -c * wv))  # log(sigmoid(z)), in numpy's stable form
+            c = np.tanh(c * wv + xi)
+        return total + np.sum(c)
+
+    got_cost, got_grad = f(xs, ws)
+    np.testing.assert_allclose(got_cost, value(ws), rtol=1e-12)
+    want = [(value(ws + e) - value(ws - e)) / 2e-6 for e in np.eye(3) * 1e-6]
+    np.testing.assert_allclose(got_grad, want, rtol=1e-6)
+
+
+def test_value_and_gradient_of_a_stabilised_while_body_run_one_forward_loop(rng):
+    import symsym
+
+    x, w = T.var("x", (3,)), T.var("w", (3,))
+    c, _ = T.while_loop(lambda c: c[1] < 4, lambda c: (T.log(T.sigmoid(c[0] * w)) + x, c[1] + 1),
+                        (x, T.const(np.int64(0))))
+    cost = T.sum(c * c)
+    f = symsym.function([x, w], [cost, symsym.grad(cost, w)])
+    assert _loop_ops(f.graph) == ["scan", "while_loop"]  # one while loop: the value is read off its saving copy
+    xv, wv = rng.standard_normal(3), rng.standard_normal(3)
+
+    def value(wv):
+        c = xv
+        for _ in range(4):
+            c = -np.logaddexp(0.0, -c * wv) + xv
+        return np.sum(c * c)
+
+    got_cost, got_grad = f(xv, wv)
+    np.testing.assert_allclose(got_cost, value(wv), rtol=1e-12)
+    want = [(value(wv + e) - value(wv - e)) / 2e-6 for e in np.eye(3) * 1e-6]
+    np.testing.assert_allclose(got_grad, want, rtol=1e-6)

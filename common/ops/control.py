@@ -47,6 +47,14 @@ are built once per body (cached in ``Body.cache``), so the numeric namespace
 step like any body. In the numeric namespace each op is its impl: a plain
 Python loop over :meth:`Body.run`.
 
+A reverse body, built from the forward body's nodes, would compute the forward
+values it reads (the ``tanh``, the gates) once more per step. symsym's
+residuals rewrite makes the forward scan stack them instead; symnum's program
+runs a differentiated scan as :func:`scan_keeping_residuals`, whose value
+(a :class:`Kept` tuple) carries the same stacks, and the VJP below hands them
+to a reverse body that reads them (:func:`residuals_of` finds them, once per
+body): the forward body's ops run once per step in all.
+
 A loop's VJP rule is asked input by input, but one reverse loop answers all
 inputs: the last answer is kept (:func:`_cotangents`) for the next ask with
 the same cotangent and node, until the sweep ends (:func:`forget_last`).
