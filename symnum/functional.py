@@ -207,7 +207,8 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
     ``f``) and says what it chose in the function's ``mode`` attribute.
     ``"forward"`` or ``"reverse"`` forces one. Nested (inside a transform, on
     tensors with history), one reverse sweep per row keeps the result
-    differentiable. An argument ``f`` does not depend on gets zeros
+    differentiable; inside a ``vmap``, forward mode (one ``jvp`` per column runs on
+    the mapped values). An argument ``f`` does not depend on gets zeros
     (``disconnected="zero"``, as in ``symsym.jacobian``) or is an error (``"raise"``).
     """
     if mode not in ("auto", "forward", "reverse"):
@@ -222,6 +223,12 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
     def jacobian_f(*args, **kwargs):
         if _nested(args) or any(a.__class__ is forward.Dual for a in args):
             jacs = rows(*args, **kwargs)
+        elif any(getattr(a.__class__, "twograd_apply", None) is not None for a in args):  # inside a vmap
+            if mode == "reverse":
+                raise GradError(f"jacobian: inside a vmap it is built in forward mode (a jvp per column runs "
+                                f"on mapped values), not mode='reverse' (at {user_site()})")
+            jacs = fwd(*args, **kwargs)
+            jacobian_f.mode = "forward"
         else:
             key = tuple(tuple(np.shape(a)) for a in args)
             how = mode if mode != "auto" else chosen.get(key)

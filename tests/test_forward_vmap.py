@@ -91,3 +91,20 @@ def test_vmap_of_grad_inside_grad_is_refused_with_the_reason():
 
     with pytest.raises(GradError, match="takes batches of numbers: argument 0"):
         S.grad(outer)(W)
+
+
+def test_jacfwd_and_jacobian_inside_vmap_are_each_examples_jacobian():
+    f = lambda x: S.tanh(W @ x) * x[1]
+    for jac in (S.jacfwd(f), S.jacobian(f)):
+        got = S.vmap(jac)(X)
+        assert got.shape == (5, 4, 3)
+        for k, x in enumerate(X):
+            np.testing.assert_allclose(got[k], S.jacobian(f, mode="reverse")(x), rtol=1e-10)
+            plain = lambda v: np.tanh(W @ v) * v[1]
+            fd = np.stack([(plain(x + 1e-6 * e) - plain(x - 1e-6 * e)) / 2e-6 for e in np.eye(3)], axis=-1)
+            np.testing.assert_allclose(got[k], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_reverse_jacobian_inside_vmap_is_refused_with_the_reason():
+    with pytest.raises(GradError, match="inside a vmap it is built in forward mode"):
+        S.vmap(S.jacobian(lambda x: S.tanh(x), mode="reverse"))(X)
