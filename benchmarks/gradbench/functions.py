@@ -153,7 +153,8 @@ def parse_lstm(input: Any):
 
 
 def build_lstm(v, statics):
-    return models.lstm(T, v["main_params"], v["extra_params"], v["state"], v["sequence"])
+    """The recurrence as one scan: the graph, and symsym's one-off, do not grow with the sequence."""
+    return models.lstm_scan(T, v["main_params"], v["extra_params"], v["state"], v["sequence"])
 
 
 def write_flat(results: list[np.ndarray]) -> list:
