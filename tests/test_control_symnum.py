@@ -213,3 +213,17 @@ def test_outputs_may_be_none_and_lists_and_tuples_are_told_apart():
     assert ys is None and np.array_equal(np.asarray(carry), [3.0, 3.0])
     with pytest.raises(GraphError, match=r"got list\(leaf\) for tuple\(leaf\)"):
         symnum.scan(lambda c, x: ([c[0] + x], x), (np.zeros(2),), np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("n", [63, 64, 65, 4200])
+def test_long_scans_stack_their_outputs_exactly(n, rng):
+    """Outputs of many steps (stacked as a tree of at most 64 inputs per op, so the backward stays linear)
+    are the steps' values in order, and the gradient through them is the closed form."""
+    xs, weights = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    w = np.array(0.7)
+    f = lambda w_: symnum.sum(weights * symnum.scan(lambda c, x: (c + w_ * x, (c + w_ * x) * 1.0), np.zeros(2),
+                                                    xs)[1])
+    cums = np.cumsum(xs, axis=0)
+    _, ys = symnum.scan(lambda c, x: (c + w * x, c + w * x), np.zeros(2), xs)
+    assert ys.shape == (n, 2) and rel_err(ys.numpy(), w * cums) < 1e-12
+    assert rel_err(symnum.grad(f)(w), np.sum(weights * cums)) < 1e-12
