@@ -24,7 +24,7 @@ import numpy as np
 from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node, toposort
-from common.ops import ZERO
+from common.sweeps import tangent_sweep
 
 from .grad import shapes_agree
 from .vectorize import vectorize
@@ -54,15 +54,7 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
             raise GradError(f"jvp: tangent of shape {vi.shape} for an input of shape {xi.shape} "
                             f"(made at {xi.site})")
         tangents[id(xi)] = vi if vi.dtype == xi.dtype else symbolic.cast(vi, xi.dtype)
-    for n in toposort([y]):
-        if n.op is None or id(n) in tangents:
-            continue
-        ts = tuple([tangents.get(id(i), ZERO) for i in n.inputs])
-        t = n.op.tangent(symbolic, ts, n, n.inputs, n.params)
-        if t is not ZERO:
-            tangents[id(n)] = t if t.dtype == n.dtype or n.dtype.kind != "f" else symbolic.cast(t, n.dtype)
-            if trace is not None:
-                trace(n, tangents[id(n)])
+    tangent_sweep(toposort([y]), tangents, symbolic, trace)
     out = tangents.get(id(y))
     return symbolic.zeros_like(y) if out is None else out
 
