@@ -18,7 +18,6 @@ import numpy as np
 from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
-from common.ops.control import NotYet
 
 from .forward import _static_size, jacfwd, jvp
 from .grad import grad
@@ -63,10 +62,7 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     u = _cotangent(y)
     row = grad(y, x, known_grads={y: u}, disconnected=disconnected)
     basis = const(np.eye(m, dtype=y.dtype).reshape((m, *y.shape)))
-    try:
-        (rows,) = vectorize([row], {u: basis}, m)
-    except NotYet:  # a loop or branch whose batching rule is not written yet: one grad per row instead
-        return jacobian(y, x, vectorized=False, disconnected=disconnected, mode="reverse")
+    (rows,) = vectorize([row], {u: basis}, m)
     if sparse:
         packed = compressed_jacobian(row, u, rows, basis, n)
         if packed is not None:
