@@ -268,6 +268,9 @@ def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch):
         z = T.tanh(z) * 1.25
     f = agree([w], [z, grad(z, w)], [np.asarray(0.4)])
     assert kernels(f) >= 4
+    monkeypatch.setattr(linker, "MAX_FUSED_NODES", 10)   # past the budget the rest stays numpy
+    f = agree([w], [z, grad(z, w)], [np.asarray(0.4)])
+    assert kernels(f) == 1 and "np_tanh(" in f.source
 
 
 def test_kernels_run_in_the_table_driven_loop_of_very_large_graphs(monkeypatch, rng):

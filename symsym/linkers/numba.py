@@ -91,7 +91,10 @@ _AS_NUMPY = {(_F8, False): _driver_op("kernel_scalar", "np.float64({0})", np.flo
 
 #: the most nodes one kernel holds: numba's compile time grows with a function's length (about 3 ms a
 #: node here), so a longer region is cut, in schedule order, into kernels of at most this many
-MAX_KERNEL_NODES = 20_000
+MAX_KERNEL_NODES = 5_000
+#: the most nodes fused in one function (about a minute and a half of compiling, cold); regions past
+#: it, in schedule order, stay numpy calls, so a 10^5-node graph compiles in bounded time
+MAX_FUSED_NODES = 30_000
 
 
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
@@ -99,11 +102,13 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     consumers = _consumers(order, outs)
     member: dict[int, int] = {}
     kernels: list[tuple[list[Node], Kernel]] = []
+    budget = MAX_FUSED_NODES
     for r in found:
         for start in range(0, len(r.nodes), MAX_KERNEL_NODES):
             nodes = r.nodes[start:start + MAX_KERNEL_NODES]  # a schedule-order cut: no cycle between pieces
-            if len(nodes) < 2:
+            if len(nodes) < 2 or len(nodes) > budget:
                 continue
+            budget -= len(nodes)
             inside = {id(n) for n in nodes}
             needed = [n for n in nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
             k = kernel_source(nodes, needed, r.shape)
