@@ -60,9 +60,9 @@ inputs: the last answer is kept (:func:`_cotangents`) for the next ask with
 the same cotangent and node, until the sweep ends (:func:`forget_last`).
 
 The loop ops' JVP and batching rules are registered on these entries from
-their own module; until one is, its place holds a rule that raises
-:class:`NotYet` (never a silent wrong answer), which ``symsym.jacobian``
-answers by building its rows one ``grad`` at a time.
+their own module (:mod:`common.ops.control_rules`, imported with the
+package); until it has run, each place holds a rule that raises
+:class:`NotYet` (never a silent wrong answer).
 """
 
 from __future__ import annotations
