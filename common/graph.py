@@ -7,7 +7,10 @@ folded into one class:
   ``None`` (unknown until evaluation);
 * a *constant*: a numpy value baked into the graph;
 * an *application*: an op from the op table, its static params and its input
-  nodes; the node is the op's single output.
+  nodes; the node is the op's single output. A loop or branch (``scan``,
+  ``while_loop``, ``cond``: :mod:`common.ops.control`) has several: its
+  node's value is a tuple (shape ``()``, object dtype), and an ``item`` node
+  reads each output with its own shape and dtype.
 
 Nodes never change once made, so a graph can be shared, cloned and extended
 (``symsym.grad`` adds nodes to it) without anyone's view of it moving. Every
