@@ -16,7 +16,7 @@ from __future__ import annotations
 from common.api import symbolic
 from common.errors import GradError
 from common.graph import Node, toposort
-from common.ops.batching import apply_batched
+from common.sweeps import batch_sweep
 
 __all__ = ["vectorize"]
 
@@ -34,19 +34,7 @@ def vectorize(outputs, mapping: dict[Node, Node], batch: int) -> list[Node]:
             raise GradError(f"vectorize: batch for {k!r} has shape {v.shape}, expected "
                             f"({batch}, *{k.shape})")
     new: dict[int, tuple[Node, bool]] = {id(k): (v, True) for k, v in mapping.items()}
-    for n in toposort(outs):
-        if id(n) in new:
-            continue
-        if n.op is None:
-            new[id(n)] = (n, False)
-            continue
-        pairs = [new[id(i)] for i in n.inputs]
-        ins = tuple(x for x, _ in pairs)
-        flags = tuple(f for _, f in pairs)
-        if not any(flags) and all(x is i for x, i in zip(ins, n.inputs)):
-            new[id(n)] = (n, False)
-            continue
-        new[id(n)] = apply_batched(symbolic, n.op, ins, flags, n.params)
+    batch_sweep(toposort(outs), new, symbolic)
     result = []
     for o in outs:
         node, batched = new[id(o)]
