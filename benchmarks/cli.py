@@ -250,10 +250,7 @@ def cmd_show(args) -> int:
     from .figure import book_form, derivative, draw
 
     if args.workload == "scan":
-        from .recurrence import show_scan
-
-        print(show_scan(args.f, args.depth, args.order))
-        return 0
+        return _show_scan(args)
     if args.forward and args.order != 1:
         _fail(f"show --forward draws first derivatives in both modes; got --order {args.order}")
     out = args.out or f"chain_{args.f}_d{args.depth}_order{args.order}.png"
@@ -283,6 +280,23 @@ def cmd_show(args) -> int:
         _draw_both_modes(z, w, book, out, title.replace("added by grad", "added by grad / by jvp"))
     else:
         draw(z, [z, book], out, title)
+    print(f"drew {out}")
+    return 0
+
+
+def _show_scan(args) -> int:
+    """Print the scan example and its derivative, and draw both graphs (the loop nodes as boxes)."""
+    from .figure import derivative, draw
+    from .recurrence import scan_example, show_scan
+
+    if args.forward:
+        _fail("show --forward draws the book's chain; a scan's tangent loop is printed by 'twograd explain scan'")
+    out = args.out or f"scan_{args.f}_d{args.depth}_order{args.order}.png"
+    _writable_file(out)
+    print(show_scan(args.f, args.depth, args.order))
+    z, w = scan_example(args.f, args.depth)
+    draw(z, [z, derivative(z, w, args.order)], out,
+         f"z from a {args.depth}-step scan of {args.f}: its order-{args.order} derivative (orange: added by grad)")
     print(f"drew {out}")
     return 0
 

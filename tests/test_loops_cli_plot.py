@@ -23,10 +23,12 @@ def test_the_scan_example_is_the_recurrence_it_says():
         assert abs(float(evaluate(z, {w: np.array(0.7)})) - (h + total)) < 1e-15
 
 
-def test_show_scan_prints_the_loop_and_its_reverse_loop_at_any_length(capsys):
+def test_show_scan_prints_the_loop_and_its_reverse_loop_at_any_length(capsys, tmp_path):
     outputs = []
     for depth in ("3", "50"):
-        assert main(["show", "scan", "--depth", depth, "--order", "2"]) == 0
+        out = tmp_path / f"scan{depth}.png"
+        assert main(["show", "scan", "--depth", depth, "--order", "2", "--out", str(out)]) == 0
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"               # and drew both graphs
         outputs.append(capsys.readouterr().out)
     for out in outputs:
         assert "reverse=False" in out and "reverse=True" in out       # the loop and its reverse loop
@@ -34,6 +36,17 @@ def test_show_scan_prints_the_loop_and_its_reverse_loop_at_any_length(capsys):
         assert "cos(w * h0 + x)" in out                                # the derivative's body
     sizes = [line for out in outputs for line in out.splitlines() if line.startswith("graph sizes:")]
     assert len(sizes) == 2 and sizes[0] == sizes[1]                    # independent of the length
+
+
+def test_show_scan_refuses_forward_with_a_pointer_to_explain(capsys, tmp_path):
+    try:
+        main(["show", "scan", "--forward", "--out", str(tmp_path / "x.png")])
+    except SystemExit as e:
+        assert e.code not in (0, None)
+    else:
+        raise AssertionError("show scan --forward ran")
+    assert "explain scan" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_explain_scan_steps_through_the_scan_rule(capsys):
