@@ -212,8 +212,48 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     So only the taken branch is on the tape, and the gradient of
     ``cond(x > 0, sqrt, square, x)`` at x = -1 is -2, not the NaN a ``where``
     over both branches gives.
+
+    Under :func:`symnum.vmap` a predicate that differs across the batch has
+    no one truth. The tape then does what it always does, runs what each
+    element takes: the branch is run element by element and the outputs
+    stacked back into the batch. No ``where`` over both branches, so the
+    gradient keeps the property above (``vmap(grad(f))`` at x = -1 is -2).
     """
+    if _batched(pred):
+        return _per_element(pred, true_fn, false_fn, operands)
     return (true_fn if _truth("cond", pred) else false_fn)(*operands)
+
+
+def _batched(pred) -> bool:
+    """Whether ``pred`` is a batch of predicates inside a running ``vmap``."""
+    from .vmap import Mapped
+
+    return isinstance(pred, Mapped)
+
+
+def _per_element(pred, true_fn: Callable, false_fn: Callable, operands: tuple):
+    """``cond`` for each element of ``pred``'s batch (the operands mapped by the same vmap sliced alike),
+    its outputs stacked back into that batch."""
+    from . import stack
+    from .vmap import Mapped
+
+    trace = pred.trace
+
+    def element(x, i: int):
+        return x.value[i] if isinstance(x, Mapped) and x.trace is trace else x
+
+    outs = [cond(element(pred, i), true_fn, false_fn, *[element(x, i) for x in operands])
+            for i in range(pred.value.shape[0])]
+    for out in outs[1:]:
+        check_carry("cond", outs[0], out)
+    parts = [leaves(out) for out in outs]
+
+    def batch(values: list):  # on the tape where an output is; plain numbers stay numbers, as vmap gives them
+        if any(isinstance(v, Tensor) and v.requires_grad for v in values):
+            return Mapped(stack(values, axis=0), trace)
+        return Mapped(np.stack([v._data if isinstance(v, Tensor) else v for v in values]), trace)
+
+    return rebuild(outs[0], [batch([p[k] for p in parts]) for k in range(len(parts[0]))])
 
 
 __all__ = ["cond", "scan", "while_loop"]
