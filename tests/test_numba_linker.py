@@ -273,6 +273,22 @@ def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch):
     assert kernels(f) == 1 and "np_tanh(" in f.source
 
 
+def test_a_piece_with_more_values_crossing_it_than_allowed_stays_numpy(monkeypatch):
+    """A cut chain's backward piece reads every forward value: past MAX_KERNEL_VALUES it is left to numpy
+    (numba's compile time and memory explode on signatures that long), and the results still agree."""
+    from symsym.linkers import numba as linker
+
+    monkeypatch.setattr(linker, "MAX_KERNEL_NODES", 7)
+    w = T.var("w", ())
+    z = w
+    for _ in range(12):
+        z = T.tanh(z) * 1.25
+    many = kernels(agree([w], [z, grad(z, w)], [np.asarray(0.4)]))
+    monkeypatch.setattr(linker, "MAX_KERNEL_VALUES", 3)
+    f = agree([w], [z, grad(z, w)], [np.asarray(0.4)])
+    assert kernels(f) < many and "np_tanh(" in f.source
+
+
 def test_kernels_run_in_the_table_driven_loop_of_very_large_graphs(monkeypatch, rng):
     from symsym import compile as compile_module
 

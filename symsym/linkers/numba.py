@@ -95,6 +95,11 @@ MAX_KERNEL_NODES = 5_000
 #: the most nodes fused in one function (about a minute and a half of compiling, cold); regions past
 #: it, in schedule order, stay numpy calls, so a 10^5-node graph compiles in bounded time
 MAX_FUSED_NODES = 30_000
+#: the most values one kernel takes in or gives back: a piece of a cut region can have thousands (a long
+#: chain's backward reads every forward value), and numba's compile time and memory explode on a
+#: signature that long (a 10^4-deep chain cut in pieces took minutes and tens of GB), so such a piece
+#: stays numpy calls
+MAX_KERNEL_VALUES = 64
 
 
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
@@ -111,6 +116,8 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
             budget -= len(nodes)
             inside = {id(n) for n in nodes}
             needed = [n for n in nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
+            if len(needed) + len(_outside_inputs(nodes, inside)) > MAX_KERNEL_VALUES:
+                continue
             k = kernel_source(nodes, needed, r.shape)
             if k is None:
                 continue
@@ -120,6 +127,11 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     if not kernels:
         return Lowered(order, outs)
     return _rebuild(order, outs, kernels, member, consumers)
+
+
+def _outside_inputs(nodes: list[Node], inside: set) -> set:
+    """The ids of the values a piece reads from outside it."""
+    return {id(i) for n in nodes for i in n.inputs if id(i) not in inside}
 
 
 def _consumers(order: list[Node], outs: list[Node]) -> dict[int, list]:
