@@ -428,12 +428,17 @@ def _scan_reverse_reading(body: Body, nc: int, nx: int, ys: tuple, saved: tuple)
         return hit
     rev, fc, fx, fz = _scan_reverse(body, nc, nx, ys, saved)
     res = residuals_of(body, nc, nx)[1]
-    stand_ins = [variable(f"residual{k}", r.shape, r.dtype) for k, r in enumerate(res)]
-    outputs = replace(list(rev.outputs), dict(zip(res, stand_ins)))
-    split = len(fc) + len(fz) + nc + nx + len(ys) + len(saved)
-    reading = Body([*rev.inputs[:split], *stand_ins, *rev.inputs[split:]], outputs)
+    reading = reading_body(rev, res, len(fc) + len(fz) + nc + nx + len(ys) + len(saved))
     hit = body.cache[key] = (reading, fc, fx, fz)
     return hit
+
+
+def reading_body(rev: Body, res: list[Node], at: int) -> Body:
+    """``rev`` reading each residual of ``res`` from a new input (inserted at position ``at``, in order)
+    instead of computing it: what only fed the residuals becomes dead code in the body."""
+    stand_ins = [variable(f"residual{k}", r.shape, r.dtype) for k, r in enumerate(res)]
+    outputs = replace(list(rev.outputs), dict(zip(res, stand_ins)))
+    return Body([*rev.inputs[:at], *stand_ins, *rev.inputs[at:]], outputs)
 
 
 def _add_at(cts: list[Node], positions: list[int], extra: list[Node], at: tuple) -> list[Node]:

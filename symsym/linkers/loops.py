@@ -27,6 +27,8 @@ import numpy as np
 
 from common.graph import Node
 
+from ..emit import literal
+
 __all__ = ["HEADER", "Kernel", "kernel_source"]
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
@@ -113,13 +115,10 @@ def _literal(n: Node) -> str | None:
     if not n.is_const or n.shape or n.dtype not in _DTYPES:
         return None
     v = n.value.item()
-    if isinstance(v, bool):
-        return repr(v)
-    if math.isnan(v):
-        return "math.nan"
-    if math.isinf(v):
-        return "math.inf" if v > 0 else "(-math.inf)"
-    return repr(v)
+    text = literal(v)  # a bool or a finite float, as generated numpy code writes it
+    if text is not None:
+        return text
+    return "math.nan" if math.isnan(v) else "math.inf" if v > 0 else "(-math.inf)"
 
 
 def _bounds(shape: tuple, args: list[Node]) -> list[str] | None:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from common.api import apply
 from common.body import Body
-from common.graph import Node, toposort, variable
+from common.graph import Node, toposort
 from common.ops import OPS
-from common.ops.control import residual_nodes
+from common.ops.control import reading_body, residual_nodes
 
 __all__ = ["save_residuals"]
 
@@ -126,16 +126,11 @@ def _stacking(forward: Node, ins: tuple, res: list[Node], moved: dict) -> Node:
 def _reading(rev: Node, ins: tuple, res: list[Node], forward: Node) -> Node:
     """The reverse scan with one more sequence per residual, its body reading the slice instead."""
     p = rev.params
-    body, nc, nx = p["body"], p["ncarry"], p["nx"]
-    stand_ins = [variable(f"residual{k}", r.shape, r.dtype) for k, r in enumerate(res)]
-    from common.graph import replace
-
-    outputs = replace(list(body.outputs), dict(zip(res, stand_ins)))
-    formals = [*body.inputs[:nc + nx], *stand_ins, *body.inputs[nc + nx:]]
+    nc, nx = p["ncarry"], p["nx"]
     nout = len(forward.params["body"].outputs) - len(res)
     stacks = [apply(OPS["item"], (forward,), {"index": nout + k}, site=rev.site) for k in range(len(res))]
     return apply(rev.op, (*ins[:nc + nx], *stacks, *ins[nc + nx:]),
-                 {**p, "body": Body(formals, outputs), "nx": nx + len(res)}, site=rev.site)
+                 {**p, "body": reading_body(p["body"], res, nc + nx), "nx": nx + len(res)}, site=rev.site)
 
 
 def _remake(n: Node, ins: tuple) -> Node:
