@@ -142,15 +142,32 @@ def _dtype(g):
 
 
 def scatter_set(g, shape: tuple, key: tuple):
-    """Zeros of ``shape`` with ``g`` written at ``key``, for a key of ints and slices only.
+    """Zeros of ``shape`` with ``g`` written at ``key``, for a key that reaches each element at most once
+    (ints and slices, or index arrays that :func:`distinct_positions` has checked).
 
-    Basic indexing reaches each element at most once, so a plain assignment
-    gives what ``np.add.at`` would, and is many times faster than it (no
-    unbuffered per-element loop).
+    Then a plain assignment gives what ``np.add.at`` would, and is many times
+    faster than it (no unbuffered per-element loop).
     """
     out = np.zeros(shape, _dtype(g))
     out[key] = g
     return out
+
+
+#: the largest target :func:`distinct_positions` probes (a byte per element, once, at compile time)
+DISTINCT_PROBE_LIMIT = 1 << 24
+
+
+def distinct_positions(shape: tuple, key: tuple) -> bool:
+    """Whether ``key`` (ints, slices, integer arrays) names each element of an array of ``shape`` at most
+    once, so that adding at it is writing at it. Marks a probe of bools at ``key`` and counts the marks
+    against the number of positions named: numpy's own indexing decides, including broadcasting of the
+    index arrays and negative indices. False when the probe would exceed :data:`DISTINCT_PROBE_LIMIT`."""
+    if math.prod(shape) > DISTINCT_PROBE_LIMIT:
+        return False
+    probe = np.zeros(shape, np.bool_)
+    named = probe[key].size
+    probe[key] = True
+    return int(np.count_nonzero(probe)) == named
 
 
 def scatter_at(g, shape: tuple, key: tuple):

@@ -116,13 +116,22 @@ def _expression(n: Node, args: list[str]) -> str | None:
         return f"{args[0]}[{view(p['index']).subscript(args[1:])}]"
     if name == "scatter_add" and _static(n):
         spec = view(p["index"])
-        kernel = "scatter_at" if spec.has_arrays else "scatter_set"
+        kernel = "scatter_at" if spec.has_arrays and not _distinct_constant_key(n, spec) else "scatter_set"
         return f"{kernel}({args[0]}, {_lit(n.shape)}, {spec.key_source(args[2:])})"
     if name == "broadcast_to":
         return f"broadcast_view({args[0]}, {_lit(p['shape'])})"
     if name == "mean":
         return f"mean({args[0]}, {_lit(p['axis'])}, {_lit(p['keepdims'])})"
     return None
+
+
+def _distinct_constant_key(n: Node, spec) -> bool:
+    """Whether a scatter's index arrays are constants that name each target element once (a Hessian's
+    diagonal bands, say): then it is an assignment, not ``np.add.at``, decided here once."""
+    arrays = n.inputs[2:]
+    if not all(a.is_const for a in arrays):
+        return False
+    return kernels.distinct_positions(n.shape, spec.key([a.value for a in arrays]))
 
 
 def _sum_to(x: str, have: tuple, want: tuple) -> str:

@@ -195,6 +195,29 @@ def test_scatter_at_accumulates_repeated_indices(dtype, rng):
     assert kernels.scatter_at(g[:0], (3, 3), (rows[:0],)).sum() == 0  # empty: zeros
 
 
+@pytest.mark.parametrize("shape, key, distinct", [
+    ((3, 3), (np.array([0, 1, 2]), np.array([2, 1, 0])), True),
+    ((3, 3), (np.array([0, 1, 0]), np.array([2, 1, 2])), False),          # (0, 2) twice
+    ((4,), (np.array([1, -3]),), False),                                  # -3 is 1 again
+    ((3, 4), (np.array([[0], [2]]), np.array([1, 3])), True),            # broadcast index arrays
+    ((3, 4), (np.array([[0], [0]]), np.array([1, 3])), False),
+    ((3, 4), (slice(None), np.array([1, 1])), False),                     # a slice beside an array
+    ((3, 4), (slice(None), np.array([1, 2])), True),
+    ((5,), (np.array([], np.int64),), True),
+])
+def test_distinct_positions_agrees_with_add_at_and_assignment(shape, key, distinct, rng):
+    assert kernels.distinct_positions(shape, key) is distinct
+    g = rng.standard_normal(np.zeros(shape)[key].shape)
+    added = np.zeros(shape)
+    np.add.at(added, key, g)
+    # where it says distinct, writing (scatter_set) is adding; where not, writing loses an addition
+    assert np.array_equal(kernels.scatter_set(g, shape, key), added) is distinct or g.size == 0
+
+
+def test_distinct_positions_does_not_probe_a_huge_target():
+    assert kernels.distinct_positions((kernels.DISTINCT_PROBE_LIMIT + 1,), (np.array([0]),)) is False
+
+
 # --- the code generator calls these very functions --------------------------------------------------
 
 def test_generated_code_calls_the_shared_kernels(rng):
