@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symnum-static": ("tab:cyan", "d", "-."),
-         "symsym": ("tab:orange", "^", "-"),
+         "symsym": ("tab:orange", "^", "-"), "symsym-numba": ("tab:olive", "<", "-"),
          "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
          "pytensor": ("tab:brown", "X", ":")}
 
@@ -74,8 +74,8 @@ def _style(name):
     return STYLE.get(name, ("tab:gray", ".", ":"))
 
 
-def _save(fig, folder: str, name: str) -> str:
-    fig.tight_layout()
+def _save(fig, folder: str, name: str, rect=(0, 0, 1, 1)) -> str:
+    fig.tight_layout(rect=rect)
     for ext in ("png", "svg"):
         fig.savefig(os.path.join(folder, f"{name}.{ext}"), dpi=110)
     plt.close(fig)
@@ -225,29 +225,46 @@ def jacobian_crossover(results, folder):
 
 
 def ratio_bars(results, folder):
-    """Each backend's time over the hand-written numpy time, across workloads."""
+    """Each backend's time over the hand-written numpy time: one panel per workload (its sizes along x,
+    a bar per backend), all on one log scale so that panels compare, with a line at 1x."""
     cells = [c for c in _ok(results) if c.get("ratio_to_hand") and c["backend"] != "hand"]
     if not cells:
         return None
-    keys = list(dict.fromkeys(f"{c['workload']}\n{c['size']}" for c in cells))
-    names = list(dict.fromkeys(c["backend"] for c in cells))
+    workloads = list(dict.fromkeys(c["workload"] for c in cells))
+    present = {c["backend"] for c in cells}
+    names = [b for b in STYLE if b in present] + sorted(present - set(STYLE))
+    cols = min(len(workloads), 4)
+    rows = (len(workloads) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows + 0.9), squeeze=False, sharey=True)
+    for ax in axes.flat[len(workloads):]:
+        ax.set_visible(False)
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(7, 0.75 * len(keys) * max(1, len(names) / 2)), 4.5))
-    for j, b in enumerate(names):
-        vals = {f"{c['workload']}\n{c['size']}": c["ratio_to_hand"] for c in cells if c["backend"] == b}
-        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(keys))]
-        ax.bar(xs, [vals.get(k, 0) for k in keys], width, color=_style(b)[0], label=b)
-    ax.axhline(1.0, color="k", lw=1, ls="--", label="hand-written numpy")
-    ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels(keys, fontsize=7, rotation=35, ha="right")
-    _finish(ax, "Cost of automatic differentiation relative to a hand-written backward\n(lower is better)",
-            "", "time / hand-written numpy (log)", logx=False, grid_axis="y")
-    times = FuncFormatter(lambda v, _: f"{v:g}x")
-    ax.yaxis.set_major_formatter(times)
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5)))
-    ax.yaxis.set_minor_formatter(times)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    return _save(fig, folder, "ratio_to_hand")
+    for ax, w in zip(axes.flat, workloads):
+        mine = [c for c in cells if c["workload"] == w]
+        sizes = list(dict.fromkeys(c["size"] for c in mine))
+        for j, b in enumerate(names):
+            vals = {c["size"]: c["ratio_to_hand"] for c in mine if c["backend"] == b}
+            xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(sizes))]
+            ax.bar(xs, [vals.get(s, 0) for s in sizes], width, color=_style(b)[0], label=b)
+        ax.axhline(1.0, color="k", lw=1, ls="--", label="hand-written numpy")
+        ax.set_yscale("log")
+        ax.set_title(w, fontsize=10)
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels(sizes, fontsize=7, rotation=30, ha="right")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        times = FuncFormatter(lambda v, _: f"{v:g}x")
+        ax.yaxis.set_major_formatter(times)
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5)))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("time / hand (log)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    height = fig.get_figheight()
+    fig.suptitle("Cost of automatic differentiation relative to a hand-written backward (lower is better)",
+                 y=1 - 0.08 / height, va="top", fontsize=11)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height), ncol=len(labels),
+               fontsize=8, frameon=False)
+    return _save(fig, folder, "ratio_to_hand", rect=(0, 0, 1, 1 - 0.62 / height))
 
 
 def amortisation(results, folder, limit: int = 4):
