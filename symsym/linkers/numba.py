@@ -29,6 +29,8 @@ from common.ops.core import Op
 
 from . import Lowered, cache
 from .fuse import regions
+from .llvm_scalar import MAX_NODES as MAX_SCALAR_NODES
+from .llvm_scalar import ScalarKernel, scalar_kernel
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
 
@@ -109,13 +111,15 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     kernels: list[tuple[list[Node], Kernel]] = []
     budget = MAX_FUSED_NODES
     for r in found:
+        if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels):
+            continue  # 0-d: LLVM functions written from the forms (llvm_scalar), no numba front end, no cut
         for start in range(0, len(r.nodes), MAX_KERNEL_NODES):
             nodes = r.nodes[start:start + MAX_KERNEL_NODES]  # a schedule-order cut: no cycle between pieces
             if len(nodes) < 2 or len(nodes) > budget:
                 continue
             budget -= len(nodes)
             inside = {id(n) for n in nodes}
-            needed = [n for n in nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
+            needed = _needed(nodes, inside, consumers)
             if len(needed) + len(_outside_inputs(nodes, inside)) > MAX_KERNEL_VALUES:
                 continue
             k = kernel_source(nodes, needed, r.shape)
@@ -127,6 +131,28 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     if not kernels:
         return Lowered(order, outs)
     return _rebuild(order, outs, kernels, member, consumers)
+
+
+def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list) -> bool:
+    """A 0-d region as LLVM functions (:mod:`.llvm_scalar`) of at most ``MAX_SCALAR_NODES`` nodes each, cut
+    in schedule order, added to ``kernels``; False (nothing added) where it cannot be."""
+    pieces = []
+    for start in range(0, len(nodes), MAX_SCALAR_NODES):
+        piece = nodes[start:start + MAX_SCALAR_NODES]
+        k = scalar_kernel(piece, _needed(piece, {id(n) for n in piece}, consumers))
+        if k is None:
+            return False
+        pieces.append((piece, k))
+    for piece, k in pieces:
+        for n in piece:
+            member[id(n)] = len(kernels)
+        kernels.append((piece, k))
+    return True
+
+
+def _needed(nodes: list[Node], inside: set, consumers) -> list[Node]:
+    """The nodes of a piece whose values are read outside it (or are outputs of the function)."""
+    return [n for n in nodes if any(c is None or id(c) not in inside for c in consumers[id(n)])]
 
 
 def _outside_inputs(nodes: list[Node], inside: set) -> set:
@@ -165,7 +191,8 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
         j = unit
         nodes, k = kernels[j]
         call = _kernel_node(j, nodes, k, done)
-        sources.append(f"# kernel{j}: {len(nodes)} nodes, cache key {cache.key(k.source)}\n{k.source}")
+        what = k.describe() if isinstance(k, ScalarKernel) else f"cache key {cache.key(k.source)}"
+        sources.append(f"# kernel{j}: {len(nodes)} nodes, {what}\n{k.source}")
         lowered.append(call)
         for pos, o in enumerate(k.outputs):
             held = _picked(call, pos, o, len(k.outputs), _leaves_kernels(o, consumers, member, j))
@@ -216,10 +243,13 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
-def _kernel_node(j: int, nodes: list[Node], k: Kernel, done: dict) -> Node:
-    fn = cache.load(k.source)
-    _compile(fn, k.args)
-    impl = _guarded(fn, nodes, k) if k.dynamic else _trampoline(fn)
+def _kernel_node(j: int, nodes: list[Node], k: Kernel | ScalarKernel, done: dict) -> Node:
+    if isinstance(k, ScalarKernel):
+        impl = k.fn  # a builtin: needs no frame in between
+    else:
+        fn = cache.load(k.source)
+        _compile(fn, k.args)
+        impl = _guarded(fn, nodes, k) if k.dynamic else _trampoline(fn)
     op = _driver_op(f"kernel{j}", impl=impl)
     args = tuple([done[id(a)] for a in k.args])
     if len(k.outputs) == 1:

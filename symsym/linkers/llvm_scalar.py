@@ -1,0 +1,176 @@
+"""A 0-d region (a scalar chain) as one LLVM function, written straight from the scalar forms.
+
+numba's Python front end costs milliseconds per statement of a scalar chain
+(its IR analyses, typing each call), and its compile grows past linear on
+long functions, so the numba linker used to cut a chain into 5,000-node
+kernels and leave pieces with long signatures to numpy. A 0-d region needs
+none of what numba offers (no loops, no arrays): each node is a few IR
+instructions from its op's scalar form (:mod:`.llvm_forms`), so the region
+is written as LLVM IR text directly and compiled with llvmlite (numba's own
+dependency), without numba's front end, in one function however long.
+
+The function has CPython's ``METH_FASTCALL`` signature and is called as a
+builtin (:mod:`.llvm_jit`): it reads its arguments with ``PyFloat_AsDouble``
+(a float, a numpy scalar or a 0-d array alike; a bool with
+``PyObject_IsTrue``), runs the chain in registers and returns Python floats
+and bools (a tuple when there are several), exactly what the numba kernels
+return, so the numba linker treats both kernels alike.
+
+A region whose forms the translator does not know, or one past
+:data:`MAX_NODES`, gets no kernel here (``None``) and takes numba's path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.graph import Node
+
+from . import llvm_jit
+from .llvm_forms import BOOL, DOUBLE, double_literal, template
+
+__all__ = ["ENABLED", "MAX_NODES", "ScalarKernel", "scalar_kernel"]
+
+#: whether 0-d regions take this path (tests of numba's own 0-d kernels switch it off)
+ENABLED = True
+#: the most nodes of one function: LLVM's code generation of one basic block grows faster than linear
+#: (measured: a 30,000-node chain and its gradient, 90,000 instructions, compiles in about 2 s cold; at
+#: 100,000 nodes in about 9 s), so a longer region is cut in schedule order into functions of this many
+MAX_NODES = 40_000
+
+_TYPES = {np.dtype(np.float64): DOUBLE, np.dtype(np.bool_): BOOL}
+_HEADER = ("declare double @PyFloat_AsDouble(ptr)\ndeclare i32 @PyObject_IsTrue(ptr)\n"
+           "declare ptr @PyErr_Occurred()\ndeclare i32 @PyErr_BadArgument()\n"
+           "declare ptr @PyFloat_FromDouble(double)\ndeclare ptr @PyBool_FromLong(i64)\n"
+           "declare ptr @PyTuple_New(i64)\ndeclare i32 @PyTuple_SetItem(ptr, i64, ptr)\ndeclare void @Py_DecRef(ptr)\n")
+
+
+class ScalarKernel:
+    """A compiled 0-d region: ``fn`` (the builtin to call with ``args``' values), ``args`` (the outside
+    nodes it reads), ``outputs`` (the region nodes it returns), ``source`` (its IR) and ``key``."""
+
+    __slots__ = ("fn", "args", "outputs", "source", "key", "dynamic")
+
+    def __init__(self, fn, args: list[Node], outputs: list[Node], source: str, key: str):
+        self.fn, self.args, self.outputs, self.source, self.key = fn, args, outputs, source, key
+        self.dynamic = False
+
+    def describe(self) -> str:
+        return f"LLVM IR, cache key {self.key}"
+
+
+def scalar_kernel(nodes: list[Node], outputs: list[Node]) -> ScalarKernel | None:
+    """The compiled function of a 0-d region (``nodes`` in schedule order; ``outputs`` are the values
+    needed outside), or None when it should take numba's path."""
+    if not ENABLED or len(nodes) > MAX_NODES:
+        return None
+    written = module_text(nodes, outputs)
+    if written is None:
+        return None
+    text, args = written
+    k = llvm_jit.key(text)
+    name = f"twograd_{k}"
+    text = text.replace("define ptr @kernel(", f"define ptr @{name}(", 1)
+    fn = llvm_jit.load(text, k, name)
+    return ScalarKernel(fn, args, outputs, text, k)
+
+
+def module_text(nodes: list[Node], outputs: list[Node]) -> tuple[str, list[Node]] | None:
+    """The region as an LLVM module (its function named ``@kernel``) and the outside nodes it reads, or
+    None when a form has no template."""
+    inside = {id(n) for n in nodes}
+    values: dict[int, str] = {}
+    args: list[Node] = []
+    for n in nodes:
+        for i in n.inputs:
+            if id(i) not in inside and id(i) not in values:
+                lit = _literal(i)
+                if lit is None:
+                    values[id(i)] = f"%a{len(args)}"
+                    args.append(i)
+                else:
+                    values[id(i)] = lit
+    body, declares = _body(nodes, values)
+    if body is None:
+        return None
+    text = "".join([_HEADER, *sorted(d + "\n" for d in declares),
+                    "\ndefine ptr @kernel(ptr %self, ptr %args, i64 %nargs) {\n",
+                    _reads(args), "body:\n", *body, _returns(outputs, values), "}\n"])
+    return text, args
+
+
+def _literal(n: Node) -> str | None:
+    """A 0-d float64 or bool constant as an IR literal (exact bits), else None."""
+    if not n.is_const or n.shape or n.dtype not in _TYPES:
+        return None
+    v = n.value.item()
+    if n.dtype == np.bool_:
+        return "true" if v else "false"
+    return double_literal(v)
+
+
+def _body(nodes: list[Node], values: dict) -> tuple[list[str] | None, set]:
+    """Each node's instructions from its form's template; None when one has none or of the wrong type."""
+    body: list[str] = []
+    declares: set[str] = set()
+    for j, n in enumerate(nodes):
+        t = template(n.op.scalar, tuple([_TYPES[i.dtype] for i in n.inputs]))
+        if t is None or t.type != _TYPES.get(n.dtype):
+            return None, declares
+        operands = [values[id(i)] for i in n.inputs]
+        if t.text:
+            body.append(t.text.format(*operands, p=j))
+        values[id(n)] = t.result.format(*operands, p=j)
+        declares |= t.declares
+    return body, declares
+
+
+def _reads(args: list[Node]) -> str:
+    """Check the argument count, read each argument; on a read error (``-1`` and an exception set)
+    return NULL, as CPython's protocol asks."""
+    lines = [f"entry:\n  %ok = icmp eq i64 %nargs, {len(args)}\n  br i1 %ok, label %read, label %wrong\n",
+             "wrong:\n  %bad = call i32 @PyErr_BadArgument()\n  ret ptr null\nfail:\n  ret ptr null\nread:\n"]
+    flags = []
+    for k, a in enumerate(args):
+        lines.append(f"  %p{k} = getelementptr ptr, ptr %args, i64 {k}\n  %o{k} = load ptr, ptr %p{k}\n")
+        if a.dtype == np.bool_:
+            lines.append(f"  %i{k} = call i32 @PyObject_IsTrue(ptr %o{k})\n  %a{k} = icmp ne i32 %i{k}, 0\n"
+                         f"  %m{k} = icmp slt i32 %i{k}, 0\n")
+        else:
+            lines.append(f"  %a{k} = call double @PyFloat_AsDouble(ptr %o{k})\n"
+                         f"  %m{k} = fcmp oeq double %a{k}, 0xBFF0000000000000\n")
+        flags.append(f"%m{k}")
+    if not flags:
+        lines.append("  br label %body\n")
+        return "".join(lines)
+    maybe = flags[0]
+    for k, f in enumerate(flags[1:]):
+        lines.append(f"  %any{k} = or i1 {maybe}, {f}\n")
+        maybe = f"%any{k}"
+    lines.append(f"  br i1 {maybe}, label %check, label %body\ncheck:\n  %err = call ptr @PyErr_Occurred()\n"
+                 "  %raised = icmp ne ptr %err, null\n  br i1 %raised, label %fail, label %body\n")
+    return "".join(lines)
+
+
+def _boxed(k: int, value: str, type_: str) -> str:
+    if type_ == BOOL:
+        return f"  %w{k} = zext i1 {value} to i64\n  %r{k} = call ptr @PyBool_FromLong(i64 %w{k})\n"
+    return f"  %r{k} = call ptr @PyFloat_FromDouble(double {value})\n"
+
+
+def _returns(outputs: list[Node], values: dict) -> str:
+    """One Python object per output (a tuple of them when several); NULL if one cannot be made."""
+    if len(outputs) == 1:
+        o = outputs[0]
+        return _boxed(0, values[id(o)], _TYPES[o.dtype]) + "  ret ptr %r0\n"
+    lines = [f"  %t = call ptr @PyTuple_New(i64 {len(outputs)})\n  %tnull = icmp eq ptr %t, null\n"
+             "  br i1 %tnull, label %fail, label %fill\nfill:\n"]
+    missing = "false"
+    for k, o in enumerate(outputs):
+        lines.append(_boxed(k, values[id(o)], _TYPES[o.dtype]))
+        lines.append(f"  %s{k} = call i32 @PyTuple_SetItem(ptr %t, i64 {k}, ptr %r{k})\n"
+                     f"  %z{k} = icmp eq ptr %r{k}, null\n  %zz{k} = or i1 {missing}, %z{k}\n")
+        missing = f"%zz{k}"
+    lines.append(f"  br i1 {missing}, label %drop, label %done\ndrop:\n  call void @Py_DecRef(ptr %t)\n"
+                 "  ret ptr null\ndone:\n  ret ptr %t\n")
+    return "".join(lines)
