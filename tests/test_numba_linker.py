@@ -49,7 +49,16 @@ def agree(inputs, outputs, arrays, rtol=1e-12):
 
 
 def kernels(f) -> int:
-    return f.source.count("\ndef kernel(")
+    """Fused kernels in ``f``: numba loops and the LLVM functions of 0-d regions (symsym.linkers.llvm_scalar)."""
+    return f.source.count("\ndef kernel(") + f.source.count("\ndefine ptr @twograd_")
+
+
+@pytest.fixture
+def numba_scalars(monkeypatch):
+    """0-d regions on numba's path (the one a region takes when its forms have no LLVM translation)."""
+    from symsym.linkers import llvm_scalar
+
+    monkeypatch.setattr(llvm_scalar, "ENABLED", False)
 
 
 # ---------------------------------------------------------------------------- interface
@@ -80,7 +89,7 @@ def test_source_shows_the_driver_and_each_kernel():
 # ---------------------------------------------------------------------------- fusion boundaries
 
 
-def test_libm_ops_fuse_in_scalar_chains_and_stay_on_numpy_for_arrays(rng):
+def test_libm_ops_fuse_in_scalar_chains_and_stay_on_numpy_for_arrays(rng, numba_scalars):
     """numpy's SIMD exp beats a libm call per element on arrays; on scalars the loop wins."""
     s, x = T.var("s", ()), T.var("x", (6,))
     f = agree([s, x], [T.exp(T.sin(s) * 2.0) + 1.0, T.exp(T.sin(x) * 2.0) + 1.0], [np.asarray(0.3),
@@ -258,7 +267,7 @@ def test_symsym_exports_function_with_the_linker_argument():
     assert "linker" in symsym.function.__code__.co_varnames
 
 
-def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch):
+def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch, numba_scalars):
     from symsym.linkers import numba as linker
 
     monkeypatch.setattr(linker, "MAX_KERNEL_NODES", 7)
@@ -273,7 +282,7 @@ def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch):
     assert kernels(f) == 1 and "np_tanh(" in f.source
 
 
-def test_a_piece_with_more_values_crossing_it_than_allowed_stays_numpy(monkeypatch):
+def test_a_piece_with_more_values_crossing_it_than_allowed_stays_numpy(monkeypatch, numba_scalars):
     """A cut chain's backward piece reads every forward value: past MAX_KERNEL_VALUES it is left to numpy
     (numba's compile time and memory explode on signatures that long), and the results still agree."""
     from symsym.linkers import numba as linker
