@@ -34,6 +34,7 @@ linker that also changes the driver's namespace would add that as a field of
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from common.errors import TwogradError
@@ -68,14 +69,13 @@ class Linker:
 
 
 class _Numba(Linker):
-    """Found lazily: importing numba costs a second, paid only by who asks for it."""
+    """Found lazily: importing numba costs a second, paid only by who asks for it (and not even then by a
+    graph whose regions are all 0-d: those compile with llvmlite alone, :mod:`.llvm_scalar`)."""
 
     name = "numba"
 
     def missing(self) -> str | None:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("numba") is None:
             return "numba is not installed (pip install 'twograd[native]')"
         return None
 

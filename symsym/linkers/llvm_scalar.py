@@ -68,7 +68,10 @@ def scalar_kernel(nodes: list[Node], outputs: list[Node]) -> ScalarKernel | None
     if written is None:
         return None
     text, args = written
-    k = llvm_jit.key(text)
+    try:
+        k = llvm_jit.key(text)
+    except ImportError:  # no llvmlite here (numba itself then cannot run either): numba's path says why
+        return None
     name = f"twograd_{k}"
     text = text.replace("define ptr @kernel(", f"define ptr @{name}(", 1)
     fn = llvm_jit.load(text, k, name)
