@@ -212,9 +212,17 @@ ACCUMULATING = threading.Lock()
 
 def _all_lead(roots, targets) -> bool:
     """Whether every node reachable from ``roots`` surely leads to a target, known without a walk:
-    each root depends on one leaf only, and it is a target (see :class:`TapeNode`)."""
+    every leaf a root depends on is a target (see :class:`TapeNode`), and every node depends on
+    some leaf, which its consumers depend on too."""
     for n in roots:
-        if n.leaf is None or id(n.leaf) not in targets:
+        leaf = n.leaf
+        if leaf is None:
+            return False
+        if leaf.__class__ is frozenset:
+            for key in leaf:
+                if key not in targets:
+                    return False
+        elif id(leaf) not in targets:
             return False
     return True
 

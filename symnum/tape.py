@@ -49,10 +49,13 @@ class TapeNode:
     before it starts: ``level``, one more than the highest level among the
     parents (leaves are level 0), so a node's consumers all have higher levels
     and a sweep taking nodes highest level first meets a node only after all
-    of its consumers (no dependency counting); and ``leaf``, the one leaf the
-    node depends on, or None when it depends on several, so a :func:`grad`
-    with respect to that leaf knows without a walk that every node leads to it
-    (nothing to prune).
+    of its consumers (no dependency counting); and ``leaf``, the leaves the
+    node depends on: the leaf tensor itself when there is one (a chain), a
+    frozenset of the ``id`` of each when there are several, up to
+    :data:`MAX_LEAVES` (the nodes hold them alive, so the ids stay theirs),
+    or None for more. A :func:`grad` with respect to every leaf the outputs
+    depend on (a training step: all the parameters) then knows without a walk
+    that every node leads to an input (nothing to prune).
     """
 
     # ``hooks`` is a slot (None until a hook is registered): a sweep reads it on every node. There is
@@ -62,6 +65,10 @@ class TapeNode:
     def __repr__(self):
         return f"<TapeNode {self.op.name}{' (freed)' if self.args is None else ''}>"
 
+
+MAX_LEAVES = 32
+"""The most leaves a node keeps track of (see :class:`TapeNode`): merging two nodes' sets costs their
+size per op, so a tape over more leaves than this sweeps with a pruning walk instead."""
 
 _UNSEEN = object()  # no leaf met yet, in _lineage
 
@@ -76,8 +83,26 @@ def _lineage(parents) -> tuple:
             if p.level > level:
                 level = p.level
             p = p.leaf
-        leaf = p if leaf is _UNSEEN or leaf is p else None
+        if leaf is _UNSEEN:
+            leaf = p
+        elif leaf is not p:
+            leaf = merge_leaves(leaf, p)
     return level + 1, leaf
+
+
+def merge_leaves(a, b):
+    """The leaves of a node whose inputs depend on leaves ``a`` and ``b`` (see :class:`TapeNode`):
+    one leaf tensor, a frozenset of leaf ids, or None for more than :data:`MAX_LEAVES`."""
+    if a is None or b is None:
+        return None
+    a = a if a.__class__ is frozenset else frozenset((id(a),))
+    b = b if b.__class__ is frozenset else frozenset((id(b),))
+    if b <= a:
+        return a
+    if a <= b:
+        return b
+    merged = a | b
+    return merged if len(merged) <= MAX_LEAVES else None
 
 
 _PY_SCALARS = (bool, int, float)
@@ -314,7 +339,7 @@ def _binary(op, swap: bool = False):
                         level = py.level
                     py = py.leaf
                 if py is not leaf:
-                    leaf = None
+                    leaf = merge_leaves(leaf, py)
             node.level = level + 1
             node.leaf = leaf
             t.requires_grad = True
