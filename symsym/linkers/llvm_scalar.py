@@ -22,6 +22,8 @@ A region whose forms the translator does not know, or one past
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from common.graph import Node
@@ -29,14 +31,18 @@ from common.graph import Node
 from . import llvm_jit
 from .llvm_forms import BOOL, DOUBLE, double_literal, template
 
-__all__ = ["ENABLED", "MAX_NODES", "ScalarKernel", "scalar_kernel"]
+__all__ = ["ENABLED", "MAX_NODES", "MAX_TOTAL_NODES", "ScalarKernel", "scalar_kernel", "scalar_kernels"]
 
 #: whether 0-d regions take this path (tests of numba's own 0-d kernels switch it off)
 ENABLED = True
-#: the most nodes of one function: LLVM's code generation of one basic block grows faster than linear
-#: (measured: a 30,000-node chain and its gradient, 90,000 instructions, compiles in about 2 s cold; at
-#: 100,000 nodes in about 9 s), so a longer region is cut in schedule order into functions of this many
+#: the most nodes of one function. LLVM's code generation of one long basic block grows faster than
+#: linearly (register allocation and instruction selection; measured, a sin chain and its gradient: 3,000
+#: nodes 0.06 s, 30,000 nodes 1.0 s, 100,000 nodes 15 s), so a longer region is cut in schedule order
+#: into functions of at most this many nodes (about 2 s each), which pass values as Python floats
 MAX_NODES = 40_000
+#: the most nodes compiled this way for one graph (about five functions of MAX_NODES, 10 s cold): past it
+#: 0-d regions take numba's path, which has its own bound, so a 10^6-node graph compiles in bounded time
+MAX_TOTAL_NODES = 200_000
 
 _TYPES = {np.dtype(np.float64): DOUBLE, np.dtype(np.bool_): BOOL}
 _HEADER = ("declare double @PyFloat_AsDouble(ptr)\ndeclare i32 @PyObject_IsTrue(ptr)\n"
@@ -57,6 +63,24 @@ class ScalarKernel:
 
     def describe(self) -> str:
         return f"LLVM IR, cache key {self.key}"
+
+
+def scalar_kernels(nodes: list[Node], needed: Callable[[list[Node]], list[Node]],
+                   budget: int) -> list[tuple[list[Node], ScalarKernel]] | None:
+    """A 0-d region (``nodes`` in schedule order) as functions of at most :data:`MAX_NODES` nodes, cut in
+    schedule order (so no piece reads a later one), each with the nodes it holds; ``needed(piece)`` says
+    which of a piece's values are read outside it. None when the region should take numba's path: a form
+    without a template, or more than ``budget`` nodes."""
+    if not ENABLED or len(nodes) > budget:
+        return None
+    pieces = []
+    for start in range(0, len(nodes), MAX_NODES):
+        piece = nodes[start:start + MAX_NODES]
+        k = scalar_kernel(piece, needed(piece))
+        if k is None:
+            return None
+        pieces.append((piece, k))
+    return pieces
 
 
 def scalar_kernel(nodes: list[Node], outputs: list[Node]) -> ScalarKernel | None:

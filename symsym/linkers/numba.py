@@ -27,10 +27,8 @@ from common.graph import Node
 from common.ops import Kind
 from common.ops.core import Op
 
-from . import Lowered, cache
+from . import Lowered, cache, llvm_scalar
 from .fuse import regions
-from .llvm_scalar import MAX_NODES as MAX_SCALAR_NODES
-from .llvm_scalar import ScalarKernel, scalar_kernel
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
 
@@ -110,9 +108,11 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     member: dict[int, int] = {}
     kernels: list[tuple[list[Node], Kernel]] = []
     budget = MAX_FUSED_NODES
+    scalar_budget = llvm_scalar.MAX_TOTAL_NODES
     for r in found:
-        if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels):
-            continue  # 0-d: LLVM functions written from the forms (llvm_scalar), no numba front end, no cut
+        if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels, scalar_budget):
+            scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm_scalar)
+            continue
         for start in range(0, len(r.nodes), MAX_KERNEL_NODES):
             nodes = r.nodes[start:start + MAX_KERNEL_NODES]  # a schedule-order cut: no cycle between pieces
             if len(nodes) < 2 or len(nodes) > budget:
@@ -133,16 +133,12 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     return _rebuild(order, outs, kernels, member, consumers)
 
 
-def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list) -> bool:
-    """A 0-d region as LLVM functions (:mod:`.llvm_scalar`) of at most ``MAX_SCALAR_NODES`` nodes each, cut
-    in schedule order, added to ``kernels``; False (nothing added) where it cannot be."""
-    pieces = []
-    for start in range(0, len(nodes), MAX_SCALAR_NODES):
-        piece = nodes[start:start + MAX_SCALAR_NODES]
-        k = scalar_kernel(piece, _needed(piece, {id(n) for n in piece}, consumers))
-        if k is None:
-            return False
-        pieces.append((piece, k))
+def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list, budget: int) -> bool:
+    """A 0-d region as LLVM functions (:mod:`.llvm_scalar`) added to ``kernels``; False (nothing added)
+    where it takes numba's path."""
+    pieces = llvm_scalar.scalar_kernels(nodes, lambda piece: _needed(piece, {id(n) for n in piece}, consumers), budget)
+    if pieces is None:
+        return False
     for piece, k in pieces:
         for n in piece:
             member[id(n)] = len(kernels)
@@ -191,7 +187,7 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
         j = unit
         nodes, k = kernels[j]
         call = _kernel_node(j, nodes, k, done)
-        what = k.describe() if isinstance(k, ScalarKernel) else f"cache key {cache.key(k.source)}"
+        what = k.describe() if isinstance(k, llvm_scalar.ScalarKernel) else f"cache key {cache.key(k.source)}"
         sources.append(f"# kernel{j}: {len(nodes)} nodes, {what}\n{k.source}")
         lowered.append(call)
         for pos, o in enumerate(k.outputs):
@@ -243,8 +239,8 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
-def _kernel_node(j: int, nodes: list[Node], k: Kernel | ScalarKernel, done: dict) -> Node:
-    if isinstance(k, ScalarKernel):
+def _kernel_node(j: int, nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel, done: dict) -> Node:
+    if isinstance(k, llvm_scalar.ScalarKernel):
         impl = k.fn  # a builtin: needs no frame in between
     else:
         fn = cache.load(k.source)
