@@ -82,8 +82,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
                                 f"to allow this (at {user_site()})")
             results.append(wrap(np.zeros(x.shape, x.dtype)) if policy == "zero" else None)
         else:
-            g = as_dtype(g, x._data.dtype)
-            results.append(g if g.__class__ is Tensor else wrap(g))
+            if g.__class__ is Tensor:
+                g = as_dtype(g, x._data.dtype)
+            elif g.dtype != x._data.dtype and g.__class__ not in _BATCHES:
+                g = wrap(g.astype(x._data.dtype))
+            else:
+                g = wrap(g)
+            results.append(g)
     return tuple(results)
 
 
@@ -168,9 +173,17 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     if inputs is not None:
         targets = {}
         for k, x in enumerate(inputs):
-            targets.setdefault(id(x.grad_fn or x), []).append(k)
-            if x.grad_fn is not None:
+            made = x.grad_fn
+            if made is not None:
                 at_nodes = targets
+                key = id(made)
+            else:
+                key = id(x)
+            have = targets.get(key)
+            if have is None:
+                targets[key] = [k]
+            else:
+                have.append(k)
         if prune and not _all_lead(grads, targets):
             leads = _leading(grads, targets)
             for node in [n for n in grads if n not in leads]:
@@ -320,7 +333,11 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
                 gi = rules[i](ns, g, out, *args)
             if not is_node:
                 if gi is not NO_GRAD:
-                    _add_leaf(leaf_acc, p, gi, owned)
+                    entry = leaf_acc.get(id(p))
+                    if entry is None:
+                        leaf_acc[id(p)] = [p, gi]
+                    else:
+                        entry[1] = add_owned(owned, id(p), entry[1], gi)
                 continue
             if gi is NO_GRAD:
                 gi = None
@@ -374,9 +391,9 @@ def _chain(node, g, grads, heap, leads, retain_graph, ns) -> tuple:
         p = parents[0]
         if p.__class__ is not TapeNode or p.level < top or p in grads or (leads is not None and p not in leads):
             return node, g
-        args = node.args
+        args = node.args  # as long as the parents (one), or None once freed
         op = node.op
-        if args is None or op.vjp_n is not None or len(args) != 1:
+        if args is None or op.vjp_n is not None:
             return node, g
         params = node.params
         gi = op.vjps[0](ns, g, node.out, args[0], **params) if params else op.vjps[0](ns, g, node.out, args[0])

