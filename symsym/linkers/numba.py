@@ -31,6 +31,7 @@ from . import Lowered, cache, llvm_scalar
 from .fuse import regions
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
+from .vforms import vectorises
 
 __all__ = ["fusable", "lower"]
 
@@ -44,8 +45,8 @@ def fusable(n: Node) -> bool:
     op = n.op
     if op.scalar is None or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
         return False
-    if n.shape and op.ufunc is not None and "math." in op.scalar:
-        return False  # on arrays numpy's own loop (SIMD exp, tanh, log) beats a libm call per element
+    if n.shape and op.ufunc is not None and "math." in op.scalar and not vectorises(op.scalar):
+        return False  # on arrays numpy's SIMD loop beats a libm call per element; vmath's forms vectorise too
     for pos, i in enumerate(n.inputs):
         if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
             return False
@@ -172,6 +173,11 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
     that keeps the original schedule where the kernels allow (a heap keyed by original position)."""
     position = {id(n): k for k, n in enumerate(order)}
     units = _units(order, kernels, member, position)
+    stuck = set(range(len(kernels))).difference([u for u in units if isinstance(u, int)])
+    if stuck:  # kernels on a cycle (a path from one region through another back into it): numpy calls instead
+        kept = [kernel for j, kernel in enumerate(kernels) if j not in stuck]
+        member = {id(n): j for j, (nodes, _) in enumerate(kept) for n in nodes}
+        return _rebuild(order, outs, kept, member, consumers)
     done: dict[int, Node] = {}   # original node -> the node of the lowered schedule that holds its value
     lowered: list[Node] = []
     sources = []
