@@ -5,6 +5,9 @@ CPython's ``METH_FASTCALL`` signature, written by :mod:`.llvm_scalar`) and
 returns it as a builtin function object, the cheapest thing CPython can call
 (no ctypes argument conversion, no shared buffer: each call's values live in
 its own registers, so threads calling one kernel never share memory).
+Measured on ``sin(x) * 2.0`` from a 0-d array: 44 ns a call as a builtin,
+320 ns through ctypes with preallocated buffers (which threads would share),
+520 ns through ctypes with the double passed by value.
 
 The object code is cached in :func:`.cache.cache_dir` as ``l<key>.o``,
 ``key`` being a hash of the IR text, llvmlite's version, the target (triple,
