@@ -8,6 +8,12 @@ at index 0 along its size-1 dims (right-aligned, as numpy broadcasts), and a
 fresh arrays. A 0-d region has no loop at all: it is one native function of
 scalars, which is what a scalar chain wants.
 
+In an array loop a statement whose ``math`` calls all have a branch-free
+form in :mod:`.vmath` calls those (:mod:`.vforms` says which), so LLVM
+vectorises the loop; sin and cos there answer for |x| < 2**20 only, so the
+loop counts the arguments past that (``vmath.far``) and, if any, runs again
+on libm. A 0-d kernel keeps libm, whose latency is lower.
+
 A dim unknown until run time (``None``) is read from the first input that
 has it; every input with that dim must have the same size at run time,
 else the loop raises :class:`ValueError` and the caller runs the region with
@@ -28,6 +34,7 @@ import numpy as np
 from common.graph import Node
 
 from ..emit import literal
+from .vforms import VERSION, ranged_operands, vectorises
 
 __all__ = ["HEADER", "Kernel", "kernel_source"]
 
@@ -84,12 +91,22 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
             head.append(f"v{k} = as_scalar(a{k})")
         else:
             loads.append(f"v{k} = a{k}[{_index(a.shape, shape)}]")
-    body = []
+    body, plain, checks = [], [], []  # plain: the statements on libm, for 0-d kernels and the far rerun
     used: set[str] = set()
+    vector: set[str] = set()
     for j, n in enumerate(nodes):
         values[id(n)] = f"t{j}"
-        used.update(_MATH.findall(n.op.scalar))
-        body.append(f"t{j} = " + _MATH.sub(r"math_\1(", n.op.scalar.format(*[values[id(i)] for i in n.inputs])))
+        calls = _MATH.findall(n.op.scalar)
+        used.update(calls)
+        names = [values[id(i)] for i in n.inputs]
+        text = n.op.scalar.format(*names)
+        plain.append(f"t{j} = " + _MATH.sub(r"math_\1(", text))
+        if d and calls and vectorises(n.op.scalar):  # arrays: vectorisable math (0-d: libm's latency wins)
+            vector.update(calls)
+            checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(n.op.scalar)]
+            body.append(f"t{j} = " + _MATH.sub(r"vmath_\1(", text))
+        else:
+            body.append(plain[-1])
     lines = [f"def kernel({', '.join(f'a{k}' for k in range(len(args)))}):"]
     lines += ["    " + s for s in head]
     if d == 0:
@@ -98,16 +115,29 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
     else:
         dims = ", ".join(bounds) + ("," if d == 1 else "")
         lines += [f"    o{j} = np.empty(({dims}), {_DTYPES[o.dtype]})" for j, o in enumerate(outputs)]
-        for k in range(d):
-            lines.append("    " * (k + 1) + f"for i{k} in range({bounds[k]}):")
-        pad = "    " * (d + 1)
         where = ", ".join(f"i{k}" for k in range(d))
-        lines += [pad + s for s in loads + body]
-        lines += [pad + f"o{j}[{where}] = {values[id(o)]}" for j, o in enumerate(outputs)]
+        stores = [f"o{j}[{where}] = {values[id(o)]}" for j, o in enumerate(outputs)]
+        checks = list(dict.fromkeys(checks))
+        if checks:  # sin/cos of a finite |x| >= 2**20 anywhere: the whole loop again on libm
+            lines += ["    far = 0"] + _loop_nest(bounds, loads + body + checks + stores, 1)
+            lines += ["    if far:"] + _loop_nest(bounds, loads + plain + stores, 2)
+        else:
+            lines += _loop_nest(bounds, loads + body + stores, 1)
         rets = [f"o{j}" for j in range(len(outputs))]
     lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
-    header = HEADER + "".join(f"math_{f} = math.{f}\n" for f in sorted(used)) + "\n" + DECORATOR
+    binds = "".join(f"math_{f} = math.{f}\n" for f in sorted(used))
+    if vector:
+        binds += f"from symsym.linkers import vmath  # vmath {VERSION}\n"
+        binds += "".join(f"vmath_{f} = vmath.{f}\n" for f in sorted(vector))
+    header = HEADER + binds + "\n" + DECORATOR
     return Kernel(header + "\n".join(lines) + "\n", args, outputs, dynamic)
+
+
+def _loop_nest(bounds: list[str], inner: list[str], depth: int) -> list[str]:
+    """Loops over ``bounds`` (outermost first) around the statements ``inner``, indented from ``depth``."""
+    lines = ["    " * (depth + k) + f"for i{k} in range({b}):" for k, b in enumerate(bounds)]
+    pad = "    " * (depth + len(bounds))
+    return lines + [pad + s for s in inner]
 
 
 def _literal(n: Node) -> str | None:
