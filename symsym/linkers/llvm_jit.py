@@ -36,7 +36,9 @@ OPT_LEVEL = 1
 #: key -> the builtin function, for this process (with what keeps its code alive, in _KEEP)
 LOADED: dict[str, object] = {}
 _KEEP: list = []
-_LOCK = threading.Lock()  # llvmlite releases the GIL inside LLVM: one compile or load at a time
+#: llvmlite releases the GIL inside LLVM: one compile or load at a time, and one engine per process (an
+#: engine made twice by two threads would free the code of the one dropped)
+_LOCK = threading.RLock()
 _MAGIC = b"twograd-llvm-object 1 "
 _METH_FASTCALL = 0x0080
 #: the CPython functions a kernel calls, resolved in this process by name (their addresses are given to
@@ -92,7 +94,9 @@ _JIT: _Jit | None = None
 def _jit() -> _Jit:
     global _JIT
     if _JIT is None:
-        _JIT = _Jit()
+        with _LOCK:
+            if _JIT is None:
+                _JIT = _Jit()
     return _JIT
 
 
