@@ -249,6 +249,38 @@ def test_threads_calling_one_kernel_each_get_their_own_results():
         assert not mismatches(g[0], want[0]).any() and not mismatches(g[1], want[1]).any()
 
 
+def _cycle_pattern():
+    """sin(x) > y leaves region A through a cast (no scalar form) into region B; w reads A and B."""
+    x, y = T.var("x", ()), T.var("y", ())
+    p = T.sin(x)
+    q = T.cast(p > y, "float64") * 2.0
+    s = T.tanh(y)
+    v = s * 3.0
+    return [x, y], [p + v, q * s]
+
+
+def test_a_node_reading_two_regions_never_joins_one_the_other_reads_from():
+    """w may not join A: B reads A (through the cast), so A's kernel would have to run before and after B's."""
+    xs, outs = _cycle_pattern()
+    for v in (0.3, -0.4):
+        f, _ = agree(xs, outs, [np.asarray(v), np.asarray(0.1)])
+    assert llvm_functions(f) == 2
+
+
+def test_kernels_left_on_a_cycle_run_as_numpy_calls(monkeypatch):
+    """Should fusion ever make a cycle of kernels, those kernels run as numpy calls, with the same values."""
+    from symsym.linkers import fuse
+
+    def blind(n, mask, member, deps, *inside):  # the merge test without the regions' own reads
+        return not any(deps[id(i)] & mask for i in n.inputs
+                       if member.get(id(i)) is None or member[id(i)].root() not in inside)
+
+    monkeypatch.setattr(fuse, "_outside_free_of", blind)
+    xs, outs = _cycle_pattern()
+    f, _ = agree(xs, outs, [np.asarray(0.3), np.asarray(0.1)])
+    assert llvm_functions(f) == 0
+
+
 # ---------------------------------------------------------------------------- long chains, source
 
 

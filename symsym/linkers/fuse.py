@@ -96,12 +96,13 @@ def _join(n: Node, member: dict, deps: dict, made: list) -> Region:
 
 
 def _outside_free_of(n: Node, mask: int, member: dict, deps: dict, *inside: Region) -> bool:
-    """Whether no input of ``n`` outside the regions ``inside`` depends on a region in ``mask``."""
+    """Whether no input of ``n`` outside the regions ``inside`` depends on a region in ``mask``: an input in
+    another region counts with all that region's loop reads (``ext``), since the loop runs as one step."""
     for i in n.inputs:
         r = member.get(id(i))
         if r is not None and r.root() in inside:
             continue
-        if deps[id(i)] & mask:
+        if (deps[id(i)] | (r.root().ext if r is not None else 0)) & mask:
             return False
     return True
 
