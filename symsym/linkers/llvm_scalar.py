@@ -16,8 +16,10 @@ builtin (:mod:`.llvm_jit`): it reads its arguments with ``PyFloat_AsDouble``
 and bools (a tuple when there are several), exactly what the numba kernels
 return, so the numba linker treats both kernels alike.
 
-A region whose forms the translator does not know, or one past
-:data:`MAX_NODES`, gets no kernel here (``None``) and takes numba's path.
+A region past :data:`MAX_NODES` is cut in schedule order into several
+functions. A region whose forms the translator does not know, or one past
+what is left of :data:`MAX_TOTAL_NODES` for its graph, gets no kernel here
+(``None``) and takes numba's path: slower to compile, the same values.
 """
 
 from __future__ import annotations
@@ -55,11 +57,10 @@ class ScalarKernel:
     """A compiled 0-d region: ``fn`` (the builtin to call with ``args``' values), ``args`` (the outside
     nodes it reads), ``outputs`` (the region nodes it returns), ``source`` (its IR) and ``key``."""
 
-    __slots__ = ("fn", "args", "outputs", "source", "key", "dynamic")
+    __slots__ = ("fn", "args", "outputs", "source", "key")
 
     def __init__(self, fn, args: list[Node], outputs: list[Node], source: str, key: str):
         self.fn, self.args, self.outputs, self.source, self.key = fn, args, outputs, source, key
-        self.dynamic = False
 
     def describe(self) -> str:
         return f"LLVM IR, cache key {self.key}"
