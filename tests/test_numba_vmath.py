@@ -258,3 +258,20 @@ def test_forms_that_vectorise():
     assert not vforms.vectorises("math.pow({0}, {1})") and not vforms.vectorises("math.sin(2.0 * {0})")
     assert vforms.ranged_operands("(math.sin({1}) + math.cos({0}))") == [0, 1]
     assert set(vmath.FUNCTIONS) == vforms.NAMES
+
+
+def test_a_long_chain_runs_in_blocks_one_loop_per_math_call():
+    """2-D with a broadcast row, an inner dim past one block and an outer one: same values as numpy."""
+    x, b = T.var("x", (3, 700)), T.var("b", (700,))
+    y = T.tanh(T.exp(-T.square(T.sin(x + b))) * x)
+    out = T.log1p(y * y) + T.cos(y)
+    (g,) = grad(T.sum(out), [x])
+    f = function([x, b], [out, g], linker="numba")
+    assert "for s in range(0, " in f.source and len(re.findall(r"^def kernel\(", f.source, re.M)) == 1
+    rng = np.random.default_rng(8)
+    args = [rng.uniform(-2, 2, (3, 700)), rng.uniform(-1, 1, 700)]
+    for a, w in zip(f(*args), function([x, b], [out, g])(*args)):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-300)
+    args[0][1, 450] = 5e6  # a sine past the bound: the whole kernel again on libm
+    for a, w in zip(f(*args), function([x, b], [out, g])(*args)):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-300)

@@ -34,6 +34,7 @@ import numpy as np
 from common.graph import Node
 
 from ..emit import literal
+from .segments import MIN_CALLS, segmented_loops
 from .vforms import VERSION, ranged_operands, vectorises
 
 __all__ = ["HEADER", "Kernel", "kernel_source"]
@@ -118,11 +119,14 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         where = ", ".join(f"i{k}" for k in range(d))
         stores = [f"o{j}[{where}] = {values[id(o)]}" for j, o in enumerate(outputs)]
         checks = list(dict.fromkeys(checks))
-        if checks:  # sin/cos of a finite |x| >= 2**20 anywhere: the whole loop again on libm
-            lines += ["    far = 0"] + _loop_nest(bounds, loads + body + checks + stores, 1)
-            lines += ["    if far:"] + _loop_nest(bounds, loads + plain + stores, 2)
+        if sum("vmath_" in s for s in body) >= MIN_CALLS:  # a long chain: one loop per math call, in blocks
+            loops = ["    " + s for s in segmented_loops(bounds, loads, body, checks, stores)]
         else:
-            lines += _loop_nest(bounds, loads + body + stores, 1)
+            loops = _loop_nest(bounds, loads + body + checks + stores, 1)
+        if checks:  # sin/cos of a finite |x| >= 2**20 anywhere: the whole loop again on libm
+            lines += ["    far = 0"] + loops + ["    if far:"] + _loop_nest(bounds, loads + plain + stores, 2)
+        else:
+            lines += loops
         rets = [f"o{j}" for j in range(len(outputs))]
     lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
     binds = "".join(f"math_{f} = math.{f}\n" for f in sorted(used))
