@@ -123,6 +123,8 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
             loops = ["    " + s for s in segmented_loops(bounds, loads, body, checks, stores)]
         else:
             loops = _loop_nest(bounds, loads + body + checks + stores, 1)
+        if vector:
+            lines.append("    vmath.wide()")
         if checks:  # sin/cos of a finite |x| >= 2**20 anywhere: the whole loop again on libm
             lines += ["    far = 0"] + loops + ["    if far:"] + _loop_nest(bounds, loads + plain + stores, 2)
         else:

@@ -114,6 +114,24 @@ def _inline_overload():
     return lambda: _inline_intrinsic()
 
 
+def wide() -> None:
+    """Asks LLVM to vectorise the calling function's loops with 512-bit registers where the CPU has them
+    (it prefers 256 bits on most AVX-512 CPUs); nothing in Python."""
+
+
+@intrinsic
+def _wide_intrinsic(typingctx):
+    def codegen(context, builder, sig, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')  # a string attribute llvmlite's
+        return context.get_dummy_value()                                   # list of known ones lacks
+    return types.none(), codegen
+
+
+@overload(wide, inline="always")
+def _wide_overload():
+    return lambda: _wide_intrinsic()
+
+
 @overload(fma)
 def _fma_overload(a, b, c):
     return lambda a, b, c: _fma_intrinsic(float(a), float(b), float(c))
@@ -254,10 +272,11 @@ def log(x):
     roundings count: below 1 ulp. log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN passes.
     """
     _inline()
-    y = _log_core(x if x > 0.0 and x < math.inf else 1.0, 0.0)
-    y = -math.inf if x == 0.0 else y
-    y = math.nan if x < 0.0 else y
-    return y if x < math.inf else x + x  # inf, NaN
+    ok = x > 0.0 and x < math.inf
+    y = _log_core(x if ok else 1.0, 0.0)
+    if ok:  # a select all the same; written as a return, LLVM's 512-bit code for it runs 3x faster
+        return y
+    return -math.inf if x == 0.0 else (math.nan if x < 0.0 else x + x)  # 0, < 0, inf and NaN
 
 
 @_jitable
