@@ -9,6 +9,9 @@ graph implies, and returns the schedule with each region replaced by one
 node that calls the kernel. Everything else (matmul and einsum on BLAS,
 reductions with numpy's pairwise summation, shape ops, ops without a scalar
 form, control-flow ops) stays a numpy call in the driver between kernels.
+A 0-d region (a scalar chain) skips numba: :mod:`.llvm_scalar` writes it as
+one LLVM function straight from the forms, and only a region it cannot
+translate comes back to numba's loops.
 
 Exactness: numba compiles without fast-math and with numpy's error model
 (x/0 is inf, not an exception), and each scalar form equals its numpy impl,
