@@ -19,7 +19,7 @@ from pathlib import Path
 __all__ = ["NAMES", "RANGED", "VERSION", "ranged_operands", "vectorises"]
 
 #: the ``math`` functions :mod:`.vmath` computes branch-free
-NAMES = frozenset({"exp", "log", "log1p", "sin", "cos", "tanh", "sqrt"})
+NAMES = frozenset({"exp", "expm1", "log", "log1p", "sin", "cos", "tanh", "sqrt"})
 #: those that answer only for a finite |x| below a bound (``vmath.far`` says where not)
 RANGED = frozenset({"sin", "cos"})
 #: changes with vmath.py's text: array kernels name it, so the disk cache (keyed by a kernel's source)

@@ -36,8 +36,8 @@ from numba.extending import intrinsic, overload, register_jitable
 
 from .vforms import NAMES, RANGED, VERSION
 
-__all__ = ["FUNCTIONS", "NAMES", "RANGED", "TRIG_BOUND", "VERSION", "cos", "exp", "far", "fma", "log", "log1p", "sin",
-           "sqrt", "tanh"]
+__all__ = ["FUNCTIONS", "NAMES", "RANGED", "TRIG_BOUND", "VERSION", "cos", "exp", "expm1", "far", "fma", "log",
+           "log1p", "sin", "sqrt", "tanh", "wide"]
 
 
 def _jitable(fn):
@@ -206,26 +206,71 @@ def _pow2(k):
 
 
 @_jitable
+def _exp_reduced(x):
+    """(k, s) with x = k ln 2 + r, |r| <= ln2/2, and s = expm1(r), for x in [-750, 710] (no NaN).
+
+    r is x - k ln 2 in two parts (the first exact), its rounding error below 2**-54 |r|; s = r + r**2 T(r)
+    with T the rest of the Taylor series to r**13 (truncation below 2**-57) by Estrin's scheme, r's own
+    term added last so s rounds once against it.
+    """
+    _inline()
+    kf = fma(x, _INV_LN2, _SHIFT) - _SHIFT
+    r = fma(-kf, _LN2_LO, fma(-kf, _LN2_HI, x))
+    return int(kf), fma(r * r, _EXP(r), r)
+
+
+@_jitable
 def exp(x):
     """e**x within 1.02 ulp (measured on 10**7 points; subnormal results within ~1 ulp of their spacing).
 
-    Method: k = round(x / ln 2), r = x - k ln 2 in two parts (the first exact), so |r| <= ln2/2
-    with r's rounding error below 2**-54 |r|; exp(r) = 1 + (r + r**2 T(r)) with T the rest of the
-    Taylor series to r**13 (truncation below 2**-57) by Estrin's scheme; the result scaled
-    by 2**k as two factors 2**(k//2) 2**(k - k//2) (each a normal float), so an overflow or a
-    subnormal result rounds once. x is clamped to [-750, 710] first, which keeps k's integer
-    conversion defined and gives inf and 0 past the thresholds; NaN passes through.
+    Method: exp(x) = 2**k (1 + s) from :func:`_exp_reduced`, scaled as two factors 2**(k//2) 2**(k - k//2)
+    (each a normal float), so an overflow or a subnormal result rounds once. x is clamped to [-750, 710]
+    first, which keeps k's integer conversion defined and gives inf and 0 past the thresholds; NaN passes.
     """
     _inline()
     xc = 710.0 if x > 710.0 else x
     xc = -750.0 if xc < -750.0 else xc
-    xc = 0.0 if xc != xc else xc
-    kf = fma(xc, _INV_LN2, _SHIFT) - _SHIFT
-    r = fma(-kf, _LN2_LO, fma(-kf, _LN2_HI, xc))
-    u = 1.0 + fma(r * r, _EXP(r), r)
-    k = int(kf)
+    k, s = _exp_reduced(0.0 if xc != xc else xc)
     half = k >> 1
-    y = u * _pow2(half) * _pow2(k - half)
+    y = (1.0 + s) * _pow2(half) * _pow2(k - half)
+    return x if x != x else y
+
+
+@_jitable
+def _expm1_core(x):
+    """expm1(x) for x in [-50, 40] (no NaN): 2**k (1 + expm1(r)) - 1 with r = r_hi + r_lo a double-double,
+    as (2**k - 1 + 2**k r_hi) + 2**k (r_hi**2 T(r_hi) + r_lo (1 + r_hi)) where the first sum is kept
+    exactly (a two-sum; 2**k - 1 and 2**k r_hi are exact for k <= 53) and the small terms are added to
+    its error: one rounding that counts. Rounding s = expm1(r) to one float first, as :func:`exp` may,
+    would cost up to 2 ulp here: the -1 cancels up to half the result."""
+    _inline()
+    kf = fma(x, _INV_LN2, _SHIFT) - _SHIFT
+    t = fma(-kf, _LN2_HI, x)
+    r = fma(-kf, _LN2_LO, t)
+    r_lo = fma(-kf, _LN2_LO, t - r)
+    p = _pow2(int(kf))
+    a, b = p * r, p - 1.0  # both exact
+    h = a + b
+    back = h - a
+    err = (a - (h - back)) + (b - back)  # a + b = h + err exactly (Knuth's two-sum)
+    return h + fma(p, fma(r * r, _EXP(r), r_lo * (1.0 + r)), err)
+
+
+@_jitable
+def expm1(x):
+    """e**x - 1 within 1 ulp, exact near 0 where exp(x) - 1 would cancel.
+
+    Method: :func:`_expm1_core` below x = 40; past it the -1 is below 2**-57 of the result and
+    :func:`exp` gives it. x is clamped to [-50, 710] (expm1 is -1 to the last bit below -38); +-0 and
+    NaN pass.
+    """
+    _inline()
+    xc = 710.0 if x > 710.0 else x
+    xc = -50.0 if xc < -50.0 else xc
+    xc = 0.0 if xc != xc else xc
+    y = _expm1_core(xc if xc < 40.0 else 0.0)
+    y = y if xc < 40.0 else exp(xc)  # -1 is below 2**-57 of the result there
+    y = x if x == 0.0 else y
     return x if x != x else y
 
 
@@ -304,39 +349,46 @@ def log1p(x):
 _INV_PIO2 = 6.36619772367581382433e-01
 # pi/2 as four parts (fdlibm's): the first three 33 bits each, so q * part is exact for |q| < 2**20
 _PIO2_1 = 1.57079632673412561417e+00
-_PIO2_1T = 6.07710050650619224932e-11
 _PIO2_2 = 6.07710050630396597660e-11
-_PIO2_2T = 2.02226624879595063154e-21
 _PIO2_3 = 2.02226624871116645580e-21
 _PIO2_3T = 8.47842766036889956997e-32
 #: past this |x| the three-part reduction is not exact (q * part no longer exact): see :func:`far`
 TRIG_BOUND = 1048576.0
 _S1 = -1.0 / 6.0
-#: (sin(r) - r + r**3/6) / r**5 = sum_{n>=2} (-1)**n r**(2n-4) / (2n+1)!, over z = r**2, to r**21
-_SIN = _taylor([Fraction((-1) ** n, math.factorial(2 * n + 1)) for n in range(2, 11)])
-#: (cos(r) - 1 + r**2/2) / r**4 = sum_{n>=2} (-1)**n r**(2n-4) / (2n)!, over z, to r**22
-_COS = _taylor([Fraction((-1) ** n, math.factorial(2 * n)) for n in range(2, 12)])
+#: (sin(r) - r + r**3/6) / r**5 = sum_{n>=2} (-1)**n r**(2n-4) / (2n+1)!, over z = r**2, to r**17: on
+#: |r| <= pi/4 the first omitted term, r**19/19!, is below 2**-62 of sin(r)
+_SIN = _taylor([Fraction((-1) ** n, math.factorial(2 * n + 1)) for n in range(2, 9)])
+#: (cos(r) - 1 + r**2/2) / r**4 = sum_{n>=2} (-1)**n r**(2n-4) / (2n)!, over z, to r**16 (the first
+#: omitted term, r**18/18!, is below 2**-58 of cos(r) >= 0.7)
+_COS = _taylor([Fraction((-1) ** n, math.factorial(2 * n)) for n in range(2, 9)])
+
+
+@_jitable
+def _two_sum(a, b):
+    """(s, e) with s = a + b rounded and a + b = s + e exactly (Knuth: no condition on the magnitudes)."""
+    _inline()
+    s = a + b
+    back = s - a
+    return s, (a - (s - back)) + (b - back)
 
 
 @_jitable
 def _reduce(x):
-    """(q, hi, lo): x = q pi/2 + hi + lo with |hi| <= pi/4 + tiny, as a double-double to ~150 bits,
-    for |x| < TRIG_BOUND (fdlibm's medium case, all three steps always taken: no branch)."""
+    """(q, hi, lo): x = q pi/2 + hi + lo with |hi| <= pi/4 + tiny, for |x| < TRIG_BOUND.
+
+    Cody-Waite against pi/2 in three 33-bit parts and a tail: q * part is exact for |q| < 2**20, the
+    first subtraction is exact (Sterbenz), the next two are two-sums whose errors join the tail, so
+    hi + lo carries x - q pi/2 to ~2**-100 of x even where it cancels to 2**-60 of x (the worst case
+    for doubles). (fdlibm's sequence, which overwrites a step's error with the next step, holds only
+    when each step cancels, which its branches check; here every step always runs.)
+    """
     _inline()
     qf = fma(x, _INV_PIO2, _SHIFT) - _SHIFT
-    r = x - qf * _PIO2_1
-    w = qf * _PIO2_1T
-    t = r
-    w = qf * _PIO2_2
-    r = t - w
-    w = qf * _PIO2_2T - ((t - r) - w)
-    t = r
-    w = qf * _PIO2_3
-    r = t - w
-    w = qf * _PIO2_3T - ((t - r) - w)
-    hi = r - w
-    lo = (r - hi) - w
-    return int(qf), hi, lo
+    r, e2 = _two_sum(x - qf * _PIO2_1, -(qf * _PIO2_2))
+    r, e3 = _two_sum(r, -(qf * _PIO2_3))
+    tail = (e2 + e3) - qf * _PIO2_3T
+    hi = r + tail
+    return int(qf), hi, tail - (hi - r)
 
 
 @_jitable
@@ -375,13 +427,13 @@ def _trig(x, shift):
 
 @_jitable
 def sin(x):
-    """sin(x) within 1.5 ulp (measured on 10**7 points) for |x| < TRIG_BOUND (2**20); NaN for a finite x
+    """sin(x) within 0.8 ulp (measured on 10**7 points) for |x| < TRIG_BOUND (2**20); NaN for a finite x
     past it (see :func:`far`).
 
-    Method: x = q pi/2 + r with r a double-double from a branch-free three-step Cody-Waite reduction
-    against pi/2 to ~150 bits (fdlibm's medium case), exact enough that r keeps its relative accuracy
-    even next to a multiple of pi/2; then the Taylor series of sin or cos on |r| <= pi/4 (to r**21
-    and r**22: truncation below 2**-60) in fdlibm's kernel arrangement, which folds in r's low part,
+    Method: x = q pi/2 + r with r a double-double from a branch-free Cody-Waite reduction (:func:`_reduce`,
+    pi/2 to ~130 bits), exact enough that r keeps its relative accuracy
+    even next to a multiple of pi/2; then the Taylor series of sin or cos on |r| <= pi/4 (to r**17
+    and r**16: truncation below 2**-58) in fdlibm's kernel arrangement, which folds in r's low part,
     and the quadrant's sign. |x| < 2**-27 gives x itself (sin x rounds to x there; keeps -0 and
     subnormals). inf and NaN give NaN. Past the bound an exact reduction needs Payne-Hanek's many
     bits of 2/pi, which no cheap branch-free code has: a loop that may see such x counts them with
@@ -397,7 +449,7 @@ def sin(x):
 
 @_jitable
 def cos(x):
-    """cos(x) within 1.5 ulp for |x| < TRIG_BOUND: :func:`sin`'s method, the quadrant shifted by one.
+    """cos(x) within 0.8 ulp for |x| < TRIG_BOUND: :func:`sin`'s method, the quadrant shifted by one.
     cos(+-0) = 1; inf and NaN give NaN; NaN for a finite x past the bound (see :func:`far`)."""
     _inline()
     ok = abs(x) < TRIG_BOUND
@@ -416,30 +468,25 @@ def far(x):
 
 # --- tanh -------------------------------------------------------------------------------------------------
 
-#: tanh(a) / a - 1 = sum_{n>=2} 2**2n (2**2n - 1) B_2n a**(2n-2) / (2n)!, over z = a**2, to a**42: on
-#: a < 0.55 the first omitted term is below 2**-61 (the series' ratio tends to (2a/pi)**2 < 0.123)
-_TANH_SMALL = 0.55
-_TANH = _taylor([Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1), math.factorial(2 * n)) * b
-                 for n, b in ((n, _bernoulli(44)[2 * n]) for n in range(2, 23))])
-
-
 @_jitable
 def tanh(x):
-    """tanh(x) within 1.5 ulp (measured on 10**7 points; the bound below is 2).
+    """tanh(x) within 1.7 ulp (measured on 10**7 points: 1.62).
 
-    Method: a = |x|; for a < 0.55, a + a z P(z) with P the Taylor series (z = a**2, to a**43,
-    truncation below 2**-61); else 1 - 2 / (exp(2a) + 1) with :func:`exp` (2a clamped to 40,
-    where tanh is 1 to the last bit): past 0.55 the result is above 1/2, so the division's and
-    exp's roundings (each below 1 ulp, scaled by 2/(e**2a + 1) < 1/2) stay below 2 ulp in sum.
+    Method: a = |x|, t = expm1(2a) (:func:`_expm1_core`; 2a clamped to 40, where tanh is 1 to the last
+    bit), tanh(a) = t / (t + 2) with t + 2 kept exactly as a two-sum and the quotient corrected by its
+    residual (one division, three FMAs): only t's error (half an ulp for a < 0.17, below 1.3 ulp past
+    it, scaled by 2 / (t + 2) <= 1) and the last rounding remain. For tiny a, t = 2a and the result is a.
     The sign is copied back (tanh(-0) = -0); NaN passes.
     """
     _inline()
     a = abs(x)
-    z = a * a
-    small = fma(a * z, _TANH(z), a)
-    e = exp(2.0 * a if a < 20.0 else 40.0)
-    large = 1.0 - 2.0 / (e + 1.0)
-    y = math.copysign(small if a < _TANH_SMALL else large, x)
+    t = _expm1_core(a + a if a < 20.0 else 40.0)
+    d = t + 2.0
+    back = d - t
+    d_lo = (t - (d - back)) + (2.0 - back)  # t + 2 = d + d_lo exactly (Knuth's two-sum)
+    inv = 1.0 / d
+    q = t * inv
+    y = math.copysign(fma(fma(-q, d, t) - q * d_lo, inv, q), x)  # q corrected by its residual
     return x if x != x else y
 
 
