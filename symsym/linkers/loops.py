@@ -37,7 +37,7 @@ from ..emit import literal
 from .segments import MIN_CALLS, segmented_loops
 from .vforms import VERSION, ranged_operands, vectorises
 
-__all__ = ["HEADER", "Kernel", "kernel_source"]
+__all__ = ["HEADER", "Kernel", "kernel_source", "libm_globals", "libm_statement"]
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
           "from symsym.linkers.scalar import as_scalar\n\n")
@@ -101,7 +101,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         used.update(calls)
         names = [values[id(i)] for i in n.inputs]
         text = n.op.scalar.format(*names)
-        plain.append(f"t{j} = " + _MATH.sub(r"math_\1(", text))
+        plain.append(libm_statement(f"t{j}", n.op.scalar, names))
         if d and calls and vectorises(n.op.scalar):  # arrays: vectorisable math (0-d: libm's latency wins)
             vector.update(calls)
             checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(n.op.scalar)]
@@ -131,12 +131,23 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
             lines += loops
         rets = [f"o{j}" for j in range(len(outputs))]
     lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
-    binds = "".join(f"math_{f} = math.{f}\n" for f in sorted(used))
+    binds = libm_globals(used)
     if vector:
         binds += f"from symsym.linkers import vmath  # vmath {VERSION}\n"
         binds += "".join(f"vmath_{f} = vmath.{f}\n" for f in sorted(vector))
     header = HEADER + binds + "\n" + DECORATOR
     return Kernel(header + "\n".join(lines) + "\n", args, outputs, dynamic)
+
+
+def libm_statement(target: str, form: str, names: list[str]) -> str:
+    """``target = `` a scalar form on ``names``, each ``math.f(`` read as the global ``math_f(`` that
+    :func:`libm_globals` binds: the one place a form becomes a statement of a numba kernel."""
+    return f"{target} = " + _MATH.sub(r"math_\1(", form.format(*names))
+
+
+def libm_globals(calls) -> str:
+    """The module lines binding ``math_f = math.f`` for each math function name in ``calls``."""
+    return "".join(f"math_{f} = math.{f}\n" for f in sorted(calls))
 
 
 def _loop_nest(bounds: list[str], inner: list[str], depth: int) -> list[str]:
