@@ -107,6 +107,9 @@ MAX_KERNEL_VALUES = 64
 
 
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
+    from .scan_kernels import lower_scans  # (it imports this module)
+
+    order, outs, loop_sources = lower_scans(order, outs)  # a scan of scalars: one kernel with the loop inside
     found = [r for r in regions(order, fusable) if len(r.nodes) > 1]
     consumers = _consumers(order, outs)
     member: dict[int, int] = {}
@@ -133,8 +136,10 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
                 member[id(n)] = len(kernels)
             kernels.append((nodes, k))
     if not kernels:
-        return Lowered(order, outs)
-    return _rebuild(order, outs, kernels, member, consumers)
+        return Lowered(order, outs, loop_sources)
+    lowered = _rebuild(order, outs, kernels, member, consumers)
+    lowered.kernels[:0] = loop_sources
+    return lowered
 
 
 def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list, budget: int) -> bool:
@@ -275,14 +280,14 @@ def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Nod
     return Node(op, (call,), {"k": pos}, o.shape, o.dtype, site=o.site)
 
 
-def _compile(fn, args: list[Node]) -> None:
+def _compile(fn, args: list[Node], lead: tuple = ()) -> None:
     """Compile now for the types the graph implies (C-contiguous arrays, numpy's usual output), so
     ``function()`` pays the compile (or the cache load) and the first call does not. Another layout (a
-    transposed view) compiles on first sight."""
+    transposed view) compiles on first sight. ``lead``: numba types of arguments before ``args``'."""
     from numba import typeof
     from numba.core import types
 
-    sig = []
+    sig = list(lead)
     for a in args:
         t = types.float64 if a.dtype == _F8 else types.boolean
         if a.is_const and a.shape:  # bound as it is: a graph's constants are read-only

@@ -1,0 +1,176 @@
+"""A scan of scalars as one compiled loop: the numba linker's kernel for a whole ``scan`` node.
+
+symsym's numpy linker runs a scan as a Python ``for`` calling a generated
+body function per step (:mod:`symsym.loopgen`); for a body of a handful of
+scalar ops (an ODE step, and the reverse scan of its gradient) that call and
+the numpy scalars' arithmetic are nearly all the time. Here a scan whose
+every value is a scalar becomes one ``@numba.njit`` function with the loop
+inside: the carries are local variables, each step's body is written from
+the op table's scalar forms by the statement writer the fused loops use
+(:func:`.loops.libm_statement`), each sequence is read one element a step,
+and the stacked outputs (and, for a saving scan, the stacked carry-ins its
+reverse loop reads) are written into arrays allocated once.
+
+The shape it takes (:func:`eligible`): carries and loop-invariant inputs 0-d,
+sequences 1-d, every body output 0-d (so every stack is 1-d), all float64 or
+bool, and every node inside the body an op the linker would fuse on scalars
+(:func:`.numba.fusable`) or a 0-d constant. Anything else (an array in the
+body, a matmul, a nested loop, ``while_loop`` and ``cond``) keeps the numpy
+linker's path, unchanged.
+
+The trip count is the kernel's first argument, read at run time from the
+sequences (or the ``length`` param), so one kernel serves every length,
+length 0 included; the source names nothing of the graph, so equal bodies
+share a kernel and its on-disk cache entry (:mod:`.cache`). Sequences whose
+run-time lengths differ make the kernel raise :data:`.loops.MISMATCH`, and
+the scan then runs its own impl, which says what is wrong. There is no
+fast-math and the error model is numpy's, so the values equal the numpy
+linker's up to the math library's last bits, NaN and inf included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.body import TUPLE, inner_nodes
+from common.graph import Node
+
+from . import cache
+from .loops import _MATH, DECORATOR, HEADER, MISMATCH, _literal, libm_globals, libm_statement
+from .numba import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, _compile, _driver_op, fusable
+
+__all__ = ["eligible", "lower_scans", "scan_source"]
+
+_SCALARS = (np.dtype(np.float64), np.dtype(np.bool_))
+#: dtype -> the numpy name written in the source, and the scalar type a 0-d carry leaves the kernel as
+_DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
+_AS_NUMPY = {np.dtype(np.float64): np.float64, np.dtype(np.bool_): np.bool_}
+
+
+def eligible(node: Node) -> bool:
+    """Whether ``node`` is a scan this module compiles whole (the shape the module docstring gives)."""
+    if node.op is None or node.op.name != "scan":
+        return False
+    p, ins = node.params, node.inputs
+    nc, nx, body = p["ncarry"], p["nx"], p["body"]
+    if len(ins) + len(body.outputs) > MAX_KERNEL_VALUES:
+        return False
+    if not all(_scalar(v) for v in (*ins[:nc], *ins[nc + nx:], *body.outputs)):
+        return False
+    if not all(len(x.shape) == 1 and x.dtype in _SCALARS for x in ins[nc:nc + nx]):
+        return False
+    nodes = _body_nodes(node)
+    return len(nodes) <= MAX_KERNEL_NODES and all(_writable(n) for n in nodes)
+
+
+def _scalar(n: Node) -> bool:
+    return n.shape == () and n.dtype in _SCALARS
+
+
+def _body_nodes(node: Node) -> list[Node]:
+    """The body's nodes in topological order, its formal inputs left out."""
+    body = node.params["body"]
+    formals = {id(v) for v in body.inputs}
+    return [n for n in inner_nodes(body.outputs, formals) if id(n) not in formals]
+
+
+def _writable(n: Node) -> bool:
+    """A body node the kernel can write: a 0-d constant (inlined) or a 0-d op with a scalar form."""
+    if n.op is None:
+        return n.is_const and _literal(n) is not None
+    return _scalar(n) and fusable(n)
+
+
+def scan_source(node: Node) -> str:
+    """The kernel module for an :func:`eligible` scan: ``kernel(n, a0, ...)`` over the scan's inputs,
+    returning the scan's tuple (final carries, stacked outputs, stacked carry-ins when it saves them)."""
+    p, ins = node.params, node.inputs
+    body, nc, nx = p["body"], p["ncarry"], p["nx"]
+    carries, seqs = [f"c{k}" for k in range(nc)], [f"a{nc + j}" for j in range(nx)]
+    names = {id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
+             for k, v in enumerate(body.inputs)}
+    lines = [f"def kernel(n, {', '.join(f'a{k}' for k in range(len(ins)))}):"]
+    lines += [f"    if {a}.shape[0] != n:\n        raise ValueError({MISMATCH!r})" for a in seqs]
+    lines += [f"    {names[id(v)]} = as_scalar(a{k})" for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
+    stacks = [(f"y{j}", o) for j, o in enumerate(body.outputs[nc:])]
+    if p.get("save"):
+        stacks += [(f"s{k}", c) for k, c in enumerate(ins[:nc])]
+    lines += [f"    {s} = np.empty(n, {_DTYPES[o.dtype]})" for s, o in stacks]
+    lines.append(f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:")
+    step = [f"s{k}[t] = c{k}" for k in range(nc)] if p.get("save") else []
+    step += [f"x{j} = {a}[t]" for j, a in enumerate(seqs)]
+    calls: set[str] = set()
+    for j, n in enumerate(_body_nodes(node)):
+        if n.op is None:
+            names[id(n)] = _literal(n)
+            continue
+        names[id(n)] = f"t{j}"
+        calls.update(_MATH.findall(n.op.scalar))
+        step.append(libm_statement(f"t{j}", n.op.scalar, [names[id(i)] for i in n.inputs]))
+    outs = [names[id(o)] for o in body.outputs]
+    step += [f"y{j}[t] = {o}" for j, o in enumerate(outs[nc:])]
+    if nc:
+        step.append(f"{_tuple(carries)} = {_tuple(outs[:nc])}")
+    lines += ["        " + s for s in step]
+    lines.append(f"    return {_tuple(carries + [s for s, _ in stacks])}")
+    return HEADER + libm_globals(calls) + "\n" + DECORATOR + "\n".join(lines) + "\n"
+
+
+def _tuple(names: list[str]) -> str:
+    return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")"
+
+
+def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[Node], list[str]]:
+    """The schedule with each :func:`eligible` scan a call of its kernel (the ``item`` nodes after it
+    read the call's tuple as they read the scan's), the outputs, and each kernel's source."""
+    calls: dict[int, Node] = {}
+    sources: list[str] = []
+    for n in order:
+        if eligible(n):
+            calls[id(n)] = _kernel_call(n, len(sources), sources)
+    if not calls:
+        return order, outs, sources
+    done: dict[int, Node] = {}
+    lowered = []
+    for n in order:
+        m = calls.get(id(n), n)
+        ins = tuple([done.get(id(i), i) for i in m.inputs])
+        if any(a is not b for a, b in zip(ins, m.inputs)):
+            m = Node(m.op, ins, m.params, m.shape, m.dtype, m.name, m.value, m.site)
+        done[id(n)] = m
+        lowered.append(m)
+    return lowered, [done.get(id(o), o) for o in outs], sources
+
+
+def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
+    """The node calling scan ``node``'s kernel (loaded through the cache and compiled now, for the types
+    the graph implies); its source is added to ``sources``."""
+    from numba.core import types
+
+    source = scan_source(node)
+    fn = cache.load(source)
+    _compile(fn, list(node.inputs), lead=(types.intp,))
+    steps = sum(1 for n in _body_nodes(node) if n.op is not None)
+    sources.append(f"# scan_kernel{j}: a scan of {steps} nodes a step, cache key {cache.key(source)}\n{source}")
+    op = _driver_op(f"scan_kernel{j}", impl=_runner(fn, node))
+    return Node(op, node.inputs, {}, (), TUPLE, node.name, None, node.site)
+
+
+def _runner(fn, node: Node):
+    """The kernel as the scan's impl: the trip count passed in, 0-d carries returned as numpy scalars
+    (as the numpy linker's loop returns them), and the scan's own impl where sequence lengths differ."""
+    p = node.params
+    nc, length, impl = p["ncarry"], p.get("length"), node.op.impl
+    scalars = [_AS_NUMPY[c.dtype] for c in node.inputs[:nc]]
+
+    def run(*args):
+        n = length if length is not None else len(args[nc])
+        try:
+            out = fn(n, *args)
+        except ValueError as e:
+            if str(e) != MISMATCH:
+                raise
+            return impl(*args, **p)
+        return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
+
+    return run
