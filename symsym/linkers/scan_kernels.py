@@ -23,7 +23,7 @@ sequences (or the ``length`` param), so one kernel serves every length,
 length 0 included; the source names nothing of the graph, so equal bodies
 share a kernel and its on-disk cache entry (:mod:`.cache`). Sequences whose
 run-time lengths differ make the kernel raise :data:`.loops.MISMATCH`, and
-the scan then runs its own impl, which says what is wrong. There is no
+the function then runs the reference interpreter, which says what is wrong. There is no
 fast-math and the error model is numpy's, so the values equal the numpy
 linker's up to the math library's last bits, NaN and inf included.
 """
@@ -33,8 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 from common.body import TUPLE, inner_nodes
-from common.graph import Node
+from common.graph import Node, constant
 
+from ..rewrite.core import scalar_value
 from . import cache
 from .loops import _MATH, DECORATOR, HEADER, MISMATCH, _literal, libm_globals, libm_statement
 from .numba import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, _compile, _driver_op, fusable
@@ -68,17 +69,28 @@ def _scalar(n: Node) -> bool:
 
 
 def _body_nodes(node: Node) -> list[Node]:
-    """The body's nodes in topological order, its formal inputs left out."""
+    """The body's nodes in topological order, its formal inputs left out, and nothing under a node of
+    known value (a ``zeros_like`` a VJP made is a literal, whatever it reads)."""
     body = node.params["body"]
     formals = {id(v) for v in body.inputs}
-    return [n for n in inner_nodes(body.outputs, formals) if id(n) not in formals]
+    known = {id(n) for n in inner_nodes(body.outputs, formals) if n.op is not None and _known(n) is not None}
+    return [n for n in inner_nodes(body.outputs, formals | known) if id(n) not in formals]
+
+
+def _known(n: Node) -> str | None:
+    """A 0-d float or bool body node of statically known value (a constant, ``zeros_like``, ... as
+    :func:`symsym.rewrite.core.scalar_value` sees them) as a literal, else None."""
+    if not _scalar(n):
+        return None
+    if n.is_const:
+        return _literal(n)
+    v = scalar_value(n)
+    return None if v is None else _literal(constant(np.asarray(v, n.dtype)))
 
 
 def _writable(n: Node) -> bool:
-    """A body node the kernel can write: a 0-d constant (inlined) or a 0-d op with a scalar form."""
-    if n.op is None:
-        return n.is_const and _literal(n) is not None
-    return _scalar(n) and fusable(n)
+    """A body node the kernel can write: one of known value (inlined), or a 0-d op with a scalar form."""
+    return _known(n) is not None or (n.op is not None and _scalar(n) and fusable(n))
 
 
 def scan_source(node: Node) -> str:
@@ -101,8 +113,9 @@ def scan_source(node: Node) -> str:
     step += [f"x{j} = {a}[t]" for j, a in enumerate(seqs)]
     calls: set[str] = set()
     for j, n in enumerate(_body_nodes(node)):
-        if n.op is None:
-            names[id(n)] = _literal(n)
+        text = _known(n)
+        if text is not None:
+            names[id(n)] = text
             continue
         names[id(n)] = f"t{j}"
         calls.update(_MATH.findall(n.op.scalar))
@@ -150,7 +163,7 @@ def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
     source = scan_source(node)
     fn = cache.load(source)
     _compile(fn, list(node.inputs), lead=(types.intp,))
-    steps = sum(1 for n in _body_nodes(node) if n.op is not None)
+    steps = sum(1 for n in _body_nodes(node) if _known(n) is None)
     sources.append(f"# scan_kernel{j}: a scan of {steps} nodes a step, cache key {cache.key(source)}\n{source}")
     op = _driver_op(f"scan_kernel{j}", impl=_runner(fn, node))
     return Node(op, node.inputs, {}, (), TUPLE, node.name, None, node.site)
@@ -158,19 +171,14 @@ def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
 
 def _runner(fn, node: Node):
     """The kernel as the scan's impl: the trip count passed in, 0-d carries returned as numpy scalars
-    (as the numpy linker's loop returns them), and the scan's own impl where sequence lengths differ."""
-    p = node.params
-    nc, length, impl = p["ncarry"], p.get("length"), node.op.impl
+    (as the numpy linker's loop returns them, so numpy code after it divides by zero as numpy does).
+    Sequences of different run-time lengths raise :data:`.loops.MISMATCH`, a ValueError, on which the
+    function runs the reference interpreter to name the scan and the user's line."""
+    nc, length = node.params["ncarry"], node.params.get("length")
     scalars = [_AS_NUMPY[c.dtype] for c in node.inputs[:nc]]
 
     def run(*args):
-        n = length if length is not None else len(args[nc])
-        try:
-            out = fn(n, *args)
-        except ValueError as e:
-            if str(e) != MISMATCH:
-                raise
-            return impl(*args, **p)
+        out = fn(length if length is not None else len(args[nc]), *args)
         return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
 
     return run
