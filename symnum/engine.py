@@ -33,7 +33,7 @@ from common.sentinel import Sentinel
 from common.site import site_of, user_site
 
 from .mode import MODE
-from .tape import TapeNode, tape
+from .tape import TapeNode, inputs_of, tape
 from .tensor import Tensor, VersionError, wrap
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
@@ -250,7 +250,7 @@ def _leading(roots, targets) -> set:
     stack = list(seen)
     pop, push, add = stack.pop, stack.append, seen.add
     while stack:
-        for p in pop().parents:
+        for p in inputs_of(pop())[0]:
             if p.__class__ is TapeNode and p not in seen:
                 add(p)
                 push(p)
@@ -259,7 +259,7 @@ def _leading(roots, targets) -> set:
         if id(n) in targets:
             leads.add(n)
             continue
-        for p in n.parents:
+        for p in inputs_of(n)[0]:
             if p is not None and (p in leads if p.__class__ is TapeNode else id(p) in targets):
                 leads.add(n)
                 break
@@ -296,9 +296,14 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
     g = grads.pop(node)
     chains = not create_graph and at_nodes is None  # rules on numbers, no gradient asked of a node
     while True:
-        if chains and g is not None and len(node.parents) == 1:
-            node, g = _chain(node, g, grads, heap, leads, retain_graph, ns)
-        saved = args = node.args
+        parents = node.parents
+        if parents.__class__ is not tuple:  # one input, stored bare (see TapeNode)
+            if chains and g is not None:
+                node, g = _chain(node, g, grads, heap, leads, retain_graph, ns)
+            parents, args = inputs_of(node)
+        else:
+            args = node.args
+        saved = args
         if args is None:
             raise GradError(_FREED.format(op=node.op.name))
         if g is not None:
@@ -310,9 +315,9 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
             op, params, out = node.op, node.params, node.out
             rules, rule_n = op.vjps, op.vjp_n
             if create_graph:
-                args, out = _as_tensors(node), wrap(out, True, node)
+                args, out = _as_tensors(args, parents), wrap(out, True, node)
         nxt = nxt_g = None
-        for i, p in enumerate(node.parents):
+        for i, p in enumerate(parents):
             if p is None:
                 continue
             is_node = p.__class__ is TapeNode
@@ -322,7 +327,7 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
             elif pruned and id(p) not in targets:
                 continue
             elif p._data is not saved[i]:
-                raise _replaced(node, i, p)
+                raise _replaced(node, i, p, saved[i])
             if g is None:
                 gi = NO_GRAD
             elif rule_n is not None:
@@ -385,18 +390,17 @@ def _chain(node, g, grads, heap, leads, retain_graph, ns) -> tuple:
     """
     top = -heap[0][0] if heap else 0
     while True:
-        parents = node.parents
-        if len(parents) != 1 or node.hooks is not None:
+        p = node.parents
+        if p.__class__ is not TapeNode or node.hooks is not None:  # several inputs (a tuple), or a leaf
             return node, g
-        p = parents[0]
-        if p.__class__ is not TapeNode or p.level < top or p in grads or (leads is not None and p not in leads):
+        if p.level < top or p in grads or (leads is not None and p not in leads):
             return node, g
-        args = node.args  # as long as the parents (one), or None once freed
+        x = node.args  # the one input's value, or None once freed
         op = node.op
-        if args is None or op.vjp_n is not None:
+        if x is None or op.vjp_n is not None:
             return node, g
         params = node.params
-        gi = op.vjps[0](ns, g, node.out, args[0], **params) if params else op.vjps[0](ns, g, node.out, args[0])
+        gi = op.vjps[0](ns, g, node.out, x, **params) if params else op.vjps[0](ns, g, node.out, x)
         if gi is NO_GRAD:
             return node, g
         if not retain_graph:
@@ -447,10 +451,10 @@ def add_owned(owned: set, key: int, old, g):
     return new
 
 
-def _as_tensors(node) -> tuple:
-    """The node's inputs as tensors carrying their history, for rules run with create_graph."""
+def _as_tensors(args: tuple, parents: tuple) -> tuple:
+    """A node's inputs as tensors carrying their history, for rules run with create_graph."""
     out = []
-    for a, p in zip(node.args, node.parents):
+    for a, p in zip(args, parents):
         if p is None:
             out.append(a)
         elif p.__class__ is TapeNode:
@@ -460,9 +464,9 @@ def _as_tensors(node) -> tuple:
     return tuple(out)
 
 
-def _replaced(node: TapeNode, i: int, leaf: Tensor) -> VersionError:
-    """The error for a leaf whose value was replaced after ``node`` saved it."""
-    version, saved_at, assigned_at = leaf.replaced(node.args[i])
+def _replaced(node: TapeNode, i: int, leaf: Tensor, saved) -> VersionError:
+    """The error for a leaf whose value was replaced after ``node`` saved it (as ``saved``)."""
+    version, saved_at, assigned_at = leaf.replaced(saved)
     return VersionError(
         f"{node.op.name}: an input (input {i}, a leaf of shape {leaf.shape}) saved at {site_of(saved_at)} was "
         f"modified in place after it was saved (version {leaf._version}, expected "
