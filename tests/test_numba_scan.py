@@ -87,8 +87,8 @@ def test_a_scalar_recurrence_is_one_kernel_equal_to_numpy(rng, reverse):
     (hT, accT), (hs, ss) = rnn(h0, w, b, xs, reverse)
     vals = [np.asarray(0.3), np.asarray(0.9), np.asarray(-0.2), rng.standard_normal(50)]
     f = both([h0, w, b, xs], [hT, accT, hs, ss], vals)
-    assert scan_kernels(f) == 1 and "def scan" not in f.source and "range(n - 1, -1, -1)" in f.source[
-        f.source.index(KERNEL):] if reverse else "for t in range(n):" in f.source
+    assert scan_kernels(f) == 1 and "def scan" not in f.source
+    assert ("for t in range(n - 1, -1, -1):" if reverse else "for t in range(n):") in f.source
     for got, want in zip(f(*vals), rnn_numpy(*[v[()] if v.ndim == 0 else v for v in vals], reverse)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
@@ -223,11 +223,60 @@ def test_a_scan_with_an_array_body_stays_a_python_loop(rng):
     assert scan_kernels(f) == 0 and f.source.count("for t in range(") == 2
 
 
-def test_a_while_loop_stays_a_python_loop():
-    a = T.var("a", ())
-    c = T.while_loop(lambda c: c < 10.0, lambda c: c * 1.5 + 0.1, a)
-    f = both([a], [c, grad(c, a)], [np.asarray(0.3)])
-    assert scan_kernels(f) == 0 or "while " in f.source
+def test_a_while_loop_with_an_array_body_stays_a_python_loop(rng):
+    v = T.var("v", (3,))
+    out = T.while_loop(lambda c: T.sum(c * c) < 100.0, lambda c: c * 1.5 + 0.1, v)
+    f = both([v], [out, grad(T.sum(out), v)], [rng.uniform(0.5, 1.0, 3)])
+    assert "def loop" in f.source and "while " in f.source and "while_loop_kernel" not in f.source
+
+
+# ---------------------------------------------------------------------------- while loops of scalars
+
+def decay(a, w, max_iter=None):
+    """Carries (x, steps, flip): x shrinks by w and sin until below 1e-3; steps counts, flip alternates."""
+    def body(c):
+        x, k, flip = c
+        return x * w + 0.01 * T.sin(x), k + 1.0, T.where(flip, x < -1.0, x > -1.0)
+
+    return T.while_loop(lambda c: c[0] > 1e-3, body, (a, T.const(0.0), a < 0.0), max_iter=max_iter)
+
+
+def decay_python(a, w, max_iter=None):
+    x, k, flip = a, 0.0, a < 0.0
+    while (max_iter is None or k < max_iter) and x > 1e-3:
+        x, k, flip = x * w + 0.01 * np.sin(x), k + 1.0, (x < -1.0) if flip else (x > -1.0)
+    return x, k, flip
+
+
+def test_a_scalar_while_loop_and_its_gradient_are_kernels():
+    """About 40 steps: the saved carry-ins outgrow the kernel's first buffer (16) and are copied on."""
+    a, w = T.var("a", ()), T.var("w", ())
+    x, k, flip = decay(a, w)
+    ga, gw = grad(x, [a, w])
+    vals = [np.asarray(5.0), np.asarray(0.8)]
+    f = both([a, w], [x, k, flip, ga, gw], vals)
+    assert f.source.count("# while_loop_kernel") == 1 and f.source.count(KERNEL) == 1 and "def loop" not in f.source
+    got = f(*vals)
+    want = decay_python(5.0, 0.8)
+    assert float(got[1]) == want[1] > 16 and bool(got[2]) == want[2] and got[2].dtype == np.bool_
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+    value = function([a, w], x)
+    np.testing.assert_allclose(got[3], central(lambda v: value(v, vals[1]), vals[0]), rtol=1e-6)
+    np.testing.assert_allclose(got[4], central(lambda v: value(vals[0], v), vals[1]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_iter", [None, 0, 1, 3])
+def test_while_loop_bounds_and_zero_steps(max_iter):
+    a, w = T.var("a", ()), T.var("w", ())
+    x, k, flip = decay(a, w, max_iter)
+    for start in (5.0, 1e-4):  # 1e-4: the condition fails at once
+        f = both([a, w], [x, k, flip, grad(x, a)], [np.asarray(start), np.asarray(0.8)])
+        assert f.source.count("# while_loop_kernel") == 1
+        got = f(np.asarray(start), np.asarray(0.8))
+        want = decay_python(start, 0.8, max_iter)
+        assert float(got[1]) == want[1] and float(got[0]) == pytest.approx(want[0], rel=1e-13)
+        if want[1] == 0:
+            assert float(got[3]) == 1.0
 
 
 # ---------------------------------------------------------------------------- the euler workload

@@ -40,38 +40,44 @@ from . import cache
 from .loops import _MATH, DECORATOR, HEADER, MISMATCH, _literal, libm_globals, libm_statement
 from .numba import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, _compile, _driver_op, fusable
 
-__all__ = ["eligible", "lower_scans", "scan_source"]
+__all__ = ["eligible", "loop_source", "lower_scans"]
 
 _SCALARS = (np.dtype(np.float64), np.dtype(np.bool_))
+_LOOPS = ("scan", "while_loop")
 #: dtype -> the numpy name written in the source, and the scalar type a 0-d carry leaves the kernel as
 _DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
 _AS_NUMPY = {np.dtype(np.float64): np.float64, np.dtype(np.bool_): np.bool_}
 
 
 def eligible(node: Node) -> bool:
-    """Whether ``node`` is a scan this module compiles whole (the shape the module docstring gives)."""
-    if node.op is None or node.op.name != "scan":
+    """Whether ``node`` is a scan or while loop this module compiles whole (the module docstring's shape)."""
+    if node.op is None or node.op.name not in _LOOPS:
         return False
     p, ins = node.params, node.inputs
-    nc, nx, body = p["ncarry"], p["nx"], p["body"]
-    if len(ins) + len(body.outputs) > MAX_KERNEL_VALUES:
+    nc, nx, bodies = p["ncarry"], p.get("nx", 0), _bodies(node)
+    if len(ins) + sum(len(b.outputs) for b in bodies) > MAX_KERNEL_VALUES:
         return False
-    if not all(_scalar(v) for v in (*ins[:nc], *ins[nc + nx:], *body.outputs)):
+    if not all(_scalar(v) for v in (*ins[:nc], *ins[nc + nx:], *[o for b in bodies for o in b.outputs])):
         return False
     if not all(len(x.shape) == 1 and x.dtype in _SCALARS for x in ins[nc:nc + nx]):
         return False
-    nodes = _body_nodes(node)
+    nodes = [n for b in bodies for n in _body_nodes(b)]
     return len(nodes) <= MAX_KERNEL_NODES and all(_writable(n) for n in nodes)
+
+
+def _bodies(node: Node) -> list:
+    """The bodies a loop runs per step, in the order it runs them."""
+    p = node.params
+    return [p["body"]] if node.op.name == "scan" else [p["cond_body"], p["body"]]
 
 
 def _scalar(n: Node) -> bool:
     return n.shape == () and n.dtype in _SCALARS
 
 
-def _body_nodes(node: Node) -> list[Node]:
+def _body_nodes(body) -> list[Node]:
     """The body's nodes in topological order, its formal inputs left out, and nothing under a node of
     known value (a ``zeros_like`` a VJP made is a literal, whatever it reads)."""
-    body = node.params["body"]
     formals = {id(v) for v in body.inputs}
     known = {id(n) for n in inner_nodes(body.outputs, formals) if n.op is not None and _known(n) is not None}
     return [n for n in inner_nodes(body.outputs, formals | known) if id(n) not in formals]
@@ -93,40 +99,87 @@ def _writable(n: Node) -> bool:
     return _known(n) is not None or (n.op is not None and _scalar(n) and fusable(n))
 
 
-def scan_source(node: Node) -> str:
-    """The kernel module for an :func:`eligible` scan: ``kernel(n, a0, ...)`` over the scan's inputs,
-    returning the scan's tuple (final carries, stacked outputs, stacked carry-ins when it saves them)."""
+def loop_source(node: Node) -> str:
+    """The kernel module for an :func:`eligible` loop: ``kernel(n, a0, ...)`` over the loop's inputs,
+    returning the loop's tuple. For a scan ``n`` is the trip count; for a while loop, the most steps
+    (-1: unbounded)."""
     p, ins = node.params, node.inputs
-    body, nc, nx = p["body"], p["ncarry"], p["nx"]
-    carries, seqs = [f"c{k}" for k in range(nc)], [f"a{nc + j}" for j in range(nx)]
-    names = {id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
-             for k, v in enumerate(body.inputs)}
+    nc, nx = p["ncarry"], p.get("nx", 0)
+    body = p["body"]
+    names: dict[int, str] = {}
+    for b in _bodies(node):  # (a while loop's two bodies take the same inputs)
+        names.update({id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
+                      for k, v in enumerate(b.inputs)})
     lines = [f"def kernel(n, {', '.join(f'a{k}' for k in range(len(ins)))}):"]
-    lines += [f"    if {a}.shape[0] != n:\n        raise ValueError({MISMATCH!r})" for a in seqs]
+    lines += [f"    if a{nc + j}.shape[0] != n:\n        raise ValueError({MISMATCH!r})" for j in range(nx)]
     lines += [f"    {names[id(v)]} = as_scalar(a{k})" for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
-    stacks = [(f"y{j}", o) for j, o in enumerate(body.outputs[nc:])]
+    calls: set[str] = set()
+    write = _Writer(names, calls)
+    carries = [f"c{k}" for k in range(nc)]
+    if node.op.name == "scan":
+        lines += _scan_lines(node, write, carries)
+    else:
+        lines += _while_lines(node, write, carries)
+    return HEADER + libm_globals(calls) + "\n" + DECORATOR + "\n".join(lines) + "\n"
+
+
+class _Writer:
+    """Writes a body's statements from the scalar forms, naming each value (``t0``, ``t1``, ... across the
+    loop's bodies) and noting the math functions they call."""
+
+    def __init__(self, names: dict, calls: set):
+        self.names, self.calls = names, calls
+
+    def __call__(self, body) -> tuple[list[str], list[str]]:
+        """The statements computing ``body``'s outputs, and the outputs' names."""
+        names, out = self.names, []
+        for n in _body_nodes(body):
+            if id(n) in names:  # (a node both of a while loop's bodies read)
+                continue
+            text = _known(n)
+            if text is not None:
+                names[id(n)] = text
+                continue
+            names[id(n)] = t = f"t{len(names)}"
+            self.calls.update(_MATH.findall(n.op.scalar))
+            out.append(libm_statement(t, n.op.scalar, [names[id(i)] for i in n.inputs]))
+        return out, [names[id(o)] for o in body.outputs]
+
+
+def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
+    """The scan's stacks, its loop over ``n`` steps (either way) and its return."""
+    p, nc, nx = node.params, node.params["ncarry"], node.params.get("nx", 0)
+    stacks = [(f"y{j}", o) for j, o in enumerate(p["body"].outputs[nc:])]
     if p.get("save"):
-        stacks += [(f"s{k}", c) for k, c in enumerate(ins[:nc])]
-    lines += [f"    {s} = np.empty(n, {_DTYPES[o.dtype]})" for s, o in stacks]
+        stacks += [(f"s{k}", c) for k, c in enumerate(node.inputs[:nc])]
+    lines = [f"    {s} = np.empty(n, {_DTYPES[o.dtype]})" for s, o in stacks]
     lines.append(f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:")
     step = [f"s{k}[t] = c{k}" for k in range(nc)] if p.get("save") else []
-    step += [f"x{j} = {a}[t]" for j, a in enumerate(seqs)]
-    calls: set[str] = set()
-    for j, n in enumerate(_body_nodes(node)):
-        text = _known(n)
-        if text is not None:
-            names[id(n)] = text
-            continue
-        names[id(n)] = f"t{j}"
-        calls.update(_MATH.findall(n.op.scalar))
-        step.append(libm_statement(f"t{j}", n.op.scalar, [names[id(i)] for i in n.inputs]))
-    outs = [names[id(o)] for o in body.outputs]
-    step += [f"y{j}[t] = {o}" for j, o in enumerate(outs[nc:])]
+    step += [f"x{j} = a{nc + j}[t]" for j in range(nx)]
+    statements, outs = write(p["body"])
+    step += statements + [f"y{j}[t] = {o}" for j, o in enumerate(outs[nc:])]
     if nc:
         step.append(f"{_tuple(carries)} = {_tuple(outs[:nc])}")
-    lines += ["        " + s for s in step]
-    lines.append(f"    return {_tuple(carries + [s for s, _ in stacks])}")
-    return HEADER + libm_globals(calls) + "\n" + DECORATOR + "\n".join(lines) + "\n"
+    return lines + ["        " + s for s in step] + [f"    return {_tuple(carries + [s for s, _ in stacks])}"]
+
+
+def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
+    """The while loop: test, save the carry-ins (in arrays that double when full), step; at most ``n``
+    steps unless ``n`` is -1."""
+    p, nc = node.params, node.params["ncarry"]
+    stacks = [f"s{k}" for k in range(nc)] if p.get("save") else []
+    lines = [f"    {s} = np.empty(16, {_DTYPES[c.dtype]})" for s, c in zip(stacks, node.inputs)]
+    lines += ["    t = 0", "    while t != n:"]
+    test, (pred,) = write(p["cond_body"])
+    step = test + [f"if not {pred}:", "    break"]
+    if stacks:
+        step += [f"if t == {stacks[0]}.shape[0]:"] + [f"    {s} = np.concatenate(({s}, np.empty_like({s})))"
+                                                     for s in stacks]
+        step += [f"{s}[t] = {c}" for s, c in zip(stacks, carries)]
+    statements, outs = write(p["body"])
+    step += statements + [f"{_tuple(carries)} = {_tuple(outs)}", "t += 1"]
+    kept = [f"{s}[:t].copy()" for s in stacks]
+    return lines + ["        " + s for s in step] + [f"    return {_tuple(carries + kept)}"]
 
 
 def _tuple(names: list[str]) -> str:
@@ -156,29 +209,39 @@ def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[N
 
 
 def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
-    """The node calling scan ``node``'s kernel (loaded through the cache and compiled now, for the types
+    """The node calling loop ``node``'s kernel (loaded through the cache and compiled now, for the types
     the graph implies); its source is added to ``sources``."""
     from numba.core import types
 
-    source = scan_source(node)
+    source = loop_source(node)
     fn = cache.load(source)
     _compile(fn, list(node.inputs), lead=(types.intp,))
-    steps = sum(1 for n in _body_nodes(node) if _known(n) is None)
-    sources.append(f"# scan_kernel{j}: a scan of {steps} nodes a step, cache key {cache.key(source)}\n{source}")
-    op = _driver_op(f"scan_kernel{j}", impl=_runner(fn, node))
+    name = f"{node.op.name}_kernel{j}"
+    steps = sum(1 for b in _bodies(node) for n in _body_nodes(b) if _known(n) is None)
+    sources.append(f"# {name}: {steps} nodes a step, cache key {cache.key(source)}\n{source}")
+    op = _driver_op(name, impl=_runner(fn, node))
     return Node(op, node.inputs, {}, (), TUPLE, node.name, None, node.site)
 
 
 def _runner(fn, node: Node):
-    """The kernel as the scan's impl: the trip count passed in, 0-d carries returned as numpy scalars
-    (as the numpy linker's loop returns them, so numpy code after it divides by zero as numpy does).
-    Sequences of different run-time lengths raise :data:`.loops.MISMATCH`, a ValueError, on which the
-    function runs the reference interpreter to name the scan and the user's line."""
-    nc, length = node.params["ncarry"], node.params.get("length")
+    """The kernel as the loop's impl: the trip count (a while loop's bound) passed in, 0-d carries
+    returned as numpy scalars (as the numpy linker's loop returns them, so numpy code after it divides
+    by zero as numpy does). Sequences of different run-time lengths raise :data:`.loops.MISMATCH`, a
+    ValueError, on which the function runs the reference interpreter to name the scan and the user's line."""
+    p = node.params
+    nc = p["ncarry"]
     scalars = [_AS_NUMPY[c.dtype] for c in node.inputs[:nc]]
+    if node.op.name == "while_loop":
+        bound = -1 if p.get("max_iter") is None else p["max_iter"]
 
-    def run(*args):
-        out = fn(length if length is not None else len(args[nc]), *args)
-        return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
+        def run(*args):
+            out = fn(bound, *args)
+            return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
+    else:
+        length = p.get("length")
+
+        def run(*args):
+            out = fn(length if length is not None else len(args[nc]), *args)
+            return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
 
     return run
