@@ -92,9 +92,9 @@ def test_source_shows_the_driver_and_each_kernel():
 def test_libm_ops_fuse_in_scalar_chains_and_as_vectorised_math_on_arrays(rng, numba_scalars):
     """On scalars the loop calls libm; on arrays it calls vmath's vectorisable forms (a libm call per
     element would lose to numpy's SIMD exp); a form vmath lacks (pow) stays on numpy for arrays."""
-    s, x = T.var("s", ()), T.var("x", (6,))
+    s, x = T.var("s", ()), T.var("x", (100,))
     f = agree([s, x], [T.exp(T.sin(s) * 2.0) + 1.0, T.exp(T.sin(x) * 2.0) + 1.0, T.abs(x) ** x],
-              [np.asarray(0.3), rng.standard_normal(6)])
+              [np.asarray(0.3), rng.standard_normal(100)])
     assert kernels(f) == 2 and "vmath_exp(" in f.source and "np_exp(" not in f.source
     assert "np_power(" in f.source
 
@@ -284,9 +284,10 @@ def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch, numba_
     assert kernels(f) == 1 and "np_tanh(" in f.source
 
 
-def test_a_piece_with_more_values_crossing_it_than_allowed_stays_numpy(monkeypatch, numba_scalars):
-    """A cut chain's backward piece reads every forward value: past MAX_KERNEL_VALUES it is left to numpy
-    (numba's compile time and memory explode on signatures that long), and the results still agree."""
+def test_a_piece_with_more_values_crossing_it_than_allowed_is_cut_smaller(monkeypatch, numba_scalars):
+    """A cut chain's backward piece reads every forward value: the cut (symsym.linkers.cut) ends a piece
+    before MAX_KERNEL_VALUES (numba's compile time and memory explode on signatures that long), so there
+    are more, smaller kernels, and the results still agree."""
     from symsym.linkers import numba as linker
 
     monkeypatch.setattr(linker, "MAX_KERNEL_NODES", 7)
@@ -297,7 +298,7 @@ def test_a_piece_with_more_values_crossing_it_than_allowed_stays_numpy(monkeypat
     many = kernels(agree([w], [z, grad(z, w)], [np.asarray(0.4)]))
     monkeypatch.setattr(linker, "MAX_KERNEL_VALUES", 3)
     f = agree([w], [z, grad(z, w)], [np.asarray(0.4)])
-    assert kernels(f) < many and "np_tanh(" in f.source
+    assert kernels(f) > many
 
 
 def test_kernels_run_in_the_table_driven_loop_of_very_large_graphs(monkeypatch, rng):

@@ -250,14 +250,14 @@ def test_gradient_through_the_kernel_matches_finite_differences():
 
 
 def test_a_sine_past_the_bound_reruns_the_loop_on_libm():
-    x = T.var("x", (5,))
+    x = T.var("x", (100,))
     out = T.sin(x) * T.cos(x) + T.exp(x * 0.0)
     f = function([x], [out], linker="numba")
     assert "vmath_sin(" in f.source and "if far:" in f.source
-    xv = np.array([0.5, 3e6, -1e15, 1e300, 2.0])
+    xv = np.linspace(-4.0, 4.0, 100)
     np.testing.assert_allclose(f(xv)[0], np.sin(xv) * np.cos(xv) + 1.0, rtol=1e-12)
-    small = np.array([0.5, 1.0, -2.0, 3.0, 1e5])
-    np.testing.assert_allclose(f(small)[0], np.sin(small) * np.cos(small) + 1.0, rtol=1e-12)
+    xv[[3, 50, 97]] = [3e6, -1e15, 1e300]
+    np.testing.assert_allclose(f(xv)[0], np.sin(xv) * np.cos(xv) + 1.0, rtol=1e-12)
 
 
 def test_scalar_kernels_keep_libm():
@@ -265,6 +265,16 @@ def test_scalar_kernels_keep_libm():
     f = function([x], [T.exp(T.sin(x)) * T.tanh(x)], linker="numba")
     assert "vmath" not in f.source
     assert float(f(np.float64(0.7))[0]) == pytest.approx(math.exp(math.sin(0.7)) * math.tanh(0.7), rel=1e-15)
+
+
+def test_small_arrays_loop_like_scalars_on_libm():
+    """Under vforms.SMALL elements there is no SIMD lane to fill: libm, and the math ops fuse all the same."""
+    x = T.var("x", (vforms.SMALL - 1,))
+    f = function([x], [T.exp(T.sin(x)) * T.tanh(x)], linker="numba")
+    assert "vmath" not in f.source and "math_tanh(" in f.source and "np_tanh(" not in f.source
+    xv = np.linspace(-2, 2, vforms.SMALL - 1)
+    np.testing.assert_allclose(f(xv)[0], np.exp(np.sin(xv)) * np.tanh(xv), rtol=1e-14)
+    assert vforms.small((7, 9)) and not vforms.small((8, 8)) and not vforms.small((2, None))
 
 
 def test_forms_that_vectorise():

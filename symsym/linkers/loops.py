@@ -35,7 +35,7 @@ from common.graph import Node
 
 from ..emit import literal
 from .segments import MIN_CALLS, segmented_loops
-from .vforms import VERSION, ranged_operands, vectorises
+from .vforms import VERSION, ranged_operands, small, vectorises
 
 __all__ = ["HEADER", "Kernel", "kernel_source", "libm_globals", "libm_statement"]
 
@@ -102,7 +102,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         names = [values[id(i)] for i in n.inputs]
         text = n.op.scalar.format(*names)
         plain.append(libm_statement(f"t{j}", n.op.scalar, names))
-        if d and calls and vectorises(n.op.scalar):  # arrays: vectorisable math (0-d: libm's latency wins)
+        if d and calls and vectorises(n.op.scalar) and not small(shape):  # arrays (0-d: libm's latency wins)
             vector.update(calls)
             checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(n.op.scalar)]
             body.append(f"t{j} = " + _MATH.sub(r"vmath_\1(", text))

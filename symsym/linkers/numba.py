@@ -30,11 +30,11 @@ from common.graph import Node
 from common.ops import Kind
 from common.ops.core import Op
 
-from . import Lowered, cache, llvm_scalar
+from . import Lowered, cache, cut, llvm_scalar
 from .fuse import regions
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
-from .vforms import vectorises
+from .vforms import small, vectorises
 
 __all__ = ["fusable", "lower"]
 
@@ -48,7 +48,7 @@ def fusable(n: Node) -> bool:
     op = n.op
     if op.scalar is None or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
         return False
-    if n.shape and op.ufunc is not None and "math." in op.scalar and not vectorises(op.scalar):
+    if n.shape and op.ufunc is not None and "math." in op.scalar and not (vectorises(op.scalar) or small(n.shape)):
         return False  # on arrays numpy's SIMD loop beats a libm call per element; vmath's forms vectorise too
     for pos, i in enumerate(n.inputs):
         if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
@@ -120,8 +120,7 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
         if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels, scalar_budget):
             scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm_scalar)
             continue
-        for start in range(0, len(r.nodes), MAX_KERNEL_NODES):
-            nodes = r.nodes[start:start + MAX_KERNEL_NODES]  # a schedule-order cut: no cycle between pieces
+        for nodes in cut.pieces(r.nodes, consumers, MAX_KERNEL_NODES, MAX_KERNEL_VALUES):  # schedule order
             if len(nodes) < 2 or len(nodes) > budget:
                 continue
             budget -= len(nodes)

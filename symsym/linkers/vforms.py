@@ -16,7 +16,7 @@ import hashlib
 import re
 from pathlib import Path
 
-__all__ = ["NAMES", "RANGED", "VERSION", "ranged_operands", "vectorises"]
+__all__ = ["NAMES", "RANGED", "SMALL", "VERSION", "ranged_operands", "small", "vectorises"]
 
 #: the ``math`` functions :mod:`.vmath` computes branch-free
 NAMES = frozenset({"exp", "expm1", "log", "log1p", "sin", "cos", "tanh", "sqrt"})
@@ -25,6 +25,10 @@ RANGED = frozenset({"sin", "cos"})
 #: changes with vmath.py's text: array kernels name it, so the disk cache (keyed by a kernel's source)
 #: never serves a kernel compiled against an older vmath
 VERSION = hashlib.sha256(Path(__file__).with_name("vmath.py").read_bytes()).hexdigest()[:12]
+
+#: arrays of fewer elements than this (all dims known) are looped like scalars: libm for every math call
+#: (no SIMD lane to fill; libm's shorter latency wins, and a numpy call costs a microsecond)
+SMALL = 64
 
 _CALL = re.compile(r"\bmath\.(\w+)\(")
 _BARE = re.compile(r"\bmath\.(\w+)\(\{(\d+)\}\)")
@@ -42,3 +46,13 @@ def vectorises(scalar: str) -> bool:
 def ranged_operands(scalar: str) -> list[int]:
     """The operand positions that a vectorised ``scalar`` passes to a RANGED function (to be checked)."""
     return sorted({int(k) for f, k in _BARE.findall(scalar) if f in RANGED})
+
+
+def small(shape: tuple) -> bool:
+    """Whether a loop over ``shape`` is short enough to call libm like a 0-d kernel (every dim known)."""
+    size = 1
+    for d in shape:
+        if d is None:
+            return False
+        size *= d
+    return size < SMALL
