@@ -1,31 +1,34 @@
-"""A scan of scalars as one compiled loop: the numba linker's kernel for a whole ``scan`` node.
+"""A loop of scalars as one compiled loop: the numba linker's kernel for a whole ``scan`` or ``while_loop``.
 
-symsym's numpy linker runs a scan as a Python ``for`` calling a generated
-body function per step (:mod:`symsym.loopgen`); for a body of a handful of
-scalar ops (an ODE step, and the reverse scan of its gradient) that call and
-the numpy scalars' arithmetic are nearly all the time. Here a scan whose
-every value is a scalar becomes one ``@numba.njit`` function with the loop
-inside: the carries are local variables, each step's body is written from
-the op table's scalar forms by the statement writer the fused loops use
-(:func:`.loops.libm_statement`), each sequence is read one element a step,
-and the stacked outputs (and, for a saving scan, the stacked carry-ins its
-reverse loop reads) are written into arrays allocated once.
+symsym's numpy linker runs a loop as a Python ``for``/``while`` calling a
+generated body function per step (:mod:`symsym.loopgen`); for a body of a
+handful of scalar ops (an ODE step, and the reverse scan of its gradient)
+that call and the numpy scalars' arithmetic are nearly all the time. Here a
+loop whose every value is a scalar becomes one ``@numba.njit`` function with
+the loop inside: the carries are local variables, each step's body (and a
+while loop's condition) is written from the op table's scalar forms by the
+statement writer the fused loops use (:func:`.loops.libm_statement`), each
+sequence is read one element a step, and the stacked outputs (and, for a
+saving loop, the stacked carry-ins its reverse scan reads) are written into
+arrays allocated once (a while loop's, of unknown length, double when full).
 
 The shape it takes (:func:`eligible`): carries and loop-invariant inputs 0-d,
 sequences 1-d, every body output 0-d (so every stack is 1-d), all float64 or
-bool, and every node inside the body an op the linker would fuse on scalars
-(:func:`.numba.fusable`) or a 0-d constant. Anything else (an array in the
-body, a matmul, a nested loop, ``while_loop`` and ``cond``) keeps the numpy
-linker's path, unchanged.
+bool, and every node inside the bodies an op the linker would fuse on
+scalars (:func:`.numba.fusable`) or of statically known value (a constant, a
+``zeros_like`` a VJP made). Anything else (an array in a body, a matmul, a
+cast, a nested loop, ``cond``) keeps the numpy linker's path, unchanged.
 
-The trip count is the kernel's first argument, read at run time from the
-sequences (or the ``length`` param), so one kernel serves every length,
-length 0 included; the source names nothing of the graph, so equal bodies
-share a kernel and its on-disk cache entry (:mod:`.cache`). Sequences whose
+The trip count (a while loop's bound, -1 for none) is the kernel's first
+argument, read at run time from the sequences (or the ``length`` param), so
+one kernel serves every length, length 0 included; 0-d constant inputs are
+literals in the source (the driver holds them as numpy scalars), the rest
+arguments. The source names nothing of the graph, so equal loops share a
+kernel and its on-disk cache entry (:mod:`.cache`). Sequences whose
 run-time lengths differ make the kernel raise :data:`.loops.MISMATCH`, and
-the function then runs the reference interpreter, which says what is wrong. There is no
-fast-math and the error model is numpy's, so the values equal the numpy
-linker's up to the math library's last bits, NaN and inf included.
+the function then runs the reference interpreter, which says what is wrong.
+There is no fast-math and the error model is numpy's, so the values equal
+the numpy linker's up to the math library's last bits, NaN and inf included.
 """
 
 from __future__ import annotations
@@ -110,9 +113,11 @@ def loop_source(node: Node) -> str:
     for b in _bodies(node):  # (a while loop's two bodies take the same inputs)
         names.update({id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
                       for k, v in enumerate(b.inputs)})
-    lines = [f"def kernel(n, {', '.join(f'a{k}' for k in range(len(ins)))}):"]
+    passed = _passed(node)
+    lines = [f"def kernel(n, {', '.join(f'a{k}' for k in passed)}):"]
     lines += [f"    if a{nc + j}.shape[0] != n:\n        raise ValueError({MISMATCH!r})" for j in range(nx)]
-    lines += [f"    {names[id(v)]} = as_scalar(a{k})" for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
+    lines += [f"    {names[id(v)]} = {f'as_scalar(a{k})' if k in passed else _known(ins[k])}"
+              for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
     calls: set[str] = set()
     write = _Writer(names, calls)
     carries = [f"c{k}" for k in range(nc)]
@@ -121,6 +126,12 @@ def loop_source(node: Node) -> str:
     else:
         lines += _while_lines(node, write, carries)
     return HEADER + libm_globals(calls) + "\n" + DECORATOR + "\n".join(lines) + "\n"
+
+
+def _passed(node: Node) -> list[int]:
+    """The positions of the loop's inputs its kernel takes as arguments: all but its 0-d constants,
+    which the source holds as literals, as fused loops hold theirs (and numba folds them)."""
+    return [k for k, i in enumerate(node.inputs) if not (i.is_const and _known(i) is not None)]
 
 
 class _Writer:
@@ -215,12 +226,13 @@ def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
 
     source = loop_source(node)
     fn = cache.load(source)
-    _compile(fn, list(node.inputs), lead=(types.intp,))
+    args = [node.inputs[k] for k in _passed(node)]
+    _compile(fn, args, lead=(types.intp,))
     name = f"{node.op.name}_kernel{j}"
     steps = sum(1 for b in _bodies(node) for n in _body_nodes(b) if _known(n) is None)
     sources.append(f"# {name}: {steps} nodes a step, cache key {cache.key(source)}\n{source}")
     op = _driver_op(name, impl=_runner(fn, node))
-    return Node(op, node.inputs, {}, (), TUPLE, node.name, None, node.site)
+    return Node(op, tuple(args), {}, (), TUPLE, node.name, None, node.site)
 
 
 def _runner(fn, node: Node):
@@ -238,10 +250,10 @@ def _runner(fn, node: Node):
             out = fn(bound, *args)
             return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
     else:
-        length = p.get("length")
+        length, xs0 = p.get("length"), sum(1 for k in _passed(node) if k < nc)  # (the xs are never literals)
 
         def run(*args):
-            out = fn(length if length is not None else len(args[nc]), *args)
+            out = fn(length if length is not None else len(args[xs0]), *args)
             return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
 
     return run
