@@ -11,7 +11,9 @@ reductions with numpy's pairwise summation, shape ops, ops without a scalar
 form, control-flow ops) stays a numpy call in the driver between kernels.
 A 0-d region (a scalar chain) skips numba: :mod:`.llvm_scalar` writes it as
 one LLVM function straight from the forms, and only a region it cannot
-translate comes back to numba's loops.
+translate comes back to numba's loops. First of all, a ``scan`` or
+``while_loop`` whose values are all scalars becomes one kernel with the loop
+inside (:mod:`.scan_kernels`); other loops run as the numpy linker runs them.
 
 Exactness: numba compiles without fast-math and with numpy's error model
 (x/0 is inf, not an exception), and each scalar form equals its numpy impl,
