@@ -23,8 +23,9 @@ Linkers, found by name in :data:`LINKERS`:
 
 * ``"numpy"`` (the default): lowers nothing; every node is a numpy call.
 * ``"numba"`` (:mod:`symsym.linkers.numba`): maximal elementwise regions
-  become one ``@numba.njit`` loop each, 0-d chains one native function, from
-  each op's scalar form in the op table (the ``scalar`` trait).
+  become one ``@numba.njit`` loop each, 0-d chains one native function, and a
+  scan or while loop of scalars one kernel with the loop inside, from each
+  op's scalar form in the op table (the ``scalar`` trait).
 
 An Array-API linker for GPU arrays would be one more module here: it would
 lower nothing and bind the driver's ``np`` to another array namespace; a
