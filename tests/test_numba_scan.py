@@ -171,6 +171,22 @@ def test_passed_through_carries_and_constant_outputs():
     np.testing.assert_array_equal(got[3], fib[:10])
 
 
+def test_strided_and_bool_sequences_and_a_scan_without_carries(rng):
+    """A reversed view and a bool mask as sequences (numba compiles their layout on first sight), and a
+    scan that only stacks."""
+    x, m, a = T.var("x", (8,)), T.var("m", (8,), "bool"), T.var("a", ())
+    (s,), ys = T.scan(lambda c, v: ((c[0] + T.where(v[1], v[0], -v[0]),), c[0] * a), (a,), (x[::-1], m))
+    _, zs = T.scan(lambda c, v: (c, T.exp(v) * a), (), x[::2])
+    vals = [rng.standard_normal(8), rng.random(8) > 0.5, np.asarray(0.7)]
+    f = both([x, m, a], [s, ys, zs, grad(s + T.sum(ys) + T.sum(zs), x)], vals)
+    assert scan_kernels(f) == 4 and "def scan" not in f.source  # two scans and their reverse loops
+    signs = np.where(vals[1], 1.0, -1.0)
+    partial = 0.7 + np.concatenate([[0.0], np.cumsum((vals[0][::-1] * signs)[:-1])])
+    got = f(*vals)
+    np.testing.assert_allclose(got[1], partial * 0.7, rtol=1e-13)
+    np.testing.assert_allclose(got[2], np.exp(vals[0][::2]) * 0.7, rtol=1e-13)
+
+
 # ---------------------------------------------------------------------------- lengths
 
 def test_one_kernel_serves_every_length_zero_included(rng):

@@ -194,7 +194,7 @@ def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
 
 
 def _tuple(names: list[str]) -> str:
-    return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")"
+    return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")" if names else "()"
 
 
 def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[Node], list[str]]:
