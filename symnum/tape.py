@@ -106,13 +106,21 @@ def merge_leaves(a, b):
     one leaf tensor, a frozenset of leaf ids, or None for more than :data:`MAX_LEAVES`."""
     if a is None or b is None:
         return None
-    a = a if a.__class__ is frozenset else frozenset((id(a),))
-    b = b if b.__class__ is frozenset else frozenset((id(b),))
-    if b <= a:
+    if a.__class__ is not frozenset:
+        if b.__class__ is not frozenset:
+            return frozenset((id(a), id(b))) if a is not b else a
+        a, b = b, a
+    if b.__class__ is not frozenset:  # a set and one leaf: most merges (a layer's weight joins)
+        key = id(b)
+        if key in a:
+            return a
+        merged = a.union((key,))
+    elif b <= a:
         return a
-    if a <= b:
+    elif a <= b:
         return b
-    merged = a | b
+    else:
+        merged = a | b
     return merged if len(merged) <= MAX_LEAVES else None
 
 
