@@ -297,12 +297,14 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
     chains = not create_graph and at_nodes is None  # rules on numbers, no gradient asked of a node
     while True:
         parents = node.parents
-        if parents.__class__ is not tuple:  # one input, stored bare (see TapeNode)
-            if chains and g is not None:
-                node, g = _chain(node, g, grads, heap, leads, retain_graph, ns)
-            parents, args = inputs_of(node)
-        else:
-            args = node.args
+        if parents.__class__ is not tuple and chains and g is not None:
+            node, g = _chain(node, g, grads, heap, leads, retain_graph, ns)
+            parents = node.parents
+        args = node.args
+        if parents.__class__ is not tuple:  # one input, stored bare (see TapeNode): inputs_of, inlined
+            parents = (parents,)
+            if args is not None:
+                args = (args,)
         saved = args
         if args is None:
             raise GradError(_FREED.format(op=node.op.name))
