@@ -7,8 +7,9 @@ fused loop through ``tanh`` ran at 28 ns an element against numpy's SIMD
 integer arithmetic on the exponent bits and selects only (no calls, no
 loops, no data-dependent branches in the common case), so a loop that calls
 them vectorises like one of plain arithmetic (AVX-512 or AVX2 where the CPU
-has it). The numba linker binds them in place of ``math.*`` inside its array
-loops (:mod:`.loops`); 0-d kernels keep libm, whose latency is lower.
+has it; :func:`wide` asks LLVM for 512-bit vectors). The numba linker binds
+them in place of ``math.*`` inside its array loops (:mod:`.loops`); 0-d
+kernels and small arrays keep libm, whose latency is lower.
 
 Each function is a plain Python function with a numba overload of itself
 (``register_jitable``): called from Python it computes the very same
@@ -18,7 +19,7 @@ Python against the compiled loop bit for bit, and the compiled loop against
 a long-double reference on millions of points (``tests/test_numba_vmath.py``).
 
 Polynomials are Taylor series, truncated where the first omitted term is
-below 2^-60 of the result on the reduced range, so their coefficients are
+below 2^-57 of the result on the reduced range, so their coefficients are
 exact rationals rounded once (no fitted constants to trust) and the error
 bound of each function is the rounding of its last few operations, stated in
 its docstring and measured by the tests against ``np.longdouble``.
@@ -175,14 +176,6 @@ def _taylor(terms: list[Fraction]):
     return _polynomial(tuple(float(t) for t in terms))
 
 
-def _bernoulli(n: int) -> list[Fraction]:
-    """B_0 .. B_n (B_1 = -1/2), by the recurrence sum_k C(m+1, k) B_k = 0."""
-    b = [Fraction(1)]
-    for m in range(1, n + 1):
-        b.append(-sum(math.comb(m + 1, k) * b[k] for k in range(m)) / (m + 1))
-    return b
-
-
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + _SHIFT - _SHIFT rounds x to an integer for |x| < 2**51
 _EXP_ONE = 4607182418800017408  # the bits of 1.0
 _MANT = (1 << 52) - 1
@@ -258,7 +251,7 @@ def _expm1_core(x):
 
 @_jitable
 def expm1(x):
-    """e**x - 1 within 1 ulp, exact near 0 where exp(x) - 1 would cancel.
+    """e**x - 1 within 1.15 ulp (measured on 10**7 points), exact near 0 where exp(x) - 1 would cancel.
 
     Method: :func:`_expm1_core` below x = 40; past it the -1 is below 2**-57 of the result and
     :func:`exp` gives it. x is clamped to [-50, 710] (expm1 is -1 to the last bit below -38); +-0 and
