@@ -135,7 +135,8 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The value as a read-only numpy array: a view, not a copy (``np.array(t)`` copies)."""
-        return readonly(np.asarray(self._data))
+        data = self._data
+        return readonly(data if data.__class__ is np.ndarray else np.asarray(data))
 
     def item(self):
         return self._data.item()
@@ -260,7 +261,7 @@ def readonly(value):
     if value.__class__ is not np.ndarray or not value.flags.writeable:
         return value
     view = value.view()
-    view.flags.writeable = False
+    view.setflags(write=False)  # a method call: assigning ``view.flags.writeable`` makes a flags object first
     return view
 
 
