@@ -293,6 +293,8 @@ def test_while_loop_bounds_and_zero_steps(max_iter):
         assert float(got[1]) == want[1] and float(got[0]) == pytest.approx(want[0], rel=1e-13)
         if want[1] == 0:
             assert float(got[3]) == 1.0
+        alone = both([a, w], [x, k, flip], [np.asarray(start), np.asarray(0.8)])  # a loop that saves nothing
+        assert "while_loop_kernel" in alone.source and "np.concatenate" not in alone.source
 
 
 # ---------------------------------------------------------------------------- the euler workload
