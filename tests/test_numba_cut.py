@@ -44,10 +44,19 @@ def test_every_piece_stays_within_the_limits():
 
 
 def test_a_region_with_many_values_becomes_kernels_equal_to_numpy(monkeypatch, tmp_path):
+    """The same cut inside ``function``, at a smaller value limit so that few, cheap kernels show it."""
+    from symsym.linkers import numba as numba_linker
+
     monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(tmp_path))
-    xs, ys = _wide_region(80, 3)
+    monkeypatch.setattr(numba_linker, "MAX_KERNEL_VALUES", 12)
+    xs = [T.var(f"x{k}", (100,)) for k in range(16)]
+    ys = list(xs)
+    for step in range(2):
+        ys = [ys[k] * 0.5 + xs[(k + step + 1) % 16] * ys[k] for k in range(16)]
     out = sum(ys[1:], ys[0])
     f = function(xs, [out], linker="numba")
-    assert "np_tanh(" not in f.source.split("\n# kernel")[0]  # every tanh inside some kernel
-    args = [np.random.default_rng(k).uniform(-1, 1, 100) for k in range(80)]
+    driver = f.source.split("\n# kernel")[0]
+    assert driver.count("_impl(") >= 3  # cut into several kernels...
+    assert "np_" not in driver and " * " not in driver and " + " not in driver  # ...that hold every node
+    args = [np.random.default_rng(k).uniform(-1, 1, 100) for k in range(16)]
     np.testing.assert_allclose(f(*args)[0], function(xs, [out])(*args)[0], rtol=1e-12)
