@@ -116,6 +116,7 @@ def _scan_function(gen, node: Node) -> str | None:
         length = next((x.shape[0] for x in ins[nc:nc + nx] if x.shape[0] is not None), None)
     fn = _body(gen, body)
     gen.globals["range"] = range  # generated code sees only the builtins it is given
+    gen.globals["ValueError"] = ValueError
     key = ("scan", id(body), nc, nx, length, bool(p.get("reverse")), save,
            tuple((c.shape, c.dtype.str) for c in carries) if save else ())
 
@@ -127,6 +128,7 @@ def _scan_function(gen, node: Node) -> str | None:
         n = literal(int(length)) if length is not None else "n"
         if length is None:
             lines.append("    n = len(xs0)")
+        lines += _length_checks(xs, ins[nc:nc + nx], n, length is None)
         stacked = [f"ys{j}" for j in range(len(ys))]
         kept = [f"cs{k}" for k in range(nc)] if save else []
         lines += [_alloc(gen, s, n, y.shape, y.dtype) for s, y in zip(stacked, ys)]
@@ -141,6 +143,14 @@ def _scan_function(gen, node: Node) -> str | None:
         return "\n".join(lines) + "\n"
 
     return _define(gen, key, "scan", make)
+
+
+def _length_checks(names: list[str], xs, n: str, first_sets_n: bool) -> list[str]:
+    """A check of each sequence whose leading dim is unknown until run time against the trip count ``n``:
+    a shorter one would fail mid-loop, a longer one be read in part, silently. On a mismatch the function
+    raises and its caller reruns the graph on the reference interpreter, which names the scan and its line."""
+    return [f"    if len({x}) != {n}:\n        raise ValueError('scan: sequence lengths differ')"
+            for k, (x, node) in enumerate(zip(names, xs)) if node.shape[0] is None and not (first_sets_n and k == 0)]
 
 
 def _as_scalars(names: list[str], carries) -> list[str]:

@@ -231,3 +231,20 @@ def test_generated_code_raises_no_warnings_for_a_clean_loop(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         f(*_rnn_values(rng, 5))
+
+
+@pytest.mark.parametrize("first, second", [(3, 5), (5, 3)])
+def test_sequences_of_different_run_time_lengths_raise_naming_the_scan_and_line(first, second):
+    """Unknown leading dims are checked against the trip count: neither read in part nor past the end."""
+    a, b = T.var("a", (None,)), T.var("b", (None,))
+    line = _line() + 1
+    c, _ = T.scan(lambda c, xs: (c + xs[0] * xs[1], c), T.const(0.0), (a, b))
+    f = function([a, b], [c])
+    with pytest.raises(common.ShapeError, match=rf"scan: .*disagree: \[3, 5\].*{__file__}:{line}"):
+        f(np.ones(first), np.ones(second))
+    np.testing.assert_allclose(f(np.arange(4.0), np.full(4, 2.0))[0], 2.0 * np.arange(4.0).sum())
+
+
+def _line() -> int:
+    import sys
+    return sys._getframe(1).f_lineno

@@ -260,7 +260,8 @@ def _scan_impl(*arrays, body, ncarry, nx, length=None, reverse=False, save=False
     xs, consts = arrays[ncarry:ncarry + nx], list(arrays[ncarry + nx:])
     sizes = {len(x) for x in xs} | ({length} if length is not None else set())
     if len(sizes) > 1:
-        raise ShapeError(f"scan: the xs' leading dims and the length disagree: {sorted(sizes)}")
+        # a ValueError: the caller (evaluate, the program) names the scan node, its inputs and the user's line
+        raise ValueError(f"the xs' leading dims and the length disagree: {sorted(sizes)}")
     n = sizes.pop()
     ny = len(body.outputs) - ncarry
     ys = [[None] * n for _ in range(ny)]
