@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from scalarcases import EDGES, input_kinds
 
 from common import api as T
-from common.errors import TwogradError
 from common.ops import OPS, Kind
 from common.ops.core import Op
 from symsym import function, grad
@@ -28,10 +28,6 @@ from symsym.linkers import llvm_jit, llvm_scalar
 from symsym.linkers.llvm_forms import BOOL, DOUBLE, template
 
 pytest.importorskip("llvmlite")
-
-EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -3.0, 0.7, 3.0, 1e-300, 5e-324, 710.0, -710.0, 1e308, -1e308,
-         math.inf, -math.inf, math.nan]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _kernels_in_tmp(tmp_path_factory):
@@ -68,27 +64,6 @@ def agree(inputs, outputs, arrays, rtol=1e-12):
 # ---------------------------------------------------------------------------- every form, edge values
 
 
-def _input_kinds(op) -> list[str]:
-    """For each input: "b" where the type rule asks for a bool (a condition), else "f"."""
-    n = op.nin if op.nin is not None else 2
-    kinds = []
-    for pos in range(n):
-        probe = [np.zeros((), np.float64)] * n
-        try:
-            op.infer(*probe)
-            kinds.append("f")
-            continue
-        except TwogradError:
-            pass
-        probe[pos] = np.zeros((), bool)
-        try:
-            op.infer(*probe)
-            kinds.append("b")
-        except TwogradError:
-            kinds.append("f")
-    return kinds
-
-
 def _grid(kinds: list[str]) -> list[np.ndarray]:
     """Every pairing of the edge values (each one, for one float input) and random normals; a third float
     is the first reversed; a condition alternates, so both branches of every conditional are taken."""
@@ -112,7 +87,7 @@ FORMS = sorted(name for name, op in OPS.items() if op.kind is Kind.ELEMENTWISE a
 @pytest.mark.parametrize("name", FORMS)
 def test_every_scalar_form_equals_the_numpy_impl_on_edge_values(name):
     op = OPS[name]
-    kinds = _input_kinds(op)
+    kinds = input_kinds(op)
     xs = [T.var(f"x{k}", (), "bool" if kind == "b" else "float64") for k, kind in enumerate(kinds)]
     node = T.apply(op, xs, {})
     k = llvm_scalar.scalar_kernel([node], [node])

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 import pytest
+from scalarcases import EDGES, input_kinds
 
-from common.errors import TwogradError
 from common.ops import OPS, Kind
 
 numba = pytest.importorskip("numba")
@@ -26,35 +26,8 @@ FALLBACK = {
             "numba linker fuses float64 values only",
 }
 
-EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -3.0, 0.7, 3.0, 1e-300, 5e-324, 710.0, -710.0, 1e308,
-         -1e308, math.inf, -math.inf, math.nan]
-
-
 def _elementwise():
     return {name: op for name, op in OPS.items() if op.kind is Kind.ELEMENTWISE}
-
-
-def _nin(op) -> int:
-    return op.nin if op.nin is not None else 2
-
-
-def _input_kinds(op) -> list[str]:
-    """For each input: "b" where the type rule asks for a bool (a condition), else "f"."""
-    n = _nin(op)
-    kinds = []
-    for pos in range(n):
-        probe = [np.zeros((), np.float64)] * n
-        try:
-            op.infer(*probe)
-            kinds.append("f")
-        except TwogradError:
-            probe[pos] = np.zeros((), bool)
-            try:
-                op.infer(*probe)
-                kinds.append("b")
-            except TwogradError:
-                kinds.append("f")
-    return kinds
 
 
 def test_every_elementwise_op_has_a_scalar_form_or_a_documented_fallback():
@@ -82,7 +55,7 @@ def forms():
              "        fa = x[i]", "        fb = y[i]", "        fc = x[x.shape[0] - 1 - i]",
              "        ca = c[i]", "        cb = c[i]", "        cc = c[i]"]
     for row, (_, op) in enumerate(ops):
-        args = [names[k][pos] for pos, k in enumerate(_input_kinds(op))]
+        args = [names[k][pos] for pos, k in enumerate(input_kinds(op))]
         lines.append(f"        out[{row}, i] = " + op.scalar.format(*args))
     ns = {"math": math, "np": np}
     exec("\n".join(lines), ns)
@@ -93,7 +66,7 @@ def forms():
     results = []
     for row, (name, op) in enumerate(ops):
         vals = {"f": [x, y, x[::-1]], "b": [c, c, c]}
-        args = [vals[k][pos] for pos, k in enumerate(_input_kinds(op))]
+        args = [vals[k][pos] for pos, k in enumerate(input_kinds(op))]
         with np.errstate(all="ignore"):
             ref = np.asarray(op.impl(*args), dtype=np.float64)
         results.append((name, out[row], ref, args))
