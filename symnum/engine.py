@@ -44,6 +44,7 @@ _FREED = ("cannot backward through the graph a second time: the values saved by 
 def backward(tensors: Sequence[Tensor], grad_tensors=None, retain_graph: bool | None = None,
              create_graph: bool = False) -> None:
     """Accumulate the gradients of ``tensors`` into the ``.grad`` of every leaf they reach."""
+    tensors = _listed(tensors)
     seeds = _seeds(tensors, grad_tensors, create_graph)
     sweep(tensors, seeds, None, create_graph if retain_graph is None else retain_graph, create_graph)
 
@@ -60,7 +61,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
     gradient has its input's dtype (a float32 input gets float32).
     """
     policy = disconnection_policy(disconnected, allow_unused, "grad")
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    outputs = _listed(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
     if isinstance(grad_outputs, Tensor) or (grad_outputs is not None and not isinstance(grad_outputs,
@@ -116,17 +117,34 @@ def as_dtype(g, dtype):
     return g.astype(dtype)
 
 
+def _listed(outputs) -> list:
+    """Outputs as a list: a list or tuple of them, or one (a Tensor, or a numpy array by mistake, which must
+    not be iterated into its elements and reported as a float)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _described(v) -> str:
+    """``v``'s type, shape and dtype, for an error message."""
+    arr = np.asarray(v) if isinstance(v, (np.ndarray, np.generic, int, float, complex, bool)) else None
+    if arr is None:
+        return f"of type {type(v).__name__}"
+    return f"{type(v).__name__} of shape {arr.shape} and dtype {arr.dtype}"
+
+
 def _seeds(outputs, grad_outputs, create_graph: bool) -> list:
     """The cotangent of each output: given, or 1 for a single-element output."""
     if grad_outputs is not None and len(grad_outputs) != len(outputs):
-        raise GradError(f"got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+        raise GradError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs "
+                        f"(at {user_site()})")
     seeds = []
     for k, y in enumerate(outputs):
         if not isinstance(y, Tensor):
-            raise GradError(f"output {k} is a {type(y).__name__}, not a Tensor")
+            raise GradError(f"grad: output {k} is {_described(y)}, not a Tensor: compute it from symnum tensors "
+                            f"(at {user_site()})")
         if not y.requires_grad:
-            raise GradError(f"output {k} does not require grad and has no grad_fn: nothing it depends on "
-                            "requires grad (or it was computed under no_grad)")
+            raise GradError(f"grad: output {k} ({_described(y._data)}) does not require grad and has no grad_fn: "
+                            f"nothing it depends on requires grad (or it was computed under no_grad) "
+                            f"(at {user_site()})")
         g = None if grad_outputs is None else grad_outputs[k]
         if g is None:
             if y.size != 1:

@@ -77,6 +77,25 @@ def test_backward_on_tensor_without_grad_is_an_error():
         S.sin(x).sum().backward()
 
 
+@pytest.mark.parametrize("output, said", [
+    (np.ones(3), r"output 0 is ndarray of shape \(3,\) and dtype float64, not a Tensor"),
+    ("loss", r"output 0 is of type str, not a Tensor"),
+])
+def test_grad_of_something_not_a_tensor_names_it_whole_and_the_callers_line(output, said):
+    """A numpy array passed as the output is one output, not a sequence of floats to complain about."""
+    x = S.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    line = _line() + 2
+    with pytest.raises(GradError, match=rf"grad: {said}.*{__file__}:{line}"):
+        S.grad(output, [x])
+    with pytest.raises(GradError, match=r"grad: output 0 \(float64 of shape \(\) .*does not require grad"):
+        S.grad(S.tensor([1.0]).sum(), [x])
+
+
+def _line() -> int:
+    import sys
+    return sys._getframe(1).f_lineno
+
+
 def test_no_grad_records_nothing():
     x = leaf(1.0, 2.0)
     with S.no_grad():
