@@ -34,6 +34,7 @@ import numpy as np
 from common.graph import Node
 
 from ..emit import literal
+from .reductions import is_row_sum, row_sums
 from .segments import MIN_CALLS, segmented_loops
 from .vforms import VERSION, ranged_operands, small, vectorises
 
@@ -62,8 +63,9 @@ class Kernel:
 
 
 def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kernel | None:
-    """The loop for a region (``nodes`` in schedule order, all of ``shape``), or None when a dim is
-    unknown and no input says its size."""
+    """The loop for a region (``nodes`` in schedule order, all of ``shape``, but for the row sums of
+    :mod:`.reductions` that end it), or None when a dim is unknown and no input says its size."""
+    nodes = [n for n in nodes if not is_row_sum(n)]
     inside = {id(n) for n in nodes}
     args: list[Node] = []
     arg_of: dict[int, str] = {}
@@ -115,23 +117,28 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         rets = [values[id(o)] for o in outputs]
     else:
         dims = ", ".join(bounds) + ("," if d == 1 else "")
-        lines += [f"    o{j} = np.empty(({dims}), {_DTYPES[o.dtype]})" for j, o in enumerate(outputs)]
+        stored = [(j, o) for j, o in enumerate(outputs) if not is_row_sum(o)]
+        lines += [f"    o{j} = np.empty(({dims}), {_DTYPES[o.dtype]})" for j, o in stored]
         where = ", ".join(f"i{k}" for k in range(d))
-        stores = [f"o{j}[{where}] = {values[id(o)]}" for j, o in enumerate(outputs)]
+        rows = row_sums(outputs, values, bounds)
+        lines += ["    " + s for s in rows.setup]
+        stores = [f"o{j}[{where}] = {values[id(o)]}" for j, o in stored] + rows.stores
         checks = list(dict.fromkeys(checks))
         if sum("vmath_" in s for s in body) >= MIN_CALLS:  # a long chain: one loop per math call, in blocks
             loops = ["    " + s for s in segmented_loops(bounds, loads, body, checks, stores)]
+            loops += ["    " * d + s for s in rows.after]  # after the block loop, inside the outer loops
         else:
-            loops = _loop_nest(bounds, loads + body + checks + stores, 1)
+            loops = _loop_nest(bounds, loads + body + checks + stores, 1, rows.after)
         if vector:
             lines.append("    vmath.wide()")
         if checks:  # sin/cos of a finite |x| >= 2**20 anywhere: the whole loop again on libm
-            lines += ["    far = 0"] + loops + ["    if far:"] + _loop_nest(bounds, loads + plain + stores, 2)
+            again = _loop_nest(bounds, loads + plain + stores, 2, rows.after)
+            lines += ["    far = 0"] + loops + ["    if far:"] + again
         else:
             lines += loops
         rets = [f"o{j}" for j in range(len(outputs))]
     lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
-    binds = libm_globals(used)
+    binds = libm_globals(used) + (rows.binds if d else "")
     if vector:
         binds += f"from symsym.linkers import vmath  # vmath {VERSION}\n"
         binds += "".join(f"vmath_{f} = vmath.{f}\n" for f in sorted(vector))
@@ -150,11 +157,12 @@ def libm_globals(calls) -> str:
     return "".join(f"math_{f} = math.{f}\n" for f in sorted(calls))
 
 
-def _loop_nest(bounds: list[str], inner: list[str], depth: int) -> list[str]:
-    """Loops over ``bounds`` (outermost first) around the statements ``inner``, indented from ``depth``."""
+def _loop_nest(bounds: list[str], inner: list[str], depth: int, after: list[str] = ()) -> list[str]:
+    """Loops over ``bounds`` (outermost first) around the statements ``inner``, indented from ``depth``;
+    ``after`` runs after each innermost loop (inside the outer ones)."""
     lines = ["    " * (depth + k) + f"for i{k} in range({b}):" for k, b in enumerate(bounds)]
     pad = "    " * (depth + len(bounds))
-    return lines + [pad + s for s in inner]
+    return lines + [pad + s for s in inner] + ["    " * (depth + len(bounds) - 1) + s for s in after]
 
 
 def _literal(n: Node) -> str | None:

@@ -3,12 +3,15 @@
 ``lower(order, outs)`` (the :mod:`symsym.linkers` interface) finds the
 regions (:mod:`.fuse`) of nodes that have a scalar form (the op table's
 ``scalar`` trait) and float64 values (or bool, from a comparison), writes
-one loop per region of two or more nodes (:mod:`.loops`), loads it through
+one loop per region of two or more nodes, or of one whose value a row sum
+reads (:mod:`.loops`), loads it through
 the on-disk cache (:mod:`.cache`) and compiles it for the argument types the
 graph implies, and returns the schedule with each region replaced by one
-node that calls the kernel. Everything else (matmul and einsum on BLAS,
-reductions with numpy's pairwise summation, shape ops, ops without a scalar
-form, control-flow ops) stays a numpy call in the driver between kernels.
+node that calls the kernel. A sum over the last axis of a region value read
+by nothing else joins the region's loop (:mod:`.reductions`). Everything
+else (matmul and einsum on BLAS, other reductions with numpy's pairwise
+summation, shape ops, ops without a scalar form, control-flow ops) stays a
+numpy call in the driver between kernels.
 A 0-d region (a scalar chain) skips numba: :mod:`.llvm_scalar` writes it as
 one LLVM function straight from the forms, and only a region it cannot
 translate comes back to numba's loops. First of all, a ``scan`` or
@@ -36,6 +39,7 @@ from . import Lowered, cache, cut, llvm_scalar
 from .fuse import regions
 from .loops import MISMATCH, Kernel, kernel_source
 from .numba_speedups import linear_lowering
+from .reductions import fused_sums
 from .vforms import small, vectorises
 
 __all__ = ["fusable", "lower"]
@@ -112,8 +116,8 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     from .scan_kernels import lower_scans  # (it imports this module)
 
     order, outs, loop_sources = lower_scans(order, outs)  # a scan of scalars: one kernel with the loop inside
-    found = [r for r in regions(order, fusable) if len(r.nodes) > 1]
     consumers = _consumers(order, outs)
+    found = [r for r in regions(order, fusable) if len(r.nodes) > 1 or fused_sums(r.nodes, consumers, len(r.shape))]
     member: dict[int, int] = {}
     kernels: list[tuple[list[Node], Kernel]] = []
     budget = MAX_FUSED_NODES
@@ -123,9 +127,11 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
             scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm_scalar)
             continue
         for nodes in cut.pieces(r.nodes, consumers, MAX_KERNEL_NODES, MAX_KERNEL_VALUES):  # schedule order
-            if len(nodes) < 2 or len(nodes) > budget:
+            sums = fused_sums(nodes, consumers, len(r.shape))  # row sums end the loop (.reductions)
+            if len(nodes) + len(sums) < 2 or len(nodes) > budget:
                 continue
             budget -= len(nodes)
+            nodes = nodes + sums
             inside = {id(n) for n in nodes}
             needed = _needed(nodes, inside, consumers)
             if len(needed) + len(_outside_inputs(nodes, inside)) > MAX_KERNEL_VALUES:
