@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def libm_globals(calls) -> str:
     return "".join(f"math_{f} = math.{f}\n" for f in sorted(calls))
 
 
-def _loop_nest(bounds: list[str], inner: list[str], depth: int, after: list[str] = ()) -> list[str]:
+def _loop_nest(bounds: list[str], inner: list[str], depth: int, after: Sequence[str] = ()) -> list[str]:
     """Loops over ``bounds`` (outermost first) around the statements ``inner``, indented from ``depth``;
     ``after`` runs after each innermost loop (inside the outer ones)."""
     lines = ["    " * (depth + k) + f"for i{k} in range({b}):" for k, b in enumerate(bounds)]
