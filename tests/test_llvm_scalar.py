@@ -388,3 +388,53 @@ def test_a_foreign_or_torn_cache_file_is_rejected(tmp_path):
         (tmp_path / f"l{a}.o").write_bytes(torn)
         assert llvm_jit.read_checked(tmp_path / f"l{a}.o", a) is None
     assert llvm_jit.read_checked(tmp_path / "missing.o", a) is None
+
+
+def test_a_cache_file_that_passes_its_digest_but_lacks_the_function_is_compiled_again(tmp_path, monkeypatch):
+    """Another kernel's object code under this key, with a header made for it: the function is not there,
+    so the file is treated as a miss (never a builtin with a NULL C function)."""
+    assert _run(tmp_path) == "1 False"
+    (mine,) = (tmp_path / "cache").glob("l*.o")
+    monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(tmp_path / "other"))
+    v = T.var("v", ())
+    function([v], [T.cos(v) * 7.0 - v], linker="numba")
+    (other,) = (tmp_path / "other").glob("l*.o")
+    k = mine.name[1:-2]
+    llvm_jit.write_checked(mine, k, llvm_jit.read_checked(other, other.name[1:-2]))
+    assert llvm_jit.read_checked(mine, k) is not None  # the digest check passes
+    assert _run(tmp_path) == "1 False"   # compiled again, and the script checked its values
+    assert _run(tmp_path) == "0 False"
+
+
+class _Float:
+    """An argument whose ``__float__`` counts its calls, or raises."""
+
+    calls = 0
+
+    def __init__(self, value: float | None):
+        self.value = value
+
+    def __float__(self):
+        if self.value is None:
+            raise ZeroDivisionError("this argument has no float")
+        _Float.calls += 1
+        return self.value
+
+
+def test_a_failed_argument_read_returns_before_any_other_argument_runs():
+    """CPython's protocol: no Python code runs while an exception is set (a later ``__float__`` would run
+    with it pending, and the kernel could return a value computed from -1.0)."""
+    x, y = T.var("x", ()), T.var("y", ())
+    sin = T.sin(x)
+    node = sin * 2.0 + y
+    k = llvm_scalar.scalar_kernel([sin, node.inputs[0], node], [node])
+    assert [a.name for a in k.args] == ["x", "y"]
+    kernel = k.fn
+    _Float.calls = 0
+    with pytest.raises(ZeroDivisionError, match="no float"):
+        kernel(_Float(None), _Float(0.5))
+    assert _Float.calls == 0
+    with pytest.raises(ZeroDivisionError):
+        kernel(_Float(0.5), _Float(None))
+    assert _Float.calls == 1
+    assert kernel(_Float(0.5), _Float(0.25)) == np.sin(0.5) * 2.0 + 0.25

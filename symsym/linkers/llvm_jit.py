@@ -14,7 +14,11 @@ The object code is cached in :func:`.cache.cache_dir` as ``l<key>.o``,
 CPU, features), the optimisation level and the Python ABI. A file holds a
 header line with the sha256 of the key and the object code: a torn, corrupt
 or foreign file (another key's code renamed, a truncated write) fails the
-check and is compiled again and rewritten, never loaded. Within a process,
+check and is compiled again and rewritten, never loaded; one that passes it
+but does not define the function is compiled again too. The digest has no
+secret, so it guards against accidents, not against someone who can write
+the folder: that is what :mod:`.cache`'s check that the folder is private
+to the user is for, as for any code cache. Within a process,
 :data:`LOADED` maps the key to the function, so a kernel loads once.
 """
 
@@ -117,10 +121,14 @@ def load(text: str, k: str, name: str):
         jit = _jit()
         path = cache.cache_dir() / f"l{k}.o"
         obj = read_checked(path, k)
-        if obj is None:
+        address = jit.address(obj, name) if obj is not None else 0
+        if not address:  # not in the cache, or a file that passed the digest but lacks the function
             obj = jit.compile(text)
+            address = jit.address(obj, name)
+            if not address:
+                raise RuntimeError(f"LLVM compiled kernel {name} but the engine has no address for it")
             write_checked(path, k, obj)
-        fn = _builtin(jit.address(obj, name), name)
+        fn = _builtin(address, name)
         LOADED[k] = fn
     return fn
 
@@ -152,12 +160,15 @@ def write_checked(path, k: str, obj: bytes) -> None:
         pass  # a read-only cache folder costs the next process a compile, nothing else
 
 
+#: CPython's constructor of builtin function objects, with a prototype of our own (not set on the shared
+#: ``ctypes.pythonapi`` attribute, which other code may use with its own)
+_NEW_BUILTIN = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.py_object)(
+    ("PyCFunction_NewEx", ctypes.pythonapi))
+
+
 def _builtin(address: int, name: str):
     """A builtin function object whose C function is at ``address`` (kept alive with its method record)."""
     record = _MethodDef(name.encode(), address, _METH_FASTCALL, None)
-    make = ctypes.pythonapi.PyCFunction_NewEx
-    make.restype = ctypes.py_object
-    make.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
-    fn = make(ctypes.addressof(record), None, None)
+    fn = _NEW_BUILTIN(ctypes.addressof(record), None, None)
     _KEEP.append(record)
     return fn

@@ -154,29 +154,25 @@ def _body(nodes: list[Node], values: dict) -> tuple[list[str] | None, set]:
 
 
 def _reads(args: list[Node]) -> str:
-    """Check the argument count, read each argument; on a read error (``-1`` and an exception set)
-    return NULL, as CPython's protocol asks."""
-    lines = [f"entry:\n  %ok = icmp eq i64 %nargs, {len(args)}\n  br i1 %ok, label %read, label %wrong\n",
-             "wrong:\n  %bad = call i32 @PyErr_BadArgument()\n  ret ptr null\nfail:\n  ret ptr null\nread:\n"]
-    flags = []
+    """Check the argument count, read each argument; a read that may have failed (``-1`` back) is checked
+    with ``PyErr_Occurred`` at once, and a raised one returns NULL before any other argument's
+    ``__float__``/``__bool__`` runs (CPython's protocol: no code runs with an exception set)."""
+    lines = [f"entry:\n  %ok = icmp eq i64 %nargs, {len(args)}\n  br i1 %ok, label %read0, label %wrong\n",
+             "wrong:\n  %bad = call i32 @PyErr_BadArgument()\n  ret ptr null\nfail:\n  ret ptr null\n"]
     for k, a in enumerate(args):
-        lines.append(f"  %p{k} = getelementptr ptr, ptr %args, i64 {k}\n  %o{k} = load ptr, ptr %p{k}\n")
+        lines.append(f"read{k}:\n  %p{k} = getelementptr ptr, ptr %args, i64 {k}\n  %o{k} = load ptr, ptr %p{k}\n")
         if a.dtype == np.bool_:
             lines.append(f"  %i{k} = call i32 @PyObject_IsTrue(ptr %o{k})\n  %a{k} = icmp ne i32 %i{k}, 0\n"
                          f"  %m{k} = icmp slt i32 %i{k}, 0\n")
         else:
             lines.append(f"  %a{k} = call double @PyFloat_AsDouble(ptr %o{k})\n"
                          f"  %m{k} = fcmp oeq double %a{k}, 0xBFF0000000000000\n")
-        flags.append(f"%m{k}")
-    if not flags:
-        lines.append("  br label %body\n")
-        return "".join(lines)
-    maybe = flags[0]
-    for k, f in enumerate(flags[1:]):
-        lines.append(f"  %any{k} = or i1 {maybe}, {f}\n")
-        maybe = f"%any{k}"
-    lines.append(f"  br i1 {maybe}, label %check, label %body\ncheck:\n  %err = call ptr @PyErr_Occurred()\n"
-                 "  %raised = icmp ne ptr %err, null\n  br i1 %raised, label %fail, label %body\n")
+        after = f"read{k + 1}" if k + 1 < len(args) else "body"
+        lines.append(f"  br i1 %m{k}, label %check{k}, label %{after}\n"
+                     f"check{k}:\n  %err{k} = call ptr @PyErr_Occurred()\n  %raised{k} = icmp ne ptr %err{k}, null\n"
+                     f"  br i1 %raised{k}, label %fail, label %{after}\n")
+    if not args:
+        lines.append("read0:\n  br label %body\n")
     return "".join(lines)
 
 
