@@ -27,7 +27,6 @@ sizes) share one kernel, in memory and in numba's disk cache.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,18 +36,16 @@ from common.graph import Node
 from ..emit import literal
 from .reductions import is_row_sum, row_sums
 from .segments import MIN_CALLS, segmented_loops
-from .vforms import VERSION, ranged_operands, small, vectorises
+from .vforms import MATH_CALL, VERSION, ranged_operands, small, vectorises
 
-__all__ = ["HEADER", "Kernel", "kernel_source", "libm_globals", "libm_statement"]
+__all__ = ["DECORATOR", "DTYPES", "HEADER", "MISMATCH", "Kernel", "kernel_source", "libm_globals", "libm_statement",
+           "literal_of"]
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
           "from symsym.linkers.scalar import as_scalar\n\n")
 DECORATOR = "\n@numba.njit(cache=True, error_model=\"numpy\")\n"
-#: ``math.sin(x)`` is read as a module global ``math_sin``: numba then types one global per call
-#: instead of an attribute lookup, which is a third of the compile time of a long scalar chain
-_MATH = re.compile(r"\bmath\.(\w+)\(")
 #: dtype -> the numpy name written in the source
-_DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
+DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
 #: a mismatch of run-time sizes in an unknown dim: the caller falls back to numpy
 MISMATCH = "fused loop: run-time sizes differ in an unknown dim"
 
@@ -75,7 +72,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         for i in n.inputs:
             if id(i) in inside or id(i) in values:
                 continue
-            text = _literal(i)
+            text = literal_of(i)
             if text is None:
                 name = f"a{len(args)}"
                 args.append(i)
@@ -100,7 +97,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
     vector: set[str] = set()
     for j, n in enumerate(nodes):
         values[id(n)] = f"t{j}"
-        calls = _MATH.findall(n.op.scalar)
+        calls = MATH_CALL.findall(n.op.scalar)
         used.update(calls)
         names = [values[id(i)] for i in n.inputs]
         text = n.op.scalar.format(*names)
@@ -108,7 +105,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         if d and calls and vectorises(n.op.scalar) and not small(shape):  # arrays (0-d: libm's latency wins)
             vector.update(calls)
             checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(n.op.scalar)]
-            body.append(f"t{j} = " + _MATH.sub(r"vmath_\1(", text))
+            body.append(f"t{j} = " + MATH_CALL.sub(r"vmath_\1(", text))
         else:
             body.append(plain[-1])
     lines = [f"def kernel({', '.join(f'a{k}' for k in range(len(args)))}):"]
@@ -119,7 +116,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
     else:
         dims = ", ".join(bounds) + ("," if d == 1 else "")
         stored = [(j, o) for j, o in enumerate(outputs) if not is_row_sum(o)]
-        lines += [f"    o{j} = np.empty(({dims}), {_DTYPES[o.dtype]})" for j, o in stored]
+        lines += [f"    o{j} = np.empty(({dims}), {DTYPES[o.dtype]})" for j, o in stored]
         where = ", ".join(f"i{k}" for k in range(d))
         rows = row_sums(outputs, values, bounds)
         lines += ["    " + s for s in rows.setup]
@@ -149,8 +146,9 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
 
 def libm_statement(target: str, form: str, names: list[str]) -> str:
     """``target = `` a scalar form on ``names``, each ``math.f(`` read as the global ``math_f(`` that
-    :func:`libm_globals` binds: the one place a form becomes a statement of a numba kernel."""
-    return f"{target} = " + _MATH.sub(r"math_\1(", form.format(*names))
+    :func:`libm_globals` binds: the one place a form becomes a statement of a numba kernel. (numba then
+    types one global per call instead of an attribute lookup: a third of a long scalar chain's compile.)"""
+    return f"{target} = " + MATH_CALL.sub(r"math_\1(", form.format(*names))
 
 
 def libm_globals(calls) -> str:
@@ -166,9 +164,9 @@ def _loop_nest(bounds: list[str], inner: list[str], depth: int, after: Sequence[
     return lines + [pad + s for s in inner] + ["    " * (depth + len(bounds) - 1) + s for s in after]
 
 
-def _literal(n: Node) -> str | None:
+def literal_of(n: Node) -> str | None:
     """A 0-d float or bool constant as source (inlined, so numba folds it), else None."""
-    if not n.is_const or n.shape or n.dtype not in _DTYPES:
+    if not n.is_const or n.shape or n.dtype not in DTYPES:
         return None
     v = n.value.item()
     text = literal(v)  # a bool or a finite float, as generated numpy code writes it

@@ -85,18 +85,18 @@ def _no_infer(*inputs, **params):
     raise TypeError("a fused kernel is made by the numba linker, never by a user")
 
 
-def _driver_op(name: str, code: str | None = None, impl=None, params: tuple = ()) -> Op:
+def driver_op(name: str, code: str | None = None, impl=None, params: tuple = ()) -> Op:
     """An op of the lowered schedule only (never in the op table): a kernel call or the pick of one output."""
     return Op(name, _no_infer, impl if impl is not None else _no_infer, code=code, params=params, kind=Kind.SHAPE)
 
 
-_PICK = _driver_op("kernel_output", "{0}[{k}]", lambda t, k: t[k], ("k",))
+_PICK = driver_op("kernel_output", "{0}[{k}]", lambda t, k: t[k], ("k",))
 #: 0-d results leave a kernel as Python scalars; numpy code after it gets numpy scalars, as numpy gives
-_AS_NUMPY = {(_F8, False): _driver_op("kernel_scalar", "np.float64({0})", np.float64),
-             (_BOOL, False): _driver_op("kernel_bool", "np.bool_({0})", np.bool_),
-             (_F8, True): _driver_op("kernel_output_scalar", "np.float64({0}[{k}])",
+_AS_NUMPY = {(_F8, False): driver_op("kernel_scalar", "np.float64({0})", np.float64),
+             (_BOOL, False): driver_op("kernel_bool", "np.bool_({0})", np.bool_),
+             (_F8, True): driver_op("kernel_output_scalar", "np.float64({0}[{k}])",
                                      lambda t, k: np.float64(t[k]), ("k",)),
-             (_BOOL, True): _driver_op("kernel_output_bool", "np.bool_({0}[{k}])", lambda t, k: np.bool_(t[k]), ("k",))}
+             (_BOOL, True): driver_op("kernel_output_bool", "np.bool_({0}[{k}])", lambda t, k: np.bool_(t[k]), ("k",))}
 
 
 #: the most nodes one kernel holds: numba's compile time grows with a function's length (about 3 ms a
@@ -187,12 +187,14 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
     """The schedule with each region one kernel call: units (a kernel, or a node left alone) in an order
     that keeps the original schedule where the kernels allow (a heap keyed by original position)."""
     position = {id(n): k for k, n in enumerate(order)}
-    units = _units(order, kernels, member, position)
-    stuck = set(range(len(kernels))).difference([u for u in units if isinstance(u, int)])
-    if stuck:  # kernels on a cycle (a path from one region through another back into it): numpy calls instead
-        kept = [kernel for j, kernel in enumerate(kernels) if j not in stuck]
-        member = {id(n): j for j, (nodes, _) in enumerate(kept) for n in nodes}
-        return _rebuild(order, outs, kept, member, consumers)
+    while True:
+        units = _units(order, kernels, member, position)
+        stuck = set(range(len(kernels))).difference([u for u in units if isinstance(u, int)])
+        if not stuck:
+            break
+        # kernels on a cycle (a path from one region through another back into it): numpy calls instead
+        kernels = [kernel for j, kernel in enumerate(kernels) if j not in stuck]
+        member = {id(n): j for j, (nodes, _) in enumerate(kernels) for n in nodes}
     done: dict[int, Node] = {}   # original node -> the node of the lowered schedule that holds its value
     lowered: list[Node] = []
     sources = []
@@ -265,9 +267,9 @@ def _kernel_node(j: int, nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel
         impl = k.fn  # a builtin: needs no frame in between
     else:
         fn = cache.load(k.source)
-        _compile(fn, k.args)
+        precompile(fn, k.args)
         impl = _guarded(fn, nodes, k) if k.dynamic else _trampoline(fn)
-    op = _driver_op(f"kernel{j}", impl=impl)
+    op = driver_op(f"kernel{j}", impl=impl)
     args = tuple([done[id(a)] for a in k.args])
     if len(k.outputs) == 1:
         o = k.outputs[0]
@@ -287,7 +289,7 @@ def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Nod
     return Node(op, (call,), {"k": pos}, o.shape, o.dtype, site=o.site)
 
 
-def _compile(fn, args: list[Node], lead: tuple = ()) -> None:
+def precompile(fn, args: list[Node], lead: tuple = ()) -> None:
     """Compile now for the types the graph implies (C-contiguous arrays, numpy's usual output), so
     ``function()`` pays the compile (or the cache load) and the first call does not. Another layout (a
     transposed view) compiles on first sight. ``lead``: numba types of arguments before ``args``'."""

@@ -40,15 +40,15 @@ from common.graph import Node, constant
 
 from ..rewrite.core import scalar_value
 from . import cache
-from .loops import _MATH, DECORATOR, HEADER, MISMATCH, _literal, libm_globals, libm_statement
-from .numba import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, _compile, _driver_op, fusable
+from .loops import DECORATOR, DTYPES, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
+from .numba import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, driver_op, fusable, precompile
+from .vforms import MATH_CALL
 
 __all__ = ["eligible", "loop_source", "lower_scans"]
 
 _SCALARS = (np.dtype(np.float64), np.dtype(np.bool_))
 _LOOPS = ("scan", "while_loop")
-#: dtype -> the numpy name written in the source, and the scalar type a 0-d carry leaves the kernel as
-_DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
+#: dtype -> the scalar type a 0-d carry leaves the kernel as
 _AS_NUMPY = {np.dtype(np.float64): np.float64, np.dtype(np.bool_): np.bool_}
 
 
@@ -92,9 +92,9 @@ def _known(n: Node) -> str | None:
     if not _scalar(n):
         return None
     if n.is_const:
-        return _literal(n)
+        return literal_of(n)
     v = scalar_value(n)
-    return None if v is None else _literal(constant(np.asarray(v, n.dtype)))
+    return None if v is None else literal_of(constant(np.asarray(v, n.dtype)))
 
 
 def _writable(n: Node) -> bool:
@@ -152,7 +152,7 @@ class _Writer:
                 names[id(n)] = text
                 continue
             names[id(n)] = t = f"t{len(names)}"
-            self.calls.update(_MATH.findall(n.op.scalar))
+            self.calls.update(MATH_CALL.findall(n.op.scalar))
             out.append(libm_statement(t, n.op.scalar, [names[id(i)] for i in n.inputs]))
         return out, [names[id(o)] for o in body.outputs]
 
@@ -163,7 +163,7 @@ def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
     stacks = [(f"y{j}", o) for j, o in enumerate(p["body"].outputs[nc:])]
     if p.get("save"):
         stacks += [(f"s{k}", c) for k, c in enumerate(node.inputs[:nc])]
-    lines = [f"    {s} = np.empty(n, {_DTYPES[o.dtype]})" for s, o in stacks]
+    lines = [f"    {s} = np.empty(n, {DTYPES[o.dtype]})" for s, o in stacks]
     lines.append(f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:")
     step = [f"s{k}[t] = c{k}" for k in range(nc)] if p.get("save") else []
     step += [f"x{j} = a{nc + j}[t]" for j in range(nx)]
@@ -179,7 +179,7 @@ def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
     steps unless ``n`` is -1."""
     p, nc = node.params, node.params["ncarry"]
     stacks = [f"s{k}" for k in range(nc)] if p.get("save") else []
-    lines = [f"    {s} = np.empty(16, {_DTYPES[c.dtype]})" for s, c in zip(stacks, node.inputs)]
+    lines = [f"    {s} = np.empty(16, {DTYPES[c.dtype]})" for s, c in zip(stacks, node.inputs)]
     lines += ["    t = 0", "    while t != n:"]
     test, (pred,) = write(p["cond_body"])
     step = test + [f"if not {pred}:", "    break"]
@@ -227,11 +227,11 @@ def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
     source = loop_source(node)
     fn = cache.load(source)
     args = [node.inputs[k] for k in _passed(node)]
-    _compile(fn, args, lead=(types.intp,))
+    precompile(fn, args, lead=(types.intp,))
     name = f"{node.op.name}_kernel{j}"
     steps = sum(1 for b in _bodies(node) for n in _body_nodes(b) if _known(n) is None)
     sources.append(f"# {name}: {steps} nodes a step, cache key {cache.key(source)}\n{source}")
-    op = _driver_op(name, impl=_runner(fn, node))
+    op = driver_op(name, impl=_runner(fn, node))
     return Node(op, tuple(args), {}, (), TUPLE, node.name, None, node.site)
 
 

@@ -16,7 +16,7 @@ import hashlib
 import re
 from pathlib import Path
 
-__all__ = ["NAMES", "RANGED", "SMALL", "VERSION", "ranged_operands", "small", "vectorises"]
+__all__ = ["MATH_CALL", "NAMES", "RANGED", "SMALL", "VERSION", "ranged_operands", "small", "vectorises"]
 
 #: the ``math`` functions :mod:`.vmath` computes branch-free
 NAMES = frozenset({"exp", "expm1", "log", "log1p", "sin", "cos", "tanh", "sqrt"})
@@ -30,13 +30,14 @@ VERSION = hashlib.sha256(Path(__file__).with_name("vmath.py").read_bytes()).hexd
 #: (no SIMD lane to fill; libm's shorter latency wins, and a numpy call costs a microsecond)
 SMALL = 64
 
-_CALL = re.compile(r"\bmath\.(\w+)\(")
+#: a call of a ``math`` function in a scalar form (the name is group 1)
+MATH_CALL = re.compile(r"\bmath\.(\w+)\(")
 _BARE = re.compile(r"\bmath\.(\w+)\(\{(\d+)\}\)")
 
 
 def vectorises(scalar: str) -> bool:
     """Whether every math call of the scalar form ``scalar`` has a vmath form usable in an array loop."""
-    calls = _CALL.findall(scalar)
+    calls = MATH_CALL.findall(scalar)
     if not all(f in NAMES for f in calls):
         return False
     ranged = sum(f in RANGED for f in calls)
