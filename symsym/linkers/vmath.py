@@ -214,7 +214,8 @@ def _exp_reduced(x):
 
 @_jitable
 def exp(x):
-    """e**x within 1.02 ulp (measured on 10**7 points; subnormal results within ~1 ulp of their spacing).
+    """e**x within 1.06 ulp (1.052 the worst seen, at x = -683.095, over 5 * 10**7 points; subnormal results
+    within ~1 ulp of their spacing).
 
     Method: exp(x) = 2**k (1 + s) from :func:`_exp_reduced`, scaled as two factors 2**(k//2) 2**(k - k//2)
     (each a normal float), so an overflow or a subnormal result rounds once. x is clamped to [-750, 710]
