@@ -23,3 +23,13 @@ def _peer_caches_in_tmp(tmp_path_factory):
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={tmp_path_factory.mktemp('pytensor')}")
     # the numba linker's kernels (symsym.linkers.cache), likewise, shared by the session's tests
     os.environ.setdefault("TWOGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("twograd-kernels")))
+
+
+@pytest.fixture(scope="module")
+def module_kernel_cache(tmp_path_factory):
+    """A kernel cache folder of the test module's own (``pytestmark = pytest.mark.usefixtures(...)``), for
+    modules that count compiles or must not find another module's kernels."""
+    folder = tmp_path_factory.mktemp("kernels")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TWOGRAD_CACHE_DIR", str(folder))
+        yield folder

@@ -29,11 +29,7 @@ from symsym.linkers.llvm_forms import BOOL, DOUBLE, template
 
 pytest.importorskip("llvmlite")
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_in_tmp(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TWOGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("kernels")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 
 
 def llvm_functions(f) -> int:

@@ -18,12 +18,7 @@ from symsym import function, grad
 
 pytest.importorskip("numba")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_in_tmp(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TWOGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("kernels")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 
 
 def _agree(inputs, outputs, arrays, rtol=1e-12):

@@ -26,13 +26,7 @@ from symsym.linkers import LINKERS, LinkerError, cache
 
 pytest.importorskip("numba")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_in_tmp(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("kernels")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TWOGRAD_CACHE_DIR", str(folder))
-        yield folder
+pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 
 
 def agree(inputs, outputs, arrays, rtol=1e-12):

@@ -27,12 +27,7 @@ from common import api as T  # noqa: E402
 from symsym import function, grad  # noqa: E402
 from symsym.linkers import vforms, vmath  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_in_tmp(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TWOGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("kernels")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 
 
 _LOOPS: dict = {}
