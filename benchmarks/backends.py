@@ -22,7 +22,8 @@ first in its two styles:
 * ``symsym``: symbol-to-symbol: ``symsym.grad`` adds the derivative's nodes to
   the graph, ``symsym.function`` rewrites and compiles them once;
 * ``symsym-numba``: the same graph through the numba linker: elementwise
-  regions fused into compiled loops (listed when numba is installed).
+  regions fused into compiled loops, scalar chains as LLVM functions, loops
+  of scalars compiled whole (listed when numba is installed).
 
 Backends are found by name in :data:`BACKENDS`; peers (:mod:`benchmarks.peers`)
 add themselves there.
@@ -272,8 +273,9 @@ class SymSymNumba(SymSym):
 
     name = "symsym-numba"
     linker = "numba"
-    about = ("symsym with the numba linker: the same optimised graph, each elementwise region fused into one "
-             "compiled loop (kernels cached on disk), matmuls and reductions on numpy")
+    about = ("symsym with the numba linker: the same optimised graph, each elementwise region (and the row sums "
+             "it feeds) fused into one vectorised loop, scalar chains as one LLVM function, loops of scalars "
+             "compiled whole (kernels cached on disk); matmuls on BLAS")
 
     def missing(self):
         from symsym.linkers import LINKERS
