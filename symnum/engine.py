@@ -83,13 +83,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
                                 f"to allow this (at {user_site()})")
             results.append(wrap(np.zeros(x.shape, x.dtype)) if policy == "zero" else None)
         else:
-            if g.__class__ is Tensor:
-                g = as_dtype(g, x._data.dtype)
-            elif g.dtype != x._data.dtype and g.__class__ not in _BATCHES:
-                g = wrap(g.astype(x._data.dtype))
-            else:
-                g = wrap(g)
-            results.append(g)
+            g = as_dtype(g, x._data.dtype)
+            results.append(g if g.__class__ is Tensor else wrap(g))
     return tuple(results)
 
 

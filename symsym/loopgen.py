@@ -39,7 +39,7 @@ from common.graph import Node, toposort
 
 from .emit import literal
 
-__all__ = ["expression", "functions_source"]
+__all__ = ["expression", "functions_source", "tuple_source"]
 
 
 def expression(gen, node: Node, args: list[str]) -> str | None:
@@ -98,7 +98,8 @@ def _alloc(gen, target: str, n: str, shape: tuple, dtype) -> str:
     return f"    {target} = np_empty(({n},) + {literal(tuple(shape))}, {gen.bind(np.dtype(dtype), 'dt')})"
 
 
-def _tuple(names: list[str]) -> str:
+def tuple_source(names: list[str]) -> str:
+    """Source of a tuple of ``names``: ``()``, ``(a,)``, ``(a, b)``."""
     return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")"
 
 
@@ -137,9 +138,9 @@ def _scan_function(gen, node: Node) -> str | None:
         lines += [f"        {s}[t] = {c}" for s, c in zip(kept, cs)]
         step = [f"y{j}" for j in range(len(ys))]
         call = f"{fn}({', '.join(cs + [x + '[t]' for x in xs] + ks)})"
-        lines.append(f"        {_tuple(cs + step)} = {call}" if cs or step else f"        {call}")
+        lines.append(f"        {tuple_source(cs + step)} = {call}" if cs or step else f"        {call}")
         lines += [f"        {s}[t] = {y}" for s, y in zip(stacked, step)]
-        lines.append(f"    return {_tuple(cs + stacked + kept)}")
+        lines.append(f"    return {tuple_source(cs + stacked + kept)}")
         return "\n".join(lines) + "\n"
 
     return _define(gen, key, "scan", make)
@@ -188,11 +189,11 @@ def _while_function(gen, node: Node) -> str:
             lines.append(f"        if not {test}({args})[0]:")
             lines.append("            break")
         lines += [f"        {s}.append({c})" for s, c in zip(kept, cs)]
-        lines.append(f"        {_tuple(cs)} = {fn}({args})")
+        lines.append(f"        {tuple_source(cs)} = {fn}({args})")
         if save:
             gen.globals["stacked_carries"] = _stacked
             kept = [f"stacked_carries({s}, {c})" for s, c in zip(kept, cs)]
-        lines.append(f"    return {_tuple(cs + kept)}")
+        lines.append(f"    return {tuple_source(cs + kept)}")
         return "\n".join(lines) + "\n"
 
     return _define(gen, key, "loop", make)

@@ -38,6 +38,7 @@ import numpy as np
 from common.body import TUPLE, inner_nodes
 from common.graph import Node, constant
 
+from ..loopgen import tuple_source
 from ..rewrite.core import scalar_value
 from . import cache
 from .loops import DECORATOR, DTYPES, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
@@ -170,8 +171,8 @@ def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
     statements, outs = write(p["body"])
     step += statements + [f"y{j}[t] = {o}" for j, o in enumerate(outs[nc:])]
     if nc:
-        step.append(f"{_tuple(carries)} = {_tuple(outs[:nc])}")
-    return lines + ["        " + s for s in step] + [f"    return {_tuple(carries + [s for s, _ in stacks])}"]
+        step.append(f"{tuple_source(carries)} = {tuple_source(outs[:nc])}")
+    return lines + ["        " + s for s in step] + [f"    return {tuple_source(carries + [s for s, _ in stacks])}"]
 
 
 def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
@@ -188,13 +189,9 @@ def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
                                                      for s in stacks]
         step += [f"{s}[t] = {c}" for s, c in zip(stacks, carries)]
     statements, outs = write(p["body"])
-    step += statements + [f"{_tuple(carries)} = {_tuple(outs)}", "t += 1"]
+    step += statements + [f"{tuple_source(carries)} = {tuple_source(outs)}", "t += 1"]
     kept = [f"{s}[:t].copy()" for s in stacks]
-    return lines + ["        " + s for s in step] + [f"    return {_tuple(carries + kept)}"]
-
-
-def _tuple(names: list[str]) -> str:
-    return "(" + (names[0] + "," if len(names) == 1 else ", ".join(names)) + ")" if names else "()"
+    return lines + ["        " + s for s in step] + [f"    return {tuple_source(carries + kept)}"]
 
 
 def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[Node], list[str]]:
