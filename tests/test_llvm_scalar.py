@@ -1,4 +1,4 @@
-"""0-d regions of the numba linker as LLVM functions written from the scalar forms (symsym.linkers.llvm_scalar).
+"""0-d regions of the numba linker as LLVM functions written from the scalar forms (symsym.linkers.llvm.chains).
 
 Every reference is independent of the code under test: each op's numpy impl
 (on a grid of edge values: signed zeros, subnormals, overflow, inf, NaN,
@@ -24,8 +24,9 @@ from common import api as T
 from common.ops import OPS, Kind
 from common.ops.core import Op
 from symsym import function, grad
-from symsym.linkers import llvm_jit, llvm_scalar
-from symsym.linkers.llvm_forms import BOOL, DOUBLE, template
+from symsym.linkers.llvm import chains as llvm_scalar
+from symsym.linkers.llvm import jit as llvm_jit
+from symsym.linkers.llvm.forms import BOOL, DOUBLE, template
 
 pytest.importorskip("llvmlite")
 
@@ -240,7 +241,7 @@ def test_a_node_reading_two_regions_never_joins_one_the_other_reads_from():
 
 def test_kernels_left_on_a_cycle_run_as_numpy_calls(monkeypatch):
     """Should fusion ever make a cycle of kernels, those kernels run as numpy calls, with the same values."""
-    from symsym.linkers import fuse
+    from symsym.linkers.numba import fuse
 
     def blind(n, mask, member, deps, *inside):  # the merge test without the regions' own reads
         return not any(deps[id(i)] & mask for i in n.inputs
@@ -337,7 +338,7 @@ import sys
 import numpy as np
 from common import api as T
 import symsym
-from symsym.linkers import llvm_jit
+from symsym.linkers.llvm import jit as llvm_jit
 compiled = []
 real = llvm_jit._Jit.compile
 llvm_jit._Jit.compile = lambda self, text: compiled.append(text) or real(self, text)

@@ -14,8 +14,8 @@ import pytest
 from common import api as T
 from common.graph import toposort
 from symsym import function
-from symsym.linkers import cut
-from symsym.linkers.numba import _consumers, _needed, _outside_inputs
+from symsym.linkers.numba import cut
+from symsym.linkers.numba.lower import _consumers, _needed, _outside_inputs
 
 pytest.importorskip("numba")
 
@@ -45,7 +45,7 @@ def test_every_piece_stays_within_the_limits():
 
 def test_a_region_with_many_values_becomes_kernels_equal_to_numpy(monkeypatch, tmp_path):
     """The same cut inside ``function``, at a smaller value limit so that few, cheap kernels show it."""
-    from symsym.linkers import numba as numba_linker
+    from symsym.linkers.numba import lower as numba_linker
 
     monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(numba_linker, "MAX_KERNEL_VALUES", 12)

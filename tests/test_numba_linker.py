@@ -43,14 +43,14 @@ def agree(inputs, outputs, arrays, rtol=1e-12):
 
 
 def kernels(f) -> int:
-    """Fused kernels in ``f``: numba loops and the LLVM functions of 0-d regions (symsym.linkers.llvm_scalar)."""
+    """Fused kernels in ``f``: numba loops and the LLVM functions of 0-d regions (symsym.linkers.llvm.chains)."""
     return f.source.count("\ndef kernel(") + f.source.count("\ndefine ptr @twograd_")
 
 
 @pytest.fixture
 def numba_scalars(monkeypatch):
     """0-d regions on numba's path (the one a region takes when its forms have no LLVM translation)."""
-    from symsym.linkers import llvm_scalar
+    from symsym.linkers.llvm import chains as llvm_scalar
 
     monkeypatch.setattr(llvm_scalar, "ENABLED", False)
 
@@ -264,7 +264,7 @@ def test_symsym_exports_function_with_the_linker_argument():
 
 
 def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch, numba_scalars):
-    from symsym.linkers import numba as linker
+    from symsym.linkers.numba import lower as linker
 
     monkeypatch.setattr(linker, "MAX_KERNEL_NODES", 7)
     w = T.var("w", ())
@@ -279,10 +279,10 @@ def test_a_long_region_is_cut_into_kernels_in_schedule_order(monkeypatch, numba_
 
 
 def test_a_piece_with_more_values_crossing_it_than_allowed_is_cut_smaller(monkeypatch, numba_scalars):
-    """A cut chain's backward piece reads every forward value: the cut (symsym.linkers.cut) ends a piece
+    """A cut chain's backward piece reads every forward value: the cut (symsym.linkers.numba.cut) ends a piece
     before MAX_KERNEL_VALUES (numba's compile time and memory explode on signatures that long), so there
     are more, smaller kernels, and the results still agree."""
-    from symsym.linkers import numba as linker
+    from symsym.linkers.numba import lower as linker
 
     monkeypatch.setattr(linker, "MAX_KERNEL_NODES", 7)
     w = T.var("w", ())

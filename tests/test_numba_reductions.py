@@ -16,7 +16,7 @@ from symsym import function, grad
 
 numba = pytest.importorskip("numba")
 
-from symsym.linkers.pairwise import pairwise_sum  # noqa: E402  (needs numba)
+from symsym.linkers.numba.pairwise import pairwise_sum  # noqa: E402  (needs numba)
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ numba = pytest.importorskip("numba")
 
 from common import api as T  # noqa: E402
 from symsym import function, grad  # noqa: E402
-from symsym.linkers import vforms, vmath  # noqa: E402
+from symsym.linkers.numba import vforms, vmath  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 

@@ -22,7 +22,7 @@ last use. So a linker is small, and it is data-in, data-out:
 Linkers, found by name in :data:`LINKERS`:
 
 * ``"numpy"`` (the default): lowers nothing; every node is a numpy call.
-* ``"numba"`` (:mod:`symsym.linkers.numba`): maximal elementwise regions
+* ``"numba"`` (:mod:`symsym.linkers.numba`, one folder): maximal elementwise regions
   become one ``@numba.njit`` loop each, 0-d chains one native function, and a
   scan or while loop of scalars one kernel with the loop inside, from each
   op's scalar form in the op table (the ``scalar`` trait).
@@ -81,7 +81,7 @@ class _Numba(Linker):
         return None
 
     def lower(self, order: list[Node], outs: list[Node]) -> Lowered:
-        from .numba import lower
+        from .numba.lower import lower
         return lower(order, outs)
 
 

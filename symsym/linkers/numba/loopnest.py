@@ -33,8 +33,8 @@ import numpy as np
 
 from common.graph import Node
 
-from ..emit import literal
-from .reductions import is_row_sum, row_sums
+from ...emit import literal
+from .rowsums import is_row_sum, row_sums
 from .segments import MIN_CALLS, segmented_loops
 from .vforms import MATH_CALL, VERSION, ranged_operands, small, vectorises
 
@@ -42,7 +42,7 @@ __all__ = ["DECORATOR", "DTYPES", "HEADER", "MISMATCH", "Kernel", "kernel_source
            "literal_of"]
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
-          "from symsym.linkers.scalar import as_scalar\n\n")
+          "from symsym.linkers.numba.as_scalar import as_scalar\n\n")
 DECORATOR = "\n@numba.njit(cache=True, error_model=\"numpy\")\n"
 #: dtype -> the numpy name written in the source
 DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
@@ -138,7 +138,7 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
     lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
     binds = libm_globals(used) + (rows.binds if d else "")
     if vector:
-        binds += f"from symsym.linkers import vmath  # vmath {VERSION}\n"
+        binds += f"from symsym.linkers.numba import vmath  # vmath {VERSION}\n"
         binds += "".join(f"vmath_{f} = vmath.{f}\n" for f in sorted(vector))
     header = HEADER + binds + "\n" + DECORATOR
     return Kernel(header + "\n".join(lines) + "\n", args, outputs, dynamic)

@@ -30,8 +30,8 @@ import numpy as np
 
 from common.graph import Node
 
-from . import llvm_jit
-from .llvm_forms import BOOL, DOUBLE, double_literal, template
+from . import jit as llvm_jit
+from .forms import BOOL, DOUBLE, double_literal, template
 
 __all__ = ["ENABLED", "MAX_NODES", "MAX_TOTAL_NODES", "ScalarKernel", "scalar_kernel", "scalar_kernels"]
 

@@ -79,7 +79,7 @@ def row_sums(outputs: list[Node], values: dict[int, str], bounds: list[str]) -> 
         after.append(f"o{j}[{where}] = {total}")
     binds = ""
     if stores:
-        binds = f"from symsym.linkers.pairwise import pairwise_sum  # pairwise {VERSION}\n"
+        binds = f"from symsym.linkers.numba.pairwise import pairwise_sum  # pairwise {VERSION}\n"
     return RowSums(setup, stores, after, binds)
 
 

@@ -30,7 +30,7 @@ import os
 import sys
 import threading
 
-from . import cache
+from .. import cache
 
 __all__ = ["LOADED", "OPT_LEVEL", "key", "load"]
 

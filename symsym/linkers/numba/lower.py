@@ -35,11 +35,13 @@ from common.graph import Node
 from common.ops import Kind
 from common.ops.core import Op
 
-from . import Lowered, cache, cut, llvm_scalar
+from .. import Lowered, cache
+from ..llvm import chains as llvm_scalar
+from . import cut
 from .fuse import regions
-from .loops import MISMATCH, Kernel, kernel_source
-from .numba_speedups import linear_lowering
-from .reductions import fused_sums
+from .loopnest import MISMATCH, Kernel, kernel_source
+from .rowsums import fused_sums
+from .speedups import linear_lowering
 from .vforms import small, vectorises
 
 __all__ = ["fusable", "lower"]
@@ -113,7 +115,7 @@ MAX_KERNEL_VALUES = 64
 
 
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
-    from .scan_kernels import lower_scans  # (it imports this module)
+    from .loop_kernels import lower_scans  # (it imports this module)
 
     order, outs, loop_sources = lower_scans(order, outs)  # a scan of scalars: one kernel with the loop inside
     consumers = _consumers(order, outs)

@@ -1,0 +1,19 @@
+"""The numba lowering path: elementwise regions as compiled loops, loops of scalars as one kernel.
+
+Everything numba compiles for a graph is written here, from the op table's
+scalar forms (the ``scalar`` trait, or a spelling registered for ``"numba"``
+in :mod:`symsym.linkers.lowering`):
+
+* :mod:`.lower` is the linker's entry point (``lower(order, outs)``): it finds
+  the regions (:mod:`.fuse`), cuts long ones (:mod:`.cut`), writes each as a
+  loop nest (:mod:`.loopnest`, with row sums :mod:`.rowsums` and segmented
+  math :mod:`.segments`) and hands 0-d chains to the LLVM path
+  (:mod:`symsym.linkers.llvm`);
+* :mod:`.loop_kernels` compiles a whole ``scan`` or ``while_loop`` of scalars;
+* :mod:`.vforms`, :mod:`.vmath`, :mod:`.pairwise` and :mod:`.as_scalar` are
+  the numba-side functions the generated kernels call; :mod:`.speedups` makes
+  numba's own lowering linear in a kernel's length.
+
+Importing this package does not import numba: :mod:`.lower` does, when the
+linker is first used.
+"""
