@@ -35,6 +35,7 @@ from common.ops import Kind
 
 from . import emit, loopgen
 from .linkers import get_linker
+from .linkers.lowering import lowering
 from .rewrite import optimized_order
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
@@ -83,7 +84,7 @@ class _Codegen:
         """The op's code template with ``np.f`` turned into a bound global ``np_f``."""
         t = self._templates.get(op)
         if t is None:
-            code = op.code
+            code = lowering(op, "numpy")
             for attr in _NP_ATTR.findall(code):
                 self.globals["np_" + attr] = getattr(np, attr)
             t = _NP_ATTR.sub(r"np_\1", code)
@@ -117,7 +118,7 @@ class _Codegen:
         if fast is not None:
             return fast
         params = node.params
-        if op.code is not None:
+        if lowering(op, "numpy") is not None:
             if not params:
                 return self.template(op).format(*args, args=", ".join(args))
             return self.template(op).format(*args, args=", ".join(args), **self.params(params))
