@@ -107,20 +107,31 @@ def _close(got, want, what: str, rtol: float, atol: float) -> None:
 
 def check_gradient(pt: Point) -> None:
     """The tape's gradient against central differences of the reference."""
-    _, grads = _tape_grads(pt, create_graph=False)
-    for k, g, want in zip(pt.wrt, grads, ref_gradient(pt)):
-        _close(g.data, want, f"{pt.case.id}: d/dx{k}", 1e-6, 1e-7)
+    for k, g, want in zip(pt.wrt, tape_gradient(pt), ref_gradient(pt)):
+        _close(g, want, f"{pt.case.id}: d/dx{k}", 1e-6, 1e-7)
+
+
+def tape_hvp(pt: Point) -> list:
+    """Reverse over reverse on the tape (``create_graph``): ``H v`` as the gradient of ``<J^T w, v>``, one
+    array per differentiated input."""
+    wrt, grads = _tape_grads(pt, create_graph=True)
+    live = [(g, v) for g, v in zip(grads, pt.vs) if g.requires_grad]
+    if not live:
+        return [np.zeros_like(pt.arrays[k]) for k in pt.wrt]
+    return [np.asarray(g.data) for g in engine.grad([g for g, _ in live], wrt, [v for _, v in live],
+                                                      disconnected="zero")]
+
+
+def tape_gradient(pt: Point) -> list:
+    """The tape's ``J^T w``, one array per differentiated input."""
+    return [np.asarray(g.data) for g in _tape_grads(pt, create_graph=False)[1]]
 
 
 def check_hvp(pt: Point) -> None:
-    """Reverse over reverse on the tape (``create_graph``): the gradient of ``<grad, v>`` against second
-    differences of the reference, every block of ``H v`` (the mixed ones included)."""
-    wrt, grads = _tape_grads(pt, create_graph=True)
-    live = [(g, v) for g, v in zip(grads, pt.vs) if g.requires_grad]
-    got = engine.grad([g for g, _ in live], wrt, [v for _, v in live], disconnected="zero") if live \
-        else [np.zeros_like(pt.arrays[k]) for k in pt.wrt]
-    for k, g, want in zip(pt.wrt, got, ref_hvp(pt)):
-        _close(getattr(g, "data", g), want, f"{pt.case.id}: (H v) block x{k}", 1e-5, 1e-6)
+    """The tape's ``H v`` (:func:`tape_hvp`) against second differences of the reference, every block
+    (the mixed ones included)."""
+    for k, g, want in zip(pt.wrt, tape_hvp(pt), ref_hvp(pt)):
+        _close(g, want, f"{pt.case.id}: (H v) block x{k}", 1e-5, 1e-6)
 
 
 def check_jvp(pt: Point) -> None:
