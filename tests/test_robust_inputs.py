@@ -241,7 +241,10 @@ def test_draw_shows_dollar_signs_instead_of_parsing_them():
     y = api.sin(x).renamed("$\\frac{$")
     fig = symsym.draw(y)
     fig.savefig(io.BytesIO(), format="png")  # mathtext would raise on "$\frac{$"
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
     plt.close(fig)
+    assert any(label.endswith("price \\$") for label in labels), labels
+    assert any(label.endswith("\\$\\frac{\\$") for label in labels), labels  # each dollar escaped: drawn as is
 
 
 # --------------------------------------------------------------------- feeds
