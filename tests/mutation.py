@@ -2,9 +2,10 @@
 
 A mutant is one op's rule for one input with one bug injected: its sign
 flipped, a factor dropped (the cotangent, or the tangent, replaced by ones:
-``cos(x)`` where the rule says ``g * cos(x)``), or the wrong operand (one of
+``cos(x)`` where the rule says ``g * cos(x)``), the wrong operand (one of
 the output and the inputs replaced by another of the same shape and dtype:
-``g * cos(out)``). :func:`replaced_vjp` and :func:`replaced_jvp` are the only
+``g * cos(out)``), or a rule right only at the checked point (see
+:data:`KINDS`). :func:`replaced_vjp` and :func:`replaced_jvp` are the only
 code here that knows how an op holds its rules; every mutant goes through them.
 """
 
@@ -17,8 +18,10 @@ import numpy as np
 
 from common.ops import NO_GRAD, ZERO
 
-KINDS = ("sign", "factor", "operand")
-"""The bugs injected: a sign flip, a dropped factor, the wrong operand."""
+KINDS = ("sign", "factor", "operand", "point")
+"""The bugs injected: a sign flip, a dropped factor, the wrong operand, and a rule right only at the point
+where it is first called (the rule times ``1 + <x - x0, k>`` for input ``x``: the right numbers at ``x0``,
+the wrong derivative there), which first-derivative checks cannot see."""
 
 
 @contextmanager
@@ -107,6 +110,21 @@ class Mutant:
 
     def __init__(self, kind: str, i: int):
         self.kind, self.i, self.changed, self.choice = kind, i, False, None
+        self.x0 = self.k = None
+
+    def _right_at_the_point(self, ns, x, orig):
+        """``orig * (1 + <x - x0, k>)``, ``x0`` the input at the first call with numbers: equal to ``orig``
+        there, its derivative off by ``orig * k``."""
+        if self.x0 is None:
+            if _numbers(x) is None:
+                return orig
+            self.x0 = np.array(_numbers(x), dtype=np.float64)
+            self.k = np.random.default_rng(1).standard_normal(self.x0.shape)
+        if np.shape(x) != self.x0.shape:
+            return orig
+        if _numbers(orig) is not None and np.any(_numbers(orig) != 0):
+            self.changed = True  # a nonzero rule gets a nonzero wrong derivative
+        return orig * (1.0 + ns.sum((x - self.x0) * self.k))
 
     def _substitutions(self, n: int) -> list:
         """(position replaced, position used) among [out, input 0, input 1, ...]."""
@@ -141,6 +159,8 @@ class Mutant:
                 mut = ns.neg(orig)
             elif self.kind == "factor":
                 mut = rule(ns, ns.ones_like(g), out, *xs, **params)
+            elif self.kind == "point":
+                return self._right_at_the_point(ns, xs[self.i], orig)
             else:
                 mut = self._wrong_operand(rule, ns, g, out, xs, params, orig)
             self.changed = self.changed or _differ(orig, mut)

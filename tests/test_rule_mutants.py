@@ -1,13 +1,16 @@
 """The mutation check: a wrong derivative rule must fail the checks against the numpy reference.
 
 For every op and every input its cases differentiate, each rule bug of
-``tests/mutation.py`` (sign flip, dropped factor, wrong operand) is injected in
-memory into the op's VJP rule and, apart, into its JVP rule; the checks of
-``tests/refchecks.py`` (finite differences of the case's numpy reference: the
-gradient and J v, and second differences: H v by reverse over reverse and by
-``jvp`` of ``grad``) must then fail on at least one of the op's cases. A
-mutant that gives the same numbers as the rule wherever it runs is equivalent
-(nothing could catch it) and is skipped with that reason.
+``tests/mutation.py`` (sign flip, dropped factor, wrong operand, and a rule
+right only at the checked point) is injected in memory into the op's VJP rule
+and, apart, into its JVP rule; the checks of ``tests/refchecks.py`` (finite
+differences of the case's numpy reference: the gradient and J v, and second
+differences: H v by reverse over reverse and by ``jvp`` of ``grad``) must then
+fail on at least one of the op's cases. The last kind is caught only by the
+second differences: a first-derivative check passes it by construction. A
+mutant that gives the same numbers as the rule wherever it runs (and, for the
+last kind, a rule that gives zeros) is equivalent, since nothing could catch
+it, and is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -106,3 +109,14 @@ def test_softmax_cross_entropy_without_the_target_sum_fails():
         assert "check_gradient" in _failures(cases["softmax_cross_entropy-unnormalised"], CHECKS)
         # on probabilities the gradient is right, and the mixed second derivative d/dt dL/dz is not
         assert _failures(cases["softmax_cross_entropy"], CHECKS) == ["check_hvp"]
+
+
+@pytest.mark.parametrize("mode", ["vjp", "jvp"])
+def test_a_rule_right_only_at_the_point_passes_first_order_and_fails_second_order(mode):
+    """What the second differences are for: the ``point`` mutant gives the rule's own numbers at the
+    checked point, so only a second-order check sees it."""
+    case = next(c for c in CASES if c.id == "sin")
+    replaced = replaced_vjp if mode == "vjp" else replaced_jvp
+    with replaced(OPS["sin"], 0, Mutant("point", 0)):
+        assert _failures(case, refchecks.FIRST_ORDER) == []
+        assert _failures(case, refchecks.SECOND_ORDER) != []
