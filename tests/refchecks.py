@@ -7,7 +7,8 @@ every differentiated input at once) by second differences. The checks here
 run symnum's tape (reverse mode, and reverse over reverse for ``H v``) and its
 dual numbers (forward mode, and ``jvp`` of ``grad``) against them, each
 raising AssertionError on a mismatch; ``tests/test_rule_mutants.py`` asserts
-that a corrupted rule makes at least one of them fail.
+that a corrupted rule makes at least one of them fail. symsym's and PyTorch's
+tests use the same references and the tape's numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Point:
 
 
 def point(case, seed: int = 0) -> Point:
+    """The case's inputs drawn from ``seed``, with weights and directions drawn after them."""
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
               for a in case.inputs(rng)]
@@ -68,7 +70,7 @@ def _moved(arrays, wrt, deltas) -> list:
 
 def ref_gradient(pt: Point, h: float = EPS) -> list:
     """d cost / d x_k for every differentiated input, by central differences of the reference."""
-    return [central_differences(lambda a, k=k: pt.cost(_moved(pt.arrays, [k], [a - pt.arrays[k]])), pt.arrays[k], h)
+    return [central_differences(lambda a, k=k: pt.cost(_placed(pt.arrays, [k], [a])), pt.arrays[k], h)
             for k in pt.wrt]
 
 
@@ -79,7 +81,7 @@ def ref_hvp(pt: Point, h: float = EPS2) -> list:
     for k in pt.wrt:
         def moved_grad(sign, k=k):
             shifted = _moved(pt.arrays, pt.wrt, [sign * h * v for v in pt.vs])
-            return central_differences(lambda a: pt.cost(_moved(shifted, [k], [a - shifted[k]])), shifted[k], h)
+            return central_differences(lambda a: pt.cost(_placed(shifted, [k], [a])), shifted[k], h)
         out.append((moved_grad(1.0) - moved_grad(-1.0)) / (2 * h))
     return out
 
