@@ -284,7 +284,7 @@ def test_every_trait_is_tested_on_some_case():
     tested = {
         "zero": {c[1].name for c in ZERO}, "linear": {c[1].name for c in LINEAR},
         "fresh": {c[1].name for c in FRESH}, "shape_only": {c[1].name for c in SHAPE_ONLY},
-        "index": {c[1].name for c in INDEX}, "ufunc": {c[1].name for c in UFUNC},
+        "index": {c[1].name for c in INDEX}, "ufunc": {c.op for c in UFUNC},
         "infix": {c[1].name for c in INFIX}, "noop_on_same_type": {c[1].name for c in SAME_TYPE},
     }
     for name, op in OPS.items():
