@@ -6,6 +6,14 @@ differences give (two evaluations per input element), and on a mismatch says
 which input, which elements, and both numbers. ``gradgradcheck`` does the same
 for the gradient itself, so second derivatives (the ``create_graph`` path)
 are checked too.
+
+By default the differences are taken of ``f`` itself, as PyTorch's checks do.
+Given ``reference`` (plain numpy code computing what ``f`` computes), they
+are taken of it instead: then no derivative rule takes part in the expected
+numbers, and ``gradgradcheck`` compares second derivatives with second
+differences of the reference, so a first-derivative rule that is right only
+at the checked point (where its own finite differences agree with it) still
+fails.
 """
 
 from __future__ import annotations
@@ -55,6 +63,34 @@ def _flat_value(f, xs) -> np.ndarray:
     return np.concatenate([np.asarray(t._data, dtype=np.float64).ravel() for t in ys]) if ys else np.zeros(0)
 
 
+SECOND_EPS = 1e-4
+"""The step of each difference in a second difference of a reference: its rounding error grows as
+ulp * |f| / step**2, so the step is larger than a first difference's."""
+
+
+def _of_arrays(reference: Callable) -> Callable:
+    """A numpy function of arrays as a function of tensors with one flat float64 output."""
+    def f(*xs):
+        ys = reference(*[np.asarray(x._data) for x in xs])
+        ys = list(ys) if isinstance(ys, (list, tuple)) else [ys]
+        return wrap(np.concatenate([np.asarray(y, dtype=np.float64).ravel() for y in ys]))
+    return f
+
+
+def _reference_vjp(reference: Callable, n_in: int, wrt: list, eps: float) -> Callable:
+    """``(inputs, u) -> J(inputs)^T u`` (flattened, over the inputs ``wrt``), J by central differences of
+    ``reference``: what ``gradgradcheck`` differentiates, computed without a derivative rule."""
+    flat = _of_arrays(reference)
+
+    def vjp(*arrays):
+        xs = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+              for a in arrays[:n_in]]
+        u = np.concatenate([np.ravel(a) for a in arrays[n_in:]]) if len(arrays) > n_in else np.zeros(0)
+        tensors = [wrap(x) for x in xs]
+        return np.concatenate([u @ numeric_jacobian(flat, tensors, k, eps) for k in wrt]) if wrt else np.zeros(0)
+    return vjp
+
+
 def numeric_jacobian(f: Callable, xs: list, k: int, eps: float) -> np.ndarray:
     """d(flattened outputs)/d(xs[k]) by central differences: shape (outputs, inputs)."""
     base = xs[k]._data
@@ -92,20 +128,23 @@ def analytic_jacobians(f: Callable, xs: list) -> list[np.ndarray]:
     return [np.stack(r) if r else np.zeros((0, x.size)) for r, x in zip(rows, wrt)]
 
 
-def gradcheck(f: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True) -> bool:
+def gradcheck(f: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-6,
+              raise_exception: bool = True, reference: Callable | None = None) -> bool:
     """Whether ``f``'s backward matches central finite differences at ``inputs``.
 
     ``f`` takes tensors and returns a tensor (or a tuple of them). Inputs are
     cast to float64; float arrays and tensors with ``requires_grad`` are
     checked. On a mismatch raises a GradError that names the input, the worst
     elements and both values (or returns False if not ``raise_exception``).
+    ``reference``, a numpy function of the input arrays giving ``f``'s value,
+    is differenced instead of ``f`` when given.
     """
     xs = _prepare(inputs)
     analytic = analytic_jacobians(f, xs)
     wrt = [k for k, x in enumerate(xs) if x.requires_grad]
+    numeric_f = f if reference is None else _of_arrays(reference)
     for k, a in zip(wrt, analytic):
-        n = numeric_jacobian(f, xs, k, eps)
+        n = numeric_jacobian(numeric_f, xs, k, eps)
         bad = np.abs(a - n) > atol + rtol * np.abs(n)
         if bad.any() or a.shape != n.shape:
             if raise_exception:
@@ -125,13 +164,15 @@ def _report(k: int, x: Tensor, a: np.ndarray, n: np.ndarray, bad: np.ndarray) ->
 
 
 def gradgradcheck(f: Callable, inputs, grad_outputs: Sequence | None = None, eps: float = 1e-6,
-                  atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
-                  seed: int = 0) -> bool:
+                  atol: float = 1e-5, rtol: float = 1e-6, raise_exception: bool = True,
+                  seed: int = 0, reference: Callable | None = None) -> bool:
     """Check second derivatives: gradcheck of ``(inputs, u) -> J(inputs)^T u``.
 
     ``u`` (random unless ``grad_outputs`` is given) is checked as an input too,
     so this covers the VJP's dependence on the cotangent and on the inputs,
-    both computed through ``create_graph``.
+    both computed through ``create_graph``. With ``reference`` the expected
+    derivatives are second differences of it (each step :data:`SECOND_EPS`),
+    not differences of the checked first derivative.
     """
     xs = _prepare(inputs)
     wrt = [k for k, x in enumerate(xs) if x.requires_grad]
@@ -161,5 +202,7 @@ def gradgradcheck(f: Callable, inputs, grad_outputs: Sequence | None = None, eps
                     for g, k in zip(gs, wrt)]
             return tape.concatenate(flat) if flat else wrap(np.zeros(0))
 
+    if reference is not None:
+        reference, eps = _reference_vjp(reference, n_in, wrt, SECOND_EPS), SECOND_EPS
     return gradcheck(first_derivative, [*xs, *[wrap(u, True) for u in us]], eps, atol, rtol,
-                     raise_exception)
+                     raise_exception, reference)

@@ -95,6 +95,7 @@ case("sign", lambda ns, x: ns.sign(x), np.sign, away_from_zero(3, 4), wrt=())
 case("cast", lambda ns, x: ns.cast(x, "float32"), lambda x: x.astype(np.float32), normal(3), wrt=())
 case("cast", lambda ns, x: ns.cast(ns.cast(x, "float32"), "float64"),
      lambda x: x.astype(np.float32).astype(np.float64), normal(3), id="cast-roundtrip", wrt=())
+case("cast", lambda ns, x: ns.cast(x, "float64"), lambda x: x.astype(np.float64), normal(3), id="cast-same-dtype")
 case("stop_gradient", lambda ns, x: ns.stop_gradient(x), lambda x: x, normal(3), wrt=())
 
 # --- elementwise, binary (broadcasting included)
@@ -219,3 +220,6 @@ def _xent_inputs(rng):
 
 case("softmax_cross_entropy", lambda ns, z, t: ns.softmax_cross_entropy(z, t), _xent_ref, _xent_inputs,
      wrt=(0, 1))
+# targets that are not probabilities: dL/dz = softmax(z) * sum(t) - t, a factor that is 1 on the case above
+case("softmax_cross_entropy", lambda ns, z, t: ns.softmax_cross_entropy(z, t), _xent_ref, two((3, 4), (3, 4), low=0.1),
+     wrt=(0, 1), id="softmax_cross_entropy-unnormalised")

@@ -1,9 +1,9 @@
 """Rewrites inside loops (hoisting, dead carries, one forward loop for value and gradient), and the
 forward-mode and batching rules of scan, while_loop and cond.
 
-References are independent of the rules under test: the same computation as an unrolled graph
-(no loop ops), central finite differences in float64, reverse mode (the core's VJP rules), and
-per-element evaluation of the unbatched graph.
+References: central finite differences in float64 (independent of every rule), and, as engine
+checks of the loop ops' own rules against the op table's, the same computation as an unrolled graph
+(no loop ops), reverse mode (the core's VJP rules), and per-element evaluation of the unbatched graph.
 """
 
 from __future__ import annotations

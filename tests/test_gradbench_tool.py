@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from test_gradbench_models import backends, gmm_input, gmm_naive, lstm_input, lstm_naive
+from test_gradbench_models import BACKENDS, gmm_input, gmm_naive, lstm_input, lstm_naive
 
 from benchmarks.gradbench.tool import Tool, repeat, serve
 
@@ -72,10 +72,8 @@ def arrays(input, *names):
     return [np.array(input[k], dtype=float) for k in names]
 
 
-@pytest.mark.parametrize("backend", ["symnum", "symsym"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_full_session(backend, rng):
-    if backend not in backends():
-        pytest.skip(f"{backend} is not available")
     s = Session(backend)
     try:
         start = s.send({"kind": "start", "eval": "gmm", "config": {"n": 5}})
@@ -182,10 +180,8 @@ def test_repeat_meets_both_minimums():
     assert len(times) == 1  # the function always runs at least once
 
 
-@pytest.mark.parametrize("backend", ["symnum", "symsym"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_graph_is_prepared_once_per_shape(backend):
-    if backend not in backends():
-        pytest.skip(f"{backend} is not available")
     x = {"x": [1.0, 2.0, 3.0], "min_runs": 2, "min_seconds": 0}
     out = replies(backend, *[{"kind": "evaluate", "module": "lse", "function": "gradient", "input": i}
                              for i in (x, {**x, "x": [3.0, 1.0, 2.0]}, {**x, "x": [1.0, 2.0]})])

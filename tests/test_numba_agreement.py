@@ -1,7 +1,9 @@
 """The numba linker against the numpy linker on every op case of the table and on random graphs.
 
 Each op case (tests/opcases.py) is compiled as its value and its gradient
-with both linkers; the results must agree to 1e-12 relative. Random graphs
+with both linkers; the results must agree to 1e-12 relative (an engine check of
+the lowering: both linkers run the same rules, which tests/test_symsym_ops.py
+checks against the numpy references). Random graphs
 mix the elementwise ops that have scalar forms with broadcasting, reductions,
 matmuls and shape ops, so regions start, end and merge at random places.
 """

@@ -241,7 +241,10 @@ def test_draw_shows_dollar_signs_instead_of_parsing_them():
     y = api.sin(x).renamed("$\\frac{$")
     fig = symsym.draw(y)
     fig.savefig(io.BytesIO(), format="png")  # mathtext would raise on "$\frac{$"
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
     plt.close(fig)
+    assert any(label.endswith("price \\$") for label in labels), labels
+    assert any(label.endswith("\\$\\frac{\\$") for label in labels), labels  # each dollar escaped: drawn as is
 
 
 # --------------------------------------------------------------------- feeds
@@ -476,11 +479,11 @@ def test_bench_refuses_an_out_that_is_a_file_or_under_a_file(no_run, capsys, tmp
     _refused(["bench", "-w", "chain:sin-d3", "--out", str(f / "sub")], capsys, "cannot write")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
-def test_bench_refuses_an_unwritable_out(no_run, capsys, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    _refused(["bench", "-w", "chain:sin-d3", "--out", str(locked)], capsys, "cannot write")
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, which no user may write to")
+def test_bench_refuses_an_unwritable_out(no_run, capsys):
+    """/proc refuses new files and folders to every user, root included (a folder's mode does not stop root)."""
+    _refused(["bench", "-w", "chain:sin-d3", "--out", "/proc"], capsys, "cannot write")
+    _refused(["bench", "-w", "chain:sin-d3", "--out", "/proc/twograd-results"], capsys, "cannot write")
 
 
 @pytest.mark.parametrize("spec,word", [("", "no workload"), (",", "no workload"), ("nosuch", "unknown workload"),

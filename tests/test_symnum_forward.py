@@ -2,9 +2,9 @@
 
 Every op case of ``tests/opcases.py`` is run through ``symnum.jvp`` with the
 case written against ``symnum.tape`` (as user code is: the tape namespace
-hands duals to forward mode), then checked against the reverse-mode Jacobian
-(``symnum.jacrev``, an independent sweep of the VJP rules) to 1e-10 and
-against central differences in float64. The same on workloads, for nesting
+hands duals to forward mode), then checked against central differences in float64 (the independent
+reference) and against the reverse-mode Jacobian (``symnum.jacrev``, a sweep of
+the VJP rules of the same op table: an engine check) to 1e-10. The same on workloads, for nesting
 (jvp of jvp, grad of jvp, jvp of grad) and for dtypes.
 """
 

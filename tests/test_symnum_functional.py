@@ -211,3 +211,44 @@ def test_gradcheck_reports_a_wrong_gradient():
 
 def test_gradgradcheck_checks_second_order():
     assert S.gradgradcheck(lambda x, y: S.sum(S.exp(x) * y, axis=0), [np.ones((2, 3)) * 0.3, np.ones(3)])
+
+
+def test_gradcheck_catches_a_relative_error_of_one_in_ten_thousand():
+    """Central differences in float64 are good to about 1e-9 here, so a gradient 1e-4 off is wrong."""
+    x = S.tensor([0.5, 1.0, 2.0], requires_grad=True)
+
+    def slightly_off(x):
+        y = S.exp(x)
+        if y.requires_grad:
+            y.register_hook(lambda g: g * (1 + 1e-4))
+        return y
+
+    assert not S.gradcheck(slightly_off, [x], raise_exception=False)
+    assert S.gradcheck(lambda x: S.exp(x), [x])
+
+
+def test_gradgradcheck_against_a_reference_catches_a_rule_right_only_at_the_point():
+    """A dL/dz of softmax cross-entropy without its sum(t) factor is right wherever the targets sum to 1,
+    so gradcheck passes there, and so does gradgradcheck when it differences the first derivative
+    (the wrong d/dt of dL/dz is what the first derivative's own differences give); second
+    differences of the numpy reference show the mixed second derivative wrong."""
+    from mutation import replaced_vjp, xent_dz_without_the_target_sum
+
+    from common import OPS
+
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0.1, 1, (2, 3))
+    inputs = [rng.standard_normal((2, 3)), t / t.sum(-1, keepdims=True)]
+
+    def xent(z, t):
+        return S.softmax_cross_entropy(z, t)
+
+    def reference(z, t):
+        return -np.sum(t * (z - np.log(np.exp(z).sum(-1, keepdims=True))), axis=-1)
+
+    assert S.gradgradcheck(xent, inputs, reference=reference)
+    with replaced_vjp(OPS["softmax_cross_entropy"], 0, xent_dz_without_the_target_sum):
+        assert S.gradcheck(xent, inputs, reference=reference)
+        assert S.gradgradcheck(xent, inputs)
+        with pytest.raises(GradError, match="input 1"):
+            S.gradgradcheck(xent, inputs, reference=reference)

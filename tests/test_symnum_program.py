@@ -220,7 +220,11 @@ def test_gradients_options():
     np.testing.assert_allclose(gm, 2 * np.sin(xv))
     # returned arrays are the caller's own (sum's gradient is a broadcast view inside)
     g = S.gradients(T.sum(x), x, {x: xv})
-    g[0] = 5.0
+    np.testing.assert_array_equal(g, np.ones(3))
+    assert g.flags.writeable
+    g[0] = 5.0  # a read-only broadcast view would raise here
+    np.testing.assert_array_equal(g, [5.0, 1.0, 1.0])
+    np.testing.assert_array_equal(S.gradients(T.sum(x), x, {x: xv}), np.ones(3))  # the next call is untouched
 
 
 def test_gradients_feed_and_type_errors():

@@ -1,4 +1,8 @@
-"""symsym and symnum on the same graphs: one op table, so any difference is a bug."""
+"""symsym and symnum on the same graphs: one op table, so any difference is a bug in an engine.
+
+An engine check only: both backends run the same rules, so a wrong rule passes here; the rules
+themselves are checked against numpy references (tests/test_symsym_ops.py, tests/test_rule_mutants.py).
+"""
 
 import numpy as np
 import pytest

@@ -2,9 +2,10 @@
 
 Each op case of ``tests/opcases.py`` is built as a graph, its tangent graph
 made by ``symsym.jvp`` (a forward sweep of the JVP rules), compiled and
-compared with symnum's reverse-mode Jacobian (an independent backend and
-direction) to 1e-10 and with central differences in float64; ``jacfwd``
-against ``jacobian`` (reverse). Workloads, forward over reverse (agreeing with
+compared with central differences in float64 (the independent reference) and
+with symnum's reverse-mode Jacobian to 1e-10 (an engine check: another backend
+and direction over the same op table, so it cannot show a rule wrong);
+``jacfwd`` against ``jacobian`` (reverse), an engine check likewise. Workloads, forward over reverse (agreeing with
 ``hvp``), float32, unknown dims and a long chain (the sweep is iterative).
 """
 

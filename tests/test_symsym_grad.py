@@ -197,3 +197,28 @@ def test_deep_chain_grad_and_compile():
     yv, gv = f(np.float64(2.0))
     np.testing.assert_allclose(gv, (1.0 + 1e-7) ** n, rtol=1e-9)
     np.testing.assert_allclose(yv, 2.0 * (1.0 + 1e-7) ** n, rtol=1e-9)
+
+
+def test_kink_conventions_in_the_gradient_graph():
+    """PyTorch's documented choices at non-differentiable points, in symsym's graph, interpreted and compiled:
+    abs'(0) = relu'(0) = 0, a tie in maximum/minimum splits the cotangent 0.5/0.5, a tie in max splits it
+    evenly, sqrt'(0) = inf."""
+    a, b = T.var("a", (3,)), T.var("b", (3,))
+    m = T.var("m", (4,))
+    z = T.var("z", ())
+    costs = {"maximum": T.sum(T.maximum(a, b)), "minimum": T.sum(T.minimum(a, b)), "abs": T.sum(T.abs(a)),
+             "relu": T.sum(T.relu(a)), "max": T.max(m), "sqrt": T.sqrt(z)}
+    wrt = {"maximum": [a, b], "minimum": [a, b], "abs": [a], "relu": [a], "max": [m], "sqrt": [z]}
+    feed = {a: np.array([1.0, 2.0, 0.0]), b: np.array([1.0, 3.0, 0.0]), m: np.array([3.0, 1.0, 3.0, 2.0]),
+            z: np.array(0.0)}
+    want = {"maximum": [[0.5, 0.0, 0.5], [0.5, 1.0, 0.5]], "minimum": [[0.5, 1.0, 0.5], [0.5, 0.0, 0.5]],
+            "abs": [[1.0, 1.0, 0.0]], "relu": [[1.0, 1.0, 0.0]], "max": [[0.5, 0.0, 0.5, 0.0]], "sqrt": [np.inf]}
+    for name, cost in costs.items():
+        grads = grad(cost, wrt[name])
+        inputs = wrt[name]
+        with np.errstate(divide="ignore"):
+            interpreted = common.evaluate(grads, {x: feed[x] for x in inputs})
+            compiled = function(inputs, grads)(*[feed[x] for x in inputs])
+        for got in (interpreted, compiled):
+            for g, w in zip(got, want[name], strict=True):
+                np.testing.assert_array_equal(g, w, err_msg=name)
