@@ -51,7 +51,7 @@ def _axis(name: str, x, axis) -> int:
 
 def _static(name: str, x) -> tuple:
     if None in x.shape:
-        raise _error(name, f"needs the static shape of its input, got {shape_str(x.shape)}", x)
+        raise _error(name, f"needs its input's dims known, got unknown dims in {shape_str(x.shape)}", x)
     return tuple(x.shape)
 
 
@@ -258,6 +258,20 @@ def pad(ns, x, pad_width, mode="constant", constant_values=0):
     return out
 
 
+# --- losses -----------------------------------------------------------------------------------
+
+def softmax_cross_entropy(ns, logits, targets, axis=-1):
+    """-sum(targets * log_softmax(logits)) along axis, one loss per row. ``targets`` are probabilities
+    (one-hot or soft: the ``softmax_cross_entropy`` op) or integer class indices of the logits' shape
+    without axis (PyTorch's ``cross_entropy``: the ``sparse_softmax_cross_entropy`` op)."""
+    dtype = getattr(targets, "dtype", None)
+    if dtype is None:
+        targets = np.asarray(targets)
+        dtype = targets.dtype
+    name = "sparse_softmax_cross_entropy" if np.dtype(dtype).kind in "iu" else "softmax_cross_entropy"
+    return getattr(ns, name)(logits, targets, axis)
+
+
 # --- x.at[key]: functional scatter (JAX's spelling) --------------------------------------------
 
 class At:
@@ -294,7 +308,10 @@ class AtIndex:
         ns, x = self.ns, self.x
         target = self.get()
         try:
-            v = ns.broadcast_to(v, tuple(target.shape)) if tuple(np.shape(v)) != tuple(target.shape) else v
+            if None in target.shape:
+                v = ns.broadcast_like(v, target)
+            elif tuple(np.shape(v)) != tuple(target.shape):
+                v = ns.broadcast_to(v, tuple(target.shape))
         except TwogradError:
             raise _error(f"at[].{name}", f"values of shape {shape_str(np.shape(v))} do not broadcast to the "
                          f"selected shape {shape_str(target.shape)}", x, v) from None
@@ -319,7 +336,7 @@ class AtIndex:
 # --- the table of them ------------------------------------------------------------------------
 
 FUNCTIONS: dict[str, Callable] = {f.__name__: f for f in (
-    var, std, sort, topk, take, take_along_axis, flip, roll, repeat, tile, split, pad)}
+    var, std, sort, topk, take, take_along_axis, flip, roll, repeat, tile, split, pad, softmax_cross_entropy)}
 """Every function here by its numpy (or PyTorch, for topk) name."""
 
 METHODS: Sequence[str] = ("var", "std", "take", "repeat", "flip")

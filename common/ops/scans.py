@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import batching
-from .core import Kind, call, defop, float_dtype, numeric_dtype, one_axis, reshape_to
+from .core import ZERO, Kind, call, defop, float_dtype, numeric_dtype, one_axis, reshape_to
 from .index import FULL
 from .params import axis_param, shown
 
@@ -91,45 +91,108 @@ defop("cumsum", _infer(False), lambda x, axis: np.cumsum(x, axis=axis), _cumsum_
 
 # --- cumprod ------------------------------------------------------------------------------
 
-def _zeros(ns, x, a):
-    """(before, first): where a row has no zero up to here, and where its first zero is (0/1 in x's dtype)."""
-    z = ns.cast(ns.eq(x, 0), x.dtype)
-    seen = call(ns, "cumsum", z, axis=a)
-    return ns.eq(seen, 0), ns.eq(z * ns.cast(ns.eq(seen, 1), x.dtype), 1)
+def _cumprod_grad_impl(g, x, axis):
+    """sum_{j >= i} g_j d out_j / d x_i in O(n), never dividing by a zero: before a row's first zero the
+    suffix sum of g * out over x; at the first zero the suffix sum of g times the running product with
+    that zero made one (the product of the others); after it zero."""
+    z = x == 0
+    seen = np.cumsum(z, axis=axis)
+    before = seen == 0
+    first = z & (seen == 1)
+    out = np.cumprod(x, axis=axis)
+    skip = np.cumprod(np.where(first, 1, x), axis=axis)
+    back = [slice(None)] * x.ndim
+    back[axis] = slice(None, None, -1)
+    back = tuple(back)
+
+    def suffix(v):
+        return np.cumsum(v[back], axis=axis)[back]
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before, suffix(g * out) / np.where(before, x, 1), np.where(first, suffix(g * skip), 0))
 
 
-def _cumprod_parts(ns, x, a):
-    """What both rules need: the zero masks, x with zeros made ones (safe to divide by), and the running
-    product with the first zero of each row made one (the product of the others, from it on)."""
-    before, first = _zeros(ns, x, a)
-    one = ns.ones_like(x)
-    safe = ns.where(before, x, one)
-    skip = call(ns, "cumprod", ns.where(first, one, x), axis=a)
-    return before, first, safe, skip
+def _pairs(ns, x, a):
+    """For the exact higher-order rules, which look at every pair (i, j) of positions along axis ``a``:
+    (x's row with x_i made one, for each i: a new axis at ``a`` for i, j at ``a + 1``; i == j; j >= i)."""
+    p = call(ns, "cumsum", ns.ones_like(x), axis=a)
+    pi, pj = call(ns, "expand_dims", p, axis=(a + 1,)), call(ns, "expand_dims", p, axis=(a,))
+    eye = ns.eq(pi, pj)
+    return ns.where(eye, ns.ones_like(pi * pj), call(ns, "expand_dims", x, axis=(a,))), eye, ns.ge(pj, pi)
+
+
+def _cumprod_tangent(ns, t, x, a):
+    """sum_{i <= j} t_i d out_j / d x_i, as ops (O(n**2) per row): cumprod's JVP and the transpose of its
+    gradient in g. d out_j / d x_i = prod_{l <= j, l != i} x_l is the running product of x with x_i made one."""
+    rows, _, upper = _pairs(ns, x, a)
+    c = call(ns, "cumprod", rows, axis=a + 1)
+    picked = ns.where(upper, call(ns, "expand_dims", t, axis=(a + 1,)) * c, ns.zeros_like(c))
+    return call(ns, "sum", picked, axis=(a,), keepdims=False)
 
 
 def _cumprod_vjp(ns, g, out, x, axis):
     xf, a = _flat(ns, x, axis)
-    before, first, safe, skip = _cumprod_parts(ns, xf, a)
-    zero = ns.zeros_like(xf)
-    at_first = ns.where(first, suffix_sum(ns, g * skip, a), zero)
-    return reshape_to(ns, ns.where(before, suffix_sum(ns, g * out, a) / safe, at_first), x)
+    return reshape_to(ns, call(ns, "cumprod_grad", g, xf, axis=a), x)
 
 
 def _cumprod_jvp(ns, tangents, out, x, axis):
     xf, a = _flat(ns, x, axis)
     t, _ = _flat(ns, tangents[0], axis)
-    before, first, safe, skip = _cumprod_parts(ns, xf, a)
-    zero = ns.zeros_like(xf)
-    t_first = call(ns, "sum", ns.where(first, t, zero), axis=(a,), keepdims=True)
-    return ns.where(before, out * call(ns, "cumsum", ns.where(before, t, zero) / safe, axis=a), t_first * skip)
+    return _cumprod_tangent(ns, t, xf, a)
 
 
 defop("cumprod", _infer(False), lambda x, axis: np.cumprod(x, axis=axis), _cumprod_vjp, jvp=_cumprod_jvp,
       bind=_scan_bind, kind=Kind.NN, batch=_scan_batch, fresh=True, code="np.cumprod({0}, axis={axis})",
-      doc="Running product along axis (flattened for axis=None). Exact with zeros: its rules never divide "
-          "by a zero input (the first zero of a row gets the running product of the others; later "
-          "elements none, as in PyTorch).")
+      doc="Running product along axis (flattened for axis=None). Exact with zeros: its gradient "
+          "(cumprod_grad) never divides by a zero input. Its JVP is O(n**2) per row (exact at every order).")
+
+
+def _grad_bind(g, x, axis):
+    return (g, x), {"axis": one_axis(axis, x.ndim if hasattr(x, "ndim") else np.ndim(x))}
+
+
+def _grad_infer(g, x, axis):
+    _scan_shape(x, axis)
+    if tuple(g.shape) != tuple(x.shape):
+        raise ShapeError(f"g of shape {tuple(g.shape)} must have x's shape {tuple(x.shape)}")
+    return tuple(x.shape), float_dtype(np.result_type(g.dtype, x.dtype))
+
+
+def _grad_vjp_x(ns, h, out, g, x, axis):
+    # sum_i h_i f_i = sum_i sum_j [j >= i] h_i g_j cumprod(row_i)_j: each row is a cumprod of its own, whose
+    # gradient (this op again, on the rows) reaches x_m through row_i's entry m for every i != m
+    rows, eye, upper = _pairs(ns, x, axis)
+    weights = call(ns, "expand_dims", h, axis=(axis + 1,)) * call(ns, "expand_dims", g, axis=(axis,))
+    weights = ns.where(upper, weights, ns.zeros_like(weights))
+    per_row = call(ns, "cumprod_grad", weights, rows, axis=axis + 1)
+    return call(ns, "sum", ns.where(eye, ns.zeros_like(per_row), per_row), axis=(axis,), keepdims=False)
+
+
+def _grad_jvp(ns, tangents, out, g, x, axis):
+    tg, tx = tangents
+    total = ZERO if tg is ZERO else call(ns, "cumprod_grad", tg, x, axis=axis)
+    if tx is not ZERO:
+        rows, eye, upper = _pairs(ns, x, axis)
+        trow = call(ns, "expand_dims", tx, axis=(axis,)) * ns.ones_like(rows)
+        dc = _cumprod_tangent(ns, ns.where(eye, ns.zeros_like(trow), trow), rows, axis + 1)
+        terms = call(ns, "expand_dims", g, axis=(axis,)) * dc
+        term = call(ns, "sum", ns.where(upper, terms, ns.zeros_like(terms)), axis=(axis + 1,), keepdims=False)
+        total = term if total is ZERO else total + term
+    return total
+
+
+def _grad_batch(op, ns, inputs, batched, axis):
+    size = batching.batch_size(inputs, batched)
+    g, x = (v if b else batching._tile(ns, v, size) for v, b in zip(inputs, batched))
+    return ns.apply(op, (g, x), {"axis": axis + 1}), True
+
+
+defop("cumprod_grad", _grad_infer, _cumprod_grad_impl,
+      lambda ns, h, out, g, x, axis: _cumprod_tangent(ns, h, x, axis), _grad_vjp_x, jvp=_grad_jvp,
+      bind=_grad_bind, kind=Kind.NN, linear=(0,), batch=_grad_batch, fresh=True,
+      doc="cumprod's gradient: sum_{j >= i} g_j d cumprod(x)_j / d x_i along axis, in O(n) and exact with "
+          "zeros (PyTorch's convention and result). Its own rules are O(n**2) per row (O(n**3) for its JVP in x) "
+          "and exact at every order, as PyTorch's double-backward path.")
 
 
 # --- logcumsumexp ---------------------------------------------------------------------------
