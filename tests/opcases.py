@@ -296,7 +296,7 @@ case("broadcast_to", lambda ns, x: F.tile(ns, x, (2, 1, 2)),
      lambda x: np.concatenate([np.concatenate([x, x], 1)[None]] * 2, 0), normal(2, 3), id="tile")
 case("getitem", lambda ns, x: (lambda p: p[0] * p[2] + p[1])(F.split(ns, x, 3, axis=1)),
      lambda x: x[:, 0:2] * x[:, 4:6] + x[:, 2:4], normal(2, 6), id="split")
-case("scatter_add", lambda ns, x: F.pad(ns, x, ((1, 0), (2, 1)), constant_values=1.5),
+case("concatenate", lambda ns, x: F.pad(ns, x, ((1, 0), (2, 1)), constant_values=1.5),
      lambda x: np.block([[np.full((1, 7), 1.5)], [np.full((3, 2), 1.5), x, np.full((3, 1), 1.5)]]), normal(3, 4),
      id="pad")
 

@@ -25,7 +25,7 @@ import numpy as np
 from .. import kernels
 from ..errors import DTypeError, ShapeError, TwogradError, op_error
 from ..site import user_site
-from .core import call, norm_axis, one_axis, shape_str
+from .core import norm_axis, one_axis, shape_str
 from .index import FULL, parse_key, view
 from .params import is_int, shown
 
@@ -71,8 +71,8 @@ def var(ns, x, axis=None, ddof=0, keepdims=False):
     axes = _axes("var", x, axis)
     if not is_int(ddof):
         raise _error("var", f"ddof must be an int, got {shown(ddof)}", x)
-    d = x - call(ns, "mean", x, axis=axes, keepdims=True)
-    total = call(ns, "sum", d * d, axis=axes, keepdims=bool(keepdims))
+    d = x - ns.mean(x, axis=axes, keepdims=True)
+    total = ns.sum(d * d, axis=axes, keepdims=bool(keepdims))
     dims = [x.shape[a] for a in axes]
     n = ns.count(x, axis=axes) if None in dims else float(math.prod(dims))
     return total / (n - int(ddof))
@@ -113,7 +113,7 @@ def sort(ns, x, axis=-1):
     if axis is None:
         x, axis = _flat(ns, x), 0
     a = _axis("sort", x, axis)
-    return take_along_axis(ns, x, call(ns, "argsort", x, axis=a), a)
+    return take_along_axis(ns, x, ns.argsort(x, axis=a), a)
 
 
 def topk(ns, x, k, axis=-1):
@@ -123,7 +123,7 @@ def topk(ns, x, k, axis=-1):
     n = x.shape[a]
     if not is_int(k) or k < 0 or (n is not None and k > n):
         raise _error("topk", f"k = {shown(k)} must be an int in [0, {n}] (the length of axis {a})", x)
-    idx = call(ns, "getitem", call(ns, "argsort", -x, axis=a), index=_slice(a, 0, int(k)))
+    idx = ns.getitem(ns.argsort(-x, axis=a), index=_slice(a, 0, int(k)))
     return take_along_axis(ns, x, idx, a), idx
 
 
@@ -134,7 +134,7 @@ def take(ns, x, indices, axis=None):
         x, axis = _flat(ns, x), 0
     a = _axis("take", x, axis)
     if is_int(indices):
-        return call(ns, "getitem", x, index=(FULL,) * a + (("int", int(indices)),))
+        return ns.getitem(x, index=(FULL,) * a + (("int", int(indices)),))
     if not hasattr(indices, "dtype"):
         indices = np.asarray(indices)
     if np.dtype(indices.dtype).kind not in "iu":
@@ -148,7 +148,7 @@ def flip(ns, x, axis=None):
     """x reversed along ``axis`` (every axis for None): one step -1 slice."""
     axes = _axes("flip", x, axis)
     spec = tuple(("slice", None, None, -1) if d in axes else FULL for d in range(len(x.shape)))
-    return call(ns, "getitem", x, index=spec)
+    return ns.getitem(x, index=spec)
 
 
 def roll(ns, x, shift, axis=None):
@@ -171,8 +171,8 @@ def roll(ns, x, shift, axis=None):
         n = _static("roll", x)[a]
         s = int(s) % n if n else 0
         if s:
-            out = ns.concatenate([call(ns, "getitem", out, index=_slice(a, n - s)),
-                                  call(ns, "getitem", out, index=_slice(a, 0, n - s))], axis=a)
+            out = ns.concatenate([ns.getitem(out, index=_slice(a, n - s)),
+                                  ns.getitem(out, index=_slice(a, 0, n - s))], axis=a)
     return out
 
 
@@ -229,13 +229,14 @@ def split(ns, x, indices_or_sections, axis=0) -> list:
         if not all(is_int(c) for c in cuts):
             raise _error("split", f"indices must be ints, got {shown(indices_or_sections)}", x)
     bounds = [0, *(int(c) for c in cuts), None]
-    return [call(ns, "getitem", x, index=_slice(a, lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
+    return [ns.getitem(x, index=_slice(a, lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def pad(ns, x, pad_width, mode="constant", constant_values=0):
     """numpy's ``pad`` in ``"constant"`` mode: ``x`` inside a border of ``constant_values``. ``pad_width`` is
-    numpy's: an int, a (before, after) pair, or one pair per axis. x is scattered into zeros of the padded
-    shape (its gradient is the slice back) and the border constant added."""
+    numpy's: an int, a (before, after) pair, or one pair per axis. Each padded axis is one concatenate of
+    x between two constant blocks (``full_like`` of a broadcast slice of x: constants made from x's shape,
+    so they follow x through every transform); the gradient is x's part of the cotangent."""
     if mode != "constant":
         raise _error("pad", f"mode {shown(mode)} is not supported (only 'constant')", x)
     shape = _static("pad", x)
@@ -247,14 +248,17 @@ def pad(ns, x, pad_width, mode="constant", constant_values=0):
         raise _error("pad", f"pad_width must be ints >= 0, got {shown(pad_width)}", x)
     if not isinstance(constant_values, (int, float)) or isinstance(constant_values, bool):
         raise _error("pad", f"constant_values must be a number, got {shown(constant_values)}", x)
-    out_shape = tuple(int(d + b + e) for d, (b, e) in zip(shape, widths))
-    spec = tuple(("slice", int(b), int(b) + d, None) for d, (b, _) in zip(shape, widths))
-    dtype = np.dtype(x.dtype)
-    out = ns.scatter_add(x, ns.full(out_shape, 0.0, dtype.name), index=spec)
-    if constant_values:
-        border = np.full(out_shape, constant_values, dtype)
-        border[tuple(slice(*e[1:3]) for e in spec)] = 0
-        out = out + border
+    if 0 in shape:
+        raise _error("pad", "cannot pad an empty array", x)
+    out = x
+    for a, (before, after) in enumerate(widths):
+        if not before and not after:
+            continue
+        edge = ns.getitem(out, index=_slice(a, 0, 1))
+        dims = tuple(out.shape)
+        parts = [ns.full_like(ns.broadcast_to(edge, dims[:a] + (int(w),) + dims[a + 1:]), float(constant_values))
+                 if w else None for w in (before, after)]
+        out = ns.concatenate([p for p in (parts[0], out, parts[1]) if p is not None], axis=a)
     return out
 
 
@@ -311,7 +315,7 @@ class AtIndex:
             if None in target.shape:
                 v = ns.broadcast_like(v, target)
             elif tuple(np.shape(v)) != tuple(target.shape):
-                v = ns.broadcast_to(v, tuple(target.shape))
+                v = _broadcast(ns, v, tuple(target.shape))
         except TwogradError:
             raise _error(f"at[].{name}", f"values of shape {shape_str(np.shape(v))} do not broadcast to the "
                          f"selected shape {shape_str(target.shape)}", x, v) from None
@@ -329,8 +333,20 @@ class AtIndex:
             if not kernels.distinct_positions(tuple(x.shape), view(self.spec).key(self.arrays)):
                 raise _error("at[].set", "the index names some element more than once", x)
         scattered, target = self._scattered("set", v)
-        hit = ns.scatter_add(ns.ones_like(target), x, *self.arrays, index=self.spec)
-        return ns.where(ns.ne(hit, 0), scattered, x)
+        if all(isinstance(a, np.ndarray) for a in self.arrays) and None not in x.shape:
+            hit = np.zeros(tuple(x.shape), np.bool_)  # constant indices: the written places are a constant
+            hit[view(self.spec).key(self.arrays)] = True
+        else:
+            hit = ns.ne(ns.scatter_add(ns.ones_like(target), x, *self.arrays, index=self.spec), 0)
+        return ns.where(hit, scattered, x)
+
+
+def _broadcast(ns, v, shape: tuple):
+    """``v`` broadcast to ``shape``: numpy's view for plain numbers (a constant stays one, under every
+    namespace), the op for values a namespace holds (so v's gradient is summed back)."""
+    if isinstance(v, (np.ndarray, np.generic, int, float)):
+        return np.broadcast_to(v, shape)
+    return ns.broadcast_to(v, shape)
 
 
 # --- the table of them ------------------------------------------------------------------------

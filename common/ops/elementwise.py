@@ -356,7 +356,15 @@ defop("hypot", binary_float, np.hypot, _hypot_vjp0, _hypot_vjp1, jvp=_hypot_jvp,
 # --- clip --------------------------------------------------------------------
 
 def _clip_bind(x, a_min=None, a_max=None):
-    return (x, -np.inf if a_min is None else a_min, np.inf if a_max is None else a_max), {}
+    return (x, _bound(x, -np.inf if a_min is None else a_min), _bound(x, np.inf if a_max is None else a_max)), {}
+
+
+def _bound(x, v):
+    """A Python number as a 0-d array of the dtype numpy's weak typing gives it against x (float32 x stays
+    float32), so every namespace (numbers included) sees an array; arrays, nodes and tensors pass."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and hasattr(x, "dtype"):
+        return np.asarray(v, np.result_type(x.dtype, v))
+    return v
 
 
 def _clip_infer(x, lo, hi):

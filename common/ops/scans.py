@@ -74,8 +74,7 @@ def _scan_batch(op, ns, inputs, batched, axis):
 
 
 def _cumsum_vjp(ns, g, out, x, axis):
-    _, a = _flat(ns, x, axis)
-    return reshape_to(ns, suffix_sum(ns, g, a), x)
+    return reshape_to(ns, suffix_sum(ns, g, 0 if axis is None else axis), x)  # x: its shape only
 
 
 def _cumsum_jvp(ns, tangents, out, x, axis):
@@ -152,7 +151,7 @@ def _grad_bind(g, x, axis):
 
 
 def _grad_infer(g, x, axis):
-    _scan_shape(x, axis)
+    axis_param(axis, len(x.shape))
     if tuple(g.shape) != tuple(x.shape):
         raise ShapeError(f"g of shape {tuple(g.shape)} must have x's shape {tuple(x.shape)}")
     return tuple(x.shape), float_dtype(np.result_type(g.dtype, x.dtype))
