@@ -316,7 +316,7 @@ class AtIndex:
                 v = ns.broadcast_like(v, target)
             elif tuple(np.shape(v)) != tuple(target.shape):
                 v = _broadcast(ns, v, tuple(target.shape))
-        except TwogradError:
+        except (TwogradError, ValueError):
             raise _error(f"at[].{name}", f"values of shape {shape_str(np.shape(v))} do not broadcast to the "
                          f"selected shape {shape_str(target.shape)}", x, v) from None
         return ns.scatter_add(v, x, *self.arrays, index=self.spec), target
