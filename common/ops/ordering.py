@@ -17,6 +17,7 @@ from ..errors import ShapeError
 from . import batching
 from .core import Kind, defop, jvp_zero, numeric_dtype, one_axis
 from .params import axis_param, bool_param, shown
+from .scans import axis_or_flat_batch
 
 _INDEX = np.dtype(np.intp)
 
@@ -44,17 +45,8 @@ def _argsort_infer(x, axis):
     return tuple(x.shape), _INDEX
 
 
-def _argsort_batch(op, ns, inputs, batched, axis):
-    (x,) = inputs
-    if axis is not None:
-        return ns.apply(op, inputs, {"axis": axis + 1}), True
-    if None in x.shape:
-        raise batching.NotBatchable
-    return ns.apply(op, (ns.reshape(x, (x.shape[0], -1)),), {"axis": 1}), True
-
-
 defop("argsort", _argsort_infer, lambda x, axis: np.argsort(x, axis=axis, kind="stable"), None, jvp=jvp_zero,
-      bind=_argsort_bind, kind=Kind.SHAPE, batch=_argsort_batch, fresh=True,
+      bind=_argsort_bind, kind=Kind.SHAPE, batch=axis_or_flat_batch, fresh=True,
       code="np.argsort({0}, axis={axis}, kind='stable')",
       doc="The indices that sort x along axis (default -1; None: the flattened input), stable: tied "
           "elements keep their order. Integer-valued: no gradient.")

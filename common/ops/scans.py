@@ -63,8 +63,9 @@ def suffix_sum(ns, g, axis: int):
     return _reverse(ns, call(ns, "cumsum", _reverse(ns, g, axis), axis=axis), axis)
 
 
-def _scan_batch(op, ns, inputs, batched, axis):
-    """The scan one axis further in; ``axis=None`` flattens each batch element first."""
+def axis_or_flat_batch(op, ns, inputs, batched, axis):
+    """The batching rule of an op along one ``axis`` that may be None (the flattened input): the axis one
+    further in, or for None each batch element flattened first (scans here, argsort)."""
     (x,) = inputs
     if axis is not None:
         return ns.apply(op, inputs, {"axis": axis + 1}), True
@@ -82,7 +83,7 @@ def _cumsum_jvp(ns, tangents, out, x, axis):
 
 
 defop("cumsum", _infer(False), lambda x, axis: np.cumsum(x, axis=axis), _cumsum_vjp, jvp=_cumsum_jvp,
-      bind=_scan_bind, kind=Kind.SHAPE, linear=(0,), batch=_scan_batch, fresh=True,
+      bind=_scan_bind, kind=Kind.SHAPE, linear=(0,), batch=axis_or_flat_batch, fresh=True,
       code="np.cumsum({0}, axis={axis})",
       doc="Running sum along axis (the flattened input for axis=None, numpy's default); VJP: the "
           "running sum from the other end.")
@@ -141,7 +142,7 @@ def _cumprod_jvp(ns, tangents, out, x, axis):
 
 
 defop("cumprod", _infer(False), lambda x, axis: np.cumprod(x, axis=axis), _cumprod_vjp, jvp=_cumprod_jvp,
-      bind=_scan_bind, kind=Kind.NN, batch=_scan_batch, fresh=True, code="np.cumprod({0}, axis={axis})",
+      bind=_scan_bind, kind=Kind.NN, batch=axis_or_flat_batch, fresh=True, code="np.cumprod({0}, axis={axis})",
       doc="Running product along axis (flattened for axis=None). Exact with zeros: its gradient "
           "(cumprod_grad) never divides by a zero input. Its JVP is O(n**2) per row (exact at every order).")
 
@@ -228,7 +229,7 @@ def _lcse_jvp(ns, tangents, out, x, axis):
 
 
 defop("logcumsumexp", _infer(True), _logcumsumexp, _lcse_vjp, jvp=_lcse_jvp, bind=_scan_bind, kind=Kind.NN,
-      batch=_scan_batch, fresh=True,
+      batch=axis_or_flat_batch, fresh=True,
       doc="log(cumsum(exp(x))) along axis (flattened for axis=None), as a running logaddexp: it "
           "never overflows. Its rules shift by each row's first output, so they stay finite while a row's "
           "values span less than about 700 (float64's exp range).")
