@@ -19,6 +19,7 @@ from .body import note
 from .errors import TwogradError, op_error
 from .graph import Node, constant, variable
 from .ops import OPS
+from .ops.composed import FUNCTIONS, bound
 from .ops.core import Namespace
 from .overloads import install_operators
 from .site import user_site
@@ -84,13 +85,25 @@ symbolic = Namespace(apply, "symbolic")
 
 install_operators(Node, symbolic)
 
-var = variable
 const = constant
 
 for _name in OPS:
     globals()[_name] = getattr(symbolic, _name)
+for _name, _fn in FUNCTIONS.items():  # numpy's functions made of ops (sort, topk, pad, ...)
+    globals()[_name] = bound(_fn, symbolic)
+_variance = globals().pop("var")
+
+
+def var(*args, **kwargs) -> Node:
+    """A graph input, ``var(name, shape=(), dtype="float64")``; or, given a node first, numpy's variance
+    ``var(x, axis=None, ddof=0, keepdims=False)``. One name for both: ``var`` has named graph inputs here
+    from the start, and numpy users type it for the variance; a name (a str) tells them apart."""
+    if (args and isinstance(args[0], str)) or "name" in kwargs:
+        return variable(*args, **kwargs)
+    return _variance(*args, **kwargs)
+
 
 # the loop and branch builders trace Python functions (the ops of those names take bodies: symbolic.scan)
 from .loops import cond, scan, while_loop  # noqa: E402, F401  (in __all__ by their op names)
 
-__all__ = ["apply", "const", "lift", "symbolic", "var", *OPS]
+__all__ = ["apply", "const", "lift", "symbolic", "var", *OPS, *FUNCTIONS]

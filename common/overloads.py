@@ -8,6 +8,8 @@ drift apart.
 
 from __future__ import annotations
 
+from .ops.composed import FUNCTIONS, METHODS, At
+
 
 def install_operators(cls, ns) -> None:
     """Give ``cls`` numpy's operators and methods, computed through ``ns``."""
@@ -39,3 +41,12 @@ def install_operators(cls, ns) -> None:
     cls.squeeze = lambda self, axis=None: ns.squeeze(self, axis)
     cls.astype = lambda self, dtype: ns.cast(self, dtype)
     cls.T = property(lambda self: ns.transpose(self))
+    cls.cumsum = lambda self, axis=None: ns.cumsum(self, axis)
+    cls.cumprod = lambda self, axis=None: ns.cumprod(self, axis)
+    cls.clip = lambda self, a_min=None, a_max=None: ns.clip(self, a_min, a_max)
+    cls.argsort = lambda self, axis=-1: ns.argsort(self, axis)
+    cls.argmax = lambda self, axis=None, keepdims=False: ns.argmax(self, axis, keepdims)
+    cls.argmin = lambda self, axis=None, keepdims=False: ns.argmin(self, axis, keepdims)
+    for name in METHODS:
+        setattr(cls, name, (lambda fn: lambda self, *args, **kwargs: fn(ns, self, *args, **kwargs))(FUNCTIONS[name]))
+    cls.at = property(lambda self: At(self, ns))

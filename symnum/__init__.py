@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from common.errors import GradError
 from common.ops import OPS
+from common.ops.composed import FUNCTIONS, bound
 from common.site import user_site
 
 from . import engine as _engine
@@ -52,6 +53,8 @@ __version__ = "0.1.0"
 
 for _name in OPS:
     globals()[_name] = getattr(tape, _name)
+for _name, _fn in FUNCTIONS.items():  # numpy's functions made of ops (sort, topk, pad, ...), on the tape
+    globals()[_name] = bound(_fn, tape)
 
 # after the op table: on the tape, loops and branches are Python's own, never recorded as ops
 from .control import cond, scan, while_loop  # noqa: E402
@@ -108,5 +111,5 @@ __all__ = [
     "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "cond", "enable_grad", "evaluate", "grad",
     "gradcheck", "scan", "while_loop",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
-    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS,
+    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS, *FUNCTIONS,
 ]

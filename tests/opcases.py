@@ -223,3 +223,122 @@ case("softmax_cross_entropy", lambda ns, z, t: ns.softmax_cross_entropy(z, t), _
 # targets that are not probabilities: dL/dz = softmax(z) * sum(t) - t, a factor that is 1 on the case above
 case("softmax_cross_entropy", lambda ns, z, t: ns.softmax_cross_entropy(z, t), _xent_ref, two((3, 4), (3, 4), low=0.1),
      wrt=(0, 1), id="softmax_cross_entropy-unnormalised")
+
+
+# --- numpy's functions: elementwise, scans, order, and those composed from ops
+import math  # noqa: E402
+
+from common.ops import composed as F  # noqa: E402
+
+for name, ref, make in [
+    ("arccos", lambda x: np.pi / 2 - np.arctan2(x, np.sqrt(1 - x * x)), lambda rng: [rng.uniform(-0.8, 0.8, (3, 4))]),
+    ("arcsinh", lambda x: np.log(x + np.sqrt(x * x + 1)), normal(3, 4)),
+    ("arccosh", lambda x: np.log(x + np.sqrt(x * x - 1)), lambda rng: [rng.uniform(1.2, 3.0, (3, 4))]),
+    ("arctanh", lambda x: 0.5 * np.log((1 + x) / (1 - x)), lambda rng: [rng.uniform(-0.8, 0.8, (3, 4))]),
+    ("erf", np.vectorize(math.erf), normal(3, 4)),
+    ("erfc", np.vectorize(math.erfc), normal(3, 4)),
+]:
+    case(name, (lambda n: lambda ns, x: getattr(ns, n)(x))(name), ref, make)
+case("logaddexp", lambda ns, x, y: ns.logaddexp(x, y), lambda x, y: np.log(np.exp(x) + np.exp(y)),
+     two((3, 4), (4,)), wrt=(0, 1))
+case("arctan2", lambda ns, y, x: ns.arctan2(y, x), lambda y, x: 2 * np.arctan(y / (np.sqrt(x * x + y * y) + x)),
+     lambda rng: [rng.standard_normal((3, 4)), rng.uniform(0.3, 2.0, (4,))], wrt=(0, 1))
+case("hypot", lambda ns, x, y: ns.hypot(x, y), lambda x, y: np.sqrt(x * x + y * y), two((3, 4), (3, 1), low=0.5),
+     wrt=(0, 1))
+
+
+def _clip_inputs(rng):
+    """x away from the bounds (inside and beyond both), bounds near -0.5 and 0.5."""
+    x = rng.choice([-1.0, 1.0], (3, 4)) * rng.choice([0.1, 0.25, 0.8, 1.3], (3, 4)) + rng.uniform(-0.05, 0.05, (3, 4))
+    return [x, rng.uniform(-0.55, -0.45, (4,)), rng.uniform(0.45, 0.55, (3, 1))]
+
+
+case("clip", lambda ns, x, lo, hi: ns.clip(x, lo, hi), lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+     _clip_inputs, wrt=(0, 1, 2))
+case("clip", lambda ns, x: ns.clip(x, None, 0.5), lambda x: np.minimum(x, 0.5), lambda rng: _clip_inputs(rng)[:1],
+     id="clip-upper-only")
+case("cumsum", lambda ns, x: ns.cumsum(x, axis=1), lambda x: np.add.accumulate(x, axis=1), normal(2, 3, 4))
+case("cumsum", lambda ns, x: ns.cumsum(x), lambda x: np.add.accumulate(x.reshape(-1)), normal(3, 4),
+     id="cumsum-flat")
+case("cumprod", lambda ns, x: ns.cumprod(x, axis=-1), lambda x: np.multiply.accumulate(x, axis=-1),
+     lambda rng: [rng.uniform(0.5, 1.5, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))])
+case("cumprod", lambda ns, x: ns.cumprod(x, axis=1), lambda x: np.multiply.accumulate(x, axis=1),
+     lambda rng: [np.array([[0.0, 2.0, 3.0, 0.5], [1.5, 0.0, 2.0, 0.0], [1.2, 0.8, -1.1, 0.0]])],
+     id="cumprod-with-zeros")
+case("logcumsumexp", lambda ns, x: ns.logcumsumexp(x, axis=0), lambda x: np.log(np.cumsum(np.exp(x), axis=0)),
+     normal(4, 3))
+case("logcumsumexp", lambda ns, x: ns.logcumsumexp(x), lambda x: np.log(np.cumsum(np.exp(x.reshape(-1)))),
+     normal(2, 3), id="logcumsumexp-flat")
+case("argsort", lambda ns, x: ns.argsort(x), lambda x: np.argsort(x, kind="stable"), distinct(3, 4), wrt=())
+case("argsort", lambda ns, x: ns.argsort(x, axis=None), lambda x: np.argsort(x, axis=None, kind="stable"),
+     lambda rng: [np.round(rng.standard_normal((3, 4)))], wrt=(), id="argsort-flat-ties")
+case("argmax", lambda ns, x: ns.argmax(x, axis=1), lambda x: np.argmax(x, axis=1), distinct(3, 4), wrt=())
+case("argmax", lambda ns, x: ns.argmax(x), np.argmax, distinct(3, 4), wrt=(), id="argmax-flat")
+case("argmin", lambda ns, x: ns.argmin(x, axis=0, keepdims=True), lambda x: np.argmin(x, axis=0, keepdims=True),
+     distinct(3, 4), wrt=())
+case("getitem", lambda ns, x: F.sort(ns, x, axis=0), lambda x: np.sort(x, axis=0), distinct(3, 4), id="sort")
+case("getitem", lambda ns, x: F.topk(ns, x, 2)[0], lambda x: -np.sort(-x, axis=-1)[:, :2], distinct(3, 4),
+     id="topk")
+case("getitem", lambda ns, x: F.take(ns, x, np.array([[2, 0], [1, 2]]), axis=1),
+     lambda x: x[:, np.array([[2, 0], [1, 2]])], normal(2, 3), id="take")
+case("getitem", lambda ns, x: F.take(ns, x, np.array([5, 0, 5])), lambda x: x.reshape(-1)[[5, 0, 5]],
+     normal(2, 3), id="take-flat")
+case("getitem", lambda ns, x: F.take_along_axis(ns, x, np.array([[0, 2, 2], [1, 1, 0]]), axis=1),
+     lambda x: np.array([[x[0, 0], x[0, 2], x[0, 2]], [x[1, 1], x[1, 1], x[1, 0]]]), normal(2, 3),
+     id="take_along_axis")
+case("sum", lambda ns, x: F.var(ns, x, axis=1, ddof=1),
+     lambda x: ((x - x.mean(1, keepdims=True)) ** 2).sum(1) / (x.shape[1] - 1), normal(3, 5), id="var")
+case("sqrt", lambda ns, x: F.std(ns, x), lambda x: np.sqrt(((x - x.mean()) ** 2).mean()), normal(3, 4), id="std")
+case("getitem", lambda ns, x: F.flip(ns, x, axis=(0, 2)), lambda x: x[::-1, :, ::-1], normal(2, 3, 4), id="flip")
+case("concatenate", lambda ns, x: F.roll(ns, x, (1, -2), axis=(0, 1)),
+     lambda x: np.concatenate([x[-1:], x[:-1]], 0)[:, [2, 3, 0, 1]], normal(3, 4), id="roll")
+case("broadcast_to", lambda ns, x: F.repeat(ns, x, 2, axis=0), lambda x: x[[0, 0, 1, 1]], normal(2, 3),
+     id="repeat")
+case("getitem", lambda ns, x: F.repeat(ns, x, [2, 0, 1], axis=1), lambda x: x[:, [0, 0, 2]], normal(2, 3),
+     id="repeat-counts")
+case("broadcast_to", lambda ns, x: F.tile(ns, x, (2, 1, 2)),
+     lambda x: np.concatenate([np.concatenate([x, x], 1)[None]] * 2, 0), normal(2, 3), id="tile")
+case("getitem", lambda ns, x: (lambda p: p[0] * p[2] + p[1])(F.split(ns, x, 3, axis=1)),
+     lambda x: x[:, 0:2] * x[:, 4:6] + x[:, 2:4], normal(2, 6), id="split")
+case("concatenate", lambda ns, x: F.pad(ns, x, ((1, 0), (2, 1)), constant_values=1.5),
+     lambda x: np.block([[np.full((1, 7), 1.5)], [np.full((3, 2), 1.5), x, np.full((3, 1), 1.5)]]), normal(3, 4),
+     id="pad")
+
+
+def _at_add_ref(x, v):
+    out = x.copy()
+    np.add.at(out, (np.array([2, 0, 2]), slice(1, None)), v)
+    return out
+
+
+case("scatter_add", lambda ns, x, v: F.At(x, ns)[np.array([2, 0, 2]), 1:].add(v), _at_add_ref,
+     two((3, 4), (3,)), wrt=(0, 1), id="at-add")
+case("where", lambda ns, x, v: F.At(x, ns)[np.array([2, 0]), 1:].set(v),
+     lambda x, v: np.concatenate([x[:, :1], np.where(np.array([[1], [0], [1]]) == 1, v[[1, 0, 0]], x[:, 1:])], 1),
+     two((3, 4), (2, 3)), wrt=(0, 1), id="at-set")
+_LABELS = np.array([3, 0, 1])
+
+
+def _sparse_xent_ref(z, axis=-1):
+    z = np.moveaxis(z, axis, -1)
+    return np.log(np.exp(z).sum(-1)) - z[np.arange(3), _LABELS]
+
+
+case("sparse_softmax_cross_entropy", lambda ns, z: ns.sparse_softmax_cross_entropy(z, _LABELS), _sparse_xent_ref,
+     normal(3, 4))
+case("sparse_softmax_cross_entropy", lambda ns, z: F.softmax_cross_entropy(ns, z, _LABELS, axis=0),
+     lambda z: _sparse_xent_ref(z, 0), normal(4, 3), id="softmax_cross_entropy-labels")
+
+
+def _cumprod_grad_ref(g, x):
+    """sum_{j >= i} g_j prod_{l <= j, l != i} x_l, term by term (rows along axis 1)."""
+    out = np.zeros_like(x)
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[r, i] = sum(g[r, j] * np.prod(np.delete(x[r, :j + 1], i)) for j in range(i, x.shape[1]))
+    return out
+
+
+case("cumprod_grad", lambda ns, g, x: ns.cumprod_grad(g, x, axis=1), _cumprod_grad_ref,
+     lambda rng: [rng.standard_normal((3, 4)), np.array([[0.0, 2.0, 3.0, 0.5], [1.5, 0.0, 2.0, 0.0],
+                                                         [1.2, 0.8, -1.1, 0.9]])], wrt=(0, 1))

@@ -69,12 +69,20 @@ BASES = {
     "log_softmax": (["x"], {"axis": 1}),
     "softmax_cross_entropy": (["x", "t"], {"axis": 1}),
     **{name: _REDUCE for name in ("sum", "mean", "count", "max", "min", "prod", "logsumexp")},
+    **{name: (["x"], {"axis": 1}) for name in ("cumsum", "cumprod", "logcumsumexp", "argsort")},
+    **{name: (["x"], {"axis": 1, "keepdims": False}) for name in ("argmax", "argmin")},
+    "cumprod_grad": (["t", "x"], {"axis": 1}),
+    "sparse_softmax_cross_entropy": (["x", "i"], {"axis": 1}),
 }
+#: ops whose single axis may also be None (numpy's "the flattened input")
+AXIS_OR_NONE = frozenset({"cumsum", "cumprod", "logcumsumexp", "argsort", "argmax", "argmin"})
 
 
 def kind(op: str, param: str) -> str:
     """What a param is, which decides the payloads that go in it."""
     if param == "axis":
+        if op in AXIS_OR_NONE:
+            return "axis_or_none"
         return "axes" if isinstance(BASES[op][1]["axis"], dict) else "axis"
     return {"axes": "perm", "keepdims": "bool", "k": "int", "value": "float"}.get(param, param)
 
@@ -85,11 +93,12 @@ def payloads(k: str, m) -> list[tuple[str, object]]:
     common = [("python", src), ("object", {"py/object": "os.system"}), ("hugeint", 2 ** 100),
               ("true", True), ("nan", math.nan), ("none", None), ("list", [0]), ("nested", T(T(src))),
               ("deep", json.loads('{"tuple": [' * 40 + "0" + "]}" * 40)), ("float", 1.5), ("text", "1")]
-    valid = {"float": {"nan", "float"}, "bool": {"true"}}.get(k, set())
+    valid = {"float": {"nan", "float"}, "bool": {"true"}, "axis_or_none": {"none"}}.get(k, set())
     extra = {
         "axes": [("out", T(7)), ("negative", T(-1)), ("unsorted", T(1, 0)), ("repeated", T(0, 0)),
                  ("booltuple", T(True)), ("bare", 0), ("pyitem", T(src)), ("hugeitem", T(2 ** 70))],
         "axis": [("out", 7), ("negative", -1), ("huge", 2 ** 70), ("tuple", T(0))],
+        "axis_or_none": [("out", 7), ("negative", -1), ("huge", 2 ** 70), ("tuple", T(0))],
         "perm": [("repeated", T(0, 0)), ("long", T(1, 0, 2)), ("bools", T(True, False)),
                  ("negative", T(-1, 0)), ("pyitem", T(src, 0))],
         "shape": [("negative", T(-5, 3)), ("bigdim", T(2 ** 41)), ("booldim", T(True, 3)),

@@ -5,7 +5,7 @@ the serializer and the test suite enumerate :data:`OPS`, so a new op is one
 entry here that all of them pick up.
 """
 
-from . import batching, control, control_rules, elementwise, linalg, nn, reduce, shape  # noqa: F401  (registers the ops and rules)
+from . import batching, control, control_rules, elementwise, linalg, nn, ordering, reduce, scans, shape  # noqa: F401  (registers the ops and rules)
 from .core import NO_GRAD, OPS, ZERO, Inputs, Kind, Namespace, Op, defop, numeric
 
 __all__ = ["NO_GRAD", "OPS", "ZERO", "Inputs", "Kind", "Namespace", "Op", "defop", "numeric"]

@@ -13,6 +13,7 @@ maximum/minimum splits the cotangent 0.5/0.5, sqrt'(0) = inf.
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 from ..errors import DTypeError
 from .core import (
@@ -74,7 +75,8 @@ def unary(name, ufunc, vjp, doc, **traits):
     Its scalar form is the ``math`` module's function of the same name (numpy's ``arcsin`` is
     ``math.asin``): each agrees with the ufunc on float64, NaN, inf and signed zeros.
     """
-    fn = {"arcsin": "asin", "arctan": "atan"}.get(name, name)
+    fn = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
+          "arctanh": "atanh"}.get(name, name)
     return elementwise_unary(name, floating, ufunc, vjp, doc, ufunc=ufunc, scalar=f"math.{fn}({{0}})", **traits)
 
 
@@ -116,6 +118,44 @@ unary("arcsin", np.arcsin, lambda ns, g, out, x: g / ns.sqrt(1 - x * x), zero=Tr
       doc="Inverse sine on [-1, 1]; arcsin' = 1/sqrt(1 - x**2) (inf at +-1).")
 unary("arctan", np.arctan, lambda ns, g, out, x: g / (x * x + 1), zero=True,
       doc="Inverse tangent; arctan' = 1/(1 + x**2).")
+unary("arccos", np.arccos, lambda ns, g, out, x: -(g / ns.sqrt(1 - x * x)),
+      doc="Inverse cosine on [-1, 1]; arccos' = -1/sqrt(1 - x**2) (-inf at +-1, as PyTorch).")
+unary("arcsinh", np.arcsinh, lambda ns, g, out, x: g / ns.sqrt(x * x + 1), zero=True,
+      doc="Inverse hyperbolic sine; arcsinh' = 1/sqrt(x**2 + 1).")
+unary("arccosh", np.arccosh, lambda ns, g, out, x: g / ns.sqrt(x * x - 1),
+      doc="Inverse hyperbolic cosine on [1, inf); arccosh' = 1/sqrt(x**2 - 1) (inf at 1).")
+unary("arctanh", np.arctanh, lambda ns, g, out, x: g / (1 - x * x), zero=True,
+      doc="Inverse hyperbolic tangent on (-1, 1); arctanh' = 1/(1 - x**2).")
+
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+def _erf_rule(sign: float):
+    """erf's (sign 1) and erfc's (sign -1) VJP: +-2/sqrt(pi) exp(-x**2)."""
+    def vjp(ns, g, out, x):
+        d = ns.exp(-(x * x)) * (sign * _TWO_OVER_SQRT_PI)
+        return g * d
+    return vjp
+
+
+def _special(fn):
+    """scipy's ufunc ``fn`` (numpy has no erf) as a plain function giving numpy's float dtype for the input.
+
+    Not declared as the op's ``ufunc``: generated code names ufuncs as ``np.<name>``, and these live in
+    scipy.special. The scalar forms are libm's erf/erfc, which agree with scipy's to an ulp or two.
+    """
+    def impl(x):
+        return np.asarray(fn(x)).astype(float_dtype(np.result_type(x)), copy=False)
+    impl.__name__ = fn.__name__
+    return impl
+
+
+elementwise_unary("erf", floating, _special(scipy.special.erf), _erf_rule(1.0), scalar="math.erf({0})", zero=True,
+                  fresh=True,
+                  doc="The error function 2/sqrt(pi) int_0^x exp(-t**2) dt (GELU's); erf' = 2/sqrt(pi) exp(-x**2).")
+elementwise_unary("erfc", floating, _special(scipy.special.erfc), _erf_rule(-1.0), scalar="math.erfc({0})",
+                  fresh=True,
+                  doc="1 - erf(x), accurate where erf(x) is near 1; erfc' = -2/sqrt(pi) exp(-x**2).")
 
 
 def _sigmoid(x):
@@ -283,3 +323,85 @@ defop("where", _where_infer, np.where, None, _where_dx, _where_dy, jvp=jvp_linea
       code="np.where({0}, {1}, {2})", scalar="({1} if {0} else {2})",
       kind=ELEMENTWISE, zero=True, linear_together=(1, 2),
       doc="x where the condition holds, else y; the cotangent is routed the same way.")
+
+
+#: numpy's logaddexp branch for branch: equal operands (infinities too) give x + log 2, NaN passes through
+_LOGADDEXP = ("({0} + 0.6931471805599453 if {0} == {1} else ({0} + math.log1p(math.exp({1} - {0})) if {0} > {1} "
+              "else ({1} + math.log1p(math.exp({0} - {1})) if {0} < {1} else {0} - {1})))")
+_lae_vjp0, _lae_vjp1, _lae_jvp = binary_rules(lambda ns, out, x, y: ns.exp(x - out),
+                                              lambda ns, out, x, y: ns.exp(y - out))
+defop("logaddexp", binary_float, np.logaddexp, _lae_vjp0, _lae_vjp1, jvp=_lae_jvp, kind=ELEMENTWISE,
+      ufunc=np.logaddexp, scalar=_LOGADDEXP,
+      doc="log(exp(x) + exp(y)) without overflow; d/dx = exp(x - out), at most 1.")
+
+
+def _atan2_d(ns, x, y, which):
+    """arctan2(x, y)'s derivative in its input ``which``: (y, -x)[which] / (x**2 + y**2)."""
+    r2 = x * x + y * y
+    return (y / r2) if which == 0 else -(x / r2)
+
+
+_atan2_vjp0, _atan2_vjp1, _atan2_jvp = binary_rules(lambda ns, out, x, y: _atan2_d(ns, x, y, 0),
+                                                    lambda ns, out, x, y: _atan2_d(ns, x, y, 1))
+defop("arctan2", binary_float, np.arctan2, _atan2_vjp0, _atan2_vjp1, jvp=_atan2_jvp, kind=ELEMENTWISE,
+      ufunc=np.arctan2, scalar="math.atan2({0}, {1})", zero=True,
+      doc="The angle of the point (x2, x1), arctan2(x1, x2) in numpy's order: d/dx1 = x2/r**2, "
+          "d/dx2 = -x1/r**2 (NaN at the origin, as PyTorch's).")
+_hypot_vjp0, _hypot_vjp1, _hypot_jvp = binary_rules(lambda ns, out, x, y: x / out, lambda ns, out, x, y: y / out)
+defop("hypot", binary_float, np.hypot, _hypot_vjp0, _hypot_vjp1, jvp=_hypot_jvp, kind=ELEMENTWISE,
+      ufunc=np.hypot, scalar="math.hypot({0}, {1})", zero=True,
+      doc="sqrt(x**2 + y**2) without overflow; d/dx = x/out (NaN at the origin, as PyTorch's).")
+
+
+# --- clip --------------------------------------------------------------------
+
+def _clip_bind(x, a_min=None, a_max=None):
+    return (x, _bound(x, -np.inf if a_min is None else a_min), _bound(x, np.inf if a_max is None else a_max)), {}
+
+
+def _bound(x, v):
+    """A Python number as a 0-d array of the dtype numpy's weak typing gives it against x (float32 x stays
+    float32), so every namespace (numbers included) sees an array; arrays, nodes and tensors pass."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and hasattr(x, "dtype"):
+        return np.asarray(v, np.result_type(x.dtype, v))
+    return v
+
+
+def _clip_infer(x, lo, hi):
+    return broadcast_shapes(x.shape, lo.shape, hi.shape), result_dtype(x, lo, hi)
+
+
+def _clip_impl(x, lo, hi):
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+def _clip_masks(ns, out, x, lo, hi):
+    """Where each input is passed through (PyTorch's clamp): x inside [lo, hi], bounds included; lo
+    where x < lo; hi where x > hi."""
+    inside = ns.cast(ns.ge(x, lo), out.dtype) * ns.cast(ns.le(x, hi), out.dtype)
+    return inside, ns.cast(ns.lt(x, lo), out.dtype), ns.cast(ns.gt(x, hi), out.dtype)
+
+
+def _clip_vjp(which):
+    def vjp(ns, g, out, x, lo, hi):
+        return unbroadcast(ns, g * _clip_masks(ns, out, x, lo, hi)[which], (x, lo, hi)[which])
+    return vjp
+
+
+def _clip_jvp(ns, tangents, out, x, lo, hi):
+    masks = _clip_masks(ns, out, x, lo, hi)
+    total = ZERO
+    for t, m in zip(tangents, masks):
+        if t is not ZERO:
+            total = t * m if total is ZERO else total + t * m
+    return expand_to(ns, total, out)
+
+
+#: numpy's minimum(maximum(x, lo), hi): the max form of maximum with its result as minimum's first operand
+_CLIP_MAX = "({0} if {0} > {1} or {0} != {0} else {1})"
+_CLIP = "(_m if _m < {2} or _m != _m else {2})".replace("_m", _CLIP_MAX)
+defop("clip", _clip_infer, _clip_impl, _clip_vjp(0), _clip_vjp(1), _clip_vjp(2), jvp=_clip_jvp, bind=_clip_bind,
+      kind=ELEMENTWISE, scalar=_CLIP, fresh=True, zero=True, params=(),
+      doc="x limited to [a_min, a_max] (numpy's clip: min(max(x, a_min), a_max); None for no bound). "
+          "Convention (PyTorch's clamp): at a bound the gradient goes to x (x == a_min or x == a_max counts "
+          "as inside), and a bound gets the cotangent only where x is strictly beyond it.")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..kernels import softmax
 from . import batching
+from .batching import _lift, _tile, batch_size
 from .core import (
     ZERO,
     Kind,
@@ -23,6 +24,7 @@ from .core import (
     keep_axes,
     one_axis,
     result_dtype,
+    shape_str,
 )
 from .params import axis_param
 
@@ -91,3 +93,70 @@ defop("softmax_cross_entropy", _xent_infer, _xent,
       jvp=_xent_jvp, bind=_xent_bind, kind=Kind.NN, linear=(1,), batch=batching.softmax_cross_entropy,
       doc="-sum(targets * log_softmax(logits)) along axis, one loss per row; targets are "
           "probabilities (one-hot for class labels). Stable for any logits.")
+
+
+# --- integer class labels -------------------------------------------------------------------
+
+def _labels_infer(z, labels, axis):
+    axis_param(axis, len(z.shape))
+    if np.dtype(labels.dtype).kind not in "iu":
+        raise DTypeError(f"labels must be integer class indices, got {labels.dtype}")
+    rows = tuple(d for i, d in enumerate(z.shape) if i != axis)
+    bad = ShapeError(f"labels of shape {shape_str(labels.shape)} do not match the logits' rows "
+                     f"{shape_str(rows)} (the logits' shape without axis {axis})")
+    if len(labels.shape) > len(rows):
+        raise bad
+    try:
+        out = broadcast_shapes(labels.shape, rows)
+    except ShapeError:
+        raise bad from None
+    if any(r is not None and o != r for o, r in zip(out, rows)):
+        raise bad
+    return out, float_dtype(z.dtype)
+
+
+def _labels_impl(z, labels, axis):
+    n = z.shape[axis]
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        raise ShapeError(f"sparse_softmax_cross_entropy: labels must be class indices in [0, {n}), got values "
+                         f"from {labels.min()} to {labels.max()}")
+    rows = np.broadcast_to(labels, z.shape[:axis] + z.shape[axis + 1:])
+    picked = np.take_along_axis(_log_softmax(z, axis), np.expand_dims(rows, axis), axis)
+    return -np.squeeze(picked, axis)
+
+
+def _one_hot(ns, labels, z, axis):
+    """1.0 at each row's label along axis, else 0, in z's shape and dtype (the class positions are a
+    constant where the class count is known, else counted by a running sum)."""
+    n = z.shape[axis]
+    if n is None:
+        positions = call(ns, "cumsum", ns.ones_like(z), axis=axis) - 1
+    else:
+        positions = np.arange(n).reshape((-1,) + (1,) * (len(z.shape) - axis - 1))
+    at = len(labels.shape) - (len(z.shape) - 1 - axis)  # labels align with z's rows from the right
+    if at >= 0:
+        labels = call(ns, "expand_dims", labels, axis=(at,))
+    return ns.cast(ns.eq(labels, positions), z.dtype)
+
+
+def _labels_dz(ns, z, labels, axis):
+    return call(ns, "softmax", z, axis=axis) - _one_hot(ns, labels, z, axis)
+
+
+def _labels_batch(op, ns, inputs, batched, axis):
+    (z, labels), (bz, bl) = inputs, batched
+    nd = z.ndim - bz
+    z = _lift(ns, z, nd) if bz else _tile(ns, z, batch_size(inputs, batched))
+    labels = _lift(ns, labels, nd - 1) if bl else labels
+    return ns.apply(op, (z, labels), {"axis": axis + 1}), True
+
+
+defop("sparse_softmax_cross_entropy", _labels_infer, _labels_impl,
+      lambda ns, g, out, z, labels, axis: keep_axes(ns, g, (axis,), False) * _labels_dz(ns, z, labels, axis), None,
+      jvp=lambda ns, ts, out, z, labels, axis: call(ns, "sum", ts[0] * _labels_dz(ns, z, labels, axis),
+                                                   axis=(axis,), keepdims=False),
+      bind=_xent_bind, kind=Kind.NN, index=(1,), batch=_labels_batch,
+      doc="-log_softmax(logits)[label] along axis, one loss per row, for integer class labels (PyTorch's "
+          "cross_entropy; TensorFlow's sparse form): labels have the logits' shape without axis. "
+          "softmax_cross_entropy(logits, labels) calls it for integer labels. Labels get no gradient.")
