@@ -56,6 +56,14 @@ for _name in OPS:
 # after the op table: on the tape, loops and branches are Python's own, never recorded as ops
 from .control import cond, scan, while_loop  # noqa: E402
 
+from common.linalg_nn import linalg_for as _linalg_for  # noqa: E402
+from common.linalg_nn import nn_for as _nn_for  # noqa: E402
+
+linalg = _linalg_for(tape)
+"""numpy.linalg's names on tensors (solve, cholesky, eigh, svd, ...)."""
+nn = _nn_for(tape)
+"""torch.nn.functional's convolution and pooling on tensors."""
+
 
 def grad(*args, **kwargs):
     """The gradient, in the two call forms the libraries symnum follows give this one name.
@@ -108,5 +116,5 @@ __all__ = [
     "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "cond", "enable_grad", "evaluate", "grad",
     "gradcheck", "scan", "while_loop",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
-    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS,
+    "linalg", "nn", "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS,
 ]

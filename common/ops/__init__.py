@@ -6,6 +6,7 @@ entry here that all of them pick up.
 """
 
 from . import batching, control, control_rules, elementwise, linalg, nn, reduce, shape  # noqa: F401  (registers the ops and rules)
+from . import conv, matrix, spectral  # noqa: F401  (linear algebra, convolution and pooling)
 from .core import NO_GRAD, OPS, ZERO, Inputs, Kind, Namespace, Op, defop, numeric
 
 __all__ = ["NO_GRAD", "OPS", "ZERO", "Inputs", "Kind", "Namespace", "Op", "defop", "numeric"]
