@@ -41,9 +41,12 @@ def py(marker) -> str:
 #: graph inputs the base records use: name -> (shape, dtype)
 VARS = {"x": ([2, 3], "float64"), "xu": ([None, 3], "float64"), "x1": ([1, 3], "float64"),
         "y": ([3, 4], "float64"), "g": ([3], "float64"), "g4": ([4, 3], "float64"),
-        "i": ([2], "int64"), "t": ([2, 3], "float64")}
+        "i": ([2], "int64"), "t": ([2, 3], "float64"), "sq": ([3, 3], "float64"),
+        "img": ([2, 2, 5, 5], "float64"), "ker": ([4, 1, 3, 3], "float64"), "cot": ([2, 4, 3, 3], "float64"),
+        "win": ([2, 2, 3, 3, 3, 3], "float64")}
 
 _REDUCE = (["x"], {"axis": T(1), "keepdims": False})
+_GRID = {"stride": T(1, 1), "padding": T(0, 0), "dilation": T(1, 1)}
 #: a valid record for every op with params: (input variables, params as the file spells them)
 BASES = {
     "cast": (["x"], {"dtype": "float32"}),
@@ -69,6 +72,13 @@ BASES = {
     "log_softmax": (["x"], {"axis": 1}),
     "softmax_cross_entropy": (["x", "t"], {"axis": 1}),
     **{name: _REDUCE for name in ("sum", "mean", "count", "max", "min", "prod", "logsumexp")},
+    "solve_triangular": (["sq", "sq"], {"lower": True}),
+    **{name: (["x"], {"full_matrices": False}) for name in ("svd_u", "svd_s", "svd_vh")},
+    "conv": (["img", "ker"], {**_GRID, "groups": 2}),
+    "conv_transpose": (["cot", "ker"], {**_GRID, "groups": 2, "size": T(5, 5)}),
+    "conv_weight": (["img", "cot"], {**_GRID, "groups": 2, "ksize": T(3, 3)}),
+    "windows": (["img"], {**_GRID, "ksize": T(3, 3)}),
+    "unwindows": (["win"], {**_GRID, "ksize": T(3, 3), "size": T(5, 5)}),
 }
 
 
@@ -76,7 +86,9 @@ def kind(op: str, param: str) -> str:
     """What a param is, which decides the payloads that go in it."""
     if param == "axis":
         return "axes" if isinstance(BASES[op][1]["axis"], dict) else "axis"
-    return {"axes": "perm", "keepdims": "bool", "k": "int", "value": "float"}.get(param, param)
+    return {"axes": "perm", "keepdims": "bool", "k": "int", "value": "float", "lower": "bool",
+            "full_matrices": "bool", "groups": "int", **dict.fromkeys(("stride", "padding", "dilation", "ksize",
+                                                                        "size"), "dims")}.get(param, param)
 
 
 def payloads(k: str, m) -> list[tuple[str, object]]:
@@ -110,6 +122,7 @@ def payloads(k: str, m) -> list[tuple[str, object]]:
         "dtype": [("object", "object"), ("O", "O"), ("struct", "float64,int32"), ("void", "V8"),
                   ("alias", "<f8"), ("complex", "complex128"), ("number", 5), ("str", "str")],
         "float": [("int", 1), ("tuple", T(1.0))],
+        "dims": [("negative", T(-1, 1)), ("short", T(1)), ("huge", T(2 ** 40, 1)), ("booldim", T(True, 1))],
     }[k]
     return [p for p in common if p[0] not in valid] + extra
 

@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import DTypeError, ShapeError
 from .batching import NotBatchable, one_at_a_time
 from .core import Kind, call, defop, float_dtype, jvp_linear, jvp_product, result_dtype, shape_str
-from .params import int_param, tuple_param
+from .params import int_param, shown, tuple_param
 
 NN = Kind.NN
 
@@ -53,12 +53,12 @@ def out_size(size, ksize, stride, padding, dilation, what: str) -> tuple:
     """Each spatial dim's number of windows; a kernel larger than the padded input is an error."""
     out = []
     for s, k, st, p, dl in zip(size, ksize, stride, padding, dilation):
-        if s is None:
+        if s is None or k is None:
             out.append(None)
             continue
         span = dl * (k - 1) + 1
         if span > s + 2 * p:
-            raise ShapeError(f"{what} of extent {tuple(dl * (k - 1) + 1 for k, dl in zip(ksize, dilation))} "
+            raise ShapeError(f"{what} of extent {tuple(dl * (k - 1) + 1 for k, dl in zip(ksize, dilation) if k)} "
                              f"is larger than the padded input {tuple(s + 2 * p for s, p in zip(size, padding))}")
         out.append((s + 2 * p - span) // st + 1)
     return tuple(out)
@@ -292,6 +292,8 @@ def _windows_params(x, ksize, stride, padding, dilation):
     if not 1 <= d <= len(x.shape):
         raise ShapeError(f"param 'ksize' must be a tuple of 1 to {len(x.shape)} window sizes, got {ksize!r}")
     for v, n, lo in ((ksize, "ksize", 1), (stride, "stride", 1), (padding, "padding", 0), (dilation, "dilation", 1)):
+        if isinstance(v, tuple) and len(v) != d:
+            raise ShapeError(f"params 'ksize' = {ksize!r} and {n!r} = {shown(v)} differ in length")
         if dims(v, n, d, lo) != v:
             raise ShapeError(f"param {n!r} must be a tuple of {d} ints, got {v!r}")
     return d

@@ -61,9 +61,7 @@ def _scalar_infer(a):
     return a.shape[:-2], linalg_dtype(a)
 
 
-def _solve_infer(a, b, **params):
-    for k, v in params.items():
-        bool_param(v, k)
+def _solve_infer(a, b):
     square(a, "coefficient matrix")
     n = a.shape[-1]
     if len(b.shape) == 0:
@@ -224,11 +222,16 @@ def _tri(ns, lower):
     return lambda a, b, transposed: call(ns, "solve_triangular", a, b, lower=lower != transposed)
 
 
+def _tri_infer(a, b, lower):
+    bool_param(lower, "lower")
+    return _solve_infer(a, b)
+
+
 def _tri_bind(a, b, lower=True):
     return (a, b), {"lower": bool_param(lower, "lower")}
 
 
-defop("solve_triangular", _solve_infer, _solve_triangular,
+defop("solve_triangular", _tri_infer, _solve_triangular,
       lambda ns, g, out, a, b, lower: _solve_cotangents(ns, g, out, a, b, _tri(ns, lower), True,
                                                         "tril" if lower else "triu")[0],
       lambda ns, g, out, a, b, lower: _solve_cotangents(ns, g, out, a, b, _tri(ns, lower), True, None)[1],
