@@ -91,9 +91,8 @@ for _name in OPS:
     globals()[_name] = getattr(symbolic, _name)
 
 # the loop and branch builders trace Python functions (the ops of those names take bodies: symbolic.scan)
-from .loops import cond, scan, while_loop  # noqa: E402, F401  (in __all__ by their op names)
-
 from .linalg_nn import linalg_for, nn_for  # noqa: E402
+from .loops import cond, scan, while_loop  # noqa: E402, F401  (in __all__ by their op names)
 
 linalg = linalg_for(symbolic)
 """numpy.linalg's names on nodes: solve, solve_triangular, cholesky, inv, det, slogdet, eigh, svd, qr, norm."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from .errors import ShapeError, op_error
 import numpy as np
 
+from .errors import ShapeError, op_error
 from .ops.conv import _windows, dims
 from .site import user_site
 

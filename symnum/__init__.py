@@ -54,10 +54,10 @@ for _name in OPS:
     globals()[_name] = getattr(tape, _name)
 
 # after the op table: on the tape, loops and branches are Python's own, never recorded as ops
-from .control import cond, scan, while_loop  # noqa: E402
-
 from common.linalg_nn import linalg_for as _linalg_for  # noqa: E402
 from common.linalg_nn import nn_for as _nn_for  # noqa: E402
+
+from .control import cond, scan, while_loop  # noqa: E402
 
 linalg = _linalg_for(tape)
 """numpy.linalg's names on tensors (solve, cholesky, eigh, svd, ...)."""

@@ -222,7 +222,7 @@ def _conv_dw(ns, g, out, x, w, stride, padding, dilation, groups):
 
 def _merge_batch(op, ns, inputs, batched, **params):
     """Batch axis on input 0 only: fold it into N (one call on a bigger batch), unfold the result."""
-    (x, w), (bx, bw) = inputs, batched
+    (x, w), bw = inputs, batched[1]
     if bw or None in x.shape[:2]:
         raise NotBatchable
     b, n = x.shape[:2]
