@@ -118,7 +118,7 @@ def hand_grad(*args):
     return [g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5]
 
 
-@workload("cnn", sizes=SIZES, default=SIZES, check=SIZES[:1], rtol=1e-8,
+@workload("cnn", sizes=SIZES, default=SIZES, check=SIZES[:1], rtol=1e-8, fd_step=1e-8,
           doc="d mean softmax cross-entropy / d all weights of a LeNet-5-shaped CNN on 28x28 inputs")
 def cnn(size: str) -> Problem:
     batch = int(size[1:])
