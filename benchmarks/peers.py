@@ -447,6 +447,10 @@ class PyTensor(Peer):
             def softmax_cross_entropy(self, z, t, axis=-1):
                 return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
 
+            @property
+            def nn(self):
+                raise Unsupported("pytensor: the workloads' convolution and pooling are not spelled for pytensor")
+
         self.check_size(problem)
         if kind == "jacobian" and _jacobian_mode("pytensor", problem) == "forward":
             raise Unsupported("pytensor: no forward-mode Jacobian (its R-op pushes one tangent per graph)")
