@@ -9,11 +9,9 @@ against the errors a user should see.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
-from derivchecks import fd_grad, fd_hvp, grad_hvp, torch_grad_hvp
+from derivchecks import Models
 from opcases import _conv_ref, _padded
 
 import symnum
@@ -80,56 +78,27 @@ MODELS = {
                    lambda x: (F.avg_pool2d(x * x, 2, padding=1) ** 2).sum(),
                    lambda rng: rng.standard_normal((2, 3, 5, 6))),
 }
-NUMBA = ("conv2d-input", "conv2d-both", "max_pool2d")
-RUNS = [(n, b) for n in sorted(MODELS) for b in ("tape", "numpy", "numba") if b != "numba" or n in NUMBA]
-
-
-def _inputs(name):
-    rng = np.random.default_rng(sum(map(ord, name)))
-    x = MODELS[name][3](rng)
-    return x, rng.standard_normal(x.shape)
-
-
-@functools.cache
-def results(name: str, backend: str):
-    x, v = _inputs(name)
-    return grad_hvp(backend, MODELS[name][0], x, v)
-
-
-@functools.cache
-def differences(name: str):
-    """The numpy twin's gradient and H v by central differences (computed once for all backends)."""
-    ref = MODELS[name][1]
-    x, v = _inputs(name)
-    return fd_grad(ref, x), fd_hvp(ref, x, v)
+CHECKS = Models(MODELS, numba=("conv2d-input", "conv2d-both", "max_pool2d"))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_value_matches_the_loops(name):
     f, ref, _, _ = MODELS[name]
-    x, _ = _inputs(name)
+    x, _ = CHECKS.inputs(name)
     np.testing.assert_allclose(np.asarray(f(symnum, symnum.tensor(x))), ref(x), rtol=1e-10)
     xs = T.var("x", x.shape)
     np.testing.assert_allclose(symsym.function([xs], f(T, xs))(x), ref(x), rtol=1e-10)
 
 
-@pytest.mark.parametrize("name, backend", RUNS)
+@pytest.mark.parametrize("name, backend", CHECKS.runs)
 def test_gradient_and_hvp_match_differences(name, backend):
-    g, h = results(name, backend)
-    fg, fh = differences(name)
-    np.testing.assert_allclose(g, fg, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(h, fh, rtol=1e-4, atol=1e-4)
+    CHECKS.against_differences(name, backend, atol=1e-6, hvp_atol=1e-4)
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
-@pytest.mark.parametrize("name, backend", RUNS)
+@pytest.mark.parametrize("name, backend", CHECKS.runs)
 def test_gradient_and_hvp_match_pytorch(name, backend):
-    tf = MODELS[name][2]
-    x, v = _inputs(name)
-    g, h = results(name, backend)
-    tg, th = torch_grad_hvp(tf, x, v)
-    np.testing.assert_allclose(g, tg, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(h, th, rtol=1e-9, atol=1e-10)
+    CHECKS.against_pytorch(name, backend, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")

@@ -11,13 +11,12 @@ batch; bad input against the errors a user should see.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pytest
 import scipy.linalg
-from derivchecks import fd_grad, fd_hvp, grad_hvp, torch_grad_hvp
+from derivchecks import Models
 
 import symnum
 import symsym
@@ -133,52 +132,28 @@ for _ord in (None, 1, 3, 0.5, math.inf, -math.inf):
                               * torch.tensor(_w("d", (1, 3)))).sum())(_ord), _spread(4, 3))
 
 IDS = sorted(MODELS)
-NUMBA = ("solve-self", "solve_triangular", "cholesky", "slogdet", "eigh", "qr", "norm-matrix-nuc")
-"""The models also compiled with the numba linker (each costs seconds of compiling; the linker runs these
-ops' numpy impls between its loops, so the others would check the same thing again)."""
-RUNS = [(n, b) for n in IDS for b in ("tape", "numpy", "numba") if b != "numba" or n in NUMBA]
-
-
-def _inputs(name):
-    rng = np.random.default_rng(sum(map(ord, name)))
-    x = MODELS[name][3](rng)
-    return x, rng.standard_normal(x.shape)
-
-
-@functools.cache
-def results(name: str, backend: str):
-    """The model's gradient and H v at its inputs on one backend (computed once for both comparisons)."""
-    x, v = _inputs(name)
-    return grad_hvp(backend, MODELS[name][0], x, v)
+CHECKS = Models(MODELS, numba=("solve-self", "solve_triangular", "cholesky", "slogdet", "eigh", "qr",
+                                 "norm-matrix-nuc"))
 
 
 @pytest.mark.parametrize("name", IDS)
 def test_value_matches_numpy(name):
     f, ref, _, _ = MODELS[name]
-    x, _ = _inputs(name)
+    x, _ = CHECKS.inputs(name)
     np.testing.assert_allclose(np.asarray(f(symnum, symnum.tensor(x))), ref(x), rtol=1e-10, atol=1e-12)
     xs = T.var("x", x.shape)
     np.testing.assert_allclose(symsym.function([xs], f(T, xs))(x), ref(x), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, backend", RUNS)
+@pytest.mark.parametrize("name, backend", CHECKS.runs)
 def test_gradient_and_hvp_match_differences(name, backend):
-    ref = MODELS[name][1]
-    x, v = _inputs(name)
-    g, h = results(name, backend)
-    np.testing.assert_allclose(g, fd_grad(ref, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(h, fd_hvp(ref, x, v), rtol=1e-4, atol=1e-5)
+    CHECKS.against_differences(name, backend, atol=1e-7, hvp_atol=1e-5)
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
-@pytest.mark.parametrize("name, backend", [r for r in RUNS if MODELS[r[0]][2] is not None])
+@pytest.mark.parametrize("name, backend", [r for r in CHECKS.runs if MODELS[r[0]][2] is not None])
 def test_gradient_and_hvp_match_pytorch(name, backend):
-    tf = MODELS[name][2]
-    x, v = _inputs(name)
-    g, h = results(name, backend)
-    tg, th = torch_grad_hvp(tf, x, v)
-    np.testing.assert_allclose(g, tg, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(h, th, rtol=1e-7, atol=1e-9)
+    CHECKS.against_pytorch(name, backend, rtol=1e-8, atol=1e-10)
 
 
 # ------------------------------------------------------------ batched forms
