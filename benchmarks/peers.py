@@ -19,6 +19,7 @@ import numpy as np
 from common.graph import count_nodes
 from symnum.control import leaves, loop, rebuild, scan_steps, stack_steps
 
+from . import peer_models
 from .backends import BACKENDS, Backend, Runner, Unsupported
 
 
@@ -128,6 +129,9 @@ class NumpyLike(PythonLoops):
         return self.xp.stack(xs)
 
     def __getattr__(self, name):
+        if name in ("linalg", "nn"):  # twograd's spellings over the library's routines
+            self.linalg, self.nn = peer_models.numpy_like_groups(self.xp)
+            return getattr(self, name)
         return getattr(self.xp, name)
 
     def relu(self, x):
@@ -161,6 +165,9 @@ class TorchOps(PythonLoops):
         return self.torch.stack(xs)
 
     def __getattr__(self, name):
+        if name in ("linalg", "nn"):  # twograd's spellings over torch.linalg and torch.nn.functional
+            self.linalg, self.nn = peer_models.torch_groups(self.torch)
+            return getattr(self, name)
         return getattr(self.torch, name)
 
     def sum(self, x, axis=None, keepdims=False):
@@ -439,6 +446,10 @@ class PyTensor(Peer):
 
             def softmax_cross_entropy(self, z, t, axis=-1):
                 return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
+
+            @property
+            def nn(self):
+                raise Unsupported("pytensor: the workloads' convolution and pooling are not spelled for pytensor")
 
         self.check_size(problem)
         if kind == "jacobian" and _jacobian_mode("pytensor", problem) == "forward":

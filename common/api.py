@@ -104,6 +104,12 @@ def var(*args, **kwargs) -> Node:
 
 
 # the loop and branch builders trace Python functions (the ops of those names take bodies: symbolic.scan)
+from .linalg_nn import linalg_for, nn_for  # noqa: E402
 from .loops import cond, scan, while_loop  # noqa: E402, F401  (in __all__ by their op names)
 
-__all__ = ["apply", "const", "lift", "symbolic", "var", *OPS, *FUNCTIONS]
+linalg = linalg_for(symbolic)
+"""numpy.linalg's names on nodes: solve, solve_triangular, cholesky, inv, det, slogdet, eigh, svd, qr, norm."""
+nn = nn_for(symbolic)
+"""torch.nn.functional's names on nodes: conv1d, conv2d, max_pool2d, avg_pool2d."""
+
+__all__ = ["apply", "const", "linalg", "lift", "nn", "symbolic", "var", *OPS, *FUNCTIONS]

@@ -57,7 +57,15 @@ for _name, _fn in FUNCTIONS.items():  # numpy's functions made of ops (sort, top
     globals()[_name] = bound(_fn, tape)
 
 # after the op table: on the tape, loops and branches are Python's own, never recorded as ops
+from common.linalg_nn import linalg_for as _linalg_for  # noqa: E402
+from common.linalg_nn import nn_for as _nn_for  # noqa: E402
+
 from .control import cond, scan, while_loop  # noqa: E402
+
+linalg = _linalg_for(tape)
+"""numpy.linalg's names on tensors (solve, cholesky, eigh, svd, ...)."""
+nn = _nn_for(tape)
+"""torch.nn.functional's convolution and pooling on tensors."""
 
 
 def grad(*args, **kwargs):
@@ -111,5 +119,5 @@ __all__ = [
     "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "cond", "enable_grad", "evaluate", "grad",
     "gradcheck", "scan", "while_loop",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
-    "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS, *FUNCTIONS,
+    "linalg", "nn", "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS, *FUNCTIONS,
 ]

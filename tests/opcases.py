@@ -342,3 +342,200 @@ def _cumprod_grad_ref(g, x):
 case("cumprod_grad", lambda ns, g, x: ns.cumprod_grad(g, x, axis=1), _cumprod_grad_ref,
      lambda rng: [rng.standard_normal((3, 4)), np.array([[0.0, 2.0, 3.0, 0.5], [1.5, 0.0, 2.0, 0.0],
                                                          [1.2, 0.8, -1.1, 0.9]])], wrt=(0, 1))
+
+
+# --- linear algebra: solves, factorisations (each matrix drawn well conditioned, its spectrum well spread)
+
+def _conditioned(*shape):
+    """Square matrices away from singular: noise plus 3 I."""
+    return lambda rng: [rng.standard_normal(shape) * 0.5 + 3 * np.eye(shape[-1])]
+
+
+def _with_rhs(shape_a, shape_b):
+    return lambda rng: [rng.standard_normal(shape_a) * 0.5 + 3 * np.eye(shape_a[-1]), rng.standard_normal(shape_b)]
+
+
+def _spread(*shape):
+    """Matrices whose eigenvalues (of the symmetric part) or singular values are far apart: a spread
+    diagonal plus small noise, so the vectors' gradients are well defined."""
+    def make(rng):
+        m, n = shape[-2:]
+        base = np.zeros((m, n))
+        k = min(m, n)
+        base[range(k), range(k)] = np.arange(1, k + 1) * 1.5
+        return [base + 0.2 * rng.standard_normal(shape)]
+    return make
+
+
+def _sym_ref(x):
+    return (x + np.swapaxes(x, -1, -2)) / 2
+
+
+def _sym(ns, x):
+    return (x + ns.transpose(x, _last_swap(x))) / 2
+
+
+def _last_swap(x):
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return tuple(perm)
+
+
+def _spd_ref(x):
+    return x @ np.swapaxes(x, -1, -2)
+
+
+def _spd(ns, x):
+    """x x^T: positive definite, and well conditioned for a well-conditioned x."""
+    return ns.matmul(x, ns.transpose(x, _last_swap(x)))
+
+
+case("solve", lambda ns, a, b: ns.solve(a, b), np.linalg.solve, _with_rhs((3, 3), (3, 2)), wrt=(0, 1))
+case("solve", lambda ns, a, b: ns.solve(a, b), np.linalg.solve, _with_rhs((3, 3), (3,)), wrt=(0, 1),
+     id="solve-vector")
+case("solve", lambda ns, a, b: ns.solve(a, b), np.linalg.solve, _with_rhs((2, 3, 3), (3, 2)), wrt=(0, 1),
+     id="solve-batched")
+
+
+def _tri_ref(lower):
+    import scipy.linalg
+
+    def ref(a, b):
+        return scipy.linalg.solve_triangular(a, b, lower=lower)
+    return ref
+
+
+case("solve_triangular", lambda ns, a, b: ns.solve_triangular(a, b, lower=True), _tri_ref(True),
+     _with_rhs((3, 3), (3, 2)), wrt=(0, 1))
+case("solve_triangular", lambda ns, a, b: ns.solve_triangular(a, b, lower=False), _tri_ref(False),
+     _with_rhs((3, 3), (3,)), wrt=(0, 1), id="solve_triangular-upper-vector")
+case("solve_triangular", lambda ns, a, b: ns.solve_triangular(a, b, lower=True),
+     lambda a, b: np.stack([_tri_ref(True)(a[i], b) for i in range(2)]), _with_rhs((2, 3, 3), (3, 2)), wrt=(0, 1),
+     id="solve_triangular-batched")
+case("cholesky", lambda ns, x: ns.cholesky(_spd(ns, x)), lambda x: np.linalg.cholesky(_spd_ref(x)),
+     _conditioned(3, 3))
+case("cholesky", lambda ns, x: ns.cholesky(_spd(ns, x)), lambda x: np.linalg.cholesky(_spd_ref(x)),
+     _conditioned(2, 3, 3),
+     id="cholesky-batched")
+case("inv", lambda ns, a: ns.inv(a), np.linalg.inv, _conditioned(3, 3))
+case("inv", lambda ns, a: ns.inv(a), np.linalg.inv, _conditioned(2, 3, 3), id="inv-batched")
+case("det", lambda ns, a: ns.det(a), np.linalg.det, _conditioned(3, 3))
+case("det", lambda ns, a: ns.det(a), np.linalg.det, _conditioned(2, 3, 3), id="det-batched")
+case("slogdet_logabs", lambda ns, a: ns.slogdet_logabs(a), lambda a: np.linalg.slogdet(a)[1],
+     lambda rng: [rng.standard_normal((2, 3, 3))])
+case("slogdet_sign", lambda ns, a: ns.slogdet_sign(a), lambda a: np.linalg.slogdet(a)[0],
+     lambda rng: [rng.standard_normal((2, 3, 3))], wrt=())
+case("eigh_w", lambda ns, x: ns.eigh_w(_sym(ns, x)), lambda x: np.linalg.eigh(_sym_ref(x))[0], _spread(3, 3))
+case("eigh_w", lambda ns, x: ns.eigh_w(_sym(ns, x)), lambda x: np.linalg.eigh(_sym_ref(x))[0], _spread(2, 3, 3),
+     id="eigh_w-batched")
+case("eigh_v", lambda ns, x: ns.eigh_v(_sym(ns, x)) ** 2, lambda x: np.linalg.eigh(_sym_ref(x))[1] ** 2,
+     _spread(3, 3))
+case("svd_s", lambda ns, x: ns.svd_s(x, full_matrices=False), lambda x: np.linalg.svd(x)[1], _spread(4, 3))
+case("svd_s", lambda ns, x: ns.svd_s(x, full_matrices=False), lambda x: np.linalg.svd(x)[1], _spread(2, 3, 4),
+     id="svd_s-wide-batched")
+case("svd_u", lambda ns, x: ns.svd_u(x, full_matrices=False) ** 2,
+     lambda x: np.linalg.svd(x, full_matrices=False)[0] ** 2, _spread(4, 3))
+case("svd_vh", lambda ns, x: ns.svd_vh(x, full_matrices=False) ** 2,
+     lambda x: np.linalg.svd(x, full_matrices=False)[2] ** 2, _spread(4, 3))
+case("svd_u", lambda ns, x: ns.svd_u(x, full_matrices=False) ** 2,
+     lambda x: np.linalg.svd(x, full_matrices=False)[0] ** 2, _spread(3, 4), id="svd_u-wide")
+case("svd_vh", lambda ns, x: ns.svd_vh(x, full_matrices=False) ** 2,
+     lambda x: np.linalg.svd(x, full_matrices=False)[2] ** 2, _spread(3, 4), id="svd_vh-wide")
+case("qr_q", lambda ns, x: ns.qr_q(x), lambda x: np.linalg.qr(x)[0], _spread(4, 3))
+case("qr_r", lambda ns, x: ns.qr_r(x), lambda x: np.linalg.qr(x)[1], _spread(4, 3))
+case("qr_r", lambda ns, x: ns.qr_r(x), lambda x: np.linalg.qr(x)[1], _spread(2, 3, 3), id="qr_r-batched")
+
+
+# --- convolution and pooling, against loops written out position by position
+
+def _padded(x, padding, fill=0.0):
+    return np.pad(x, ((0, 0),) * (x.ndim - len(padding)) + tuple((p, p) for p in padding), constant_values=fill)
+
+
+def _conv_ref(x, w, stride, padding, dilation, groups):
+    xp = _padded(x, padding)
+    n, c = x.shape[:2]
+    o, cg = w.shape[:2]
+    k = w.shape[2:]
+    size = [(s - dl * (kk - 1) - 1) // st + 1 for s, kk, st, dl in zip(xp.shape[2:], k, stride, dilation)]
+    out = np.zeros((n, o, *size))
+    og = o // groups
+    for pos in np.ndindex(*size):
+        for off in np.ndindex(*k):
+            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
+            for oc in range(o):
+                grp = oc // og
+                out[(slice(None), oc) + pos] += xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at] @ \
+                    w[(oc, slice(None)) + off]
+    return out
+
+
+def _conv_transpose_ref(g, w, size, stride, padding, dilation, groups):
+    n, o = g.shape[:2]
+    cg = w.shape[1]
+    k = w.shape[2:]
+    og = o // groups
+    xp = np.zeros((n, cg * groups, *(s + 2 * p for s, p in zip(size, padding))))
+    for pos in np.ndindex(*g.shape[2:]):
+        for off in np.ndindex(*k):
+            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
+            for oc in range(o):
+                grp = oc // og
+                xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at] += \
+                    g[(slice(None), oc) + pos][:, None] * w[(oc, slice(None)) + off]
+    return xp[(slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(padding, size))]
+
+
+def _conv_weight_ref(x, g, ksize, stride, padding, dilation, groups):
+    xp = _padded(x, padding)
+    o = g.shape[1]
+    cg = x.shape[1] // groups
+    og = o // groups
+    out = np.zeros((o, cg, *ksize))
+    for pos in np.ndindex(*g.shape[2:]):
+        for off in np.ndindex(*ksize):
+            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
+            for oc in range(o):
+                grp = oc // og
+                out[(oc, slice(None)) + off] += g[(slice(None), oc) + pos] @ \
+                    xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at]
+    return out
+
+
+def _windows_ref(x, ksize, stride, padding, fill):
+    xp = _padded(x, padding, fill)
+    size = [(s - kk) // st + 1 for s, kk, st in zip(xp.shape[-2:], ksize, stride)]
+    out = np.zeros((*x.shape[:-2], *size, *ksize))
+    for i, j in np.ndindex(*size):
+        out[..., i, j, :, :] = xp[..., i * stride[0]:i * stride[0] + ksize[0], j * stride[1]:j * stride[1] + ksize[1]]
+    return out
+
+
+_C2 = dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+case("conv", lambda ns, x, w: ns.conv(x, w, **_C2), lambda x, w: _conv_ref(x, w, **_C2),
+     two((2, 4, 5, 6), (6, 2, 3, 2)), wrt=(0, 1), id="conv-2d-groups")
+case("conv", lambda ns, x, w: ns.conv(x, w, stride=2, padding=1, dilation=2),
+     lambda x, w: _conv_ref(x, w, (2,), (1,), (2,), 1), two((2, 3, 9), (4, 3, 3)), wrt=(0, 1), id="conv-1d")
+_T2 = dict(size=(5, 6), **_C2)
+case("conv_transpose", lambda ns, g, w: ns.conv_transpose(g, w, **_T2), lambda g, w: _conv_transpose_ref(g, w, **_T2),
+     two((2, 6, 3, 4), (6, 2, 3, 2)), wrt=(0, 1))
+_W2 = dict(ksize=(3, 2), **_C2)
+case("conv_weight", lambda ns, x, g: ns.conv_weight(x, g, **_W2), lambda x, g: _conv_weight_ref(x, g, **_W2),
+     two((2, 4, 5, 6), (2, 6, 3, 4)), wrt=(0, 1))
+case("windows", lambda ns, x: ns.max(ns.windows(x, (2, 3), (2, 2), (0, 1), 1), axis=(-2, -1)),
+     lambda x: _windows_ref(x, (2, 3), (2, 2), (0, 1), 0.0).max(axis=(-2, -1)), distinct(2, 3, 5, 6),
+     id="windows-max-pool")
+case("windows", lambda ns, x: ns.windows(x, (3, 3), (2, 1), (1, 1), 1),
+     lambda x: _windows_ref(x, (3, 3), (2, 1), (1, 1), 0.0), normal(2, 5, 4))
+
+
+def _unwindows_ref(g, size, ksize, stride, padding):
+    out_sp = g.shape[-4:-2]
+    xp = np.zeros((*g.shape[:-4], *(s + 2 * p for s, p in zip(size, padding))))
+    for i, j in np.ndindex(*out_sp):
+        xp[..., i * stride[0]:i * stride[0] + ksize[0], j * stride[1]:j * stride[1] + ksize[1]] += g[..., i, j, :, :]
+    return xp[..., padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
+
+
+case("unwindows", lambda ns, g: ns.unwindows(g, (5, 4), (3, 3), (2, 1), (1, 1), 1),
+     lambda g: _unwindows_ref(g, (5, 4), (3, 3), (2, 1), (1, 1)), normal(2, 3, 4, 3, 3))

@@ -41,9 +41,12 @@ def py(marker) -> str:
 #: graph inputs the base records use: name -> (shape, dtype)
 VARS = {"x": ([2, 3], "float64"), "xu": ([None, 3], "float64"), "x1": ([1, 3], "float64"),
         "y": ([3, 4], "float64"), "g": ([3], "float64"), "g4": ([4, 3], "float64"),
-        "i": ([2], "int64"), "t": ([2, 3], "float64")}
+        "i": ([2], "int64"), "t": ([2, 3], "float64"), "sq": ([3, 3], "float64"),
+        "img": ([2, 2, 5, 5], "float64"), "ker": ([4, 1, 3, 3], "float64"), "cot": ([2, 4, 3, 3], "float64"),
+        "win": ([2, 2, 3, 3, 3, 3], "float64")}
 
 _REDUCE = (["x"], {"axis": T(1), "keepdims": False})
+_GRID = {"stride": T(1, 1), "padding": T(0, 0), "dilation": T(1, 1)}
 #: a valid record for every op with params: (input variables, params as the file spells them)
 BASES = {
     "cast": (["x"], {"dtype": "float32"}),
@@ -73,6 +76,13 @@ BASES = {
     **{name: (["x"], {"axis": 1, "keepdims": False}) for name in ("argmax", "argmin")},
     "cumprod_grad": (["t", "x"], {"axis": 1}),
     "sparse_softmax_cross_entropy": (["x", "i"], {"axis": 1}),
+    "solve_triangular": (["sq", "sq"], {"lower": True}),
+    **{name: (["x"], {"full_matrices": False}) for name in ("svd_u", "svd_s", "svd_vh")},
+    "conv": (["img", "ker"], {**_GRID, "groups": 2}),
+    "conv_transpose": (["cot", "ker"], {**_GRID, "groups": 2, "size": T(5, 5)}),
+    "conv_weight": (["img", "cot"], {**_GRID, "groups": 2, "ksize": T(3, 3)}),
+    "windows": (["img"], {**_GRID, "ksize": T(3, 3)}),
+    "unwindows": (["win"], {**_GRID, "ksize": T(3, 3), "size": T(5, 5)}),
 }
 #: ops whose single axis may also be None (numpy's "the flattened input")
 AXIS_OR_NONE = frozenset({"cumsum", "cumprod", "logcumsumexp", "argsort", "argmax", "argmin"})
@@ -84,7 +94,9 @@ def kind(op: str, param: str) -> str:
         if op in AXIS_OR_NONE:
             return "axis_or_none"
         return "axes" if isinstance(BASES[op][1]["axis"], dict) else "axis"
-    return {"axes": "perm", "keepdims": "bool", "k": "int", "value": "float"}.get(param, param)
+    return {"axes": "perm", "keepdims": "bool", "k": "int", "value": "float", "lower": "bool",
+            "full_matrices": "bool", "groups": "int", **dict.fromkeys(("stride", "padding", "dilation", "ksize",
+                                                                        "size"), "dims")}.get(param, param)
 
 
 def payloads(k: str, m) -> list[tuple[str, object]]:
@@ -119,6 +131,7 @@ def payloads(k: str, m) -> list[tuple[str, object]]:
         "dtype": [("object", "object"), ("O", "O"), ("struct", "float64,int32"), ("void", "V8"),
                   ("alias", "<f8"), ("complex", "complex128"), ("number", 5), ("str", "str")],
         "float": [("int", 1), ("tuple", T(1.0))],
+        "dims": [("negative", T(-1, 1)), ("short", T(1)), ("huge", T(2 ** 40, 1)), ("booldim", T(True, 1))],
     }[k]
     return [p for p in common if p[0] not in valid] + extra
 

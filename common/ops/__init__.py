@@ -5,7 +5,21 @@ the serializer and the test suite enumerate :data:`OPS`, so a new op is one
 entry here that all of them pick up.
 """
 
-from . import batching, control, control_rules, elementwise, linalg, nn, ordering, reduce, scans, shape  # noqa: F401  (registers the ops and rules)
+from . import (  # noqa: F401  (registers the ops and rules)
+    batching,
+    control,
+    control_rules,
+    conv,
+    elementwise,
+    linalg,
+    matrix,
+    nn,
+    ordering,
+    reduce,
+    scans,
+    shape,
+    spectral,
+)
 from .core import NO_GRAD, OPS, ZERO, Inputs, Kind, Namespace, Op, defop, numeric
 
 __all__ = ["NO_GRAD", "OPS", "ZERO", "Inputs", "Kind", "Namespace", "Op", "defop", "numeric"]

@@ -1,0 +1,339 @@
+"""Matrix functions: solve, solve_triangular, cholesky, inv, det and slogdet's two halves.
+
+Each works on a stack of matrices ``(..., n, n)`` as numpy's ``linalg`` does,
+and each derivative is the textbook one, written with the ops themselves so it
+can be differentiated again: a solve's cotangents are another solve (with the
+transposed matrix) and a product; Cholesky's is Murray's (2016) two triangular
+solves, ``A_bar = sym(L^-T Phi(L^T L_bar) L^-1)``. The symmetric
+factorisations (cholesky here, eigh in :mod:`common.ops.spectral`) factor
+``(a + a^T) / 2``, as JAX's do: the same matrix for a symmetric ``a``, and a
+derivative that is the symmetric one (PyTorch's and JAX's) at every input,
+so a cotangent is symmetrised and a tangent ``dA`` enters as ``(dA + dA^T) / 2``.
+
+numpy's complaints (a singular or non-positive-definite matrix) are
+``ValueError``s with the op's words, which every evaluator turns into a
+twograd error naming the op, the shapes and the user's line. A NaN in gives
+NaNs out: LAPACK propagates them, and a factorisation that would stop on one
+returns NaNs instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError
+from .batching import NotBatchable, _lift
+from .core import ZERO, Kind, broadcast_shapes, call, defop, jvp_zero, result_dtype, shape_str, unbroadcast
+from .params import bool_param
+from .shape import swap_last
+
+LINALG = Kind.LINALG
+
+
+# ------------------------------------------------------------ type rules and helpers
+
+def linalg_dtype(*xs) -> np.dtype:
+    """The dtype LAPACK computes in: float32 or float64 (integers and bools become float64)."""
+    dtype = result_dtype(*xs)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        raise DTypeError(f"dtype {dtype} is not supported by linear algebra (float32 or float64)")
+    return dtype
+
+
+def square(a, name: str = "matrix") -> None:
+    """Refuse anything but a stack of square matrices ``(..., n, n)``."""
+    if len(a.shape) < 2:
+        raise ShapeError(f"{name} must be at least 2-d (..., n, n), got {shape_str(a.shape)}")
+    n, m = a.shape[-2:]
+    if n is not None and m is not None and n != m:
+        raise ShapeError(f"{name} must be square (..., n, n), got {shape_str(a.shape)}")
+
+
+def _square_infer(a):
+    square(a)
+    return a.shape, linalg_dtype(a)
+
+
+def _scalar_infer(a):
+    square(a)
+    return a.shape[:-2], linalg_dtype(a)
+
+
+def _solve_infer(a, b):
+    square(a, "coefficient matrix")
+    n = a.shape[-1]
+    if len(b.shape) == 0:
+        raise ShapeError("right-hand side must be (n,) or (..., n, k), got a scalar")
+    rows = b.shape[0] if len(b.shape) == 1 else b.shape[-2]
+    if n is not None and rows is not None and n != rows:
+        raise ShapeError(f"right-hand side has {rows} rows for a {n}x{n} system: "
+                         f"{shape_str(a.shape)} and {shape_str(b.shape)}")
+    if len(b.shape) == 1:
+        return a.shape[:-1], linalg_dtype(a, b)
+    try:
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ShapeError:
+        raise ShapeError(f"batch dims do not broadcast: {shape_str(a.shape)} and {shape_str(b.shape)}") from None
+    return batch + b.shape[-2:], linalg_dtype(a, b)
+
+
+def eye(n: int, dtype=np.float64) -> np.ndarray:
+    """The identity, read-only (a constant rules share)."""
+    out = np.eye(n, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+def half_eye(x) -> np.ndarray:
+    """I / 2 in ``x``'s dtype, for the matrices of ``x``."""
+    return np.eye(x.shape[-1], dtype=x.dtype) * np.asarray(0.5, x.dtype)
+
+
+def mat(ns, a, b):
+    return call(ns, "matmul", a, b)
+
+
+def sym(ns, x):
+    """(x + x^T) / 2: a symmetric matrix's cotangent (and the part of a tangent it sees)."""
+    return (x + swap_last(ns, x)) * 0.5
+
+
+def scale_mats(ns, g, x):
+    """Each matrix of ``x`` times the matching scalar of ``g`` (shape ``x.shape[:-2]``)."""
+    return call(ns, "expand_dims", g, axis=(g.ndim, g.ndim + 1)) * x
+
+
+def trace_with(ns, m, t):
+    """sum_ij m_ij t_ij per matrix: <m, t>, the JVP of a scalar whose gradient is ``m``."""
+    return call(ns, "sum", m * t, axis=(t.ndim - 2, t.ndim - 1), keepdims=False)
+
+
+def inv_t(ns, a):
+    """A^-T: the gradient of log|det A| (and, times det, of det)."""
+    return swap_last(ns, call(ns, "inv", a))
+
+
+def _leading(op, ns, inputs, batched, **params):
+    """A one-matrix op on a stack: the batch axis is one more leading dim."""
+    return ns.apply(op, inputs, params), True
+
+
+def _nan_on_failure(fn, a, *outs):
+    """``fn(a)``, or NaNs of the shapes of ``outs`` when ``a`` holds a NaN or inf and LAPACK gives up."""
+    try:
+        return fn(a)
+    except np.linalg.LinAlgError:
+        if np.all(np.isfinite(a)):
+            raise
+        return tuple(np.full(s, np.nan, np.result_type(a, np.float64)) for s in outs)
+
+
+# ------------------------------------------------------------ solve
+
+def _solve(a, b):
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        raise np.linalg.LinAlgError("matrix is singular: the system has no unique solution") from None
+
+
+def _rhs_matrix(ns, x, b):
+    """A right-hand-side-shaped value as a stack of matrices (a vector b gets a trailing axis)."""
+    return call(ns, "expand_dims", x, axis=(x.ndim,)) if b.ndim == 1 else x
+
+
+def _solve_cotangents(ns, g, out, a, b, solver, transposed, mask):
+    """(a_bar, b_bar) of X = solve(A, B): B_bar = solve(A^T, g), A_bar = -B_bar X^T (masked to A's triangle)."""
+    gm = _rhs_matrix(ns, g, b)
+    gb = solver(swap_last(ns, a), gm, transposed)
+    ga = -mat(ns, gb, swap_last(ns, _rhs_matrix(ns, out, b)))
+    if mask is not None:
+        ga = call(ns, mask, ga, k=0)
+    if b.ndim == 1:
+        gb = call(ns, "squeeze", gb, axis=(gb.ndim - 1,))
+    return unbroadcast(ns, ga, a), unbroadcast(ns, gb, b)
+
+
+def _solve_tangent(ns, tangents, out, a, b, solver, mask):
+    """dX = solve(A, dB - dA X)."""
+    ta, tb = tangents
+    rhs = ZERO if tb is ZERO else _rhs_matrix(ns, tb, b)
+    if ta is not ZERO:
+        ta = ta if mask is None else call(ns, mask, ta, k=0)
+        prod = -mat(ns, ta, _rhs_matrix(ns, out, b))
+        rhs = prod if rhs is ZERO else rhs + prod
+    x = solver(a, rhs, False)
+    return call(ns, "squeeze", x, axis=(x.ndim - 1,)) if b.ndim == 1 else x
+
+
+def _plain(ns):
+    return lambda a, b, transposed: call(ns, "solve", a, b)
+
+
+def _solve_batch(op, ns, inputs, batched, **params):
+    """Batch axes in front of both operands; a vector right-hand side solved as one column."""
+    (a, b), (ba, bb) = inputs, batched
+    vec = b.ndim - bb == 1
+    if vec:
+        b = call(ns, "expand_dims", b, axis=(b.ndim,))
+    nd = max(a.ndim - ba, b.ndim - bb)
+    if None in a.shape[:1] + b.shape[:1]:
+        raise NotBatchable
+    a = _lift(ns, a, nd) if ba else a
+    b = _lift(ns, b, nd) if bb else b
+    out = ns.apply(op, (a, b), params)
+    return (call(ns, "squeeze", out, axis=(out.ndim - 1,)) if vec else out), True
+
+
+defop("solve", _solve_infer, _solve,
+      lambda ns, g, out, a, b: _solve_cotangents(ns, g, out, a, b, _plain(ns), False, None)[0],
+      lambda ns, g, out, a, b: _solve_cotangents(ns, g, out, a, b, _plain(ns), False, None)[1],
+      jvp=lambda ns, ts, out, a, b: _solve_tangent(ns, ts, out, a, b, _plain(ns), None),
+      kind=LINALG, linear=(1,), fresh=True, batch=_solve_batch,
+      doc="x with a @ x = b, numpy's semantics: a (..., n, n); b (n,) or (..., n, k), batch dims broadcast. "
+          "A singular a is an error. VJPs: b_bar = solve(a^T, g), a_bar = -b_bar x^T.")
+
+
+# ------------------------------------------------------------ solve_triangular
+
+def _solve_triangular(a, b, lower):
+    from scipy.linalg import solve_triangular
+
+    dtype = np.result_type(a, b, np.float32) if np.result_type(a, b).kind == "f" else np.float64
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+    if np.any(np.diagonal(a, axis1=-2, axis2=-1) == 0):
+        raise np.linalg.LinAlgError("triangular matrix is singular (a zero on its diagonal)")
+    if a.ndim == 2 and (b.ndim <= 2):
+        return solve_triangular(a, b, lower=lower, check_finite=False)
+    vec = b.ndim == 1
+    bm = b[..., None] if vec else b
+    batch = np.broadcast_shapes(a.shape[:-2], bm.shape[:-2])
+    aa = np.broadcast_to(a, batch + a.shape[-2:])
+    bb = np.broadcast_to(bm, batch + bm.shape[-2:])
+    out = np.empty(batch + bm.shape[-2:], dtype)
+    for i in np.ndindex(*batch):
+        out[i] = solve_triangular(aa[i], bb[i], lower=lower, check_finite=False)
+    return out[..., 0] if vec else out
+
+
+def _tri(ns, lower):
+    return lambda a, b, transposed: call(ns, "solve_triangular", a, b, lower=lower != transposed)
+
+
+def _tri_infer(a, b, lower):
+    bool_param(lower, "lower")
+    return _solve_infer(a, b)
+
+
+def _tri_bind(a, b, lower=True):
+    return (a, b), {"lower": bool_param(lower, "lower")}
+
+
+defop("solve_triangular", _tri_infer, _solve_triangular,
+      lambda ns, g, out, a, b, lower: _solve_cotangents(ns, g, out, a, b, _tri(ns, lower), True,
+                                                        "tril" if lower else "triu")[0],
+      lambda ns, g, out, a, b, lower: _solve_cotangents(ns, g, out, a, b, _tri(ns, lower), True, None)[1],
+      jvp=lambda ns, ts, out, a, b, lower: _solve_tangent(ns, ts, out, a, b, _tri(ns, lower),
+                                                          "tril" if lower else "triu"),
+      bind=_tri_bind, kind=LINALG, linear=(1,), fresh=True, batch=_solve_batch,
+      doc="x with a @ x = b for a triangular a (its lower triangle when lower, else its upper; the other "
+          "is never read), by LAPACK's trtrs. A zero on the diagonal is an error. VJPs: "
+          "b_bar = solve_triangular(a^T, g, not lower), a_bar = the triangle of -b_bar x^T.")
+
+
+# ------------------------------------------------------------ cholesky
+
+def symmetrised(a):
+    """(a + a^T) / 2: what the symmetric factorisations factor, as JAX's do, so that their
+    derivative is the symmetric one at every input (numpy's routines read one triangle)."""
+    a = np.asarray(a)
+    return (a + np.swapaxes(a, -1, -2)) * np.asarray(0.5, a.dtype if a.dtype.kind == "f" else np.float64)
+
+
+def _cholesky(a):
+    a = symmetrised(a)
+    try:
+        return np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        if not np.all(np.isfinite(a)):
+            return np.full(np.shape(a), np.nan, np.result_type(a, np.float32))
+        raise np.linalg.LinAlgError("matrix is not symmetric positive definite") from None
+
+
+def _phi(ns, x):
+    """The lower triangle of x with its diagonal halved (Murray's Phi)."""
+    return call(ns, "tril", x, k=0) - x * half_eye(x)
+
+
+def _cholesky_vjp(ns, g, out, a):
+    # Murray (2016): A_bar = sym(L^-T Phi(L^T L_bar) L^-1), by two triangular solves with L^T
+    lt = swap_last(ns, out)
+    p = _phi(ns, mat(ns, lt, call(ns, "tril", g, k=0)))
+    y = call(ns, "solve_triangular", lt, p, lower=False)                    # L^-T P
+    s = swap_last(ns, call(ns, "solve_triangular", lt, swap_last(ns, y), lower=False))  # L^-T P L^-1
+    return sym(ns, s)
+
+
+def _cholesky_jvp(ns, tangents, out, a):
+    # dL = L Phi(L^-1 sym(dA) L^-T)
+    y = call(ns, "solve_triangular", out, sym(ns, tangents[0]), lower=True)     # L^-1 dA
+    z = call(ns, "solve_triangular", out, swap_last(ns, y), lower=True)           # L^-1 dA L^-T
+    return mat(ns, out, _phi(ns, z))
+
+
+defop("cholesky", _square_infer, _cholesky, _cholesky_vjp, jvp=_cholesky_jvp, kind=LINALG, fresh=True,
+      batch=_leading,
+      doc="The lower Cholesky factor L of a symmetric positive definite a (a = L L^T; of (a + a^T) / 2, "
+          "as JAX's). A matrix that is not positive definite is an error. VJP (Murray 2016): "
+          "sym(L^-T Phi(L^T L_bar) L^-1), Phi = lower triangle with its diagonal halved; a's cotangent is "
+          "symmetric, as PyTorch's and JAX's.")
+
+
+# ------------------------------------------------------------ inv, det, slogdet
+
+def _inv(a):
+    try:
+        return np.linalg.inv(a)
+    except np.linalg.LinAlgError:
+        raise np.linalg.LinAlgError("matrix is singular: it has no inverse") from None
+
+
+defop("inv", _square_infer, _inv,
+      lambda ns, g, out, a: -mat(ns, swap_last(ns, out), mat(ns, g, swap_last(ns, out))),
+      jvp=lambda ns, ts, out, a: -mat(ns, out, mat(ns, ts[0], out)),
+      kind=LINALG, fresh=True, batch=_leading,
+      doc="The inverse of a square matrix (prefer solve: it is cheaper and more accurate). A singular "
+          "matrix is an error. VJP: -Y^T g Y^T with Y = inv(a).")
+
+
+def _det(a):
+    return np.asarray(np.linalg.det(a))
+
+
+defop("det", _scalar_infer, _det,
+      lambda ns, g, out, a: scale_mats(ns, g * out, inv_t(ns, a)),
+      jvp=lambda ns, ts, out, a: out * trace_with(ns, inv_t(ns, a), ts[0]),
+      kind=LINALG, fresh=True, batch=_leading,
+      doc="The determinant of each matrix. VJP: g det(a) a^-T (Jacobi's formula), defined where a is "
+          "invertible; at a singular a the gradient's inverse is an error.")
+
+
+def _slogdet_sign(a):
+    return np.asarray(np.linalg.slogdet(a)[0])
+
+
+def _slogdet_log(a):
+    return np.asarray(np.linalg.slogdet(a)[1])
+
+
+defop("slogdet_sign", _scalar_infer, _slogdet_sign, None, jvp=jvp_zero, kind=LINALG, fresh=True, batch=_leading,
+      doc="The sign of each matrix's determinant (+1, -1, or 0 when singular): slogdet's first half, "
+          "piecewise constant, so without gradient.")
+defop("slogdet_logabs", _scalar_infer, _slogdet_log,
+      lambda ns, g, out, a: scale_mats(ns, g, inv_t(ns, a)),
+      jvp=lambda ns, ts, out, a: trace_with(ns, inv_t(ns, a), ts[0]),
+      kind=LINALG, fresh=True, batch=_leading,
+      doc="log|det(a)| of each matrix, without overflow: slogdet's second half (-inf when singular). "
+          "VJP: g a^-T.")
