@@ -8,7 +8,6 @@ and on the newest a fresh install resolves."""
 from __future__ import annotations
 
 import ctypes
-
 from importlib.metadata import version
 from pathlib import Path
 
