@@ -27,6 +27,9 @@ import tempfile  # noqa: E402
 from . import __version__  # noqa: E402
 from .backends import OWN as DEFAULT_BACKENDS  # noqa: E402
 
+#: the numba / llvmlite releases whose linker tests and numba cells' cross-checks passed (README's quick start
+#: says the same); CI runs the oldest (through the peers' pin) and the newest a fresh install resolves
+NATIVE_TESTED = "numba 0.65.1 to 0.68.1 (llvmlite 0.47 to 0.50)"
 SHOW_MAX_ORDER = 4       # the derivative graph roughly triples with each order; order 4 draws ~150 nodes
 SHOW_MAX_DEPTH = 100
 EXPLAIN_MAX_DEPTH = 10_000
@@ -355,6 +358,7 @@ def cmd_list(args) -> int:
 
     rows = [[w.name, w.kind, " ".join(w.sizes), " ".join(w.default), w.doc] for w in visible()]
     print(tabulate(rows, ["workload", "kind", "sizes", "default", "what"], tablefmt="simple"))
+    print(f"\nnative linker (symsym-numba): {_native_versions()}; tested with {NATIVE_TESTED}")
     from .backends import BACKENDS
 
     print("\nbackends:")
@@ -365,6 +369,16 @@ def cmd_list(args) -> int:
         state = "not installed" if p.missing() else p.version()
         print(f"  {name:<9} {state:<14} {type(p).__doc__.splitlines()[0]}")
     return 0
+
+
+def _native_versions() -> str:
+    """The installed numba and llvmlite, read from their metadata (importing numba takes a second)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"numba {version('numba')}, llvmlite {version('llvmlite')}"
+    except PackageNotFoundError:
+        return "numba not installed (pip install 'twograd[native]')"
 
 
 def cmd_gradbench(args) -> int:

@@ -20,6 +20,7 @@ the same schedule and memory plan through a table-driven loop instead.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import re
 import time
@@ -41,8 +42,13 @@ from .rewrite import optimized_order
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
 
 MAX_STRAIGHT_LINE = 60_000
-#: the only builtins generated code may use (slices in keys; the table-driven loop)
-_BUILTINS = {"slice": slice, "len": len, "list": list, "tuple": tuple}
+#: generated code runs with Python's own builtins, as any module does, because what it calls reads them from
+#: its frame: numpy 2.5 imports ``warnings`` through ``__import__`` when a ufunc warns, and a numba dispatcher
+#: imports as it boxes its results, so a reduced set turns numpy's warning into a ``KeyError``. Such a set was
+#: never a boundary (the text can reach every builtin through an object's attributes); what keeps a graph from
+#: running code is the text itself, which holds params only as validated literals (:func:`symsym.emit.literal`)
+#: and everything else as names bound in its globals (tests/test_security_load.py)
+_BUILTINS = builtins
 _NP_ATTR = re.compile(r"\bnp\.(\w+)")
 
 
@@ -379,7 +385,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     source = build(lowered.order, lowered.outs, inputs, gen)
     source += loopgen.functions_source(gen)
     namespace = gen.globals
-    namespace["__builtins__"] = _BUILTINS  # defence in depth: generated code needs no others
+    namespace["__builtins__"] = _BUILTINS
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)
     t2 = time.perf_counter()
 

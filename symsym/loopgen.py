@@ -116,8 +116,6 @@ def _scan_function(gen, node: Node) -> str | None:
     if length is None:
         length = next((x.shape[0] for x in ins[nc:nc + nx] if x.shape[0] is not None), None)
     fn = _body(gen, body)
-    gen.globals["range"] = range  # generated code sees only the builtins it is given
-    gen.globals["ValueError"] = ValueError
     key = ("scan", id(body), nc, nx, length, bool(p.get("reverse")), save,
            tuple((c.shape, c.dtype.str) for c in carries) if save else ())
 
@@ -173,7 +171,6 @@ def _while_function(gen, node: Node) -> str:
     p, ins = node.params, node.inputs
     nc, max_iter, save = p["ncarry"], p.get("max_iter"), bool(p.get("save"))
     test, fn = _body(gen, p["cond_body"]), _body(gen, p["body"])
-    gen.globals["range"] = range
     key = ("while", id(p["cond_body"]), id(p["body"]), nc, max_iter, save)
 
     def make(name: str) -> str:

@@ -368,13 +368,48 @@ def test_generated_code_writes_params_as_literals_only(tmp_path):
     assert not marker.exists()
 
 
-def test_generated_code_runs_with_restricted_builtins():
-    x = api.var("x", (2, 3))
-    f = symsym.function([x], api.sum(api.softmax(x)))
-    builtins = f._fn.__globals__["__builtins__"]
-    assert isinstance(builtins, dict)
-    assert not {"__import__", "open", "eval", "exec", "getattr", "compile"} & set(builtins)
-    np.testing.assert_allclose(f(np.ones((2, 3))), 2.0)
+#: the builtins generated code names (slices in keys, the loops and their length checks, the table-driven loop)
+GENERATED_BUILTINS = {"slice", "len", "list", "tuple", "range", "ValueError"}
+
+
+def _names_outside(source: str, bound: dict) -> set[str]:
+    """The names ``source`` reads that are neither its functions' own (arguments, assignments, loop
+    targets) nor bound in its globals, with every attribute it reads that starts with ``_``."""
+    import ast
+
+    tree = ast.parse(source)
+    own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef):
+            own.update(a.arg for a in fn.args.args + fn.args.kwonlyargs)
+            own.update(a.arg for a in (fn.args.vararg, fn.args.kwarg) if a is not None)
+    own.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load))
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    private = {"." + n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")}
+    return (read - own - set(bound)) | private
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["straight-line", "table-driven"])
+def test_generated_code_names_only_its_bound_globals_and_a_few_builtins(table, monkeypatch):
+    """Generated code runs with Python's builtins (what numpy and numba read from the calling frame), so
+    what keeps a graph from running code is the text: every name it reads is its own, a global bound for
+    it, or one of a few builtins, and it reads no private attribute."""
+    from symsym import compile as compile_module
+
+    if table:
+        monkeypatch.setattr(compile_module, "MAX_STRAIGHT_LINE", 2)
+    x, xs = api.var("x", (2, 3)), api.var("xs", (None, 3))
+    c, ys = api.scan(lambda h, v: (api.tanh(h + v), api.sum(h * v)), x[0], xs)
+    w = api.while_loop(lambda s: api.sum(s) < 10.0, lambda s: s * 2.0 + 1.0, api.abs(x[1]))
+    b = api.cond(api.sum(x) > 0, api.exp, api.sin, x[:, ::2])
+    out = api.sum(api.softmax(x)) + api.sum(c) + api.sum(ys) + api.sum(w) + api.sum(b) + api.sum(x[None, 1])
+    f = symsym.function([x, xs], [out, *symsym.grad(out, [x, xs])])
+    outside = _names_outside(f.source, f._fn.__globals__)
+    assert outside <= GENERATED_BUILTINS, outside - GENERATED_BUILTINS
+    assert _names_outside("def fn(a0):\n    return __import__('os')._exit", {}) == {"__import__", "._exit"}
+    value = f(np.ones((2, 3)), np.ones((4, 3)))[0]
+    want = evaluate(out, {x: np.ones((2, 3)), xs: np.ones((4, 3))})
+    np.testing.assert_allclose(value, want, rtol=1e-12)
 
 
 def test_compiling_a_loaded_graph_allocates_nothing_from_declared_shapes(tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import os
 import sys
 import threading
@@ -57,14 +58,19 @@ class _MethodDef(ctypes.Structure):
 
 
 class _Jit:
-    """The process's LLVM state, made on first use: the target machine and one MCJIT engine."""
+    """The process's LLVM state, made on first use: the target machine and one MCJIT engine.
+
+    llvmlite changes its Python API between releases (0.50 dropped ``size_level`` from the pipeline
+    tuning options; ``initialize()`` now raises, LLVM initialising itself), so each call that has
+    changed, or that may go the same way, goes through a probe of what the installed llvmlite offers
+    (:func:`tuning_options`, :func:`_initialize`) rather than a test of its version number.
+    """
 
     def __init__(self):
         import llvmlite
         import llvmlite.binding as llvm
 
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
+        _initialize(llvm)
         self.llvm = llvm
         triple = llvm.get_process_triple()
         cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
@@ -81,8 +87,7 @@ class _Jit:
         llvm = self.llvm
         mod = llvm.parse_assembly(text)
         mod.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL, size_level=0)
-        pb = llvm.create_pass_builder(self.tm, pto)
+        pb = llvm.create_pass_builder(self.tm, tuning_options(llvm.create_pipeline_tuning_options))
         pb.getModulePassManager().run(mod, pb)
         return self.tm.emit_object(mod)
 
@@ -90,6 +95,27 @@ class _Jit:
         self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
         return self.engine.get_function_address(name)
+
+
+#: what the kernels are optimised for, as pipeline tuning options; a release that lacks an option (llvmlite
+#: 0.50 has no ``size_level``, and optimises for speed only) is given the others
+_TUNING = {"speed_level": OPT_LEVEL, "size_level": 0}
+
+
+def tuning_options(create):
+    """``create(**options)`` with those of :data:`_TUNING` that ``create`` (llvmlite's
+    ``create_pipeline_tuning_options``) names: the new pass manager's tuning on any llvmlite."""
+    accepted = inspect.signature(create).parameters
+    return create(**{k: v for k, v in _TUNING.items() if k in accepted})
+
+
+def _initialize(llvm) -> None:
+    """The native target and its object-code printer, initialised where this llvmlite still offers the calls
+    (one that initialises LLVM itself may drop them, as it did ``initialize()``)."""
+    for name in ("initialize_native_target", "initialize_native_asmprinter"):
+        init = getattr(llvm, name, None)
+        if init is not None:
+            init()
 
 
 _JIT: _Jit | None = None
