@@ -214,3 +214,14 @@ def test_a_torn_numba_cache_file_is_compiled_again(kernels, monkeypatch, suffix)
     assert sum(fn.stats.cache_misses.values()) == 1  # compiled again
     fn = _compiled(monkeypatch)  # and written whole: the next process loads it
     assert sum(fn.stats.cache_hits.values()) == 1 and sum(fn.stats.cache_misses.values()) == 0
+
+
+def test_a_whole_numba_cache_file_that_does_not_rebuild_is_compiled_again(kernels, monkeypatch):
+    fn = _compiled()
+    (data,) = [p for p in _numba_files(kernels) if p.suffix == ".nbc"]
+    fn._cache._cache_file._write(data, ("not", "a compile result"))  # passes its digest, unpickles
+    with pytest.warns(RuntimeWarning, match="does not rebuild"):
+        fn = _compiled(monkeypatch)
+    assert sum(fn.stats.cache_misses.values()) == 1
+    fn = _compiled(monkeypatch)
+    assert sum(fn.stats.cache_hits.values()) == 1

@@ -92,6 +92,7 @@ class _KernelCache(caching.FunctionCache):
                                   self._impl.locator.get_source_stamp())
 
     def load_overload(self, sig, target_context):
+        self._cache_file.loaded = None
         try:
             return super().load_overload(sig, target_context)
         except Exception as e:  # whatever a damaged entry raises, it is compiled again
