@@ -118,48 +118,6 @@ def test_files_are_private_whatever_the_umask(kernels):
         assert st.st_uid == os.getuid(), p
 
 
-@posix
-@pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
-def test_a_parent_others_may_write_makes_the_folder_unsafe(monkeypatch, tmp_path, mode):
-    # another user may rename the private folder away and put their own in its place
-    parent = tmp_path / "open"
-    parent.mkdir()
-    folder = parent / "kernels"
-    folder.mkdir(mode=0o700)
-    parent.chmod(mode)
-    monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(folder))
-    monkeypatch.setattr(cache, "_INSTEAD", {})
-    with pytest.warns(RuntimeWarning, match="not private"):
-        instead = cache.cache_dir()
-    assert instead != folder and stat.S_IMODE(instead.stat().st_mode) == 0o700
-
-
-@posix
-def test_a_sticky_parent_is_safe_for_a_folder_of_ones_own(monkeypatch, tmp_path):
-    # as /tmp: others may add entries but not rename or delete this user's
-    parent = tmp_path / "sticky"
-    parent.mkdir()
-    parent.chmod(0o1777)
-    folder = parent / "kernels"
-    monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(folder))
-    assert cache.cache_dir() == folder
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-
-
-@posix
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="making a folder of another owner")
-def test_a_parent_another_user_owns_makes_the_folder_unsafe(monkeypatch, tmp_path):
-    parent = tmp_path / "theirs"
-    parent.mkdir(mode=0o755)
-    folder = parent / "kernels"
-    folder.mkdir(mode=0o700)
-    os.chown(parent, 65534, 65534)
-    monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(folder))
-    monkeypatch.setattr(cache, "_INSTEAD", {})
-    with pytest.warns(RuntimeWarning, match="not private"):
-        assert cache.cache_dir() != folder
-
-
 def _scalar_object(kernels, monkeypatch):
     """The LLVM object file of a scalar kernel, compiled into ``kernels``, and nothing of it loaded in this
     process; returns (graph, path)."""
