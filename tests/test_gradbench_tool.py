@@ -188,6 +188,9 @@ def test_inputs_past_the_builders_limits_get_a_feed_error_naming_the_field():
         ("gmm", {**g, "gamma": float("inf")}, "'gamma'"),
         ("gmm", {**g, "x": []}, "'x'"),            # empty where 3 x 2 numbers are needed
         ("gmm", {**g, "x": [[big, 0.0]] * 3}, "'x'"),
+        ("gmm", {**g, "x": [["1", 0.0]] * 3}, "'x'"),  # numpy would read these as numbers; a builder would not
+        ("gmm", {**g, "alpha": [True, False]}, "'alpha'"),
+        ("gmm", {**g, "q": [[None, 0.0]] * 2}, "'q'"),
         ("lstm", {**lstm, "state": []}, "'state'"),
         ("lstm", {**lstm, "extra_params": []}, "'extra_params'"),
         ("lse", {"x": [1.0], "min_runs": big}, None),  # capped, not an error

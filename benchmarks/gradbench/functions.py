@@ -18,7 +18,7 @@ import numpy as np
 
 from common import api as T
 from common.errors import FeedError
-from common.ops.params import MAX_DIM, MAX_INT, shown
+from common.ops.params import MAX_DIM, MAX_INT, is_int, shown
 
 from . import models
 
@@ -53,11 +53,7 @@ def field(input: Any, name: str) -> Any:
 
 def array(input: Any, name: str, shape: tuple) -> np.ndarray:
     """Field ``name`` as a float64 array of ``shape`` (None: any size), or a FeedError."""
-    value = field(input, name)
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError, RecursionError) as e:  # ragged, not numbers, past 1.8e308
-        raise FeedError(f"field {name!r} is not a rectangular array of float64 numbers: {e}") from None
+    arr = _numbers(field(input, name), name)
     if arr.ndim != len(shape) and not (arr.size == 0 and arr.ndim < len(shape)):
         raise FeedError(f"field {name!r} has {arr.ndim} dimensions, expected {len(shape)}")
     if arr.ndim != len(shape):  # an empty list of rows: numpy cannot see the row length
@@ -69,6 +65,24 @@ def array(input: Any, name: str, shape: tuple) -> np.ndarray:
         if want is not None and want != got:
             raise FeedError(f"field {name!r} has shape {arr.shape}, expected size {want} on axis {axis}")
     return arr
+
+
+def _numbers(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array, read as the graph builders read a constant: JSON numbers only (no
+    strings, booleans or nulls that numpy would convert), each within float64's range."""
+    try:
+        raw = np.array(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:  # ragged, too deep
+        raise FeedError(f"field {name!r} is not a rectangular array of numbers: {e}") from None
+    if raw.dtype.kind == "O" and all(is_int(v) or v.__class__ is float for v in raw.flat):  # ints past int64
+        try:
+            return raw.astype(np.float64)
+        except OverflowError:
+            raise FeedError(f"field {name!r} has a number past float64's range") from None
+    if raw.size and raw.dtype.kind not in "iuf":
+        held = {"U": "strings", "b": "booleans"}.get(raw.dtype.kind, "nulls or objects")
+        raise FeedError(f"field {name!r} holds {held}, not numbers only")
+    return raw.astype(np.float64, copy=False)
 
 
 def integer(input: Any, name: str, low: int = 0, high: int = MAX_INT) -> int:
