@@ -18,11 +18,11 @@ own names on the run that paid for them.
 Whatever arrives, every line gets one reply and the tool keeps serving: bytes
 that are not UTF-8 are replaced, JSON nested too deeply for the parser, a
 field of the wrong type all become ``success: false``. Inputs are read as the
-graph builders read params (:mod:`.functions`): a size past ``MAX_DIM``, an
-integer past ``MAX_INT`` or a number past float64's range (``m: 1e308``,
-``x: [1e400]`` as a JSON integer), a non-finite ``gamma``, or an empty array
-where data is needed are answered with a ``FeedError`` naming the field, as
-any other bad field is. Replies are strict
+graph builders read params and constants (:mod:`.functions`): a size past
+``MAX_DIM``, an integer past ``MAX_INT`` or a number past float64's range
+(``m: 1e308``, a 400-digit JSON integer), a non-finite ``gamma``, strings,
+booleans or nulls in an array, or an empty array where data is needed are
+answered with a ``FeedError`` naming the field, as any other bad field is. Replies are strict
 JSON: a non-finite number in an output is written as the string
 ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (the convention of protobuf's
 JSON mapping, which Python's ``float()`` and pydantic read back), so
