@@ -44,7 +44,8 @@ _MAGIC = b"twograd-numba-cache 1 "
 
 
 def attach(dispatcher) -> None:
-    """Give a kernel's numba dispatcher (not made with ``cache=True``) its disk cache beside its module."""
+    """Give a kernel's numba dispatcher its disk cache beside its module, before it compiles or loads
+    anything (a cache numba made for ``cache=True`` is replaced unused)."""
     dispatcher._cache = _KernelCache(dispatcher.py_func)
 
 
