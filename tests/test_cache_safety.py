@@ -20,7 +20,8 @@ import pytest
 
 from common import api as T
 from symsym import function
-from symsym.linkers import cache, llvm_jit
+from symsym.linkers import cache
+from symsym.linkers.llvm import jit as llvm_jit
 
 pytest.importorskip("numba")
 posix = pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")

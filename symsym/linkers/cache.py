@@ -3,7 +3,7 @@
 Each kernel's module text is written once to ``<cache dir>/k<hash>.py``, the
 hash being that of the text (and numba's version), and run from the text in
 hand (the file is for reading and tracebacks); numba keeps the kernel's
-machine code beside it (:mod:`.numba_cache`: ``k<hash>.kernel-kernel.py311.nbi``
+machine code beside it (:mod:`.numba.diskcache`: ``k<hash>.kernel-kernel.py311.nbi``
 and ``.nbc``) and finds it again in any later process. Within a process,
 :data:`LOADED` maps the hash to the compiled function, so a kernel is
 loaded once however many graphs use it.
@@ -188,7 +188,7 @@ def load(source: str):
     fn = LOADED.get(k)
     if fn is not None:
         return fn
-    from . import numba_cache
+    from .numba import diskcache
 
     folder = cache_dir()
     path = folder / f"k{k}.py"
@@ -204,6 +204,6 @@ def load(source: str):
     sys.modules[name] = module  # numba's cached code looks the module up by name
     exec(compile(source, str(path), "exec"), module.__dict__)
     fn = module.kernel
-    numba_cache.attach(fn)
+    diskcache.attach(fn)
     LOADED[k] = fn
     return fn

@@ -17,7 +17,7 @@ or foreign file (another key's code renamed, a truncated write) fails the
 check and is compiled again and rewritten (with a warning), never loaded; one
 that passes it but does not define the function is compiled again too. It is
 written 0o600 and read only when it is a plain file of the user's that
-nobody else may write (:func:`.cache.read_private`). The digest has no
+nobody else may write (``cache.read_private``). The digest has no
 secret, so it guards against accidents, not against someone who can write
 the folder: that is what :mod:`.cache`'s check that the folder is private
 to the user is for, as for any code cache. Within a process,
@@ -139,8 +139,8 @@ def _digest(k: str, obj: bytes) -> bytes:
 
 
 def read_checked(path, k: str) -> bytes | None:
-    """The object code in ``path`` if the file is private to the user (:func:`.cache.read_private`), whole
-    and written for key ``k``, else None (a file that fails the check is dropped, with a warning)."""
+    """The object code in ``path`` if the file is private to the user (``cache.read_private``), whole and
+    written for key ``k``, else None (a file that fails the check is dropped, with a warning)."""
     data = cache.read_private(path)
     if data is None:
         return None
@@ -152,7 +152,7 @@ def read_checked(path, k: str) -> bytes | None:
 
 
 def write_checked(path, k: str, obj: bytes) -> None:
-    """Write ``obj`` for key ``k``, private to the user and atomically (:func:`.cache.write_private`)."""
+    """Write ``obj`` for key ``k``, private to the user and atomically (``cache.write_private``)."""
     try:
         cache.write_private(path, _MAGIC + _digest(k, obj) + b"\n" + obj)
     except OSError:

@@ -43,7 +43,7 @@ __all__ = ["DECORATOR", "DTYPES", "HEADER", "MISMATCH", "Kernel", "kernel_source
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
           "from symsym.linkers.numba.as_scalar import as_scalar\n\n")
-#: no ``cache=True``: the kernel gets its disk cache from :mod:`symsym.linkers.numba_cache`, where numba's
+#: no ``cache=True``: the kernel gets its disk cache from :mod:`.diskcache`, where numba's
 #: environment settings do not move it
 DECORATOR = "\n@numba.njit(error_model=\"numpy\")\n"
 #: dtype -> the numpy name written in the source

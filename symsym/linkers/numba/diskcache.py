@@ -9,13 +9,13 @@ at the predictable path would run. So a kernel (compiled without
 ``cache=True``) gets this cache instead (:func:`attach`): numba's own caching
 machinery (the index keyed by signature and target, the machine code
 serialised and rebuilt), with the files kept beside the kernel's module in
-:func:`.cache.cache_dir` whatever the environment says, written and read
-through :func:`.cache.write_private` / :func:`.cache.read_private`, each
-file headed by a digest of its name and content. A torn or corrupt file (a
-crash mid-write, a full disk) fails the digest, or does not unpickle or
-rebuild, and is dropped with one warning: the kernel is compiled again and
-the entry rewritten, never left broken. A cache file that cannot be written
-costs the next process a compile, nothing else.
+the kernel cache folder (:mod:`symsym.linkers.cache`) whatever the
+environment says, written and read through that module's ``write_private``
+and ``read_private``, each file headed by a digest of its name and content.
+A torn or corrupt file (a crash mid-write, a full disk) fails the digest, or
+does not unpickle or rebuild, and is dropped with one warning: the kernel is
+compiled again and the entry rewritten, never left broken. A cache file that
+cannot be written costs the next process a compile, nothing else.
 
 Only the public shape of numba's cache classes is relied on (a ``Cache``
 subclass names its ``CacheImpl``; the impl gives a locator and a file name
@@ -36,7 +36,7 @@ import numba
 from numba.core import caching
 from numba.core.serialize import dumps
 
-from . import cache
+from .. import cache
 
 __all__ = ["attach"]
 
@@ -58,7 +58,7 @@ class _Locator:
         self._folder = os.path.dirname(py_file)
 
     def ensure_cache_path(self) -> None:
-        """Nothing to do: :func:`.cache.cache_dir` made and checked the folder."""
+        """Nothing to do: ``cache.cache_dir()`` made and checked the folder."""
 
     def get_cache_path(self) -> str:
         return self._folder
