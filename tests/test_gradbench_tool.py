@@ -127,6 +127,10 @@ def test_full_session(backend, rng):
         bad = s.send({"kind": "evaluate", "module": "lstm", "function": "objective",
                       "input": {**lstm, "sequence": [[0, 1], [1]]}})
         assert bad["success"] is False and "sequence" in bad["error"]
+        bad = s.send({"kind": "evaluate", "module": "gmm", "function": "objective", "input": {**g, "m": 1e308}})
+        assert bad["success"] is False and bad["error"].startswith("FeedError") and "'m'" in bad["error"]
+        bad = s.send({"kind": "evaluate", "module": "gmm", "function": "jacobian", "input": {**g, "x": []}})
+        assert bad["success"] is False and bad["error"].startswith("FeedError") and "'x'" in bad["error"]
         bad = s.send("{this is not json")
         assert bad["success"] is False and bad["id"] is None
         assert s.send({"kind": "unheard-of"}) == {"id": s.next_id - 1}
@@ -167,6 +171,41 @@ def test_parsing_errors_name_the_field():
         assert reply["success"] is False and word in reply["error"], reply
     assert "main_params" in out[len(cases)]["error"]
     assert out[-2]["success"] is False and out[-1]["success"] is False and "input" in out[-1]["error"]
+
+
+def test_inputs_past_the_builders_limits_get_a_feed_error_naming_the_field():
+    g = gmm_input(np.random.default_rng(1), 2, 2, 3)
+    lstm = lstm_input(np.random.default_rng(1), 1, 3, 2)
+    big = 10 ** 400  # a JSON integer no float64 holds
+    cases = [
+        ("gmm", {**g, "m": 1e308}, "'m'"),         # int(1e308) then float arithmetic overflowed
+        ("gmm", {**g, "m": float("nan")}, "'m'"),
+        ("gmm", {**g, "k": float("inf")}, "'k'"),
+        ("gmm", {**g, "d": 2.0 ** 60}, "'d'"),      # past MAX_DIM, as a shape param would be
+        ("gmm", {**g, "gamma": big}, "'gamma'"),
+        ("gmm", {**g, "gamma": float("inf")}, "'gamma'"),
+        ("gmm", {**g, "x": []}, "'x'"),            # empty where 3 x 2 numbers are needed
+        ("gmm", {**g, "x": [[big, 0.0]] * 3}, "'x'"),
+        ("gmm", {**g, "x": [["1", 0.0]] * 3}, "'x'"),  # numpy would read these as numbers; a builder would not
+        ("gmm", {**g, "alpha": [True, False]}, "'alpha'"),
+        ("gmm", {**g, "q": [[None, 0.0]] * 2}, "'q'"),
+        ("lstm", {**lstm, "state": []}, "'state'"),
+        ("lstm", {**lstm, "extra_params": []}, "'extra_params'"),
+        ("lse", {"x": [1.0], "min_runs": big}, None),  # capped, not an error
+        ("hello", big, "hello"),
+    ]
+    function = {"gmm": "objective", "lstm": "objective", "lse": "primal", "hello": "square"}
+    messages = [{"kind": "evaluate", "module": m, "function": function[m], "input": i} for m, i, _ in cases]
+    messages.append({"kind": "evaluate", "module": "hello", "function": "square", "input": 3.0})
+    out = replies("symnum", *messages)
+    assert len(out) == len(messages)
+    for reply, (_, _, word) in zip(out, cases, strict=False):
+        if word is None:
+            assert reply["success"] is True and reply["output"] == 1.0
+        else:
+            assert reply["success"] is False and reply["error"].startswith("FeedError: "), reply
+            assert word in reply["error"], reply
+    assert out[-1]["output"] == 9.0  # still serving
 
 
 def test_repeat_meets_both_minimums():

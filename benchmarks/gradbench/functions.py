@@ -9,6 +9,7 @@ arrays are written back as JSON. The tool and the tests enumerate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from common import api as T
 from common.errors import FeedError
+from common.ops.params import MAX_DIM, MAX_INT, is_int, shown
 
 from . import models
 
@@ -51,41 +53,65 @@ def field(input: Any, name: str) -> Any:
 
 def array(input: Any, name: str, shape: tuple) -> np.ndarray:
     """Field ``name`` as a float64 array of ``shape`` (None: any size), or a FeedError."""
-    value = field(input, name)
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise FeedError(f"field {name!r} is not a rectangular array of numbers: {e}") from None
+    arr = _numbers(field(input, name), name)
     if arr.ndim != len(shape) and not (arr.size == 0 and arr.ndim < len(shape)):
         raise FeedError(f"field {name!r} has {arr.ndim} dimensions, expected {len(shape)}")
     if arr.ndim != len(shape):  # an empty list of rows: numpy cannot see the row length
-        arr = arr.reshape(tuple(0 if d is None else d for d in shape))
+        want = tuple(0 if d is None else d for d in shape)
+        if math.prod(want):
+            raise FeedError(f"field {name!r} is empty, expected shape {want}")
+        arr = arr.reshape(want)
     for axis, (want, got) in enumerate(zip(shape, arr.shape, strict=True)):
         if want is not None and want != got:
             raise FeedError(f"field {name!r} has shape {arr.shape}, expected size {want} on axis {axis}")
     return arr
 
 
-def integer(input: Any, name: str, low: int = 0) -> int:
+def _numbers(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array, read as the graph builders read a constant: JSON numbers only (no
+    strings, booleans or nulls that numpy would convert), each within float64's range."""
+    try:
+        raw = np.array(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:  # ragged, too deep
+        raise FeedError(f"field {name!r} is not a rectangular array of numbers: {e}") from None
+    if raw.dtype.kind == "O" and all(is_int(v) or v.__class__ is float for v in raw.flat):  # ints past int64
+        try:
+            return raw.astype(np.float64)
+        except OverflowError:
+            raise FeedError(f"field {name!r} has a number past float64's range") from None
+    if raw.size and raw.dtype.kind not in "iuf":
+        held = {"U": "strings", "b": "booleans"}.get(raw.dtype.kind, "nulls or objects")
+        raise FeedError(f"field {name!r} holds {held}, not numbers only")
+    return raw.astype(np.float64, copy=False)
+
+
+def integer(input: Any, name: str, low: int = 0, high: int = MAX_INT) -> int:
+    """Field ``name`` as an int in ``[low, high]`` (a float with an integer value is one too)."""
     value = field(input, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
-        raise FeedError(f"field {name!r} must be an integer >= {low}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer()) or not low <= value <= high):
+        raise FeedError(f"field {name!r} must be an integer from {low} to {high}, got {shown(value)}")
     return int(value)
 
 
 def number(input: Any, name: str) -> float:
-    value = field(input, name)
+    """Field ``name`` as a float64, or a FeedError (an int past float64's range is one)."""
+    return _float(field(input, name), f"field {name!r}")
+
+
+def _float(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FeedError(f"field {name!r} must be a number, got {value!r}")
-    return float(value)
+        raise FeedError(f"{what} must be a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise FeedError(f"{what} is past float64's range: {shown(value)}") from None
 
 
 # --------------------------------------------------------------------- hello
 
 def parse_hello(input: Any):
-    if isinstance(input, bool) or not isinstance(input, (int, float)):
-        raise FeedError(f"hello takes a number, got {input!r}")
-    return {"x": np.asarray(float(input))}, ()
+    return {"x": np.asarray(_float(input, "hello's input"))}, ()
 
 
 def scalar(results: list[np.ndarray]) -> float:
@@ -111,7 +137,7 @@ GMM_PARAMS = ("alpha", "mu", "q", "l")
 
 
 def parse_gmm(input: Any):
-    d, k, n = integer(input, "d", 1), integer(input, "k", 1), integer(input, "n", 1)
+    d, k, n = (integer(input, name, 1, MAX_DIM) for name in ("d", "k", "n"))
     arrays = {
         "alpha": array(input, "alpha", (k,)),
         "mu": array(input, "mu", (k, d)),
@@ -120,8 +146,8 @@ def parse_gmm(input: Any):
         "x": array(input, "x", (n, d)),
     }
     gamma = number(input, "gamma")
-    if gamma <= 0:
-        raise FeedError(f"field 'gamma' must be positive, got {gamma}")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise FeedError(f"field 'gamma' must be a positive finite number, got {gamma}")
     return arrays, (integer(input, "m"), gamma)
 
 

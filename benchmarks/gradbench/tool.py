@@ -17,7 +17,12 @@ own names on the run that paid for them.
 
 Whatever arrives, every line gets one reply and the tool keeps serving: bytes
 that are not UTF-8 are replaced, JSON nested too deeply for the parser, a
-field of the wrong type all become ``success: false``. Replies are strict
+field of the wrong type all become ``success: false``. Inputs are read as the
+graph builders read params and constants (:mod:`.functions`): a size past
+``MAX_DIM``, an integer past ``MAX_INT`` or a number past float64's range
+(``m: 1e308``, a 400-digit JSON integer), a non-finite ``gamma``, strings,
+booleans or nulls in an array, or an empty array where data is needed are
+answered with a ``FeedError`` naming the field, as any other bad field is. Replies are strict
 JSON: a non-finite number in an output is written as the string
 ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (the convention of protobuf's
 JSON mapping, which Python's ``float()`` and pydantic read back), so
@@ -44,6 +49,7 @@ import numpy as np
 
 from common import api as T
 from common.errors import FeedError, TwogradError
+from common.ops.params import shown
 
 from .engines import ENGINES
 from .functions import MODULES, Function
@@ -142,10 +148,10 @@ class Tool:
 
 def _bounded(value: Any, name: str, cap: float) -> float:
     """A finite, non-negative ``min_runs``/``min_seconds``, at most ``cap`` (a note on stderr if capped)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise FeedError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # (NaN; a big int is fine)
+        raise FeedError(f"{name} must be a number, got {shown(value)}")
     if value > cap:
-        print(f"twograd gradbench: {name} {value!r} capped to {cap:g}", file=sys.stderr)
+        print(f"twograd gradbench: {name} {shown(value)} capped to {cap:g}", file=sys.stderr)
         return cap
     return max(0.0, float(value))
 

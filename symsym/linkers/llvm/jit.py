@@ -14,8 +14,10 @@ The object code is cached in :func:`.cache.cache_dir` as ``l<key>.o``,
 CPU, features), the optimisation level and the Python ABI. A file holds a
 header line with the sha256 of the key and the object code: a torn, corrupt
 or foreign file (another key's code renamed, a truncated write) fails the
-check and is compiled again and rewritten, never loaded; one that passes it
-but does not define the function is compiled again too. The digest has no
+check and is compiled again and rewritten (with a warning), never loaded; one
+that passes it but does not define the function is compiled again too. It is
+written 0o600 and read only when it is a plain file of the user's that
+nobody else may write (``cache.read_private``). The digest has no
 secret, so it guards against accidents, not against someone who can write
 the folder: that is what :mod:`.cache`'s check that the folder is private
 to the user is for, as for any code cache. Within a process,
@@ -27,7 +29,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import inspect
-import os
 import sys
 import threading
 
@@ -164,24 +165,22 @@ def _digest(k: str, obj: bytes) -> bytes:
 
 
 def read_checked(path, k: str) -> bytes | None:
-    """The object code in ``path`` if the file is whole and was written for key ``k``, else None."""
-    try:
-        data = path.read_bytes()
-    except OSError:
+    """The object code in ``path`` if the file is private to the user (``cache.read_private``), whole and
+    written for key ``k``, else None (a file that fails the check is dropped, with a warning)."""
+    data = cache.read_private(path)
+    if data is None:
         return None
     head, sep, obj = data.partition(b"\n")
     if not sep or head != _MAGIC + _digest(k, obj):
+        cache.drop(path, "damaged (its digest does not match its key and content)")
         return None
     return obj
 
 
 def write_checked(path, k: str, obj: bytes) -> None:
-    """Write ``obj`` for key ``k`` atomically (a concurrent process sees the whole file or none)."""
+    """Write ``obj`` for key ``k``, private to the user and atomically (``cache.write_private``)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(_MAGIC + _digest(k, obj) + b"\n" + obj)
-        os.replace(tmp, path)
+        cache.write_private(path, _MAGIC + _digest(k, obj) + b"\n" + obj)
     except OSError:
         pass  # a read-only cache folder costs the next process a compile, nothing else
 

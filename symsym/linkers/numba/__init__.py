@@ -12,7 +12,9 @@ in :mod:`symsym.linkers.lowering`):
 * :mod:`.loop_kernels` compiles a whole ``scan`` or ``while_loop`` of scalars;
 * :mod:`.vforms`, :mod:`.vmath`, :mod:`.pairwise` and :mod:`.as_scalar` are
   the numba-side functions the generated kernels call; :mod:`.speedups` makes
-  numba's own lowering linear in a kernel's length.
+  numba's own lowering linear in a kernel's length;
+* :mod:`.diskcache` keeps numba's machine code of the kernels in the kernel
+  cache folder (:mod:`symsym.linkers.cache`), whatever numba's settings say.
 
 Importing this package does not import numba: :mod:`.lower` does, when the
 linker is first used.

@@ -43,7 +43,9 @@ __all__ = ["DECORATOR", "DTYPES", "HEADER", "MISMATCH", "Kernel", "kernel_source
 
 HEADER = ("import math\n\nimport numba\nimport numpy as np\n\n"
           "from symsym.linkers.numba.as_scalar import as_scalar\n\n")
-DECORATOR = "\n@numba.njit(cache=True, error_model=\"numpy\")\n"
+#: no ``cache=True``: the kernel gets its disk cache from :mod:`.diskcache`, where numba's
+#: environment settings do not move it
+DECORATOR = "\n@numba.njit(error_model=\"numpy\")\n"
 #: dtype -> the numpy name written in the source
 DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "np.bool_"}
 #: a mismatch of run-time sizes in an unknown dim: the caller falls back to numpy
