@@ -55,9 +55,8 @@ runs a differentiated scan as :func:`scan_keeping_residuals`, whose value
 to a reverse body that reads them (:func:`residuals_of` finds them, once per
 body): the forward body's ops run once per step in all.
 
-A loop's VJP rule is asked input by input, but one reverse loop answers all
-inputs: the last answer is kept (:func:`_cotangents`) for the next ask with
-the same cotangent and node, until the sweep ends (:func:`forget_last`).
+One reverse loop answers every input, so a loop op answers the pullback
+protocol (:meth:`common.ops.Op.pullback`: all cotangents in one call) directly.
 
 The loop ops' JVP and batching rules are registered on these entries from
 their own module (:mod:`common.ops.control_rules`, imported with the
@@ -66,8 +65,6 @@ package); until it has run, each place holds a rule that raises
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 
@@ -575,36 +572,13 @@ def _cond_cotangents(ns, g, out, inputs, params) -> list:
     return result
 
 
-class _Last(threading.local):
-    """The last (namespace, cotangent, node) a loop's VJP answered, and its answer."""
-
-    key: tuple = ()
-    answer: list = []
-
-
-_LAST = _Last()
-
-
-def _cotangents(fn):
-    """A loop op's ``vjp_n`` from ``fn(ns, g, out, inputs, params) -> one cotangent per input``.
-
-    The sweep asks input by input; one reverse loop answers them all, so the
-    answer is kept for the next ask about the same ``(ns, g, out)`` (held, so
-    their ids cannot be reused meanwhile).
-    """
-    def vjp_n(ns, i, g, out, *inputs, **params):
-        key = _LAST.key
-        if not (key and key[0] is ns and key[1] is g and key[2] is out):
-            _LAST.answer = fn(ns, g, out, inputs, params)
-            _LAST.key = (ns, g, out)
-        return _LAST.answer[i]
-    return vjp_n
-
-
-def forget_last() -> None:
-    """Drop the kept answer (a sweep calls this when it ends, so no cotangent outlives it)."""
-    _LAST.key = ()
-    _LAST.answer = []
+def _pullback(fn):
+    """A loop op's ``vjp_all`` from ``fn(ns, g, out, inputs, params) -> one cotangent per input``: one
+    reverse loop answers every input at once, so the op answers the pullback protocol directly."""
+    def vjp_all(ns, g, out, inputs, params, wanted):
+        cts = fn(ns, g, out, inputs, params)
+        return [cts[i] if i in wanted else NO_GRAD for i in range(len(cts))]
+    return vjp_all
 
 
 def _item_vjp(ns, g, out, t, index):
@@ -628,15 +602,15 @@ def _not_yet(what: str):
 _JVP = _not_yet("forward mode (jvp)")
 _BATCH = _not_yet("batching (vmap)")
 
-defop("scan", _scan_infer, _scan_impl, vjp_n=_cotangents(_scan_cotangents), jvp=_JVP, batch=_BATCH, kind=CONTROL,
+defop("scan", _scan_infer, _scan_impl, vjp_all=_pullback(_scan_cotangents), jvp=_JVP, batch=_BATCH, kind=CONTROL,
       nin=None, params=("body", "ncarry", "nx", "length", "reverse", "save"),
       doc="A loop over the leading axis of xs, carrying state: (*final carries, *stacked ys). Its VJP is a "
           "reverse scan over the VJP of its body.")
-defop("while_loop", _while_infer, _while_impl, vjp_n=_cotangents(_while_cotangents), jvp=_JVP, batch=_BATCH,
+defop("while_loop", _while_infer, _while_impl, vjp_all=_pullback(_while_cotangents), jvp=_JVP, batch=_BATCH,
       kind=CONTROL, nin=None, params=("cond_body", "body", "ncarry", "max_iter", "save"),
       doc="A loop while cond_body holds (at most max_iter times): the final carries. Its VJP is a reverse scan "
           "over the carries each iteration began with.")
-defop("cond", _cond_infer, _cond_impl, vjp_n=_cotangents(_cond_cotangents), jvp=_JVP, batch=_BATCH, kind=CONTROL,
+defop("cond", _cond_infer, _cond_impl, vjp_all=_pullback(_cond_cotangents), jvp=_JVP, batch=_BATCH, kind=CONTROL,
       nin=None, params=("true_body", "false_body"),
       doc="One of two bodies on the operands, by a bool scalar; only the taken one runs. Its VJP is a cond "
           "over the branches' VJPs.")

@@ -176,6 +176,7 @@ class Op:
     impl: Callable
     vjps: tuple = ()
     vjp_n: Callable | None = None
+    vjp_all: Callable | None = None
     bind: Callable | None = None
     jvp: Callable | None = None
     code: str | None = None
@@ -197,12 +198,26 @@ class Op:
 
     def differentiable(self, i: int) -> bool:
         """Whether input ``i`` can receive a gradient through this op."""
-        if self.vjp_n is not None:
+        if self.vjp_n is not None or self.vjp_all is not None:
             return True
         return i < len(self.vjps) and self.vjps[i] is not None
 
+    def pullback(self, ns, g, out, inputs, params, wanted) -> list:
+        """The cotangents of the inputs at positions ``wanted`` given cotangent ``g`` of the output: one
+        entry per input, :data:`NO_GRAD` for an input not wanted or that gets no gradient (PyTensor's
+        ``L_op``, autodidax's transpose rule). Every sweep calls this once per node."""
+        if self.vjp_all is not None:
+            return self.vjp_all(ns, g, out, inputs, params, wanted)
+        cts = [NO_GRAD] * len(inputs)
+        for i in wanted:
+            cts[i] = self.vjp(ns, i, g, out, inputs, params)
+        return cts
+
     def vjp(self, ns, i: int, g, out, inputs, params):
-        """Cotangent for input ``i`` given cotangent ``g`` of the output."""
+        """Cotangent for input ``i`` alone given cotangent ``g`` of the output (a per-input rule; for an
+        op with ``vjp_all``, its :meth:`pullback` asked for ``i`` only)."""
+        if self.vjp_all is not None:
+            return self.vjp_all(ns, g, out, inputs, params, (i,))[i]
         if self.vjp_n is not None:
             return self.vjp_n(ns, i, g, out, *inputs, **params)
         rule = self.vjps[i] if i < len(self.vjps) else None
@@ -221,7 +236,7 @@ class Op:
         return f"<Op {self.name}>"
 
 
-def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=None, bind=None,
+def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=None, vjp_all=None, bind=None,
           jvp=None, code=None, doc: str = "", nin: int | None = -1, params=(), zero: bool = False,
           linear=(), linear_together=(), fresh: bool | None = None, shape_only=(), index=(),
           ufunc: np.ufunc | None = None, infix: str | None = None, noop_on_same_type: bool = False,
@@ -237,10 +252,11 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
     the op's kind implies.
     """
     if nin == -1:
-        nin = None if vjp_n is not None else len(vjps)
+        nin = None if vjp_n is not None or vjp_all is not None else len(vjps)
     if code is None and ufunc is not None:
         code = f"np.{ufunc.__name__}({', '.join('{' + str(i) + '}' for i in range(ufunc.nin))})"
-    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin),
+    op = Op(name, infer, impl, tuple(vjps), vjp_n, vjp_all, bind, jvp, code, doc, nin,
+            tuple(params) or _param_names(infer, nin),
             Kind(kind), zero, _inputs(linear), _inputs(linear_together),
             ufunc is not None if fresh is None else fresh, _inputs(shape_only), _inputs(index), ufunc, infix,
             noop_on_same_type, batch, scalar)
