@@ -2,7 +2,7 @@
 
 One function, used twice: ``symsym.grad`` runs it over the user's graph in
 the symbolic namespace (adding derivative nodes), and the loop ops run it
-over a *body* to build the body of their reverse loop (:mod:`common.ops.control`),
+over a *body* to build the body of their reverse loop (:mod:`common.control`),
 so a loop's derivative is made by the same rules, the same way, as the
 derivative of the graph around it. Nodes are visited in reverse topological
 order, so every consumer has added its term before a node's cotangent is
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 from .body import TUPLE
 from .graph import Node
-from .ops.core import NO_GRAD, ZERO
+from .ops.table import NO_GRAD, ZERO
 
 
 class TupleCotangent:

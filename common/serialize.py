@@ -21,10 +21,9 @@ import os
 
 import numpy as np
 
-from .api import apply
 from .body import Body, is_tuple
 from .errors import SerializationError, TwogradError
-from .graph import Node, toposort
+from .graph import Node, apply, toposort
 from .ops import OPS
 from .ops.params import DTYPES, MAX_DIM, MAX_INT, MAX_NDIM, MAX_SIZE, is_int, shown
 from .site import Site

@@ -20,8 +20,8 @@ import numpy as np
 
 from common.ops import OPS, Namespace, numeric
 from common.ops.batching import apply_batched
-from common.ops.core import broadcast_shapes
 from common.ops.index import view
+from common.ops.shapes import broadcast_shapes
 from common.overloads import install_operators
 
 from .tape import _weak_scalar

@@ -11,7 +11,7 @@ tape's own backward through every step that ran, at any order
 
 The signatures are JAX's (``jax.lax.scan``, ``while_loop``, ``cond``), the same
 as the IR builders'. Carries and per-step outputs are a tensor (or array, or
-Python number), or a tuple/list nesting of those (:func:`common.body.flatten`,
+Python number), or a tuple/list nesting of those (:func:`common.tree.flatten`,
 the graph's own; ``xs`` and ``y`` may be None). As on the graph, a step must
 give back a carry of the structure (lists and tuples told apart), shapes and dtypes it was given;
 on the tape that is checked at every step, and a mismatch is an error naming
@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from common.body import flatten, unflatten
 from common.errors import DTypeError, GraphError, ShapeError, op_error
 from common.site import user_site
+from common.tree import flatten, unflatten
 
 from .mode import no_grad
 from .tape import tape
@@ -44,7 +44,7 @@ _SEQ = (tuple, list)
 
 
 def leaves(tree) -> list:
-    """The leaves of a nest of lists/tuples (:func:`common.body.flatten`'s order); None has none."""
+    """The leaves of a nest of lists/tuples (:func:`common.tree.flatten`'s order); None has none."""
     return [] if tree is None else flatten(tree)[0]
 
 

@@ -30,11 +30,10 @@ import math
 import numpy as np
 
 from common.errors import GradError
-from common.evaluate import resolve_feed, run_op
+from common.evaluate import resolve_feed
 from common.gcpause import paused_gc
-from common.graph import Node, toposort
+from common.graph import Node, run_op, toposort
 from common.ops import NO_GRAD, numeric
-from common.ops.control import scan_keeping_residuals
 from common.sentinel import Sentinel
 from common.site import user_site
 
@@ -258,20 +257,16 @@ def _schedule_backward(order: list[Node], forward: list[ForwardStep], wanted: se
     return taped, backward
 
 
-_SAVING = frozenset({"scan", "while_loop"})
-
-
 def _save_loop_carries(backward: list[BackwardStep]) -> None:
     """A loop the backward differentiates runs in the forward with ``save=True``: it stacks the carries
     each step began with, which its VJP reads, instead of that VJP running the loop again to get them.
-    A scan also keeps the per-step values its VJP body reads (its residuals), so the reverse steps do not
-    compute the forward steps again (:func:`common.ops.control.scan_keeping_residuals`)."""
+    Its op's ``saving`` impl runs it (a scan's also keeps the per-step values its VJP body reads, its
+    residuals, so the reverse steps do not compute the forward steps again)."""
     for step in backward:
-        params = step.params
-        if params and params.get("save") is False and step.calls[0][0].name in _SAVING:
+        params = step.params  # (a step with params calls its op itself: ``calls[0][0]``)
+        if params and params.get("save") is False and step.calls[0][0].saving is not None:
             step.params = step.fwd.params = {**params, "save": True}
-            if step.calls[0][0].name == "scan":
-                step.fwd.impl = scan_keeping_residuals
+            step.fwd.impl = step.calls[0][0].saving
 
 
 def _values_read(backward: list[BackwardStep], order: list[Node]) -> set[int]:

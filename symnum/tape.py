@@ -29,7 +29,7 @@ import numpy as np
 
 from common.errors import DTypeError, ShapeError, TwogradError, op_error
 from common.ops import OPS, Namespace
-from common.ops.core import EMPTY
+from common.ops.table import EMPTY
 from common.overloads import install_operators
 from common.site import user_code, user_site
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from common.api import const, symbolic, var
 from common.errors import GradError
+from common.forward_sweeps import tangent_sweep
 from common.graph import Node, toposort
-from common.sweeps import tangent_sweep
 
 from .grad import shapes_agree
 from .vectorize import vectorize

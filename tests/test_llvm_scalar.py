@@ -22,7 +22,7 @@ from scalarcases import EDGES, input_kinds
 
 from common import api as T
 from common.ops import OPS, Kind
-from common.ops.core import Op
+from common.ops.table import Op
 from symsym import function, grad
 from symsym.linkers import llvm_jit, llvm_scalar
 from symsym.linkers.llvm_forms import BOOL, DOUBLE, template

@@ -12,19 +12,11 @@ import numpy as np
 from ..errors import ShapeError
 from ..kernels import softmax
 from . import batching
-from .core import (
-    ZERO,
-    Kind,
-    broadcast_shapes,
-    call,
-    defop,
-    float_dtype,
-    jvp_self_adjoint,
-    keep_axes,
-    one_axis,
-    result_dtype,
-)
 from .params import axis_param
+from .rules import call, jvp_self_adjoint, keep_axes
+from .shapes import broadcast_shapes, float_dtype, one_axis, result_dtype
+from .table import ZERO, defop
+from .traits import Kind
 
 
 def _axis_bind(x, axis=-1):

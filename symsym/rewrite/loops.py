@@ -1,6 +1,6 @@
 """Rewrites of loops and branches: their bodies optimised, invariants hoisted, dead carries dropped.
 
-A loop node (:mod:`common.ops.control`) is one node to the other passes: its
+A loop node (:mod:`common.control`) is one node to the other passes: its
 bodies sit in its params, where no traversal looks. This module opens them.
 
 * :func:`open_bodies` (before the local rules run on the outer graph): each
@@ -201,7 +201,7 @@ def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
     Runs before the bodies are rewritten: the record of which loop a tangent
     loop belongs to (:data:`common.ops.control_rules.PRIMAL_OF`) is by body.
     """
-    from common.ops.control_rules import PRIMAL_OF
+    from common.control.bodies import PRIMAL_OF
 
     order = toposort(outs)
     tangent: dict = {}

@@ -1,6 +1,6 @@
 """Residuals: a reverse scan reads the forward values it needs instead of computing them again.
 
-The VJP of a scan (:mod:`common.ops.control`) is a reverse scan whose body is
+The VJP of a scan (:mod:`common.control.scan_op`) is a reverse scan whose body is
 the VJP of the forward body, run on the stacked carry-ins: to get the
 derivative of ``tanh(W h + x)`` at step t it computes ``tanh(W h_t + x_t)``
 once more, so value and gradient cost two forward passes and one backward.
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from common.api import apply
 from common.body import Body
+from common.control.scan_op import reading_body, residual_nodes
 from common.graph import Node, toposort
 from common.ops import OPS
-from common.ops.control import reading_body, residual_nodes
 
 __all__ = ["save_residuals"]
 
