@@ -11,7 +11,6 @@ first run only, then runs them per step like any body.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -99,17 +98,6 @@ def saving_copy(ns, out, inputs, params, op: str):
 
 
 # ------------------------------------------------------------------ forward mode
-
-PRIMAL_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""Tangent loop body -> ``(primal params, positions, outputs)``: the loop it is the JVP of.
-
-A tangent loop computes its primal loop's outputs too: ``primal params`` are
-the primal node's params but ``save``, ``positions`` the tangent loop's inputs
-that are the primal node's inputs (in order), and ``outputs`` maps each
-primal output index to the tangent loop's output holding the same value. The
-loop rewrites (:mod:`symsym.rewrite.loops`) read it to run the loop once when a
-graph holds both."""
-
 
 def is_float(x) -> bool:
     return np.dtype(x.dtype).kind == "f"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..body import Body, is_tuple
 from ..errors import DTypeError, ShapeError, TwogradError
+from ..ops import OPS
 from ..ops.params import int_param
 from ..ops.shapes import shape_str
 
@@ -60,3 +61,50 @@ def count_param(inputs, ncarry, name: str = "ncarry", lo: int = 0) -> int:
 
 def types_of(nodes) -> str:
     return ", ".join(type_of(n) for n in nodes)
+
+
+class _Application:
+    """An op's inputs and params where a node is read (an ``outputs`` trait), before the node exists."""
+
+    __slots__ = ("inputs", "params")
+
+    def __init__(self, inputs, params):
+        self.inputs, self.params = inputs, params
+
+
+def primal_param(v, op: str, inputs, params: dict) -> None:
+    """A tangent loop's ``primal`` param (None, or what its JVP rule records), checked as a builder makes it.
+
+    A tangent loop computes its primal loop's outputs too. ``primal`` says
+    which loop that is: ``(params, positions, outputs)``, the primal's params
+    but ``save`` and ``primal`` as ``(name, value)`` pairs, the positions of
+    the tangent loop's inputs that are the primal's inputs (in order), and
+    ``(primal output, own output)`` pairs. symsym's loop rewrites read it to
+    run the loop once when a graph holds both. The primal's type rule must
+    accept those inputs and params, and each pair's outputs must have one type.
+    """
+    if v is None:
+        return
+    if not (isinstance(v, tuple) and len(v) == 3 and all(isinstance(x, tuple) for x in v)):
+        raise ShapeError("param 'primal' must be a tuple (params, positions, outputs) of tuples")
+    pairs, positions, outputs = v
+    names = [k for k in OPS[op].params if k not in ("save", "primal")]
+    if not all(isinstance(kv, tuple) and len(kv) == 2 and kv[0] in names for kv in pairs) or \
+            len({kv[0] for kv in pairs}) != len(pairs):
+        raise ShapeError(f"param 'primal': its params must be (name, value) pairs of {op}'s params "
+                         f"({', '.join(names)}), each once")
+    for i in positions:
+        int_param(i, "primal", 0, len(inputs) - 1)
+    if len(set(positions)) != len(positions):
+        raise ShapeError("param 'primal': an input position is given twice")
+    primal = _Application(tuple(inputs[i] for i in positions), dict(pairs))
+    OPS[op].infer(*primal.inputs, **primal.params)
+    theirs, mine = OPS[op].outputs(primal), OPS[op].outputs(_Application(inputs, params))
+    for kv in outputs:
+        if not (isinstance(kv, tuple) and len(kv) == 2):
+            raise ShapeError("param 'primal': its outputs must be (primal output, own output) pairs")
+        k, j = int_param(kv[0], "primal", 0, len(theirs) - 1), int_param(kv[1], "primal", 0, len(mine) - 1)
+        (a_shape, a_dtype), (b_shape, b_dtype) = theirs[k], mine[j]
+        if a_dtype != b_dtype or len(a_shape) != len(b_shape) or any(
+                i is not None and j is not None and i != j for i, j in zip(a_shape, b_shape)):
+            raise ShapeError(f"param 'primal': the primal's output {k} and output {j} differ in type")

@@ -32,7 +32,6 @@ from ..ops import NO_GRAD, OPS, ZERO, Kind, defop, symbolic
 from ..site import user_site
 from ..tree import flatten, unflatten
 from .bodies import (
-    PRIMAL_OF,
     batch_size_of,
     body_batched,
     body_jvp,
@@ -45,7 +44,7 @@ from .bodies import (
     renamed_outputs,
     tile,
 )
-from .checks import agree, body_param, check_inputs, mismatch, type_of
+from .checks import agree, body_param, check_inputs, mismatch, primal_param, type_of
 from .item_op import BatchedTuple, TupleTangent, item
 from .trace import call_user, check_structure, close_over, formal_vars, items, lift_leaves
 
@@ -79,7 +78,7 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
 
 # ------------------------------------------------------------------ type rule and impl
 
-def _cond_infer(pred, *operands, true_body, false_body):
+def _cond_infer(pred, *operands, true_body, false_body, primal=None):
     t = body_param(true_body, "true_body")
     f = body_param(false_body, "false_body")
     if pred.shape != () or pred.dtype != np.bool_:
@@ -91,6 +90,7 @@ def _cond_infer(pred, *operands, true_body, false_body):
     for k, (a, b) in enumerate(zip(t.outputs, f.outputs)):
         if not agree(a, b):
             raise mismatch(f"output {k} of the true branch is {type_of(a)}, of the false branch {type_of(b)}", a, b)
+    primal_param(primal, "cond", (pred, *operands), {"true_body": t, "false_body": f})
     return (), TUPLE
 
 
@@ -99,7 +99,7 @@ def _cond_types(node) -> list[tuple]:
     return [(tuple(i if i is not None else j for i, j in zip(a.shape, b.shape)), a.dtype) for a, b in zip(t, f)]
 
 
-def _cond_impl(pred, *operands, true_body, false_body):
+def _cond_impl(pred, *operands, true_body, false_body, primal=None):
     return (true_body if bool(pred) else false_body).run(operands)
 
 
@@ -131,7 +131,7 @@ def _cond_cotangents(ns, g, out, inputs, params) -> list:
     return result
 
 
-def _cond_jvp(ns, tangents, out, pred, *operands, true_body, false_body):
+def _cond_jvp(ns, tangents, out, pred, *operands, true_body, false_body, primal=None):
     seeded = [k for k in range(len(operands)) if tangents[1 + k] is not ZERO and is_float(operands[k])]
     tt, touts_t = body_jvp(true_body, seeded)
     ft, touts_f = body_jvp(false_body, seeded)
@@ -146,16 +146,16 @@ def _cond_jvp(ns, tangents, out, pred, *operands, true_body, false_body):
                                     ("false_body", false_body, f_formals, touts_f)):
         branches[name] = Body(formals, [*b.outputs, *[filled(touts[k], b.outputs[k]) for k in tout]])
     args = (pred, *operands, *[tangents[1 + k] for k in seeded])
+    branches["primal"] = ((("true_body", true_body), ("false_body", false_body)), tuple(range(1 + len(operands))),
+                          tuple((k, k) for k in range(n)))
     branch = ns.apply(OPS["cond"], args, branches)
-    PRIMAL_OF[branches["true_body"]] = ({"true_body": true_body, "false_body": false_body},
-                                        list(range(1 + len(operands))), {k: k for k in range(n)})
     parts: list = [ZERO] * n
     for m, k in enumerate(tout):
         parts[k] = item(ns, branch, n + m)
     return TupleTangent(parts)
 
 
-def _cond_batch(op, ns, inputs, batched, true_body, false_body):
+def _cond_batch(op, ns, inputs, batched, true_body, false_body, primal=None):
     size = batch_size_of(inputs, batched)
     flags = list(batched[1:])
     (tf, touts), (ff, fouts) = body_batched(true_body, flags, size), body_batched(false_body, flags, size)
@@ -203,6 +203,6 @@ def _inline(ns, formals: Sequence[Node], outputs: Sequence[Node], args: Sequence
 
 
 defop("cond", _cond_infer, _cond_impl, vjp_all=pullback_of(_cond_cotangents), jvp=_cond_jvp, batch=_cond_batch,
-      outputs=_cond_types, kind=Kind.CONTROL, nin=None, params=("true_body", "false_body"),
+      outputs=_cond_types, kind=Kind.CONTROL, nin=None, params=("true_body", "false_body", "primal"),
       doc="One of two bodies on the operands, by a bool scalar; only the taken one runs. Its VJP is a cond "
           "over the branches' VJPs.")

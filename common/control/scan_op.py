@@ -31,8 +31,10 @@ once per step in all.
 tangents) and (consts, their tangents), returning ys and their tangents. A
 carry whose initial value has no tangent gets one (zeros) when the body gives
 its update one: found as a fixed point over the carries, as JAX does. The
-tangent loop recomputes the primal carries it needs (a rewrite may drop the
-primal loop's duplicate work).
+tangent loop recomputes the primal carries it needs, and names the loop it is
+the tangent of in its ``primal`` param (:func:`~common.control.checks.primal_param`,
+saved and loaded like any param), so that a rewrite may drop the primal loop's
+duplicate work. ``while_loop`` and ``cond`` record theirs the same way.
 
 **Batching.** A scan of the batched body. A sequence with the batch axis in
 front is swapped to (steps, batch, ...) so each step reads a batch of slices;
@@ -54,7 +56,6 @@ from ..ops.params import bool_param, int_param
 from ..site import user_site
 from ..tree import flatten, unflatten
 from .bodies import (
-    PRIMAL_OF,
     add_at,
     batch_size_of,
     body_batched,
@@ -77,7 +78,7 @@ from .bodies import (
     tile,
     vars_like,
 )
-from .checks import body_param, check_carries, check_inputs, count_param, type_of
+from .checks import body_param, check_carries, check_inputs, count_param, primal_param, type_of
 from .item_op import BatchedTuple, TupleTangent, item
 from .trace import call_user, check_structure, close_over, formal_vars, items, lift_leaves
 
@@ -130,7 +131,7 @@ def scan(fn: Callable, init, xs, length: int | None = None, reverse: bool = Fals
 
 # ------------------------------------------------------------------ type rule
 
-def _scan_infer(*inputs, body, ncarry, nx, length=None, reverse=False, save=False):
+def _scan_infer(*inputs, body, ncarry, nx, length=None, reverse=False, save=False, primal=None):
     body = body_param(body, "body")
     nc = count_param(inputs, ncarry)
     nx = int_param(nx, "nx", 0, len(inputs) - nc)
@@ -150,6 +151,7 @@ def _scan_infer(*inputs, body, ncarry, nx, length=None, reverse=False, save=Fals
     if len(body.outputs) < nc:
         raise ShapeError(f"the body returns {len(body.outputs)} outputs, fewer than its {nc} carries")
     check_carries(body, "body", inputs[:nc])
+    primal_param(primal, "scan", inputs, {"body": body, "ncarry": nc, "nx": nx, "length": length, "save": save})
     return (), TUPLE
 
 
@@ -185,7 +187,7 @@ def _scan_types(node) -> list[tuple]:
 
 # ------------------------------------------------------------------ impl
 
-def _scan_impl(*arrays, body, ncarry, nx, length=None, reverse=False, save=False):
+def _scan_impl(*arrays, body, ncarry, nx, length=None, reverse=False, save=False, primal=None):
     carry = list(arrays[:ncarry])
     xs, consts = arrays[ncarry:ncarry + nx], list(arrays[ncarry + nx:])
     sizes = {len(x) for x in xs} | ({length} if length is not None else set())
@@ -215,7 +217,7 @@ class Kept(tuple):
     residuals: tuple = ()
 
 
-def scan_keeping_residuals(*arrays, body, ncarry, nx, length=None, reverse=False, save=True):
+def scan_keeping_residuals(*arrays, body, ncarry, nx, length=None, reverse=False, save=True, primal=None):
     """A saving scan's value that also keeps, stacked, the forward values its VJP body reads (numbers only).
 
     The forward runs the body with its residuals (:func:`residuals_of`) as
@@ -354,7 +356,8 @@ def _scan_cotangents(ns, g, out, inputs, params) -> list:
 
 # ------------------------------------------------------------------ JVP and batching
 
-def _scan_jvp(ns, tangents, out, *inputs, body, ncarry, nx, length=None, reverse=False, save=False):
+def _scan_jvp(ns, tangents, out, *inputs, body, ncarry, nx, length=None, reverse=False, save=False,
+              primal=None):
     nc, nin = ncarry, len(inputs)
     tx, tz = seeded(tangents, inputs, nc, nc + nx), seeded(tangents, inputs, nc + nx, nin)
     tc = carry_fixed_point(body, nc, set(seeded(tangents, inputs, 0, nc)), tx + tz)
@@ -368,12 +371,13 @@ def _scan_jvp(ns, tangents, out, *inputs, body, ncarry, nx, length=None, reverse
             *[tangents[k] for k in tx], *inputs[nc + nx:], *[tangents[k] for k in tz])
     params = {"body": jbody, "ncarry": nc + len(tc), "nx": nx + len(tx), "length": length, "reverse": reverse,
               "save": save}
-    loop = ns.apply(OPS["scan"], args, params)
     ltc, ltx, nj = len(tc), len(tx), len(jbody.outputs)
-    PRIMAL_OF[jbody] = ({"body": body, "ncarry": nc, "nx": nx, "length": length, "reverse": reverse},
-                        [*range(nc), *range(nc + ltc, nc + ltc + nx), *range(nc + ltc + nx + ltx, nin + ltc + ltx)],
-                        {**{k: k for k in range(nc)}, **{j: j + ltc for j in range(nc, nout)},
-                         **({nout + k: nj + k for k in range(nc)} if save else {})})
+    params["primal"] = (
+        (("body", body), ("ncarry", nc), ("nx", nx), ("length", length), ("reverse", reverse)),
+        (*range(nc), *range(nc + ltc, nc + ltc + nx), *range(nc + ltc + nx + ltx, nin + ltc + ltx)),
+        (*[(k, k) for k in range(nc)], *[(j, j + ltc) for j in range(nc, nout)],
+         *([(nout + k, nj + k) for k in range(nc)] if save else [])))
+    loop = ns.apply(OPS["scan"], args, params)
     parts: list = [ZERO] * (nout + (nc if save else 0))
     for m, k in enumerate(tc):
         parts[k] = item(ns, loop, nc + m)
@@ -384,7 +388,8 @@ def _scan_jvp(ns, tangents, out, *inputs, body, ncarry, nx, length=None, reverse
     return TupleTangent(parts)
 
 
-def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=False, save=False):
+def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=False, save=False,
+                primal=None):
     nc, size = ncarry, batch_size_of(inputs, batched)
     flags = promoted(body, list(batched), nc, size)
     formals, outs = body_batched(body, flags, size)
@@ -407,6 +412,6 @@ def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=
 
 defop("scan", _scan_infer, _scan_impl, vjp_all=pullback_of(_scan_cotangents), jvp=_scan_jvp, batch=_scan_batch,
       outputs=_scan_types, saving=scan_keeping_residuals, kind=Kind.CONTROL, nin=None,
-      params=("body", "ncarry", "nx", "length", "reverse", "save"),
+      params=("body", "ncarry", "nx", "length", "reverse", "save", "primal"),
       doc="A loop over the leading axis of xs, carrying state: (*final carries, *stacked ys). Its VJP is a "
           "reverse scan over the VJP of its body.")

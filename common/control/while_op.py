@@ -36,7 +36,6 @@ from ..ops.params import bool_param, int_param
 from ..site import user_site
 from ..tree import flatten, unflatten
 from .bodies import (
-    PRIMAL_OF,
     add_at,
     batch_size_of,
     body_batched,
@@ -60,7 +59,7 @@ from .bodies import (
     tile,
     vars_like,
 )
-from .checks import body_param, check_carries, check_inputs, count_param, types_of
+from .checks import body_param, check_carries, check_inputs, count_param, primal_param, types_of
 from .item_op import BatchedTuple, TupleTangent, item
 from .trace import call_user, check_structure, close_over, formal_vars, items, lift_leaves
 
@@ -99,7 +98,7 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None 
 
 # ------------------------------------------------------------------ type rule and impl
 
-def _while_infer(*inputs, cond_body, body, ncarry, max_iter=None, save=False):
+def _while_infer(*inputs, cond_body, body, ncarry, max_iter=None, save=False, primal=None):
     cond_body = body_param(cond_body, "cond_body")
     body = body_param(body, "body")
     nc = count_param(inputs, ncarry, lo=1)
@@ -113,6 +112,7 @@ def _while_infer(*inputs, cond_body, body, ncarry, max_iter=None, save=False):
     if len(body.outputs) != nc:
         raise ShapeError(f"the body returns {len(body.outputs)} outputs for {nc} carries")
     check_carries(body, "body", inputs[:nc])
+    primal_param(primal, "while_loop", inputs, {"ncarry": nc, "save": save})
     return (), TUPLE
 
 
@@ -125,7 +125,7 @@ def _while_types(node) -> list[tuple]:
     return types
 
 
-def _while_impl(*arrays, cond_body, body, ncarry, max_iter=None, save=False):
+def _while_impl(*arrays, cond_body, body, ncarry, max_iter=None, save=False, primal=None):
     carry, consts = tuple(arrays[:ncarry]), list(arrays[ncarry:])
     saved: list = []
     steps = 0
@@ -175,7 +175,7 @@ def _while_cotangents(ns, g, out, inputs, params) -> list:
     return result
 
 
-def _while_jvp(ns, tangents, out, *inputs, cond_body, body, ncarry, max_iter=None, save=False):
+def _while_jvp(ns, tangents, out, *inputs, cond_body, body, ncarry, max_iter=None, save=False, primal=None):
     nc, nin = ncarry, len(inputs)
     tz = seeded(tangents, inputs, nc, nin)
     tc = carry_fixed_point(body, nc, set(seeded(tangents, inputs, 0, nc)), tz)
@@ -190,11 +190,11 @@ def _while_jvp(ns, tangents, out, *inputs, cond_body, body, ncarry, max_iter=Non
     args = (*inputs[:nc], *tangent_inputs(ns, tangents, inputs, tc), *inputs[nc:], *[tangents[k] for k in tz])
     params = {"cond_body": Body(formals, test), "body": jbody, "ncarry": nc + len(tc), "max_iter": max_iter,
               "save": save}
-    loop = ns.apply(OPS["while_loop"], args, params)
     ltc = len(tc)
-    PRIMAL_OF[jbody] = ({"cond_body": cond_body, "body": body, "ncarry": nc, "max_iter": max_iter},
-                        [*range(nc), *range(nc + ltc, nin + ltc)],
-                        {**{k: k for k in range(nc)}, **({nc + k: nc + ltc + k for k in range(nc)} if save else {})})
+    params["primal"] = ((("cond_body", cond_body), ("body", body), ("ncarry", nc), ("max_iter", max_iter)),
+                        (*range(nc), *range(nc + ltc, nin + ltc)),
+                        (*[(k, k) for k in range(nc)], *([(nc + k, nc + ltc + k) for k in range(nc)] if save else [])))
+    loop = ns.apply(OPS["while_loop"], args, params)
     parts: list = [ZERO] * (nc * (2 if save else 1))
     for m, k in enumerate(tc):
         parts[k] = item(ns, loop, nc + m)
@@ -203,7 +203,7 @@ def _while_jvp(ns, tangents, out, *inputs, cond_body, body, ncarry, max_iter=Non
     return TupleTangent(parts)
 
 
-def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None, save=False):
+def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None, save=False, primal=None):
     nc, size = ncarry, batch_size_of(inputs, batched)
     flags = promoted(body, list(batched), nc, size)
     _, (pred,) = body_batched(cond_body, flags, size)
@@ -235,6 +235,6 @@ def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None
 
 defop("while_loop", _while_infer, _while_impl, vjp_all=pullback_of(_while_cotangents), jvp=_while_jvp,
       batch=_while_batch, outputs=_while_types, saving=_while_impl, kind=Kind.CONTROL, nin=None,
-      params=("cond_body", "body", "ncarry", "max_iter", "save"),
+      params=("cond_body", "body", "ncarry", "max_iter", "save", "primal"),
       doc="A loop while cond_body holds (at most max_iter times): the final carries. Its VJP is a reverse scan "
           "over the carries each iteration began with.")
