@@ -39,6 +39,7 @@ from common.tree import flatten, unflatten
 from .mode import no_grad
 from .tape import tape
 from .tensor import Tensor
+from .vmap import Mapped
 
 _SEQ = (tuple, list)
 
@@ -226,17 +227,12 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
 
 def _batched(pred) -> bool:
     """Whether ``pred`` is a batch of predicates inside a running ``vmap``."""
-    from .vmap import Mapped
-
     return isinstance(pred, Mapped)
 
 
 def _per_element(pred, true_fn: Callable, false_fn: Callable, operands: tuple):
     """``cond`` for each element of ``pred``'s batch (the operands mapped by the same vmap sliced alike),
     its outputs stacked back into that batch."""
-    from . import stack
-    from .vmap import Mapped
-
     trace = pred.trace
 
     def element(x, i: int):
@@ -250,7 +246,7 @@ def _per_element(pred, true_fn: Callable, false_fn: Callable, operands: tuple):
 
     def batch(values: list):  # on the tape where an output is; plain numbers stay numbers, as vmap gives them
         if any(isinstance(v, Tensor) and v.requires_grad for v in values):
-            return Mapped(stack(values, axis=0), trace)
+            return Mapped(tape.stack(values, axis=0), trace)
         return Mapped(np.stack([v._data if isinstance(v, Tensor) else v for v in values]), trace)
 
     return rebuild(outs[0], [batch([p[k] for p in parts]) for k in range(len(parts[0]))])

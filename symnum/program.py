@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from common import api as T
 from common.errors import GradError
 from common.evaluate import resolve_feed
 from common.gcpause import paused_gc
@@ -375,8 +376,6 @@ def rule_reads(n: Node, targets: tuple) -> tuple[bool, tuple[int, ...]]:
 
 
 def _probe(n: Node, targets: tuple) -> tuple:
-    from common import api as T
-
     every = (True, tuple(range(len(n.inputs))))
     try:
         ins = [T.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(n.inputs)]

@@ -38,7 +38,8 @@ from common.body import Body, inner_nodes, is_tuple
 from common.graph import Node, rebuild, replace, toposort, variable
 from common.ops import OPS, Kind
 
-from .merge import merge_key
+from .residuals import loop_key, save_residuals
+from .rules import merge_key, remake
 
 __all__ = ["has_loops", "open_bodies", "prune"]
 
@@ -71,8 +72,6 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
     hoisted."""
     outs = _share_primals(outs, counts)
     if hoist:
-        from .residuals import save_residuals  # late: it reads this module's loop keys
-
         outs = save_residuals(outs, counts)
     memo: dict[int, tuple] = {}
 
@@ -100,8 +99,6 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
 def _remade(node: Node, inputs: tuple) -> Node:
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
-    from .core import remake
-
     return remake(node, inputs)
 
 
@@ -189,14 +186,6 @@ def prune(outs: list[Node], counts: dict) -> list[Node]:
     return rebuild(outs, fn)
 
 
-def _loop_key(name: str, inputs, params: dict) -> tuple:
-    """What a loop computes, ``save`` aside: its op, its inputs (by identity) and its params (bodies by
-    identity; ``primal``, a record of another loop, aside too)."""
-    items = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in params.items()
-                         if k not in ("save", "primal")))
-    return (name, tuple(map(id, inputs)), items)
-
-
 def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
     """Each loop whose tangent loop (made by its JVP rule) is in the graph read off that tangent loop.
 
@@ -213,14 +202,14 @@ def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
         if _is_loop(n) and n.params.get("primal") is not None:
             recorded = True
             pairs, positions, outputs = n.params["primal"]
-            key = _loop_key(n.op.name, [n.inputs[i] for i in positions], dict(pairs))
+            key = loop_key(n.op.name, [n.inputs[i] for i in positions], dict(pairs))
             tangent.setdefault(key, (n, dict(outputs)))
     if not recorded:
         return outs
     redirect: dict[int, tuple] = {}
     for n in order:
         if _is_loop(n):
-            hit = tangent.get(_loop_key(n.op.name, n.inputs, n.params))
+            hit = tangent.get(loop_key(n.op.name, n.inputs, n.params))
             if hit is not None and hit[0] is not n and (not n.params.get("save") or hit[0].params.get("save")):
                 redirect[id(n)] = hit
     if redirect:
