@@ -39,8 +39,8 @@ INNER_ORDER = {
 
 LATE_IMPORTS = {
     ("symnum.tensor", "symnum.engine"):
-        "Tensor.backward and .retain_grad's accumulation call the engine, which is built on Tensor "
-        "(torch.Tensor.backward imports torch.autograd the same way)",
+        "Tensor.backward calls the engine, which is built on Tensor (torch.Tensor.backward imports "
+        "torch.autograd the same way)",
 }
 """The function-level imports of the project's own modules that stay, each with why."""
 
