@@ -191,12 +191,12 @@ class Op:
     def vjp(self, ns, i: int, g, out, inputs, params):
         """Cotangent for input ``i`` alone given cotangent ``g`` of the output (a per-input rule; for an
         op with ``vjp_all``, its :meth:`pullback` asked for ``i`` only)."""
-        if self.vjp_all is not None:
-            return self.vjp_all(ns, g, out, inputs, params, (i,))[i]
         if self.vjp_n is not None:
             return self.vjp_n(ns, i, g, out, *inputs, **params)
         rule = self.vjps[i] if i < len(self.vjps) else None
         if rule is None:
+            if self.vjp_all is not None:
+                return self.vjp_all(ns, g, out, inputs, params, (i,))[i]
             return NO_GRAD
         return rule(ns, g, out, *inputs, **params)
 
