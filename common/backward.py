@@ -2,7 +2,7 @@
 
 One function, used twice: ``symsym.grad`` runs it over the user's graph in
 the symbolic namespace (adding derivative nodes), and the loop ops run it
-over a *body* to build the body of their reverse loop (:mod:`common.ops.control`),
+over a *body* to build the body of their reverse loop (:mod:`common.control`),
 so a loop's derivative is made by the same rules, the same way, as the
 derivative of the graph around it. Nodes are visited in reverse topological
 order, so every consumer has added its term before a node's cotangent is
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 from .body import TUPLE
 from .graph import Node
-from .ops.core import NO_GRAD, ZERO
+from .ops.table import NO_GRAD, ZERO
 
 
 class TupleCotangent:
@@ -92,13 +92,6 @@ def accumulate(ns, terms: list, like: Node):
 Trace = Callable[[Node, Node, int, object], None]
 
 
-def forget_last() -> None:
-    """Let a loop's VJP drop the answer it keeps between asks (see :mod:`common.ops.control`)."""
-    from .ops.control import forget_last as forget
-
-    forget()
-
-
 def sweep(order: list[Node], seeds: dict[int, list], wrt_ids: set[int], ns, blocked: Iterable[int] = (),
           known: dict | None = None, trace: Trace | None = None) -> dict[int, object]:
     """The grad_table (node id -> cotangent) of the nodes of ``order`` that the ``wrt`` ids reach.
@@ -125,15 +118,17 @@ def sweep(order: list[Node], seeds: dict[int, list], wrt_ids: set[int], ns, bloc
         op = node.op
         if op is None or k in blocked:
             continue
-        inputs, params = node.inputs, node.params
-        for i, x in enumerate(inputs):
-            if id(x) not in keep or not op.differentiable(i):
-                continue
-            term = op.vjp(ns, i, g, node, inputs, params)
+        inputs = node.inputs
+        wanted = [i for i, x in enumerate(inputs) if id(x) in keep and op.differentiable(i)]
+        if not wanted:
+            continue
+        terms = op.pullback(ns, g, node, inputs, node.params, wanted)
+        for i in wanted:
+            term = terms[i]
             if term is NO_GRAD:
                 continue
+            x = inputs[i]
             if trace is not None:
                 trace(x, node, i, term)
             pending.setdefault(id(x), []).append(term)
-    forget_last()
     return table

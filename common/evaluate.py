@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import FeedError, ShapeError, TwogradError, op_error
-from .graph import Node, toposort
-from .ops.core import shape_str
+from .errors import FeedError
+from .graph import Node, run_op, toposort
+from .ops.shapes import shape_str
 
 
 def as_feed_array(var: Node, value) -> np.ndarray:
@@ -75,16 +75,6 @@ def resolve_feed(variables: list[Node], feed: dict) -> dict[int, np.ndarray]:
     if missing:
         raise FeedError("no value fed for " + ", ".join(f"{v.name!r} (made at {v.site})" for v in missing))
     return values
-
-
-def run_op(node: Node, args):
-    """``node``'s impl on ``args``; numpy's complaints become twograd errors."""
-    try:
-        return node.op.impl(*args, **node.params)
-    except TwogradError:
-        raise
-    except (ValueError, IndexError, TypeError) as e:
-        raise op_error(ShapeError, node.op.name, str(e), args, node.site) from None
 
 
 def evaluate(outputs, feed: dict | None = None):

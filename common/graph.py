@@ -8,9 +8,16 @@ folded into one class:
 * a *constant*: a numpy value baked into the graph;
 * an *application*: an op from the op table, its static params and its input
   nodes; the node is the op's single output. A loop or branch (``scan``,
-  ``while_loop``, ``cond``: :mod:`common.ops.control`) has several: its
+  ``while_loop``, ``cond``: :mod:`common.control`) has several: its
   node's value is a tuple (shape ``()``, object dtype), and an ``item`` node
   reads each output with its own shape and dtype.
+
+Nodes are made here too: :func:`apply` adds an op's node after checking its
+type rule (the one door every builder, rewrite and loader goes through),
+:func:`lift` makes a node of a Python or numpy value, and :func:`run_op` runs a
+node's impl with numpy's complaints worded as twograd errors. While a Python
+function is traced into a loop's body (:mod:`common.control`), :func:`apply`
+notes each node it makes (:class:`recording`): the tracing hook.
 
 Nodes never change once made, so a graph can be shared, cloned and extended
 (``symsym.grad`` adds nodes to it) without anyone's view of it moving. Every
@@ -20,11 +27,14 @@ unrolled LSTM, a deep chain) must not hit Python's recursion limit.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from numbers import Number
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError, TwogradError, op_error
 from .site import Site, user_site
 
 Shape = tuple  # of int | None
@@ -139,6 +149,110 @@ def constant(value, dtype=None, name: str | None = None) -> Node:
     arr = np.array(value, dtype=dtype)
     arr.setflags(write=False)
     return Node(None, (), {}, arr.shape, arr.dtype, name, arr, user_site(2))
+
+
+# ---------------------------------------------------------------- node construction
+
+def lift(x, dtypes=()) -> Node:
+    """A node for ``x``: nodes pass through, numbers become constants.
+
+    A Python scalar takes numpy 2's weak typing against ``dtypes``, the dtypes
+    of the node inputs it meets.
+    """
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+        return _scalar_const(type(x), x, tuple(dtypes))
+    if isinstance(x, Number) or isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        arr = _frozen(np.array(x))
+        return Node(None, (), {}, arr.shape, arr.dtype, None, arr, None)
+    raise TwogradError(f"cannot use a {type(x).__name__} as a graph value")
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar_const(kind: type, value, dtypes: tuple) -> Node:
+    """One shared node per Python scalar and context: constants are immutable."""
+    dtype = np.result_type(*dtypes, value) if dtypes else np.asarray(value).dtype
+    return Node(None, (), {}, (), dtype, None, _frozen(np.asarray(value, dtype=dtype)), None)
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
+
+
+def apply(op, inputs, params, site=None, name=None) -> Node:
+    """Add ``op(*inputs, **params)`` to the graph, after checking its type rule."""
+    if site is None:
+        site = user_site(2)
+    nodes = inputs
+    for i in inputs:
+        if not isinstance(i, Node):
+            dtypes = [i.dtype for i in inputs if isinstance(i, Node)]
+            nodes = tuple([lift(i, dtypes) for i in inputs])
+            break
+    else:
+        nodes = tuple(inputs)
+    try:
+        shape, dtype = op.infer(*nodes, **params)
+    except TwogradError as e:
+        raise op_error(type(e), op.name, str(e), nodes, site) from None
+    if type(shape) is not tuple:
+        shape = tuple(shape)
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
+    node = Node(op, nodes, params, shape, dtype, name, None, site)
+    if ACTIVE[0]:  # a Python function is being traced into a body: note what it makes
+        note(node)
+    return node
+
+
+def run_op(node: Node, args):
+    """``node``'s impl on ``args``; numpy's complaints become twograd errors."""
+    try:
+        return node.op.impl(*args, **node.params)
+    except TwogradError:
+        raise
+    except (ValueError, IndexError, TypeError) as e:
+        raise op_error(ShapeError, node.op.name, str(e), args, node.site) from None
+
+
+# ---------------------------------------------------------------- the tracing hook
+
+class _Recording(threading.local):
+    """The sets of node ids being recorded in this thread, one per function being traced (innermost last)."""
+
+    def __init__(self):
+        self.frames: list[dict[int, Node]] = []
+
+
+_RECORDING = _Recording()
+_COUNTING = threading.Lock()
+ACTIVE = [0]
+"""How many traces run in any thread: :func:`apply` looks here first (one list read per node)."""
+
+
+def note(node: Node) -> None:
+    """Record ``node`` as made during the traces running in this thread (called by :func:`apply`)."""
+    for frame in _RECORDING.frames:
+        frame[id(node)] = node
+
+
+class recording:
+    """``with recording() as made:`` collects every node made meanwhile (in this thread), by id."""
+
+    def __enter__(self) -> dict[int, Node]:
+        self.made: dict[int, Node] = {}
+        _RECORDING.frames.append(self.made)
+        with _COUNTING:
+            ACTIVE[0] += 1
+        return self.made
+
+    def __exit__(self, *exc) -> None:
+        with _COUNTING:  # (a lost update would hide another thread's trace from apply)
+            ACTIVE[0] -= 1
+        frames = _RECORDING.frames
+        del frames[next(k for k in range(len(frames) - 1, -1, -1) if frames[k] is self.made)]
 
 
 # ---------------------------------------------------------------- traversals
@@ -262,7 +376,5 @@ def clone(outputs, mapping: dict[Node, Node] | None = None) -> list[Node]:
 
 def apply_like(node: Node, inputs: tuple) -> Node:
     """``node``'s op and params applied to other inputs (types re-inferred)."""
-    from .api import apply  # late: api builds on this module
-
     out = apply(node.op, inputs, node.params, site=node.site)
     return out.renamed(node.name) if node.name and node.name != out.name else out

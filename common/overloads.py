@@ -2,7 +2,7 @@
 
 The IR's :class:`~common.graph.Node` and symnum's ``Tensor`` get the same
 ``+ - * / ** @``, comparisons, indexing and ``.sum()``-style methods, each one
-call into a :class:`~common.ops.core.Namespace`, so the two front ends cannot
+call into a :class:`~common.ops.table.Namespace`, so the two front ends cannot
 drift apart.
 """
 

@@ -21,10 +21,9 @@ import os
 
 import numpy as np
 
-from .api import apply
 from .body import Body, is_tuple
 from .errors import SerializationError, TwogradError
-from .graph import Node, toposort
+from .graph import Node, apply, toposort
 from .ops import OPS
 from .ops.params import DTYPES, MAX_DIM, MAX_INT, MAX_NDIM, MAX_SIZE, is_int, shown
 from .site import Site
@@ -107,7 +106,7 @@ def _dec(v, name: str, depth: int = 0, bodies: list[Body] | None = None):
             return bodies[k]
         if set(v) != {"tuple"} or not isinstance(v["tuple"], list):
             raise SerializationError(f"bad param value {shown(v)} for param {name!r}")
-        return tuple(_dec(x, name, depth + 1) for x in v["tuple"])  # (no bodies inside tuples)
+        return tuple(_dec(x, name, depth + 1, bodies) for x in v["tuple"])
     if is_int(v) and abs(v) > MAX_INT:
         raise SerializationError(f"param {name!r} = {shown(v)} is larger than {MAX_INT}")
     if v is None or isinstance(v, (bool, int, float, str)):

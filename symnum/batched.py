@@ -20,11 +20,11 @@ import numpy as np
 
 from common.ops import OPS, Namespace, numeric
 from common.ops.batching import apply_batched
-from common.ops.core import broadcast_shapes
 from common.ops.index import view
+from common.ops.shapes import broadcast_shapes
 from common.overloads import install_operators
 
-from .tape import _weak_scalar
+from .tape import weak_scalar
 
 
 class PerElement:
@@ -151,7 +151,7 @@ def _apply(op, inputs, params):
         return op.impl(*inputs, **params)
     for x in inputs:
         if x.__class__ in _SCALARS:
-            inputs = tuple([_weak_scalar(x, inputs) if x.__class__ in _SCALARS else x for x in inputs])
+            inputs = tuple([weak_scalar(x, inputs) if x.__class__ in _SCALARS else x for x in inputs])
             break
     if op.name in _SCALE_AWARE:
         scaled = _scaled(op.name, inputs, flags, params)

@@ -11,7 +11,7 @@ tape's own backward through every step that ran, at any order
 
 The signatures are JAX's (``jax.lax.scan``, ``while_loop``, ``cond``), the same
 as the IR builders'. Carries and per-step outputs are a tensor (or array, or
-Python number), or a tuple/list nesting of those (:func:`common.body.flatten`,
+Python number), or a tuple/list nesting of those (:func:`common.tree.flatten`,
 the graph's own; ``xs`` and ``y`` may be None). As on the graph, a step must
 give back a carry of the structure (lists and tuples told apart), shapes and dtypes it was given;
 on the tape that is checked at every step, and a mismatch is an error naming
@@ -32,19 +32,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from common.body import flatten, unflatten
 from common.errors import DTypeError, GraphError, ShapeError, op_error
 from common.site import user_site
+from common.tree import flatten, unflatten
 
 from .mode import no_grad
 from .tape import tape
 from .tensor import Tensor
+from .vmap import Mapped
 
 _SEQ = (tuple, list)
 
 
 def leaves(tree) -> list:
-    """The leaves of a nest of lists/tuples (:func:`common.body.flatten`'s order); None has none."""
+    """The leaves of a nest of lists/tuples (:func:`common.tree.flatten`'s order); None has none."""
     return [] if tree is None else flatten(tree)[0]
 
 
@@ -226,17 +227,12 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
 
 def _batched(pred) -> bool:
     """Whether ``pred`` is a batch of predicates inside a running ``vmap``."""
-    from .vmap import Mapped
-
     return isinstance(pred, Mapped)
 
 
 def _per_element(pred, true_fn: Callable, false_fn: Callable, operands: tuple):
     """``cond`` for each element of ``pred``'s batch (the operands mapped by the same vmap sliced alike),
     its outputs stacked back into that batch."""
-    from . import stack
-    from .vmap import Mapped
-
     trace = pred.trace
 
     def element(x, i: int):
@@ -250,7 +246,7 @@ def _per_element(pred, true_fn: Callable, false_fn: Callable, operands: tuple):
 
     def batch(values: list):  # on the tape where an output is; plain numbers stay numbers, as vmap gives them
         if any(isinstance(v, Tensor) and v.requires_grad for v in values):
-            return Mapped(stack(values, axis=0), trace)
+            return Mapped(tape.stack(values, axis=0), trace)
         return Mapped(np.stack([v._data if isinstance(v, Tensor) else v for v in values]), trace)
 
     return rebuild(outs[0], [batch([p[k] for p in parts]) for k in range(len(parts[0]))])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import heapq
 import operator
-import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -34,7 +33,7 @@ from common.site import site_of, user_site
 
 from .mode import MODE
 from .tape import TapeNode, inputs_of, tape
-from .tensor import Tensor, VersionError, wrap
+from .tensor import ACCUMULATING, Tensor, VersionError, accumulate, wrap
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
           "by the previous backward. Pass retain_graph=True to the first backward (or grad) call "
@@ -232,10 +231,6 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
     return None
 
 
-ACCUMULATING = threading.Lock()
-"""Held while a ``.grad`` is read and replaced: two threads' backward into one leaf both count."""
-
-
 def _all_lead(roots, targets) -> bool:
     """Whether every node reachable from ``roots`` surely leads to a target, known without a walk:
     every leaf a root depends on is a target (see :class:`TapeNode`), and every node depends on
@@ -293,8 +288,10 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
     its gradient is complete, with no count of consumers made beforehand.
     The waiting nodes sit in a heap; a parent at least as high as all of them
     is swept next without a trip through the heap, so a chain is followed in
-    a local loop. A rule is called directly (what ``Op.vjp`` does, minus a
-    call), and only for parents that take a gradient. A node reached only by
+    a local loop. A rule is called directly (what ``Op.pullback`` does through
+    ``Op.vjp``, minus two calls: the documented fast path), and only for parents
+    that take a gradient; an op that answers the pullback protocol itself (a
+    loop's ``vjp_all``) is never on a tape, its value being a tuple. A node reached only by
     "no gradient" is swept all the same (its parents learn the same, its
     values are freed), as every node reached is.
     """
@@ -513,19 +510,3 @@ def _bad_hook(fn, owner, expected: Tensor, got: Tensor) -> GradError:
     return GradError(f"hook {name}{where} on the gradient of {what} returned shape {got.shape} and dtype "
                      f"{got.dtype}; a hook must return a gradient of shape {expected.shape} and dtype "
                      f"{expected.dtype} (or None)")
-
-
-def accumulate(old: Tensor | None, g) -> Tensor:
-    """``old + g`` as a new Tensor (``.grad`` accumulation).
-
-    Numbers are copied when first stored: rules pass cotangents on unchanged
-    or as read-only broadcast views, and two ``.grad`` must never share memory.
-    A ``g`` with history (``create_graph``) is added on the tape instead.
-    """
-    if isinstance(g, Tensor):
-        if g.requires_grad:
-            return g if old is None else old + g
-        g = g._data
-    if old is None:
-        return wrap(np.array(g))
-    return wrap(np.asarray(old._data + g))

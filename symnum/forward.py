@@ -38,9 +38,11 @@ from common.ops import ZERO, Namespace, numeric
 from common.overloads import install_operators
 from common.site import user_site
 
+from . import engine
 from .batched import Batched, basis, batched, unbatch
 from .tape import record
 from .tensor import Tensor, wrap
+from .transforms import argnums_of, output_tensor, transforming
 
 __all__ = ["Dual", "forward", "jacfwd", "jvp"]
 
@@ -55,7 +57,7 @@ class _Trace:
         self.ns = ns
 
 
-_LEVELS = itertools.count(1)
+LEVELS = itertools.count(1)
 
 
 class Dual:
@@ -118,7 +120,7 @@ _NUMBERS = frozenset({np.ndarray, np.float64, np.float32, np.float16, np.longdou
 """The classes of plain numbers: values no transformation holds and no tape records."""
 
 
-def _apply(op, inputs: tuple, params: dict):
+def apply_duals(op, inputs: tuple, params: dict):
     """``op`` on values that may be duals: the impl on the primals, the JVP rule on the tangents."""
     if len(inputs) == 1 and not params:  # the bulk of a scalar chain, inlined: no loops, no ``**`` calls
         x = inputs[0]
@@ -162,13 +164,13 @@ def _apply(op, inputs: tuple, params: dict):
             primals.append(x._data if x.__class__ is Tensor and not x.requires_grad else x)
             tangents.append(ZERO)
     primals = tuple(primals)
-    out = _apply(op, primals, params)
+    out = apply_duals(op, primals, params)
     t = op.tangent(top.ns, tangents, out, primals, params)
     return out if t is ZERO else Dual(out, t, top)
 
 
 def _on_numbers(op, inputs: tuple, params: dict, trace: _Trace):
-    """``_apply`` where every primal and tangent is a plain number: the impl on the primals, the JVP rule
+    """``apply_duals`` where every primal and tangent is a plain number: the impl on the primals, the JVP rule
     in the numeric namespace (each op there is its impl), with none of the general path's recursion."""
     primals = tuple([x.primal if x.__class__ is Dual else x for x in inputs])
     tangents = tuple([x.tangent if x.__class__ is Dual else ZERO for x in inputs])
@@ -177,11 +179,11 @@ def _on_numbers(op, inputs: tuple, params: dict, trace: _Trace):
     return out if t is ZERO else Dual(out, t, trace)
 
 
-forward = Namespace(_apply, "forward")
+forward = Namespace(apply_duals, "forward")
 """Every op of the table over values that may be duals: the namespace JVP rules run in."""
 
 install_operators(Dual, forward)
-Dual.twograd_apply = staticmethod(_apply)  # how a tape op (``symnum.sin(dual)``) hands a dual over
+Dual.twograd_apply = staticmethod(apply_duals)  # how a tape op (``symnum.sin(dual)``) hands a dual over
 
 
 def _nested(values) -> bool:
@@ -251,7 +253,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     if len(primals) != len(tangents):
         raise GradError(f"jvp: {len(primals)} primals but {len(tangents)} tangents (at {user_site()})")
     nested = _nested(primals) or _nested(tangents)
-    trace = _Trace(next(_LEVELS), forward)
+    trace = _Trace(next(LEVELS), forward)
     xs = [_primal(p) for p in primals]
     duals = [Dual(x, _tangent(t, x, k), trace) for k, (x, t) in enumerate(zip(xs, tangents))]
     out, tangent = _split(f(*duals), trace)
@@ -262,9 +264,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
 
 
 def _argnums(argnums) -> tuple[bool, tuple[int, ...]]:
-    from .functional import _argnums as check
-
-    return check(argnums, "jacfwd")
+    return argnums_of(argnums, "jacfwd")
 
 
 def jacfwd(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
@@ -295,7 +295,7 @@ def _batched_columns(f: Callable, args: list, kwargs: dict, i: int) -> np.ndarra
     x = _primal(args[i])
     n = x.size
     seed = basis(n, 0, n, x.dtype) if x.ndim == 1 else Batched(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
-    args[i] = Dual(x, seed, _Trace(next(_LEVELS), batched))
+    args[i] = Dual(x, seed, _Trace(next(LEVELS), batched))
     out, tangent = _split(f(*args, **kwargs), args[i].trace)
     out = _plain(out)
     if tangent.__class__ is Batched:
@@ -329,9 +329,6 @@ def _columns(f: Callable, args: list, kwargs: dict, i: int):
 def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool) -> tuple:
     """``value_and_grad(f)`` at duals: (value, gradient) as duals, the tangents from the tape (see the
     module docstring)."""
-    from . import engine
-    from .functional import _output, _transform
-
     top = max((a.trace for a in args if a.__class__ is Dual), key=lambda t: t.level)
     for a in args:
         if a.__class__ is Dual and a.trace is top and not (_numbers(a.primal) and _numbers(a.tangent)):
@@ -346,9 +343,9 @@ def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple,
         leaf = wrap(np.array(a.primal), True)
         leaves.append((leaf, a.tangent))
         args[i] = Dual(leaf, a.tangent, top)
-    with _transform():
+    with transforming():
         out, tangent = _split(f(*args, **kwargs), top)
-        out = _output(out, "grad")
+        out = output_tensor(out, "grad")
         if out.size != 1:
             raise GradError(f"grad: the function must return a single element, got shape {out.shape} "
                             f"(at {user_site(3)})")
@@ -370,12 +367,3 @@ def _sweep(engine, out, xs) -> list:
         return [np.zeros(x.shape, x.dtype) for x in xs]
     gs = engine.grad([out], xs, retain_graph=True, disconnected="zero")
     return [np.array(g._data) if g is not None else np.zeros(x.shape, x.dtype) for g, x in zip(gs, xs)]
-
-
-def jacrev(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """The Jacobian of ``f`` by reverse mode (:func:`symnum.functional.jacrev`): one batched sweep of
-    the rows, the cheap direction when ``f(x)`` has fewer elements than ``x``."""
-    from .functional import jacrev as reverse
-
-    return reverse(f, argnums)
-

@@ -20,7 +20,6 @@ default; ``jacobian`` gives zeros by default, as ``symsym.jacobian`` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -33,19 +32,8 @@ from .engine import disconnection_policy
 from .mode import MODE
 from .tape import tape
 from .tensor import Tensor, wrap
-
-
-@contextmanager
-def _transform():
-    """Mark a transform as running (nested ones record their backward) and turn recording on."""
-    prev = MODE.enabled
-    MODE.enabled = True
-    MODE.depth += 1
-    try:
-        yield
-    finally:
-        MODE.depth -= 1
-        MODE.enabled = prev
+from .transforms import argnums_of, output_tensor, transforming
+from .vmap import Mapped, vmap
 
 
 def _nested(args) -> bool:
@@ -67,20 +55,10 @@ def _input(a) -> Tensor:
     return wrap(data, True)
 
 
-def _output(y, what: str) -> Tensor:
-    if isinstance(y, Tensor):
-        return y
-    try:
-        return wrap(np.asarray(y))
-    except Exception:
-        raise GradError(f"{what}: the function must return one tensor, got {type(y).__name__} "
-                        f"(at {user_site()})") from None
-
-
 def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
     """Run ``f`` with arguments ``nums`` made differentiable: (those inputs, the output).
 
-    Call inside ``_transform()`` so that ``f``'s ops are recorded.
+    Call inside ``transforming()`` so that ``f``'s ops are recorded.
     """
     args = list(args)
     for i in nums:
@@ -88,7 +66,7 @@ def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
             raise GradError(f"{what}: argnums {i} is out of range: the function was called with {len(args)} "
                             f"positional argument{'' if len(args) == 1 else 's'} (at {user_site()})")
         args[i] = _input(args[i])
-    return [args[i] for i in nums], _output(f(*args, **kwargs), what)
+    return [args[i] for i in nums], output_tensor(f(*args, **kwargs), what)
 
 
 def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None,
@@ -115,18 +93,6 @@ def _result(t: Tensor | None, nested: bool):
     return t if nested or t is None else np.array(t._data)
 
 
-def _argnums(argnums, what: str) -> tuple[bool, tuple[int, ...]]:
-    """``(single, positions)``; checked here, their range when the function is called."""
-    single = not isinstance(argnums, (tuple, list))
-    nums = (argnums,) if single else tuple(argnums)
-    if not nums or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in nums):
-        raise GradError(f"{what}: argnums must be an int or a non-empty tuple of ints, got {argnums!r} "
-                        f"(at {user_site()})")
-    if len(set(nums)) != len(nums):
-        raise GradError(f"{what}: argnums {argnums!r} names an argument twice (at {user_site()})")
-    return single, tuple(int(i) for i in nums)
-
-
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "raise") -> Callable:
     """``f``'s value and its gradient with respect to argument(s) ``argnums``.
 
@@ -135,18 +101,16 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
     ``argnums`` is a tuple. An argument ``f`` does not depend on is an error
     (``disconnected="raise"``), gets zeros (``"zero"``) or None (``"none"``).
     """
-    single, nums = _argnums(argnums, "grad")
+    single, nums = argnums_of(argnums, "grad")
     policy = disconnection_policy(disconnected, what="grad")
 
     def value_and_grad_f(*args, **kwargs):
         if any(a.__class__ is forward.Dual for a in args):  # forward over reverse: see symnum.forward
             return forward.value_and_grad_of_duals(f, args, kwargs, nums, single)
         if any(getattr(a.__class__, "twograd_apply", None) is not None for a in args):  # vmap(grad(f))
-            from .vmap import value_and_grad_of_mapped
-
             return value_and_grad_of_mapped(f, args, kwargs, nums, single, disconnected)
         nested = _nested(args)
-        with _transform():
+        with transforming():
             xs, out = _call(f, args, kwargs, nums, "grad")
             if out.size != 1:
                 raise GradError(f"grad: the function must return a single element, got shape {out.shape}; "
@@ -176,12 +140,12 @@ def vjp(f: Callable, *primals) -> tuple:
     The forward runs once; ``vjp_fn`` may be called many times (the tape is kept).
     """
     nested = _nested(primals)
-    with _transform():
+    with transforming():
         xs = [_input(p) for p in primals]
-        out = _output(f(*xs), "vjp")
+        out = output_tensor(f(*xs), "vjp")
 
     def vjp_fn(cotangent):
-        with _transform():
+        with transforming():
             gs = _grads(out, xs, cotangent, nested, True)
         return tuple(_result(g, nested) for g in gs)
 
@@ -213,7 +177,7 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
     """
     if mode not in ("auto", "forward", "reverse"):
         raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (at {user_site()})")
-    single, nums = _argnums(argnums, "jacobian")
+    single, nums = argnums_of(argnums, "jacobian")
     policy = _jacobian_policy(disconnected)
     rows = _jacobian_rows(f, nums, policy)
     rev = _jacobian_batched(f, nums, policy)
@@ -267,7 +231,7 @@ def _jacobian_rows(f: Callable, nums: tuple, policy: str) -> Callable:
     """One reverse sweep per output element over a tape recorded once, each kept on the tape (for nesting)."""
     def rows_f(*args, **kwargs) -> list:
         nested = _nested(args)
-        with _transform():
+        with transforming():
             xs, out = _call(f, args, kwargs, nums, "jacobian")
             rows: list[list] = [[] for _ in xs]
             for k in range(out.size):
@@ -289,7 +253,7 @@ def _jacobian_batched(f: Callable, nums: tuple, policy: str) -> Callable:
     every VJP rule runs once per block through its op's batching rule.
     """
     def batched_f(*args, _twograd_probe: bool = False, **kwargs) -> tuple:
-        with _transform():
+        with transforming():
             xs, out = _call(f, args, kwargs, nums, "jacobian")
             m = out.size
             if _twograd_probe and sum(x.size for x in xs) < m:  # forward mode is the cheaper: no sweep
@@ -346,7 +310,7 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     def hessian_f(*args, **kwargs):
         if _nested(args):
             return by_rows(*args, **kwargs)
-        with _transform():
+        with transforming():
             (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:
                 raise GradError(f"hessian: the function must return a single element, got shape {out.shape} "
@@ -418,3 +382,48 @@ def hvp(f: Callable, x, v):
     """
     v = v._data if isinstance(v, Tensor) and not _nested([v]) else v
     return grad(lambda x: tape.sum(grad(f, disconnected="zero")(x) * v), disconnected="zero")(x)
+
+
+def value_and_grad_of_mapped(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool,
+                             disconnected: str) -> tuple:
+    """``value_and_grad(f)`` called on mapped arguments, that is ``vmap(grad(f))``: each example's value and
+    gradient, as mapped values of the enclosing ``vmap``.
+
+    One recorded pass: the gradient of the batch's summed values with respect to the whole batch is each
+    example's own gradient, the examples being independent. A differentiated argument the batch does not
+    reach is broadcast to it first, so that it too gets one gradient per example. On batches of numbers
+    (a ``vmap(grad(f))`` not itself inside another transformation).
+    """
+    top = max((a.trace for a in args if a.__class__ is Mapped), key=lambda t: t.level)
+    nums = tuple(i % len(args) if -len(args) <= i < len(args) else i for i in nums)
+    size = next(a.value.shape[0] for a in args if a.__class__ is Mapped and a.trace is top)
+    axes, values = [], []
+    for k, a in enumerate(args):
+        if a.__class__ is Mapped and a.trace is top and isinstance(a.value, np.ndarray):
+            axes.append(0)
+            values.append(a.value)
+        elif getattr(a.__class__, "twograd_apply", None) is not None or (isinstance(a, Tensor) and a.requires_grad):
+            raise GradError(f"vmap(grad(f)) takes batches of numbers: argument {k} is {a!r}, held by another "
+                            f"transformation (at {user_site(3)})")
+        elif k in nums:
+            x = np.asarray(a)
+            axes.append(0)
+            values.append(np.broadcast_to(x, (size, *x.shape)))
+        else:
+            axes.append(None)
+            values.append(a)
+    per_example = []
+
+    def total(*batch):
+        ys = vmap(lambda *xs: f(*xs, **kwargs), in_axes=tuple(axes))(*batch)
+        if tuple(ys.shape) != (size,):
+            raise GradError(f"grad: the function must return a single element per example, got shape "
+                            f"{tuple(ys.shape)[1:]} (at {user_site(4)})")
+        per_example.append(ys)
+        return tape.sum(ys)
+
+    _, grads = value_and_grad(total, nums, disconnected)(*values)
+    value = per_example[0]
+    value = Mapped(np.array(value._data) if isinstance(value, Tensor) else np.asarray(value), top)
+    grads = tuple(Mapped(g, top) for g in (grads if isinstance(grads, tuple) else (grads,)))
+    return value, grads[0] if single else grads

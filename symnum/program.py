@@ -29,13 +29,12 @@ import math
 
 import numpy as np
 
-from common.backward import forget_last
+from common import api as T
 from common.errors import GradError
-from common.evaluate import resolve_feed, run_op
+from common.evaluate import resolve_feed
 from common.gcpause import paused_gc
-from common.graph import Node, toposort
+from common.graph import Node, run_op, toposort
 from common.ops import NO_GRAD, numeric
-from common.ops.control import scan_keeping_residuals
 from common.sentinel import Sentinel
 from common.site import user_site
 
@@ -44,8 +43,9 @@ from .engine import add_owned, disconnection_policy
 _PROGRAMS: dict = {}  # (ids of outputs, ids of wrt, values wanted) -> Program; a few recent graphs
 _PROGRAMS_KEPT = 8
 
-# step kinds: param-free one- and two-input ops are called without building lists
-_GENERAL, _UNARY, _BINARY = 0, 1, 2
+# step kinds: param-free one- and two-input ops are called without building lists; a backward step of an
+# op whose cotangents come from one computation (a loop's ``vjp_all``) asks its pullback once
+_GENERAL, _UNARY, _BINARY, _JOINT = 0, 1, 2, 3
 _MEASURE = Sentinel("MEASURE")  # a value shrunk to its shape, known only once it is computed
 
 
@@ -83,17 +83,20 @@ class BackwardStep(_Step):
     """Push the cotangent of slot ``out`` to the inputs that take a gradient, then drop ``free``.
 
     ``calls`` lists ``(rule, input index, target slot)`` for those inputs (the
-    rule is the op itself for a ``_GENERAL`` step, run through ``op.vjp``);
+    rule is the op itself for a ``_GENERAL`` step, run through ``op.vjp``, and
+    for a ``_JOINT`` step, whose one :meth:`~common.ops.Op.pullback` call
+    answers the inputs of ``wanted``);
     ``keep`` marks a requested intermediate, whose gradient is an answer;
     ``free`` lists the slots whose last reader this step is.
     """
 
-    __slots__ = ("calls", "keep", "free", "fwd")
+    __slots__ = ("calls", "keep", "free", "fwd", "wanted")
 
     def __init__(self, fwd: ForwardStep, calls: tuple, keep: bool):
         super().__init__(fwd.kind, fwd.ins, fwd.params, fwd.out)
         self.calls, self.keep, self.fwd = calls, keep, fwd
         self.free: tuple = ()
+        self.wanted = tuple([i for _, i, _ in calls])
 
 
 class Program:
@@ -194,10 +197,18 @@ class Program:
                         if gi is not NO_GRAD:
                             old = grads[t]
                             grads[t] = gi if old is None else add_owned(owned, t, old, gi)
-                else:
+                elif kind == _GENERAL:
                     args, params = [env[i] for i in step.a], step.params
                     for op, i, t in step.calls:
                         gi = op.vjp(ns, i, g, out, args, params)
+                        if gi is not NO_GRAD:
+                            old = grads[t]
+                            grads[t] = gi if old is None else add_owned(owned, t, old, gi)
+                else:
+                    op = step.calls[0][0]
+                    cts = op.pullback(ns, g, out, [env[i] for i in step.a], step.params, step.wanted)
+                    for _, i, t in step.calls:
+                        gi = cts[i]
                         if gi is not NO_GRAD:
                             old = grads[t]
                             grads[t] = gi if old is None else add_owned(owned, t, old, gi)
@@ -239,25 +250,24 @@ def _schedule_backward(order: list[Node], forward: list[ForwardStep], wanted: se
         if targets:  # (a requested intermediate whose inputs take no gradient has nothing to push)
             rules = op.vjps if step.kind != _GENERAL else None
             calls = tuple([(op if rules is None else rules[i], i, ins[i]) for i in targets])
-            backward.append(BackwardStep(step, calls, keep))
+            back = BackwardStep(step, calls, keep)
+            if op.vjp_all is not None:
+                back.kind = _JOINT
+            backward.append(back)
     backward.reverse()
     return taped, backward
-
-
-_SAVING = frozenset({"scan", "while_loop"})
 
 
 def _save_loop_carries(backward: list[BackwardStep]) -> None:
     """A loop the backward differentiates runs in the forward with ``save=True``: it stacks the carries
     each step began with, which its VJP reads, instead of that VJP running the loop again to get them.
-    A scan also keeps the per-step values its VJP body reads (its residuals), so the reverse steps do not
-    compute the forward steps again (:func:`common.ops.control.scan_keeping_residuals`)."""
+    Its op's ``saving`` impl runs it (a scan's also keeps the per-step values its VJP body reads, its
+    residuals, so the reverse steps do not compute the forward steps again)."""
     for step in backward:
-        params = step.params
-        if params and params.get("save") is False and step.calls[0][0].name in _SAVING:
+        params = step.params  # (a step with params calls its op itself: ``calls[0][0]``)
+        if params and params.get("save") is False and step.calls[0][0].saving is not None:
             step.params = step.fwd.params = {**params, "save": True}
-            if step.calls[0][0].name == "scan":
-                step.fwd.impl = scan_keeping_residuals
+            step.fwd.impl = step.calls[0][0].saving
 
 
 def _values_read(backward: list[BackwardStep], order: list[Node]) -> set[int]:
@@ -366,13 +376,12 @@ def rule_reads(n: Node, targets: tuple) -> tuple[bool, tuple[int, ...]]:
 
 
 def _probe(n: Node, targets: tuple) -> tuple:
-    from common import api as T
-
     every = (True, tuple(range(len(n.inputs))))
     try:
         ins = [T.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(n.inputs)]
         out, g = T.var("out", n.shape, n.dtype), T.var("g", n.shape, n.dtype)
-        grads = [n.op.vjp(T.symbolic, i, g, out, ins, n.params) for i in targets]
+        cts = n.op.pullback(T.symbolic, g, out, ins, n.params, targets)
+        grads = [cts[i] for i in targets]
     except Exception:  # a rule the symbols cannot run: keep everything
         return every
     if not all(isinstance(r, Node) or r is NO_GRAD for r in grads):
@@ -484,7 +493,6 @@ def gradients(outputs, wrt, values: dict, grad_outputs=None, disconnected: str =
         env, fed = _forward(prog, wrts, values)
         grads = _seeds(prog, outs, env, grad_outputs)
         kept = prog.run_backward(env, grads)
-        forget_last()  # a loop's VJP keeps its last answer between asks; the sweep is over
 
     results = []
     for w, s in zip(wrts, prog.wrt_slots):

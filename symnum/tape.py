@@ -29,7 +29,7 @@ import numpy as np
 
 from common.errors import DTypeError, ShapeError, TwogradError, op_error
 from common.ops import OPS, Namespace
-from common.ops.core import EMPTY
+from common.ops.table import EMPTY
 from common.overloads import install_operators
 from common.site import user_code, user_site
 
@@ -127,7 +127,7 @@ def merge_leaves(a, b):
 _PY_SCALARS = (bool, int, float)
 
 
-def _weak_scalar(x, args):
+def weak_scalar(x, args):
     """A Python scalar as an array, typed weakly against the array inputs (numpy 2)."""
     dtypes = [a.dtype for a in args if hasattr(a, "dtype")]
     return np.asarray(x, dtype=np.result_type(*dtypes, x) if dtypes else None)
@@ -175,7 +175,7 @@ def record(op, inputs, params):
             args.append(x)
             parents.append(None)
     if scalars:
-        args = [_weak_scalar(a, args) if isinstance(a, _PY_SCALARS) else a for a in args]
+        args = [weak_scalar(a, args) if isinstance(a, _PY_SCALARS) else a for a in args]
     try:
         out = op.impl(*args, **params)
     except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:

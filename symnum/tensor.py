@@ -22,6 +22,7 @@ ops. The operators, indexing and the numpy-like methods are installed by
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -236,12 +237,30 @@ class _Retain:
         self.ref = weakref.ref(t)
 
     def __call__(self, g: Tensor) -> None:
-        from .engine import ACCUMULATING, accumulate
-
         t = self.ref()
         if t is not None:
             with ACCUMULATING:
                 t.grad = accumulate(t.grad, g)
+
+
+ACCUMULATING = threading.Lock()
+"""Held while a ``.grad`` is read and replaced: two threads' backward into one leaf both count."""
+
+
+def accumulate(old: Tensor | None, g) -> Tensor:
+    """``old + g`` as a new Tensor (``.grad`` accumulation).
+
+    Numbers are copied when first stored: rules pass cotangents on unchanged
+    or as read-only broadcast views, and two ``.grad`` must never share memory.
+    A ``g`` with history (``create_graph``) is added on the tape instead.
+    """
+    if isinstance(g, Tensor):
+        if g.requires_grad:
+            return g if old is None else old + g
+        g = g._data
+    if old is None:
+        return wrap(np.array(g))
+    return wrap(np.asarray(old._data + g))
 
 
 _new = object.__new__

@@ -16,7 +16,7 @@ may hold tape tensors, so the batched ops are recorded when the inputs
 require grad: ``grad(lambda xs: sum(vmap(loss)(xs)))`` gives per-example
 gradients in one recorded pass (the examples are independent, so the
 gradient of the sum is each example's gradient), and ``vmap(grad(loss))``
-is that same pass (:func:`value_and_grad_of_mapped`). A ``jvp`` inside a
+is that same pass (:func:`symnum.functional.value_and_grad_of_mapped`). A ``jvp`` inside a
 ``vmap`` pushes mapped tangents through mapped primals (``vmap`` of ``jvp``
 over the basis is forward mode's Jacobian).
 """
@@ -34,12 +34,11 @@ from common.overloads import install_operators
 from common.site import user_site
 
 from .batched import PerElement
-from .forward import _LEVELS, Dual, untraced
-from .forward import _apply as _forward_apply
-from .tape import _weak_scalar
+from .forward import LEVELS, Dual, apply_duals, untraced
+from .tape import weak_scalar
 from .tensor import Tensor
 
-__all__ = ["Mapped", "mapped", "value_and_grad_of_mapped", "vmap"]
+__all__ = ["Mapped", "mapped", "vmap"]
 
 
 class _Trace:
@@ -91,9 +90,9 @@ def _apply(op, inputs: tuple, params: dict):
     if top is None:
         return untraced(op, inputs, params)
     if not isinstance(top, _Trace):  # a forward-mode trace is the innermost: it runs the op itself
-        return _forward_apply(op, inputs, params)
+        return apply_duals(op, inputs, params)
     if any(x.__class__ in _SCALARS for x in inputs):
-        inputs = tuple(_weak_scalar(x, inputs) if x.__class__ in _SCALARS else x for x in inputs)
+        inputs = tuple(weak_scalar(x, inputs) if x.__class__ in _SCALARS else x for x in inputs)
     flags = tuple(x.__class__ is Mapped and x.trace is top for x in inputs)
     values = tuple(x.value if b else x for x, b in zip(inputs, flags))
     out, out_batched = apply_batched(mapped, op, values, flags, params)
@@ -211,57 +210,9 @@ def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: 
 
     def vmap_f(*args, **kwargs):
         axes = _axes(in_axes, len(args))
-        trace = _Trace(next(_LEVELS))
+        trace = _Trace(next(LEVELS))
         batched_args, size = _batch_in(list(args), axes, trace)
         return _batch_outs(f(*batched_args, **kwargs), trace, size, out_axes)
 
     vmap_f.__name__ = f"vmap({getattr(f, '__name__', 'f')})"
     return vmap_f
-
-
-def value_and_grad_of_mapped(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool,
-                             disconnected: str) -> tuple:
-    """``value_and_grad(f)`` called on mapped arguments, that is ``vmap(grad(f))``: each example's value and
-    gradient, as mapped values of the enclosing ``vmap``.
-
-    One recorded pass: the gradient of the batch's summed values with respect to the whole batch is each
-    example's own gradient, the examples being independent. A differentiated argument the batch does not
-    reach is broadcast to it first, so that it too gets one gradient per example. On batches of numbers
-    (a ``vmap(grad(f))`` not itself inside another transformation).
-    """
-    from .functional import value_and_grad
-    from .tape import tape
-
-    top = max((a.trace for a in args if a.__class__ is Mapped), key=lambda t: t.level)
-    nums = tuple(i % len(args) if -len(args) <= i < len(args) else i for i in nums)
-    size = next(a.value.shape[0] for a in args if a.__class__ is Mapped and a.trace is top)
-    axes, values = [], []
-    for k, a in enumerate(args):
-        if a.__class__ is Mapped and a.trace is top and isinstance(a.value, np.ndarray):
-            axes.append(0)
-            values.append(a.value)
-        elif getattr(a.__class__, "twograd_apply", None) is not None or (isinstance(a, Tensor) and a.requires_grad):
-            raise GradError(f"vmap(grad(f)) takes batches of numbers: argument {k} is {a!r}, held by another "
-                            f"transformation (at {user_site(3)})")
-        elif k in nums:
-            x = np.asarray(a)
-            axes.append(0)
-            values.append(np.broadcast_to(x, (size, *x.shape)))
-        else:
-            axes.append(None)
-            values.append(a)
-    per_example = []
-
-    def total(*batch):
-        ys = vmap(lambda *xs: f(*xs, **kwargs), in_axes=tuple(axes))(*batch)
-        if tuple(ys.shape) != (size,):
-            raise GradError(f"grad: the function must return a single element per example, got shape "
-                            f"{tuple(ys.shape)[1:]} (at {user_site(4)})")
-        per_example.append(ys)
-        return tape.sum(ys)
-
-    _, grads = value_and_grad(total, nums, disconnected)(*values)
-    value = per_example[0]
-    value = Mapped(np.array(value._data) if isinstance(value, Tensor) else np.asarray(value), top)
-    grads = tuple(Mapped(g, top) for g in (grads if isinstance(grads, tuple) else (grads,)))
-    return value, grads[0] if single else grads

@@ -13,9 +13,9 @@ from common.printing import debugprint, pprint, to_dot
 from .compile import Function, function
 from .draw import added_nodes, draw, draw_grad, draw_jvp, draw_panels
 from .explain import Explanation, ForwardExplanation, explain, explain_jacobian, explain_jvp
-from .forward import jacfwd, jacrev
+from .forward import jacfwd
 from .grad import DISCONNECTED, build_grad, grad, stop_gradient
-from .higher import hessian, hvp, jacobian, jvp
+from .higher import hessian, hvp, jacobian, jacrev, jvp
 from .jacmode import jacobian_mode
 from .rewrite import optimize
 from .vectorize import vectorize

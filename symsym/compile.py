@@ -34,7 +34,7 @@ from common.gcpause import paused_gc
 from common.graph import Node, toposort
 from common.ops import Kind
 
-from . import emit, loopgen
+from . import emit, loop_source
 from .linkers import get_linker
 from .linkers.lowering import lowering
 from .rewrite import optimized_order
@@ -75,7 +75,12 @@ class _Codegen:
         self._templates: dict = {}
         self._impls: dict = {}
         self._bound: dict = {}
-        self.functions: dict = {}  # key -> (name, source): loop bodies and loops (symsym.loopgen)
+        self.functions: dict = {}  # key -> (name, source): loop bodies and loops (symsym.loop_source)
+
+    def body_source(self, order, outs, variables) -> str:
+        """A loop body's ``def fn(...)`` (:mod:`symsym.loop_source` asks): the top level's schedule, memory
+        plan and inlining, its 0-d values left numpy scalars (:func:`straight_line`)."""
+        return straight_line(order, outs, variables, self, arrays=False)
 
     def bind(self, value, prefix: str) -> str:
         key = id(value)
@@ -117,7 +122,7 @@ class _Codegen:
     def expression(self, node: Node, args: list[str]) -> str:
         op = node.op
         if op.kind is Kind.CONTROL:
-            loop = loopgen.expression(self, node, args)
+            loop = loop_source.expression(self, node, args)
             if loop is not None:
                 return loop
         fast = emit.expression(node, args)
@@ -144,11 +149,11 @@ def _plan(order: list[Node], outs: list[Node]):
     return last
 
 
-def _straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) -> str:
+def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) -> str:
     """Source of ``def fn(inputs...)``: one statement per node, registers reused after last use.
 
     With ``arrays`` a 0-d output is returned as a 0-d array; a loop body
-    (:mod:`symsym.loopgen`) leaves it a numpy scalar, whose arithmetic in the
+    (:mod:`symsym.loop_source`) leaves it a numpy scalar, whose arithmetic in the
     next step is several times cheaper.
 
     A small value used once, by the very next statement, is written into that
@@ -381,9 +386,9 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     lowered = link.lower(order, outs)
     gen = _Codegen()
     statements = sum(1 for n in lowered.order if n.op is not None)
-    build = _straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
+    build = straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
     source = build(lowered.order, lowered.outs, inputs, gen)
-    source += loopgen.functions_source(gen)
+    source += loop_source.functions_source(gen)
     namespace = gen.globals
     namespace["__builtins__"] = _BUILTINS
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)

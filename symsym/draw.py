@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from common.errors import GraphError
 from common.graph import Node, toposort
+from common.graph import variable as var
 from common.printing import to_dot
 
 from .forward import jvp
@@ -111,8 +112,6 @@ def draw_jvp(y: Node, x: Node, v: Node | None = None, simplify: bool = True, ax=
     node's local derivative multiplied in as the sweep passes it.
     """
     if v is None:
-        from common.api import var
-
         v = var(f"d{x.name or 'x'}", x.shape, x.dtype)
     t = jvp(y, x, v)
     if simplify:

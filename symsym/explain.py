@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.graph import Node, toposort
+from common.graph import variable as var
 from common.printing import pprint, summary
 
 from .forward import jvp
@@ -148,8 +149,6 @@ def explain_jvp(y: Node, x: Node, v: Node | None = None) -> ForwardExplanation:
     tangent of y in terms of x's (``dz = dw * f'(w) * f'(x) * f'(y)`` for the book's chain).
     """
     if v is None:
-        from common.api import var
-
         v = var(f"d{x.name or 'x'}", x.shape, x.dtype)
     known = {id(n) for n in toposort([y, x, v])}
     have = {id(x)}  # the nodes holding a tangent so far

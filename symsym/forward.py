@@ -23,13 +23,13 @@ import numpy as np
 
 from common.api import const, symbolic, var
 from common.errors import GradError
+from common.forward_sweeps import tangent_sweep
 from common.graph import Node, toposort
-from common.sweeps import tangent_sweep
 
 from .grad import shapes_agree
 from .vectorize import vectorize
 
-__all__ = ["jacfwd", "jacrev", "jvp"]
+__all__ = ["jacfwd", "jvp", "static_size"]
 
 
 def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
@@ -59,7 +59,7 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
     return symbolic.zeros_like(y) if out is None else out
 
 
-def _static_size(n: Node, what: str) -> int:
+def static_size(n: Node, what: str) -> int:
     if None in n.shape:
         raise GradError(f"{what}: needs a static shape, got {n!r} (made at {n.site})")
     return int(np.prod(n.shape, dtype=np.int64))
@@ -68,7 +68,7 @@ def _static_size(n: Node, what: str) -> int:
 def jacfwd(y: Node, x: Node) -> Node:
     """dy/dx by forward mode, shape ``y.shape + x.shape``: the tangent graph of :func:`jvp` for a
     placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns)."""
-    n = _static_size(x, "jacfwd")
+    n = static_size(x, "jacfwd")
     v = var(f"tangent of {x.name or 'input'}", x.shape, x.dtype)
     col = jvp(y, x, v)
     basis = const(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
@@ -76,10 +76,3 @@ def jacfwd(y: Node, x: Node) -> Node:
     k = len(y.shape)
     cols = symbolic.transpose(cols, tuple(range(1, k + 1)) + (0,)) if k else cols
     return symbolic.reshape(cols, y.shape + x.shape)
-
-
-def jacrev(y: Node, x: Node, **options) -> Node:
-    """dy/dx by reverse mode: :func:`symsym.jacobian` (one batched row per element of ``y``)."""
-    from .higher import jacobian
-
-    return jacobian(y, x, **{**options, "mode": "reverse"})

@@ -23,7 +23,7 @@ from common.backward import relevant_nodes, sweep
 from common.body import Body, bodies_of
 from common.errors import GradError
 from common.gcpause import paused_gc
-from common.graph import Node, toposort
+from common.graph import Node, lift, toposort
 from common.ops import Kind
 from common.sentinel import Sentinel
 from common.site import pinned_site, user_site
@@ -47,8 +47,6 @@ def _floating(n: Node) -> bool:
 
 def _seed(cost: Node) -> Node:
     if cost.shape == ():
-        from common.api import lift
-
         return lift(np.ones((), cost.dtype))
     return symbolic.ones_like(cost)
 

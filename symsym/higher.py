@@ -19,13 +19,13 @@ from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
 
-from .forward import _static_size, jacfwd, jvp
+from .forward import jacfwd, jvp, static_size
 from .grad import grad
 from .jacmode import pick_mode, remember
 from .sparsity import compressed_jacobian
 from .vectorize import vectorize
 
-__all__ = ["hessian", "hvp", "jacobian", "jvp"]
+__all__ = ["hessian", "hvp", "jacobian", "jacrev", "jvp"]
 
 
 def _cotangent(like: Node) -> Node:
@@ -49,8 +49,8 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     """
     if mode not in ("auto", "forward", "reverse"):
         raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (y made at {y.site})")
-    m = _static_size(y, "jacobian")
-    n = _static_size(x, "jacobian")
+    m = static_size(y, "jacobian")
+    n = static_size(x, "jacobian")
     if mode == "auto":
         mode = pick_mode(y, x) if vectorized else "reverse"
     if mode == "forward":
@@ -86,3 +86,8 @@ def hvp(cost: Node, x: Node, v: Node) -> Node:
         raise GradError(f"hvp: v has shape {v.shape}, expected x's {x.shape}")
     g = grad(cost, x)
     return grad(symbolic.sum(g * v), x, disconnected="zero")
+
+
+def jacrev(y: Node, x: Node, **options) -> Node:
+    """dy/dx by reverse mode: :func:`jacobian` (one batched row per element of ``y``)."""
+    return jacobian(y, x, **{**options, "mode": "reverse"})

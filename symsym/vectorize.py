@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from common.api import symbolic
 from common.errors import GradError
+from common.forward_sweeps import batch_sweep
 from common.graph import Node, toposort
-from common.sweeps import batch_sweep
 
 __all__ = ["vectorize"]
 

@@ -20,7 +20,7 @@ from common import (
     evaluate,
     load,
 )
-from common.ops.core import NO_GRAD
+from common.ops.table import NO_GRAD
 
 
 def here(offset: int = 0) -> str:

@@ -259,17 +259,6 @@ def test_gradient_through_a_body_uses_its_stable_forms():
     assert not np.all(np.isfinite(raw))
 
 
-def test_no_cotangent_is_kept_after_a_gradient_call():
-    from common.ops.control import _LAST
-
-    x = T.var("x", (4,))
-    c, _ = T.scan(lambda c, xi: (c * xi, None), 1.0, x)
-    symnum.gradients(c, x, {x: np.arange(1.0, 5.0)})
-    assert _LAST.key == () and _LAST.answer == []
-    symsym.grad(c, x)
-    assert _LAST.key == () and _LAST.answer == []
-
-
 def test_symnum_gradients_runs_the_forward_loop_once(monkeypatch):
     from common.body import Body
 

@@ -10,7 +10,7 @@ import symsym
 from common import DTypeError, ShapeError, TwogradError, debugprint, evaluate, pprint, to_dot
 from common import api as T
 from common.body import Body, is_tuple
-from common.ops.control import output_types
+from common.control.item_op import output_types
 
 
 def test_scan_values_match_a_python_loop(rng):

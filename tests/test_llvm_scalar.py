@@ -22,7 +22,7 @@ from scalarcases import EDGES, input_kinds
 
 from common import api as T
 from common.ops import OPS, Kind
-from common.ops.core import Op
+from common.ops.table import Op
 from symsym import function, grad
 from symsym.linkers.llvm import chains as llvm_scalar
 from symsym.linkers.llvm import jit as llvm_jit

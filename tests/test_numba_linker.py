@@ -20,7 +20,7 @@ from common import api as T
 from common.errors import TwogradError
 from common.graph import Node
 from common.ops import Kind
-from common.ops.core import Op
+from common.ops.table import Op
 from symsym import function, grad
 from symsym.linkers import LINKERS, LinkerError, cache
 

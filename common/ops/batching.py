@@ -8,7 +8,7 @@ runs on:
 * on the symbolic namespace it adds batched nodes: symsym's ``vectorize``
   turns a graph into its batched graph (PyTensor's ``vectorize_graph``), so a
   Jacobian or Hessian is one reverse pass over a batch of basis cotangents;
-* on :data:`~common.ops.core.numeric` it computes batched numbers: a batched
+* on :data:`~common.ops.table.numeric` it computes batched numbers: a batched
   interpreter (autodidax's ``BatchTrace``) runs a recorded backward once for a
   whole batch of cotangents.
 
@@ -28,7 +28,8 @@ op on each batch element, stacked. Always right, only slower; an op may name
 
 Most rules shift an ``axis`` param by one, or insert size-1 axes after the
 batch axis so numpy's right-aligned broadcasting keeps the batch apart. This
-module imports only :mod:`common.ops.core`, so the op families can name its
+module imports only the op traits (:mod:`common.ops.traits`) and index specs, so the op table
+and the families can name its
 rules in their ``defop`` calls.
 """
 
@@ -38,8 +39,8 @@ import string
 from collections.abc import Callable
 
 from ..errors import GradError
-from .core import Kind, Op
 from .index import behind, span, take, view
+from .traits import Kind
 
 __all__ = ["NotBatchable", "apply_batched", "default_rule", "one_at_a_time", "per_element"]
 
@@ -78,7 +79,7 @@ def batch_size(inputs, batched):
     return next(x.shape[0] for x, b in zip(inputs, batched) if b)
 
 
-def default_rule(op: Op) -> Callable | None:
+def default_rule(op) -> Callable | None:
     """The batching rule an op gets when its ``defop`` names none: the one its kind implies.
 
     An op without inputs never sees a batch; one whose inputs are all read
@@ -200,7 +201,7 @@ def reshape(op, ns, inputs, batched, shape):
     return ns.reshape(x, (x.shape[0], *shape)), True
 
 
-def like(static: Op) -> Callable:
+def like(static) -> Callable:
     """The rule of a ``*_like`` op (x, ref): its ``static`` form (a ``shape`` param), with ref's shape put in."""
     def rule(op, ns, inputs, batched):
         x, bx = inputs[0], batched[0]

@@ -25,9 +25,9 @@ import numpy as np
 from .. import kernels
 from ..errors import DTypeError, ShapeError, TwogradError, op_error
 from ..site import user_site
-from .core import norm_axis, one_axis, shape_str
 from .index import FULL, parse_key, view
 from .params import is_int, shown
+from .shapes import norm_axis, one_axis, shape_str
 
 
 def _error(name: str, message: str, *inputs, cls: type[TwogradError] = ShapeError) -> TwogradError:

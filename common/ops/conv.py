@@ -31,8 +31,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import DTypeError, ShapeError
 from .batching import NotBatchable, one_at_a_time
-from .core import Kind, call, defop, float_dtype, jvp_linear, jvp_product, result_dtype, shape_str
 from .params import int_param, shown, tuple_param
+from .rules import call, jvp_linear, jvp_product
+from .shapes import float_dtype, result_dtype, shape_str
+from .table import defop
+from .traits import Kind
 
 NN = Kind.NN
 

@@ -16,24 +16,11 @@ import numpy as np
 import scipy.special
 
 from ..errors import DTypeError
-from .core import (
-    NO_GRAD,
-    OPS,
-    ZERO,
-    Kind,
-    broadcast_shapes,
-    defop,
-    expand_to,
-    float_dtype,
-    jvp_linear_together,
-    jvp_product,
-    jvp_self_adjoint,
-    jvp_zero,
-    numeric_dtype,
-    result_dtype,
-    unbroadcast,
-)
 from .params import dtype_name, dtype_param
+from .rules import expand_to, jvp_linear_together, jvp_product, jvp_self_adjoint, jvp_zero, unbroadcast
+from .shapes import broadcast_shapes, float_dtype, numeric_dtype, result_dtype
+from .table import NO_GRAD, OPS, ZERO, defop
+from .traits import Kind
 
 
 def same(x):

@@ -25,8 +25,8 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import ShapeError
-from .core import broadcast_shapes, shape_str
 from .params import INDEX_ARITY, is_int, shown
+from .shapes import broadcast_shapes, shape_str
 
 __all__ = ["FULL", "IndexSpec", "behind", "parse_key", "span", "take", "view"]
 

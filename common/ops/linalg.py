@@ -12,9 +12,12 @@ import numpy as np
 
 from ..errors import GradError, ShapeError
 from . import batching
-from .core import Kind, broadcast_shapes, defop, expand_to, jvp_product, result_dtype, shape_str, unbroadcast
 from .params import einsum_param, shown
+from .rules import expand_to, jvp_product, unbroadcast
 from .shape import swap_last
+from .shapes import broadcast_shapes, result_dtype, shape_str
+from .table import defop
+from .traits import Kind
 
 
 def _matmul_infer(a, b):

@@ -23,9 +23,12 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from .batching import NotBatchable, _lift
-from .core import ZERO, Kind, broadcast_shapes, call, defop, jvp_zero, result_dtype, shape_str, unbroadcast
 from .params import bool_param
+from .rules import call, jvp_zero, unbroadcast
 from .shape import swap_last
+from .shapes import broadcast_shapes, result_dtype, shape_str
+from .table import ZERO, defop
+from .traits import Kind
 
 LINALG = Kind.LINALG
 

@@ -13,20 +13,11 @@ from ..errors import DTypeError, ShapeError
 from ..kernels import softmax
 from . import batching
 from .batching import _lift, _tile, batch_size
-from .core import (
-    ZERO,
-    Kind,
-    broadcast_shapes,
-    call,
-    defop,
-    float_dtype,
-    jvp_self_adjoint,
-    keep_axes,
-    one_axis,
-    result_dtype,
-    shape_str,
-)
 from .params import axis_param
+from .rules import call, jvp_self_adjoint, keep_axes
+from .shapes import broadcast_shapes, float_dtype, one_axis, result_dtype, shape_str
+from .table import ZERO, defop
+from .traits import Kind
 
 
 def _axis_bind(x, axis=-1):

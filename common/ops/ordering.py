@@ -15,9 +15,12 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import batching
-from .core import Kind, defop, jvp_zero, numeric_dtype, one_axis
 from .params import axis_param, bool_param, shown
+from .rules import jvp_zero
 from .scans import axis_or_flat_batch
+from .shapes import numeric_dtype, one_axis
+from .table import defop
+from .traits import Kind
 
 _INDEX = np.dtype(np.intp)
 

@@ -14,8 +14,11 @@ import math
 import numpy as np
 
 from .. import kernels
-from .core import Kind, call, defop, expand_to, float_dtype, jvp_linear, jvp_zero, keep_axes, norm_axis, numeric_dtype
 from .params import axes_param, bool_param
+from .rules import call, expand_to, jvp_linear, jvp_zero, keep_axes
+from .shapes import float_dtype, norm_axis, numeric_dtype
+from .table import defop
+from .traits import Kind
 
 
 def _bind(x, axis=None, keepdims=False):

@@ -17,9 +17,12 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import batching
-from .core import ZERO, Kind, call, defop, float_dtype, numeric_dtype, one_axis, reshape_to
 from .index import FULL
 from .params import axis_param, shown
+from .rules import call, reshape_to
+from .shapes import float_dtype, numeric_dtype, one_axis
+from .table import ZERO, defop
+from .traits import Kind
 
 
 def _scan_bind(x, axis=None):

@@ -19,25 +19,6 @@ from .. import kernels
 from ..errors import DTypeError, ShapeError
 from ..sentinel import Sentinel
 from . import batching
-from .core import (
-    NO_GRAD,
-    OPS,
-    Kind,
-    broadcast_shapes,
-    defop,
-    expand_to,
-    inputs_from,
-    jvp_linear,
-    jvp_linear_together,
-    jvp_zero,
-    norm_axis,
-    numeric_dtype,
-    one_axis,
-    reshape_to,
-    result_dtype,
-    shape_str,
-    unbroadcast,
-)
 from .index import parse_key, take, view
 from .params import (
     axes_param,
@@ -54,6 +35,10 @@ from .params import (
     shown,
     tuple_param,
 )
+from .rules import expand_to, jvp_linear, jvp_linear_together, jvp_zero, reshape_to, unbroadcast
+from .shapes import broadcast_shapes, norm_axis, numeric_dtype, one_axis, result_dtype, shape_str
+from .table import NO_GRAD, OPS, defop
+from .traits import Kind, inputs_from
 
 
 def _ndim(x):

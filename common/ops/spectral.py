@@ -27,10 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GradError, ShapeError
-from .core import Kind, call, defop
 from .matrix import _leading, _nan_on_failure, linalg_dtype, mat, square, sym, symmetrised
 from .params import bool_param
+from .rules import call
 from .shape import swap_last
+from .table import defop
+from .traits import Kind
 
 LINALG = Kind.LINALG
 

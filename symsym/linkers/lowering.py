@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from common.ops.core import OPS, Op
+from common.ops.table import OPS, Op
 
 __all__ = ["DEFAULTS", "lowering", "register_lowering", "spellings"]
 

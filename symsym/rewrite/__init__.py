@@ -24,11 +24,11 @@ from common.gcpause import paused_gc
 from common.graph import Node, toposort
 
 from .algebra import algebra, algebra_rule, fast_algebra_rule
-from .core import run_rules
+from .control import has_loops, open_bodies, prune
 from .dce import dropped
 from .fold import fold, fold_rule
-from .loops import has_loops, open_bodies, prune
 from .merge import merge
+from .rules import run_rules
 from .stability import stability, stability_rule
 
 __all__ = ["DEFAULT_PASSES", "PASSES", "algebra", "fold", "merge", "optimize", "stability"]

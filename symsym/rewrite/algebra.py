@@ -27,7 +27,7 @@ import numpy as np
 from common.api import const, symbolic
 from common.graph import Node
 
-from .core import is_value, run_rules, same_type, scalar_value
+from .rules import constant_value, is_value, run_rules, same_type
 
 
 def _keeps(out: Node, x: Node, other: Node) -> bool:
@@ -59,7 +59,7 @@ def _factor(c: Node, base: Node) -> float | None:
     for cd, bd in zip(reversed(c.shape), reversed(base.shape)):
         if cd != 1 and cd != bd:
             return None
-    v = scalar_value(c)
+    v = constant_value(c)
     if v is None:
         return None
     v = float(v)
@@ -293,7 +293,7 @@ def algebra_rule(n: Node, fast: bool = False) -> Node | None:
         return _noop(n)
     if name == "mul":
         a, b = ins
-        sa, sb = scalar_value(a), scalar_value(b)  # each looked up once: this runs for every product
+        sa, sb = constant_value(a), constant_value(b)  # each looked up once: this runs for every product
         if sb is not None and sb == 1 and _keeps(n, a, b):
             return a
         if sa is not None and sa == 1 and _keeps(n, b, a):
@@ -305,10 +305,10 @@ def algebra_rule(n: Node, fast: bool = False) -> Node | None:
         return _gather_scale(n)  # a scalar factor has the shape of nothing: moving it is always safe
     elif name == "add":
         a, b = ins
-        sb = scalar_value(b)
+        sb = constant_value(b)
         if sb is not None and sb == 0 and _keeps(n, a, b):
             return a
-        sa = scalar_value(a)
+        sa = constant_value(a)
         if sa is not None and sa == 0 and _keeps(n, b, a):
             return b
         return _merge_scatters(n, a, b)

@@ -15,7 +15,7 @@ import numpy as np
 
 from common.graph import Node
 
-from .core import run_rules
+from .rules import run_rules
 
 MAX_FOLD = 4096
 

@@ -13,28 +13,7 @@ from collections.abc import Sequence
 
 from common.graph import Node
 
-from .core import run_rules
-
-_SMALL = 64  # constants up to this many elements are compared by value
-
-
-def merge_key(n: Node):
-    """A hashable identity for what ``n`` computes, or None to never merge it."""
-    op = n.op
-    if op is None:
-        v = n.value
-        if v is None or v.size > _SMALL:
-            return None
-        return ("const", v.dtype.str, v.shape, v.tobytes())
-    params = n.params
-    if not params:
-        return (op, (), tuple(map(id, n.inputs)))  # hashable: no need to try
-    key = (op, tuple(params.items()), tuple(map(id, n.inputs)))
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+from .rules import run_rules
 
 
 def merge(outputs: Sequence[Node], counts: dict | None = None) -> list[Node]:

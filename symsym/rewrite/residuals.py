@@ -1,6 +1,6 @@
 """Residuals: a reverse scan reads the forward values it needs instead of computing them again.
 
-The VJP of a scan (:mod:`common.ops.control`) is a reverse scan whose body is
+The VJP of a scan (:mod:`common.control.scan_op`) is a reverse scan whose body is
 the VJP of the forward body, run on the stacked carry-ins: to get the
 derivative of ``tanh(W h + x)`` at step t it computes ``tanh(W h_t + x_t)``
 once more, so value and gradient cost two forward passes and one backward.
@@ -28,11 +28,21 @@ from __future__ import annotations
 
 from common.api import apply
 from common.body import Body
+from common.control.scan_op import reading_body, residual_nodes
 from common.graph import Node, toposort
 from common.ops import OPS
-from common.ops.control import reading_body, residual_nodes
+
+from .rules import remake
 
 __all__ = ["save_residuals"]
+
+
+def loop_key(name: str, inputs, params: dict) -> tuple:
+    """What a loop computes, ``save`` aside: its op, its inputs (by identity) and its params (bodies by
+    identity; ``primal``, a record of another loop, aside too)."""
+    items = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in params.items()
+                         if k not in ("save", "primal")))
+    return (name, tuple(map(id, inputs)), items)
 
 
 def _scans(order: list[Node]) -> list[Node]:
@@ -77,9 +87,7 @@ def _rewritten(outs: list[Node], order: list[Node], plans: dict[int, tuple]) -> 
     A plain twin of a planned forward scan (the same loop without ``save``, which
     the VJP copied) reads the new forward scan too: it computes the same values.
     """
-    from .loops import _loop_key
-
-    twins = {_loop_key("scan", f.inputs, f.params): f for f in order if id(f) in plans}
+    twins = {loop_key("scan", f.inputs, f.params): f for f in order if id(f) in plans}
     new: dict[int, Node] = {}
     moved: dict[int, tuple] = {}  # old loop id -> (new loop, old output index -> new)
     reverse_of = {rid: fid for fid, (_, rid) in plans.items()}
@@ -97,8 +105,8 @@ def _rewritten(outs: list[Node], order: list[Node], plans: dict[int, tuple]) -> 
         elif name == "scan" and id(n) in reverse_of:
             fid = reverse_of[id(n)]
             new[id(n)] = _reading(n, ins, plans[fid][0], moved[fid][0])
-        elif name == "scan" and not n.params.get("save") and _loop_key("scan", n.inputs, n.params) in twins:
-            twin = twins[_loop_key("scan", n.inputs, n.params)]
+        elif name == "scan" and not n.params.get("save") and loop_key("scan", n.inputs, n.params) in twins:
+            twin = twins[loop_key("scan", n.inputs, n.params)]
             loop = _stacking(twin, ins, plans[id(twin)][0], moved)  # the twin's inputs are these very nodes
             new[id(n)] = n
             moved[id(n)] = (loop, {k: k for k in range(len(n.params["body"].outputs))})
@@ -134,6 +142,4 @@ def _reading(rev: Node, ins: tuple, res: list[Node], forward: Node) -> Node:
 
 
 def _remake(n: Node, ins: tuple) -> Node:
-    from .core import remake
-
     return remake(n, ins)

@@ -20,7 +20,7 @@ from functools import partial
 from common.api import symbolic
 from common.graph import Node
 
-from .core import is_value, run_rules
+from .rules import is_value, run_rules
 
 _NOTHING: frozenset[int] = frozenset()
 

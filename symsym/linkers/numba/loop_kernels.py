@@ -38,8 +38,8 @@ import numpy as np
 from common.body import TUPLE, inner_nodes
 from common.graph import Node, constant
 
-from ...loopgen import tuple_source
-from ...rewrite.core import scalar_value
+from ...loop_source import tuple_source
+from ...rewrite.rules import constant_value as scalar_value
 from .. import cache
 from .loopnest import DECORATOR, DTYPES, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
 from .lower import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, driver_op, fusable, precompile

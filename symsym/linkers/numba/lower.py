@@ -33,7 +33,7 @@ import numpy as np
 from common.errors import TwogradError
 from common.graph import Node
 from common.ops import Kind
-from common.ops.core import Op
+from common.ops.table import Op
 
 from .. import Lowered, cache
 from ..llvm import chains as llvm_scalar

@@ -1,4 +1,4 @@
-"""The op table's machinery: what an op is, and the namespaces rules run in.
+"""The op table: what an op is, the registry of every op (:data:`OPS`), and the namespaces rules run in.
 
 An :class:`Op` is data: a name, a type rule, a numpy implementation and one
 VJP rule per input. A VJP rule is written *once* against a namespace ``ns``
@@ -9,8 +9,8 @@ running on:
   backward sweep);
 * a tape namespace records each op as it runs: rules build a differentiable
   backward (symnum with ``create_graph=True``);
-* the symbolic namespace (:mod:`common.api`) adds nodes: rules extend the graph
-  (symsym's ``build_grad``).
+* :data:`symbolic` adds nodes (:func:`common.graph.apply`): rules extend the
+  graph (symsym's ``build_grad``).
 
 Each op also has one JVP rule (forward mode), written the same way:
 ``jvp(ns, tangents, out, *inputs, **params) -> output tangent``, where
@@ -19,7 +19,7 @@ constant, an index array, an integer). A rule returns ZERO when no tangent
 reaches the output; it is never called when every tangent is ZERO
 (:meth:`Op.tangent`), so a one-input rule never sees ZERO, and a rule with
 several inputs skips the ZERO terms instead of multiplying zeros. Most rules
-are made by the helpers at the end of this module from facts already said:
+are made by the helpers of :mod:`common.ops.rules` from facts already said:
 an op linear in an input applies itself to the tangent, a multilinear op
 (mul, matmul, einsum) sums the op with one input replaced by its tangent,
 and an elementwise unary op, whose Jacobian is diagonal and so its own
@@ -28,19 +28,21 @@ transpose, runs its VJP rule on the tangent (the calculus is written once).
 So the two backends share their calculus and can differ only in paradigm.
 """
 
+
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, TwogradError, op_error
+from ..errors import TwogradError, op_error
+from ..graph import apply
 from ..sentinel import Sentinel
 from ..site import user_site
-from .params import is_int, shown
+from .batching import default_rule
+from .traits import NONE, Inputs, Kind, as_inputs
 
 NO_GRAD = Sentinel("NO_GRAD")
 """What a VJP rule returns for an input that gets no gradient through this op."""
@@ -51,45 +53,6 @@ or the output gets none (what a JVP rule returns for a constant, integer or bool
 
 OPS: dict[str, Op] = {}
 EMPTY: dict = {}
-
-
-class Kind(str, Enum):
-    """What sort of op an op is: the one fact most backends branch on first."""
-
-    ELEMENTWISE = "elementwise"  # one output element per broadcast position, from the inputs' elements there
-    REDUCTION = "reduction"      # combines the elements along its ``axis`` param
-    SHAPE = "shape"              # moves, copies, selects or sums elements, and nothing else
-    LINALG = "linalg"            # matrix products and contractions
-    NN = "nn"                    # neural-network forms (softmax and friends) along an axis
-    CONSTANT = "constant"        # its value depends on no input's values (only shapes and params)
-    CONTROL = "control"          # runs bodies (subgraphs in its params): loops, branches, and their item
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Some input positions of an op: the ``fixed`` ones and, for a variadic op, every one from ``rest`` on."""
-
-    fixed: tuple[int, ...] = ()
-    rest: int | None = None
-
-    def __contains__(self, i: int) -> bool:
-        return i in self.fixed or (self.rest is not None and i >= self.rest)
-
-    def __bool__(self) -> bool:
-        return bool(self.fixed) or self.rest is not None
-
-    def of(self, n: int) -> tuple[int, ...]:
-        """The positions among an application's ``n`` inputs."""
-        return tuple(i for i in range(n) if i in self)
-
-
-NONE = Inputs()
-ALL = Inputs((), 0)
-
-
-def inputs_from(k: int) -> Inputs:
-    """Input ``k`` and every one after it (a variadic op's tail: index arrays, reference shapes)."""
-    return Inputs((), k)
 
 
 @dataclass(eq=False)
@@ -165,6 +128,16 @@ class Op:
     alone; an op without one runs its numpy impl between fused loops.
     ``tests/test_numba_scalar_forms.py`` checks every form against the impl.
 
+    ``outputs``: for an op whose value is a tuple (a loop or branch: see
+    :mod:`common.body`), ``node -> [(shape, dtype), ...]``, the types of its
+    outputs, which ``item`` reads; None for an op with one array value.
+
+    ``saving``: for an op whose VJP reads values its forward can stack as it
+    runs (a loop's carry-ins: param ``save``), the impl to run, with
+    ``save=True``, in a forward that a reverse sweep will follow (it may keep
+    more, as a scan keeps its body's residuals); None for any other op.
+    symnum's program and symsym's loop rewrites read it, never an op's name.
+
     ``jvp`` is the op's forward-mode rule ``(ns, tangents, out, *inputs,
     **params) -> tangent`` (see the module docstring and :meth:`tangent`);
     every op has one, which ``tests/test_jvp_rules.py`` checks against its
@@ -176,6 +149,7 @@ class Op:
     impl: Callable
     vjps: tuple = ()
     vjp_n: Callable | None = None
+    vjp_all: Callable | None = None
     bind: Callable | None = None
     jvp: Callable | None = None
     code: str | None = None
@@ -194,19 +168,35 @@ class Op:
     noop_on_same_type: bool = False
     batch: Callable | None = None
     scalar: str | None = None
+    outputs: Callable | None = None
+    saving: Callable | None = None
 
     def differentiable(self, i: int) -> bool:
         """Whether input ``i`` can receive a gradient through this op."""
-        if self.vjp_n is not None:
+        if self.vjp_n is not None or self.vjp_all is not None:
             return True
         return i < len(self.vjps) and self.vjps[i] is not None
 
+    def pullback(self, ns, g, out, inputs, params, wanted) -> list:
+        """The cotangents of the inputs at positions ``wanted`` given cotangent ``g`` of the output: one
+        entry per input, :data:`NO_GRAD` for an input not wanted or that gets no gradient (PyTensor's
+        ``L_op``, autodidax's transpose rule). Every sweep calls this once per node."""
+        if self.vjp_all is not None:
+            return self.vjp_all(ns, g, out, inputs, params, wanted)
+        cts = [NO_GRAD] * len(inputs)
+        for i in wanted:
+            cts[i] = self.vjp(ns, i, g, out, inputs, params)
+        return cts
+
     def vjp(self, ns, i: int, g, out, inputs, params):
-        """Cotangent for input ``i`` given cotangent ``g`` of the output."""
+        """Cotangent for input ``i`` alone given cotangent ``g`` of the output (a per-input rule; for an
+        op with ``vjp_all``, its :meth:`pullback` asked for ``i`` only)."""
         if self.vjp_n is not None:
             return self.vjp_n(ns, i, g, out, *inputs, **params)
         rule = self.vjps[i] if i < len(self.vjps) else None
         if rule is None:
+            if self.vjp_all is not None:
+                return self.vjp_all(ns, g, out, inputs, params, (i,))[i]
             return NO_GRAD
         return rule(ns, g, out, *inputs, **params)
 
@@ -221,11 +211,12 @@ class Op:
         return f"<Op {self.name}>"
 
 
-def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=None, bind=None,
+def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=None, vjp_all=None, bind=None,
           jvp=None, code=None, doc: str = "", nin: int | None = -1, params=(), zero: bool = False,
           linear=(), linear_together=(), fresh: bool | None = None, shape_only=(), index=(),
           ufunc: np.ufunc | None = None, infix: str | None = None, noop_on_same_type: bool = False,
-          batch: Callable | None = None, scalar: str | None = None) -> Op:
+          batch: Callable | None = None, scalar: str | None = None, outputs: Callable | None = None,
+          saving: Callable | None = None) -> Op:
     """Register an op in :data:`OPS` and return it (the traits are described on :class:`Op`).
 
     ``nin`` defaults to the number of VJP rules given (None for variadic ops).
@@ -237,33 +228,20 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
     the op's kind implies.
     """
     if nin == -1:
-        nin = None if vjp_n is not None else len(vjps)
+        nin = None if vjp_n is not None or vjp_all is not None else len(vjps)
     if code is None and ufunc is not None:
         code = f"np.{ufunc.__name__}({', '.join('{' + str(i) + '}' for i in range(ufunc.nin))})"
-    op = Op(name, infer, impl, tuple(vjps), vjp_n, bind, jvp, code, doc, nin, tuple(params) or _param_names(infer, nin),
-            Kind(kind), zero, _inputs(linear), _inputs(linear_together),
-            ufunc is not None if fresh is None else fresh, _inputs(shape_only), _inputs(index), ufunc, infix,
-            noop_on_same_type, batch, scalar)
+    op = Op(name, infer, impl, tuple(vjps), vjp_n, vjp_all, bind, jvp, code, doc, nin,
+            tuple(params) or _param_names(infer, nin),
+            Kind(kind), zero, as_inputs(linear), as_inputs(linear_together),
+            ufunc is not None if fresh is None else fresh, as_inputs(shape_only), as_inputs(index), ufunc, infix,
+            noop_on_same_type, batch, scalar, outputs, saving)
     if op.batch is None:
-        from .batching import default_rule  # batching imports this module, so it is imported once ops exist
         op.batch = default_rule(op)
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
     OPS[name] = op
     return op
-
-
-def _inputs(spec) -> Inputs:
-    """An input-set trait as given to :func:`defop` (positions, True for all, or an :class:`Inputs`)."""
-    if isinstance(spec, Inputs):
-        return spec
-    if spec is True:
-        return ALL
-    if spec is False or spec is None:
-        return NONE
-    if isinstance(spec, int):
-        return Inputs((spec,))
-    return Inputs(tuple(spec))
 
 
 def _param_names(infer: Callable, nin: int | None) -> tuple:
@@ -351,195 +329,5 @@ numeric = _Numeric(_numeric_apply, "numeric")
 """Ops on numpy arrays: each is its impl. VJP rules run here compute numbers."""
 
 
-# ------------------------------------------------------------ type-rule helpers
-
-def shape_str(shape) -> str:
-    dims = ", ".join("?" if d is None else str(d) for d in shape)
-    return f"({dims},)" if len(shape) == 1 else f"({dims})"
-
-
-def broadcast_shapes(*shapes) -> tuple:
-    """numpy's broadcasting of static shapes, with ``None`` for unknown dims."""
-    if len(shapes) == 2:  # the common cases, without the general loop
-        a, b = shapes
-        if a == b and None not in a:
-            return tuple(a)
-        if not a or not b:  # a scalar broadcasts to the other shape, unknown dims included
-            return tuple(b or a)
-    ndim = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
-    out = []
-    for dims in zip(*padded):
-        known = {d for d in dims if d is not None and d != 1}
-        if len(known) > 1:
-            raise ShapeError("cannot broadcast shapes " + " and ".join(shape_str(s) for s in shapes))
-        if known:
-            out.append(known.pop())
-        elif None in dims:
-            out.append(None)
-        else:
-            out.append(1)
-    return tuple(out)
-
-
-def result_dtype(*xs) -> np.dtype:
-    """numpy's type promotion over the inputs' dtypes."""
-    first = xs[0].dtype
-    for x in xs:
-        if x.dtype != first:
-            return np.result_type(*[x.dtype for x in xs])
-    return first
-
-
-def float_dtype(dtype) -> np.dtype:
-    """The dtype a float-valued ufunc gives for ``dtype`` (numpy's loop choice)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return dtype
-    if dtype.kind in "biu":
-        return np.result_type(dtype, np.float16)
-    raise DTypeError(f"dtype {dtype} is not supported")
-
-
-def numeric_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "biuf":
-        raise DTypeError(f"dtype {dtype} is not supported")
-    return dtype
-
-
-def norm_axis(axis, ndim: int, name: str = "axis") -> tuple:
-    """An axis argument (None, int or tuple) as a sorted tuple of non-negative ints."""
-    if axis is None:
-        return tuple(range(ndim))
-    if is_int(axis):
-        axis = (axis,)
-    elif not isinstance(axis, (tuple, list)):
-        raise ShapeError(f"param {name!r} must be None, an int or a tuple of ints, got {shown(axis)}")
-    out = []
-    for a in axis:
-        out.append(one_axis(a, ndim, name))
-    if len(set(out)) != len(out):
-        raise ShapeError(f"param {name!r}: repeated axis in {tuple(axis)}")
-    return tuple(sorted(out))
-
-
-def one_axis(axis: int, ndim: int, name: str = "axis") -> int:
-    """One axis argument (an int, negative from the end) as a non-negative int."""
-    if not (axis.__class__ is int or is_int(axis)):
-        raise ShapeError(f"param {name!r} must be an int, got {shown(axis)}")
-    if not -ndim <= axis < ndim:
-        raise ShapeError(f"param {name!r} = {axis} is out of range for {ndim}-d input")
-    return int(axis) % ndim
-
-
-# ------------------------------------------------------- helpers used by rules
-
-def unbroadcast(ns, g, x):
-    """Sum ``g`` down to ``x``'s shape: the adjoint of numpy broadcasting.
-
-    A known shape is already ``sum_to``'s param, so it is applied without ``bind``
-    (as in :func:`expand_to`): this runs for every input of every binary op.
-    """
-    xs = x.shape
-    if g.shape == xs and None not in xs:
-        return g
-    if None in xs or None in g.shape:
-        return ns.sum_like(g, x)
-    return ns.apply(OPS["sum_to"], (g,), {"shape": xs})
-
-
-def expand_to(ns, g, x):
-    """Broadcast ``g`` up to ``x``'s shape (the adjoint of :func:`unbroadcast`)."""
-    xs = x.shape
-    if g.shape == xs and None not in xs:
-        return g
-    if None in xs or None in g.shape:
-        return ns.broadcast_like(g, x)
-    return ns.apply(OPS["broadcast_to"], (g,), {"shape": xs})
-
-
-def reshape_to(ns, g, x):
-    """Reshape ``g`` to ``x``'s shape, static where known."""
-    xs = x.shape
-    if None in xs:
-        return ns.reshape_like(g, x)
-    if g.shape == xs:
-        return g
-    return ns.reshape(g, xs)
-
-
-def keep_axes(ns, g, axis, keepdims):
-    """Undo a reduction's dropped axes so ``g`` broadcasts against the input.
-
-    ``axis`` is a reduction's bound (sorted, non-negative) axes, already
-    expand_dims' normal form, so the op is applied without ``bind``.
-    """
-    if keepdims or not axis:
-        return g
-    return ns.apply(OPS["expand_dims"], (g,), {"axis": axis})
-
-
-def call(ns, name: str, *inputs, **params):
-    """``ns.<name>(*inputs, **params)`` for params already in ``bind``'s normal form.
-
-    Rules run on every backward sweep; skipping ``bind`` (re-validating
-    params the forward op already normalised) is a measurable share of small ops.
-    """
-    return ns.apply(OPS[name], inputs, params)
-
-
-# ------------------------------------------------------- helpers that make JVP rules
-
-def jvp_zero(ns, tangents, out, *inputs, **params):
-    """The JVP rule of an op whose output carries no tangent: constants, integer or boolean
-    results, piecewise-constant ops (sign) and stop_gradient."""
-    return ZERO
-
-
-def jvp_self_adjoint(vjp: Callable) -> Callable:
-    """The JVP rule of a one-input op whose Jacobian is symmetric (elementwise: diagonal; softmax):
-    J^T = J, so the VJP rule applied to the tangent is the JVP (one formula for both modes)."""
-    def rule(ns, tangents, out, x, **params):
-        return vjp(ns, tangents[0], out, x, **params)
-    rule.self_adjoint = vjp  # symnum.jvp on numbers calls it directly: one call fewer per op
-    return rule
-
-
-def jvp_linear(name: str) -> Callable:
-    """The JVP rule of an op linear in input 0, its other inputs being index arrays or reference
-    shapes: the op itself applied to the tangent (reshape, sum, getitem, ...)."""
-    def rule(ns, tangents, out, x, *rest, **params):
-        t = tangents[0]
-        if t is ZERO:
-            return ZERO
-        return ns.apply(OPS[name], (t, *rest), params)
-    return rule
-
-
-def jvp_product(name: str) -> Callable:
-    """The JVP rule of a multilinear op (linear in each of its ``linear`` inputs, the others held
-    fixed: mul, matmul, einsum): the product rule, one op per input that has a tangent."""
-    def rule(ns, tangents, out, *inputs, **params):
-        op = OPS[name]
-        total = ZERO
-        for i, t in enumerate(tangents):
-            if t is ZERO or i not in op.linear:
-                continue
-            term = ns.apply(op, inputs[:i] + (t,) + inputs[i + 1:], params)
-            total = term if total is ZERO else total + term
-        return total
-    return rule
-
-
-def jvp_linear_together(name: str) -> Callable:
-    """The JVP rule of an op linear in its ``linear_together`` inputs taken together (where,
-    concatenate, stack): the op on their tangents, zeros standing in for a missing one."""
-    def rule(ns, tangents, out, *inputs, **params):
-        op = OPS[name]
-        if not any(t is not ZERO for i, t in enumerate(tangents) if i in op.linear_together):
-            return ZERO
-        args = tuple([x if i not in op.linear_together else (ns.zeros_like(x) if t is ZERO else t)
-                      for i, (x, t) in enumerate(zip(inputs, tangents))])
-        return ns.apply(op, args, params)
-    return rule
+symbolic = Namespace(apply, "symbolic")
+"""Ops on nodes: VJP rules run here add nodes to the graph (symsym's grad, the loops' derived bodies)."""

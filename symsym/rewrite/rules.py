@@ -1,4 +1,4 @@
-"""What every rewrite pass shares: rebuilding a node cheaply and reading constants.
+"""What every rewrite pass shares: the driver of local rules, rebuilding a node cheaply, reading constants.
 
 A pass is a *rule* ``rule(node) -> Node | None``: given a node whose inputs
 are already rewritten, return a replacement or ``None`` to keep it.
@@ -43,7 +43,7 @@ def same_type(a: Node, b: Node) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape
 
 
-def scalar_value(n: Node):
+def constant_value(n: Node):
     """The single value ``n`` holds everywhere, if that is known statically, else None.
 
     Sees constants (any shape, all elements equal), and the constant-valued
@@ -76,8 +76,30 @@ def scalar_value(n: Node):
 
 
 def is_value(n: Node, v) -> bool:
-    s = scalar_value(n)
+    s = constant_value(n)
     return s is not None and s == v
+
+
+_SMALL = 64  # constants up to this many elements are compared by value
+
+
+def merge_key(n: Node):
+    """A hashable identity for what ``n`` computes, or None to never merge it."""
+    op = n.op
+    if op is None:
+        v = n.value
+        if v is None or v.size > _SMALL:
+            return None
+        return ("const", v.dtype.str, v.shape, v.tobytes())
+    params = n.params
+    if not params:
+        return (op, (), tuple(map(id, n.inputs)))  # hashable: no need to try
+    key = (op, tuple(params.items()), tuple(map(id, n.inputs)))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge: bool = True,
@@ -85,19 +107,17 @@ def run_rules(outputs: Sequence[Node], rules: Sequence[tuple[str, Rule]], merge:
               opaque: set[int] | None = None, memo: dict[int, Node] | None = None) -> list[Node]:
     """One bottom-up rebuild applying ``rules`` at every node until none fires.
 
-    With ``merge``, each finished node is then hash-consed (see
-    :mod:`symsym.rewrite.merge`), so equal subgraphs become one node. Each rule
-    sees inputs that are already final, so local rewrites reach their fixed
-    point in this single traversal. ``counts`` (pass name -> how many times it
-    fired) is updated in place; ``order``, if given, is ``toposort(outputs)``.
+    With ``merge``, each finished node is then hash-consed (:func:`merge_key`),
+    so equal subgraphs become one node. Each rule sees inputs that are already
+    final, so local rewrites reach their fixed point in this single traversal.
+    ``counts`` (pass name -> how many times it fired) is updated in place;
+    ``order``, if given, is ``toposort(outputs)``.
 
     ``opaque`` (ids of nodes someone holds on to, such as ``grad``'s ``wrt``)
     are rebuilt over their new inputs but never rewritten; the id of each one's
     rebuilt form is added to the set, so a rule that looks into its inputs can
     leave them whole. ``memo``, if given, is filled with old id -> new node.
     """
-    from .merge import merge_key
-
     counts = {} if counts is None else counts
     new: dict[int, Node] = {} if memo is None else memo
     table: dict = {}

@@ -2,7 +2,7 @@
 
 One function each, used twice: symsym runs them over the user's graph
 (:func:`symsym.jvp`, :func:`symsym.vectorize`), and the loop ops' JVP and
-batching rules (:mod:`common.ops.control_rules`) run them over a *body* to
+batching rules (:mod:`common.control`) run them over a *body* to
 build the body of the tangent or batched loop, so a loop's forward derivative
 and its batched form are made by the same rules, the same way, as those of
 the graph around it. Both visit a toposort once, inputs first: no recursion.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from .graph import Node
 from .ops.batching import apply_batched
-from .ops.core import ZERO
+from .ops.table import ZERO
 
 
 def tangent_sweep(order: list[Node], tangents: dict[int, object], ns,

@@ -1,6 +1,6 @@
 """Rewrites of loops and branches: their bodies optimised, invariants hoisted, dead carries dropped.
 
-A loop node (:mod:`common.ops.control`) is one node to the other passes: its
+A loop node (:mod:`common.control`) is one node to the other passes: its
 bodies sit in its params, where no traversal looks. This module opens them.
 
 * :func:`open_bodies` (before the local rules run on the outer graph): each
@@ -38,7 +38,8 @@ from common.body import Body, inner_nodes, is_tuple
 from common.graph import Node, rebuild, replace, toposort, variable
 from common.ops import OPS, Kind
 
-from .merge import merge_key
+from .residuals import loop_key, save_residuals
+from .rules import merge_key, remake
 
 __all__ = ["has_loops", "open_bodies", "prune"]
 
@@ -71,8 +72,6 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
     hoisted."""
     outs = _share_primals(outs, counts)
     if hoist:
-        from .residuals import save_residuals  # late: it reads this module's loop keys
-
         outs = save_residuals(outs, counts)
     memo: dict[int, tuple] = {}
 
@@ -100,8 +99,6 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
 def _remade(node: Node, inputs: tuple) -> Node:
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
-    from .core import remake
-
     return remake(node, inputs)
 
 
@@ -189,48 +186,50 @@ def prune(outs: list[Node], counts: dict) -> list[Node]:
     return rebuild(outs, fn)
 
 
-def _loop_key(name: str, inputs, params: dict) -> tuple:
-    """What a loop computes, ``save`` aside: its op, its inputs (by identity) and its params (bodies by identity)."""
-    items = tuple(sorted((k, id(v) if isinstance(v, Body) else v) for k, v in params.items() if k != "save"))
-    return (name, tuple(map(id, inputs)), items)
-
-
 def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
     """Each loop whose tangent loop (made by its JVP rule) is in the graph read off that tangent loop.
 
-    Runs before the bodies are rewritten: the record of which loop a tangent
-    loop belongs to (:data:`common.ops.control_rules.PRIMAL_OF`) is by body.
+    A tangent loop names its primal in its ``primal`` param (see
+    :func:`common.control.checks.primal_param`). This runs first among the
+    loop rewrites, and drops every ``primal`` param as it goes: the rewrites
+    after it change loops' inputs and outputs, which the record would no
+    longer describe.
     """
-    from common.ops.control_rules import PRIMAL_OF
-
     order = toposort(outs)
     tangent: dict = {}
+    recorded = False
     for n in order:
-        if _is_loop(n):
-            rec = PRIMAL_OF.get(n.params.get("body", n.params.get("true_body")))
-            if rec is not None:
-                params, positions, outputs = rec
-                key = _loop_key(n.op.name, [n.inputs[i] for i in positions], params)
-                tangent.setdefault(key, (n, outputs))
-    if not tangent:
+        if _is_loop(n) and n.params.get("primal") is not None:
+            recorded = True
+            pairs, positions, outputs = n.params["primal"]
+            key = loop_key(n.op.name, [n.inputs[i] for i in positions], dict(pairs))
+            tangent.setdefault(key, (n, dict(outputs)))
+    if not recorded:
         return outs
     redirect: dict[int, tuple] = {}
     for n in order:
         if _is_loop(n):
-            hit = tangent.get(_loop_key(n.op.name, n.inputs, n.params))
+            hit = tangent.get(loop_key(n.op.name, n.inputs, n.params))
             if hit is not None and hit[0] is not n and (not n.params.get("save") or hit[0].params.get("save")):
                 redirect[id(n)] = hit
-    if not redirect:
-        return outs
-    counts["loops"] = counts.get("loops", 0) + len(redirect)
+    if redirect:
+        counts["loops"] = counts.get("loops", 0) + len(redirect)
 
-    def fn(node: Node, inputs: tuple) -> Node:
-        if node.op is not None and node.op.name == "item" and id(node.inputs[0]) in redirect:
-            loop, outputs = redirect[id(node.inputs[0])]
-            return _item(loop, outputs[node.params["index"]], node.site)
+        def read_off(node: Node, inputs: tuple) -> Node:
+            if node.op is not None and node.op.name == "item" and id(node.inputs[0]) in redirect:
+                loop, outputs = redirect[id(node.inputs[0])]
+                return _item(loop, outputs[node.params["index"]], node.site)
+            return _remade(node, inputs)
+
+        outs = rebuild(outs, read_off)
+
+    def unrecorded(node: Node, inputs: tuple) -> Node:
+        if _is_loop(node) and "primal" in node.params:
+            params = {k: v for k, v in node.params.items() if k != "primal"}
+            return apply(node.op, inputs, params, site=node.site)
         return _remade(node, inputs)
 
-    return rebuild(outs, fn)
+    return rebuild(outs, unrecorded)
 
 
 def _twin_key(n: Node, shapes: _Shapes):
@@ -290,13 +289,13 @@ def _share_twins(outs: list[Node], order: list[Node], counts: dict) -> list[Node
     shapes = _Shapes()
     saving: dict = {}
     for n in order:
-        if n.op is not None and n.op.name in ("scan", "while_loop") and n.params.get("save"):
+        if n.op is not None and n.op.saving is not None and n.params.get("save"):
             saving.setdefault(_twin_key(n, shapes), []).append(n)
     if not saving:
         return outs
     mapping = {}
     for n in order:
-        if n.op is not None and n.op.name in ("scan", "while_loop") and not n.params.get("save"):
+        if n.op is not None and n.op.saving is not None and not n.params.get("save"):
             mine = shapes.outputs(n.params["body"])
             for twin in saving.get(_twin_key(n, shapes), ()):
                 if shapes.outputs(twin.params["body"])[:len(mine)] == mine:

@@ -76,13 +76,12 @@ def _body(gen, body: Body) -> str:
 
     The schedule is the body's toposort (its outputs in reverse, as at the top
     level); the memory plan and inlining are the top level's
-    (:func:`symsym.compile._straight_line`).
+    (``gen.body_source``: :func:`symsym.compile.straight_line`).
     """
-    from .compile import _straight_line  # late: compile imports this module
 
     def make(name: str) -> str:
         outs = list(body.outputs)
-        source = _straight_line(toposort(outs[::-1]), outs, list(body.inputs), gen, arrays=False)
+        source = gen.body_source(toposort(outs[::-1]), outs, list(body.inputs))
         return source.replace("def fn(", f"def {name}(", 1)
 
     return _define(gen, ("body", id(body)), "body", make)
