@@ -129,11 +129,17 @@ def tape_gradient(pt: Point) -> list:
     return [np.asarray(g.data) for g in _tape_grads(pt, create_graph=False)[1]]
 
 
+def hvp_atol(pt: Point) -> float:
+    """The absolute tolerance of a second difference: 1e-6, or its rounding error where that is larger
+    (four costs of size |c| each off by an ulp, over 4 h^2: about 2 ulp(|c|) / h^2, taken twice)."""
+    return max(1e-6, 4 * np.finfo(np.float64).eps * abs(float(pt.cost(pt.arrays))) / EPS2 ** 2)
+
+
 def check_hvp(pt: Point) -> None:
     """The tape's ``H v`` (:func:`tape_hvp`) against second differences of the reference, every block
     (the mixed ones included)."""
     for k, g, want in zip(pt.wrt, tape_hvp(pt), ref_hvp(pt)):
-        _close(g, want, f"{pt.case.id}: (H v) block x{k}", 1e-5, 1e-6)
+        _close(g, want, f"{pt.case.id}: (H v) block x{k}", 1e-5, hvp_atol(pt))
 
 
 def check_jvp(pt: Point) -> None:
@@ -163,7 +169,7 @@ def check_forward_over_reverse(pt: Point) -> None:
             return S.grad(cost, argnums=tuple(range(len(xs))), disconnected="zero")(*xs)[n]
 
         _, hv = S.jvp(block, [pt.arrays[j] for j in pt.wrt], pt.vs)
-        _close(hv, want[n], f"{pt.case.id}: forward-over-reverse (H v) block x{k}", 1e-5, 1e-6)
+        _close(hv, want[n], f"{pt.case.id}: forward-over-reverse (H v) block x{k}", 1e-5, hvp_atol(pt))
 
 
 FIRST_ORDER = (check_gradient, check_jvp)

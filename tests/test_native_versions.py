@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import NATIVE_TESTED, main
-from symsym.linkers import llvm_jit
+from symsym.linkers.llvm import jit as llvm_jit
 
 
 def test_tuning_options_are_given_only_what_the_release_names():
