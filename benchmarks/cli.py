@@ -364,9 +364,8 @@ def cmd_list(args) -> int:
     for name, p in PEERS.items():
         why = p.missing()
         state = p.version() if why is None else ("not installed" if "not installed" in why else "cannot run")
-        print(f"  {name:<14} {state:<14} {type(p).__doc__.splitlines()[0]}")
-        if why is not None and state == "cannot run":
-            print(f"  {'':<14} {'':<14} {why}")
+        what = why if state == "cannot run" else type(p).__doc__.splitlines()[0]
+        print(f"  {name:<14} {state:<14} {what}")
     return 0
 
 
