@@ -251,8 +251,8 @@ class Peer(Backend):
         ``wrt``: the indices of the arguments that will be differentiated (PyTorch marks them)."""
         return list(arrays)
 
-    def threads(self) -> dict:
-        """The library's own thread settings, as this process has them."""
+    def runtime(self) -> dict:
+        """The library's own runtime settings (threads, linker), as this process has them."""
         return {}
 
     def settings(self) -> dict:
@@ -260,7 +260,7 @@ class Peer(Backend):
         timed region holds and what stays outside it, what the one-off counts, the graph-size limit."""
         from .timing import thread_limits
 
-        out = {"version": self.version(), "mode": self.mode, "threads": self.threads(),
+        out = {"version": self.version(), "mode": self.mode, "runtime": self.runtime(),
                "blas": thread_limits().get("threadpoolctl"), "timed": self.timed_region, "outside": self.outside,
                "one_off": self.one_off_holds}
         if self.max_nodes is not None:
@@ -341,7 +341,7 @@ class Torch(Peer):
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
 
-    def threads(self):
+    def runtime(self):
         import torch
 
         return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
@@ -489,7 +489,7 @@ class Jax(Peer):
         if XLA_ONE_THREAD not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
 
-    def threads(self):
+    def runtime(self):
         return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
     def inputs(self, arrays, wrt=()):
@@ -605,7 +605,7 @@ class PyTensor(Peer):
     outside = "nothing to convert: pytensor takes numpy arrays; its outputs are numpy arrays"
     one_off_holds = "the symbolic derivative (build), pytensor.function and the first call (compile)"
 
-    def threads(self):
+    def runtime(self):
         import pytensor
 
         return {"linker": str(pytensor.compile.mode.get_mode(self.mode).linker)}
@@ -681,6 +681,13 @@ class PyTensorC(PyTensor):
         if why is None and cxx_compiler() is None:
             return f"{self.name}: PyTensor's C backend needs a C++ compiler (none of $CXX, g++, clang++, c++ found)"
         return why
+
+    def runtime(self):
+        """The linker, and the BLAS its C dot products link to: none where PyTensor found none to link
+        (a pip install, typically), and then its matrix products are its own slower loops."""
+        import pytensor
+
+        return {**super().runtime(), "blas__ldflags": pytensor.config.blas__ldflags or "none found"}
 
 
 PEERS: dict[str, Peer] = {p.name: p for p in (Torch(), TorchCompile(), Jax(), Autograd(), PyTensor(), PyTensorC())}

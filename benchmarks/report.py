@@ -222,8 +222,8 @@ def columns(results: dict) -> list[str]:
             if name in BACKENDS and BACKENDS[name].about]
 
 
-def _threads(threads) -> str:
-    return ", ".join(f"{k} {v}" for k, v in threads.items()) if isinstance(threads, dict) else str(threads)
+def _runtime(runtime) -> str:
+    return ", ".join(f"{k} {v}" for k, v in runtime.items()) if isinstance(runtime, dict) else str(runtime)
 
 
 def peer_settings(results: dict) -> list[str]:
@@ -235,7 +235,7 @@ def peer_settings(results: dict) -> list[str]:
             lines.append(f"* *{name}*: settings unavailable ({s['error']})")
             continue
         blas = ", ".join(f"{p.get('api')} {p.get('threads')}" for p in s.get("blas") or [])
-        parts = [f"mode {s.get('mode')}", f"threads: {_threads(s.get('threads')) or '-'}"
+        parts = [f"mode {s.get('mode')}", f"runtime: {_runtime(s.get('runtime')) or '-'}"
                  + (f"; BLAS: {blas}" if blas else ""),
                  f"timed: {s.get('timed')}", f"outside the timed calls: {s.get('outside')}",
                  f"one-off: {s.get('one_off')}"]

@@ -118,7 +118,7 @@ def test_jax_runs_xla_on_one_thread_set_before_jax_starts_in_its_worker():
         settings = remote.settings()
     finally:
         remote.close()
-    assert XLA_ONE_THREAD in settings["threads"]["XLA_FLAGS"]
+    assert XLA_ONE_THREAD in settings["runtime"]["XLA_FLAGS"]
     assert "device_put" in settings["outside"] and "block_until_ready" in settings["timed"]
 
 
