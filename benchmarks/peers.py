@@ -601,6 +601,7 @@ class PyTensor(Peer):
     kinds = (*Peer.kinds, "jacobian")
     max_nodes = 2000
     too_big = "pytensor recurses once per node, which would pass Python's stack"
+    trust_input = True      # the inputs are the problem's own arrays, already of the right types: no checks
     timed_region = "the compiled function on the numpy inputs (trust_input: no input checks)"
     outside = "nothing to convert: pytensor takes numpy arrays; its outputs are numpy arrays"
     one_off_holds = "the symbolic derivative (build), pytensor.function and the first call (compile)"
@@ -659,7 +660,7 @@ class PyTensor(Peer):
             t0 = time.perf_counter()
             f = pytensor.function(variables, outputs, on_unused_input="ignore", mode=self.mode)
             fwd = pytensor.function(variables, cost, on_unused_input="ignore", mode=self.mode)
-            f.trust_input = fwd.trust_input = True   # the inputs are the problem's own arrays, already right
+            f.trust_input = fwd.trust_input = self.trust_input
             compile_ = time.perf_counter() - t0
             value = np.asarray if kind == "jacobian" else float  # a Jacobian's function is a vector
             runner = peer_runner(self, lambda xs: f(*xs), lambda xs: fwd(*xs), value=value)
@@ -675,6 +676,8 @@ class PyTensorC(PyTensor):
 
     name = "pytensor-cvm"
     mode = "CVM"
+    trust_input = False     # its C code reads unchecked inputs wrongly (xor's training: a DimShuffle error)
+    timed_region = "the compiled function on the numpy inputs (its input checks included)"
 
     def missing(self):
         why = super().missing()
