@@ -52,16 +52,33 @@ class Runner:
     ``one_off`` holds the seconds paid once to get it, under the keys
     ``build`` (the derivative's graph), ``optimise``, ``compile`` and
     ``total`` (those a backend has); ``nodes`` the graph sizes ``forward``,
-    ``grad_raw`` and ``grad_opt``.
+    ``grad_raw`` and ``grad_opt``. ``staged`` maps ``"grad"`` or ``"forward"`` to
+    ``arrays -> (() -> out)`` for a backend whose calls take its own library's values
+    (tensors, device arrays): see :meth:`timed`.
     """
 
     def __init__(self, grad: Callable | None, forward: Callable | None = None,
-                 value_and_grad: Callable | None = None, one_off: dict | None = None, nodes: dict | None = None):
+                 value_and_grad: Callable | None = None, one_off: dict | None = None, nodes: dict | None = None,
+                 staged: dict[str, Callable] | None = None):
         self.grad = grad
         self.forward = forward
         self._vg = value_and_grad
         self.one_off = one_off or {}
         self.nodes = nodes or {}
+        self.staged = staged or {}
+
+    def timed(self, which: str, arrays: Arrays) -> Callable[[], object]:
+        """``which`` (``"grad"`` or ``"forward"``) on ``arrays`` as a function of nothing, to be timed.
+
+        A library's users keep their values in its own types (tensors, arrays on a device), so a
+        backend with a stage converts the numpy arrays here, once, and the timed calls are the
+        library's call alone, its outputs left in its own types (their conversion back to numpy is
+        the cross-checks' business, not the timed region's)."""
+        stage = self.staged.get(which)
+        if stage is not None:
+            return stage(arrays)
+        fn = getattr(self, which)
+        return lambda: fn(arrays)
 
     def value_and_grad(self, arrays: Arrays) -> tuple[float, list]:
         """(cost, gradient) for a training step."""

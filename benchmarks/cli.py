@@ -366,8 +366,10 @@ def cmd_list(args) -> int:
         print(f"  {name:<14} {BACKENDS[name].about}")
     print("peers:")
     for name, p in PEERS.items():
-        state = "not installed" if p.missing() else p.version()
-        print(f"  {name:<9} {state:<14} {type(p).__doc__.splitlines()[0]}")
+        why = p.missing()
+        state = p.version() if why is None else ("not installed" if "not installed" in why else "cannot run")
+        what = why if state == "cannot run" else type(p).__doc__.splitlines()[0]
+        print(f"  {name:<14} {state:<14} {what}")
     return 0
 
 
@@ -398,7 +400,8 @@ def _run_options(p) -> None:
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                    help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)} (default: all of them)")
     p.add_argument("--peers", default="installed",
-                   help="comma-separated peers (torch,jax,autograd,pytensor), 'installed' (default) or 'none'")
+                   help="comma-separated peers (torch,torch-compile,jax,autograd,pytensor-numba,pytensor-cvm), "
+                        "'installed' (default: those that can run here) or 'none'")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
                    help="table format on stdout (default: text)")
     p.add_argument("--peer-budget", type=_seconds, default=60.0, metavar="SECONDS",

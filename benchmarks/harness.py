@@ -131,8 +131,8 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     results = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                "settings": {k: v for k, v in asdict(settings).items() if k != "selection"},
                "selection": {w.name: list(sizes) for w, sizes in selection},
-               "versions": {}, "cells": [], "checks": [], "curves": [], "orders": [], "notes": [],
-               "timeline": []}
+               "versions": {}, "peer_settings": {}, "cells": [], "checks": [], "curves": [], "orders": [],
+               "notes": [], "timeline": []}
     usable = []
     for b in backends:
         why = b.missing()
@@ -152,6 +152,8 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     try:
         for b in workers:   # they import their libraries meanwhile, side by side
             b.worker.start()
+        for b in workers:
+            results["peer_settings"][b.name] = _peer_settings(b)
         with enforce_threads(1):
             for w, sizes in selection:
                 for size in sizes:
@@ -163,6 +165,14 @@ def run(selection: list[tuple[Workload, list[str]]], settings: Settings, progres
     results["wall_time"] = time.perf_counter() - t0
     derive(results)
     return results
+
+
+def _peer_settings(peer) -> dict:
+    """How a peer runs (threads, mode, what its timed region holds), as its worker reports it."""
+    try:
+        return peer.settings()
+    except Exception as e:  # a worker that cannot say: its cells will say why
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def make_problem(w: Workload, size: str) -> Problem:
@@ -309,12 +319,9 @@ def _called_once(runner, arrays: list) -> tuple[float, list]:
 
 
 def _timed(runner, which: str, arrays: list) -> Callable[[], object]:
-    """``runner.<which>(arrays)`` as a function to time; a remote runner's is sampled in its worker."""
-    timed = getattr(runner, "timed", None)
-    if timed is not None:
-        return timed(which, arrays)
-    fn = getattr(runner, which)
-    return lambda: fn(arrays)
+    """``runner.<which>(arrays)`` as a function to time (:meth:`benchmarks.backends.Runner.timed`: inputs
+    converted once, outside it); a remote runner's is sampled in its worker."""
+    return runner.timed(which, arrays)
 
 
 def _memory(runner, arrays: list) -> int:

@@ -1,18 +1,29 @@
-"""Optional peers, side by side in the same run: PyTorch, JAX, HIPS autograd, PyTensor.
+"""Optional peers, side by side in the same run: PyTorch (eager and torch.compile), JAX, HIPS autograd,
+PyTensor (its numba and C backends).
 
 A workload's cost is written once against a namespace (``fn(ns, *args)``), so
 a peer is a namespace mapping the few op names the workloads use onto its
 library, plus a :class:`~benchmarks.backends.Backend` that differentiates with
 the library's own machinery. Adding a peer is one small class. A peer that is
-not installed is skipped with a one-line note.
+not installed (or lacks what it needs, such as a C++ compiler) is skipped with
+a one-line note.
+
+Each peer is timed at its best, as its own users run it and under twograd's
+one-thread rule: one thread (XLA's too), the inputs converted to the library's
+values once, outside the timed calls, the outputs left in its types until the
+cross-checks, each compile in the one-off. Each peer says so in :meth:`Peer.settings`,
+which the report and ``results.json`` carry.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
+import shutil
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -212,12 +223,20 @@ class Peer(Backend):
 
     ``max_nodes`` bounds the graphs it is known to handle, ``too_big`` says why: a larger one is
     skipped with that reason rather than left to run into its budget (or Python's stack).
+
+    A peer is timed as its own users run it: :meth:`inputs` turns the problem's numpy arrays into the
+    library's values (tensors, device arrays) once, outside the timed region (see
+    :func:`peer_runner`), and :meth:`settings` says what the timed region holds.
     """
 
     role = "peer"
     module = ""
     max_nodes: int | None = None
     too_big = ""
+    mode = ""               # the library's mode this column runs (one peer per mode)
+    timed_region = ""       # what one timed call does
+    outside = ""            # what happens once, outside the timed calls
+    one_off_holds = ""      # what the one-off cost counts
 
     def missing(self):
         if importlib.util.find_spec(self.module) is None:
@@ -231,6 +250,30 @@ class Peer(Backend):
         except importlib.metadata.PackageNotFoundError:
             return getattr(importlib.import_module(self.module), "__version__", "")
 
+    def setup(self) -> None:
+        """What must be set before the library is first imported (its worker calls this first)."""
+
+    def inputs(self, arrays: list, wrt: tuple = ()) -> list:
+        """The problem's numpy arrays as the library's own values (numpy itself unless overridden);
+        ``wrt``: the indices of the arguments that will be differentiated (PyTorch marks them)."""
+        return list(arrays)
+
+    def runtime(self) -> dict:
+        """The library's own runtime settings (threads, linker), as this process has them."""
+        return {}
+
+    def settings(self) -> dict:
+        """How this peer is run, for the report and ``results.json``: version, mode, threads, what the
+        timed region holds and what stays outside it, what the one-off counts, the graph-size limit."""
+        from .timing import thread_limits
+
+        out = {"version": self.version(), "mode": self.mode, "runtime": self.runtime(),
+               "blas": thread_limits().get("threadpoolctl"), "timed": self.timed_region, "outside": self.outside,
+               "one_off": self.one_off_holds}
+        if self.max_nodes is not None:
+            out["max_nodes"] = f"graphs over {self.max_nodes} nodes skipped: {self.too_big}"
+        return out
+
     def check_size(self, problem) -> None:
         """Unsupported when the problem's graph is larger than this peer is known to handle."""
         if self.max_nodes is None:
@@ -240,19 +283,87 @@ class Peer(Backend):
             raise Unsupported(f"{self.name}: {n} nodes > {self.max_nodes}: {self.too_big}")
 
 
-def _timed_first_call(call, arrays):
-    """A jit's first call is its compile: time it apart from the steady state."""
+def _identity(out):
+    return out
+
+
+def _outputs(out) -> list:
+    """A derivative's outputs (one value or a tuple/list of them) as a list of numpy arrays."""
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return [np.asarray(o) for o in out]
+
+
+def peer_runner(peer: Peer, grad: Callable, forward: Callable | None, wrt: tuple = (), sync: Callable = _identity,
+                value: Callable = float, one_off: dict | None = None) -> Runner:
+    """A peer's runner from its calls on the library's own values (``grad(values)``, ``forward(values)``).
+
+    ``runner.grad(arrays)`` converts (``peer.inputs(arrays, wrt)``), calls and brings the outputs back to numpy: what
+    the cross-checks and training need. The timed functions (:meth:`Runner.timed`) convert once, when
+    made, and then only call and ``sync`` (JAX's ``block_until_ready``: its calls return before the work
+    is done), leaving the outputs in the library's types, as its users hold them.
+    """
+    def plain(call, back, marked):
+        return lambda arrays: back(sync(call(peer.inputs(arrays, marked))))
+
+    def stage(call, marked):
+        def made(arrays):
+            values = peer.inputs(arrays, marked)
+            return lambda: sync(call(values))
+        return made
+
+    staged = {"grad": stage(grad, wrt)}
+    if forward is not None:
+        staged["forward"] = stage(forward, ())
+    return Runner(plain(grad, _outputs, wrt), plain(forward, value, ()) if forward is not None else None,
+                  one_off=one_off, staged=staged)
+
+
+def _timed_first_call(runner: Runner, arrays: list, one_off: dict | None = None) -> dict:
+    """A compiled peer's first call is (the rest of) its compile: time it into the one-off."""
+    one_off = dict(one_off or {})
     t0 = time.perf_counter()
-    call(arrays)
-    return {"compile": time.perf_counter() - t0}
+    runner.grad(arrays)
+    one_off["compile"] = one_off.get("compile", 0.0) + time.perf_counter() - t0
+    one_off["total"] = one_off.get("build", 0.0) + one_off["compile"]
+    return one_off
 
 
 class Torch(Peer):
     """PyTorch eager autograd (CPU, one thread)."""
 
     name = module = "torch"
-
+    mode = "eager"
     kinds = (*Peer.kinds, "jacobian")
+    timed_region = ("the workload's function on tensors made once, then torch.autograd.grad (Hessian: "
+                    "torch.autograd.functional.hessian, vectorize=True; Jacobian: torch.func.jacfwd/jacrev); "
+                    "outputs left as tensors")
+    outside = ("torch.from_numpy of the inputs (requires_grad set) before the timed calls; outputs to numpy "
+               "after")
+    one_off_holds = "nothing to prepare (eager)"
+
+    def setup(self):
+        """One thread within ops and one between them (the latter can only be set before any parallel work)."""
+        import torch
+
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+
+    def runtime(self):
+        import torch
+
+        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+    def inputs(self, arrays, wrt=()):
+        import torch
+
+        ts = [torch.from_numpy(np.asarray(a)) for a in arrays]
+        for i in wrt:
+            ts[i].requires_grad_(True)
+        return ts
+
+    def compiled(self, torch, f: Callable) -> Callable:
+        """The function this column runs: eager, as written."""
+        return f
 
     def prepare(self, problem, kind, order=1):
         import torch
@@ -260,29 +371,83 @@ class Torch(Peer):
         torch.set_num_threads(1)
         ns, fn, idx = TorchOps(torch), problem.fn, problem.wrt_index
         if kind == "jacobian":
-            return _torch_jacobian(torch, ns, problem)
+            return _torch_jacobian(self, torch, ns, problem)
+        f = self.compiled(torch, lambda *ts: fn(ns, *ts))
+        if kind == "hessian":
+            i = idx[0]
+            grad = lambda ts: torch.autograd.functional.hessian(lambda x: f(*ts[:i], x, *ts[i + 1:]), ts[i],
+                                                                vectorize=True)
+        elif kind == "order":
+            def grad(ts):
+                out = f(*ts)
+                for _ in range(order):
+                    (out,) = torch.autograd.grad(out, [ts[idx[0]]], create_graph=True)
+                return out.detach()
+        else:
+            grad = lambda ts: torch.autograd.grad(f(*ts), [ts[i] for i in idx])
 
-        def leaves(arrays):
-            ts = [torch.from_numpy(np.asarray(a)) for a in arrays]
-            for i in idx:
-                ts[i].requires_grad_(True)
-            return ts
+        def forward(ts):
+            with torch.no_grad():
+                return f(*ts)
 
-        def grad(arrays):
-            ts = leaves(arrays)
-            if kind == "hessian":
-                i = idx[0]
-                f = lambda x: fn(ns, *ts[:i], x, *ts[i + 1:])
-                return [torch.autograd.functional.hessian(f, ts[i].detach()).numpy()]
-            out = fn(ns, *ts)
-            for _ in range(order if kind == "order" else 1):
-                wrt = [ts[i] for i in idx]
-                gs = torch.autograd.grad(out, wrt, create_graph=kind == "order")
-                out = gs[0]
-            return [out.detach().numpy()] if kind == "order" else [g.numpy() for g in gs]
+        return peer_runner(self, grad, forward, idx, value=lambda out: float(out))
 
-        forward = lambda arrays: float(fn(ns, *[torch.from_numpy(np.asarray(a)) for a in arrays]))
-        return Runner(grad, forward)
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend (inductor) would build with: ``$CXX``, else the first
+    of g++, clang++, c++ on the PATH; None when there is none (then torch.compile cannot run here)."""
+    cxx = os.environ.get("CXX")
+    if cxx:
+        return shutil.which(cxx)
+    return next((path for path in map(shutil.which, ("g++", "clang++", "c++")) if path), None)
+
+
+class TorchCompile(Torch):
+    """PyTorch with torch.compile (inductor, CPU, one thread): the compile in the one-off."""
+
+    name = "torch-compile"
+    mode = "torch.compile (inductor, default mode)"
+    kinds = ("grad", "hessian", "train")
+    max_nodes = 2000
+    too_big = ("torch.compile traces the unrolled Python loop, and inductor's compile grows with it "
+               "(a 1000-deep chain takes tens of seconds)")
+    timed_region = ("the compiled function (its backward compiled by AOTAutograd) on tensors made once, then "
+                    "torch.autograd.grad (Hessian: torch.func.hessian compiled whole); outputs left as tensors")
+    one_off_holds = "tracing and inductor's C++ compile (the first call)"
+
+    def missing(self):
+        why = super().missing()
+        if why is None and cxx_compiler() is None:
+            return (f"{self.name}: torch.compile cannot run here: its CPU backend (inductor) needs a C++ "
+                    "compiler (none of $CXX, g++, clang++, c++ found)")
+        return why
+
+    def compiled(self, torch, f):
+        return torch.compile(f)
+
+    def prepare(self, problem, kind, order=1):
+        if kind not in self.kinds:
+            raise Unsupported(f"{self.name}: no {kind} (double backward through a compiled function is not "
+                              "supported; the torch column has it)" if kind == "order"
+                              else f"{self.name}: no {kind} (the torch column has it)")
+        self.check_size(problem)
+        import torch
+
+        if kind == "hessian":   # compiled whole: double backward through a compiled function is not supported
+            torch.set_num_threads(1)
+            ns, fn, i = TorchOps(torch), problem.fn, problem.wrt_index[0]
+            h = torch.compile(torch.func.hessian(lambda x, ts: fn(ns, *ts[:i], x, *ts[i + 1:])))
+            runner = peer_runner(self, lambda ts: h(ts[i], ts), None)
+        else:
+            runner = super().prepare(problem, kind, order)
+        try:
+            runner.one_off = _timed_first_call(runner, problem.arrays)
+        except Exception as e:
+            if type(e).__module__.startswith("torch._dynamo") or type(e).__name__ == "InductorError":
+                raise Unsupported(f"{self.name}: torch.compile fails on this workload "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            raise
+        return runner
 
 
 def _jacobian_mode(peer: str, problem) -> str:
@@ -299,29 +464,49 @@ def _at(fn, ns, i: int):
     return lambda x, args: fn(ns, *args[:i], x, *args[i + 1:])
 
 
-def _torch_jacobian(torch, ns, problem) -> Runner:
+def _torch_jacobian(peer: Peer, torch, ns, problem) -> Runner:
     """``torch.func.jacfwd`` (a batch of dual-number tangents) or ``jacrev`` (vmap over vjp) of the
     workload's function of its one ``wrt`` argument."""
     i = problem.wrt_index[0]
-    transform = {"forward": torch.func.jacfwd, "reverse": torch.func.jacrev}[_jacobian_mode("torch", problem)]
+    transform = {"forward": torch.func.jacfwd, "reverse": torch.func.jacrev}[_jacobian_mode(peer.name, problem)]
     jac, f = transform(_at(problem.fn, ns, i)), _at(problem.fn, ns, i)
-    tensors = lambda arrays: [torch.from_numpy(np.asarray(a)) for a in arrays]
-    return Runner(lambda arrays: (lambda ts: [jac(ts[i], ts).numpy()])(tensors(arrays)),
-                  lambda arrays: (lambda ts: f(ts[i], ts).numpy())(tensors(arrays)))
+    return peer_runner(peer, lambda ts: jac(ts[i], ts), lambda ts: f(ts[i], ts), value=np.asarray)
+
+
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 class Jax(Peer):
-    """JAX ``jit(grad)``, float64; the first call (tracing + XLA compile) is the one-off."""
+    """JAX ``jit(grad)``, float64, XLA on one thread, inputs on the device; the compile is the one-off."""
 
     name = module = "jax"
+    mode = "jit, float64 (jax_enable_x64), CPU"
     max_nodes = 2000
     too_big = ("XLA's compile time grows faster than the unrolled graph (tanh chains 500/1000/2000 deep: "
                "5/16/89 s; a 4612-node LSTM: over 5 min)")
+    timed_region = "the jitted derivative on device arrays, then jax.block_until_ready on its outputs"
+    outside = "jax.device_put of the inputs before the timed calls; outputs to numpy after"
+    one_off_holds = "tracing and XLA's compile (the first call)"
 
     kinds = (*Peer.kinds, "jacobian")
 
+    def setup(self):
+        """XLA's CPU thread pool to one thread, as twograd's BLAS: XLA reads the flags when JAX starts."""
+        flags = os.environ.get("XLA_FLAGS", "")
+        if XLA_ONE_THREAD not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+
+    def runtime(self):
+        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+    def inputs(self, arrays, wrt=()):
+        import jax
+
+        return [jax.device_put(a) for a in arrays]
+
     def prepare(self, problem, kind, order=1):
         self.check_size(problem)
+        self.setup()   # in this process too, in case JAX is not imported yet (a worker did it first)
         import jax
 
         jax.config.update("jax_enable_x64", True)
@@ -342,23 +527,15 @@ class Jax(Peer):
                 d = jax.grad(d, argnums=idx[0])
         else:
             d = jax.grad(f, argnums=tuple(idx))
-        d = jax.jit(d)
-        jf = jax.jit(f)
-
-        def grad(arrays):
-            out = d(*arrays)
-            out = out if isinstance(out, tuple) else (out,)
-            return [np.asarray(o.block_until_ready()) for o in out]
-
-        value = (lambda out: np.asarray(out.block_until_ready())) if kind == "jacobian" else float  # a vector
-        runner = Runner(grad, lambda arrays: value(jf(*arrays)))
+        d, jf = jax.jit(d), jax.jit(f)
+        value = np.asarray if kind == "jacobian" else float  # a Jacobian's function is a vector
+        runner = peer_runner(self, lambda xs: d(*xs), lambda xs: jf(*xs), sync=jax.block_until_ready, value=value)
         try:
-            runner.one_off = _timed_first_call(grad, problem.arrays)
+            runner.one_off = _timed_first_call(runner, problem.arrays)
         except ValueError as e:
             if JAX_WHILE_REVERSE not in str(e):
                 raise
             raise Unsupported("jax: reverse mode through lax.while_loop is not supported (JAX refuses it)") from None
-        runner.one_off["total"] = runner.one_off["compile"]
         return runner
 
 
@@ -366,7 +543,11 @@ class Autograd(Peer):
     """HIPS autograd: a tape of numpy calls, re-recorded on every call."""
 
     name = module = "autograd"
+    mode = "tape re-recorded per call"
     kinds = (*Peer.kinds, "jacobian")
+    timed_region = "the whole call on the numpy inputs: recording the tape and sweeping it"
+    outside = "nothing to convert: autograd takes and returns numpy arrays"
+    one_off_holds = "nothing to prepare"
 
     def prepare(self, problem, kind, order=1):
         import autograd
@@ -380,7 +561,7 @@ class Autograd(Peer):
 
         ns, fn, idx = NumpyLike(anp, logsumexp), problem.fn, problem.wrt_index
         if kind == "jacobian":
-            return _autograd_jacobian(autograd, ns, problem)
+            return _autograd_jacobian(self, autograd, ns, problem)
 
         def grad(arrays):
             def at(values):
@@ -389,18 +570,18 @@ class Autograd(Peer):
                     full[i] = v
                 return fn(ns, *full)
             if kind == "hessian":
-                return [autograd.hessian(lambda x: at((x,)))(arrays[idx[0]])]
+                return autograd.hessian(lambda x: at((x,)))(arrays[idx[0]])
             if kind == "order":
                 d = lambda x: at((x,))
                 for _ in range(order):
                     d = autograd.grad(d)
-                return [np.asarray(d(arrays[idx[0]]))]
-            return list(autograd.grad(lambda values: at(values))(tuple(arrays[i] for i in idx)))
+                return d(arrays[idx[0]])
+            return autograd.grad(lambda values: at(values))(tuple(arrays[i] for i in idx))
 
-        return Runner(grad, lambda arrays: float(fn(ns, *arrays)))
+        return peer_runner(self, grad, lambda arrays: fn(ns, *arrays))
 
 
-def _autograd_jacobian(autograd, ns, problem) -> Runner:
+def _autograd_jacobian(peer: Peer, autograd, ns, problem) -> Runner:
     """autograd has no batched transforms: forward mode is one ``make_jvp`` pass per column (its JVP
     rules, true forward mode), reverse mode ``autograd.jacobian``, one backward pass per row."""
     i, mode = problem.wrt_index[0], _jacobian_mode("autograd", problem)
@@ -409,22 +590,33 @@ def _autograd_jacobian(autograd, ns, problem) -> Runner:
     def jacobian(arrays):
         x, args = arrays[i], list(arrays)
         if mode == "reverse":
-            return [autograd.jacobian(lambda v: at(v, args))(x)]
+            return autograd.jacobian(lambda v: at(v, args))(x)
         push = autograd.make_jvp(lambda v: at(v, args))(x)
         cols = [push(e.reshape(x.shape))[1] for e in np.eye(x.size, dtype=x.dtype)]
         y = np.asarray(cols[0]) if cols else np.asarray(at(x, args))
-        return [np.stack(cols, axis=-1).reshape(y.shape + x.shape)]
+        return np.stack(cols, axis=-1).reshape(y.shape + x.shape)
 
-    return Runner(jacobian, lambda arrays: np.asarray(at(arrays[i], list(arrays))))
+    return peer_runner(peer, jacobian, lambda arrays: at(arrays[i], list(arrays)), value=np.asarray)
 
 
 class PyTensor(Peer):
-    """PyTensor (Theano's heir): symbolic grad, then a compiled function."""
+    """PyTensor in its default mode (numba, in PyTensor 3): symbolic grad, then a compiled function."""
 
-    name = module = "pytensor"
+    name = "pytensor-numba"
+    module = "pytensor"
+    mode = "NUMBA"          # pytensor.function's mode: PyTensor 3's default linker
     kinds = (*Peer.kinds, "jacobian")
     max_nodes = 2000
     too_big = "pytensor recurses once per node, which would pass Python's stack"
+    trust_input = True      # the inputs are the problem's own arrays, already of the right types: no checks
+    timed_region = "the compiled function on the numpy inputs (trust_input: no input checks)"
+    outside = "nothing to convert: pytensor takes numpy arrays; its outputs are numpy arrays"
+    one_off_holds = "the symbolic derivative (build), pytensor.function and the first call (compile)"
+
+    def runtime(self):
+        import pytensor
+
+        return {"linker": str(pytensor.compile.mode.get_mode(self.mode).linker)}
 
     def prepare(self, problem, kind, order=1):
         import pytensor
@@ -452,8 +644,8 @@ class PyTensor(Peer):
                 raise Unsupported("pytensor: the workloads' convolution and pooling are not spelled for pytensor")
 
         self.check_size(problem)
-        if kind == "jacobian" and _jacobian_mode("pytensor", problem) == "forward":
-            raise Unsupported("pytensor: no forward-mode Jacobian (its R-op pushes one tangent per graph)")
+        if kind == "jacobian" and _jacobian_mode(self.name, problem) == "forward":
+            raise Unsupported(f"{self.name}: no forward-mode Jacobian (its R-op pushes one tangent per graph)")
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 50 * self.max_nodes))  # PyTensor's documented workaround
         try:
@@ -462,7 +654,7 @@ class PyTensor(Peer):
             try:
                 cost = problem.fn(Ops(), *variables)
             except TypeError as e:  # the model needs a static dim as a Python int; pytensor's are symbolic
-                raise Unsupported(f"pytensor: the model needs static shapes as ints ({e})") from None
+                raise Unsupported(f"{self.name}: the model needs static shapes as ints ({e})") from None
             wrt = [variables[i] for i in problem.wrt_index]
             if kind == "hessian":
                 outputs = [pytensor.gradient.hessian(cost, wrt[0])]
@@ -477,22 +669,45 @@ class PyTensor(Peer):
                 outputs = pytensor.grad(cost, wrt)
             build = time.perf_counter() - t0
             t0 = time.perf_counter()
-            f = pytensor.function(variables, outputs, on_unused_input="ignore")
-            fwd = pytensor.function(variables, cost, on_unused_input="ignore")
+            f = pytensor.function(variables, outputs, on_unused_input="ignore", mode=self.mode)
+            fwd = pytensor.function(variables, cost, on_unused_input="ignore", mode=self.mode)
+            f.trust_input = fwd.trust_input = self.trust_input
+            compile_ = time.perf_counter() - t0
+            value = np.asarray if kind == "jacobian" else float  # a Jacobian's function is a vector
+            runner = peer_runner(self, lambda xs: f(*xs), lambda xs: fwd(*xs), value=value)
+            runner.forward(problem.arrays)   # numba compiles on the first call: the forward's in no timing
+            runner.one_off = _timed_first_call(runner, problem.arrays, {"build": build, "compile": compile_})
         finally:
             sys.setrecursionlimit(limit)
-        one_off = {"build": build, "compile": time.perf_counter() - t0}
-        one_off["total"] = build + one_off["compile"]
-        value = np.asarray if kind == "jacobian" else float  # a Jacobian's function is a vector
-        return Runner(lambda arrays: [np.asarray(o) for o in f(*arrays)], lambda arrays: value(fwd(*arrays)),
-                      one_off=one_off)
+        return runner
 
 
-PEERS: dict[str, Peer] = {p.name: p for p in (Torch(), Jax(), Autograd(), PyTensor())}
+class PyTensorC(PyTensor):
+    """PyTensor through its C backend (C ops run by its C virtual machine, PyTensor 2's default)."""
+
+    name = "pytensor-cvm"
+    mode = "CVM"
+    trust_input = False     # its C code reads unchecked inputs wrongly (xor's training: a DimShuffle error)
+    timed_region = "the compiled function on the numpy inputs (its input checks included)"
+
+    def missing(self):
+        why = super().missing()
+        if why is None and cxx_compiler() is None:
+            return f"{self.name}: PyTensor's C backend needs a C++ compiler (none of $CXX, g++, clang++, c++ found)"
+        return why
+
+    def runtime(self):
+        """The linker, and the BLAS its C dot products link to: none where PyTensor found none to link
+        (a pip install, typically), and then its matrix products are its own slower loops."""
+        import pytensor
+
+        return {**super().runtime(), "blas__ldflags": pytensor.config.blas__ldflags or "none found"}
+
+
+PEERS: dict[str, Peer] = {p.name: p for p in (Torch(), TorchCompile(), Jax(), Autograd(), PyTensor(), PyTensorC())}
 BACKENDS.update(PEERS)
 
 
 def installed() -> list[str]:
-    """Names of the peers importable here."""
+    """Names of the peers that can run here (installed, and what they need found)."""
     return [name for name, p in PEERS.items() if p.missing() is None]
-

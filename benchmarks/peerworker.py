@@ -26,6 +26,7 @@ import importlib
 import itertools
 import multiprocessing
 import pickle
+import time
 import traceback
 from collections.abc import Callable
 
@@ -65,6 +66,11 @@ class _Served:
         self.peer = peer
         self.cell: tuple | None = None
         self.runners: dict[int, tuple[Runner, object]] = {}
+        self.staged: dict[tuple[int, str], Callable[[], object]] = {}
+
+    def describe(self) -> dict:
+        """The peer's settings as this process runs it (threads, mode, what its timed region holds)."""
+        return self.peer.settings()
 
     def prepare(self, rid: int, module: str, workload: str, size: str, args: dict, kind: str,
                 order: int) -> dict:
@@ -73,6 +79,7 @@ class _Served:
 
         if (workload, size) != self.cell:   # a new cell: the previous cell's runners go
             self.runners.clear()
+            self.staged.clear()
             self.cell = (workload, size)
         importlib.import_module(module)      # the module that registers the workload (tests add their own)
         problem = get(workload).make(size)
@@ -94,13 +101,19 @@ class _Served:
             return float(out[0]), [np.asarray(g) for g in out[1]]
         return float(out) if which == "forward" else [np.asarray(o) for o in out]
 
-    def sample(self, rid: int, which: str, number: int) -> float:
-        """Seconds per call over ``number`` calls, the collector off (as the main process times)."""
-        fn, arrays = self._target(rid, which)
+    def sample(self, rid: int, which: str, number: int, clock: Callable[[], float] = time.perf_counter) -> float:
+        """Seconds per call over ``number`` calls, the collector off (as the main process times). The
+        function timed is the runner's :meth:`~benchmarks.backends.Runner.timed`, made on the first
+        sample and kept: its inputs are converted to the peer's own values once, outside every sample."""
+        key = (rid, which)
+        if key not in self.staged:
+            runner, problem = self.runners[rid]
+            self.staged[key] = runner.timed(which, problem.arrays)
+        fn = self.staged[key]
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return per_call(lambda: fn(arrays), number)
+            return per_call(fn, number, clock)
         finally:
             if enabled:
                 gc.enable()
@@ -147,6 +160,7 @@ def serve(conn, peer: Backend) -> None:
     from .workloads import load_all
 
     try:
+        peer.setup()    # what the library reads once, at import (JAX's XLA_FLAGS)
         importlib.import_module(peer.module)
         load_all()
     except BaseException as e:
@@ -286,6 +300,10 @@ class Remote(Backend):
 
     def version(self) -> str:
         return self.peer.version()
+
+    def settings(self) -> dict:
+        """The peer's settings as its worker runs it."""
+        return self.worker.request("describe")
 
     def prepare(self, problem, kind: str, order: int = 1) -> Runner:
         """The peer prepared and called once in its worker, within the budget; a graph the peer is known

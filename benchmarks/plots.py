@@ -19,8 +19,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 
 STYLE = {"hand": ("k", "o", "--"), "symnum": ("tab:blue", "s", "-"), "symnum-static": ("tab:cyan", "d", "-."),
          "symsym": ("tab:orange", "^", "-"), "symsym-numba": ("tab:olive", "<", "-"),
-         "torch": ("tab:red", "v", ":"), "jax": ("tab:green", "D", ":"), "autograd": ("tab:purple", "P", ":"),
-         "pytensor": ("tab:brown", "X", ":")}
+         "torch": ("tab:red", "v", ":"), "torch-compile": ("tab:pink", "v", "--"), "jax": ("tab:green", "D", ":"),
+         "autograd": ("tab:purple", "P", ":"), "pytensor-numba": ("tab:brown", "X", ":"),
+         "pytensor-cvm": ("tab:gray", "X", "--")}
 
 
 class ResultsError(ValueError):

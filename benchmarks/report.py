@@ -222,6 +222,29 @@ def columns(results: dict) -> list[str]:
             if name in BACKENDS and BACKENDS[name].about]
 
 
+def _runtime(runtime) -> str:
+    return ", ".join(f"{k} {v}" for k, v in runtime.items()) if isinstance(runtime, dict) else str(runtime)
+
+
+def peer_settings(results: dict) -> list[str]:
+    """One markdown bullet per peer that ran: its version, mode, threads, what its timed region holds
+    and what stays outside it, what its one-off counts and the graphs it skips."""
+    lines = []
+    for name, s in results.get("peer_settings", {}).items():
+        if "error" in s:
+            lines.append(f"* *{name}*: settings unavailable ({s['error']})")
+            continue
+        blas = ", ".join(f"{p.get('api')} {p.get('threads')}" for p in s.get("blas") or [])
+        parts = [f"mode {s.get('mode')}", f"runtime: {_runtime(s.get('runtime')) or '-'}"
+                 + (f"; BLAS: {blas}" if blas else ""),
+                 f"timed: {s.get('timed')}", f"outside the timed calls: {s.get('outside')}",
+                 f"one-off: {s.get('one_off')}"]
+        if s.get("max_nodes"):
+            parts.append(s["max_nodes"])
+        lines.append(f"* *{name}* {s.get('version', '')}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def markdown_report(results: dict, plots: list[str]) -> str:
     """The whole run as one markdown page: settings, tables, every check, the plots."""
     m = results["machine"]
@@ -242,6 +265,9 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         "*break-even* is "
         "how many evaluations make symsym cheaper overall than symnum (the define-by-run tape, which pays "
         "nothing up front).", "", *columns(results), ""]
+    peers = peer_settings(results)
+    if peers:
+        head += ["Each peer at its best, under the same one-thread rule:", "", *peers, ""]
     body = render(tables(results, checks="all"), "markdown")
     figs = ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
     return "\n".join(head) + "\n" + body + "\n".join(figs) + "\n"

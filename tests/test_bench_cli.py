@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -31,7 +32,7 @@ def bench_run(tmp_path_factory):
     """One tiny ``python -m benchmarks bench`` in a fresh process (as a user runs it; stderr is a pipe)."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "bench", *TINY, "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     return proc, out
 
 
@@ -104,7 +105,8 @@ def test_bench_prints_a_line_per_finished_cell_when_stderr_is_not_a_terminal(ben
     for c in cells:
         assert any(f"] {c['workload']} {c['size']} {c['backend']}: " in line for line in lines), c
     assert lines[-1].startswith(f"[{len(lines)}/{len(lines)} ")
-    assert "\r" not in proc.stderr and "#" not in proc.stderr   # no bar into a pipe
+    # no bar into a pipe (a '#' alone may come from a peer's warning: PyTensor's links to its docs)
+    assert "\r" not in proc.stderr and not re.search(r"\[[#.]{30}\]", proc.stderr)
 
 
 def test_plot_redraws_from_the_json(bench_run, tmp_path):
@@ -167,7 +169,7 @@ def test_list_names_workloads_backends_and_peers_with_their_versions(capsys):
     assert set(peer_lines) == set(PEERS)
     for name, line in peer_lines.items():
         if name in PEERS_HERE:
-            assert version(name) in line and "not installed" not in line
+            assert version(PEERS[name].module) in line and "not installed" not in line
         else:
             assert "not installed" in line
 
