@@ -69,10 +69,11 @@ from .vforms import MATH_CALL
 __all__ = ["CHUNK_WORK", "MAX_LOOP_NODES", "MAX_SAVED_STEPS", "SavedStepsError", "eligible", "loop_source",
            "lower_scans", "saved_steps_limit"]
 
-#: the most body nodes compiled as loop kernels for one graph (their sum over the loops; measured cold,
-#: numba compiles a loop body at 1.2-2.6 ms a node, so 1,000 nodes are 1.2-2.6 s and a graph of four
-#: 1,000-node loops stays within about 3 s); past it, smallest loops first, a loop keeps the numpy path
-MAX_LOOP_NODES = 1_000
+#: the most body nodes compiled as loop kernels for one graph (their sum over the loops). Measured cold,
+#: numba compiles a loop body at 1.2-2.6 ms a node after about a second of its own start, so these cost
+#: 0.6-1.3 s and a graph's function() stays within about 3 s however many loops it has; the loops are
+#: taken smallest first, and one past what is left keeps the numpy path
+MAX_LOOP_NODES = 500
 #: body nodes evaluated per kernel call (a chunk of steps: a few milliseconds at most, one call of overhead,
 #: about a microsecond, per 10^6 node evaluations); between two chunks Python sees Ctrl-C
 CHUNK_WORK = 1 << 20
