@@ -101,6 +101,62 @@ def test_compiled_loops_that_never_end_stop_on_ctrl_c():
             proc.wait()
 
 
+def recurrence(h, xs, reverse):
+    """h -> tanh(0.9 h + x) + 0.1 sin(h) over xs, stacking h * x."""
+    return T.scan(lambda c, x: ((T.tanh(c[0] * 0.9 + x) + T.sin(c[0]) * 0.1,), c[0] * x), (h,), xs, reverse=reverse)
+
+
+def recurrence_numpy(h, xs, reverse):
+    ys = np.empty(len(xs))
+    for t in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
+        ys[t] = h * xs[t]
+        h = np.tanh(h * 0.9 + xs[t]) + np.sin(h) * 0.1
+    return h, ys
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_loops_run_in_chunks_give_the_values_of_one_run(monkeypatch, rng, reverse):
+    """With chunks of a few steps (the stacks and sequences cut into slices, a while loop's saved carries
+    grown between chunks), a scan, its gradient's reverse scan and a saving while loop give the plain-numpy
+    values, at lengths that are not a multiple of the chunk."""
+    monkeypatch.setattr(scan_kernels, "CHUNK_WORK", 20)  # 2-3 steps a chunk
+    h, xs = T.var("h", ()), T.var("xs", (None,))
+    (last,), ys = recurrence(h, xs, reverse)
+    a, step = T.var("a", ()), T.var("step", ())
+    c, k = counting(a, step)
+    outs = [last, ys, *grad(last + T.sum(ys), [h, xs]), c, k, grad(c * c, step)]
+    f = function([h, xs, a, step], outs, linker="numba")
+    assert f.source.count("# scan_kernel") == 3 and f.source.count("# while_loop_kernel") == 1  # (3: its reverse)
+    ref = function([h, xs, a, step], outs)
+    value = function([h, xs], last + T.sum(ys))
+    for n in (0, 1, 2, 3, 37):
+        vals = [np.asarray(0.3), rng.standard_normal(n), np.asarray(40.0 + n), np.asarray(1.0)]
+        got = f(*vals)
+        want_h, want_ys = recurrence_numpy(0.3, vals[1], reverse)
+        np.testing.assert_allclose(got[0], want_h, rtol=1e-13)
+        np.testing.assert_allclose(got[1], want_ys, rtol=1e-13)
+        np.testing.assert_allclose(got[2], central(lambda v: value(v, vals[1]), vals[0]), rtol=1e-6)
+        if n:
+            np.testing.assert_allclose(got[3], central(lambda v: value(vals[0], v), vals[1]), rtol=1e-6, atol=1e-9)
+        assert float(got[4]) == float(got[5]) == 40.0 + n  # 40 + n steps of 1 from 0
+        np.testing.assert_allclose(got[6], 2 * (40.0 + n) ** 2, rtol=1e-15)
+        for g, w in zip(got, ref(*vals)):
+            np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def central(fn, x, eps: float = 1e-6):
+    """The derivative of the scalar ``fn`` at ``x`` by central differences, entry by entry, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty(x.shape)
+    for i in np.ndindex(*x.shape):
+        up, down = x.copy(), x.copy()
+        h = eps * max(1.0, abs(float(x[i])))
+        up[i] += h
+        down[i] -= h
+        out[i] = (float(fn(up)) - float(fn(down))) / (2 * h)
+    return out
+
+
 # ---------------------------------------------------------------------------- the cap on saved steps
 
 def counting(a, step):
@@ -229,6 +285,7 @@ def test_an_llvm_compile_that_raises_keeps_the_numpy_path_with_one_warning(monke
         f = function([w], outs, linker="numba")
     fallbacks = _fallbacks(record)
     assert len(fallbacks) == 1 and "size_level" in str(fallbacks[0].message)
+    assert fallbacks[0].filename == __file__  # the warning points at the user's call of function()
     assert "LLVM IR" not in f.source
     v = 0.45
     inner = np.sin(np.sin(v) * 1.7311) + 0.2113
@@ -275,7 +332,8 @@ def test_a_linker_that_raises_while_lowering_leaves_every_node_to_numpy(monkeypa
 
     monkeypatch.setattr(numba_linker, "lower", broken)
     x = T.var("x", (7,))
-    with pytest.warns(RuntimeWarning, match="IndexError: a lowering bug"):
+    with pytest.warns(RuntimeWarning, match="IndexError: a lowering bug") as record:
         f = function([x], T.sin(x) * 2.0 + 1.0, linker="numba")
+    assert record[0].filename == __file__
     xv = rng.standard_normal(7)
     np.testing.assert_allclose(f(xv), np.sin(xv) * 2.0 + 1.0, rtol=1e-15)

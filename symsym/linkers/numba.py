@@ -133,7 +133,7 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         warnings.warn(f"symsym.function(linker='numba'): {failed[0]}{more}; the numpy path runs there instead "
-                      "(the same values, without the compiled speed)", CompileFallbackWarning, stacklevel=5)
+                      "(the same values, without the compiled speed)", CompileFallbackWarning, stacklevel=6)
     return lowered
 
 

@@ -158,11 +158,13 @@ def _writable(n: Node) -> bool:
 
 
 def loop_source(node: Node) -> str:
-    """The kernel module for an :func:`eligible` loop. A scan's is ``kernel(lo, hi, <stacks>, a0, ...)``: steps
-    ``lo`` to ``hi`` (down, for a reverse scan) written into the stacks the runner allocated, returning the
-    carries; a while loop's is ``kernel(t, stop, <stacks>, a0, ...)``: from step ``t``, until the condition
-    fails (tested at ``stop`` too) or step ``stop``, returning ``(done, t, *carries)``. ``a0, ...`` are the
-    loop's inputs but its 0-d constants other than the carries (literals in the source)."""
+    """The kernel module for an :func:`eligible` loop, run on one chunk of steps. A scan's is
+    ``kernel(n, <stacks>, a0, ...)``: ``n`` steps (down, for a reverse scan), the stacks and sequences being
+    the chunk's own (views the runner cuts), returning the carries; a while loop's is
+    ``kernel(stop, <stacks>, a0, ...)``: until the condition fails (tested at ``stop`` too) or ``stop``
+    steps, the stacks starting at the chunk's first step, returning ``(done, steps, *carries)``. ``a0, ...``
+    are the loop's inputs but its 0-d constants other than the carries (literals in the source). Each chunk
+    counts its steps from 0, so numba knows every index is non-negative (no wraparound test per access)."""
     p, ins = node.params, node.inputs
     nc, nx = p["ncarry"], p.get("nx", 0)
     body = p["body"]
@@ -171,7 +173,7 @@ def loop_source(node: Node) -> str:
         names.update({id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
                       for k, v in enumerate(b.inputs)})
     passed = _passed(node)
-    bounds = "lo, hi" if node.op.name == "scan" else "t, stop"
+    bounds = "n" if node.op.name == "scan" else "stop"
     lines = [f"def kernel({', '.join([bounds, *[s for s, _ in _stacks(node)], *[f'a{k}' for k in passed]])}):"]
     lines += [f"    {names[id(v)]} = {f'a{k}' if k < nc else f'as_scalar(a{k})' if k in passed else _known(ins[k])}"
               for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
@@ -227,9 +229,9 @@ class _Writer:
 
 
 def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
-    """The scan's steps ``lo`` to ``hi`` (either way) and its return."""
+    """The scan's ``n`` steps (either way) and its return."""
     p, nc, nx = node.params, node.params["ncarry"], node.params.get("nx", 0)
-    lines = [f"    for t in {'range(hi - 1, lo - 1, -1)' if p.get('reverse') else 'range(lo, hi)'}:"]
+    lines = [f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:"]
     step = [f"s{k}[t] = c{k}" for k in range(nc)] if p.get("save") else []
     step += [f"x{j} = a{nc + j}[t]" for j in range(nx)]
     statements, outs = write(p["body"])
@@ -240,9 +242,9 @@ def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
 
 
 def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
-    """The while loop from step ``t``: test; stop if false, or at step ``stop``; save the carry-ins; step."""
+    """The while loop's chunk: test; stop if false, or after ``stop`` steps; save the carry-ins; step."""
     p = node.params
-    lines = ["    done = False", "    while True:"]
+    lines = ["    done = False", "    t = 0", "    while True:"]
     test, (pred,) = write(p["cond_body"])
     step = test + [f"if not {pred}:", "    done = True", "    break", "if t == stop:", "    break"]
     if p.get("save"):
@@ -300,7 +302,7 @@ def _kernel_call(node: Node, steps: int, j: int, sources: list[str]) -> Node:
     nc = node.params["ncarry"]
     carries = [types.float64 if c.dtype == _F8 else types.boolean for c in node.inputs[:nc]]
     stacks = [types.Array(types.float64 if d == _F8 else types.boolean, 1, "C") for _, d in _stacks(node)]
-    precompile(fn, [node.inputs[k] for k in passed[nc:]], lead=(types.intp, types.intp, *stacks, *carries))
+    precompile(fn, [node.inputs[k] for k in passed[nc:]], lead=(types.intp, *stacks, *carries))
     name = f"{node.op.name}_kernel{j}"
     args = [node.inputs[k] for k in passed]
     op = driver_op(name, impl=_runner(fn, node, args, steps))
@@ -341,11 +343,15 @@ def _runner(fn, node: Node, args: list[Node], steps: int):
             stacks = [np.empty(size, d) for d in dtypes]
             limit = saved_steps_limit() if save else -1
             while True:
-                stop = t + chunk if bound < 0 else min(t + chunk, bound)
-                if save and stop > size:
-                    stacks, size = _grown(stacks, t, size, stop, limit)
-                    stop = min(stop, size)
-                done, t, *carries = fn(t, stop, *stacks, *carries, *rest)
+                stop = chunk if bound < 0 else min(chunk, bound - t)
+                views = stacks
+                if save:
+                    if t + stop > size:
+                        stacks, size = _grown(stacks, t, size, t + stop, limit)
+                        stop = min(stop, size - t)
+                    views = stacks if t == 0 else [a[t:] for a in stacks]
+                done, steps, *carries = fn(stop, *views, *carries, *rest)
+                t += steps
                 if done or t == bound:
                     break
                 if t == limit:
@@ -362,21 +368,16 @@ def _runner(fn, node: Node, args: list[Node], steps: int):
                     raise ValueError(MISMATCH)
             carries, rest = start(values)
             stacks = [np.empty(n, d) for d in dtypes]
-            for lo, hi in (_chunks_down(n, chunk) if reverse else _chunks_up(n, chunk)):
-                carries = fn(lo, hi, *stacks, *carries, *rest)
+            if n <= chunk:
+                carries = fn(n, *stacks, *carries, *rest)
+            else:  # each chunk on its own slices of the stacks and sequences
+                for lo in (range(n - (n - 1) % chunk - 1, -1, -chunk) if reverse else range(0, n, chunk)):
+                    hi = min(n, lo + chunk)
+                    carries = fn(hi - lo, *[a[lo:hi] for a in stacks], *carries,
+                                 *[x[lo:hi] for x in rest[:nx]], *rest[nx:])
             return (*[s(c) for s, c in zip(scalars, carries)], *stacks)
 
     return run
-
-
-def _chunks_up(n: int, chunk: int):
-    for lo in range(0, n, chunk):
-        yield lo, min(n, lo + chunk)
-
-
-def _chunks_down(n: int, chunk: int):
-    for hi in range(n, 0, -chunk):
-        yield max(0, hi - chunk), hi
 
 
 def _grown(stacks: list, t: int, size: int, stop: int, limit: int) -> tuple[list, int]:
