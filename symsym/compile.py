@@ -21,9 +21,11 @@ the same schedule and memory plan through a table-driven loop instead.
 from __future__ import annotations
 
 import builtins
+import gc
 import itertools
 import re
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,7 +37,7 @@ from common.graph import Node, toposort
 from common.ops import Kind
 
 from . import emit, loop_source
-from .linkers import get_linker
+from .linkers import Lowered, get_linker
 from .linkers.lowering import lowering
 from .rewrite import optimized_order
 
@@ -352,11 +354,25 @@ def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None
     (:mod:`symsym.linkers`) lowers the schedule: ``"numpy"`` runs every node
     as a numpy call, ``"numba"`` fuses elementwise regions into compiled loops.
     """
+    collect = gc.isenabled()
     with paused_gc():
-        return _function(inputs, outputs, optimize, passes, fast_math, linker)
+        return _function(inputs, outputs, optimize, passes, fast_math, linker, collect)
 
 
-def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy") -> Function:
+def _lowered(link, order: list[Node], outs: list[Node]):
+    """The linker's schedule, or the numpy linker's (every node a numpy call, with one warning naming the
+    cause) if lowering raises: a linker's failure costs speed, never the function or its values."""
+    try:
+        return link.lower(order, outs)
+    except TwogradError:
+        raise
+    except Exception as e:
+        warnings.warn(f"symsym.function(linker={link.name!r}) could not lower the graph ({type(e).__name__}: "
+                      f"{e}); every node runs as a numpy call instead", RuntimeWarning, stacklevel=4)
+        return Lowered(order, outs)
+
+
+def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy", collect=False) -> Function:
     link = get_linker(linker)
     t0 = time.perf_counter()
     single = isinstance(outputs, Node)
@@ -383,7 +399,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     if missing:
         raise FeedError("function: the outputs depend on inputs that were not listed: "
                         + ", ".join(f"{v.name!r} (made at {v.site})" for v in missing))
-    lowered = link.lower(order, outs)
+    lowered = _lowered(link, order, outs)
     gen = _Codegen()
     statements = sum(1 for n in lowered.order if n.op is not None)
     build = straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven
@@ -392,6 +408,10 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     namespace = gen.globals
     namespace["__builtins__"] = _BUILTINS
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)
+    if collect and lowered.kernels:
+        # compiling leaves the collector hundreds of thousands of new objects to look at, and the first
+        # call would pay that pass (0.1-0.3 s): pay it here, with the compile
+        gc.collect()
     t2 = time.perf_counter()
 
     f = Function()

@@ -19,35 +19,89 @@ scalars (:func:`.numba.fusable`) or of statically known value (a constant, a
 ``zeros_like`` a VJP made). Anything else (an array in a body, a matmul, a
 cast, a nested loop, ``cond``) keeps the numpy linker's path, unchanged.
 
-The trip count (a while loop's bound, -1 for none) is the kernel's first
-argument, read at run time from the sequences (or the ``length`` param), so
-one kernel serves every length, length 0 included; 0-d constant inputs are
-literals in the source (the driver holds them as numpy scalars), the rest
-arguments. The source names nothing of the graph, so equal loops share a
-kernel and its on-disk cache entry (:mod:`.cache`). Sequences whose
-run-time lengths differ make the kernel raise :data:`.loops.MISMATCH`, and
-the function then runs the reference interpreter, which says what is wrong.
+The kernel runs a bounded chunk of steps and returns, and a small Python
+loop (:func:`_runner`) calls it again from the carries it returned until the
+loop is done: a chunk is about :data:`CHUNK_WORK` node evaluations (a few
+milliseconds), so Ctrl-C is seen between two chunks, as the numpy linker's
+Python loop sees it between two steps, and a ``while_loop`` that never ends,
+or a scan of 2**62 steps, raises ``KeyboardInterrupt`` at once, its partial
+stacks dropped with the call. The chunk bounds are the kernel's first two
+arguments and the trip count is read at run time (from the sequences or the
+``length`` param), so one kernel serves every length, length 0 included; the
+stacks are allocated by the runner (a saving while loop's grow by doubling,
+up to :func:`saved_steps_limit` steps: past it the loop stops with a
+:class:`SavedStepsError` naming it and the user's line, before its saved
+carries exhaust memory). The carries go in and out as Python scalars (so a
+resumed chunk runs the very version the first one ran), 0-d constants of
+the other inputs are literals in the source, the rest arguments. The source
+names nothing of the graph, so equal loops share a kernel and its on-disk
+cache entry (:mod:`.cache`). Sequences whose run-time lengths differ raise
+:data:`.loops.MISMATCH`, and the function then runs the reference
+interpreter, which says what is wrong.
+
+Compiling costs about a millisecond or two per body node, against nothing
+for the Python loop, so a graph's loops compile whole up to
+:data:`MAX_LOOP_NODES` body nodes in all, smallest first (where compiling
+pays most for its time); the others keep the numpy path. A loop whose
+lowering or compile raises keeps it too, with a warning
+(:class:`.numba.CompileFallbackWarning`).
 There is no fast-math and the error model is numpy's, so the values equal
 the numpy linker's up to the math library's last bits, NaN and inf included.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from common.body import TUPLE, inner_nodes
+from common.errors import TwogradError, op_error
 from common.graph import Node, constant
 
 from ...loop_source import tuple_source
 from ...rewrite.rules import constant_value as scalar_value
 from .. import cache
-from .loopnest import DECORATOR, DTYPES, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
-from .lower import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, driver_op, fusable, precompile
+from .loopnest import DECORATOR, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
+from .lower import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, conversion, driver_op, failure, fusable, precompile
 from .vforms import MATH_CALL
 
-__all__ = ["eligible", "loop_source", "lower_scans"]
+__all__ = ["CHUNK_WORK", "MAX_LOOP_NODES", "MAX_SAVED_STEPS", "SavedStepsError", "eligible", "loop_source",
+           "lower_scans", "saved_steps_limit"]
 
-_SCALARS = (np.dtype(np.float64), np.dtype(np.bool_))
+#: the most body nodes compiled as loop kernels for one graph (their sum over the loops). Measured cold,
+#: numba compiles a loop body at 1.2-2.6 ms a node after about a second of its own start, so these cost
+#: 0.6-1.3 s and a graph's function() stays within about 3 s however many loops it has; the loops are
+#: taken smallest first, and one past what is left keeps the numpy path
+MAX_LOOP_NODES = 500
+#: body nodes evaluated per kernel call (a chunk of steps: a few milliseconds at most, one call of overhead,
+#: about a microsecond, per 10^6 node evaluations); between two chunks Python sees Ctrl-C
+CHUNK_WORK = 1 << 20
+#: the most steps a saving while loop (one whose gradient is taken) keeps, each step 8 bytes per carry
+#: (2**26 steps: 512 MiB a carry); ``TWOGRAD_MAX_SAVED_STEPS`` overrides it
+MAX_SAVED_STEPS = 1 << 26
+
+
+class SavedStepsError(TwogradError, MemoryError):
+    """A while loop whose gradient is taken ran past the steps it may save (:func:`saved_steps_limit`)."""
+
+
+def saved_steps_limit() -> int:
+    """The most steps a compiled saving while loop keeps: ``$TWOGRAD_MAX_SAVED_STEPS`` if set (a positive
+    integer), else :data:`MAX_SAVED_STEPS`. Read at each run of such a loop, so it can be changed any time."""
+    text = os.environ.get("TWOGRAD_MAX_SAVED_STEPS")
+    if not text:
+        return MAX_SAVED_STEPS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise TwogradError(f"TWOGRAD_MAX_SAVED_STEPS must be a positive integer, got {text!r}")
+    return limit
+
+_F8 = np.dtype(np.float64)
+_SCALARS = (_F8, np.dtype(np.bool_))
 _LOOPS = ("scan", "while_loop")
 #: dtype -> the scalar type a 0-d carry leaves the kernel as
 _AS_NUMPY = {np.dtype(np.float64): np.float64, np.dtype(np.bool_): np.bool_}
@@ -104,9 +158,13 @@ def _writable(n: Node) -> bool:
 
 
 def loop_source(node: Node) -> str:
-    """The kernel module for an :func:`eligible` loop: ``kernel(n, a0, ...)`` over the loop's inputs,
-    returning the loop's tuple. For a scan ``n`` is the trip count; for a while loop, the most steps
-    (-1: unbounded)."""
+    """The kernel module for an :func:`eligible` loop, run on one chunk of steps. A scan's is
+    ``kernel(n, <stacks>, a0, ...)``: ``n`` steps (down, for a reverse scan), the stacks and sequences being
+    the chunk's own (views the runner cuts), returning the carries; a while loop's is
+    ``kernel(stop, <stacks>, a0, ...)``: until the condition fails (tested at ``stop`` too) or ``stop``
+    steps, the stacks starting at the chunk's first step, returning ``(done, steps, *carries)``. ``a0, ...``
+    are the loop's inputs but its 0-d constants other than the carries (literals in the source). Each chunk
+    counts its steps from 0, so numba knows every index is non-negative (no wraparound test per access)."""
     p, ins = node.params, node.inputs
     nc, nx = p["ncarry"], p.get("nx", 0)
     body = p["body"]
@@ -115,9 +173,9 @@ def loop_source(node: Node) -> str:
         names.update({id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
                       for k, v in enumerate(b.inputs)})
     passed = _passed(node)
-    lines = [f"def kernel(n, {', '.join(f'a{k}' for k in passed)}):"]
-    lines += [f"    if a{nc + j}.shape[0] != n:\n        raise ValueError({MISMATCH!r})" for j in range(nx)]
-    lines += [f"    {names[id(v)]} = {f'as_scalar(a{k})' if k in passed else _known(ins[k])}"
+    bounds = "n" if node.op.name == "scan" else "stop"
+    lines = [f"def kernel({', '.join([bounds, *[s for s, _ in _stacks(node)], *[f'a{k}' for k in passed]])}):"]
+    lines += [f"    {names[id(v)]} = {f'a{k}' if k < nc else f'as_scalar(a{k})' if k in passed else _known(ins[k])}"
               for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
     calls: set[str] = set()
     write = _Writer(names, calls)
@@ -130,9 +188,21 @@ def loop_source(node: Node) -> str:
 
 
 def _passed(node: Node) -> list[int]:
-    """The positions of the loop's inputs its kernel takes as arguments: all but its 0-d constants,
-    which the source holds as literals, as fused loops hold theirs (and numba folds them)."""
-    return [k for k, i in enumerate(node.inputs) if not (i.is_const and _known(i) is not None)]
+    """The positions of the loop's inputs its kernel takes as arguments: the carries (a chunk starts from
+    the last one's), and the others but the 0-d constants, which the source holds as literals, as fused
+    loops hold theirs (and numba folds them)."""
+    nc = node.params["ncarry"]
+    return [k for k, i in enumerate(node.inputs) if k < nc or not (i.is_const and _known(i) is not None)]
+
+
+def _stacks(node: Node) -> list[tuple[str, np.dtype]]:
+    """The arrays a loop's steps write (name in the kernel, dtype): a scan's stacked outputs, and, for a
+    saving loop, the carry-ins its reverse scan reads."""
+    p, nc = node.params, node.params["ncarry"]
+    out = [(f"y{j}", o.dtype) for j, o in enumerate(p["body"].outputs[nc:])] if node.op.name == "scan" else []
+    if p.get("save"):
+        out += [(f"s{k}", c.dtype) for k, c in enumerate(node.inputs[:nc])]
+    return out
 
 
 class _Writer:
@@ -159,49 +229,49 @@ class _Writer:
 
 
 def _scan_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
-    """The scan's stacks, its loop over ``n`` steps (either way) and its return."""
+    """The scan's ``n`` steps (either way) and its return."""
     p, nc, nx = node.params, node.params["ncarry"], node.params.get("nx", 0)
-    stacks = [(f"y{j}", o) for j, o in enumerate(p["body"].outputs[nc:])]
-    if p.get("save"):
-        stacks += [(f"s{k}", c) for k, c in enumerate(node.inputs[:nc])]
-    lines = [f"    {s} = np.empty(n, {DTYPES[o.dtype]})" for s, o in stacks]
-    lines.append(f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:")
+    lines = [f"    for t in {'range(n - 1, -1, -1)' if p.get('reverse') else 'range(n)'}:"]
     step = [f"s{k}[t] = c{k}" for k in range(nc)] if p.get("save") else []
     step += [f"x{j} = a{nc + j}[t]" for j in range(nx)]
     statements, outs = write(p["body"])
     step += statements + [f"y{j}[t] = {o}" for j, o in enumerate(outs[nc:])]
     if nc:
         step.append(f"{tuple_source(carries)} = {tuple_source(outs[:nc])}")
-    return lines + ["        " + s for s in step] + [f"    return {tuple_source(carries + [s for s, _ in stacks])}"]
+    return lines + ["        " + s for s in step] + [f"    return {tuple_source(carries)}"]
 
 
 def _while_lines(node: Node, write: _Writer, carries: list[str]) -> list[str]:
-    """The while loop: test, save the carry-ins (in arrays that double when full), step; at most ``n``
-    steps unless ``n`` is -1."""
-    p, nc = node.params, node.params["ncarry"]
-    stacks = [f"s{k}" for k in range(nc)] if p.get("save") else []
-    lines = [f"    {s} = np.empty(16, {DTYPES[c.dtype]})" for s, c in zip(stacks, node.inputs)]
-    lines += ["    t = 0", "    while t != n:"]
+    """The while loop's chunk: test; stop if false, or after ``stop`` steps; save the carry-ins; step."""
+    p = node.params
+    lines = ["    done = False", "    t = 0", "    while True:"]
     test, (pred,) = write(p["cond_body"])
-    step = test + [f"if not {pred}:", "    break"]
-    if stacks:
-        step += [f"if t == {stacks[0]}.shape[0]:"] + [f"    {s} = np.concatenate(({s}, np.empty_like({s})))"
-                                                     for s in stacks]
-        step += [f"{s}[t] = {c}" for s, c in zip(stacks, carries)]
+    step = test + [f"if not {pred}:", "    done = True", "    break", "if t == stop:", "    break"]
+    if p.get("save"):
+        step += [f"s{k}[t] = {c}" for k, c in enumerate(carries)]
     statements, outs = write(p["body"])
     step += statements + [f"{tuple_source(carries)} = {tuple_source(outs)}", "t += 1"]
-    kept = [f"{s}[:t].copy()" for s in stacks]
-    return lines + ["        " + s for s in step] + [f"    return {tuple_source(carries + kept)}"]
+    return lines + ["        " + s for s in step] + [f"    return {tuple_source(['done', 't', *carries])}"]
 
 
-def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[Node], list[str]]:
+def lower_scans(order: list[Node], outs: list[Node], failed: list[str]) -> tuple[list[Node], list[Node], list[str]]:
     """The schedule with each :func:`eligible` scan a call of its kernel (the ``item`` nodes after it
-    read the call's tuple as they read the scan's), the outputs, and each kernel's source."""
+    read the call's tuple as they read the scan's), the outputs, and each kernel's source. Loops compile
+    smallest first while :data:`MAX_LOOP_NODES` allows; one whose kernel cannot be made is noted in
+    ``failed`` and keeps the numpy path."""
+    found = sorted(((_steps(n), k, n) for k, n in enumerate(order) if eligible(n)), key=lambda e: e[:2])
     calls: dict[int, Node] = {}
     sources: list[str] = []
-    for n in order:
-        if eligible(n):
-            calls[id(n)] = _kernel_call(n, len(sources), sources)
+    budget = MAX_LOOP_NODES
+    for steps, _, n in found:
+        if steps > budget:
+            continue
+        try:
+            calls[id(n)] = _kernel_call(n, steps, len(sources), sources)
+        except Exception as e:  # the loop runs as the numpy linker runs it
+            failed.append(failure(f"the {n.op.name} made at {n.site}", e))
+            continue
+        budget -= steps
     if not calls:
         return order, outs, sources
     done: dict[int, Node] = {}
@@ -216,41 +286,121 @@ def lower_scans(order: list[Node], outs: list[Node]) -> tuple[list[Node], list[N
     return lowered, [done.get(id(o), o) for o in outs], sources
 
 
-def _kernel_call(node: Node, j: int, sources: list[str]) -> Node:
+def _steps(node: Node) -> int:
+    """The nodes a loop's kernel evaluates per step (its bodies' nodes but those of known value)."""
+    return sum(1 for b in _bodies(node) for n in _body_nodes(b) if _known(n) is None)
+
+
+def _kernel_call(node: Node, steps: int, j: int, sources: list[str]) -> Node:
     """The node calling loop ``node``'s kernel (loaded through the cache and compiled now, for the types
     the graph implies); its source is added to ``sources``."""
     from numba.core import types
 
     source = loop_source(node)
     fn = cache.load(source)
-    args = [node.inputs[k] for k in _passed(node)]
-    precompile(fn, args, lead=(types.intp,))
+    passed = _passed(node)
+    nc = node.params["ncarry"]
+    carries = [types.float64 if c.dtype == _F8 else types.boolean for c in node.inputs[:nc]]
+    stacks = [types.Array(types.float64 if d == _F8 else types.boolean, 1, "C") for _, d in _stacks(node)]
+    precompile(fn, [node.inputs[k] for k in passed[nc:]], lead=(types.intp, *stacks, *carries))
     name = f"{node.op.name}_kernel{j}"
-    steps = sum(1 for b in _bodies(node) for n in _body_nodes(b) if _known(n) is None)
+    args = [node.inputs[k] for k in passed]
+    op = driver_op(name, impl=_runner(fn, node, args, steps))
     sources.append(f"# {name}: {steps} nodes a step, cache key {cache.key(source)}\n{source}")
-    op = driver_op(name, impl=_runner(fn, node))
     return Node(op, tuple(args), {}, (), TUPLE, node.name, None, node.site)
 
 
-def _runner(fn, node: Node):
-    """The kernel as the loop's impl: the trip count (a while loop's bound) passed in, 0-d carries
-    returned as numpy scalars (as the numpy linker's loop returns them, so numpy code after it divides
-    by zero as numpy does). Sequences of different run-time lengths raise :data:`.loops.MISMATCH`, a
-    ValueError, on which the function runs the reference interpreter to name the scan and the user's line."""
+def _runner(fn, node: Node, args: list[Node], steps: int):
+    """The loop's impl: the kernel called chunk after chunk of about :data:`CHUNK_WORK` node evaluations,
+    from the carries the last chunk returned (as Python scalars, the types it was compiled for; the other
+    arguments converted as :func:`.numba.conversion` says), into stacks allocated here. It returns the
+    loop's tuple, the 0-d carries as numpy scalars (as the numpy linker's loop returns them, so numpy code
+    after it divides by zero as numpy does). Sequences of different run-time lengths raise
+    :data:`.loops.MISMATCH`, a ValueError, on which the function runs the reference interpreter to name
+    the scan and the user's line."""
     p = node.params
     nc = p["ncarry"]
     scalars = [_AS_NUMPY[c.dtype] for c in node.inputs[:nc]]
+    python = [float if c.dtype == _F8 else bool for c in node.inputs[:nc]]
+    converts = [(k, c) for k, c in enumerate(map(conversion, args)) if k >= nc and c is not None]
+    dtypes = [d for _, d in _stacks(node)]
+    chunk = max(1, CHUNK_WORK // max(1, steps))
+
+    def start(values):
+        carries = [f(c) for f, c in zip(python, values[:nc])]
+        rest = list(values[nc:])
+        for k, c in converts:
+            rest[k - nc] = c(rest[k - nc])
+        return carries, rest
+
     if node.op.name == "while_loop":
         bound = -1 if p.get("max_iter") is None else p["max_iter"]
+        save = bool(p.get("save"))
 
-        def run(*args):
-            out = fn(bound, *args)
-            return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
+        def run(*values):
+            carries, rest = start(values)
+            t, size = 0, 16
+            stacks = [np.empty(size, d) for d in dtypes]
+            limit = saved_steps_limit() if save else -1
+            while True:
+                stop = chunk if bound < 0 else min(chunk, bound - t)
+                views = stacks
+                if save:
+                    if t + stop > size:
+                        stacks, size = _grown(stacks, t, size, t + stop, limit)
+                        stop = min(stop, size - t)
+                    views = stacks if t == 0 else [a[t:] for a in stacks]
+                done, steps, *carries = fn(stop, *views, *carries, *rest)
+                t += steps
+                if done or t == bound:
+                    break
+                if t == limit:
+                    raise _too_many(node, limit)
+            return (*[s(c) for s, c in zip(scalars, carries)], *[a[:t].copy() for a in stacks])
     else:
-        length, xs0 = p.get("length"), sum(1 for k in _passed(node) if k < nc)  # (the xs are never literals)
+        length, reverse = p.get("length"), p.get("reverse")
+        nx = p.get("nx", 0)
 
-        def run(*args):
-            out = fn(length if length is not None else len(args[xs0]), *args)
-            return (*[s(c) for s, c in zip(scalars, out)], *out[nc:])
+        def run(*values):
+            n = length if length is not None else len(values[nc])  # (carries first, then the sequences)
+            for j in range(nc, nc + nx):
+                if len(values[j]) != n:
+                    raise ValueError(MISMATCH)
+            carries, rest = start(values)
+            stacks = [np.empty(n, d) for d in dtypes]
+            if n <= chunk:
+                carries = fn(n, *stacks, *carries, *rest)
+            else:  # each chunk on its own slices of the stacks and sequences
+                for lo in (range(n - (n - 1) % chunk - 1, -1, -chunk) if reverse else range(0, n, chunk)):
+                    hi = min(n, lo + chunk)
+                    carries = fn(hi - lo, *[a[lo:hi] for a in stacks], *carries,
+                                 *[x[lo:hi] for x in rest[:nx]], *rest[nx:])
+            return (*[s(c) for s, c in zip(scalars, carries)], *stacks)
 
     return run
+
+
+def _grown(stacks: list, t: int, size: int, stop: int, limit: int) -> tuple[list, int]:
+    """The saved-carry stacks doubled until they hold ``stop`` steps (at most ``limit``), the first ``t``
+    kept."""
+    new = size
+    while new < stop and new < limit:
+        new *= 2
+    new = min(new, limit)
+    if new == size:
+        return stacks, size
+    grown = []
+    for a in stacks:
+        b = np.empty(new, a.dtype)
+        b[:t] = a[:t]
+        grown.append(b)
+    return grown, new
+
+
+def _too_many(node: Node, limit: int) -> SavedStepsError:
+    nc = node.params["ncarry"]
+    return op_error(SavedStepsError, "while_loop",
+                    f"ran {limit} steps and its condition still holds; its gradient keeps every step's "
+                    f"{nc} carr{'y' if nc == 1 else 'ies'} (8 bytes each), and past {limit} steps "
+                    f"({limit * nc * 8 / 2**20:.0f} MiB) the loop stops here instead of exhausting memory: give "
+                    "it a max_iter, or set TWOGRAD_MAX_SAVED_STEPS to allow more", node.inputs, node.site)

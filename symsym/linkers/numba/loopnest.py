@@ -74,13 +74,14 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         for i in n.inputs:
             if id(i) in inside or id(i) in values:
                 continue
+            i, was = _unbroadcast(i, shape, inside), i
             text = literal_of(i)
             if text is None:
                 name = f"a{len(args)}"
                 args.append(i)
                 arg_of[id(i)] = name
                 text = f"v{len(args) - 1}"
-            values[id(i)] = text
+            values[id(i)] = values[id(was)] = text
     bounds = _bounds(shape, args)
     if bounds is None:
         return None
@@ -144,6 +145,18 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
         binds += "".join(f"vmath_{f} = vmath.{f}\n" for f in sorted(vector))
     header = HEADER + binds + "\n" + DECORATOR
     return Kernel(header + "\n".join(lines) + "\n", args, outputs, dynamic)
+
+
+def _unbroadcast(i: Node, shape: tuple, inside: set) -> Node:
+    """What the loop reads for input ``i``: for a ``broadcast_to`` of a static shape, the value broadcast,
+    which the loop reads at index 0 along its size-1 dims as it reads any broadcast input (:func:`_index`);
+    the view itself (zero strides, read-only) would be a strided array the kernel reads slowly and numba
+    compiles a version for on the first call."""
+    if i.op is not None and i.op.name == "broadcast_to" and None not in shape:
+        x = i.inputs[0]
+        if id(x) not in inside and x.dtype == i.dtype:
+            return x
+    return i
 
 
 def libm_statement(target: str, form: str, names: list[str]) -> str:

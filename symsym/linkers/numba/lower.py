@@ -22,11 +22,20 @@ Exactness: numba compiles without fast-math and with numpy's error model
 (x/0 is inf, not an exception), and each scalar form equals its numpy impl,
 so a kernel's results equal the numpy linker's up to the last-bit
 differences of the math library (``tests/test_numba_*``).
+
+A kernel is compiled inside ``function()`` for the argument types the graph
+implies (:func:`precompile`); a value whose type the graph does not fix (a
+view: a slice, a broadcast, an item of a Python loop's tuple) is made so on
+its way in (:func:`conversion`), so the first call compiles nothing. A
+region (or loop) whose lowering or compile raises keeps the numpy path, and
+``function()`` says so in one :class:`CompileFallbackWarning` naming the
+cause: a compiler that changed under us costs speed, never values.
 """
 
 from __future__ import annotations
 
 import heapq
+import warnings
 
 import numpy as np
 
@@ -44,7 +53,7 @@ from .rowsums import fused_sums
 from .speedups import linear_lowering
 from .vforms import small, vectorises
 
-__all__ = ["fusable", "lower"]
+__all__ = ["CompileFallbackWarning", "conversion", "fusable", "lower"]
 
 _F8 = np.dtype(np.float64)
 _BOOL = np.dtype(np.bool_)
@@ -114,10 +123,30 @@ MAX_FUSED_NODES = 30_000
 MAX_KERNEL_VALUES = 64
 
 
+class CompileFallbackWarning(RuntimeWarning):
+    """Some regions of a graph could not be compiled and run as numpy calls: the same values, slower."""
+
+
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
     from .loop_kernels import lower_scans  # (it imports this module)
 
-    order, outs, loop_sources = lower_scans(order, outs)  # a scan of scalars: one kernel with the loop inside
+    failed: list[str] = []  # what raised while lowering or compiling a region, said once at the end
+    lowered = _lower(order, outs, failed, lower_scans)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        warnings.warn(f"symsym.function(linker='numba'): {failed[0]}{more}; the numpy path runs there instead "
+                      "(the same values, without the compiled speed)", CompileFallbackWarning, stacklevel=6)
+    return lowered
+
+
+def failure(what: str, error: Exception) -> str:
+    """How a region that could not be compiled is named in the warning."""
+    text = str(error).strip().splitlines()
+    return f"{what} could not be compiled ({type(error).__name__}: {text[0] if text else ''})"
+
+
+def _lower(order: list[Node], outs: list[Node], failed: list[str], lower_scans) -> Lowered:
+    order, outs, loop_sources = lower_scans(order, outs, failed)  # a loop of scalars: one kernel, loop inside
     consumers = _consumers(order, outs)
     found = [r for r in regions(order, fusable) if len(r.nodes) > 1 or fused_sums(r.nodes, consumers, len(r.shape))]
     member: dict[int, int] = {}
@@ -125,7 +154,7 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
     budget = MAX_FUSED_NODES
     scalar_budget = llvm_scalar.MAX_TOTAL_NODES
     for r in found:
-        if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels, scalar_budget):
+        if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels, scalar_budget, failed):
             scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm_scalar)
             continue
         for nodes in cut.pieces(r.nodes, consumers, MAX_KERNEL_NODES, MAX_KERNEL_VALUES):  # schedule order
@@ -138,7 +167,11 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
             needed = _needed(nodes, inside, consumers)
             if len(needed) + len(_outside_inputs(nodes, inside)) > MAX_KERNEL_VALUES:
                 continue
-            k = kernel_source(nodes, needed, r.shape)
+            try:
+                k = kernel_source(nodes, needed, r.shape)
+            except Exception as e:  # a writer's bug must not cost the function: that region stays numpy
+                failed.append(failure(f"the loop of {len(nodes)} nodes ending at {nodes[-1].site}", e))
+                continue
             if k is None:
                 continue
             for n in nodes:
@@ -146,15 +179,21 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
             kernels.append((nodes, k))
     if not kernels:
         return Lowered(order, outs, loop_sources)
-    lowered = _rebuild(order, outs, kernels, member, consumers)
+    lowered = _rebuild(order, outs, kernels, member, consumers, failed)
     lowered.kernels[:0] = loop_sources
     return lowered
 
 
-def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list, budget: int) -> bool:
+def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list, budget: int, failed: list) -> bool:
     """A 0-d region as LLVM functions (:mod:`.llvm_scalar`) added to ``kernels``; False (nothing added)
-    where it takes numba's path."""
-    pieces = llvm_scalar.scalar_kernels(nodes, lambda piece: _needed(piece, {id(n) for n in piece}, consumers), budget)
+    where it takes numba's path. One that LLVM fails to compile stays numpy calls (True, nothing added):
+    numba would compile it with the same LLVM."""
+    try:
+        pieces = llvm_scalar.scalar_kernels(nodes, lambda piece: _needed(piece, {id(n) for n in piece}, consumers),
+                                            budget)
+    except Exception as e:
+        failed.append(failure(f"the scalar chain of {len(nodes)} nodes ending at {nodes[-1].site}", e))
+        return True
     if pieces is None:
         return False
     for piece, k in pieces:
@@ -185,17 +224,26 @@ def _consumers(order: list[Node], outs: list[Node]) -> dict[int, list]:
     return uses
 
 
-def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
+def _rebuild(order, outs, kernels, member, consumers, failed: list) -> Lowered:
     """The schedule with each region one kernel call: units (a kernel, or a node left alone) in an order
     that keeps the original schedule where the kernels allow (a heap keyed by original position)."""
     position = {id(n): k for k, n in enumerate(order)}
+    impls: dict[int, object] = {}  # id(kernel) -> what the driver calls
     while True:
         units = _units(order, kernels, member, position)
-        stuck = set(range(len(kernels))).difference([u for u in units if isinstance(u, int)])
-        if not stuck:
-            break
         # kernels on a cycle (a path from one region through another back into it): numpy calls instead
-        kernels = [kernel for j, kernel in enumerate(kernels) if j not in stuck]
+        dropped = set(range(len(kernels))).difference([u for u in units if isinstance(u, int)])
+        if not dropped:  # compiled only now, so a kernel dropped above costs no compile
+            for j, (nodes, k) in enumerate(kernels):
+                if id(k) not in impls:
+                    try:
+                        impls[id(k)] = _kernel_impl(nodes, k)
+                    except Exception as e:  # (leaving kernels out can only remove cycles, never make one)
+                        failed.append(failure(f"kernel{j} ({len(nodes)} nodes ending at {nodes[-1].site})", e))
+                        dropped.add(j)
+        if not dropped:
+            break
+        kernels = [kernel for j, kernel in enumerate(kernels) if j not in dropped]
         member = {id(n): j for j, (nodes, _) in enumerate(kernels) for n in nodes}
     done: dict[int, Node] = {}   # original node -> the node of the lowered schedule that holds its value
     lowered: list[Node] = []
@@ -211,7 +259,7 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
             continue
         j = unit
         nodes, k = kernels[j]
-        call = _kernel_node(j, nodes, k, done)
+        call = _kernel_node(j, nodes, k, impls[id(k)], done)
         what = k.describe() if isinstance(k, llvm_scalar.ScalarKernel) else f"cache key {cache.key(k.source)}"
         sources.append(f"# kernel{j}: {len(nodes)} nodes, {what}\n{k.source}")
         lowered.append(call)
@@ -220,7 +268,11 @@ def _rebuild(order, outs, kernels, member, consumers) -> Lowered:
             if held is not call:
                 lowered.append(held)
             done[id(o)] = held
-    return Lowered(lowered, [done[id(o)] for o in outs], sources)
+    outs = [done[id(o)] for o in outs]
+    read = {id(i) for n in lowered for i in n.inputs} | {id(o) for o in outs}
+    # a broadcast a loop reads through its source (.loops) and nothing else reads: not made at all
+    lowered = [n for n in lowered if id(n) in read or n.op is None or n.op.name != "broadcast_to"]
+    return Lowered(lowered, outs, sources)
 
 
 def _units(order, kernels, member, position) -> list:
@@ -264,13 +316,20 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
-def _kernel_node(j: int, nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel, done: dict) -> Node:
+def _kernel_impl(nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel):
+    """What the driver calls for a kernel, compiled now: an LLVM builtin as it is; a numba kernel loaded
+    (or compiled) for the graph's types, with its conversions and its numpy fallback around it."""
     if isinstance(k, llvm_scalar.ScalarKernel):
-        impl = k.fn  # a builtin: needs no frame in between
-    else:
-        fn = cache.load(k.source)
-        precompile(fn, k.args)
-        impl = _guarded(fn, nodes, k) if k.dynamic else _trampoline(fn)
+        return k.fn  # a builtin: needs no frame in between; it reads any float or bool
+    fn = cache.load(k.source)
+    precompile(fn, k.args)
+    if k.dynamic:
+        guarded = _guarded(fn, nodes, k)
+        return converted(guarded, k.args) or guarded
+    return converted(fn, k.args) or _trampoline(fn)
+
+
+def _kernel_node(j: int, nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel, impl, done: dict) -> Node:
     op = driver_op(f"kernel{j}", impl=impl)
     args = tuple([done[id(a)] for a in k.args])
     if len(k.outputs) == 1:
@@ -289,6 +348,59 @@ def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Nod
         return Node(_AS_NUMPY[o.dtype, False], (call,), {}, o.shape, o.dtype, site=o.site)
     op = _AS_NUMPY[o.dtype, True] if scalar else _PICK
     return Node(op, (call,), {"k": pos}, o.shape, o.dtype, site=o.site)
+
+
+def _driven(n: Node) -> bool:
+    """Whether ``n`` is a node of the lowered schedule only (a kernel call or a pick of its results)."""
+    return n.op is not None and n.op.infer is _no_infer
+
+
+def _typed(n: Node) -> bool:
+    """Whether ``n``'s value reaches a kernel as :func:`precompile` types it, whatever the run: a variable
+    (a C array: ``Function`` checks its shape and dtype; another layout compiles on first sight), a
+    constant, a kernel's result, or a fresh op's (numpy scalars for 0-d; C arrays, but for a ufunc past 1-d,
+    which follows its inputs' order: a transpose's gives a Fortran array)."""
+    op = n.op
+    if op is None or _driven(n):
+        return True
+    if op.name == "item":
+        return _driven(n.inputs[0])
+    return op.fresh and (len(n.shape) <= 1 or op.ufunc is None)
+
+
+def _c_array(x):
+    """``x`` as a writable C-contiguous array, the type the kernel was compiled for (a copy if it is not)."""
+    if x.__class__ is np.ndarray:
+        flags = x.flags
+        if flags.c_contiguous and flags.writeable:
+            return x
+    return np.array(x, order="C")
+
+
+_FLOAT_OR_BOOL = {_F8: float, _BOOL: bool}
+
+
+def conversion(n: Node):
+    """The function that gives ``n``'s value the type :func:`precompile` compiled for, or None when the
+    graph fixes it already (:func:`_typed`): a view may be strided or read-only, and a 0-d value a scalar
+    or a 0-d array, each of which numba would compile a version for, at the first call."""
+    if _typed(n):
+        return None
+    return _c_array if n.shape else _FLOAT_OR_BOOL[n.dtype]
+
+
+def converted(fn, args: list[Node]):
+    """``fn`` called with each argument converted as :func:`conversion` says, or None when none needs it."""
+    steps = [(k, c) for k, c in enumerate(map(conversion, args)) if c is not None]
+    if not steps:
+        return None
+
+    def call(*values):
+        values = list(values)
+        for k, c in steps:
+            values[k] = c(values[k])
+        return fn(*values)
+    return call
 
 
 def precompile(fn, args: list[Node], lead: tuple = ()) -> None:
