@@ -34,7 +34,6 @@ from common.errors import FeedError, GradError, GraphError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
-from common.ops import Kind
 
 from . import emit, loop_source
 from .linkers import Lowered, get_linker
@@ -123,15 +122,17 @@ class _Codegen:
 
     def expression(self, node: Node, args: list[str]) -> str:
         op = node.op
-        if op.kind is Kind.CONTROL:
-            loop = loop_source.expression(self, node, args)
-            if loop is not None:
-                return loop
+        spelled = lowering(op, "numpy")
+        if callable(spelled):  # an op whose spelling writes its own source (the loops: symsym.loop_source)
+            text = spelled(self, node, args)
+            if text is not None:
+                return text
+            spelled = None
         fast = emit.expression(node, args)
         if fast is not None:
             return fast
         params = node.params
-        if lowering(op, "numpy") is not None:
+        if spelled is not None:
             if not params:
                 return self.template(op).format(*args, args=", ".join(args))
             return self.template(op).format(*args, args=", ".join(args), **self.params(params))

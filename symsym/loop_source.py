@@ -17,6 +17,10 @@ module. The loop op becomes one more generated function that runs it:
   so only the taken branch's function runs;
 * ``item``: ``r5[k]``, an element of the tuple a loop or branch returns.
 
+Each is the op's spelling for the ``"numpy"`` linker, registered in
+:mod:`symsym.linkers.lowering` as a writer ``(codegen, node, registers) ->
+source`` (the op table's ``code`` templates are the other ops' spellings).
+
 A 0-d carry runs as a numpy scalar (a body returns its 0-d values as they
 come, and the loop starts with ``c0 = c0[()]``): scalar arithmetic is several
 times cheaper than 0-d arrays' ufunc calls, which is most of a scalar ODE
@@ -34,31 +38,32 @@ from __future__ import annotations
 
 import numpy as np
 
+import common.control  # noqa: F401  (the loop and branch ops join the op table: their spellings register below)
 from common.body import Body
 from common.graph import Node, toposort
 
 from .emit import literal
+from .linkers.lowering import register_lowering
 
-__all__ = ["expression", "functions_source", "tuple_source"]
+__all__ = ["functions_source", "tuple_source"]
 
 
-def expression(gen, node: Node, args: list[str]) -> str | None:
-    """Source for a loop, branch or ``item`` node over the registers ``args``; None for the generic path."""
-    name = node.op.name
-    p = node.params
-    if name == "item":
-        return f"{args[0]}[{literal(int(p['index']))}]"
-    if name == "cond":
-        t, f = _body(gen, p["true_body"]), _body(gen, p["false_body"])
-        operands = ", ".join(args[1:])
-        return f"({t}({operands}) if {args[0]} else {f}({operands}))"
-    if name == "scan":
-        fn = _scan_function(gen, node)
-    elif name == "while_loop":
-        fn = _while_function(gen, node)
-    else:
-        return None
-    return None if fn is None else f"{fn}({', '.join(args)})"
+def _item(gen, node: Node, args: list[str]) -> str:
+    return f"{args[0]}[{literal(int(node.params['index']))}]"
+
+
+def _cond(gen, node: Node, args: list[str]) -> str:
+    t, f = _body(gen, node.params["true_body"]), _body(gen, node.params["false_body"])
+    operands = ", ".join(args[1:])
+    return f"({t}({operands}) if {args[0]} else {f}({operands}))"
+
+
+def _loop(make_function):
+    """A writer for a loop op: the call of its generated function, or None (the impl runs it instead)."""
+    def write(gen, node: Node, args: list[str]) -> str | None:
+        fn = make_function(gen, node)
+        return None if fn is None else f"{fn}({', '.join(args)})"
+    return write
 
 
 def _define(gen, key, prefix: str, make) -> str:
@@ -198,3 +203,10 @@ def _while_function(gen, node: Node) -> str:
 def functions_source(gen) -> str:
     """The source of every body and loop function the generated ``fn`` calls, in definition order."""
     return "".join("\n" + source for _, source in gen.functions.values())
+
+
+# the numpy linker's spellings of the loop and branch ops: writers called with (codegen, node, registers)
+register_lowering("item", "numpy", _item)
+register_lowering("cond", "numpy", _cond)
+register_lowering("scan", "numpy", _loop(_scan_function))
+register_lowering("while_loop", "numpy", _loop(_while_function))

@@ -22,6 +22,7 @@ from common import api as T
 from symsym import function
 from symsym.linkers import cache
 from symsym.linkers.llvm import jit as llvm_jit
+from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
 posix = pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
@@ -46,7 +47,7 @@ def kernels(monkeypatch, tmp_path):
     """A fresh private cache folder, and nothing loaded yet in this process."""
     folder = tmp_path / "kernels"
     monkeypatch.setenv("TWOGRAD_CACHE_DIR", str(folder))
-    monkeypatch.setattr(cache, "LOADED", {})
+    monkeypatch.setattr(diskcache, "LOADED", {})
     monkeypatch.setattr(cache, "_INSTEAD", {})
     monkeypatch.setattr(llvm_jit, "LOADED", {})
     PLANTED.clear()
@@ -61,12 +62,12 @@ def _array_graph():
 def _compiled(monkeypatch=None):
     """A numba kernel's function, built as a new process would (nothing loaded): checks its value."""
     if monkeypatch is not None:
-        monkeypatch.setattr(cache, "LOADED", {})
+        monkeypatch.setattr(diskcache, "LOADED", {})
     x, z = _array_graph()
     f = function([x], [z], linker="numba")
     v = np.array([0.1, -0.2, 0.3])
     np.testing.assert_allclose(f(v)[0], np.sum(np.tanh(np.sin(v) * 3.0 + 0.25)), rtol=1e-13)
-    (fn,) = cache.LOADED.values()
+    (fn,) = diskcache.LOADED.values()
     return fn
 
 

@@ -24,7 +24,7 @@ COMMON_LAYERS = [
     {"graph"},
     {"body"},
     {"ops"},
-    {"forward_sweeps", "backward", "evaluate", "printing", "serialize", "overloads"},
+    {"forward_sweeps", "backward", "evaluate", "printing", "serialize", "overloads", "linalg_nn"},
     {"control"},
     {"api", "__init__"},
 ]
@@ -32,7 +32,8 @@ COMMON_LAYERS = [
 
 INNER_ORDER = {
     "common.ops": ["params", "shapes", "traits", "index", "batching", "table", "rules",
-                   {"elementwise", "linalg", "nn", "reduce", "shape"}, "__init__"],
+                   {"elementwise", "linalg", "nn", "reduce", "shape", "conv", "matrix", "spectral", "scans", "ordering",
+                    "composed"}, "__init__"],
     "common.control": ["checks", "item_op", "bodies", "trace", {"scan_op", "while_op", "cond_op"}, "__init__"],
 }
 """The order inside ``common``'s two packages, bottom-up (a set: modules that may import one another)."""

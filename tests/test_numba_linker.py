@@ -22,7 +22,8 @@ from common.graph import Node
 from common.ops import Kind
 from common.ops.table import Op
 from symsym import function, grad
-from symsym.linkers import LINKERS, LinkerError, cache
+from symsym.linkers import LINKERS, LinkerError
+from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
 
@@ -157,7 +158,7 @@ def test_unknown_dims_use_one_generic_kernel_for_every_size(rng):
         xs = [rng.standard_normal((n, 3)), rng.standard_normal(3)]
         for g, w in zip(f(*xs), ref(*xs)):
             np.testing.assert_allclose(g, w, rtol=1e-12)
-    used = [fn for k, fn in cache.LOADED.items() if f"cache key {k}" in f.source]
+    used = [fn for k, fn in diskcache.LOADED.items() if f"cache key {k}" in f.source]
     assert len(used) == kernels(f) >= 1
     assert all(len(fn.signatures) == 1 for fn in used)    # compiled once, for every size
 
@@ -226,11 +227,12 @@ import numpy as np
 from common import api as T
 import symsym
 from symsym.linkers import cache
+from symsym.linkers.numba import diskcache
 x = T.var("x", (3,))
 f = symsym.function([x], [T.sum(T.tanh(T.sin(x) * 3.0 + 0.25))], linker="numba")
 v = np.array([0.1, 0.2, 0.3])
 assert abs(float(f(v)[0]) - float(np.sum(np.tanh(np.sin(v) * 3.0 + 0.25)))) < 1e-12
-(fn,) = cache.LOADED.values()
+(fn,) = diskcache.LOADED.values()
 print(sum(fn.stats.cache_hits.values()), sum(fn.stats.cache_misses.values()))
 """
 
@@ -251,9 +253,9 @@ def test_a_cleared_registry_reloads_from_disk(monkeypatch):
     x = T.var("x", (2,))
     out = [T.sigmoid(T.square(x) + 0.125) * x]
     function([x], out, linker="numba")
-    monkeypatch.setattr(cache, "LOADED", {})
+    monkeypatch.setattr(diskcache, "LOADED", {})
     f = function([x], out, linker="numba")
-    (fn,) = cache.LOADED.values()
+    (fn,) = diskcache.LOADED.values()
     assert sum(fn.stats.cache_hits.values()) >= 1 and sum(fn.stats.cache_misses.values()) == 0
     v = np.array([0.5, -1.0])
     np.testing.assert_allclose(f(v)[0], v / (1.0 + np.exp(-(v * v + 0.125))), rtol=1e-14)

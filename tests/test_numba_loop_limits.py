@@ -28,8 +28,8 @@ from symsym import function, grad
 
 pytest.importorskip("numba")
 
-from symsym.linkers import cache  # (these need numba)
 from symsym.linkers.llvm import jit as llvm_jit
+from symsym.linkers.numba import diskcache
 from symsym.linkers.numba import loop_kernels as scan_kernels
 from symsym.linkers.numba import lower as numba_linker
 
@@ -230,7 +230,7 @@ def test_loops_compile_within_the_node_budget_smallest_first(monkeypatch, rng):
 # ---------------------------------------------------------------------------- function() pays every compile
 
 def _overloads() -> dict:
-    return {k: len(fn.overloads) for k, fn in cache.LOADED.items()}
+    return {k: len(fn.overloads) for k, fn in diskcache.LOADED.items()}
 
 
 def test_the_first_call_compiles_nothing(rng):
@@ -306,7 +306,7 @@ def test_a_numba_compile_that_raises_keeps_the_numpy_path_with_one_warning(monke
         raise RuntimeError("LLVM ERROR: unsupported relocation")
 
     monkeypatch.setattr(numba.core.dispatcher.Dispatcher, "compile", refuse)
-    monkeypatch.setattr(cache, "LOADED", {})
+    monkeypatch.setattr(diskcache, "LOADED", {})
     x, h = T.var("x", (50,)), T.var("h", ())
     (last,), hs = T.scan(lambda c, xi: ((T.tanh(c[0] * 0.9 + xi),), c[0] * 2.0), (h,), x)
     y = T.sin(x) * T.exp(-x * x) + T.cos(x * 3.0)

@@ -15,7 +15,7 @@ import pytest
 from common import api as T
 from common.errors import TwogradError
 from symsym import function, grad
-from symsym.linkers import cache
+from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
 
@@ -203,7 +203,7 @@ def test_one_kernel_serves_every_length_zero_included(rng):
     fixed = [function([h0, w, b, v], list(rnn(h0, w, b, v)[1]), linker="numba")
              for v in (T.var("xs", (0,)), T.var("xs", (7,)))]
     keys = [s[s.index("cache key "):].split()[2] for s in (f.source, *[g.source for g in fixed])]
-    assert len(set(keys)) == 1 and keys[0] in cache.LOADED
+    assert len(set(keys)) == 1 and keys[0] in diskcache.LOADED
 
 
 def test_length_zero_and_one_without_sequences():
@@ -314,4 +314,4 @@ def test_the_euler_gradient_runs_its_forward_and_reverse_scans_as_kernels():
         np.testing.assert_allclose(got, want, rtol=1e-9)
     # function() compiled each loop for the types the driver passes: the calls compiled nothing more
     keys = [line.split("cache key ")[1] for line in f.source.splitlines() if line.startswith(KERNEL)]
-    assert len(keys) == 2 and all(len(cache.LOADED[k].signatures) == 1 for k in keys)
+    assert len(keys) == 2 and all(len(diskcache.LOADED[k].signatures) == 1 for k in keys)

@@ -21,6 +21,7 @@ class Kind(str, Enum):
     NN = "nn"                    # neural-network forms (softmax and friends) along an axis
     CONSTANT = "constant"        # its value depends on no input's values (only shapes and params)
     CONTROL = "control"          # runs bodies (subgraphs in its params): loops, branches, and their item
+    KERNEL = "kernel"            # a linker's compiled kernel, or the pick of its output (lowered schedules only)
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,24 @@ last use. So a linker is small, and it is data-in, data-out:
 Linkers, found by name in :data:`LINKERS`:
 
 * ``"numpy"`` (the default): lowers nothing; every node is a numpy call.
-* ``"numba"`` (:mod:`symsym.linkers.numba`, one folder): maximal elementwise regions
-  become one ``@numba.njit`` loop each, 0-d chains one native function, and a
-  scan or while loop of scalars one kernel with the loop inside, from each
-  op's scalar form in the op table (the ``scalar`` trait).
+* ``"numba"``: maximal elementwise regions become one ``@numba.njit`` loop
+  each, 0-d chains one native function, and a scan or while loop of scalars
+  one kernel with the loop inside, from each op's scalar form.
 
-An Array-API linker for GPU arrays would be one more module here: it would
-lower nothing and bind the driver's ``np`` to another array namespace; a
-linker that also changes the driver's namespace would add that as a field of
-:class:`Lowered`.
+The folder holds one folder per lowering path and what they share:
+
+* :mod:`.lowering`, the per-op registry: how each linker spells each op
+  (``register_lowering(op, linker, spelling)``). The op table's ``code`` and
+  ``scalar`` traits are the numpy and numba defaults; every other spelling
+  (the loops' code writers, the numba loop kernels' forms) is registered from
+  the folder of the path that uses it, so a new linker is one new folder and
+  no op file changes;
+* :mod:`.numba` (fused loops, loop kernels, vectorised math) and :mod:`.llvm`
+  (0-d chains as LLVM functions), the two native paths;
+* :mod:`.cache`, the kernel cache on disk both native paths load from.
+
+A linker that also changes the driver's array namespace (an Array-API linker
+for GPU arrays) would add that namespace as a field of :class:`Lowered`.
 """
 
 from __future__ import annotations
@@ -71,7 +80,7 @@ class Linker:
 
 class _Numba(Linker):
     """Found lazily: importing numba costs a second, paid only by who asks for it (and not even then by a
-    graph whose regions are all 0-d: those compile with llvmlite alone, :mod:`.llvm_scalar`)."""
+    graph whose regions are all 0-d: those compile with llvmlite alone, :mod:`.llvm.chains`)."""
 
     name = "numba"
 

@@ -34,21 +34,16 @@ folder's privacy is for.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import stat
-import sys
 import tempfile
 import threading
-import types
 import warnings
 from pathlib import Path
 
-__all__ = ["LOADED", "cache_dir", "configured_dir", "drop", "load", "read_private", "write_private"]
+__all__ = ["cache_dir", "configured_dir", "drop", "read_private", "write_private"]
 
-#: hash of a kernel's source -> its numba dispatcher, for this process
-LOADED: dict[str, object] = {}
 #: configured folder that was refused -> the private temporary folder used instead (made once each)
 _INSTEAD: dict[Path, Path] = {}
 _LOCK = threading.Lock()
@@ -175,35 +170,3 @@ def write_private(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-def key(source: str) -> str:
-    import numba
-    return hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()[:24]
-
-
-def load(source: str):
-    """The compiled kernel (a numba dispatcher, ``kernel`` in ``source``) for this source."""
-    k = key(source)
-    fn = LOADED.get(k)
-    if fn is not None:
-        return fn
-    from .numba import diskcache
-
-    folder = cache_dir()
-    path = folder / f"k{k}.py"
-    text = source.encode()
-    if read_private(path) != text:
-        try:
-            write_private(path, text)
-        except OSError:
-            pass  # the text runs from memory: the file is for tracebacks and readers
-    name = f"twograd_kernel_{k}"
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    sys.modules[name] = module  # numba's cached code looks the module up by name
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    fn = module.kernel
-    diskcache.attach(fn)
-    LOADED[k] = fn
-    return fn

@@ -5,12 +5,12 @@ numba's Python front end costs milliseconds per statement of a scalar chain
 long functions, so the numba linker used to cut a chain into 5,000-node
 kernels and leave pieces with long signatures to numpy. A 0-d region needs
 none of what numba offers (no loops, no arrays): each node is a few IR
-instructions from its op's scalar form (:mod:`.llvm_forms`), so the region
+instructions from its op's scalar form (:mod:`.forms`), so the region
 is written as LLVM IR text directly and compiled with llvmlite (numba's own
 dependency), without numba's front end, in one function however long.
 
 The function has CPython's ``METH_FASTCALL`` signature and is called as a
-builtin (:mod:`.llvm_jit`): it reads its arguments with ``PyFloat_AsDouble``
+builtin (:mod:`.jit`): it reads its arguments with ``PyFloat_AsDouble``
 (a float, a numpy scalar or a 0-d array alike; a bool with
 ``PyObject_IsTrue``), runs the chain in registers and returns Python floats
 and bools (a tuple when there are several), exactly what the numba kernels
@@ -30,6 +30,7 @@ import numpy as np
 
 from common.graph import Node
 
+from ..lowering import lowering
 from . import jit as llvm_jit
 from .forms import BOOL, DOUBLE, double_literal, template
 
@@ -142,7 +143,7 @@ def _body(nodes: list[Node], values: dict) -> tuple[list[str] | None, set]:
     body: list[str] = []
     declares: set[str] = set()
     for j, n in enumerate(nodes):
-        t = template(n.op.scalar, tuple([_TYPES[i.dtype] for i in n.inputs]))
+        t = template(lowering(n.op, "numba"), tuple([_TYPES[i.dtype] for i in n.inputs]))
         if t is None or t.type != _TYPES.get(n.dtype):
             return None, declares
         operands = [values[id(i)] for i in n.inputs]

@@ -1,7 +1,7 @@
 """LLVM IR text -> a Python builtin function, through object code cached on disk.
 
 :func:`load` takes a module's IR (one function ``@twograd_<key>`` with
-CPython's ``METH_FASTCALL`` signature, written by :mod:`.llvm_scalar`) and
+CPython's ``METH_FASTCALL`` signature, written by :mod:`.chains`) and
 returns it as a builtin function object, the cheapest thing CPython can call
 (no ctypes argument conversion, no shared buffer: each call's values live in
 its own registers, so threads calling one kernel never share memory).

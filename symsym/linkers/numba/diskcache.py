@@ -30,6 +30,7 @@ import itertools
 import os
 import pickle
 import sys
+import types
 from pathlib import Path
 
 import numba
@@ -38,9 +39,41 @@ from numba.core.serialize import dumps
 
 from .. import cache
 
-__all__ = ["attach"]
+__all__ = ["LOADED", "attach", "key", "load"]
+
+#: hash of a kernel's source -> its numba dispatcher, for this process
+LOADED: dict[str, object] = {}
 
 _MAGIC = b"twograd-numba-cache 1 "
+
+
+def key(source: str) -> str:
+    return hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()[:24]
+
+
+def load(source: str):
+    """The compiled kernel (a numba dispatcher, ``kernel`` in ``source``) for this source."""
+    k = key(source)
+    fn = LOADED.get(k)
+    if fn is not None:
+        return fn
+    folder = cache.cache_dir()
+    path = folder / f"k{k}.py"
+    text = source.encode()
+    if cache.read_private(path) != text:
+        try:
+            cache.write_private(path, text)
+        except OSError:
+            pass  # the text runs from memory: the file is for tracebacks and readers
+    name = f"twograd_kernel_{k}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # numba's cached code looks the module up by name
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    fn = module.kernel
+    attach(fn)
+    LOADED[k] = fn
+    return fn
 
 
 def attach(dispatcher) -> None:

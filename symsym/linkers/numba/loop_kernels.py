@@ -1,7 +1,7 @@
 """A loop of scalars as one compiled loop: the numba linker's kernel for a whole ``scan`` or ``while_loop``.
 
 symsym's numpy linker runs a loop as a Python ``for``/``while`` calling a
-generated body function per step (:mod:`symsym.loopgen`); for a body of a
+generated body function per step (:mod:`symsym.loop_source`); for a body of a
 handful of scalar ops (an ODE step, and the reverse scan of its gradient)
 that call and the numpy scalars' arithmetic are nearly all the time. Here a
 loop whose every value is a scalar becomes one ``@numba.njit`` function with
@@ -52,6 +52,8 @@ the numpy linker's up to the math library's last bits, NaN and inf included.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,9 +63,18 @@ from common.graph import Node, constant
 
 from ...loop_source import tuple_source
 from ...rewrite.rules import constant_value as scalar_value
-from .. import cache
+from ..lowering import lowering, register_lowering
 from .loopnest import DECORATOR, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
-from .lower import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, conversion, driver_op, failure, fusable, precompile
+from .lower import (
+    MAX_KERNEL_NODES,
+    MAX_KERNEL_VALUES,
+    conversion,
+    driver_op,
+    failure,
+    fusable,
+    numba_cache,
+    precompile,
+)
 from .vforms import MATH_CALL
 
 __all__ = ["CHUNK_WORK", "MAX_LOOP_NODES", "MAX_SAVED_STEPS", "SavedStepsError", "eligible", "loop_source",
@@ -102,14 +113,28 @@ def saved_steps_limit() -> int:
 
 _F8 = np.dtype(np.float64)
 _SCALARS = (_F8, np.dtype(np.bool_))
-_LOOPS = ("scan", "while_loop")
 #: dtype -> the scalar type a 0-d carry leaves the kernel as
 _AS_NUMPY = {np.dtype(np.float64): np.float64, np.dtype(np.bool_): np.bool_}
 
 
+@dataclass(frozen=True)
+class LoopForm:
+    """How a loop op is written as a kernel: its spelling for the ``"numba"`` linker (registered below in
+    :mod:`symsym.linkers.lowering`), so that nothing here asks a loop op its name."""
+
+    bodies: tuple[str, ...]  # the params holding the bodies a step runs, in the order it runs them
+    counted: bool            # steps known before the loop (a scan's length), not found by a test
+    lines: Callable          # (node, writer, carries) -> the kernel's loop statements and return
+
+
+def _form(node: Node) -> LoopForm | None:
+    form = lowering(node.op, "numba") if node.op is not None else None
+    return form if isinstance(form, LoopForm) else None
+
+
 def eligible(node: Node) -> bool:
     """Whether ``node`` is a scan or while loop this module compiles whole (the module docstring's shape)."""
-    if node.op is None or node.op.name not in _LOOPS:
+    if _form(node) is None:
         return False
     p, ins = node.params, node.inputs
     nc, nx, bodies = p["ncarry"], p.get("nx", 0), _bodies(node)
@@ -125,8 +150,7 @@ def eligible(node: Node) -> bool:
 
 def _bodies(node: Node) -> list:
     """The bodies a loop runs per step, in the order it runs them."""
-    p = node.params
-    return [p["body"]] if node.op.name == "scan" else [p["cond_body"], p["body"]]
+    return [node.params[name] for name in _form(node).bodies]
 
 
 def _scalar(n: Node) -> bool:
@@ -143,7 +167,7 @@ def _body_nodes(body) -> list[Node]:
 
 def _known(n: Node) -> str | None:
     """A 0-d float or bool body node of statically known value (a constant, ``zeros_like``, ... as
-    :func:`symsym.rewrite.core.scalar_value` sees them) as a literal, else None."""
+    :func:`symsym.rewrite.rules.constant_value` sees them) as a literal, else None."""
     if not _scalar(n):
         return None
     if n.is_const:
@@ -173,17 +197,15 @@ def loop_source(node: Node) -> str:
         names.update({id(v): f"c{k}" if k < nc else f"x{k - nc}" if k < nc + nx else f"k{k - nc - nx}"
                       for k, v in enumerate(b.inputs)})
     passed = _passed(node)
-    bounds = "n" if node.op.name == "scan" else "stop"
+    form = _form(node)
+    bounds = "n" if form.counted else "stop"
     lines = [f"def kernel({', '.join([bounds, *[s for s, _ in _stacks(node)], *[f'a{k}' for k in passed]])}):"]
     lines += [f"    {names[id(v)]} = {f'a{k}' if k < nc else f'as_scalar(a{k})' if k in passed else _known(ins[k])}"
               for k, v in enumerate(body.inputs) if k < nc or k >= nc + nx]
     calls: set[str] = set()
     write = _Writer(names, calls)
     carries = [f"c{k}" for k in range(nc)]
-    if node.op.name == "scan":
-        lines += _scan_lines(node, write, carries)
-    else:
-        lines += _while_lines(node, write, carries)
+    lines += form.lines(node, write, carries)
     return HEADER + libm_globals(calls) + "\n" + DECORATOR + "\n".join(lines) + "\n"
 
 
@@ -199,7 +221,7 @@ def _stacks(node: Node) -> list[tuple[str, np.dtype]]:
     """The arrays a loop's steps write (name in the kernel, dtype): a scan's stacked outputs, and, for a
     saving loop, the carry-ins its reverse scan reads."""
     p, nc = node.params, node.params["ncarry"]
-    out = [(f"y{j}", o.dtype) for j, o in enumerate(p["body"].outputs[nc:])] if node.op.name == "scan" else []
+    out = [(f"y{j}", o.dtype) for j, o in enumerate(p["body"].outputs[nc:])] if _form(node).counted else []
     if p.get("save"):
         out += [(f"s{k}", c.dtype) for k, c in enumerate(node.inputs[:nc])]
     return out
@@ -223,8 +245,9 @@ class _Writer:
                 names[id(n)] = text
                 continue
             names[id(n)] = t = f"t{len(names)}"
-            self.calls.update(MATH_CALL.findall(n.op.scalar))
-            out.append(libm_statement(t, n.op.scalar, [names[id(i)] for i in n.inputs]))
+            form = lowering(n.op, "numba")
+            self.calls.update(MATH_CALL.findall(form))
+            out.append(libm_statement(t, form, [names[id(i)] for i in n.inputs]))
         return out, [names[id(o)] for o in body.outputs]
 
 
@@ -297,7 +320,7 @@ def _kernel_call(node: Node, steps: int, j: int, sources: list[str]) -> Node:
     from numba.core import types
 
     source = loop_source(node)
-    fn = cache.load(source)
+    fn = numba_cache().load(source)
     passed = _passed(node)
     nc = node.params["ncarry"]
     carries = [types.float64 if c.dtype == _F8 else types.boolean for c in node.inputs[:nc]]
@@ -306,7 +329,7 @@ def _kernel_call(node: Node, steps: int, j: int, sources: list[str]) -> Node:
     name = f"{node.op.name}_kernel{j}"
     args = [node.inputs[k] for k in passed]
     op = driver_op(name, impl=_runner(fn, node, args, steps))
-    sources.append(f"# {name}: {steps} nodes a step, cache key {cache.key(source)}\n{source}")
+    sources.append(f"# {name}: {steps} nodes a step, cache key {numba_cache().key(source)}\n{source}")
     return Node(op, tuple(args), {}, (), TUPLE, node.name, None, node.site)
 
 
@@ -333,7 +356,7 @@ def _runner(fn, node: Node, args: list[Node], steps: int):
             rest[k - nc] = c(rest[k - nc])
         return carries, rest
 
-    if node.op.name == "while_loop":
+    if not _form(node).counted:
         bound = -1 if p.get("max_iter") is None else p["max_iter"]
         save = bool(p.get("save"))
 
@@ -404,3 +427,7 @@ def _too_many(node: Node, limit: int) -> SavedStepsError:
                     f"{nc} carr{'y' if nc == 1 else 'ies'} (8 bytes each), and past {limit} steps "
                     f"({limit * nc * 8 / 2**20:.0f} MiB) the loop stops here instead of exhausting memory: give "
                     "it a max_iter, or set TWOGRAD_MAX_SAVED_STEPS to allow more", node.inputs, node.site)
+
+
+register_lowering("scan", "numba", LoopForm(("body",), True, _scan_lines))
+register_lowering("while_loop", "numba", LoopForm(("cond_body", "body"), False, _while_lines))

@@ -34,6 +34,7 @@ import numpy as np
 from common.graph import Node
 
 from ...emit import literal
+from ..lowering import lowering
 from .rowsums import is_row_sum, row_sums
 from .segments import MIN_CALLS, segmented_loops
 from .vforms import MATH_CALL, VERSION, ranged_operands, small, vectorises
@@ -100,14 +101,15 @@ def kernel_source(nodes: list[Node], outputs: list[Node], shape: tuple) -> Kerne
     vector: set[str] = set()
     for j, n in enumerate(nodes):
         values[id(n)] = f"t{j}"
-        calls = MATH_CALL.findall(n.op.scalar)
+        form = lowering(n.op, "numba")
+        calls = MATH_CALL.findall(form)
         used.update(calls)
         names = [values[id(i)] for i in n.inputs]
-        text = n.op.scalar.format(*names)
-        plain.append(libm_statement(f"t{j}", n.op.scalar, names))
-        if d and calls and vectorises(n.op.scalar) and not small(shape):  # arrays (0-d: libm's latency wins)
+        text = form.format(*names)
+        plain.append(libm_statement(f"t{j}", form, names))
+        if d and calls and vectorises(form) and not small(shape):  # arrays (0-d: libm's latency wins)
             vector.update(calls)
-            checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(n.op.scalar)]
+            checks += [f"far += vmath.far({names[k]})" for k in ranged_operands(form)]
             body.append(f"t{j} = " + MATH_CALL.sub(r"vmath_\1(", text))
         else:
             body.append(plain[-1])

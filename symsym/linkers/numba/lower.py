@@ -12,11 +12,11 @@ by nothing else joins the region's loop (:mod:`.reductions`). Everything
 else (matmul and einsum on BLAS, other reductions with numpy's pairwise
 summation, shape ops, ops without a scalar form, control-flow ops) stays a
 numpy call in the driver between kernels.
-A 0-d region (a scalar chain) skips numba: :mod:`.llvm_scalar` writes it as
+A 0-d region (a scalar chain) skips numba: :mod:`symsym.linkers.llvm.chains` writes it as
 one LLVM function straight from the forms, and only a region it cannot
 translate comes back to numba's loops. First of all, a ``scan`` or
 ``while_loop`` whose values are all scalars becomes one kernel with the loop
-inside (:mod:`.scan_kernels`); other loops run as the numpy linker runs them.
+inside (:mod:`.loop_kernels`); other loops run as the numpy linker runs them.
 
 Exactness: numba compiles without fast-math and with numpy's error model
 (x/0 is inf, not an exception), and each scalar form equals its numpy impl,
@@ -44,8 +44,9 @@ from common.graph import Node
 from common.ops import Kind
 from common.ops.table import Op
 
-from .. import Lowered, cache
+from .. import Lowered
 from ..llvm import chains as llvm_scalar
+from ..lowering import lowering
 from . import cut
 from .fuse import regions
 from .loopnest import MISMATCH, Kernel, kernel_source
@@ -63,9 +64,10 @@ def fusable(n: Node) -> bool:
     """Whether ``n`` can be a statement of a fused loop: an elementwise op with a scalar form on float64
     values, a comparison's bool output, or a bool where the op's type rule asks for one (a condition)."""
     op = n.op
-    if op.scalar is None or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
+    form = lowering(op, "numba")
+    if not isinstance(form, str) or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
         return False
-    if n.shape and op.ufunc is not None and "math." in op.scalar and not (vectorises(op.scalar) or small(n.shape)):
+    if n.shape and op.ufunc is not None and "math." in form and not (vectorises(form) or small(n.shape)):
         return False  # on arrays numpy's SIMD loop beats a libm call per element; vmath's forms vectorise too
     for pos, i in enumerate(n.inputs):
         if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
@@ -98,7 +100,7 @@ def _no_infer(*inputs, **params):
 
 def driver_op(name: str, code: str | None = None, impl=None, params: tuple = ()) -> Op:
     """An op of the lowered schedule only (never in the op table): a kernel call or the pick of one output."""
-    return Op(name, _no_infer, impl if impl is not None else _no_infer, code=code, params=params, kind=Kind.SHAPE)
+    return Op(name, _no_infer, impl if impl is not None else _no_infer, code=code, params=params, kind=Kind.KERNEL)
 
 
 _PICK = driver_op("kernel_output", "{0}[{k}]", lambda t, k: t[k], ("k",))
@@ -155,7 +157,7 @@ def _lower(order: list[Node], outs: list[Node], failed: list[str], lower_scans) 
     scalar_budget = llvm_scalar.MAX_TOTAL_NODES
     for r in found:
         if not r.shape and _scalar_pieces(r.nodes, consumers, member, kernels, scalar_budget, failed):
-            scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm_scalar)
+            scalar_budget -= len(r.nodes)  # 0-d: LLVM functions written from the forms (llvm.chains)
             continue
         for nodes in cut.pieces(r.nodes, consumers, MAX_KERNEL_NODES, MAX_KERNEL_VALUES):  # schedule order
             sums = fused_sums(nodes, consumers, len(r.shape))  # row sums end the loop (.reductions)
@@ -185,7 +187,7 @@ def _lower(order: list[Node], outs: list[Node], failed: list[str], lower_scans) 
 
 
 def _scalar_pieces(nodes: list[Node], consumers, member: dict, kernels: list, budget: int, failed: list) -> bool:
-    """A 0-d region as LLVM functions (:mod:`.llvm_scalar`) added to ``kernels``; False (nothing added)
+    """A 0-d region as LLVM functions (:mod:`symsym.linkers.llvm.chains`) added to ``kernels``; False (nothing added)
     where it takes numba's path. One that LLVM fails to compile stays numpy calls (True, nothing added):
     numba would compile it with the same LLVM."""
     try:
@@ -260,7 +262,7 @@ def _rebuild(order, outs, kernels, member, consumers, failed: list) -> Lowered:
         j = unit
         nodes, k = kernels[j]
         call = _kernel_node(j, nodes, k, impls[id(k)], done)
-        what = k.describe() if isinstance(k, llvm_scalar.ScalarKernel) else f"cache key {cache.key(k.source)}"
+        what = k.describe() if isinstance(k, llvm_scalar.ScalarKernel) else f"cache key {numba_cache().key(k.source)}"
         sources.append(f"# kernel{j}: {len(nodes)} nodes, {what}\n{k.source}")
         lowered.append(call)
         for pos, o in enumerate(k.outputs):
@@ -316,12 +318,19 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
+def numba_cache():
+    """numba's side of the kernel cache, imported when a numba kernel is first made: a graph whose regions
+    are all 0-d compiles with llvmlite alone and never pays numba's import (about a second)."""
+    from . import diskcache
+    return diskcache
+
+
 def _kernel_impl(nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel):
     """What the driver calls for a kernel, compiled now: an LLVM builtin as it is; a numba kernel loaded
     (or compiled) for the graph's types, with its conversions and its numpy fallback around it."""
     if isinstance(k, llvm_scalar.ScalarKernel):
         return k.fn  # a builtin: needs no frame in between; it reads any float or bool
-    fn = cache.load(k.source)
+    fn = numba_cache().load(k.source)
     precompile(fn, k.args)
     if k.dynamic:
         guarded = _guarded(fn, nodes, k)
