@@ -39,7 +39,7 @@ def torch_groups(torch) -> tuple[SimpleNamespace, SimpleNamespace]:
 
 
 def numpy_like_groups(xp) -> tuple[SimpleNamespace, SimpleNamespace]:
-    """(linalg, nn) over ``jax.numpy`` or ``autograd.numpy``."""
+    """(linalg, nn) over ``jax.numpy`` or ``autograd.numpy`` (or numpy itself)."""
     if xp.__name__.startswith("jax"):
         import jax.scipy.linalg as sl
         from jax import lax
@@ -56,7 +56,10 @@ def numpy_like_groups(xp) -> tuple[SimpleNamespace, SimpleNamespace]:
 
         nn = SimpleNamespace(conv2d=conv2d, max_pool2d=max_pool2d)
     else:
-        import autograd.scipy.linalg as sl
+        if xp.__name__.startswith("autograd"):
+            import autograd.scipy.linalg as sl
+        else:  # numpy itself (the adapter's own tests)
+            import scipy.linalg as sl
 
         nn = SimpleNamespace(conv2d=lambda x, w, **kw: _im2col_conv2d(xp, x, w, **kw),
                              max_pool2d=lambda x, k, stride=None, padding=0: _block_max(xp, x, k, stride, padding))
