@@ -623,6 +623,8 @@ class PyTensor(Peer):
         import pytensor.tensor as pt
         from pytensor.tensor.special import log_softmax
 
+        peer = self.name
+
         class Ops(PyTensorLoops):
             def __getattr__(self, name):
                 return getattr(pt, name)
@@ -641,7 +643,7 @@ class PyTensor(Peer):
 
             @property
             def nn(self):
-                raise Unsupported("pytensor: the workloads' convolution and pooling are not spelled for pytensor")
+                raise Unsupported(f"{peer}: the workloads' convolution and pooling are not spelled for pytensor")
 
         self.check_size(problem)
         if kind == "jacobian" and _jacobian_mode(self.name, problem) == "forward":

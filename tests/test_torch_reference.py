@@ -41,9 +41,22 @@ def _prod(x, axis=None, keepdims=False):
 
 
 def _expand_dims(x, axis):
+    axis = (axis,) if isinstance(axis, int) else axis
     for d in sorted(a % (x.ndim + len(axis)) for a in axis):
         x = torch.unsqueeze(x, d)
     return x
+
+
+def _vector_rhs(solve, a, b):
+    """numpy's and scipy's b of shape (..., n) as torch's (..., n, 1)."""
+    if b.ndim == 1:
+        return solve(a, b.unsqueeze(-1)).squeeze(-1)
+    return solve(a, b)
+
+
+def _along(fn):
+    """A numpy-style ``f(x, axis=None)`` from torch's ``f(x, dim)``: ``axis=None`` runs on the flattened x."""
+    return lambda x, axis=None: fn(x.reshape(-1), 0) if axis is None else fn(x, axis)
 
 
 def _same_name(*names):
@@ -54,8 +67,9 @@ def _same_name(*names):
 TORCH = {
     **_same_name("neg", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sigmoid",
                "relu", "sqrt", "square", "abs", "add", "sub", "mul", "div", "pow", "maximum", "minimum", "where",
-               "lt", "le", "gt", "ge", "eq", "ne", "matmul", "einsum", "reshape", "broadcast_to", "sign",
+               "lt", "le", "gt", "ge", "eq", "ne", "matmul", "einsum", "reshape", "sign",
                "zeros_like", "ones_like"),
+    "broadcast_to": lambda x, shape: torch.broadcast_to(x, tuple(shape) if np.iterable(shape) else (shape,)),
     "arcsin": torch.asin,
     "arctan": torch.atan,
     "softplus": F.softplus,
@@ -80,6 +94,38 @@ TORCH = {
     "stop_gradient": torch.Tensor.detach,
     "full_like": torch.full_like,
     "cast": lambda x, dtype: x.to(getattr(torch, np.dtype(dtype).name)),
+    "arccos": torch.acos,
+    "arccosh": torch.acosh,
+    "arcsinh": torch.asinh,
+    "arctanh": torch.atanh,
+    **_same_name("erf", "erfc", "hypot", "logaddexp"),
+    "arctan2": torch.atan2,
+    "clip": torch.clamp,
+    "cumsum": _along(torch.cumsum),
+    "cumprod": _along(torch.cumprod),
+    "logcumsumexp": _along(torch.logcumsumexp),
+    "argsort": lambda x, axis=-1: _along(lambda y, dim: torch.argsort(y, dim=dim, stable=True))(x, axis),
+    "argmax": lambda x, axis=None, keepdims=False: torch.argmax(x, dim=axis, keepdim=keepdims),
+    "argmin": lambda x, axis=None, keepdims=False: torch.argmin(x, dim=axis, keepdim=keepdims),
+    "sparse_softmax_cross_entropy": lambda z, labels, axis=-1: F.cross_entropy(
+        z.movedim(axis, 1), torch.as_tensor(labels).long(), reduction="none"),
+    "solve": torch.linalg.solve,
+    "solve_triangular": lambda a, b, lower=True: _vector_rhs(
+        lambda a, b: torch.linalg.solve_triangular(a, b, upper=not lower), a, b),
+    "cholesky": torch.linalg.cholesky,
+    "inv": torch.linalg.inv,
+    "det": torch.linalg.det,
+    "slogdet_sign": lambda a: torch.linalg.slogdet(a)[0],
+    "slogdet_logabs": lambda a: torch.linalg.slogdet(a)[1],
+    "eigh_w": lambda a: torch.linalg.eigh(a)[0],
+    "eigh_v": lambda a: torch.linalg.eigh(a)[1],
+    "svd_u": lambda a, full_matrices=False: torch.linalg.svd(a, full_matrices=full_matrices)[0],
+    "svd_s": lambda a, full_matrices=False: torch.linalg.svd(a, full_matrices=full_matrices)[1],
+    "svd_vh": lambda a, full_matrices=False: torch.linalg.svd(a, full_matrices=full_matrices)[2],
+    "qr_q": lambda a: torch.linalg.qr(a)[0],
+    "qr_r": lambda a: torch.linalg.qr(a)[1],
+    "conv": lambda x, w, stride=1, padding=0, dilation=1, groups=1: (F.conv1d if w.ndim == 3 else F.conv2d)(
+        x, w, stride=stride, padding=padding, dilation=dilation, groups=groups),
 }
 """twograd op name -> the torch function computing it, with twograd's arguments."""
 
@@ -146,6 +192,7 @@ def test_first_and_second_derivatives_match_pytorch(case):
 
 def test_the_table_covers_every_op_torch_has():
     """An op missing from the table is an op with no PyTorch check: only twograd's own helpers may be."""
-    helpers = {"sum_to", "sum_like", "broadcast_like", "reshape_like", "scatter_add", "concat_part", "count", "full"}
+    helpers = {"sum_to", "sum_like", "broadcast_like", "reshape_like", "scatter_add", "concat_part", "count", "full",
+               "cumprod_grad", "conv_transpose", "conv_weight", "windows", "unwindows"}  # (adjoints of the above)
     indexing = {"getitem"}  # x[...] on a torch tensor
     assert set(OPS) - BODIED - set(TORCH) - indexing == helpers
