@@ -22,9 +22,11 @@ from common import api as T
 from symsym import function
 from symsym.linkers import cache
 from symsym.linkers.llvm import jit as llvm_jit
-from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
+
+from symsym.linkers.numba import diskcache
+
 posix = pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
 
 #: set by a planted pickle when it is unpickled

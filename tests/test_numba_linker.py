@@ -23,9 +23,10 @@ from common.ops import Kind
 from common.ops.table import Op
 from symsym import function, grad
 from symsym.linkers import LINKERS, LinkerError
-from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
+
+from symsym.linkers.numba import diskcache
 
 pytestmark = pytest.mark.usefixtures("module_kernel_cache")
 

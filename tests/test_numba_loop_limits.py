@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from derivchecks import central
 
 from common import api as T
 from common.errors import TwogradError
@@ -145,18 +146,6 @@ def test_loops_run_in_chunks_give_the_values_of_one_run(monkeypatch, rng, revers
         for g, w in zip(got, ref(*vals)):
             np.testing.assert_allclose(g, w, rtol=1e-12)
 
-
-def central(fn, x, eps: float = 1e-6):
-    """The derivative of the scalar ``fn`` at ``x`` by central differences, entry by entry, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty(x.shape)
-    for i in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        h = eps * max(1.0, abs(float(x[i])))
-        up[i] += h
-        down[i] -= h
-        out[i] = (float(fn(up)) - float(fn(down))) / (2 * h)
-    return out
 
 
 # ---------------------------------------------------------------------------- the cap on saved steps

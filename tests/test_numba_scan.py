@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from derivchecks import central
 
 from common import api as T
 from common.errors import TwogradError
 from symsym import function, grad
-from symsym.linkers.numba import diskcache
 
 pytest.importorskip("numba")
+
+from symsym.linkers.numba import diskcache
 
 KERNEL = "# scan_kernel"
 
@@ -36,18 +38,6 @@ def both(inputs, outputs, arrays, rtol=1e-12):
 def scan_kernels(f) -> int:
     return f.source.count(KERNEL)
 
-
-def central(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """The derivative of the scalar ``fn`` at ``x`` by central differences, entry by entry, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty(x.shape)
-    for i in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        h = eps * max(1.0, abs(float(x[i])))
-        up[i] += h
-        down[i] -= h
-        out[i] = (float(fn(up)) - float(fn(down))) / (2 * h)
-    return out
 
 
 # ---------------------------------------------------------------------------- a recurrence of several carries
