@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .errors import ShapeError, op_error
-from .ops.conv import _windows, dims
+from .ops.conv import dims, window_view
 from .site import user_site
 
 
@@ -134,7 +134,7 @@ def nn_for(ns) -> SimpleNamespace:
     def max_pool2d(x, kernel_size, stride=None, padding=0):
         win, (k, s, p) = pool("max_pool2d", x, kernel_size, stride, padding)
         if any(p):  # padding never wins: -inf there (PyTorch's implicit padding)
-            inside = _windows(np.ones(x.shape[-2:], bool), k, s, p, (1, 1))
+            inside = window_view(np.ones(x.shape[-2:], bool), k, s, p, (1, 1))
             win = ns.where(inside, win, -math.inf)
         return ns.max(win, axis=(-2, -1))
 

@@ -105,13 +105,13 @@ def one_at_a_time(op, ns, inputs, batched, **params):
 
 # ------------------------------------------------------------------- helpers
 
-def _lift(ns, x, ndim: int):
+def lift_rank(ns, x, ndim: int):
     """Batched ``x`` with size-1 axes after the batch axis, up to ``1 + ndim`` dims."""
     k = ndim - (x.ndim - 1)
     return ns.expand_dims(x, tuple(range(1, 1 + k))) if k > 0 else x
 
 
-def _tile(ns, x, size):
+def tile_batch(ns, x, size):
     """An unbatched ``x`` repeated along a new batch axis (a broadcast view)."""
     if size is None or None in x.shape:
         raise NotBatchable
@@ -145,7 +145,7 @@ def no_inputs(op, ns, inputs, batched, **params):
 def elementwise(op, ns, inputs, batched, **params):
     """Batched inputs get size-1 axes after the batch axis, so broadcasting keeps the batch apart."""
     nd = max(x.ndim - b for x, b in zip(inputs, batched))
-    args = tuple(_lift(ns, x, nd) if b else x for x, b in zip(inputs, batched))
+    args = tuple(lift_rank(ns, x, nd) if b else x for x, b in zip(inputs, batched))
     return ns.apply(op, args, params), True
 
 
@@ -177,8 +177,8 @@ def along_axis(op, ns, inputs, batched, axis):
 def softmax_cross_entropy(op, ns, inputs, batched, axis):
     (z, t), (bz, bt) = inputs, batched
     nd = z.ndim - bz
-    z = _lift(ns, z, nd) if bz else _tile(ns, z, batch_size(inputs, batched))
-    t = _lift(ns, t, nd) if bt else t
+    z = lift_rank(ns, z, nd) if bz else tile_batch(ns, z, batch_size(inputs, batched))
+    t = lift_rank(ns, t, nd) if bt else t
     return ns.apply(op, (z, t), {"axis": axis + 1}), True
 
 
@@ -216,7 +216,7 @@ def like(static) -> Callable:
 
 def broadcast_to(op, ns, inputs, batched, shape):
     (x,) = inputs
-    return ns.broadcast_to(_lift(ns, x, len(shape)), (x.shape[0], *shape)), True
+    return ns.broadcast_to(lift_rank(ns, x, len(shape)), (x.shape[0], *shape)), True
 
 
 def sum_to(op, ns, inputs, batched, shape):
@@ -237,8 +237,8 @@ def matmul(op, ns, inputs, batched):
     if b_vec:
         b = ns.expand_dims(b, b.ndim)
     nd = max(a.ndim - fa, b.ndim - fb)
-    a = _lift(ns, a, nd) if fa else a
-    b = _lift(ns, b, nd) if fb else b
+    a = lift_rank(ns, a, nd) if fa else a
+    b = lift_rank(ns, b, nd) if fb else b
     out = ns.matmul(a, b)
     if b_vec:
         out = ns.squeeze(out, out.ndim - 1)
@@ -269,7 +269,7 @@ def scatter_add(op, ns, inputs, batched, index):
     if not bg:  # ``like`` gives only a shape
         return ns.scatter_add(g, _blank(ns, like, blike), *arrays, index=index), False
     size = g.shape[0]
-    like = like if blike else _tile(ns, like, size)
+    like = like if blike else tile_batch(ns, like, size)
     spec = behind(index)
     if tuple(g.shape) != view(spec).shape(tuple(like.shape), [a.shape for a in arrays]):
         raise NotBatchable  # numpy moves separated advanced indices in front of the batch axis
@@ -279,7 +279,7 @@ def scatter_add(op, ns, inputs, batched, index):
 
 def join(op, ns, inputs, batched, axis):
     size = batch_size(inputs, batched)
-    xs = tuple(x if b else _tile(ns, x, size) for x, b in zip(inputs, batched))
+    xs = tuple(x if b else tile_batch(ns, x, size) for x, b in zip(inputs, batched))
     return ns.apply(op, xs, {"axis": axis + 1}), True
 
 

@@ -139,7 +139,7 @@ def _fits(have, want) -> bool:
 
 # ------------------------------------------------------------ numpy: im2col and col2im
 
-def _windows(x, ksize, stride, padding, dilation):
+def window_view(x, ksize, stride, padding, dilation):
     """A view (..., *out, *ksize) of each window of ``x``'s last ``len(ksize)`` dims (zero-padded)."""
     d = len(ksize)
     if any(padding):
@@ -152,7 +152,7 @@ def _windows(x, ksize, stride, padding, dilation):
 
 
 def _unwindows(cols, size, stride, padding, dilation):
-    """The adjoint of :func:`_windows`: add each window (..., *out, *ksize) back into an input of ``size``."""
+    """The adjoint of :func:`window_view`: add each window (..., *out, *ksize) back into an input of ``size``."""
     d = len(size)
     lead = cols.shape[:cols.ndim - 2 * d]
     out_sp, ksize = cols.shape[cols.ndim - 2 * d:cols.ndim - d], cols.shape[cols.ndim - d:]
@@ -169,7 +169,7 @@ def _unwindows(cols, size, stride, padding, dilation):
 def _columns(x, ksize, stride, padding, dilation, groups):
     """im2col: (N, G, C/G * prod(ksize), P) with P the number of output positions, and the output dims."""
     d = len(ksize)
-    v = _windows(x, ksize, stride, padding, dilation)            # (N, C, *out, *k)
+    v = window_view(x, ksize, stride, padding, dilation)            # (N, C, *out, *k)
     n, c = x.shape[:2]
     out_sp = v.shape[2:2 + d]
     perm = (0, 1, *range(2 + d, 2 + 2 * d), *range(2, 2 + d))   # (N, C, *k, *out)
@@ -329,12 +329,12 @@ def _windows_vjp(ns, g, out, x, ksize, stride, padding, dilation):
                 padding=padding, dilation=dilation)
 
 
-def _leading(op, ns, inputs, batched, **params):
+def on_stack(op, ns, inputs, batched, **params):
     return ns.apply(op, inputs, params), True
 
 
-defop("windows", _windows_infer, _windows, _windows_vjp, jvp=jvp_linear("windows"), bind=_windows_bind,
-      kind=Kind.SHAPE, linear=(0,), batch=_leading,
+defop("windows", _windows_infer, window_view, _windows_vjp, jvp=jvp_linear("windows"), bind=_windows_bind,
+      kind=Kind.SHAPE, linear=(0,), batch=on_stack,
       doc="Every window of x's last len(ksize) dims, zero-padded, as a view (..., *out, *ksize): "
           "pooling is a reduction over its trailing axes. VJP: unwindows (each window added back).")
 
@@ -354,6 +354,6 @@ def _unwindows_bind(g, size, ksize, stride=None, padding=0, dilation=1):
 defop("unwindows", _unwindows_infer,
       lambda g, size, ksize, stride, padding, dilation: _unwindows(g, size, stride, padding, dilation),
       _unwindows_vjp, jvp=jvp_linear("unwindows"), bind=_unwindows_bind, kind=Kind.SHAPE, linear=(0,),
-      fresh=True, batch=_leading,
+      fresh=True, batch=on_stack,
       doc="The adjoint of windows: each window (..., *out, *ksize) added back into an input of size "
           "(..., *size) (overlaps summed, padding dropped). VJP: windows.")

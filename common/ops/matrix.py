@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from .batching import NotBatchable, _lift
+from .batching import NotBatchable, lift_rank
 from .params import bool_param
 from .rules import call, jvp_zero, unbroadcast
 from .shape import swap_last
@@ -118,12 +118,12 @@ def inv_t(ns, a):
     return swap_last(ns, call(ns, "inv", a))
 
 
-def _leading(op, ns, inputs, batched, **params):
+def on_stack(op, ns, inputs, batched, **params):
     """A one-matrix op on a stack: the batch axis is one more leading dim."""
     return ns.apply(op, inputs, params), True
 
 
-def _nan_on_failure(fn, a, *outs):
+def nan_on_failure(fn, a, *outs):
     """``fn(a)``, or NaNs of the shapes of ``outs`` when ``a`` holds a NaN or inf and LAPACK gives up."""
     try:
         return fn(a)
@@ -184,8 +184,8 @@ def _solve_batch(op, ns, inputs, batched, **params):
     nd = max(a.ndim - ba, b.ndim - bb)
     if None in a.shape[:1] + b.shape[:1]:
         raise NotBatchable
-    a = _lift(ns, a, nd) if ba else a
-    b = _lift(ns, b, nd) if bb else b
+    a = lift_rank(ns, a, nd) if ba else a
+    b = lift_rank(ns, b, nd) if bb else b
     out = ns.apply(op, (a, b), params)
     return (call(ns, "squeeze", out, axis=(out.ndim - 1,)) if vec else out), True
 
@@ -287,7 +287,7 @@ def _cholesky_jvp(ns, tangents, out, a):
 
 
 defop("cholesky", _square_infer, _cholesky, _cholesky_vjp, jvp=_cholesky_jvp, kind=LINALG, fresh=True,
-      batch=_leading,
+      batch=on_stack,
       doc="The lower Cholesky factor L of a symmetric positive definite a (a = L L^T; of (a + a^T) / 2, "
           "as JAX's). A matrix that is not positive definite is an error. VJP (Murray 2016): "
           "sym(L^-T Phi(L^T L_bar) L^-1), Phi = lower triangle with its diagonal halved; a's cotangent is "
@@ -306,7 +306,7 @@ def _inv(a):
 defop("inv", _square_infer, _inv,
       lambda ns, g, out, a: -mat(ns, swap_last(ns, out), mat(ns, g, swap_last(ns, out))),
       jvp=lambda ns, ts, out, a: -mat(ns, out, mat(ns, ts[0], out)),
-      kind=LINALG, fresh=True, batch=_leading,
+      kind=LINALG, fresh=True, batch=on_stack,
       doc="The inverse of a square matrix (prefer solve: it is cheaper and more accurate). A singular "
           "matrix is an error. VJP: -Y^T g Y^T with Y = inv(a).")
 
@@ -318,7 +318,7 @@ def _det(a):
 defop("det", _scalar_infer, _det,
       lambda ns, g, out, a: scale_mats(ns, g * out, inv_t(ns, a)),
       jvp=lambda ns, ts, out, a: out * trace_with(ns, inv_t(ns, a), ts[0]),
-      kind=LINALG, fresh=True, batch=_leading,
+      kind=LINALG, fresh=True, batch=on_stack,
       doc="The determinant of each matrix. VJP: g det(a) a^-T (Jacobi's formula), defined where a is "
           "invertible; at a singular a the gradient's inverse is an error.")
 
@@ -331,12 +331,12 @@ def _slogdet_log(a):
     return np.asarray(np.linalg.slogdet(a)[1])
 
 
-defop("slogdet_sign", _scalar_infer, _slogdet_sign, None, jvp=jvp_zero, kind=LINALG, fresh=True, batch=_leading,
+defop("slogdet_sign", _scalar_infer, _slogdet_sign, None, jvp=jvp_zero, kind=LINALG, fresh=True, batch=on_stack,
       doc="The sign of each matrix's determinant (+1, -1, or 0 when singular): slogdet's first half, "
           "piecewise constant, so without gradient.")
 defop("slogdet_logabs", _scalar_infer, _slogdet_log,
       lambda ns, g, out, a: scale_mats(ns, g, inv_t(ns, a)),
       jvp=lambda ns, ts, out, a: trace_with(ns, inv_t(ns, a), ts[0]),
-      kind=LINALG, fresh=True, batch=_leading,
+      kind=LINALG, fresh=True, batch=on_stack,
       doc="log|det(a)| of each matrix, without overflow: slogdet's second half (-inf when singular). "
           "VJP: g a^-T.")

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..kernels import softmax
 from . import batching
-from .batching import _lift, _tile, batch_size
+from .batching import batch_size, lift_rank, tile_batch
 from .params import axis_param
 from .rules import call, jvp_self_adjoint, keep_axes
 from .shapes import broadcast_shapes, float_dtype, one_axis, result_dtype, shape_str
@@ -138,8 +138,8 @@ def _labels_dz(ns, z, labels, axis):
 def _labels_batch(op, ns, inputs, batched, axis):
     (z, labels), (bz, bl) = inputs, batched
     nd = z.ndim - bz
-    z = _lift(ns, z, nd) if bz else _tile(ns, z, batch_size(inputs, batched))
-    labels = _lift(ns, labels, nd - 1) if bl else labels
+    z = lift_rank(ns, z, nd) if bz else tile_batch(ns, z, batch_size(inputs, batched))
+    labels = lift_rank(ns, labels, nd - 1) if bl else labels
     return ns.apply(op, (z, labels), {"axis": axis + 1}), True
 
 

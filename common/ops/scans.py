@@ -186,7 +186,7 @@ def _grad_jvp(ns, tangents, out, g, x, axis):
 
 def _grad_batch(op, ns, inputs, batched, axis):
     size = batching.batch_size(inputs, batched)
-    g, x = (v if b else batching._tile(ns, v, size) for v, b in zip(inputs, batched))
+    g, x = (v if b else batching.tile_batch(ns, v, size) for v, b in zip(inputs, batched))
     return ns.apply(op, (g, x), {"axis": axis + 1}), True
 
 

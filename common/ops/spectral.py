@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GradError, ShapeError
-from .matrix import _leading, _nan_on_failure, linalg_dtype, mat, square, sym, symmetrised
+from .matrix import linalg_dtype, mat, nan_on_failure, on_stack, square, sym, symmetrised
 from .params import bool_param
 from .rules import call
 from .shape import swap_last
@@ -62,7 +62,7 @@ def _gaps(ns, lam):
 
 def _eigh(a):
     n = np.shape(a)[-1]
-    return _nan_on_failure(np.linalg.eigh, symmetrised(a), np.shape(a)[:-1], np.shape(a)[:-2] + (n, n))
+    return nan_on_failure(np.linalg.eigh, symmetrised(a), np.shape(a)[:-1], np.shape(a)[:-2] + (n, n))
 
 
 def _eigh_w_infer(a):
@@ -97,11 +97,11 @@ def _eigh_v_jvp(ns, tangents, out, a):
 
 
 defop("eigh_w", _eigh_w_infer, lambda a: np.asarray(_eigh(a)[0]), _eigh_w_vjp, jvp=_eigh_w_jvp, kind=LINALG,
-      fresh=True, batch=_leading,
+      fresh=True, batch=on_stack,
       doc="The eigenvalues of a symmetric matrix, ascending (eigh's first result; of (a + a^T) / 2, as "
           "JAX's). VJP: V diag(g) V^T.")
 defop("eigh_v", _eigh_v_infer, lambda a: np.asarray(_eigh(a)[1]), _eigh_v_vjp, jvp=_eigh_v_jvp, kind=LINALG,
-      fresh=True, batch=_leading,
+      fresh=True, batch=on_stack,
       doc="The eigenvectors of a symmetric matrix, as columns (eigh's second result; each up to sign). "
           "VJP: sym(V (F o V^T g) V^T), F_ij = 1/(w_j - w_i): inf/NaN where eigenvalues repeat.")
 
@@ -138,7 +138,7 @@ def _svd(a, full_matrices):
     k = min(m, n)
     shapes = (batch + ((m, m) if full_matrices else (m, k)), batch + (k,),
               batch + ((n, n) if full_matrices else (k, n)))
-    return _nan_on_failure(lambda x: np.linalg.svd(x, full_matrices=full_matrices), a, *shapes)
+    return nan_on_failure(lambda x: np.linalg.svd(x, full_matrices=full_matrices), a, *shapes)
 
 
 def _svd_bind(a, full_matrices=False):
@@ -201,7 +201,7 @@ def _svd_vh_jvp(ns, tangents, out, a, full_matrices):
     return _tr(ns, dv)
 
 
-_SVD = dict(bind=_svd_bind, kind=LINALG, fresh=True, batch=_leading)
+_SVD = dict(bind=_svd_bind, kind=LINALG, fresh=True, batch=on_stack)
 defop("svd_u", _svd_u_infer, lambda a, full_matrices: np.asarray(_svd(a, full_matrices)[0]), _svd_u_vjp,
       jvp=_svd_u_jvp, **_SVD,
       doc="The left singular vectors U of a = U diag(s) Vh (columns, each up to a sign shared with Vh's row). "
@@ -276,11 +276,11 @@ def _qr_dc(ns, tangents, a):
 
 defop("qr_q", _qr_q_infer, lambda a: np.asarray(np.linalg.qr(a)[0]), _qr_q_vjp,
       jvp=lambda ns, ts, out, a: (lambda q, r, dar, up: dar - mat(ns, q, up))(*_qr_dc(ns, ts, a)),
-      kind=LINALG, fresh=True, batch=_leading,
+      kind=LINALG, fresh=True, batch=on_stack,
       doc="Q of the reduced QR factorisation (orthonormal columns; LAPACK's signs). VJP needs m >= n: "
           "(Q_bar + Q copyltu(-Q_bar^T Q)) R^-T, by a triangular solve.")
 defop("qr_r", _qr_r_infer, lambda a: np.asarray(np.linalg.qr(a)[1]), _qr_r_vjp,
       jvp=lambda ns, ts, out, a: (lambda q, r, dar, up: mat(ns, up, r))(*_qr_dc(ns, ts, a)),
-      kind=LINALG, fresh=True, batch=_leading,
+      kind=LINALG, fresh=True, batch=on_stack,
       doc="R of the reduced QR factorisation (upper triangular). VJP needs m >= n: "
           "Q copyltu(R R_bar^T) R^-T, by a triangular solve.")
