@@ -20,7 +20,6 @@ the same schedule and memory plan through a table-driven loop instead.
 
 from __future__ import annotations
 
-import builtins
 import gc
 import itertools
 import re
@@ -43,13 +42,6 @@ from .rewrite import optimized_order
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
 
 MAX_STRAIGHT_LINE = 60_000
-#: generated code runs with Python's own builtins, as any module does, because what it calls reads them from
-#: its frame: numpy 2.5 imports ``warnings`` through ``__import__`` when a ufunc warns, and a numba dispatcher
-#: imports as it boxes its results, so a reduced set turns numpy's warning into a ``KeyError``. Such a set was
-#: never a boundary (the text can reach every builtin through an object's attributes); what keeps a graph from
-#: running code is the text itself, which holds params only as validated literals (:func:`symsym.emit.literal`)
-#: and everything else as names bound in its globals (tests/test_security_load.py)
-_BUILTINS = builtins
 _NP_ATTR = re.compile(r"\bnp\.(\w+)")
 
 
@@ -407,7 +399,11 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     source = build(lowered.order, lowered.outs, inputs, gen)
     source += loop_source.functions_source(gen)
     namespace = gen.globals
-    namespace["__builtins__"] = _BUILTINS
+    # no "__builtins__" of ours: exec gives the code Python's own, as any module has, because what it calls
+    # reads them from its frame (numpy 2.5 imports ``warnings`` through ``__import__`` when a ufunc warns). A
+    # reduced set was never a boundary; what keeps a graph from running code is the text itself, which holds
+    # params only as validated literals (:func:`symsym.emit.literal`) and everything else as names bound in
+    # its globals (tests/test_security_load.py)
     exec(compile(source, f"<symsym.function {len(outs)} outputs>", "exec"), namespace)
     if collect and lowered.kernels:
         # compiling leaves the collector hundreds of thousands of new objects to look at, and the first
