@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common.errors import DTypeError, GradError
+from common.errors import DTypeError, GradError, TreeError
 from common.site import user_site
+from common.tree import tree_flatten, tree_structure, tree_unflatten
 
 from . import engine, forward
 from .batched import Batched, basis, batched, same_scale, unbatch
@@ -33,6 +34,7 @@ from .mode import MODE
 from .tape import tape
 from .tensor import Tensor, wrap
 from .transforms import argnums_of, output_tensor, transforming
+from .trees import join_cotangent, joined, matching, regroup, split, spread
 from .vmap import Mapped, vmap
 
 
@@ -98,10 +100,28 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
 
     ``f`` must return a single-element tensor (or array). The gradient is an
     array like the argument (of its dtype), or a tuple of them when
-    ``argnums`` is a tuple. An argument ``f`` does not depend on is an error
+    ``argnums`` is a tuple; an argument that is a pytree (a dict, list, tuple
+    or namedtuple of arrays, :mod:`common.tree`) gets a gradient of the same
+    structure. An argument ``f`` does not depend on is an error
     (``disconnected="raise"``), gets zeros (``"zero"``) or None (``"none"``).
     """
     single, nums = argnums_of(argnums, "grad")
+    flat = _value_and_grad(f, nums, single, disconnected)
+
+    def value_and_grad_f(*args, **kwargs):
+        s = spread(f, args, nums, "grad")
+        if s is None:
+            return flat(*args, **kwargs)
+        value, gs = _value_and_grad(s.fn, s.nums, False, disconnected)(*s.args, **kwargs)
+        gs = regroup(gs, s.groups)
+        return value, (gs[0] if single else tuple(gs))
+
+    value_and_grad_f.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
+    return value_and_grad_f
+
+
+def _value_and_grad(f: Callable, nums: tuple, single: bool, disconnected: str) -> Callable:
+    """:func:`value_and_grad` over arguments that are arrays."""
     policy = disconnection_policy(disconnected, what="grad")
 
     def value_and_grad_f(*args, **kwargs):
@@ -119,7 +139,6 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
         gs = [_result(g, nested) for g in gs]
         return _result(out, nested), (gs[0] if single else tuple(gs))
 
-    value_and_grad_f.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
     return value_and_grad_f
 
 
@@ -137,8 +156,31 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "rai
 def vjp(f: Callable, *primals) -> tuple:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(ct)`` gives one cotangent per primal.
 
-    The forward runs once; ``vjp_fn`` may be called many times (the tape is kept).
+    The forward runs once; ``vjp_fn`` may be called many times (the tape is
+    kept). Primals and the result may be pytrees: the cotangent has the
+    result's structure and each cotangent handed back its primal's.
     """
+    s = spread(f, primals, range(len(primals)), "vjp")
+    g, seen = joined(f if s is None else s.fn, "vjp")
+    out, flat_fn = _vjp(g, *(primals if s is None else s.args))
+    tree_out = seen.treedef
+
+    def vjp_fn(cotangent):
+        if tree_out is not None:
+            cotangent = join_cotangent(cotangent, seen, "vjp")
+        elif not tree_structure(cotangent).is_leaf:
+            raise TreeError(f"vjp: the cotangent has structure {tree_structure(cotangent)!r}, but the function's "
+                            f"result is one array (at {user_site()})")
+        gs = flat_fn(cotangent)
+        return gs if s is None else tuple(regroup(gs, s.groups))
+
+    if tree_out is not None:
+        out = tree_unflatten(tree_out, split(out, seen))
+    return out, vjp_fn
+
+
+def _vjp(f: Callable, *primals) -> tuple:
+    """:func:`vjp` over primals and a result that are arrays."""
     nested = _nested(primals)
     with transforming():
         xs = [_input(p) for p in primals]
@@ -153,13 +195,84 @@ def vjp(f: Callable, *primals) -> tuple:
 
 
 def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
-    """``(f(*primals), J v)``: forward mode, one pass on dual numbers (:func:`symnum.forward.jvp`)."""
-    return forward.jvp(f, primals, tangents)
+    """``(f(*primals), J v)``: forward mode, one pass on dual numbers (:func:`symnum.forward.jvp`).
+
+    Primals, tangents and the result may be pytrees; each tangent has its
+    primal's structure, and ``J v`` the result's.
+    """
+    primals, tangents = list(primals), list(tangents)
+    if len(primals) != len(tangents):
+        return forward.jvp(f, primals, tangents)  # which says what is wrong
+    matching(primals, tangents, "jvp")
+    s = spread(f, primals, range(len(primals)), "jvp")
+    if s is not None:
+        tangents = [t for k, p in enumerate(primals)
+                    for t in ([tangents[k]] if tree_structure(p).is_leaf else tree_flatten(tangents[k])[0])]
+        f, primals = s.fn, s.args
+    g, seen = joined(f, "jvp")
+    out, tangent = forward.jvp(g, primals, tangents)
+    if seen.treedef is None:
+        return out, tangent
+    return tree_unflatten(seen.treedef, split(out, seen)), tree_unflatten(seen.treedef, split(tangent, seen))
 
 
 def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
              mode: str = "auto") -> Callable:
     """The Jacobian of ``f`` as a function: shape ``f(x).shape + x.shape``.
+
+    Arguments and the result may be pytrees: the Jacobian is then the
+    result's structure of (a tuple over ``argnums`` of) the argument's
+    structure of blocks ``f(x)[i].shape + x[j].shape``, as JAX's. The result's
+    leaves are joined into one vector, so it is still one sweep.
+    """
+    return over_trees(lambda g, nums: _jacobian(g, nums, disconnected, mode), f, argnums, "jacobian")
+
+
+def jacfwd(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian of ``f`` by forward mode (:func:`symnum.forward.jacfwd`), over pytrees as :func:`jacobian`."""
+    return over_trees(forward.jacfwd, f, argnums, "jacfwd")
+
+
+def over_trees(make: Callable, f: Callable, argnums, what: str) -> Callable:
+    """The Jacobian transform ``make(f, argnums)`` taking pytree arguments and results (see :func:`jacobian`)."""
+    single, nums = argnums_of(argnums, what)
+    g, seen = joined(f, what)
+    flat = make(g, argnums)
+
+    def jacobian_f(*args, **kwargs):
+        s = spread(f, args, nums, what)
+        if s is None:
+            jacs = flat(*args, **kwargs)
+            jacobian_f.mode = getattr(flat, "mode", None)
+            if seen.treedef is None:
+                return jacs
+            jacs, groups, shapes = [jacs] if single else list(jacs), [None] * len(nums), \
+                [tuple(np.shape(args[i])) for i in nums]
+            treedef, parts = seen.treedef, seen
+        else:
+            h, parts = joined(s.fn, what)
+            jacs, groups = list(make(h, s.nums)(*s.args, **kwargs)), s.groups
+            shapes = [tuple(np.shape(s.args[i])) if not hasattr(s.args[i], "shape") else tuple(s.args[i].shape)
+                      for i in s.nums]
+            treedef = parts.treedef
+        if treedef is None:  # one array out: a block per differentiated leaf
+            blocks = regroup(jacs, groups)
+            return blocks[0] if single else tuple(blocks)
+        pieces = [split(j, parts, shape) for j, shape in zip(jacs, shapes)]  # per leaf in: per leaf out
+        rows = []
+        for k in range(len(parts.shapes)):
+            blocks = regroup([p[k] for p in pieces], groups)
+            rows.append(blocks[0] if single else tuple(blocks))
+        return tree_unflatten(treedef, rows)
+
+    jacobian_f.__name__ = f"{what}({getattr(f, '__name__', 'f')})"
+    jacobian_f.mode = getattr(flat, "mode", None)
+    return jacobian_f
+
+
+def _jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
+              mode: str = "auto") -> Callable:
+    """:func:`jacobian` over arguments and a result that are arrays.
 
     At the top level it is one batched sweep: reverse mode (:func:`jacrev`:
     the tape recorded once, swept back once for a batch of basis cotangents,
@@ -308,8 +421,8 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     by_rows = jacobian(grad(f, argnums, disconnected="zero"), argnums)
 
     def hessian_f(*args, **kwargs):
-        if _nested(args):
-            return by_rows(*args, **kwargs)
+        if _nested(args) or -len(args) <= argnums < len(args) and not tree_structure(args[argnums]).is_leaf:
+            return by_rows(*args, **kwargs)  # a pytree argument: blocks for each pair of its leaves
         with transforming():
             (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:
