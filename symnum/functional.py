@@ -25,7 +25,7 @@ import numpy as np
 
 from common.errors import DTypeError, GradError, TreeError
 from common.site import user_site
-from common.tree import tree_flatten, tree_structure, tree_unflatten
+from common.tree import tree_flatten, tree_map, tree_structure, tree_unflatten
 
 from . import engine, forward
 from .batched import Batched, basis, batched, same_scale, unbatch
@@ -298,7 +298,13 @@ def _jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str =
     chosen: dict[tuple, str] = {}  # argument shapes -> the mode auto took for them
 
     def jacobian_f(*args, **kwargs):
-        if _nested(args) or any(a.__class__ is forward.Dual for a in args):
+        duals = any(a.__class__ is forward.Dual for a in args)
+        if duals and forward.numbers_duals(args, top := forward.top_trace(args)):
+            return jacobian_of_duals(f, args, kwargs, nums, single, top, disconnected)
+        if duals and (columns := forward.by_columns(
+                lambda a: jacobian_f(*a, **kwargs), args, forward.top_trace(args), "jacobian")) is not None:
+            return columns
+        if _nested(args) or duals:
             jacs = rows(*args, **kwargs)
         elif any(getattr(a.__class__, "twograd_apply", None) is not None for a in args):  # inside a vmap
             if mode == "reverse":
@@ -330,6 +336,25 @@ def jacrev(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "z
     The cheap direction when ``f(x)`` has fewer elements than ``x``.
     """
     return jacobian(f, argnums, disconnected, mode="reverse")
+
+
+def jacobian_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool, top,
+                      disconnected: str):
+    """``jacobian(f)`` at duals of numbers (a ``jvp`` or ``jacfwd`` of a Jacobian): the Jacobian's tangent is
+    the Jacobian of ``f``'s tangent. Row k of the Jacobian is the gradient of ``f_k``, whose derivative
+    along t is its Hessian times t, and that Hessian is symmetric, so it is also the gradient of
+    ``f_k``'s tangent. Both are one top-level Jacobian of the pair (value, tangent), recorded once."""
+    def pair(*xs):
+        a = list(args)
+        for i, x in zip(nums, xs):
+            a[i] = forward.Dual(x, a[i].tangent, top) if a[i].__class__ is forward.Dual and a[i].trace is top else x
+        leaves, treedef = tree_flatten(f(*a, **kwargs))
+        split_ = [forward.split_dual(y, top) for y in leaves]
+        return (tree_unflatten(treedef, [p for p, _ in split_]), tree_unflatten(treedef, [t for _, t in split_]))
+
+    primals = [a.primal if a.__class__ is forward.Dual and a.trace is top else a for a in (args[i] for i in nums)]
+    jac_p, jac_t = jacobian(pair, 0 if single else tuple(range(len(nums))), disconnected)(*primals)
+    return tree_map(lambda p, t: forward.Dual(p, t, top), jac_p, jac_t)
 
 
 def _jacobian_policy(disconnected: str) -> str:
