@@ -27,6 +27,7 @@ from common.forward_sweeps import tangent_sweep
 from common.graph import Node, toposort
 
 from .grad import shapes_agree
+from .trees import over_pairs
 from .vectorize import vectorize
 
 __all__ = ["jacfwd", "jvp", "static_size"]
@@ -65,9 +66,14 @@ def static_size(n: Node, what: str) -> int:
     return int(np.prod(n.shape, dtype=np.int64))
 
 
-def jacfwd(y: Node, x: Node) -> Node:
+def jacfwd(y, x):
     """dy/dx by forward mode, shape ``y.shape + x.shape``: the tangent graph of :func:`jvp` for a
-    placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns)."""
+    placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns). Over
+    pytrees of nodes as :func:`symsym.jacobian`."""
+    return over_pairs(_jacfwd, y, x, "jacfwd")
+
+
+def _jacfwd(y: Node, x: Node) -> Node:
     n = static_size(x, "jacfwd")
     v = var(f"tangent of {x.name or 'input'}", x.shape, x.dtype)
     col = jvp(y, x, v)

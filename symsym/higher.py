@@ -18,11 +18,13 @@ import numpy as np
 from common.api import const, symbolic, var
 from common.errors import GradError
 from common.graph import Node
+from common.site import user_site
 
 from .forward import jacfwd, jvp, static_size
 from .grad import grad
 from .jacmode import pick_mode, remember
 from .sparsity import compressed_jacobian
+from .trees import over_pairs
 from .vectorize import vectorize
 
 __all__ = ["hessian", "hvp", "jacobian", "jacrev", "jvp"]
@@ -32,9 +34,13 @@ def _cotangent(like: Node) -> Node:
     return var(f"cotangent of {like.name or (like.op.name if like.op else 'input')}", like.shape, like.dtype)
 
 
-def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zero",
-             sparse: bool = True, mode: str = "auto") -> Node:
+def jacobian(y, x, vectorized: bool = True, disconnected: str = "zero", sparse: bool = True,
+             mode: str = "auto"):
     """dy/dx as a node of shape ``y.shape + x.shape`` (both shapes static).
+
+    ``y`` and ``x`` may be pytrees of nodes (``[W, b]``, a dict): the result
+    is then ``y``'s structure of ``x``'s structure of blocks
+    ``y_i.shape + x_j.shape``, as JAX's.
 
     ``mode="auto"`` builds it by forward mode (:func:`symsym.jacfwd`, a
     column per element of x) when x has fewer elements than y, else by
@@ -48,7 +54,11 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     is the same dense array.
     """
     if mode not in ("auto", "forward", "reverse"):
-        raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (y made at {y.site})")
+        raise GradError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r} (at {user_site()})")
+    return over_pairs(lambda yi, xj: _jacobian(yi, xj, vectorized, disconnected, sparse, mode), y, x, "jacobian")
+
+
+def _jacobian(y: Node, x: Node, vectorized: bool, disconnected: str, sparse: bool, mode: str) -> Node:
     m = static_size(y, "jacobian")
     n = static_size(x, "jacobian")
     if mode == "auto":
@@ -70,11 +80,15 @@ def jacobian(y: Node, x: Node, vectorized: bool = True, disconnected: str = "zer
     return remember(symbolic.reshape(rows, y.shape + x.shape), "reverse")
 
 
-def hessian(cost: Node, x: Node, sparse: bool = True) -> Node:
+def hessian(cost: Node, x, sparse: bool = True):
     """d2 cost/dx2 as a node of shape ``x.shape + x.shape``: one vectorised graph.
 
-    A banded or otherwise sparse Hessian costs a few batched rows, not n (see ``jacobian``).
+    A banded or otherwise sparse Hessian costs a few batched rows, not n (see
+    ``jacobian``). ``x`` may be a pytree of nodes: the result is then its
+    structure of its structure of blocks ``x_i.shape + x_j.shape``.
     """
+    if not isinstance(cost, Node):
+        raise GradError(f"hessian: cost must be a graph node, got {type(cost).__name__} (at {user_site()})")
     if cost.shape != ():
         raise GradError(f"hessian: cost must be a scalar, got shape {cost.shape} (made at {cost.site})")
     return jacobian(grad(cost, x), x, vectorized=True, sparse=sparse, mode="reverse")
@@ -88,6 +102,6 @@ def hvp(cost: Node, x: Node, v: Node) -> Node:
     return grad(symbolic.sum(g * v), x, disconnected="zero")
 
 
-def jacrev(y: Node, x: Node, **options) -> Node:
+def jacrev(y, x, **options):
     """dy/dx by reverse mode: :func:`jacobian` (one batched row per element of ``y``)."""
     return jacobian(y, x, **{**options, "mode": "reverse"})
