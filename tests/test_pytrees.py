@@ -134,7 +134,7 @@ def _model_out(ns, p):
 @pytest.mark.parametrize("transform", ["jacobian", "jacrev", "jacfwd", "forward"])
 def test_jacobian_of_a_tree_to_a_tree(rng, transform):
     p = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2), "c": rng.normal(size=())}
-    f = lambda q: _model_out(S, q)  # noqa: E731
+    f = lambda q: _model_out(S, q)
     jac = {"jacobian": S.jacobian(f), "jacrev": S.jacrev(f), "jacfwd": S.jacfwd(f),
            "forward": S.jacobian(f, mode="forward")}[transform](p)
     for out_key in ("y", "s"):
@@ -245,7 +245,7 @@ def test_symsym_jacobian_of_a_list_of_variables(rng):
     fwd = symsym.jacfwd(y, (W, b))
     vals = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2), "x": rng.normal(size=(4, 3))}
     got = symsym.function([W, b, x], [*jac, *fwd])(vals["W"], vals["b"], vals["x"])
-    ref = lambda q: np.tanh(vals["x"] @ q["W"] + q["b"])  # noqa: E731
+    ref = lambda q: np.tanh(vals["x"] @ q["W"] + q["b"])
     want = fd_tree(ref, {"W": vals["W"], "b": vals["b"]})
     for k, name in enumerate(["W", "b", "W", "b"]):
         np.testing.assert_allclose(got[k], want[name], rtol=1e-6, atol=1e-8)

@@ -39,7 +39,7 @@ def second_differences(f, x, h=1e-4):
 
 @pytest.mark.parametrize("name", ["jacfwd(jacrev)", "jacfwd(grad)", "jacfwd(jacobian)"])
 def test_forward_over_reverse_hessian(x, name):
-    f = lambda t: scalar_model(S, t)  # noqa: E731
+    f = lambda t: scalar_model(S, t)
     outer, inner = name.rstrip(")").split("(")
     got = getattr(S, outer)(getattr(S, inner)(f))(x)
     want = torch.func.jacfwd(torch.func.jacrev(lambda t: scalar_model(NS_TORCH, t)))(torch.tensor(x)).numpy()
@@ -93,7 +93,7 @@ def test_vmap_over_a_while_loop_on_scalars():
 
 def test_per_example_gradients_through_a_batched_while_loop():
     xs = np.array([[1.0, 2.0], [0.5, 0.2], [20.0, 1.0], [0.1, -0.3]])
-    f = lambda y: S.sum(_loop(y) ** 2)  # noqa: E731
+    f = lambda y: S.sum(_loop(y) ** 2)
     per_example = S.vmap(S.grad(f))(xs)
     summed = S.grad(lambda X: S.sum(S.vmap(f)(X)))(xs)
     for i, v in enumerate(xs):
