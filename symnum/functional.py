@@ -34,7 +34,7 @@ from .mode import MODE
 from .tape import tape
 from .tensor import Tensor, wrap
 from .transforms import argnums_of, output_tensor, transforming
-from .trees import join_cotangent, joined, matching, regroup, split, spread
+from .trees import join_cotangent, joined, matching, regroup, shape_of, split, spread
 from .vmap import Mapped, vmap
 
 
@@ -247,13 +247,12 @@ def over_trees(make: Callable, f: Callable, argnums, what: str) -> Callable:
             if seen.treedef is None:
                 return jacs
             jacs, groups, shapes = [jacs] if single else list(jacs), [None] * len(nums), \
-                [tuple(np.shape(args[i])) for i in nums]
+                [shape_of(args[i]) for i in nums]
             treedef, parts = seen.treedef, seen
         else:
             h, parts = joined(s.fn, what)
             jacs, groups = list(make(h, s.nums)(*s.args, **kwargs)), s.groups
-            shapes = [tuple(np.shape(s.args[i])) if not hasattr(s.args[i], "shape") else tuple(s.args[i].shape)
-                      for i in s.nums]
+            shapes = [shape_of(s.args[i]) for i in s.nums]
             treedef = parts.treedef
         if treedef is None:  # one array out: a block per differentiated leaf
             blocks = regroup(jacs, groups)

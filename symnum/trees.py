@@ -107,7 +107,8 @@ class Joined:
         self.shapes: list[tuple] = []
 
 
-def _shape(x) -> tuple:
+def shape_of(x) -> tuple:
+    """The shape of an array, a number, a tensor or a traced value (one example's, for a mapped one)."""
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 
@@ -125,7 +126,7 @@ def joined(f: Callable, what: str) -> tuple[Callable, Joined]:
         check_leaves(leaves, treedef, what, "the function's result")
         if not leaves:
             raise TreeError(f"{what}: the function's result {treedef!r} holds no arrays (at {user_site()})")
-        seen.treedef, seen.shapes = treedef, [_shape(x) for x in leaves]
+        seen.treedef, seen.shapes = treedef, [shape_of(x) for x in leaves]
         return tape.concatenate([tape.reshape(x, (-1,)) for x in leaves], axis=0)
 
     joined_f.__name__ = getattr(f, "__name__", "f")
@@ -152,8 +153,8 @@ def join_cotangent(ct, seen: Joined, what: str):
                         f"{seen.treedef!r} (* a leaf; at {user_site()})")
     check_leaves(leaves, treedef, what, "the cotangent")
     for k, (c, shape) in enumerate(zip(leaves, seen.shapes)):
-        if _shape(c) != shape:
-            raise TreeError(f"{what}: cotangent leaf {k} has shape {_shape(c)}, but the result's leaf has shape "
+        if shape_of(c) != shape:
+            raise TreeError(f"{what}: cotangent leaf {k} has shape {shape_of(c)}, but the result's leaf has shape "
                             f"{shape} (in {treedef!r}; at {user_site()})")
     if all(isinstance(c, (np.ndarray, np.generic, int, float)) for c in leaves):
         return np.concatenate([np.ravel(c) for c in leaves])
