@@ -14,6 +14,7 @@ keep their behaviour for arrays exactly (:mod:`common.tree` has the model).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -97,10 +98,9 @@ def regroup(results: Sequence, groups: Sequence[TreeDef | None]) -> list:
     return out
 
 
-class Joined:
-    """What :func:`joined` saw of the last result: its structure (None: one array) and its leaves' shapes."""
-
-    __slots__ = ("treedef", "shapes")
+class Joined(threading.local):
+    """What :func:`joined` saw of the last result in this thread: its structure (None: one array) and its
+    leaves' shapes (per thread: one transformed function may run in several threads at once)."""
 
     def __init__(self):
         self.treedef: TreeDef | None = None

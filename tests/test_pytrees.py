@@ -206,6 +206,14 @@ def test_vmap_over_trees_with_prefix_in_axes(params, rng):
     assert got["first"][1] is None
 
 
+def test_vmap_out_axes_as_a_prefix_of_the_result(rng):
+    xs = rng.normal(size=(5, 3))
+    got = S.vmap(lambda v: {"a": S.sin(v), "b": [v * 2.0, S.sum(v)]}, out_axes={"a": 0, "b": [1, 0]})(xs)
+    np.testing.assert_allclose(got["a"], np.sin(xs), rtol=1e-14)
+    np.testing.assert_allclose(got["b"][0], (xs * 2.0).T, rtol=1e-14)
+    np.testing.assert_allclose(got["b"][1], xs.sum(axis=1), rtol=1e-14)
+
+
 def test_vmap_of_grad_gives_per_example_trees(params, rng):
     xs = rng.normal(size=(3, 4, 3))
     got = S.vmap(S.grad(lambda p, x: loss(S, p, x)), in_axes=(None, 0))(params, xs)
