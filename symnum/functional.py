@@ -163,11 +163,11 @@ def vjp(f: Callable, *primals) -> tuple:
     s = spread(f, primals, range(len(primals)), "vjp")
     g, seen = joined(f if s is None else s.fn, "vjp")
     out, flat_fn = _vjp(g, *(primals if s is None else s.args))
-    tree_out = seen.treedef
+    tree_out, shapes = seen.treedef, seen.shapes  # kept: vjp_fn may be called later, in another thread
 
     def vjp_fn(cotangent):
         if tree_out is not None:
-            cotangent = join_cotangent(cotangent, seen, "vjp")
+            cotangent = join_cotangent(cotangent, tree_out, shapes, "vjp")
         elif not tree_structure(cotangent).is_leaf:
             raise TreeError(f"vjp: the cotangent has structure {tree_structure(cotangent)!r}, but the function's "
                             f"result is one array (at {user_site()})")
@@ -175,7 +175,7 @@ def vjp(f: Callable, *primals) -> tuple:
         return gs if s is None else tuple(regroup(gs, s.groups))
 
     if tree_out is not None:
-        out = tree_unflatten(tree_out, split(out, seen))
+        out = tree_unflatten(tree_out, split(out, shapes))
     return out, vjp_fn
 
 
@@ -213,7 +213,8 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     out, tangent = forward.jvp(g, primals, tangents)
     if seen.treedef is None:
         return out, tangent
-    return tree_unflatten(seen.treedef, split(out, seen)), tree_unflatten(seen.treedef, split(tangent, seen))
+    return (tree_unflatten(seen.treedef, split(out, seen.shapes)),
+            tree_unflatten(seen.treedef, split(tangent, seen.shapes)))
 
 
 def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
@@ -257,7 +258,7 @@ def over_trees(make: Callable, f: Callable, argnums, what: str) -> Callable:
         if treedef is None:  # one array out: a block per differentiated leaf
             blocks = regroup(jacs, groups)
             return blocks[0] if single else tuple(blocks)
-        pieces = [split(j, parts, shape) for j, shape in zip(jacs, shapes)]  # per leaf in: per leaf out
+        pieces = [split(j, parts.shapes, shape) for j, shape in zip(jacs, shapes)]  # per leaf in: per leaf out
         rows = []
         for k in range(len(parts.shapes)):
             blocks = regroup([p[k] for p in pieces], groups)

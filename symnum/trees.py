@@ -133,10 +133,11 @@ def joined(f: Callable, what: str) -> tuple[Callable, Joined]:
     return joined_f, seen
 
 
-def split(v, seen: Joined, tail: tuple = ()) -> list:
-    """The leaves of the joined result back from ``v`` (its axis 0 the joined vector, then ``tail``)."""
+def split(v, shapes: Sequence[tuple], tail: tuple = ()) -> list:
+    """The leaves of a joined result, of ``shapes``, back from ``v`` (its axis 0 the joined vector, then
+    ``tail``)."""
     parts, at = [], 0
-    for shape in seen.shapes:
+    for shape in shapes:
         size = int(np.prod(shape, dtype=np.int64))
         piece = v[at:at + size]
         parts.append(piece.reshape(shape + tuple(tail)) if isinstance(piece, np.ndarray)
@@ -145,14 +146,15 @@ def split(v, seen: Joined, tail: tuple = ()) -> list:
     return parts
 
 
-def join_cotangent(ct, seen: Joined, what: str):
-    """A cotangent given in the structure of the result, as the one vector :func:`joined` made of it."""
+def join_cotangent(ct, want: TreeDef, shapes: Sequence[tuple], what: str):
+    """A cotangent given in the structure ``want`` of the result (leaves of ``shapes``), as the one vector
+    :func:`joined` made of the result."""
     leaves, treedef = tree_flatten(ct)
-    if treedef != seen.treedef:
+    if treedef != want:
         raise TreeError(f"{what}: the cotangent has structure {treedef!r}, but the function's result has "
-                        f"{seen.treedef!r} (* a leaf; at {user_site()})")
+                        f"{want!r} (* a leaf; at {user_site()})")
     check_leaves(leaves, treedef, what, "the cotangent")
-    for k, (c, shape) in enumerate(zip(leaves, seen.shapes)):
+    for k, (c, shape) in enumerate(zip(leaves, shapes)):
         if shape_of(c) != shape:
             raise TreeError(f"{what}: cotangent leaf {k} has shape {shape_of(c)}, but the result's leaf has shape "
                             f"{shape} (in {treedef!r}; at {user_site()})")
