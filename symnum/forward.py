@@ -22,8 +22,12 @@ Forward over reverse: ``grad(f)`` called on duals (``jvp`` of a gradient,
 a Hessian-vector product) records ``f``'s primal and tangent on the tape from
 fresh leaves ``x``; the gradient is then one reverse sweep of the primal, and
 its tangent one reverse sweep of the tangent, since d/de grad f(x + e t) =
-H t = grad_x <grad f(x), t>. This holds at the top level (duals of numbers);
-deeper mixes of the two are refused with a GradError.
+H t = grad_x <grad f(x), t>. A Jacobian at duals is likewise the Jacobian of the
+pair (primal, tangent) (:func:`symnum.functional.jacobian_of_duals`), and
+:func:`jacfwd`'s batch of basis tangents reaches a reverse transform one column
+at a time (:func:`by_columns`), so ``jacfwd(jacrev(f))`` and ``jacfwd(grad(f))``
+are Hessians. This holds at the top level (duals of numbers); deeper mixes of
+the two are refused with a GradError.
 """
 
 from __future__ import annotations
@@ -383,17 +387,19 @@ def by_columns(call: Callable, args: tuple, top: _Trace, what: str):
     ks = [k for k, a in enumerate(args) if a.__class__ is Dual and a.trace is top]
     if not all(_numbers(args[k].primal) for k in ks) or all(_numbers(args[k].tangent) for k in ks):
         return None
-    dense = {}
-    for k in ks:
-        t = args[k].tangent
-        d = t.dense() if t.__class__ is Batched else np.asarray(t)
-        dense[k] = d.reshape((len(d), *args[k].shape))
-    sizes = {len(d) for d in dense.values()}
-    if len(sizes) != 1 or any(args[k].tangent.__class__ is not Batched for k in ks):
+    sizes = {args[k].tangent.value.shape[0] for k in ks if args[k].tangent.__class__ is Batched}
+    if not sizes:  # tensors, nested duals: not a batch of columns
+        return None
+    if len(sizes) > 1:
         raise GradError(f"{what} of duals: the arguments carry batches of tangents of different sizes "
                         f"({sorted(sizes)}; at {user_site(4)})")
+    n = sizes.pop()
+    dense = {}
+    for k in ks:  # each column's tangents (a plain tangent is the same for every column)
+        t, shape = args[k].tangent, tuple(args[k].shape)
+        dense[k] = t.dense().reshape((n, *shape)) if t.__class__ is Batched else np.broadcast_to(t, (n, *shape))
     outs = []
-    for j in range(sizes.pop()):
+    for j in range(n):
         trace = _Trace(next(LEVELS), forward)
         cols = list(args)
         for k in ks:
