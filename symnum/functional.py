@@ -19,6 +19,8 @@ default; ``jacobian`` gives zeros by default, as ``symsym.jacobian`` does.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -516,10 +518,18 @@ def _store(rows_out: np.ndarray, h, rows: int, shape: tuple) -> None:
 def hvp(f: Callable, x, v):
     """The Hessian-vector product ``H v`` of scalar ``f`` at ``x``, without forming H (§6.5.10).
 
-    ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps.
+    ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps. ``x``
+    may be a pytree, ``v`` then of its structure, and so is ``H v``.
     """
-    v = v._data if isinstance(v, Tensor) and not _nested([v]) else v
-    return grad(lambda x: tape.sum(grad(f, disconnected="zero")(x) * v), disconnected="zero")(x)
+    matching([x], [v], "hvp")
+    leaves, treedef = tree_flatten(v)
+    vs = [u._data if isinstance(u, Tensor) and not _nested([u]) else u for u in leaves]
+
+    def inner(x):  # <grad f(x), v>, leaf by leaf
+        terms = [tape.sum(g * u) for g, u in zip(tree_flatten(grad(f, disconnected="zero")(x))[0], vs)]
+        return functools.reduce(operator.add, terms)
+
+    return grad(inner, disconnected="zero")(x)
 
 
 def value_and_grad_of_mapped(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool,

@@ -172,6 +172,23 @@ def test_hessian_of_a_dict_against_torch(params, x):
     assert_hessian_matches_torch(S.hessian(lambda p, x: loss(S, p, x))(params, x), params, x)
 
 
+def test_hvp_of_a_dict_against_torch(params, x, rng):
+    torch = pytest.importorskip("torch")
+    v = tree_map(lambda a: rng.normal(size=np.shape(a)), params)
+    got = S.hvp(lambda p: loss(S, p, x), params, v)
+
+    def loss_t(p):
+        h = torch.tanh(torch.tensor(x) @ p["W"] + p["b"])
+        return torch.sum(h * h * p["w"]) + torch.sum(torch.sin(p["c"] * h))
+
+    flat = {k: torch.tensor(np.asarray(_pick(params, path), float)) for k, path in NAMES.items()}
+    flat_v = {k: torch.tensor(np.asarray(_pick(v, path), float)) for k, path in NAMES.items()}
+    want = torch.func.jvp(torch.func.grad(loss_t), (flat,), (flat_v,))[1]
+    assert tree_structure(got) == tree_structure(params)
+    for k, path in NAMES.items():
+        np.testing.assert_allclose(_pick(got, path), want[k].numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_vjp_with_tree_primals_and_a_tree_cotangent(rng):
     p = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2), "c": rng.normal(size=())}
     out, vjp_fn = S.vjp(lambda q: _model_out(S, q), p)
