@@ -13,18 +13,22 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 
 from common.api import const, symbolic, var
-from common.errors import GradError
+from common.errors import GradError, TreeError
 from common.graph import Node
 from common.site import user_site
+from common.tree import tree_unflatten
 
 from .forward import jacfwd, jvp, static_size
 from .grad import grad
 from .jacmode import pick_mode, remember
 from .sparsity import compressed_jacobian
-from .trees import over_pairs
+from .trees import node_leaves, over_pairs
 from .vectorize import vectorize
 
 __all__ = ["hessian", "hvp", "jacobian", "jacrev", "jvp"]
@@ -94,12 +98,22 @@ def hessian(cost: Node, x, sparse: bool = True):
     return jacobian(grad(cost, x), x, vectorized=True, sparse=sparse, mode="reverse")
 
 
-def hvp(cost: Node, x: Node, v: Node) -> Node:
-    """The Hessian-vector product H v, as grad(grad(cost, x) . v, x) (never forms H)."""
-    if v.shape != x.shape and None not in v.shape + x.shape:
-        raise GradError(f"hvp: v has shape {v.shape}, expected x's {x.shape}")
-    g = grad(cost, x)
-    return grad(symbolic.sum(g * v), x, disconnected="zero")
+def hvp(cost: Node, x, v):
+    """The Hessian-vector product H v, as grad(grad(cost, x) . v, x) (never forms H).
+
+    ``x`` may be a pytree of nodes, ``v`` then of its structure, and so is ``H v``.
+    """
+    xs, x_def = ([x], None) if isinstance(x, Node) else node_leaves(x, "hvp", "x")
+    vs, v_def = ([v], None) if isinstance(v, Node) else node_leaves(v, "hvp", "v")
+    if x_def != v_def:
+        raise TreeError(f"hvp: v has structure {v_def!r}, but x has {x_def!r} (* a leaf; at {user_site()})")
+    for xi, vi in zip(xs, vs):
+        if vi.shape != xi.shape and None not in vi.shape + xi.shape:
+            raise GradError(f"hvp: v has shape {vi.shape}, expected x's {xi.shape}")
+    gs = grad(cost, xs)
+    dot = functools.reduce(operator.add, [symbolic.sum(g * vi) for g, vi in zip(gs, vs)])
+    out = grad(dot, xs, disconnected="zero")
+    return out[0] if x_def is None else tree_unflatten(x_def, out)
 
 
 def jacrev(y, x, **options):

@@ -172,10 +172,9 @@ def test_hessian_of_a_dict_against_torch(params, x):
     assert_hessian_matches_torch(S.hessian(lambda p, x: loss(S, p, x))(params, x), params, x)
 
 
-def test_hvp_of_a_dict_against_torch(params, x, rng):
+def assert_hvp_matches_torch(got, params, v, x):
+    """``got`` (H v in the params' structure) against torch.func's jvp of its grad."""
     torch = pytest.importorskip("torch")
-    v = tree_map(lambda a: rng.normal(size=np.shape(a)), params)
-    got = S.hvp(lambda p: loss(S, p, x), params, v)
 
     def loss_t(p):
         h = torch.tanh(torch.tensor(x) @ p["W"] + p["b"])
@@ -187,6 +186,11 @@ def test_hvp_of_a_dict_against_torch(params, x, rng):
     assert tree_structure(got) == tree_structure(params)
     for k, path in NAMES.items():
         np.testing.assert_allclose(_pick(got, path), want[k].numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_hvp_of_a_dict_against_torch(params, x, rng):
+    v = tree_map(lambda a: rng.normal(size=np.shape(a)), params)
+    assert_hvp_matches_torch(S.hvp(lambda p: loss(S, p, x), params, v), params, v, x)
 
 
 def test_vjp_with_tree_primals_and_a_tree_cotangent(rng):
@@ -279,6 +283,23 @@ def test_symsym_jacobian_of_a_list_of_variables(rng):
 def test_symsym_hessian_of_a_dict_against_torch(params, x):
     p, xv, cost = _graph(params, x)
     assert_hessian_matches_torch(symsym.function([p, xv], symsym.hessian(cost, p))(params, x), params, x)
+
+
+def test_symsym_jvp_and_hvp_over_trees(params, x, rng):
+    p, xv, cost = _graph(params, x)
+    leaves, treedef = tree_flatten(p)
+    vs = tree_unflatten(treedef, [T.var(f"v{k}", n.shape) for k, n in enumerate(leaves)])
+    out = {"h": T.tanh(xv @ p["W"] + p["b"]), "cost": cost}
+    fn = symsym.function([p, xv, vs], {"jvp": symsym.jvp(out, p, vs), "hvp": symsym.hvp(cost, p, vs)})
+    v = tree_map(lambda a: rng.normal(size=np.shape(a)), params)
+    got = fn(params, x, v)
+    h = 1e-6
+    moved = lambda s: tree_map(lambda a, b: a + s * h * b, params, v)
+    want_cost = (loss(np, moved(1), x) - loss(np, moved(-1), x)) / (2 * h)
+    want_h = (np.tanh(x @ moved(1)["W"] + moved(1)["b"]) - np.tanh(x @ moved(-1)["W"] + moved(-1)["b"])) / (2 * h)
+    np.testing.assert_allclose(got["jvp"]["cost"], want_cost, rtol=1e-6)
+    np.testing.assert_allclose(got["jvp"]["h"], want_h, rtol=1e-6, atol=1e-8)
+    assert_hvp_matches_torch(got["hvp"], params, v, x)
 
 
 # ------------------------------------------------------------------ bad input
