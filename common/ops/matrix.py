@@ -11,8 +11,10 @@ derivative that is the symmetric one (PyTorch's and JAX's) at every input,
 so a cotangent is symmetrised and a tangent ``dA`` enters as ``(dA + dA^T) / 2``.
 
 numpy's complaints (a singular or non-positive-definite matrix) are
-``ValueError``s with the op's words, which every evaluator turns into a
-twograd error naming the op, the shapes and the user's line. A NaN in gives
+``numpy.linalg.LinAlgError``s with the op's words, which every evaluator (the
+tape, its backward sweep, the reference interpreter, compiled functions on
+either linker) turns into a :class:`common.errors.LinAlgError` naming the op,
+the shapes and the user's line; it is numpy's class too. A NaN in gives
 NaNs out: LAPACK propagates them, and a factorisation that would stop on one
 returns NaNs instead.
 """
