@@ -309,3 +309,26 @@ def test_norm_refuses_what_numpy_refuses():
         T.linalg.norm(x, ord=2)
     with pytest.raises(ShapeError, match="matrix norm"):
         T.linalg.norm(T.var("v", (3,)), ord="fro")
+
+
+@pytest.mark.parametrize("n", [1, 129, 300])
+def test_cholesky_gradient_past_one_block_matches_pytorch(n):
+    """cholesky_grad runs Murray's blocked algorithm for n past its block size (128): its cotangent of a
+    equals PyTorch's for a random cotangent of L (a batch of two, one with a factor's worth of blocks and
+    a ragged last block)."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((2, n, n))
+    a = x @ np.swapaxes(x, -1, -2) / n + np.eye(n)
+    g = rng.standard_normal((2, n, n))
+    at = torch.tensor(a, requires_grad=True)
+    torch.linalg.cholesky(at).backward(torch.tensor(g))
+    want = at.grad.numpy()
+    want = (want + np.swapaxes(want, -1, -2)) / 2  # torch's is the symmetric one already, up to rounding
+    got = symnum.grad(lambda t: symnum.sum(symnum.linalg.cholesky(t) * g))(a)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    lower = T.var("l", (2, n, n))
+    cot = T.var("g", (2, n, n))
+    compiled = symsym.function([lower, cot], T.cholesky_grad(lower, cot))
+    np.testing.assert_allclose(compiled(np.linalg.cholesky(a), g), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
