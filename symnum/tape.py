@@ -223,7 +223,10 @@ def _explain(op, args, params, err) -> TwogradError:
 def backward_failure(op, args, err: np.linalg.LinAlgError) -> LinAlgError:
     """The error for a matrix LAPACK refused while ``op``'s VJP rule ran in a backward sweep (det's
     gradient needs the inverse of a singular matrix): the op, its inputs' shapes and the user's line
-    (the tape keeps no sites: the line that asked for the gradient)."""
+    (the tape keeps no sites: the line that asked for the gradient). One already worded (a rule's op
+    recorded on the tape, with ``create_graph``) stays as it is."""
+    if isinstance(err, TwogradError):
+        return err
     return op_error(LinAlgError, f"{op.name} (its gradient)", str(err), args, user_site())
 
 

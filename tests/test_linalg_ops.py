@@ -255,6 +255,19 @@ def test_bad_matrices_are_refused_at_run_time(op, matrix, words, backend):
     assert words in text and op in text and "(2, 2)" in text and __file__ in text, text
 
 
+@pytest.mark.parametrize("transform", ["vmap", "jvp"])
+def test_a_refused_matrix_inside_vmap_or_jvp_is_a_linalg_error(transform):
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    with pytest.raises(LinAlgError) as e:
+        if transform == "vmap":
+            symnum.vmap(lambda t: symnum.linalg.inv(t))(np.stack([np.eye(2), singular]))
+        else:
+            symnum.jvp(lambda t: symnum.linalg.inv(t), (singular,), (np.eye(2),))
+    text = str(e.value)
+    shape = "(2, 2, 2)" if transform == "vmap" else "(2, 2)"  # vmap's op runs on the whole stack
+    assert "inv" in text and "singular" in text and shape in text and __file__ in text, text
+
+
 @pytest.mark.parametrize("backend", ["tape", "compiled", "numba"])
 def test_a_gradient_that_needs_an_inverse_of_a_singular_matrix_is_a_linalg_error(backend):
     """det's gradient is det(a) a^-T: at a singular a its inverse fails, in the backward sweep (the tape)
