@@ -179,8 +179,17 @@ class SymNum(Backend):
             out = fn(symnum, *args)
             return out, [g.numpy() for g in symnum.grad(out, leaves)]
 
+        def staged_grad(arrays):
+            """The timed call on values a Torch-style user holds: every argument a tensor made once (the
+            differentiated ones requiring grad), so the tape meets no numpy array it must copy to stay
+            right if the caller writes to it; each call records a tape and sweeps it."""
+            args = [symnum.tensor(a, requires_grad=i in idx) for i, a in enumerate(arrays)]
+            leaves = [args[i] for i in idx]
+            return lambda: symnum.grad(fn(symnum, *args), leaves)
+
         return Runner(lambda arrays: value_and_grad(arrays)[1], forward,
-                      lambda arrays: (lambda out, grads: (float(_numpy(out)), grads))(*value_and_grad(arrays)))
+                      lambda arrays: (lambda out, grads: (float(_numpy(out)), grads))(*value_and_grad(arrays)),
+                      staged={"grad": staged_grad})
 
 
 def _with(arrays: Arrays, i: int, x) -> list:

@@ -41,7 +41,7 @@ from .timing import (
     peak_memory,
     thread_limits,
 )
-from .workloads import Problem, Workload
+from .workloads import Problem, Workload, train
 
 SCHEMA = "twograd-bench/1"
 FULL_FD_INPUTS = 200        # finite differences one coordinate at a time up to this many inputs
@@ -358,19 +358,6 @@ def check_curves(w: Workload, size: str, curves: dict[str, list], results: dict)
             if name != ref_name:
                 _check(results["checks"], w, size, f"{name} vs {ref_name} loss curve", rel_err(curve, ref),
                        w.rtol * 100, f"{len(curve)} steps")
-
-
-def train(runner, problem: Problem) -> list[float]:
-    """Plain gradient descent from the problem's initial values; the loss at every step."""
-    arrays = [np.array(a, copy=True) for a in problem.arrays]
-    idx = problem.wrt_index
-    losses = []
-    for _ in range(problem.steps):
-        loss, grads = runner.value_and_grad(arrays)
-        losses.append(float(loss))
-        for i, g in zip(idx, grads):
-            arrays[i] = arrays[i] - problem.lr * np.asarray(g)
-    return losses
 
 
 def _check(checks: list, w: Workload, size: str, what: str, err: float, tol: float, how: str = "") -> None:

@@ -124,7 +124,7 @@ class _Served:
 
     def train(self, rid: int) -> list[float]:
         """The whole training run here: one request, not two per step."""
-        from .harness import train
+        from .workloads import train
 
         return train(*self.runners[rid])
 

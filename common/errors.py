@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 
 class TwogradError(Exception):
     """Base of every error twograd raises for a user's mistake."""
@@ -43,6 +45,18 @@ class TreeError(TwogradError, ValueError):
 
 class GraphError(TwogradError, TypeError):
     """Misuse of graph nodes, such as asking a symbolic value for its truth."""
+
+
+class LinAlgError(TwogradError, np.linalg.LinAlgError):
+    """A matrix a linear-algebra op cannot take at run time: singular (solve, inv, solve_triangular), not
+    positive definite (cholesky). It is numpy's ``LinAlgError`` too, so code that catches numpy's class
+    (and its base, ``ValueError``) catches it."""
+
+
+def failure_kind(error: Exception) -> type[TwogradError]:
+    """The twograd error for numpy's complaint while running an op: :class:`LinAlgError` for a matrix LAPACK
+    refused, :class:`ShapeError` for anything else (values that do not fit the op)."""
+    return LinAlgError if isinstance(error, np.linalg.LinAlgError) else ShapeError
 
 
 def describe(values: Iterable) -> str:

@@ -34,7 +34,7 @@ from numbers import Number
 
 import numpy as np
 
-from .errors import GraphError, ShapeError, TwogradError, op_error
+from .errors import GraphError, TwogradError, failure_kind, op_error
 from .site import Site, user_site
 
 Shape = tuple  # of int | None
@@ -208,13 +208,14 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
 
 
 def run_op(node: Node, args):
-    """``node``'s impl on ``args``; numpy's complaints become twograd errors."""
+    """``node``'s impl on ``args``; numpy's complaints become twograd errors (a refused matrix a
+    :class:`~common.errors.LinAlgError`)."""
     try:
         return node.op.impl(*args, **node.params)
     except TwogradError:
         raise
     except (ValueError, IndexError, TypeError) as e:
-        raise op_error(ShapeError, node.op.name, str(e), args, node.site) from None
+        raise op_error(failure_kind(e), node.op.name, str(e), args, node.site) from None
 
 
 # ---------------------------------------------------------------- the tracing hook

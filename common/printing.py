@@ -95,7 +95,7 @@ def _pieces(n: Node, prec: Callable[[Node], int], body_name: Callable[[Body], st
                 *_wrapped(b, pb > p or (pb == p and right_assoc))]
     if sym is not None and len(ins) == 1:
         return [sym, *_wrapped(ins[0], prec(ins[0]) >= _NEG)]
-    if name == "item":  # one output of a loop or branch
+    if op.picks:  # one output of a loop or branch
         return [f"{name}(", ins[0], f", {n.params['index']})"]
     if name == "getitem":
         return [*_wrapped(ins[0], prec(ins[0]) == _ATOM), "[", *_index_pieces(n.params["index"], ins[1:]), "]"]

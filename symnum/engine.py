@@ -32,7 +32,7 @@ from common.sentinel import Sentinel
 from common.site import site_of, user_site
 
 from .mode import MODE
-from .tape import TapeNode, inputs_of, tape
+from .tape import TapeNode, backward_failure, inputs_of, tape
 from .tensor import ACCUMULATING, Tensor, VersionError, accumulate, wrap
 
 _FREED = ("cannot backward through the graph a second time: the values saved by {op} were freed "
@@ -340,14 +340,17 @@ def _run(grads, leads, leaf_acc, targets, at_nodes, found, retain_graph, create_
                 continue
             elif p._data is not saved[i]:
                 raise _replaced(node, i, p, saved[i])
-            if g is None:
-                gi = NO_GRAD
-            elif rule_n is not None:
-                gi = rule_n(ns, i, g, out, *args, **params)
-            elif params:
-                gi = rules[i](ns, g, out, *args, **params)
-            else:
-                gi = rules[i](ns, g, out, *args)
+            try:
+                if g is None:
+                    gi = NO_GRAD
+                elif rule_n is not None:
+                    gi = rule_n(ns, i, g, out, *args, **params)
+                elif params:
+                    gi = rules[i](ns, g, out, *args, **params)
+                else:
+                    gi = rules[i](ns, g, out, *args)
+            except np.linalg.LinAlgError as e:
+                raise backward_failure(op, args, e) from None
             if not is_node:
                 if gi is not NO_GRAD:
                     entry = leaf_acc.get(id(p))
@@ -412,7 +415,10 @@ def _chain(node, g, grads, heap, leads, retain_graph, ns) -> tuple:
         if x is None or op.vjp_n is not None:
             return node, g
         params = node.params
-        gi = op.vjps[0](ns, g, node.out, x, **params) if params else op.vjps[0](ns, g, node.out, x)
+        try:
+            gi = op.vjps[0](ns, g, node.out, x, **params) if params else op.vjps[0](ns, g, node.out, x)
+        except np.linalg.LinAlgError as e:
+            raise backward_failure(op, (x,), e) from None
         if gi is NO_GRAD:
             return node, g
         if not retain_graph:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common.errors import DTypeError, GradError, ShapeError
+from common.errors import DTypeError, GradError, LinAlgError, ShapeError, op_error
 from common.ops import ZERO, Namespace, numeric
 from common.overloads import install_operators
 from common.site import user_site
@@ -111,7 +111,15 @@ def untraced(op, inputs: tuple, params: dict):
         other = getattr(c, "twograd_apply", None)
         if other is not None:
             return other(op, inputs, params)
-    return op.impl(*inputs, **params)
+    try:
+        return op.impl(*inputs, **params)
+    except np.linalg.LinAlgError as e:
+        raise refused(op, inputs, e) from None
+
+
+def refused(op, inputs, err: np.linalg.LinAlgError) -> LinAlgError:
+    """A matrix LAPACK refused on plain numbers (inside vmap or jvp), worded as the tape words it."""
+    return op_error(LinAlgError, op.name, str(err), inputs, user_site())
 
 
 def _held(v) -> bool:
@@ -132,7 +140,10 @@ def apply_duals(op, inputs: tuple, params: dict):
         if x.__class__ is Dual and x.primal.__class__ in _NUMBERS and x.tangent.__class__ in _NUMBERS \
                 and x.trace.ns is forward:
             p, t = x.primal, x.tangent
-            out = op.impl(p)
+            try:
+                out = op.impl(p)
+            except np.linalg.LinAlgError as e:
+                raise refused(op, (p,), e) from None
             diagonal = getattr(op.jvp, "self_adjoint", None)  # the JVP rule is the VJP rule: call that directly
             t = diagonal(numeric, t, out, p) if diagonal is not None else op.tangent(numeric, (t,), out, (p,), params)
             if t is ZERO:
@@ -179,7 +190,10 @@ def _on_numbers(op, inputs: tuple, params: dict, trace: _Trace):
     in the numeric namespace (each op there is its impl), with none of the general path's recursion."""
     primals = tuple([x.primal if x.__class__ is Dual else x for x in inputs])
     tangents = tuple([x.tangent if x.__class__ is Dual else ZERO for x in inputs])
-    out = op.impl(*primals, **params)
+    try:
+        out = op.impl(*primals, **params)
+    except np.linalg.LinAlgError as e:
+        raise refused(op, primals, e) from None
     t = op.tangent(numeric, tangents, out, primals, params)
     return out if t is ZERO else Dual(out, t, trace)
 

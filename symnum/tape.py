@@ -27,7 +27,7 @@ import operator
 
 import numpy as np
 
-from common.errors import DTypeError, ShapeError, TwogradError, op_error
+from common.errors import DTypeError, LinAlgError, ShapeError, TwogradError, op_error
 from common.ops import OPS, Namespace
 from common.ops.table import EMPTY
 from common.overloads import install_operators
@@ -204,7 +204,10 @@ def record(op, inputs, params):
 
 
 def _explain(op, args, params, err) -> TwogradError:
-    """A twograd error for numpy's complaint, with the type rule's words when it has some."""
+    """A twograd error for numpy's complaint, with the type rule's words when it has some (a matrix LAPACK
+    refused is a LinAlgError: its type rule has nothing to say)."""
+    if isinstance(err, np.linalg.LinAlgError):
+        return op_error(LinAlgError, op.name, str(err), args, user_site())
     kind, message = ShapeError, str(err)
     try:
         op.infer(*[np.asarray(a) if not hasattr(a, "shape") else a for a in args], **params)
@@ -215,6 +218,16 @@ def _explain(op, args, params, err) -> TwogradError:
     if isinstance(err, TypeError) and kind is ShapeError:
         kind = DTypeError
     return op_error(kind, op.name, message, args, user_site())
+
+
+def backward_failure(op, args, err: np.linalg.LinAlgError) -> LinAlgError:
+    """The error for a matrix LAPACK refused while ``op``'s VJP rule ran in a backward sweep (det's
+    gradient needs the inverse of a singular matrix): the op, its inputs' shapes and the user's line
+    (the tape keeps no sites: the line that asked for the gradient). One already worded (a rule's op
+    recorded on the tape, with ``create_graph``) stays as it is."""
+    if isinstance(err, TwogradError):
+        return err
+    return op_error(LinAlgError, f"{op.name} (its gradient)", str(err), args, user_site())
 
 
 def _unary(op):

@@ -38,8 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
-import common.control  # noqa: F401  (the loop and branch ops join the op table: their spellings register below)
 from common.body import Body
+from common.control.cond_op import COND
+from common.control.item_op import ITEM
+from common.control.scan_op import SCAN
+from common.control.while_op import WHILE_LOOP
 from common.graph import Node, toposort
 
 from .emit import literal
@@ -206,7 +209,7 @@ def functions_source(gen) -> str:
 
 
 # the numpy linker's spellings of the loop and branch ops: writers called with (codegen, node, registers)
-register_lowering("item", "numpy", _item)
-register_lowering("cond", "numpy", _cond)
-register_lowering("scan", "numpy", _loop(_scan_function))
-register_lowering("while_loop", "numpy", _loop(_while_function))
+register_lowering(ITEM, "numpy", _item)
+register_lowering(COND, "numpy", _cond)
+register_lowering(SCAN, "numpy", _loop(_scan_function))
+register_lowering(WHILE_LOOP, "numpy", _loop(_while_function))

@@ -417,6 +417,38 @@ case("cholesky", lambda ns, x: ns.cholesky(_spd(ns, x)), lambda x: np.linalg.cho
 case("cholesky", lambda ns, x: ns.cholesky(_spd(ns, x)), lambda x: np.linalg.cholesky(_spd_ref(x)),
      _conditioned(2, 3, 3),
      id="cholesky-batched")
+
+
+def _cholesky_grad_ref(lower, g):
+    """a's cotangent entry by entry, <g, dL(E_ij)>, from the tangent dL = L Phi(L^-1 sym(E) L^-T) of each
+    basis direction E_ij (the JVP's formula, itself checked against finite differences)."""
+    n = lower.shape[-1]
+    if lower.ndim > 2:
+        return np.stack([_cholesky_grad_ref(li, gi) for li, gi in zip(lower, g)])
+    ell = np.tril(lower)
+    inv = np.linalg.inv(ell)
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            e = np.zeros((n, n))
+            e[i, j] += 0.5
+            e[j, i] += 0.5
+            z = inv @ e @ inv.T
+            dl = ell @ (np.tril(z) - np.diag(np.diag(z)) / 2)
+            out[i, j] = np.sum(g * dl)
+    return out
+
+
+def _factor_and_cotangent(*shape):
+    """A lower-triangular factor away from singular (noise in its lower triangle, 3 on its diagonal) and a
+    cotangent (its upper triangle is never read)."""
+    return lambda rng: [np.tril(rng.standard_normal(shape)) * 0.5 + 3 * np.eye(shape[-1]), rng.standard_normal(shape)]
+
+
+case("cholesky_grad", lambda ns, lower, g: ns.cholesky_grad(lower, g), _cholesky_grad_ref,
+     _factor_and_cotangent(3, 3), wrt=(0, 1))
+case("cholesky_grad", lambda ns, lower, g: ns.cholesky_grad(lower, g), _cholesky_grad_ref,
+     _factor_and_cotangent(2, 3, 3), wrt=(0, 1), id="cholesky_grad-batched")
 case("inv", lambda ns, a: ns.inv(a), np.linalg.inv, _conditioned(3, 3))
 case("inv", lambda ns, a: ns.inv(a), np.linalg.inv, _conditioned(2, 3, 3), id="inv-batched")
 case("det", lambda ns, a: ns.det(a), np.linalg.det, _conditioned(3, 3))

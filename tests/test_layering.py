@@ -152,6 +152,52 @@ def test_nothing_below_control_names_a_loop_op():
     assert not named, "\n".join(named)
 
 
+SAME_WORD = {"benchmarks.cli": "its figure's two examples are called 'chain' and 'scan' (a recurrence as one loop)"}
+"""Modules where a loop op's name is another thing's name, with what it names there."""
+
+
+def _loop_op_names() -> set[str]:
+    """The ops of ``common.control`` (the loops, the branch and ``item``), read from the op table."""
+    import common.control  # noqa: F401  (registers them)
+    from common.ops import OPS, Kind
+
+    return {name for name, op in OPS.items() if op.kind is Kind.CONTROL}
+
+
+def _names_a_loop_op(node: ast.AST, names: set[str]) -> bool:
+    """Whether ``node`` finds a loop op by its name: compares a string to one (``op.name == "scan"``, ``in
+    ("scan", ...)``), looks one up (``OPS["item"]``) or registers a spelling under one."""
+    def named(x) -> bool:
+        if isinstance(x, ast.Constant):
+            return x.value in names
+        if isinstance(x, (ast.Tuple, ast.List, ast.Set)):
+            return any(named(e) for e in x.elts)
+        return False
+
+    if isinstance(node, ast.Compare):
+        return any(named(x) for x in (node.left, *node.comparators))
+    if isinstance(node, ast.Subscript):
+        return named(node.slice)
+    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "register_lowering":
+        return bool(node.args) and named(node.args[0])
+    return False
+
+
+def test_no_loop_op_is_found_by_name_outside_control():
+    """What the house asks of a loop op is a trait or param of the op, declared in its own module under
+    ``common.control``, so a new loop op needs no edit anywhere else (the strings may still appear in
+    messages and builders' names)."""
+    names = _loop_op_names()
+    found = []
+    for name, path in MODULES.items():
+        if name.startswith("common.control.") or name in SAME_WORD:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if _names_a_loop_op(node, names):
+                found.append(f"{name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert not found, "\n".join(found)
+
+
 def test_neither_backend_imports_the_other():
     allowed = {"common": {"common"}, "symnum": {"common", "symnum"}, "symsym": {"common", "symsym"}}
     wrong = [f"{name}:{line} imports {target}" for name, edges in EDGES.items() for target, _, line in edges
@@ -171,10 +217,10 @@ def test_no_function_level_imports_of_the_project():
     assert not late, "\n".join(late)
 
 
-def _circles(names: set[str]) -> list[list[str]]:
+def _circles(names: set[str], skip: frozenset = frozenset()) -> list[list[str]]:
     """The import circles (strongly connected components of two modules or more) among ``names``, counting
-    function-level imports; iterative Tarjan."""
-    graph = {n: sorted({t for t, _, _ in EDGES[n] if t in names}) for n in sorted(names)}
+    function-level imports but the ``(importer, imported)`` pairs in ``skip``; iterative Tarjan."""
+    graph = {n: sorted({t for t, _, _ in EDGES[n] if t in names and (n, t) not in skip}) for n in sorted(names)}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -218,9 +264,15 @@ def test_no_import_circle_in_common():
     assert _circles({n for n in MODULES if n.startswith("common.")}) == []
 
 
-def test_at_most_three_import_circles_in_the_house():
-    """A package's ``__init__`` that only hands names on is left out, as a reader skips it."""
-    faces = {n for n in MODULES if n.endswith("__init__") and not any(
+def _faces() -> set[str]:
+    """The packages' ``__init__`` modules that only hand names on (a reader skips them, and so do circles)."""
+    return {n for n in MODULES if n.endswith("__init__") and not any(
         isinstance(s, (ast.FunctionDef, ast.ClassDef)) for s in ast.parse(MODULES[n].read_text()).body)}
-    circles = _circles(set(MODULES) - faces)
-    assert len(circles) <= 3, circles
+
+
+def test_the_only_import_circle_in_the_house_is_a_documented_late_import():
+    """Every circle left is closed by one of :data:`LATE_IMPORTS` (a function-level import that says why):
+    without those imports the house has none, so a new circle anywhere fails here."""
+    names = set(MODULES) - _faces()
+    assert _circles(names, frozenset(LATE_IMPORTS)) == []
+    assert len(_circles(names)) <= len(LATE_IMPORTS)

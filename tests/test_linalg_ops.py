@@ -22,7 +22,7 @@ import symnum
 import symsym
 from common import api as T
 from common import evaluate
-from common.errors import GradError, ShapeError, TwogradError
+from common.errors import GradError, LinAlgError, ShapeError, TwogradError
 
 try:
     import torch
@@ -229,23 +229,62 @@ def test_bad_shapes_are_refused_at_build_time(build, words):
     ("solve", np.array([[1.0, 2.0], [2.0, 4.0]]), "singular"),
     ("solve_triangular", np.array([[1.0, 0.0], [2.0, 0.0]]), "singular"),
 ])
-@pytest.mark.parametrize("backend", ["evaluate", "compiled", "tape"])
+@pytest.mark.parametrize("backend", ["evaluate", "compiled", "numba", "program", "tape"])
 def test_bad_matrices_are_refused_at_run_time(op, matrix, words, backend):
-    """A non-SPD matrix to cholesky, a singular one to a solve: the op, the shapes and the user's line."""
+    """A non-SPD matrix to cholesky, a singular one to a solve: a LinAlgError (a twograd error that is
+    numpy's LinAlgError too, so code catching numpy's class still works) naming the op, the shapes and the
+    user's line, on every path."""
+    if backend == "numba":
+        pytest.importorskip("numba")
     fn = getattr(T.linalg, op)
     a = T.var("a", (2, 2))
     args = (a, np.ones(2)) if op.startswith("solve") else (a,)
-    with pytest.raises(TwogradError) as e:
+    with pytest.raises(np.linalg.LinAlgError) as e:
         if backend == "tape":
             getattr(symnum.linalg, op)(symnum.tensor(matrix), *args[1:])
         else:
             out = fn(*args)
             if backend == "evaluate":
                 evaluate(out, {a: matrix})
+            elif backend == "program":
+                symnum.gradients(T.sum(out), [a], {a: matrix})
             else:
-                symsym.function([a], out)(matrix)
+                symsym.function([a], out, linker="numpy" if backend == "compiled" else "numba")(matrix)
+    assert isinstance(e.value, LinAlgError) and isinstance(e.value, TwogradError)
     text = str(e.value)
     assert words in text and op in text and "(2, 2)" in text and __file__ in text, text
+
+
+@pytest.mark.parametrize("transform", ["vmap", "jvp"])
+def test_a_refused_matrix_inside_vmap_or_jvp_is_a_linalg_error(transform):
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    with pytest.raises(LinAlgError) as e:
+        if transform == "vmap":
+            symnum.vmap(lambda t: symnum.linalg.inv(t))(np.stack([np.eye(2), singular]))
+        else:
+            symnum.jvp(lambda t: symnum.linalg.inv(t), (singular,), (np.eye(2),))
+    text = str(e.value)
+    shape = "(2, 2, 2)" if transform == "vmap" else "(2, 2)"  # vmap's op runs on the whole stack
+    assert "inv" in text and "singular" in text and shape in text and __file__ in text, text
+
+
+@pytest.mark.parametrize("backend", ["tape", "compiled", "numba"])
+def test_a_gradient_that_needs_an_inverse_of_a_singular_matrix_is_a_linalg_error(backend):
+    """det's gradient is det(a) a^-T: at a singular a its inverse fails, in the backward sweep (the tape)
+    or the derivative graph (symsym), with the op, the shapes and the user's line."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    with pytest.raises(LinAlgError) as e:
+        if backend == "tape":
+            symnum.grad(lambda t: symnum.linalg.det(t))(singular)
+        else:
+            a = T.var("a", (2, 2))
+            g = symsym.grad(T.linalg.det(a), a)
+            symsym.function([a], g, linker="numpy" if backend == "compiled" else "numba")(singular)
+    text = str(e.value)
+    op = "det (its gradient)" if backend == "tape" else "inv:"  # the tape's rule, or symsym's inv node
+    assert "singular" in text and op in text and "(2, 2)" in text and __file__ in text, text
 
 
 @pytest.mark.parametrize("op", ["cholesky", "inv", "det", "eigh", "svd", "qr", "solve"])
@@ -283,3 +322,26 @@ def test_norm_refuses_what_numpy_refuses():
         T.linalg.norm(x, ord=2)
     with pytest.raises(ShapeError, match="matrix norm"):
         T.linalg.norm(T.var("v", (3,)), ord="fro")
+
+
+@pytest.mark.parametrize("n", [1, 129, 300])
+def test_cholesky_gradient_past_one_block_matches_pytorch(n):
+    """cholesky_grad runs Murray's blocked algorithm for n past its block size (128): its cotangent of a
+    equals PyTorch's for a random cotangent of L (a batch of two, one with a factor's worth of blocks and
+    a ragged last block)."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((2, n, n))
+    a = x @ np.swapaxes(x, -1, -2) / n + np.eye(n)
+    g = rng.standard_normal((2, n, n))
+    at = torch.tensor(a, requires_grad=True)
+    torch.linalg.cholesky(at).backward(torch.tensor(g))
+    want = at.grad.numpy()
+    want = (want + np.swapaxes(want, -1, -2)) / 2  # torch's is the symmetric one already, up to rounding
+    got = symnum.grad(lambda t: symnum.sum(symnum.linalg.cholesky(t) * g))(a)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    lower = T.var("l", (2, n, n))
+    cot = T.var("g", (2, n, n))
+    compiled = symsym.function([lower, cot], T.cholesky_grad(lower, cot))
+    np.testing.assert_allclose(compiled(np.linalg.cholesky(a), g), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())

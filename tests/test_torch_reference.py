@@ -193,6 +193,7 @@ def test_first_and_second_derivatives_match_pytorch(case):
 def test_the_table_covers_every_op_torch_has():
     """An op missing from the table is an op with no PyTorch check: only twograd's own helpers may be."""
     helpers = {"sum_to", "sum_like", "broadcast_like", "reshape_like", "scatter_add", "concat_part", "count", "full",
-               "cumprod_grad", "conv_transpose", "conv_weight", "windows", "unwindows"}  # (adjoints of the above)
+               "cumprod_grad", "cholesky_grad", "conv_transpose", "conv_weight", "windows",
+               "unwindows"}  # (adjoints of the above)
     indexing = {"getitem"}  # x[...] on a torch tensor
     assert set(OPS) - BODIED - set(TORCH) - indexing == helpers

@@ -126,6 +126,19 @@ def workload(name: str, sizes, default=None, check=None, kind: str = "grad", doc
     return register
 
 
+def train(runner, problem: Problem) -> list[float]:
+    """Plain gradient descent from the problem's initial values; the loss at every step."""
+    arrays = [np.array(a, copy=True) for a in problem.arrays]
+    idx = problem.wrt_index
+    losses = []
+    for _ in range(problem.steps):
+        loss, grads = runner.value_and_grad(arrays)
+        losses.append(float(loss))
+        for i, g in zip(idx, grads):
+            arrays[i] = arrays[i] - problem.lr * np.asarray(g)
+    return losses
+
+
 _loaded = False
 
 

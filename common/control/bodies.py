@@ -199,3 +199,20 @@ def promoted(body: Body, flags: list[bool], nc: int, size: int) -> list[bool]:
             return flags
         for k in more:
             flags[k] = True
+
+
+def reached(roots: list[Node], formals: Sequence[Node]) -> set[int]:
+    """Ids of the formal inputs that ``roots`` reach (what a pruned loop must keep)."""
+    ids = {id(v) for v in formals}
+    return {id(n) for n in inner_nodes(roots, ids) if id(n) in ids}
+
+
+def live_carries(roots: Callable[[set], list[Node]], formals: Sequence[Node], ncarry: int, live: set) -> list[int]:
+    """The carries that must stay: ``live`` and every carry the live outputs (``roots(carries)``) reach,
+    through any number of steps (a fixed point: a carry read by a live carry's update is live)."""
+    while True:
+        found = reached(roots(live), formals)
+        more = {k for k in range(ncarry) if id(formals[k]) in found} - live
+        if not more:
+            return sorted(live)
+        live |= more

@@ -41,6 +41,7 @@ from .bodies import (
     is_float,
     output_cotangent,
     pullback_of,
+    reached,
     renamed_outputs,
     tile,
 )
@@ -202,7 +203,24 @@ def _inline(ns, formals: Sequence[Node], outputs: Sequence[Node], args: Sequence
     return [env[id(o)] for o in outputs]
 
 
-defop("cond", _cond_infer, _cond_impl, vjp_all=pullback_of(_cond_cotangents), jvp=_cond_jvp, batch=_cond_batch,
-      outputs=_cond_types, kind=Kind.CONTROL, nin=None, params=("true_body", "false_body", "primal"),
-      doc="One of two bodies on the operands, by a bool scalar; only the taken one runs. Its VJP is a cond "
-          "over the branches' VJPs.")
+def _prune_cond(node: Node, inputs: tuple, used: set):
+    """(new node, old output index -> new) when some of ``node`` is dead (only ``used`` is read), else None."""
+    p = node.params
+    t, f = p["true_body"], p["false_body"]
+    keep_out = sorted(k for k in used if k < len(t.outputs))
+    roots_t, roots_f = [t.outputs[k] for k in keep_out], [f.outputs[k] for k in keep_out]
+    found = reached(roots_t, t.inputs) | reached(roots_f, f.inputs)
+    keep_in = [k for k in range(len(t.inputs)) if id(t.inputs[k]) in found or id(f.inputs[k]) in found]
+    if len(keep_in) == len(t.inputs) and len(keep_out) == len(t.outputs):
+        return None
+    params = {"true_body": Body([t.inputs[k] for k in keep_in], roots_t),
+              "false_body": Body([f.inputs[k] for k in keep_in], roots_f)}
+    new = apply(node.op, (inputs[0], *(inputs[1 + k] for k in keep_in)), params, site=node.site)
+    return new, {k: m for m, k in enumerate(keep_out)}
+
+
+COND = defop("cond", _cond_infer, _cond_impl, vjp_all=pullback_of(_cond_cotangents), jvp=_cond_jvp, batch=_cond_batch,
+             outputs=_cond_types, prune=_prune_cond, kind=Kind.CONTROL, nin=None,
+             params=("true_body", "false_body", "primal"),
+             doc="One of two bodies on the operands, by a bool scalar; only the taken one runs. Its VJP is a cond "
+                 "over the branches' VJPs.")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..backward import TupleCotangent
 from ..body import TUPLE, is_tuple
 from ..errors import ShapeError
-from ..graph import Node
+from ..graph import Node, apply
 from ..ops import OPS, ZERO, Kind, defop
 from ..ops.params import int_param
 from .checks import type_of
@@ -86,6 +86,11 @@ def item(ns, t, k: int):
     return ns.apply(OPS["item"], (t,), {"index": k})
 
 
+def picked(t: Node, k: int, site=None) -> Node:
+    """The graph node reading output ``k`` of the tuple-valued node ``t``, made at ``site``."""
+    return apply(ITEM, (t,), {"index": k}, site=site)
+
+
 def _item_batch(op, ns, inputs, batched, index):
     (t,) = inputs
     if isinstance(t, BatchedTuple):
@@ -93,6 +98,6 @@ def _item_batch(op, ns, inputs, batched, index):
     return ns.apply(op, (t,), {"index": index}), True
 
 
-defop("item", _item_infer, _item_impl, _item_vjp, jvp=_item_jvp, batch=_item_batch, kind=Kind.CONTROL,
-      params=("index",),
-      doc="Output ``index`` of a loop or branch node (whose value is a tuple), with its own shape and dtype.")
+ITEM = defop("item", _item_infer, _item_impl, _item_vjp, jvp=_item_jvp, batch=_item_batch, kind=Kind.CONTROL,
+             picks=True, params=("index",),
+             doc="Output ``index`` of a loop or branch node (whose value is a tuple), with its own shape and dtype.")

@@ -47,6 +47,7 @@ swapped back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..body import TUPLE, Body, inner_nodes, is_tuple
 from ..errors import ShapeError, TwogradError, op_error
@@ -66,9 +67,11 @@ from .bodies import (
     filled,
     float_positions,
     given,
+    live_carries,
     output_cotangent,
     promoted,
     pullback_of,
+    reached,
     saving_copy,
     seeded,
     stack_steps,
@@ -409,9 +412,89 @@ def _scan_batch(op, ns, inputs, batched, body, ncarry, nx, length=None, reverse=
             parts.append((swap01(ns, s), True) if flags[k] else (s, False))
     return BatchedTuple(parts), True
 
+# ------------------------------------------------------------------ what symsym's loop rewrites ask
 
-defop("scan", _scan_infer, _scan_impl, vjp_all=pullback_of(_scan_cotangents), jvp=_scan_jvp, batch=_scan_batch,
-      outputs=_scan_types, saving=scan_keeping_residuals, kind=Kind.CONTROL, nin=None,
-      params=("body", "ncarry", "nx", "length", "reverse", "save", "primal"),
-      doc="A loop over the leading axis of xs, carrying state: (*final carries, *stacked ys). Its VJP is a "
-          "reverse scan over the VJP of its body.")
+@dataclass(frozen=True)
+class ResidualRules:
+    """How a reverse loop comes to read the values its forward loop computes (a loop op's ``residuals``
+    trait, which :mod:`symsym.rewrite.residuals` follows without knowing the op).
+
+    ``reverses(forward, reverse)``: whether ``reverse`` is the loop the VJP rule made from ``forward``.
+    ``nodes(forward, reverse)``: the residuals, nodes of the forward body that the reverse body reads.
+    ``stacking(params, res)``: the forward's params with the residuals stacked as extra outputs, where
+    each old output now is, and where the first residual's stack is. ``reading(params, ins, res,
+    stacks)``: the reverse loop's inputs and params with the stacks as extra inputs, its body reading
+    their slice instead of computing the residuals.
+    """
+
+    reverses: Callable
+    nodes: Callable
+    stacking: Callable
+    reading: Callable
+
+
+def _reverses(forward: Node, reverse: Node) -> bool:
+    body = reverse.params["body"]
+    return any(isinstance(v, tuple) and v and v[0] is body for v in forward.params["body"].cache.values())
+
+
+def _residuals(forward: Node, reverse: Node) -> list[Node]:
+    p = forward.params
+    return residual_nodes(p["body"], reverse.params["body"], p["ncarry"], p["nx"])
+
+
+def _stacking(params: dict, res: list[Node]) -> tuple[dict, dict, int]:
+    body, nc = params["body"], params["ncarry"]
+    nout = len(body.outputs)
+    index = {k: k for k in range(nout)}
+    index.update({nout + k: nout + len(res) + k for k in range(nc)})  # the stacked carry-ins move behind
+    return {**params, "body": Body(body.inputs, [*body.outputs, *res])}, index, nout
+
+
+def _reading(params: dict, ins: tuple, res: list[Node], stacks: list[Node]) -> tuple[tuple, dict]:
+    at = params["ncarry"] + params["nx"]
+    return ((*ins[:at], *stacks, *ins[at:]),
+            {**params, "body": reading_body(params["body"], res, at), "nx": params["nx"] + len(res)})
+
+
+RESIDUALS = ResidualRules(_reverses, _residuals, _stacking, _reading)
+
+
+def _prune_scan(node: Node, inputs: tuple, used: set):
+    """(new node, old output index -> new) when some of ``node`` is dead (only ``used`` is read), else None."""
+    p = node.params
+    body, nc, nx = p["body"], p["ncarry"], p["nx"]
+    nout = len(body.outputs)
+    outs, formals = body.outputs, body.inputs
+    live = {k for k in range(nc) if k in used or (p.get("save") and nout + k in used)}
+    ys = [j for j in range(nc, nout) if j in used]
+    carries = live_carries(lambda c: [outs[k] for k in sorted(c)] + [outs[j] for j in ys], formals, nc, live)
+    roots = [outs[k] for k in carries] + [outs[j] for j in ys]
+    found = reached(roots, formals)
+    xs = [k for k in range(nc, nc + nx) if id(formals[k]) in found]
+    length = p.get("length")
+    if not xs and length is None:
+        length = next((x.shape[0] for x in inputs[nc:nc + nx] if x.shape[0] is not None), None)
+        if length is None:
+            xs = [nc]  # the number of steps is only known from a sequence at run time
+    consts = [k for k in range(nc + nx, len(formals)) if id(formals[k]) in found]
+    save = bool(p.get("save")) and any(nout + k in used for k in carries)
+    keep_in = carries + xs + consts
+    if len(keep_in) == len(formals) and len(roots) == nout and save == bool(p.get("save")):
+        return None
+    new_body = Body([formals[k] for k in keep_in], roots)
+    params = {**p, "body": new_body, "ncarry": len(carries), "nx": len(xs), "length": length, "save": save}
+    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
+    index = {k: m for m, k in enumerate(carries)}
+    index.update({j: len(carries) + m for m, j in enumerate(ys)})
+    if save:
+        index.update({nout + k: len(roots) + m for m, k in enumerate(carries)})
+    return new, index
+
+
+SCAN = defop("scan", _scan_infer, _scan_impl, vjp_all=pullback_of(_scan_cotangents), jvp=_scan_jvp, batch=_scan_batch,
+             outputs=_scan_types, saving=scan_keeping_residuals, kind=Kind.CONTROL, nin=None,
+             invariant_from=lambda params: params["ncarry"] + params["nx"], prune=_prune_scan, residuals=RESIDUALS,
+             params=("body", "ncarry", "nx", "length", "reverse", "save", "primal"),
+             doc="A loop over the leading axis of xs, carrying state: (*final carries, *stacked ys). Its VJP is a "
+                 "reverse scan over the VJP of its body.")

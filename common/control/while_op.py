@@ -30,7 +30,7 @@ import numpy as np
 
 from ..body import TUPLE, Body
 from ..errors import GradError, ShapeError, TwogradError, op_error
-from ..graph import apply, recording
+from ..graph import Node, apply, recording
 from ..ops import NO_GRAD, OPS, ZERO, Kind, defop, symbolic
 from ..ops.params import bool_param, int_param
 from ..site import user_site
@@ -46,9 +46,11 @@ from .bodies import (
     filled,
     float_positions,
     given,
+    live_carries,
     output_cotangent,
     promoted,
     pullback_of,
+    reached,
     renamed_outputs,
     saving_copy,
     seeded,
@@ -233,8 +235,32 @@ def _while_batch(op, ns, inputs, batched, cond_body, body, ncarry, max_iter=None
     return BatchedTuple(parts), True
 
 
-defop("while_loop", _while_infer, _while_impl, vjp_all=pullback_of(_while_cotangents), jvp=_while_jvp,
-      batch=_while_batch, outputs=_while_types, saving=_while_impl, kind=Kind.CONTROL, nin=None,
-      params=("cond_body", "body", "ncarry", "max_iter", "save", "primal"),
-      doc="A loop while cond_body holds (at most max_iter times): the final carries. Its VJP is a reverse scan "
-          "over the carries each iteration began with.")
+def _prune_while(node: Node, inputs: tuple, used: set):
+    """(new node, old output index -> new) when some of ``node`` is dead (only ``used`` is read), else None."""
+    p = node.params
+    test, body, nc = p["cond_body"], p["body"], p["ncarry"]
+    formals, outs = body.inputs, body.outputs
+    live = {k for k in range(nc) if k in used or (p.get("save") and nc + k in used)}
+    carries = live_carries(lambda c: [test.outputs[0]] + [outs[k] for k in sorted(c)], formals, nc, live)
+    found = reached([test.outputs[0]] + [outs[k] for k in carries], formals)
+    consts = [k for k in range(nc, len(formals)) if id(formals[k]) in found]
+    save = bool(p.get("save")) and any(nc + k in used for k in carries)
+    keep_in = carries + consts
+    if len(keep_in) == len(formals) and save == bool(p.get("save")):
+        return None
+    new_formals = [formals[k] for k in keep_in]
+    params = {**p, "cond_body": Body(new_formals, test.outputs), "body": Body(new_formals, [outs[k] for k in carries]),
+              "ncarry": len(carries), "save": save}
+    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
+    index = {k: m for m, k in enumerate(carries)}
+    if save:
+        index.update({nc + k: len(carries) + m for m, k in enumerate(carries)})
+    return new, index
+
+
+WHILE_LOOP = defop("while_loop", _while_infer, _while_impl, vjp_all=pullback_of(_while_cotangents), jvp=_while_jvp,
+                   batch=_while_batch, outputs=_while_types, saving=_while_impl, kind=Kind.CONTROL, nin=None,
+                   invariant_from=lambda params: params["ncarry"], prune=_prune_while,
+                   params=("cond_body", "body", "ncarry", "max_iter", "save", "primal"),
+                   doc="A loop while cond_body holds (at most max_iter times): the final carries. Its VJP is a "
+                       "reverse scan over the carries each iteration began with.")

@@ -240,9 +240,23 @@ defop("sub", binary, np.subtract,
       lambda ns, g, out, x, y: unbroadcast(ns, -g, y), jvp=lambda ns, ts, out, x, y: _sum_jvp(ns, ts, out, -1.0),
       code="({0} - {1})", scalar="({0} - {1})",
       kind=ELEMENTWISE, ufunc=np.subtract, zero=True, linear_together=True, infix="-", doc="x - y, broadcasting.")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _mul_vjp(ns, g, x, other):
+    """x's cotangent through x * other: g * other summed to x's shape. For a scalar x against an array of
+    g's own shape, one contraction (``einsum('ab,ab->')``: one pass, no array-sized temporary) instead of
+    a product and its sum: a scale factor's gradient (a kernel's amplitude, a learning-rate-like weight)."""
+    if x.ndim == 0 and g.__class__ is other.__class__ and 0 < g.ndim <= len(_LETTERS) and g.shape == other.shape \
+            and None not in g.shape and g.dtype == other.dtype:  # (not a batch of cotangents: symnum's vmap)
+        letters = _LETTERS[:g.ndim]
+        return ns.apply(OPS["einsum"], (g, other), {"spec": f"{letters},{letters}->"})
+    return unbroadcast(ns, g * other, x)
+
+
 defop("mul", binary, np.multiply,
-      lambda ns, g, out, x, y: unbroadcast(ns, g * y, x),
-      lambda ns, g, out, x, y: unbroadcast(ns, g * x, y), jvp=jvp_product("mul"), code="({0} * {1})",
+      lambda ns, g, out, x, y: _mul_vjp(ns, g, x, y),
+      lambda ns, g, out, x, y: _mul_vjp(ns, g, y, x), jvp=jvp_product("mul"), code="({0} * {1})",
       scalar="({0} * {1})", kind=ELEMENTWISE, ufunc=np.multiply, zero=True, linear=(0, 1), infix="*",
       doc="x * y, broadcasting.")
 defop("div", binary_float, np.true_divide,

@@ -138,6 +138,20 @@ class Op:
     more, as a scan keeps its body's residuals); None for any other op.
     symnum's program and symsym's loop rewrites read it, never an op's name.
 
+    The loop rewrites (:mod:`symsym.rewrite.control`) ask a loop op three
+    more questions, each a trait its own module answers. ``picks``: the op
+    reads one output (param ``index``) of a tuple-valued node (``item``).
+    ``invariant_from``: for a loop, ``params -> k``, the position of its first
+    loop-invariant input: its bodies (every :class:`~common.body.Body` param)
+    run once per step and read inputs ``k:`` unchanged at every step, so what
+    depends on them alone may be computed once outside; None for an op whose
+    bodies may not run (a branch). ``prune``: ``(node, inputs, used) -> (new
+    node, old output index -> new) | None``, the node reduced to the outputs
+    in ``used`` (the carries, sequences and invariants they need). ``residuals``:
+    for a loop whose reverse loop may read the values its forward computes
+    instead of computing them again, the rules that move them (see
+    :mod:`symsym.rewrite.residuals`); None for any other op.
+
     ``jvp`` is the op's forward-mode rule ``(ns, tangents, out, *inputs,
     **params) -> tangent`` (see the module docstring and :meth:`tangent`);
     every op has one, which ``tests/test_jvp_rules.py`` checks against its
@@ -170,6 +184,10 @@ class Op:
     scalar: str | None = None
     outputs: Callable | None = None
     saving: Callable | None = None
+    picks: bool = False
+    invariant_from: Callable | None = None
+    prune: Callable | None = None
+    residuals: object | None = None
 
     def differentiable(self, i: int) -> bool:
         """Whether input ``i`` can receive a gradient through this op."""
@@ -216,7 +234,8 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
           linear=(), linear_together=(), fresh: bool | None = None, shape_only=(), index=(),
           ufunc: np.ufunc | None = None, infix: str | None = None, noop_on_same_type: bool = False,
           batch: Callable | None = None, scalar: str | None = None, outputs: Callable | None = None,
-          saving: Callable | None = None) -> Op:
+          saving: Callable | None = None, picks: bool = False, invariant_from: Callable | None = None,
+          prune: Callable | None = None, residuals: object | None = None) -> Op:
     """Register an op in :data:`OPS` and return it (the traits are described on :class:`Op`).
 
     ``nin`` defaults to the number of VJP rules given (None for variadic ops).
@@ -235,7 +254,7 @@ def defop(name: str, infer: Callable, impl: Callable, *vjps, kind: Kind, vjp_n=N
             tuple(params) or _param_names(infer, nin),
             Kind(kind), zero, as_inputs(linear), as_inputs(linear_together),
             ufunc is not None if fresh is None else fresh, as_inputs(shape_only), as_inputs(index), ufunc, infix,
-            noop_on_same_type, batch, scalar, outputs, saving)
+            noop_on_same_type, batch, scalar, outputs, saving, picks, invariant_from, prune, residuals)
     if op.batch is None:
         op.batch = default_rule(op)
     if name in OPS:

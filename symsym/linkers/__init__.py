@@ -33,7 +33,7 @@ The folder holds one folder per lowering path and what they share:
   ``scalar`` traits are the numpy and numba defaults; every other spelling
   (the loops' code writers, the numba loop kernels' forms) is registered from
   the folder of the path that uses it, so a new linker is one new folder and
-  no op file changes;
+  no op file changes; and :class:`Lowered`, what a linker's lowering returns;
 * :mod:`.numba` (fused loops, loop kernels, vectorised math) and :mod:`.llvm`
   (0-d chains as LLVM functions), the two native paths;
 * :mod:`.cache`, the kernel cache on disk both native paths load from.
@@ -45,25 +45,17 @@ for GPU arrays) would add that namespace as a field of :class:`Lowered`.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
 
 from common.errors import TwogradError
 from common.graph import Node
+
+from .lowering import Lowered
 
 __all__ = ["LINKERS", "Linker", "Lowered", "LinkerError", "get_linker"]
 
 
 class LinkerError(TwogradError, ValueError):
     """An unknown linker, or one whose compiler is not installed here."""
-
-
-@dataclass
-class Lowered:
-    """A linker's answer: the schedule the driver runs, its outputs, and each kernel's source."""
-
-    order: list[Node]
-    outs: list[Node]
-    kernels: list[str] = field(default_factory=list)
 
 
 class Linker:

@@ -24,10 +24,23 @@ This is PyTensor's ``numba_funcify.register(Op)`` and JAX's
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from common.graph import Node
 from common.ops.table import OPS, Op
 
-__all__ = ["DEFAULTS", "lowering", "register_lowering", "spellings"]
+__all__ = ["DEFAULTS", "Lowered", "lowering", "register_lowering", "spellings"]
+
+
+@dataclass
+class Lowered:
+    """A linker's answer: the schedule the driver runs, its outputs, and each kernel's source (what a
+    linker's ``lower`` makes of a schedule with the spellings registered here)."""
+
+    order: list[Node]
+    outs: list[Node]
+    kernels: list[str] = field(default_factory=list)
+
 
 #: linker name -> the op table trait that is its spelling when nothing is registered
 DEFAULTS: dict[str, Callable[[Op], object]] = {

@@ -35,8 +35,9 @@ from collections.abc import Callable
 
 from common.api import apply
 from common.body import Body, inner_nodes, is_tuple
+from common.control.item_op import picked
 from common.graph import Node, rebuild, replace, toposort, variable
-from common.ops import OPS, Kind
+from common.ops import Kind
 
 from .residuals import loop_key, save_residuals
 from .rules import merge_key, remake
@@ -44,7 +45,6 @@ from .rules import merge_key, remake
 __all__ = ["has_loops", "open_bodies", "prune"]
 
 CONTROL = Kind.CONTROL
-BODY_PARAMS = ("body", "cond_body", "true_body", "false_body")
 
 
 def has_loops(order: list[Node]) -> bool:
@@ -57,11 +57,12 @@ def has_loops(order: list[Node]) -> bool:
 
 
 def _is_loop(n: Node) -> bool:
-    return n.op is not None and n.op.kind is CONTROL and n.op.name != "item"
+    """Whether ``n`` runs bodies (a loop or a branch: its value is a tuple that ``item`` nodes read)."""
+    return n.op is not None and n.op.outputs is not None
 
 
-def _item(t: Node, k: int, site) -> Node:
-    return apply(OPS["item"], (t,), {"index": k}, site=site)
+def _picks(n: Node) -> bool:
+    return n.op is not None and n.op.picks
 
 
 # ------------------------------------------------------------------ bodies and hoisting
@@ -79,21 +80,25 @@ def open_bodies(outs: list[Node], optimize_body: Callable[[Body], Body], counts:
         if not _is_loop(node):
             return _remade(node, inputs)
         params = dict(node.params)
-        for key in BODY_PARAMS:
-            body = params.get(key)
-            if body is not None:
-                hit = memo.get(id(body))
-                if hit is None:
-                    hit = memo[id(body)] = (body, optimize_body(body))
-                params[key] = hit[1]
-        if hoist:
-            inputs, params = _hoisted(node.op.name, inputs, params, counts)
+        for key in _body_params(params):
+            body = params[key]
+            hit = memo.get(id(body))
+            if hit is None:
+                hit = memo[id(body)] = (body, optimize_body(body))
+            params[key] = hit[1]
+        if hoist and node.op.invariant_from is not None:
+            inputs, params = _hoisted(node.op.invariant_from(params), inputs, params, counts)
         if all(params[k] is node.params[k] for k in params) and len(inputs) == len(node.inputs) and \
                 all(a is b for a, b in zip(inputs, node.inputs)):
             return node
         return apply(node.op, inputs, params, site=node.site)
 
     return rebuild(outs, fn)
+
+
+def _body_params(params: dict) -> list[str]:
+    """The names of the params that hold bodies."""
+    return [k for k, v in params.items() if isinstance(v, Body)]
 
 
 def _remade(node: Node, inputs: tuple) -> Node:
@@ -125,16 +130,10 @@ def _invariant_frontier(body: Body, first: int) -> list[Node]:
     return [n for n in order if id(n) in movable and id(n) in read]
 
 
-def _hoisted(name: str, inputs: tuple, params: dict, counts: dict) -> tuple[tuple, dict]:
-    """A scan's or while loop's inputs and params with its invariant computations moved outside."""
-    if name == "scan":
-        first = params["ncarry"] + params["nx"]
-        keys = ("body",)
-    elif name == "while_loop":
-        first = params["ncarry"]
-        keys = ("cond_body", "body")
-    else:
-        return inputs, params
+def _hoisted(first: int, inputs: tuple, params: dict, counts: dict) -> tuple[tuple, dict]:
+    """A loop's inputs and params with its invariant computations (on inputs ``first:``, the op's
+    ``invariant_from``) moved outside."""
+    keys = _body_params(params)
     frontier: list[Node] = []
     seen: set[int] = set()
     for key in keys:
@@ -168,12 +167,11 @@ def prune(outs: list[Node], counts: dict) -> list[Node]:
     def fn(node: Node, inputs: tuple) -> Node:
         if node.op is None:
             return node
-        name = node.op.name
-        if name == "item":
+        if _picks(node):
             t = node.inputs[0]
             hit = new_loop.get(id(t))
             if hit is not None:
-                return _item(hit[0], hit[1][node.params["index"]], node.site)
+                return picked(hit[0], hit[1][node.params["index"]], node.site)
             return _remade(node, inputs)
         if _is_loop(node) and id(node) in used:
             pruned = _prune(node, inputs, used[id(node)])
@@ -216,9 +214,9 @@ def _share_primals(outs: list[Node], counts: dict) -> list[Node]:
         counts["loops"] = counts.get("loops", 0) + len(redirect)
 
         def read_off(node: Node, inputs: tuple) -> Node:
-            if node.op is not None and node.op.name == "item" and id(node.inputs[0]) in redirect:
+            if _picks(node) and id(node.inputs[0]) in redirect:
                 loop, outputs = redirect[id(node.inputs[0])]
-                return _item(loop, outputs[node.params["index"]], node.site)
+                return picked(loop, outputs[node.params["index"]], node.site)
             return _remade(node, inputs)
 
         outs = rebuild(outs, read_off)
@@ -315,7 +313,7 @@ def _used_outputs(order: list[Node], outs: list[Node]) -> dict[int, set | None]:
             used.setdefault(id(n), set())
         for i in n.inputs:
             if is_tuple(i) and id(i) in used:
-                if n.op.name == "item" and used[id(i)] is not None:
+                if n.op.picks and used[id(i)] is not None:
                     used[id(i)].add(n.params["index"])
                 else:
                     used[id(i)] = None
@@ -325,100 +323,8 @@ def _used_outputs(order: list[Node], outs: list[Node]) -> dict[int, set | None]:
     return used
 
 
-def _reached(roots: list[Node], formals: tuple) -> set[int]:
-    """Ids of the formal inputs that ``roots`` reach."""
-    ids = {id(v) for v in formals}
-    return {id(n) for n in inner_nodes(roots, ids) if id(n) in ids}
-
-
 def _prune(node: Node, inputs: tuple, used: set | None):
-    """(new node, old output index -> new) when some of ``node`` is dead, else None."""
-    if used is None:
+    """(new node, old output index -> new) when some of ``node`` is dead, else None (the op's ``prune``)."""
+    if used is None or node.op.prune is None:
         return None
-    name = node.op.name
-    if name == "scan":
-        return _prune_scan(node, inputs, used)
-    if name == "while_loop":
-        return _prune_while(node, inputs, used)
-    if name == "cond":
-        return _prune_cond(node, inputs, used)
-    return None
-
-
-def _live_carries(roots: Callable[[set], list[Node]], formals: tuple, ncarry: int, live: set) -> list[int]:
-    """The carries that must stay: ``live`` and every carry the live outputs (``roots(carries)``) reach,
-    through any number of steps (a fixed point: a carry read by a live carry's update is live)."""
-    while True:
-        reached = _reached(roots(live), formals)
-        more = {k for k in range(ncarry) if id(formals[k]) in reached} - live
-        if not more:
-            return sorted(live)
-        live |= more
-
-
-def _prune_scan(node: Node, inputs: tuple, used: set):
-    p = node.params
-    body, nc, nx = p["body"], p["ncarry"], p["nx"]
-    nout = len(body.outputs)
-    outs, formals = body.outputs, body.inputs
-    live = {k for k in range(nc) if k in used or (p.get("save") and nout + k in used)}
-    ys = [j for j in range(nc, nout) if j in used]
-    carries = _live_carries(lambda c: [outs[k] for k in sorted(c)] + [outs[j] for j in ys], formals, nc, live)
-    roots = [outs[k] for k in carries] + [outs[j] for j in ys]
-    reached = _reached(roots, formals)
-    xs = [k for k in range(nc, nc + nx) if id(formals[k]) in reached]
-    length = p.get("length")
-    if not xs and length is None:
-        length = next((x.shape[0] for x in inputs[nc:nc + nx] if x.shape[0] is not None), None)
-        if length is None:
-            xs = [nc]  # the number of steps is only known from a sequence at run time
-    consts = [k for k in range(nc + nx, len(formals)) if id(formals[k]) in reached]
-    save = bool(p.get("save")) and any(nout + k in used for k in carries)
-    keep_in = carries + xs + consts
-    if len(keep_in) == len(formals) and len(roots) == nout and save == bool(p.get("save")):
-        return None
-    new_body = Body([formals[k] for k in keep_in], roots)
-    params = {**p, "body": new_body, "ncarry": len(carries), "nx": len(xs), "length": length, "save": save}
-    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
-    index = {k: m for m, k in enumerate(carries)}
-    index.update({j: len(carries) + m for m, j in enumerate(ys)})
-    if save:
-        index.update({nout + k: len(roots) + m for m, k in enumerate(carries)})
-    return new, index
-
-
-def _prune_while(node: Node, inputs: tuple, used: set):
-    p = node.params
-    test, body, nc = p["cond_body"], p["body"], p["ncarry"]
-    formals, outs = body.inputs, body.outputs
-    live = {k for k in range(nc) if k in used or (p.get("save") and nc + k in used)}
-    carries = _live_carries(lambda c: [test.outputs[0]] + [outs[k] for k in sorted(c)], formals, nc, live)
-    reached = _reached([test.outputs[0]] + [outs[k] for k in carries], formals)
-    consts = [k for k in range(nc, len(formals)) if id(formals[k]) in reached]
-    save = bool(p.get("save")) and any(nc + k in used for k in carries)
-    keep_in = carries + consts
-    if len(keep_in) == len(formals) and save == bool(p.get("save")):
-        return None
-    new_formals = [formals[k] for k in keep_in]
-    params = {**p, "cond_body": Body(new_formals, test.outputs), "body": Body(new_formals, [outs[k] for k in carries]),
-              "ncarry": len(carries), "save": save}
-    new = apply(node.op, tuple(inputs[k] for k in keep_in), params, site=node.site)
-    index = {k: m for m, k in enumerate(carries)}
-    if save:
-        index.update({nc + k: len(carries) + m for m, k in enumerate(carries)})
-    return new, index
-
-
-def _prune_cond(node: Node, inputs: tuple, used: set):
-    p = node.params
-    t, f = p["true_body"], p["false_body"]
-    keep_out = sorted(k for k in used if k < len(t.outputs))
-    roots_t, roots_f = [t.outputs[k] for k in keep_out], [f.outputs[k] for k in keep_out]
-    reached = _reached(roots_t, t.inputs) | _reached(roots_f, f.inputs)
-    keep_in = [k for k in range(len(t.inputs)) if id(t.inputs[k]) in reached or id(f.inputs[k]) in reached]
-    if len(keep_in) == len(t.inputs) and len(keep_out) == len(t.outputs):
-        return None
-    params = {"true_body": Body([t.inputs[k] for k in keep_in], roots_t),
-              "false_body": Body([f.inputs[k] for k in keep_in], roots_f)}
-    new = apply(node.op, (inputs[0], *(inputs[1 + k] for k in keep_in)), params, site=node.site)
-    return new, {k: m for m, k in enumerate(keep_out)}
+    return node.op.prune(node, inputs, used)

@@ -21,16 +21,18 @@ and have a static shape; views and shape-only ops are left to be recomputed.
 The two bodies share node identities until they are rewritten (the reverse
 body is built from the forward body's nodes by the ops' VJP rules), which is
 how the residuals are found: nodes of the forward body that nodes only the
-reverse body has read.
+reverse body has read. The pass asks the loop op itself (its ``residuals``
+trait, :class:`common.control.scan_op.ResidualRules`) which loop reverses
+which, what the residuals are and how its params stack and read them; it
+never names an op.
 """
 
 from __future__ import annotations
 
 from common.api import apply
 from common.body import Body
-from common.control.scan_op import reading_body, residual_nodes
+from common.control.item_op import picked
 from common.graph import Node, toposort
-from common.ops import OPS
 
 from .rules import remake
 
@@ -45,16 +47,16 @@ def loop_key(name: str, inputs, params: dict) -> tuple:
     return (name, tuple(map(id, inputs)), items)
 
 
-def _scans(order: list[Node]) -> list[Node]:
-    return [n for n in order if n.op is not None and n.op.name == "scan"]
+def _loops(order: list[Node]) -> list[Node]:
+    """The loops that can trade recomputation for stacked residuals (their op's ``residuals`` trait)."""
+    return [n for n in order if n.op is not None and n.op.residuals is not None]
 
 
 def _forward_of(rev: Node, saving: list[Node]) -> Node | None:
-    """The saving scan whose body's VJP body is ``rev``'s body, and whose stacked carry-ins ``rev`` reads."""
-    body = rev.params["body"]
-    reads = {id(i.inputs[0]) for i in rev.inputs if i.op is not None and i.op.name == "item"}
+    """The saving loop whose VJP loop is ``rev``, and whose stacked carry-ins ``rev`` reads."""
+    reads = {id(i.inputs[0]) for i in rev.inputs if i.op is not None and i.op.picks}
     for f in saving:
-        if id(f) in reads and any(isinstance(v, tuple) and v and v[0] is body for v in f.params["body"].cache.values()):
+        if id(f) in reads and f.op is rev.op and f.op.residuals.reverses(f, rev):
             return f
     return None
 
@@ -62,17 +64,16 @@ def _forward_of(rev: Node, saving: list[Node]) -> Node | None:
 def save_residuals(outs: list[Node], counts: dict) -> list[Node]:
     """``outs`` with each reverse scan reading its forward scan's residuals (see the module)."""
     order = toposort(outs)
-    scans = _scans(order)
-    saving = [n for n in scans if n.params.get("save")]
+    loops = _loops(order)
+    saving = [n for n in loops if n.params.get("save")]
     if not saving:
         return outs
     plans: dict[int, tuple] = {}  # forward id -> (residuals, reverse id)
-    for r in scans:
+    for r in loops:
         f = _forward_of(r, saving)
         if f is None or id(f) in plans:
             continue
-        p = f.params
-        res = residual_nodes(p["body"], r.params["body"], p["ncarry"], p["nx"])
+        res = f.op.residuals.nodes(f, r)
         if res:
             plans[id(f)] = (res, id(r))
     if not plans:
@@ -87,7 +88,7 @@ def _rewritten(outs: list[Node], order: list[Node], plans: dict[int, tuple]) -> 
     A plain twin of a planned forward scan (the same loop without ``save``, which
     the VJP copied) reads the new forward scan too: it computes the same values.
     """
-    twins = {loop_key("scan", f.inputs, f.params): f for f in order if id(f) in plans}
+    twins = {loop_key(f.op.name, f.inputs, f.params): f for f in order if id(f) in plans}
     new: dict[int, Node] = {}
     moved: dict[int, tuple] = {}  # old loop id -> (new loop, old output index -> new)
     reverse_of = {rid: fid for fid, (_, rid) in plans.items()}
@@ -96,49 +97,43 @@ def _rewritten(outs: list[Node], order: list[Node], plans: dict[int, tuple]) -> 
             new[id(n)] = n
             continue
         ins = tuple([new[id(i)] for i in n.inputs])
-        name = n.op.name
         if id(n) in plans:
             new[id(n)] = _stacking(n, ins, plans[id(n)][0], moved)
-        elif name == "item" and id(n.inputs[0]) in moved:
-            loop, index = moved[id(n.inputs[0])]
-            new[id(n)] = apply(OPS["item"], (loop,), {"index": index[n.params["index"]]}, site=n.site)
-        elif name == "scan" and id(n) in reverse_of:
+        elif n.op.picks and id(n.inputs[0]) in moved:
+            loop, index = moved[id(n.inputs[0])][:2]
+            new[id(n)] = picked(loop, index[n.params["index"]], n.site)
+        elif id(n) in reverse_of:
             fid = reverse_of[id(n)]
-            new[id(n)] = _reading(n, ins, plans[fid][0], moved[fid][0])
-        elif name == "scan" and not n.params.get("save") and loop_key("scan", n.inputs, n.params) in twins:
-            twin = twins[loop_key("scan", n.inputs, n.params)]
+            new[id(n)] = _reading(n, ins, plans[fid][0], moved[fid])
+        elif n.op.residuals is not None and not n.params.get("save") and \
+                loop_key(n.op.name, n.inputs, n.params) in twins:
+            twin = twins[loop_key(n.op.name, n.inputs, n.params)]
             loop = _stacking(twin, ins, plans[id(twin)][0], moved)  # the twin's inputs are these very nodes
             new[id(n)] = n
-            moved[id(n)] = (loop, {k: k for k in range(len(n.params["body"].outputs))})
+            moved[id(n)] = (loop, {k: k for k in range(len(n.op.outputs(n)))}, None)
         else:
             new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else _remake(n, ins)
     return [new[id(o)] for o in outs]
 
 
 def _stacking(forward: Node, ins: tuple, res: list[Node], moved: dict) -> Node:
-    """The forward scan (over the rebuilt ``ins``) with the residuals as extra stacked outputs, made once;
-    ``moved`` learns where each of its old outputs now is (the stacked carry-ins move behind the residuals)."""
+    """The forward loop (over the rebuilt ``ins``) with the residuals as extra stacked outputs, made once;
+    ``moved`` learns where each of its old outputs now is, and where the residuals' stacks start."""
     hit = moved.get(id(forward))
     if hit is not None:
         return hit[0]
-    body, nc = forward.params["body"], forward.params["ncarry"]
-    nout = len(body.outputs)
-    node = apply(forward.op, ins, {**forward.params, "body": Body(body.inputs, [*body.outputs, *res])},
-                 site=forward.site)
-    index = {k: k for k in range(nout)}
-    index.update({nout + k: nout + len(res) + k for k in range(nc)})
-    moved[id(forward)] = (node, index)
+    params, index, first = forward.op.residuals.stacking(forward.params, res)
+    node = apply(forward.op, ins, params, site=forward.site)
+    moved[id(forward)] = (node, index, first)
     return node
 
 
-def _reading(rev: Node, ins: tuple, res: list[Node], forward: Node) -> Node:
-    """The reverse scan with one more sequence per residual, its body reading the slice instead."""
-    p = rev.params
-    nc, nx = p["ncarry"], p["nx"]
-    nout = len(forward.params["body"].outputs) - len(res)
-    stacks = [apply(OPS["item"], (forward,), {"index": nout + k}, site=rev.site) for k in range(len(res))]
-    return apply(rev.op, (*ins[:nc + nx], *stacks, *ins[nc + nx:]),
-                 {**p, "body": reading_body(p["body"], res, nc + nx), "nx": nx + len(res)}, site=rev.site)
+def _reading(rev: Node, ins: tuple, res: list[Node], forward: tuple) -> Node:
+    """The reverse loop with one more input per residual (its stack), its body reading the slice instead."""
+    loop, _, first = forward
+    stacks = [picked(loop, first + k, rev.site) for k in range(len(res))]
+    ins, params = rev.op.residuals.reading(rev.params, ins, res, stacks)
+    return apply(rev.op, ins, params, site=rev.site)
 
 
 def _remake(n: Node, ins: tuple) -> Node:

@@ -14,9 +14,54 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from common.graph import Node
+import numpy as np
 
-__all__ = ["Region", "regions"]
+from common.errors import TwogradError
+from common.graph import Node
+from common.ops import Kind
+from common.ops.table import Op
+
+from ..lowering import lowering
+from .vforms import small, vectorises
+
+__all__ = ["Region", "fusable", "regions"]
+
+_F8 = np.dtype(np.float64)
+_BOOL = np.dtype(np.bool_)
+
+
+def fusable(n: Node) -> bool:
+    """Whether ``n`` can be a statement of a fused loop: an elementwise op with a scalar form on float64
+    values, a comparison's bool output, or a bool where the op's type rule asks for one (a condition)."""
+    op = n.op
+    form = lowering(op, "numba")
+    if not isinstance(form, str) or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
+        return False
+    if n.shape and op.ufunc is not None and "math." in form and not (vectorises(form) or small(n.shape)):
+        return False  # on arrays numpy's SIMD loop beats a libm call per element; vmath's forms vectorise too
+    for pos, i in enumerate(n.inputs):
+        if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
+            return False
+    return True
+
+
+_BOOL_SLOTS: dict = {}
+
+
+def _wants_bool(op: Op, pos: int, nin: int) -> bool:
+    """Whether ``op``'s type rule refuses a float at input ``pos`` (a condition): then a bool there is the
+    form's own case, which the scalar-form tests check. Asked once per op and position."""
+    key = (op, pos, nin)
+    got = _BOOL_SLOTS.get(key)
+    if got is None:
+        probe = [np.zeros((), _F8)] * nin
+        try:
+            op.infer(*probe)
+            got = False
+        except TwogradError:
+            got = True
+        _BOOL_SLOTS[key] = got
+    return got
 
 
 class Region:

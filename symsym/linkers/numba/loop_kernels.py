@@ -15,7 +15,7 @@ arrays allocated once (a while loop's, of unknown length, double when full).
 The shape it takes (:func:`eligible`): carries and loop-invariant inputs 0-d,
 sequences 1-d, every body output 0-d (so every stack is 1-d), all float64 or
 bool, and every node inside the bodies an op the linker would fuse on
-scalars (:func:`.numba.fusable`) or of statically known value (a constant, a
+scalars (:func:`.fuse.fusable`) or of statically known value (a constant, a
 ``zeros_like`` a VJP made). Anything else (an array in a body, a matmul, a
 cast, a nested loop, ``cond``) keeps the numpy linker's path, unchanged.
 
@@ -58,23 +58,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.body import TUPLE, inner_nodes
+from common.control.scan_op import SCAN
+from common.control.while_op import WHILE_LOOP
 from common.errors import TwogradError, op_error
 from common.graph import Node, constant
 
 from ...loop_source import tuple_source
 from ...rewrite.rules import constant_value as scalar_value
 from ..lowering import lowering, register_lowering
+from .driver import MAX_KERNEL_NODES, MAX_KERNEL_VALUES, conversion, driver_op, failure, numba_cache, precompile
+from .fuse import fusable
 from .loopnest import DECORATOR, HEADER, MISMATCH, libm_globals, libm_statement, literal_of
-from .lower import (
-    MAX_KERNEL_NODES,
-    MAX_KERNEL_VALUES,
-    conversion,
-    driver_op,
-    failure,
-    fusable,
-    numba_cache,
-    precompile,
-)
 from .vforms import MATH_CALL
 
 __all__ = ["CHUNK_WORK", "MAX_LOOP_NODES", "MAX_SAVED_STEPS", "SavedStepsError", "eligible", "loop_source",
@@ -336,7 +330,7 @@ def _kernel_call(node: Node, steps: int, j: int, sources: list[str]) -> Node:
 def _runner(fn, node: Node, args: list[Node], steps: int):
     """The loop's impl: the kernel called chunk after chunk of about :data:`CHUNK_WORK` node evaluations,
     from the carries the last chunk returned (as Python scalars, the types it was compiled for; the other
-    arguments converted as :func:`.numba.conversion` says), into stacks allocated here. It returns the
+    arguments converted as :func:`.driver.conversion` says), into stacks allocated here. It returns the
     loop's tuple, the 0-d carries as numpy scalars (as the numpy linker's loop returns them, so numpy code
     after it divides by zero as numpy does). Sequences of different run-time lengths raise
     :data:`.loops.MISMATCH`, a ValueError, on which the function runs the reference interpreter to name
@@ -429,5 +423,5 @@ def _too_many(node: Node, limit: int) -> SavedStepsError:
                     "it a max_iter, or set TWOGRAD_MAX_SAVED_STEPS to allow more", node.inputs, node.site)
 
 
-register_lowering("scan", "numba", LoopForm(("body",), True, _scan_lines))
-register_lowering("while_loop", "numba", LoopForm(("cond_body", "body"), False, _while_lines))
+register_lowering(SCAN, "numba", LoopForm(("body",), True, _scan_lines))
+register_lowering(WHILE_LOOP, "numba", LoopForm(("cond_body", "body"), False, _while_lines))

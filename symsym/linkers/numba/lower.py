@@ -24,9 +24,9 @@ so a kernel's results equal the numpy linker's up to the last-bit
 differences of the math library (``tests/test_numba_*``).
 
 A kernel is compiled inside ``function()`` for the argument types the graph
-implies (:func:`precompile`); a value whose type the graph does not fix (a
+implies (:func:`.driver.precompile`); a value whose type the graph does not fix (a
 view: a slice, a broadcast, an item of a Python loop's tuple) is made so on
-its way in (:func:`conversion`), so the first call compiles nothing. A
+its way in (:func:`.driver.conversion`), so the first call compiles nothing. A
 region (or loop) whose lowering or compile raises keeps the numpy path, and
 ``function()`` says so in one :class:`CompileFallbackWarning` naming the
 cause: a compiler that changed under us costs speed, never values.
@@ -39,68 +39,29 @@ import warnings
 
 import numpy as np
 
-from common.errors import TwogradError
 from common.graph import Node
-from common.ops import Kind
-from common.ops.table import Op
 
-from .. import Lowered
 from ..llvm import chains as llvm_scalar
-from ..lowering import lowering
+from ..lowering import Lowered
 from . import cut
-from .fuse import regions
+from .driver import (
+    MAX_KERNEL_NODES,
+    MAX_KERNEL_VALUES,
+    converted,
+    driver_op,
+    failure,
+    numba_cache,
+    precompile,
+)
+from .fuse import fusable, regions
+from .loop_kernels import lower_scans
 from .loopnest import MISMATCH, Kernel, kernel_source
 from .rowsums import fused_sums
-from .speedups import linear_lowering
-from .vforms import small, vectorises
 
-__all__ = ["CompileFallbackWarning", "conversion", "fusable", "lower"]
+__all__ = ["CompileFallbackWarning", "lower"]
 
 _F8 = np.dtype(np.float64)
 _BOOL = np.dtype(np.bool_)
-
-
-def fusable(n: Node) -> bool:
-    """Whether ``n`` can be a statement of a fused loop: an elementwise op with a scalar form on float64
-    values, a comparison's bool output, or a bool where the op's type rule asks for one (a condition)."""
-    op = n.op
-    form = lowering(op, "numba")
-    if not isinstance(form, str) or op.kind is not Kind.ELEMENTWISE or not (n.dtype == _F8 or n.dtype == _BOOL):
-        return False
-    if n.shape and op.ufunc is not None and "math." in form and not (vectorises(form) or small(n.shape)):
-        return False  # on arrays numpy's SIMD loop beats a libm call per element; vmath's forms vectorise too
-    for pos, i in enumerate(n.inputs):
-        if i.dtype != _F8 and not (i.dtype == _BOOL and _wants_bool(op, pos, len(n.inputs))):
-            return False
-    return True
-
-
-_BOOL_SLOTS: dict = {}
-
-
-def _wants_bool(op: Op, pos: int, nin: int) -> bool:
-    """Whether ``op``'s type rule refuses a float at input ``pos`` (a condition): then a bool there is the
-    form's own case, which the scalar-form tests check. Asked once per op and position."""
-    key = (op, pos, nin)
-    got = _BOOL_SLOTS.get(key)
-    if got is None:
-        probe = [np.zeros((), _F8)] * nin
-        try:
-            op.infer(*probe)
-            got = False
-        except TwogradError:
-            got = True
-        _BOOL_SLOTS[key] = got
-    return got
-
-
-def _no_infer(*inputs, **params):
-    raise TypeError("a fused kernel is made by the numba linker, never by a user")
-
-
-def driver_op(name: str, code: str | None = None, impl=None, params: tuple = ()) -> Op:
-    """An op of the lowered schedule only (never in the op table): a kernel call or the pick of one output."""
-    return Op(name, _no_infer, impl if impl is not None else _no_infer, code=code, params=params, kind=Kind.KERNEL)
 
 
 _PICK = driver_op("kernel_output", "{0}[{k}]", lambda t, k: t[k], ("k",))
@@ -112,26 +73,14 @@ _AS_NUMPY = {(_F8, False): driver_op("kernel_scalar", "np.float64({0})", np.floa
              (_BOOL, True): driver_op("kernel_output_bool", "np.bool_({0}[{k}])", lambda t, k: np.bool_(t[k]), ("k",))}
 
 
-#: the most nodes one kernel holds: numba's compile time grows with a function's length (about 3 ms a
-#: node here), so a longer region is cut, in schedule order, into kernels of at most this many
-MAX_KERNEL_NODES = 5_000
 #: the most nodes fused in one function (about a minute and a half of compiling, cold); regions past
 #: it, in schedule order, stay numpy calls, so a 10^5-node graph compiles in bounded time
 MAX_FUSED_NODES = 30_000
-#: the most values one kernel takes in or gives back: a piece of a cut region can have thousands (a long
-#: chain's backward reads every forward value), and numba's compile time and memory explode on a
-#: signature that long (a 10^4-deep chain cut in pieces took minutes and tens of GB), so such a piece
-#: stays numpy calls
-MAX_KERNEL_VALUES = 64
-
-
 class CompileFallbackWarning(RuntimeWarning):
     """Some regions of a graph could not be compiled and run as numpy calls: the same values, slower."""
 
 
 def lower(order: list[Node], outs: list[Node]) -> Lowered:
-    from .loop_kernels import lower_scans  # (it imports this module)
-
     failed: list[str] = []  # what raised while lowering or compiling a region, said once at the end
     lowered = _lower(order, outs, failed, lower_scans)
     if failed:
@@ -139,12 +88,6 @@ def lower(order: list[Node], outs: list[Node]) -> Lowered:
         warnings.warn(f"symsym.function(linker='numba'): {failed[0]}{more}; the numpy path runs there instead "
                       "(the same values, without the compiled speed)", CompileFallbackWarning, stacklevel=6)
     return lowered
-
-
-def failure(what: str, error: Exception) -> str:
-    """How a region that could not be compiled is named in the warning."""
-    text = str(error).strip().splitlines()
-    return f"{what} could not be compiled ({type(error).__name__}: {text[0] if text else ''})"
 
 
 def _lower(order: list[Node], outs: list[Node], failed: list[str], lower_scans) -> Lowered:
@@ -318,13 +261,6 @@ def _leaves_kernels(o: Node, consumers, member, j: int) -> bool:
     return any(c is not None and member.get(id(c)) is None for c in consumers[id(o)])
 
 
-def numba_cache():
-    """numba's side of the kernel cache, imported when a numba kernel is first made: a graph whose regions
-    are all 0-d compiles with llvmlite alone and never pays numba's import (about a second)."""
-    from . import diskcache
-    return diskcache
-
-
 def _kernel_impl(nodes: list[Node], k: Kernel | llvm_scalar.ScalarKernel):
     """What the driver calls for a kernel, compiled now: an LLVM builtin as it is; a numba kernel loaded
     (or compiled) for the graph's types, with its conversions and its numpy fallback around it."""
@@ -357,77 +293,6 @@ def _picked(call: Node, pos: int, o: Node, count: int, numpy_reads: bool) -> Nod
         return Node(_AS_NUMPY[o.dtype, False], (call,), {}, o.shape, o.dtype, site=o.site)
     op = _AS_NUMPY[o.dtype, True] if scalar else _PICK
     return Node(op, (call,), {"k": pos}, o.shape, o.dtype, site=o.site)
-
-
-def _driven(n: Node) -> bool:
-    """Whether ``n`` is a node of the lowered schedule only (a kernel call or a pick of its results)."""
-    return n.op is not None and n.op.infer is _no_infer
-
-
-def _typed(n: Node) -> bool:
-    """Whether ``n``'s value reaches a kernel as :func:`precompile` types it, whatever the run: a variable
-    (a C array: ``Function`` checks its shape and dtype; another layout compiles on first sight), a
-    constant, a kernel's result, or a fresh op's (numpy scalars for 0-d; C arrays, but for a ufunc past 1-d,
-    which follows its inputs' order: a transpose's gives a Fortran array)."""
-    op = n.op
-    if op is None or _driven(n):
-        return True
-    if op.name == "item":
-        return _driven(n.inputs[0])
-    return op.fresh and (len(n.shape) <= 1 or op.ufunc is None)
-
-
-def _c_array(x):
-    """``x`` as a writable C-contiguous array, the type the kernel was compiled for (a copy if it is not)."""
-    if x.__class__ is np.ndarray:
-        flags = x.flags
-        if flags.c_contiguous and flags.writeable:
-            return x
-    return np.array(x, order="C")
-
-
-_FLOAT_OR_BOOL = {_F8: float, _BOOL: bool}
-
-
-def conversion(n: Node):
-    """The function that gives ``n``'s value the type :func:`precompile` compiled for, or None when the
-    graph fixes it already (:func:`_typed`): a view may be strided or read-only, and a 0-d value a scalar
-    or a 0-d array, each of which numba would compile a version for, at the first call."""
-    if _typed(n):
-        return None
-    return _c_array if n.shape else _FLOAT_OR_BOOL[n.dtype]
-
-
-def converted(fn, args: list[Node]):
-    """``fn`` called with each argument converted as :func:`conversion` says, or None when none needs it."""
-    steps = [(k, c) for k, c in enumerate(map(conversion, args)) if c is not None]
-    if not steps:
-        return None
-
-    def call(*values):
-        values = list(values)
-        for k, c in steps:
-            values[k] = c(values[k])
-        return fn(*values)
-    return call
-
-
-def precompile(fn, args: list[Node], lead: tuple = ()) -> None:
-    """Compile now for the types the graph implies (C-contiguous arrays, numpy's usual output), so
-    ``function()`` pays the compile (or the cache load) and the first call does not. Another layout (a
-    transposed view) compiles on first sight. ``lead``: numba types of arguments before ``args``'."""
-    from numba import typeof
-    from numba.core import types
-
-    sig = list(lead)
-    for a in args:
-        t = types.float64 if a.dtype == _F8 else types.boolean
-        if a.is_const and a.shape:  # bound as it is: a graph's constants are read-only
-            sig.append(typeof(a.value))
-        else:
-            sig.append(types.Array(t, len(a.shape), "C") if a.shape or a.op is None else t)
-    with linear_lowering():
-        fn.compile(tuple(sig))
 
 
 def _trampoline(fn):
