@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from common import count_nodes, evaluate
+from common import count_nodes, evaluate, optim
 
 from . import __version__
 from .backends import BACKENDS, COMPILED, OWN, TWOGRAD, Unsupported
@@ -361,15 +361,20 @@ def check_curves(w: Workload, size: str, curves: dict[str, list], results: dict)
 
 
 def train(runner, problem: Problem) -> list[float]:
-    """Plain gradient descent from the problem's initial values; the loss at every step."""
-    arrays = [np.array(a, copy=True) for a in problem.arrays]
+    """The problem's optimiser (plain SGD unless it names one) from its initial values; the loss at every
+    step. The optimiser is :mod:`common.optim`'s, so every backend's gradients take the very same steps."""
+    arrays = list(problem.arrays)
     idx = problem.wrt_index
+    opt = problem.optimizer or optim.sgd(problem.lr)
+    params = [arrays[i] for i in idx]
+    state = opt.init(params)
     losses = []
     for _ in range(problem.steps):
         loss, grads = runner.value_and_grad(arrays)
         losses.append(float(loss))
-        for i, g in zip(idx, grads):
-            arrays[i] = arrays[i] - problem.lr * np.asarray(g)
+        params, state = opt.update([np.asarray(g) for g in grads], state, params)
+        for i, p in zip(idx, params):
+            arrays[i] = p
     return losses
 
 

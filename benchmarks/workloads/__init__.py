@@ -24,7 +24,8 @@ table's names) and Python operators, so the same function builds an IR graph
 (``ns = common.api``), runs on symnum tensors (``ns = symnum``) or on a peer
 library (``ns`` a small adapter). Kinds: ``grad`` (first derivative),
 ``hessian`` (the full Hessian of the one ``wrt``; ``hand_hessian`` returns it),
-``train`` (also ``steps`` and ``lr``: plain SGD, loss curve per backend) and
+``train`` (also ``steps`` and ``lr``: plain SGD, or ``optimizer``, one of :mod:`common.optim`'s;
+a loss curve per backend) and
 ``order`` (derivatives of order 1..``max_order`` of a scalar function; ``exact``
 optionally gives the closed form ``exact(k, *args)``) and ``jacobian`` (``fn`` returns a vector; the
 Jacobian of it with respect to the one ``wrt``, built in ``mode``: "forward", "reverse" or "auto";
@@ -59,7 +60,8 @@ class Problem:
     family: str = ""                # sizes sharing a family form one line on those plots
     label: str = ""                 # a human description of the size
     steps: int = 0                  # train: SGD steps
-    lr: float = 0.0                 # train: learning rate
+    lr: float = 0.0                 # train: learning rate of plain SGD
+    optimizer: object = None        # train: a common.optim optimiser (None: optim.sgd(lr))
     max_order: int = 1              # order: highest derivative
     exact: Callable | None = None   # order: exact(k, *args) -> k-th derivative
     _graph: tuple | None = field(default=None, repr=False)
