@@ -129,10 +129,11 @@ class NumpyLike(PythonLoops):
     """The workloads' ops on a numpy-like module (``jax.numpy``, ``autograd.numpy``); loops and branches
     are Python's unless ``loops`` (JAX's :class:`LaxLoops`) gives them."""
 
-    def __init__(self, xp, logsumexp, stop_gradient=None, loops=None):
+    def __init__(self, xp, logsumexp, stop_gradient=None, loops=None, erf=None):
         self.xp = xp
         self.logsumexp = logsumexp
         self._stop = stop_gradient
+        self._erf = erf
         if loops is not None:
             self.scan, self.while_loop, self.cond = loops.scan, loops.while_loop, loops.cond
 
@@ -156,6 +157,14 @@ class NumpyLike(PythonLoops):
             raise Unsupported(f"{self.xp.__name__} has no stop_gradient")
         return self._stop(x)
 
+    def erf(self, x):
+        if self._erf is None:
+            raise Unsupported(f"{self.xp.__name__} has no erf")
+        return self._erf(x)
+
+    def softmax(self, x, axis=-1):
+        return self.xp.exp(x - self.logsumexp(x, axis=axis, keepdims=True))
+
     def sum(self, x, axis=None, keepdims=False):
         return self.xp.sum(x, axis=axis, keepdims=keepdims)
 
@@ -163,7 +172,20 @@ class NumpyLike(PythonLoops):
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
 
     def softmax_cross_entropy(self, z, t, axis=-1):
+        if _integer(t):   # class indices: as one-hot rows (the libraries' own cross-entropies do the same)
+            t = one_hot(self.xp, t, z.shape[axis], axis)
         return -self.xp.sum(t * (z - self.logsumexp(z, axis=axis, keepdims=True)), axis=axis)
+
+
+def _integer(t) -> bool:
+    """Whether targets are integer class indices (rather than probabilities)."""
+    return np.dtype(str(t.dtype).replace("torch.", "")).kind in "iu"
+
+
+def one_hot(xp, labels, classes: int, axis: int = -1):
+    """Float one-hot rows of integer ``labels``, the class axis at ``axis``, in the numpy-like ``xp``."""
+    hot = xp.asarray(labels[..., None] == xp.arange(classes), dtype="float64")
+    return hot if axis in (-1, hot.ndim - 1) else xp.moveaxis(hot, -1, axis)
 
 
 class TorchOps(PythonLoops):
@@ -214,7 +236,12 @@ class TorchOps(PythonLoops):
             dtype = getattr(self.torch, np.dtype(dtype).name)
         return self.torch.full(tuple(shape), value, dtype=dtype)
 
+    def softmax(self, x, axis=-1):
+        return self.torch.softmax(x, dim=axis)
+
     def softmax_cross_entropy(self, z, t, axis=-1):
+        if _integer(t):   # class indices: PyTorch's own cross_entropy (classes on dim 1)
+            return self.torch.nn.functional.cross_entropy(z.movedim(axis, 1), t, reduction="none")
         return -(t * self.torch.log_softmax(z, dim=axis)).sum(dim=axis)
 
 
@@ -511,9 +538,9 @@ class Jax(Peer):
 
         jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
-        from jax.scipy.special import logsumexp
+        from jax.scipy.special import erf, logsumexp
 
-        ns = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient, LaxLoops(jax.lax))
+        ns = NumpyLike(jnp, logsumexp, jax.lax.stop_gradient, LaxLoops(jax.lax), erf)
         fn, idx = problem.fn, problem.wrt_index
         f = lambda *args: fn(ns, *args)
         if kind == "jacobian":
@@ -559,7 +586,7 @@ class Autograd(Peer):
             s = m + anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True))
             return s if keepdims else anp.squeeze(s, axis=axis)
 
-        ns, fn, idx = NumpyLike(anp, logsumexp), problem.fn, problem.wrt_index
+        ns, fn, idx = NumpyLike(anp, logsumexp, erf=_autograd_erf()), problem.fn, problem.wrt_index
         if kind == "jacobian":
             return _autograd_jacobian(self, autograd, ns, problem)
 
@@ -579,6 +606,15 @@ class Autograd(Peer):
             return autograd.grad(lambda values: at(values))(tuple(arrays[i] for i in idx))
 
         return peer_runner(self, grad, lambda arrays: fn(ns, *arrays))
+
+
+def _autograd_erf():
+    """autograd's differentiable erf (it lives in autograd.scipy, which needs scipy), or None."""
+    try:
+        from autograd.scipy.special import erf
+    except ImportError:
+        return None
+    return erf
 
 
 def _autograd_jacobian(peer: Peer, autograd, ns, problem) -> Runner:
@@ -621,7 +657,7 @@ class PyTensor(Peer):
     def prepare(self, problem, kind, order=1):
         import pytensor
         import pytensor.tensor as pt
-        from pytensor.tensor.special import log_softmax
+        from pytensor.tensor.special import log_softmax, softmax
 
         peer = self.name
 
@@ -638,7 +674,13 @@ class PyTensor(Peer):
             def mean(self, x, axis=None, keepdims=False):
                 return pt.mean(x, axis=axis, keepdims=keepdims)
 
+            def softmax(self, x, axis=-1):
+                return softmax(x, axis=axis)
+
             def softmax_cross_entropy(self, z, t, axis=-1):
+                if _integer(t):
+                    t = pt.cast(pt.eq(pt.shape_padright(t), pt.arange(z.shape[axis])), "float64")
+                    t = t if axis in (-1, z.ndim - 1) else pt.moveaxis(t, -1, axis)
                 return -pt.sum(t * log_softmax(z, axis=axis), axis=axis)
 
             @property

@@ -1,7 +1,7 @@
 """The house's import order, asserted by reading the code (an ``ast`` walk: nothing is imported).
 
 ``common`` stands in layers, bottom-up as a reader meets them: the base
-(errors, sites, kernels, pytrees), ``graph`` (nodes and node construction),
+(errors, sites, kernels, pytrees, optimisers), ``graph`` (nodes and node construction),
 ``body`` (closed subgraphs), ``ops/`` (the op table), the sweeps, evaluation,
 printing and serialisation, ``control/`` (the loop and branch ops) and ``api``.
 A module imports only its own layer and those below, counting imports made
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("common", "symnum", "symsym", "benchmarks")
 
 COMMON_LAYERS = [
-    {"errors", "site", "sentinel", "gcpause", "kernels", "tree"},
+    {"errors", "site", "sentinel", "gcpause", "kernels", "tree", "optim"},
     {"graph"},
     {"body"},
     {"ops"},

@@ -24,7 +24,8 @@ table's names) and Python operators, so the same function builds an IR graph
 (``ns = common.api``), runs on symnum tensors (``ns = symnum``) or on a peer
 library (``ns`` a small adapter). Kinds: ``grad`` (first derivative),
 ``hessian`` (the full Hessian of the one ``wrt``; ``hand_hessian`` returns it),
-``train`` (also ``steps`` and ``lr``: plain SGD, loss curve per backend) and
+``train`` (also ``steps`` and ``lr``: plain SGD, or ``optimizer``, one of :mod:`common.optim`'s;
+a loss curve per backend) and
 ``order`` (derivatives of order 1..``max_order`` of a scalar function; ``exact``
 optionally gives the closed form ``exact(k, *args)``) and ``jacobian`` (``fn`` returns a vector; the
 Jacobian of it with respect to the one ``wrt``, built in ``mode``: "forward", "reverse" or "auto";
@@ -39,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from common import optim
 
 KINDS = ("grad", "hessian", "train", "order", "jacobian")
 
@@ -59,7 +62,8 @@ class Problem:
     family: str = ""                # sizes sharing a family form one line on those plots
     label: str = ""                 # a human description of the size
     steps: int = 0                  # train: SGD steps
-    lr: float = 0.0                 # train: learning rate
+    lr: float = 0.0                 # train: learning rate of plain SGD
+    optimizer: object = None        # train: a common.optim optimiser (None: optim.sgd(lr))
     max_order: int = 1              # order: highest derivative
     exact: Callable | None = None   # order: exact(k, *args) -> k-th derivative
     _graph: tuple | None = field(default=None, repr=False)
@@ -127,15 +131,20 @@ def workload(name: str, sizes, default=None, check=None, kind: str = "grad", doc
 
 
 def train(runner, problem: Problem) -> list[float]:
-    """Plain gradient descent from the problem's initial values; the loss at every step."""
-    arrays = [np.array(a, copy=True) for a in problem.arrays]
+    """The problem's optimiser (plain SGD unless it names one) from its initial values; the loss at every
+    step. The optimiser is :mod:`common.optim`'s, so every backend's gradients take the very same steps."""
+    arrays = list(problem.arrays)
     idx = problem.wrt_index
+    opt = problem.optimizer or optim.sgd(problem.lr)
+    params = [arrays[i] for i in idx]
+    state = opt.init(params)
     losses = []
     for _ in range(problem.steps):
         loss, grads = runner.value_and_grad(arrays)
         losses.append(float(loss))
-        for i, g in zip(idx, grads):
-            arrays[i] = arrays[i] - problem.lr * np.asarray(g)
+        params, state = opt.update([np.asarray(g) for g in grads], state, params)
+        for i, p in zip(idx, params):
+            arrays[i] = p
     return losses
 
 

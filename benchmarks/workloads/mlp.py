@@ -2,13 +2,15 @@
 
 ``mlp`` times one gradient of the mean loss with respect to every weight and
 bias at three sizes, from per-op-overhead-bound (small) to matmul-bound
-(large). ``mlp-train`` runs plain SGD on a generated two-spirals problem
+(large). ``mlp-train`` runs plain SGD (:func:`common.optim.sgd`) on a generated two-spirals problem
 (the book's §6.5.7 training loop) and records each backend's loss curve.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from common import optim
 
 from . import Problem, seeded, workload
 
@@ -129,5 +131,5 @@ def mlp_train(size: str) -> Problem:
     rng = seeded("mlp-train", size)
     x, labels = spirals(rng)
     args = init(rng, (2, 32, 32, 3), len(x), x=x, labels=labels)
-    return _problem(args, steps=300, lr=0.3, scale=len(x), family="spirals",
+    return _problem(args, steps=300, optimizer=optim.sgd(0.3), scale=len(x), family="spirals",
                     label=f"2-32-32-3, {len(x)} points, 300 SGD steps")
