@@ -15,8 +15,9 @@ LEAF = None
 def flatten(tree) -> tuple[list, object]:
     """The leaves of a nest of lists/tuples, and its structure (``None`` for a single leaf).
 
-    A structure is ``("list" | "tuple", [child structures])``. User pytrees
-    are a few levels deep, so this recursion is bounded by the user's own nesting.
+    A structure is ``("list" | "tuple", ((child structure, its leaf count), ...))``,
+    hashable, so equal nests can share one. User pytrees are a few levels deep,
+    so this recursion is bounded by the user's own nesting.
     """
     if isinstance(tree, (list, tuple)):
         leaves: list = []
@@ -25,7 +26,7 @@ def flatten(tree) -> tuple[list, object]:
             sub, struct = flatten(t)
             leaves.extend(sub)
             kids.append((struct, len(sub)))
-        return leaves, ("list" if isinstance(tree, list) else "tuple", kids)
+        return leaves, ("list" if isinstance(tree, list) else "tuple", tuple(kids))
     return [tree], LEAF
 
 

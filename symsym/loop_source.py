@@ -15,6 +15,8 @@ module. The loop op becomes one more generated function that runs it:
   steps when there is a bound, collecting the carry-ins when it saves them;
 * ``cond``: a conditional expression, ``(body1(...) if p else body2(...))``,
   so only the taken branch's function runs;
+* ``checkpoint``: one call of its body's function (its backward is another
+  checkpoint, whose body runs the forward again);
 * ``item``: ``r5[k]``, an element of the tuple a loop or branch returns.
 
 Each is the op's spelling for the ``"numpy"`` linker, registered in
@@ -56,6 +58,10 @@ def _cond(gen, node: Node, args: list[str]) -> str:
     t, f = _body(gen, node.params["true_body"]), _body(gen, node.params["false_body"])
     operands = ", ".join(args[1:])
     return f"({t}({operands}) if {args[0]} else {f}({operands}))"
+
+
+def _checkpoint(gen, node: Node, args: list[str]) -> str:
+    return f"{_body(gen, node.params['body'])}({', '.join(args)})"
 
 
 def _loop(make_function):
@@ -208,5 +214,6 @@ def functions_source(gen) -> str:
 # the numpy linker's spellings of the loop and branch ops: writers called with (codegen, node, registers)
 register_lowering("item", "numpy", _item)
 register_lowering("cond", "numpy", _cond)
+register_lowering("checkpoint", "numpy", _checkpoint)
 register_lowering("scan", "numpy", _loop(_scan_function))
 register_lowering("while_loop", "numpy", _loop(_while_function))
