@@ -13,7 +13,9 @@ backwards with the cotangent it is given, in the namespace it is given, so
 the rule is right for every sweep: numbers, a recorded backward
 (``create_graph=True``: the recomputation is recorded on the arguments'
 own history, so grad of grad works) and batched cotangents (a Jacobian).
-The rule is asked once per input; the sweep is done once per cotangent.
+The rule is asked once per input; the sweep is done once per cotangent (its
+result kept by the cotangent's identity, so sweeps of one tape in several
+threads never read each other's).
 """
 
 from __future__ import annotations
@@ -178,16 +180,17 @@ def _unpack(packed: Tensor, like: list) -> list:
 
 def _pullback(run: Callable) -> Callable:
     """The VJP rule of one checkpointed call: f recomputed and swept once per cotangent, asked per input."""
-    last: list = [None, None]  # the cotangent last swept and the inputs' cotangents it gave
+    swept: dict[int, tuple] = {}  # id(g) -> (g, the inputs' cotangents it gives), per sweep under way
 
     def rule(ns, i, g, out, *args):
-        if last[0] is not g:
-            last[0], last[1] = g, _recomputed(run, ns, g, args)
-        cts = last[1]
+        entry = swept.get(id(g))
+        if entry is None:  # (g is held by its entry, so its id is not reused while the entry lives)
+            entry = swept[id(g)] = (g, _recomputed(run, ns, g, args))
+        cts = entry[1]
         ct = cts[i]
         cts[i] = NO_GRAD  # given once: the rule holds no array longer than the sweep needs it
         if all(c is NO_GRAD for c in cts):
-            last[0] = last[1] = None
+            swept.pop(id(g), None)
         return ct
 
     return rule
