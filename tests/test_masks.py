@@ -135,3 +135,15 @@ def test_a_mask_of_the_wrong_shape_names_the_op_the_shapes_and_the_line(where):
     text = str(info.value)
     assert "getitem" in text and "(4, 3, 2)" in text and "test_masks.py" in text, text
     assert "boolean mask of shape" in text, text
+
+
+def test_vmap_with_a_computed_mask_of_equal_counts_and_a_ragged_one():
+    even = np.array([[1.0, -2, 3, 4], [-1, 5, 6, 2], [7, 8, -1, 1]])  # three positives in every row
+    got = S.vmap(lambda x: S.sum(x[x > 0] ** 2))(even)
+    np.testing.assert_allclose(got, [np.sum(r[r > 0] ** 2) for r in even], rtol=1e-12)
+    ragged = even.copy()
+    ragged[2, 3] = -1.0
+    with pytest.raises(ShapeError) as info:
+        S.vmap(lambda x: S.sum(x[x > 0]))(ragged)
+    text = str(info.value)
+    assert "different counts [3, 3, 2]" in text and "test_masks.py" in text, text

@@ -118,7 +118,7 @@ def _mask_coords(mask) -> tuple:
     """``mask.nonzero()``: numbers for a constant mask, the ``argwhere`` op's columns for a computed one."""
     if isinstance(mask, list):
         mask = np.asarray(mask)
-    value = mask if isinstance(mask, np.ndarray) else getattr(mask, "value", None)
+    value = mask if isinstance(mask, np.ndarray) else mask.value if getattr(mask, "is_const", False) else None
     if len(mask.shape) == 0:
         raise ShapeError("a 0-d boolean index is not supported (it adds an axis of length 0 or 1); "
                          "use where() instead")

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import batching
-from .batching import one_at_a_time
+from .index import take
 from .params import axis_param, bool_param, shown
 from .rules import jvp_zero
 from .scans import axis_or_flat_batch
@@ -93,9 +93,21 @@ def _argwhere_infer(x):
     return (count, len(x.shape)), _INDEX
 
 
-defop("argwhere", _argwhere_infer, np.argwhere, None, jvp=jvp_zero, kind=Kind.SHAPE, batch=one_at_a_time,
+def _argwhere_batch(op, ns, inputs, batched):
+    """Each element's coordinates, stacked: only when every element has the same count (a batch of masks
+    selecting different counts is ragged, which no array holds)."""
+    (x,) = inputs
+    rows = [ns.apply(op, (ns.getitem(x, index=take(k)),), {}) for k in range(x.shape[0])]
+    counts = [r.shape[0] for r in rows]
+    if None not in counts and len(set(counts)) > 1:
+        raise ShapeError(f"argwhere: the elements of a batch have different counts {counts}: a mask computed "
+                         "per element selects a ragged batch; use where() instead")
+    return ns.stack(rows, axis=0), True
+
+
+defop("argwhere", _argwhere_infer, np.argwhere, None, jvp=jvp_zero, kind=Kind.SHAPE, batch=_argwhere_batch,
       fresh=True, code="np.argwhere({0})",
       doc="numpy's argwhere: the coordinates of x's nonzero (true) elements, one row each, in row-major "
           "order; shape (count, x.ndim), the count unknown until evaluation unless x is a constant. "
           "Column d is x.nonzero()[d], so x[mask] is a gather by its columns. Integer-valued: no gradient; "
-          "batched one element at a time (each element's count is its own).")
+          "batched one element at a time (the elements' counts must agree).")
