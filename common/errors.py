@@ -36,6 +36,11 @@ class GradError(TwogradError):
     """A gradient that cannot be taken: disconnected input, double backward, ..."""
 
 
+class TreeError(TwogradError, ValueError):
+    """Pytrees that do not fit a transform: structures that differ where they must agree, a leaf that is not
+    an array (or a node, a tensor)."""
+
+
 class GraphError(TwogradError, TypeError):
     """Misuse of graph nodes, such as asking a symbolic value for its truth."""
 

@@ -40,8 +40,8 @@ from common.site import user_site
 from . import engine as _engine
 from . import functional as _functional
 from .engine import backward
-from .forward import Dual, jacfwd
-from .functional import hessian, hvp, jacobian, jacrev, jvp, value_and_grad, vjp
+from .forward import Dual
+from .functional import hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .gradcheck import gradcheck, gradgradcheck
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .program import evaluate, gradients

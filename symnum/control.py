@@ -202,9 +202,38 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init, max_iter: int | None 
     The trip count is whatever the data make it; the tape records the steps
     that ran, so reverse mode through it is the tape's backward (no bound
     needed, unlike a graph, which must keep every step's values).
+
+    Under :func:`symnum.vmap` a predicate that differs across the batch has
+    no one truth: the loop runs while any element's holds, and an element
+    whose predicate is false keeps its carry (a ``where`` on the tape), JAX's
+    rule and symsym's. A kept step is the identity on the tape, so each
+    element's gradient is that of its own trip count.
     """
-    return loop(cond_fn, body_fn, init, max_iter, lambda pred: _truth("while_loop", pred),
-                lambda a, b: check_carry("while_loop", a, b))
+    running = []  # the last predicate, when it is a batch of them
+
+    def truth(pred) -> bool:
+        running[:] = [pred] if _batched(pred) else []
+        if running:
+            return bool(_flags(pred).any())
+        return _truth("while_loop", pred)
+
+    def step(val):
+        new = body_fn(val)
+        if not running:
+            return new
+        check_carry("while_loop", val, new)
+        keep = running[0]
+        return rebuild(new, [tape.where(keep, n, o) for n, o in zip(leaves(new), leaves(val))])
+
+    return loop(cond_fn, step, init, max_iter, truth, lambda a, b: check_carry("while_loop", a, b))
+
+
+def _flags(pred: Mapped) -> np.ndarray:
+    """Every element's truth in a batch of predicates (through nested batches and tensors)."""
+    v = pred
+    while not isinstance(v, np.ndarray):
+        v = v.value if isinstance(v, Mapped) else v._data if isinstance(v, Tensor) else np.asarray(v)
+    return v.astype(bool)
 
 
 def cond(pred, true_fn: Callable, false_fn: Callable, *operands):

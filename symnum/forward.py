@@ -22,8 +22,12 @@ Forward over reverse: ``grad(f)`` called on duals (``jvp`` of a gradient,
 a Hessian-vector product) records ``f``'s primal and tangent on the tape from
 fresh leaves ``x``; the gradient is then one reverse sweep of the primal, and
 its tangent one reverse sweep of the tangent, since d/de grad f(x + e t) =
-H t = grad_x <grad f(x), t>. This holds at the top level (duals of numbers);
-deeper mixes of the two are refused with a GradError.
+H t = grad_x <grad f(x), t>. A Jacobian at duals is likewise the Jacobian of the
+pair (primal, tangent) (:func:`symnum.functional.jacobian_of_duals`), and
+:func:`jacfwd`'s batch of basis tangents reaches a reverse transform one column
+at a time (:func:`by_columns`), so ``jacfwd(jacrev(f))`` and ``jacfwd(grad(f))``
+are Hessians. This holds at the top level (duals of numbers); deeper mixes of
+the two are refused with a GradError.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from common.errors import DTypeError, GradError, ShapeError
 from common.ops import ZERO, Namespace, numeric
 from common.overloads import install_operators
 from common.site import user_site
+from common.tree import tree_flatten, tree_unflatten
 
 from . import engine
 from .batched import Batched, basis, batched, unbatch
@@ -216,7 +221,7 @@ def _tangent(t, x, k: int):
     return data
 
 
-def _split(out, trace: _Trace) -> tuple:
+def split_dual(out, trace: _Trace) -> tuple:
     """(primal, tangent) of ``f``'s result in ``trace``; a result that carries no tangent gets zeros."""
     if out.__class__ is Dual and out.trace is trace:
         return out.primal, out.tangent
@@ -256,7 +261,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     trace = _Trace(next(LEVELS), forward)
     xs = [_primal(p) for p in primals]
     duals = [Dual(x, _tangent(t, x, k), trace) for k, (x, t) in enumerate(zip(xs, tangents))]
-    out, tangent = _split(f(*duals), trace)
+    out, tangent = split_dual(f(*duals), trace)
     if nested:
         return _kept(out), _kept(tangent)
     out = _plain(out)
@@ -296,7 +301,7 @@ def _batched_columns(f: Callable, args: list, kwargs: dict, i: int) -> np.ndarra
     n = x.size
     seed = basis(n, 0, n, x.dtype) if x.ndim == 1 else Batched(np.eye(n, dtype=x.dtype).reshape((n, *x.shape)))
     args[i] = Dual(x, seed, _Trace(next(LEVELS), batched))
-    out, tangent = _split(f(*args, **kwargs), args[i].trace)
+    out, tangent = split_dual(f(*args, **kwargs), args[i].trace)
     out = _plain(out)
     if tangent.__class__ is Batched:
         cols = tangent.dense()
@@ -329,7 +334,10 @@ def _columns(f: Callable, args: list, kwargs: dict, i: int):
 def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool) -> tuple:
     """``value_and_grad(f)`` at duals: (value, gradient) as duals, the tangents from the tape (see the
     module docstring)."""
-    top = max((a.trace for a in args if a.__class__ is Dual), key=lambda t: t.level)
+    top = top_trace(args)
+    columns = by_columns(lambda a: value_and_grad_of_duals(f, a, kwargs, nums, single), args, top, "grad")
+    if columns is not None:
+        return columns
     for a in args:
         if a.__class__ is Dual and a.trace is top and not (_numbers(a.primal) and _numbers(a.tangent)):
             raise GradError("grad of duals: forward over reverse is supported on duals of numbers (a jvp of a "
@@ -344,7 +352,7 @@ def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple,
         leaves.append((leaf, a.tangent))
         args[i] = Dual(leaf, a.tangent, top)
     with transforming():
-        out, tangent = _split(f(*args, **kwargs), top)
+        out, tangent = split_dual(f(*args, **kwargs), top)
         out = output_tensor(out, "grad")
         if out.size != 1:
             raise GradError(f"grad: the function must return a single element, got shape {out.shape} "
@@ -359,6 +367,48 @@ def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple,
 
 def _numbers(v) -> bool:
     return isinstance(v, (np.ndarray, np.generic))
+
+
+def top_trace(args) -> _Trace:
+    """The innermost forward-mode trace among ``args`` (at least one is a dual)."""
+    return max((a.trace for a in args if a.__class__ is Dual), key=lambda t: t.level)
+
+
+def numbers_duals(args, top: _Trace) -> bool:
+    """Whether every dual of ``top`` among ``args`` holds numbers: a primal and a tangent that are arrays."""
+    return all(_numbers(a.primal) and _numbers(a.tangent) for a in args if a.__class__ is Dual and a.trace is top)
+
+
+def by_columns(call: Callable, args: tuple, top: _Trace, what: str):
+    """``call(args)`` where the duals of ``top`` carry a batch of tangents (:func:`jacfwd`'s basis columns) into
+    a reverse transform, which takes duals of numbers (forward over reverse, see the module docstring): one
+    call per column, on duals of a fresh trace, the results' tangents stacked back into a batch of ``top``.
+    None when every tangent is numbers already (or a primal is not: the caller says what it takes)."""
+    ks = [k for k, a in enumerate(args) if a.__class__ is Dual and a.trace is top]
+    if not all(_numbers(args[k].primal) for k in ks) or all(_numbers(args[k].tangent) for k in ks):
+        return None
+    sizes = {args[k].tangent.value.shape[0] for k in ks if args[k].tangent.__class__ is Batched}
+    if not sizes:  # tensors, nested duals: not a batch of columns
+        return None
+    if len(sizes) > 1:
+        raise GradError(f"{what} of duals: the arguments carry batches of tangents of different sizes "
+                        f"({sorted(sizes)}; at {user_site(4)})")
+    n = sizes.pop()
+    dense = {}
+    for k in ks:  # each column's tangents (a plain tangent is the same for every column)
+        t, shape = args[k].tangent, tuple(args[k].shape)
+        dense[k] = t.dense().reshape((n, *shape)) if t.__class__ is Batched else np.broadcast_to(t, (n, *shape))
+    outs = []
+    for j in range(n):
+        trace = _Trace(next(LEVELS), forward)
+        cols = list(args)
+        for k in ks:
+            cols[k] = Dual(args[k].primal, dense[k][j], trace)
+        leaves, treedef = tree_flatten(call(tuple(cols)))
+        outs.append([split_dual(x, trace) for x in leaves])
+    parts = [Dual(_plain(outs[0][i][0]), Batched(np.stack([_plain(o[i][1]) for o in outs])), top)
+             for i in range(len(outs[0]))]
+    return tree_unflatten(treedef, parts)
 
 
 def _sweep(engine, out, xs) -> list:

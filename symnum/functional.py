@@ -19,12 +19,15 @@ default; ``jacobian`` gives zeros by default, as ``symsym.jacobian`` does.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common.errors import DTypeError, GradError
+from common.errors import DTypeError, GradError, TreeError
 from common.site import user_site
+from common.tree import tree_flatten, tree_map, tree_structure, tree_unflatten
 
 from . import engine, forward
 from .batched import Batched, basis, batched, same_scale, unbatch
@@ -33,6 +36,7 @@ from .mode import MODE
 from .tape import tape
 from .tensor import Tensor, wrap
 from .transforms import argnums_of, output_tensor, transforming
+from .trees import join_cotangent, joined, matching, regroup, shape_of, split, spread
 from .vmap import Mapped, vmap
 
 
@@ -98,10 +102,28 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
 
     ``f`` must return a single-element tensor (or array). The gradient is an
     array like the argument (of its dtype), or a tuple of them when
-    ``argnums`` is a tuple. An argument ``f`` does not depend on is an error
+    ``argnums`` is a tuple; an argument that is a pytree (a dict, list, tuple
+    or namedtuple of arrays, :mod:`common.tree`) gets a gradient of the same
+    structure. An argument ``f`` does not depend on is an error
     (``disconnected="raise"``), gets zeros (``"zero"``) or None (``"none"``).
     """
     single, nums = argnums_of(argnums, "grad")
+    flat = _value_and_grad(f, nums, single, disconnected)
+
+    def value_and_grad_f(*args, **kwargs):
+        s = spread(f, args, nums, "grad")
+        if s is None:
+            return flat(*args, **kwargs)
+        value, gs = _value_and_grad(s.fn, s.nums, False, disconnected)(*s.args, **kwargs)
+        gs = regroup(gs, s.groups)
+        return value, (gs[0] if single else tuple(gs))
+
+    value_and_grad_f.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
+    return value_and_grad_f
+
+
+def _value_and_grad(f: Callable, nums: tuple, single: bool, disconnected: str) -> Callable:
+    """:func:`value_and_grad` over arguments that are arrays."""
     policy = disconnection_policy(disconnected, what="grad")
 
     def value_and_grad_f(*args, **kwargs):
@@ -119,7 +141,6 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: 
         gs = [_result(g, nested) for g in gs]
         return _result(out, nested), (gs[0] if single else tuple(gs))
 
-    value_and_grad_f.__name__ = f"value_and_grad({getattr(f, '__name__', 'f')})"
     return value_and_grad_f
 
 
@@ -137,8 +158,31 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "rai
 def vjp(f: Callable, *primals) -> tuple:
     """``(f(*primals), vjp_fn)``; ``vjp_fn(ct)`` gives one cotangent per primal.
 
-    The forward runs once; ``vjp_fn`` may be called many times (the tape is kept).
+    The forward runs once; ``vjp_fn`` may be called many times (the tape is
+    kept). Primals and the result may be pytrees: the cotangent has the
+    result's structure and each cotangent handed back its primal's.
     """
+    s = spread(f, primals, range(len(primals)), "vjp")
+    g, seen = joined(f if s is None else s.fn, "vjp")
+    out, flat_fn = _vjp(g, *(primals if s is None else s.args))
+    tree_out, shapes = seen.treedef, seen.shapes  # kept: vjp_fn may be called later, in another thread
+
+    def vjp_fn(cotangent):
+        if tree_out is not None:
+            cotangent = join_cotangent(cotangent, tree_out, shapes, "vjp")
+        elif not tree_structure(cotangent).is_leaf:
+            raise TreeError(f"vjp: the cotangent has structure {tree_structure(cotangent)!r}, but the function's "
+                            f"result is one array (at {user_site()})")
+        gs = flat_fn(cotangent)
+        return gs if s is None else tuple(regroup(gs, s.groups))
+
+    if tree_out is not None:
+        out = tree_unflatten(tree_out, split(out, shapes))
+    return out, vjp_fn
+
+
+def _vjp(f: Callable, *primals) -> tuple:
+    """:func:`vjp` over primals and a result that are arrays."""
     nested = _nested(primals)
     with transforming():
         xs = [_input(p) for p in primals]
@@ -153,13 +197,84 @@ def vjp(f: Callable, *primals) -> tuple:
 
 
 def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
-    """``(f(*primals), J v)``: forward mode, one pass on dual numbers (:func:`symnum.forward.jvp`)."""
-    return forward.jvp(f, primals, tangents)
+    """``(f(*primals), J v)``: forward mode, one pass on dual numbers (:func:`symnum.forward.jvp`).
+
+    Primals, tangents and the result may be pytrees; each tangent has its
+    primal's structure, and ``J v`` the result's.
+    """
+    primals, tangents = list(primals), list(tangents)
+    if len(primals) != len(tangents):
+        return forward.jvp(f, primals, tangents)  # which says what is wrong
+    matching(primals, tangents, "jvp")
+    s = spread(f, primals, range(len(primals)), "jvp")
+    if s is not None:
+        tangents = [t for k, p in enumerate(primals)
+                    for t in ([tangents[k]] if tree_structure(p).is_leaf else tree_flatten(tangents[k])[0])]
+        f, primals = s.fn, s.args
+    g, seen = joined(f, "jvp")
+    out, tangent = forward.jvp(g, primals, tangents)
+    if seen.treedef is None:
+        return out, tangent
+    return (tree_unflatten(seen.treedef, split(out, seen.shapes)),
+            tree_unflatten(seen.treedef, split(tangent, seen.shapes)))
 
 
 def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
              mode: str = "auto") -> Callable:
     """The Jacobian of ``f`` as a function: shape ``f(x).shape + x.shape``.
+
+    Arguments and the result may be pytrees: the Jacobian is then the
+    result's structure of (a tuple over ``argnums`` of) the argument's
+    structure of blocks ``f(x)[i].shape + x[j].shape``, as JAX's. The result's
+    leaves are joined into one vector, so it is still one sweep.
+    """
+    return over_trees(lambda g, nums: _jacobian(g, nums, disconnected, mode), f, argnums, "jacobian")
+
+
+def jacfwd(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian of ``f`` by forward mode (:func:`symnum.forward.jacfwd`), over pytrees as :func:`jacobian`."""
+    return over_trees(forward.jacfwd, f, argnums, "jacfwd")
+
+
+def over_trees(make: Callable, f: Callable, argnums, what: str) -> Callable:
+    """The Jacobian transform ``make(f, argnums)`` taking pytree arguments and results (see :func:`jacobian`)."""
+    single, nums = argnums_of(argnums, what)
+    g, seen = joined(f, what)
+    flat = make(g, argnums)
+
+    def jacobian_f(*args, **kwargs):
+        s = spread(f, args, nums, what)
+        if s is None:
+            jacs = flat(*args, **kwargs)
+            jacobian_f.mode = getattr(flat, "mode", None)
+            if seen.treedef is None:
+                return jacs
+            jacs, groups, shapes = [jacs] if single else list(jacs), [None] * len(nums), \
+                [shape_of(args[i]) for i in nums]
+            treedef, parts = seen.treedef, seen
+        else:
+            h, parts = joined(s.fn, what)
+            jacs, groups = list(make(h, s.nums)(*s.args, **kwargs)), s.groups
+            shapes = [shape_of(s.args[i]) for i in s.nums]
+            treedef = parts.treedef
+        if treedef is None:  # one array out: a block per differentiated leaf
+            blocks = regroup(jacs, groups)
+            return blocks[0] if single else tuple(blocks)
+        pieces = [split(j, parts.shapes, shape) for j, shape in zip(jacs, shapes)]  # per leaf in: per leaf out
+        rows = []
+        for k in range(len(parts.shapes)):
+            blocks = regroup([p[k] for p in pieces], groups)
+            rows.append(blocks[0] if single else tuple(blocks))
+        return tree_unflatten(treedef, rows)
+
+    jacobian_f.__name__ = f"{what}({getattr(f, '__name__', 'f')})"
+    jacobian_f.mode = getattr(flat, "mode", None)
+    return jacobian_f
+
+
+def _jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "zero",
+              mode: str = "auto") -> Callable:
+    """:func:`jacobian` over arguments and a result that are arrays.
 
     At the top level it is one batched sweep: reverse mode (:func:`jacrev`:
     the tape recorded once, swept back once for a batch of basis cotangents,
@@ -185,7 +300,13 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = 
     chosen: dict[tuple, str] = {}  # argument shapes -> the mode auto took for them
 
     def jacobian_f(*args, **kwargs):
-        if _nested(args) or any(a.__class__ is forward.Dual for a in args):
+        duals = any(a.__class__ is forward.Dual for a in args)
+        if duals and forward.numbers_duals(args, top := forward.top_trace(args)):
+            return jacobian_of_duals(f, args, kwargs, nums, single, top, disconnected)
+        if duals and (columns := forward.by_columns(
+                lambda a: jacobian_f(*a, **kwargs), args, forward.top_trace(args), "jacobian")) is not None:
+            return columns
+        if _nested(args) or duals:
             jacs = rows(*args, **kwargs)
         elif any(getattr(a.__class__, "twograd_apply", None) is not None for a in args):  # inside a vmap
             if mode == "reverse":
@@ -217,6 +338,25 @@ def jacrev(f: Callable, argnums: int | Sequence[int] = 0, disconnected: str = "z
     The cheap direction when ``f(x)`` has fewer elements than ``x``.
     """
     return jacobian(f, argnums, disconnected, mode="reverse")
+
+
+def jacobian_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool, top,
+                      disconnected: str):
+    """``jacobian(f)`` at duals of numbers (a ``jvp`` or ``jacfwd`` of a Jacobian): the Jacobian's tangent is
+    the Jacobian of ``f``'s tangent. Row k of the Jacobian is the gradient of ``f_k``, whose derivative
+    along t is its Hessian times t, and that Hessian is symmetric, so it is also the gradient of
+    ``f_k``'s tangent. Both are one top-level Jacobian of the pair (value, tangent), recorded once."""
+    def pair(*xs):
+        a = list(args)
+        for i, x in zip(nums, xs):
+            a[i] = forward.Dual(x, a[i].tangent, top) if a[i].__class__ is forward.Dual and a[i].trace is top else x
+        leaves, treedef = tree_flatten(f(*a, **kwargs))
+        split_ = [forward.split_dual(y, top) for y in leaves]
+        return (tree_unflatten(treedef, [p for p, _ in split_]), tree_unflatten(treedef, [t for _, t in split_]))
+
+    primals = [a.primal if a.__class__ is forward.Dual and a.trace is top else a for a in (args[i] for i in nums)]
+    jac_p, jac_t = jacobian(pair, 0 if single else tuple(range(len(nums))), disconnected)(*primals)
+    return tree_map(lambda p, t: forward.Dual(p, t, top), jac_p, jac_t)
 
 
 def _jacobian_policy(disconnected: str) -> str:
@@ -308,8 +448,8 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     by_rows = jacobian(grad(f, argnums, disconnected="zero"), argnums)
 
     def hessian_f(*args, **kwargs):
-        if _nested(args):
-            return by_rows(*args, **kwargs)
+        if _nested(args) or -len(args) <= argnums < len(args) and not tree_structure(args[argnums]).is_leaf:
+            return by_rows(*args, **kwargs)  # a pytree argument: blocks for each pair of its leaves
         with transforming():
             (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:
@@ -378,10 +518,18 @@ def _store(rows_out: np.ndarray, h, rows: int, shape: tuple) -> None:
 def hvp(f: Callable, x, v):
     """The Hessian-vector product ``H v`` of scalar ``f`` at ``x``, without forming H (§6.5.10).
 
-    ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps.
+    ``H v`` is the gradient of ``<grad f(x), v>``: two reverse sweeps. ``x``
+    may be a pytree, ``v`` then of its structure, and so is ``H v``.
     """
-    v = v._data if isinstance(v, Tensor) and not _nested([v]) else v
-    return grad(lambda x: tape.sum(grad(f, disconnected="zero")(x) * v), disconnected="zero")(x)
+    matching([x], [v], "hvp")
+    leaves, treedef = tree_flatten(v)
+    vs = [u._data if isinstance(u, Tensor) and not _nested([u]) else u for u in leaves]
+
+    def inner(x):  # <grad f(x), v>, leaf by leaf
+        terms = [tape.sum(g * u) for g, u in zip(tree_flatten(grad(f, disconnected="zero")(x))[0], vs)]
+        return functools.reduce(operator.add, terms)
+
+    return grad(inner, disconnected="zero")(x)
 
 
 def value_and_grad_of_mapped(f: Callable, args: tuple, kwargs: dict, nums: tuple, single: bool,

@@ -32,11 +32,13 @@ from common.ops import Namespace
 from common.ops.batching import apply_batched
 from common.overloads import install_operators
 from common.site import user_site
+from common.tree import broadcast_prefix, tree_flatten, tree_leaves, tree_unflatten
 
 from .batched import PerElement
 from .forward import LEVELS, Dual, apply_duals, untraced
 from .tape import weak_scalar
 from .tensor import Tensor
+from .trees import check_leaves
 
 __all__ = ["Mapped", "mapped", "vmap"]
 
@@ -107,7 +109,8 @@ Mapped.twograd_apply = staticmethod(_apply)  # how a tape op (``symnum.sin(m)``)
 
 
 def _axes(in_axes, nargs: int) -> tuple:
-    """One axis (or None) per positional argument, from ``in_axes`` as JAX takes it."""
+    """One axis spec per positional argument, from ``in_axes`` as JAX takes it: an int or None for the
+    whole argument, or (for a pytree argument) a prefix of its structure with an int or None at each leaf."""
     if in_axes is None or isinstance(in_axes, (int, np.integer)) and not isinstance(in_axes, bool):
         axes = (in_axes,) * nargs
     elif isinstance(in_axes, (tuple, list)):
@@ -118,13 +121,30 @@ def _axes(in_axes, nargs: int) -> tuple:
     else:
         raise GradError(f"vmap: in_axes must be an int, None or a tuple of them, got {in_axes!r} "
                         f"(at {user_site(3)})")
-    for a in axes:
-        if a is not None and (not isinstance(a, (int, np.integer)) or isinstance(a, bool)):
-            raise GradError(f"vmap: each in_axes entry must be an int or None, got {a!r} (at {user_site(3)})")
-    if all(a is None for a in axes):
+    for a in tree_leaves(list(axes)):
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise GradError(f"vmap: each in_axes entry must be an int or None (or a pytree of them), got {a!r} "
+                            f"(at {user_site(3)})")
+    if not tree_leaves(list(axes)):
         raise GradError(f"vmap: in_axes maps no argument (all None); at least one must carry the batch "
                         f"(at {user_site(3)})")
     return axes
+
+
+def _spread(args: tuple, axes: tuple) -> tuple[list, list, list]:
+    """The arguments' leaves, one axis (or None) for each, and each argument's structure."""
+    leaves, leaf_axes, defs = [], [], []
+    for k, (x, a) in enumerate(zip(args, axes)):
+        xs, treedef = tree_flatten(x)
+        if treedef.is_leaf:
+            xs, each = [x], [a] if not isinstance(a, (tuple, list, dict)) else broadcast_prefix(a, x, "vmap")
+        else:
+            each = broadcast_prefix(a, x, f"vmap: in_axes for argument {k}")
+            check_leaves([v for v, b in zip(xs, each) if b is not None], treedef, "vmap", f"argument {k}")
+        leaves.extend(xs)
+        leaf_axes.extend(each)
+        defs.append(treedef)
+    return leaves, leaf_axes, defs
 
 
 def _as_value(x):
@@ -186,12 +206,12 @@ def _batch_out(y, trace: _Trace, size: int, out_axes: int):
     return np.array(value) if isinstance(value, np.ndarray) else value
 
 
-def _batch_outs(out, trace: _Trace, size: int, out_axes: int):
-    """:func:`_batch_out` on each result of ``f``, through nested tuples and lists (``value_and_grad``'s
-    ``(value, (g0, g1))``); the nesting is the result's own, a few levels, not a graph's."""
-    if isinstance(out, (tuple, list)):
-        return type(out)(_batch_outs(y, trace, size, out_axes) for y in out)
-    return _batch_out(out, trace, size, out_axes)
+def _batch_outs(out, trace: _Trace, size: int, out_axes):
+    """:func:`_batch_out` on each leaf of ``f``'s result, a pytree (``value_and_grad``'s ``(value, (g0, g1))``,
+    a dict), ``out_axes`` an int or a prefix of its structure."""
+    leaves, treedef = tree_flatten(out)
+    axes = broadcast_prefix(out_axes, out, "vmap: out_axes")
+    return tree_unflatten(treedef, [_batch_out(y, trace, size, a) for y, a in zip(leaves, axes)])
 
 
 def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: int = 0) -> Callable:
@@ -205,14 +225,22 @@ def vmap(f: Callable, in_axes: int | None | Sequence[int | None] = 0, out_axes: 
     Numbers in, numpy arrays out; tape tensors (and mapped values of an
     enclosing ``vmap``) stay what they are.
     """
-    if not isinstance(out_axes, (int, np.integer)) or isinstance(out_axes, bool):
-        raise GradError(f"vmap: out_axes must be an int, got {out_axes!r} (at {user_site()})")
+    out_leaves = tree_leaves(out_axes)
+    if not out_leaves or any(not isinstance(a, (int, np.integer)) or isinstance(a, bool) for a in out_leaves):
+        raise GradError(f"vmap: out_axes must be an int (or a pytree of ints), got {out_axes!r} (at {user_site()})")
 
     def vmap_f(*args, **kwargs):
         axes = _axes(in_axes, len(args))
+        leaves, leaf_axes, defs = _spread(args, axes)
         trace = _Trace(next(LEVELS))
-        batched_args, size = _batch_in(list(args), axes, trace)
-        return _batch_outs(f(*batched_args, **kwargs), trace, size, out_axes)
+        batched, size = _batch_in(leaves, tuple(leaf_axes), trace)
+        if size is None:
+            raise GradError(f"vmap: in_axes maps no array (the mapped arguments hold none; at {user_site()})")
+        rebuilt, at = [], 0
+        for d in defs:
+            rebuilt.append(tree_unflatten(d, batched[at:at + d.num_leaves]))
+            at += d.num_leaves
+        return _batch_outs(f(*rebuilt, **kwargs), trace, size, out_axes)
 
     vmap_f.__name__ = f"vmap({getattr(f, '__name__', 'f')})"
     return vmap_f

@@ -25,19 +25,21 @@ import itertools
 import re
 import time
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 
-from common.errors import FeedError, GradError, GraphError, TwogradError
+from common.errors import FeedError, GradError, GraphError, TreeError, TwogradError
 from common.evaluate import check_value, evaluate
 from common.gcpause import paused_gc
 from common.graph import Node, toposort
+from common.site import user_site
+from common.tree import tree_flatten, tree_structure, tree_unflatten
 
 from . import emit, loop_source
 from .linkers import Lowered, get_linker
 from .linkers.lowering import lowering
 from .rewrite import optimized_order
+from .trees import node_leaves
 
 __all__ = ["MAX_STRAIGHT_LINE", "Function", "function"]
 
@@ -312,9 +314,11 @@ class Function:
     """
 
     __slots__ = ("inputs", "outputs", "graph", "source", "report", "timings", "_fn", "_single",
-                 "_check")
+                 "_check", "_trees", "_out_tree")
 
     def __call__(self, *arrays):
+        if self._trees is not None:
+            arrays = _tree_arguments(arrays, self._trees)
         inputs = self.inputs
         if len(arrays) != len(inputs):
             raise FeedError(f"function takes {len(inputs)} inputs "
@@ -332,15 +336,39 @@ class Function:
             # the reference interpreter names the failing node and the user's line
             evaluate(self.graph, dict(zip(inputs, args)))
             raise
+        if self._out_tree is not None:
+            return tree_unflatten(self._out_tree, list(results))
         return results[0] if self._single else list(results)
 
     def __repr__(self):
         return f"<symsym.Function {len(self.inputs)} inputs -> {len(self.graph)} outputs>"
 
 
-def function(inputs: Sequence[Node], outputs, optimize: bool = True, passes=None,
+def _tree_arguments(args: tuple, trees: list) -> list:
+    """The arrays of a call given as pytrees (one per argument, each in its input's structure), in order."""
+    if len(args) != len(trees):
+        raise FeedError(f"function takes {len(trees)} arguments ({', '.join(map(repr, trees))}), got {len(args)} "
+                        f"(at {user_site()})")
+    flat = []
+    for k, (a, want) in enumerate(zip(args, trees)):
+        leaves, got = tree_flatten(a)
+        if got != want:
+            raise TreeError(f"function: argument {k} has structure {got!r}, but the input has {want!r} "
+                            f"(* a leaf; at {user_site()})")
+        flat.extend(leaves)
+    return flat
+
+
+def function(inputs, outputs, optimize: bool = True, passes=None,
              fast_math: bool = False, linker: str = "numpy") -> Function:
-    """Compile ``outputs`` (a node or a list of nodes) as a function of ``inputs`` (variables).
+    """Compile ``outputs`` (a node or a pytree of nodes) as a function of ``inputs`` (variables).
+
+    ``inputs`` is a list (or tuple) with one entry per argument of the
+    compiled function, each a variable or a pytree of variables (a dict of
+    parameters: :mod:`common.tree`); anything else (a dict, a namedtuple) is
+    the one argument. The function takes each argument in its input's
+    structure and returns the outputs' structure (a list of nodes gives a
+    list of arrays, a dict a dict).
 
     ``fast_math`` lets the rewrites assume finite values (``x * 0 -> 0``); by
     default a NaN or inf fed in propagates as numpy propagates it. ``linker``
@@ -369,8 +397,21 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     link = get_linker(linker)
     t0 = time.perf_counter()
     single = isinstance(outputs, Node)
-    outs = [outputs] if single else list(outputs)
+    out_tree = None
+    if single or outputs is None:
+        outs = [outputs]
+    elif type(outputs) is list and all(isinstance(o, Node) or o is None for o in outputs):
+        outs = list(outputs)
+    else:
+        outs, out_tree = node_leaves(outputs, "function", "the outputs")
+    trees = None
+    if type(inputs) not in (list, tuple):
+        inputs = [inputs]
+        trees = [tree_structure(inputs[0])]
     inputs = list(inputs)
+    if not all(isinstance(v, Node) for v in inputs):
+        trees = [tree_structure(v) for v in inputs]
+        inputs = [n for v in inputs for n in node_leaves(v, "function", "an input")[0]]
     for v in inputs:
         if not isinstance(v, Node) or not v.is_var:
             raise FeedError(f"function inputs must be graph variables, got {v!r}")
@@ -420,5 +461,7 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
     f.timings = {"optimize": t1 - t0, "compile": t2 - t1}
     f._fn = namespace["fn"]
     f._single = single
+    f._trees = trees
+    f._out_tree = out_tree
     f._check = [(v.shape, v.dtype) for v in inputs]  # what needs no further checking
     return f

@@ -17,35 +17,42 @@ direction when ``x`` is small and ``y`` large); ``jacrev`` is the reverse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 from common.api import const, symbolic, var
-from common.errors import GradError
+from common.errors import GradError, TreeError
 from common.forward_sweeps import tangent_sweep
 from common.graph import Node, toposort
+from common.site import user_site
+from common.tree import tree_flatten, tree_unflatten
 
 from .grad import shapes_agree
+from .trees import node_leaves, over_pairs
 from .vectorize import vectorize
 
 __all__ = ["jacfwd", "jvp", "static_size"]
 
 
-def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
-        trace: Callable[[Node, Node], None] | None = None) -> Node:
+def jvp(y, x, v, trace: Callable[[Node, Node], None] | None = None):
     """The Jacobian-vector product J v of ``y`` with respect to ``x`` as a node of ``y``'s shape.
 
-    ``x`` and ``v`` may be lists (the sum of the products: a tangent per
-    input). The tangent of a node is cast to the node's dtype; a ``y`` that
+    ``x`` and ``v`` may be lists or other pytrees of one structure (the sum of
+    the products: a tangent per input), and ``y`` a pytree (J v then in its
+    structure). The tangent of a node is cast to the node's dtype; a ``y`` that
     does not depend on ``x`` gets zeros. ``trace(node, tangent)``, if given,
     hears of each tangent as the sweep makes it (``symsym.explain_jvp``
     narrates the sweep with it).
     """
-    xs = [x] if isinstance(x, Node) else list(x)
-    vs = [v] if isinstance(v, Node) else list(v)
+    if isinstance(x, (list, tuple)) and isinstance(v, (list, tuple)):  # a list of inputs, a tuple of tangents
+        x, v = list(x), list(v)
+    xs, x_def = ([x], None) if isinstance(x, Node) else node_leaves(x, "jvp", "x")
+    vs, v_def = ([v], None) if isinstance(v, Node) or x_def is None else tree_flatten(v)
     if len(xs) != len(vs):
         raise GradError(f"jvp: {len(xs)} inputs but {len(vs)} tangents")
+    if x_def is not None and v_def is not None and v_def != x_def:
+        raise TreeError(f"jvp: v has structure {v_def!r}, but x has {x_def!r} (* a leaf; at {user_site()})")
     tangents: dict[int, Node] = {}
     for xi, vi in zip(xs, vs):
         if not isinstance(vi, Node):
@@ -54,9 +61,11 @@ def jvp(y: Node, x: Node | Sequence[Node], v: Node | Sequence[Node],
             raise GradError(f"jvp: tangent of shape {vi.shape} for an input of shape {xi.shape} "
                             f"(made at {xi.site})")
         tangents[id(xi)] = vi if vi.dtype == xi.dtype else symbolic.cast(vi, xi.dtype)
-    tangent_sweep(toposort([y]), tangents, symbolic, trace)
-    out = tangents.get(id(y))
-    return symbolic.zeros_like(y) if out is None else out
+    ys, y_def = ([y], None) if isinstance(y, Node) else node_leaves(y, "jvp", "y")
+    tangent_sweep(toposort(ys), tangents, symbolic, trace)
+    outs = [tangents.get(id(yi)) for yi in ys]
+    outs = [symbolic.zeros_like(yi) if o is None else o for yi, o in zip(ys, outs)]
+    return outs[0] if y_def is None else tree_unflatten(y_def, outs)
 
 
 def static_size(n: Node, what: str) -> int:
@@ -65,9 +74,14 @@ def static_size(n: Node, what: str) -> int:
     return int(np.prod(n.shape, dtype=np.int64))
 
 
-def jacfwd(y: Node, x: Node) -> Node:
+def jacfwd(y, x):
     """dy/dx by forward mode, shape ``y.shape + x.shape``: the tangent graph of :func:`jvp` for a
-    placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns)."""
+    placeholder ``v``, vectorised over the basis of ``x`` (one batched graph of n columns). Over
+    pytrees of nodes as :func:`symsym.jacobian`."""
+    return over_pairs(_jacfwd, y, x, "jacfwd")
+
+
+def _jacfwd(y: Node, x: Node) -> Node:
     n = static_size(x, "jacfwd")
     v = var(f"tangent of {x.name or 'input'}", x.shape, x.dtype)
     col = jvp(y, x, v)

@@ -27,8 +27,10 @@ from common.graph import Node, lift, toposort
 from common.ops import Kind
 from common.sentinel import Sentinel
 from common.site import pinned_site, user_site
+from common.tree import tree_unflatten
 
 from .rewrite.stability import stabilize
+from .trees import node_leaves
 
 __all__ = ["DISCONNECTED", "build_grad", "grad", "relevant_nodes", "stop_gradient"]
 
@@ -216,7 +218,8 @@ def _name(cost: Node, w: Node) -> str | None:
 
 def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: Iterable[Node] = (),
          disconnected: str = "raise", trace: Trace | None = None, stable: bool = True):
-    """Gradient nodes of ``cost`` with respect to ``wrt`` (a node or a list of nodes).
+    """Gradient nodes of ``cost`` with respect to ``wrt``: a node, or a pytree of nodes (a list, a dict of
+    parameters, a namedtuple), the gradients then in the same structure.
 
     ``cost`` is seeded with ones (a non-scalar cost thus gives the gradient of
     its sum); ``known_grads`` maps nodes to given cotangents (TensorFlow's
@@ -232,7 +235,9 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
     exactly as written.
     """
     single = isinstance(wrt, Node)
-    ws = [wrt] if single else list(wrt)
+    if not single and not isinstance(wrt, (list, tuple, dict)) and hasattr(wrt, "__iter__"):
+        wrt = list(wrt)  # a generator or a view of a dict's values: the nodes it gives, in a list
+    ws, structure = ([wrt], None) if single else node_leaves(wrt, "grad", "wrt")
     if disconnected not in ("raise", "zero", "none"):
         raise GradError(f"grad: disconnected must be 'raise', 'zero' or 'none', got {disconnected!r}")
     if not isinstance(cost, Node):
@@ -258,4 +263,4 @@ def grad(cost: Node, wrt, known_grads: dict | None = None, consider_constant: It
         elif g.op is not None and not g.name and w.name:
             g = g.renamed(_name(cost, w))
         out.append(g)
-    return out[0] if single else out
+    return out[0] if single else tree_unflatten(structure, out)

@@ -476,59 +476,56 @@ case("qr_r", lambda ns, x: ns.qr_r(x), lambda x: np.linalg.qr(x)[1], _spread(4, 
 case("qr_r", lambda ns, x: ns.qr_r(x), lambda x: np.linalg.qr(x)[1], _spread(2, 3, 3), id="qr_r-batched")
 
 
-# --- convolution and pooling, against loops written out position by position
+# --- convolution and pooling, against sums written out offset by offset (windows: position by position)
 
 def _padded(x, padding, fill=0.0):
     return np.pad(x, ((0, 0),) * (x.ndim - len(padding)) + tuple((p, p) for p in padding), constant_values=fill)
 
 
+def _taps(size, stride, dilation, off):
+    """The input positions that kernel offset ``off`` meets, one slice per spatial dim."""
+    return tuple(slice(q * dl, q * dl + (m - 1) * st + 1, st) for m, st, dl, q in zip(size, stride, dilation, off))
+
+
+def _groups(channels, groups):
+    step = channels // groups
+    return [slice(k * step, (k + 1) * step) for k in range(groups)]
+
+
 def _conv_ref(x, w, stride, padding, dilation, groups):
+    """out[n, o, pos]: the sum over offsets and the group's channels c of xp[n, c, pos*st + off*dl] w[o, c, off]."""
     xp = _padded(x, padding)
-    n, c = x.shape[:2]
-    o, cg = w.shape[:2]
     k = w.shape[2:]
     size = [(s - dl * (kk - 1) - 1) // st + 1 for s, kk, st, dl in zip(xp.shape[2:], k, stride, dilation)]
-    out = np.zeros((n, o, *size))
-    og = o // groups
-    for pos in np.ndindex(*size):
-        for off in np.ndindex(*k):
-            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
-            for oc in range(o):
-                grp = oc // og
-                out[(slice(None), oc) + pos] += xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at] @ \
-                    w[(oc, slice(None)) + off]
+    out = np.zeros((x.shape[0], w.shape[0], *size))
+    for off in np.ndindex(*k):
+        taps = xp[(slice(None), slice(None)) + _taps(size, stride, dilation, off)]
+        for gi, go in zip(_groups(x.shape[1], groups), _groups(w.shape[0], groups)):
+            out[:, go] += np.einsum("nc...,oc->no...", taps[:, gi], w[(go, slice(None)) + off])
     return out
 
 
 def _conv_transpose_ref(g, w, size, stride, padding, dilation, groups):
-    n, o = g.shape[:2]
+    """The adjoint of ``_conv_ref`` in x: each output gradient spread back over the taps it read."""
     cg = w.shape[1]
-    k = w.shape[2:]
-    og = o // groups
-    xp = np.zeros((n, cg * groups, *(s + 2 * p for s, p in zip(size, padding))))
-    for pos in np.ndindex(*g.shape[2:]):
-        for off in np.ndindex(*k):
-            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
-            for oc in range(o):
-                grp = oc // og
-                xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at] += \
-                    g[(slice(None), oc) + pos][:, None] * w[(oc, slice(None)) + off]
+    xp = np.zeros((g.shape[0], cg * groups, *(s + 2 * p for s, p in zip(size, padding))))
+    for off in np.ndindex(*w.shape[2:]):
+        at = (slice(None),) + _taps(g.shape[2:], stride, dilation, off)
+        for gi, go in zip(_groups(cg * groups, groups), _groups(w.shape[0], groups)):
+            xp[(slice(None), gi) + at[1:]] += np.einsum("no...,oc->nc...", g[:, go], w[(go, slice(None)) + off])
     return xp[(slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(padding, size))]
 
 
 def _conv_weight_ref(x, g, ksize, stride, padding, dilation, groups):
+    """The adjoint of ``_conv_ref`` in w: each offset's taps against the output gradient."""
     xp = _padded(x, padding)
     o = g.shape[1]
-    cg = x.shape[1] // groups
-    og = o // groups
-    out = np.zeros((o, cg, *ksize))
-    for pos in np.ndindex(*g.shape[2:]):
-        for off in np.ndindex(*ksize):
-            at = tuple(p * st + q * dl for p, st, q, dl in zip(pos, stride, off, dilation))
-            for oc in range(o):
-                grp = oc // og
-                out[(oc, slice(None)) + off] += g[(slice(None), oc) + pos] @ \
-                    xp[(slice(None), slice(grp * cg, (grp + 1) * cg)) + at]
+    out = np.zeros((o, x.shape[1] // groups, *ksize))
+    for off in np.ndindex(*ksize):
+        taps = xp[(slice(None), slice(None)) + _taps(g.shape[2:], stride, dilation, off)]
+        for gi, go in zip(_groups(x.shape[1], groups), _groups(o, groups)):
+            summed = [0, *range(2, g.ndim)]  # the batch and every position
+            out[(go, slice(None)) + off] = np.tensordot(g[:, go], taps[:, gi], axes=(summed, summed))
     return out
 
 

@@ -16,16 +16,30 @@ SIZES = {"small": ((32, 32, 32, 10), 16), "medium": ((784, 256, 256, 10), 64),
          "large": ((1024, 1024, 1024, 10), 256)}
 
 
-def mlp_fn(ns, *args):
-    """args: W1, b1, ..., Wk, bk, X, Y; tanh hidden layers, a linear output layer."""
-    *params, x, y = args
+def logits(ns, params, x):
+    """tanh hidden layers, a linear output layer."""
     h = x
     last = len(params) // 2 - 1
     for k in range(0, len(params), 2):
         h = h @ params[k] + params[k + 1]
         if k // 2 < last:
             h = ns.tanh(h)
-    return ns.mean(ns.softmax_cross_entropy(h, y))
+    return h
+
+
+def mlp_fn(ns, *args):
+    """args: W1, b1, ..., Wk, bk, X, Y; the mean softmax cross-entropy through the fused op."""
+    *params, x, y = args
+    return ns.mean(ns.softmax_cross_entropy(logits(ns, params, x), y))
+
+
+def spelled_fn(ns, *args):
+    """``mlp_fn`` with the cross-entropy spelled out as users write it: the max shift, exp, sum, log."""
+    *params, x, y = args
+    h = logits(ns, params, x)
+    z = h - ns.max(h, axis=1, keepdims=True)
+    logp = z - ns.log(ns.sum(ns.exp(z), axis=1, keepdims=True))
+    return ns.mean(-ns.sum(y * logp, axis=1))
 
 
 def hand_forward(*args):
@@ -78,18 +92,24 @@ def init(rng, dims, batch, classes=None, x=None, labels=None):
     return args
 
 
-def _problem(args, **kw) -> Problem:
+def _problem(args, fn=mlp_fn, **kw) -> Problem:
     wrt = tuple(k for k in args if k[0] in "Wb")
-    return Problem(mlp_fn, args, wrt, hand_grad=hand_grad, hand_forward=hand_forward, **kw)
+    return Problem(fn, args, wrt, hand_grad=hand_grad, hand_forward=hand_forward, **kw)
 
 
 @workload("mlp", sizes=tuple(SIZES), default=tuple(SIZES), check=("small",),
           doc="d mean softmax cross-entropy / d all weights of a tanh MLP, float64")
-def mlp(size: str) -> Problem:
+def mlp(size: str, fn=mlp_fn, name: str = "mlp") -> Problem:
     dims, batch = SIZES[size]
     nparams = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    return _problem(init(seeded("mlp", size), dims, batch), scale=nparams * batch, family="tanh",
+    return _problem(init(seeded(name, size), dims, batch), fn=fn, scale=nparams * batch, family="tanh",
                     label="-".join(map(str, dims)) + f", batch {batch}")
+
+
+@workload("mlp-spelled", sizes=tuple(SIZES), default=("small",), check=("small",),
+          doc="mlp with the cross-entropy spelled out (max shift, exp, sum, log), as users write it")
+def mlp_spelled(size: str) -> Problem:
+    return mlp(size, fn=spelled_fn, name="mlp-spelled")
 
 
 def spirals(rng, classes: int = 3, per_class: int = 100, noise: float = 0.2):

@@ -117,12 +117,4 @@ def call_user(fn: Callable, args, op: str, site):
 def check_structure(got, want, what: str, op: str, site) -> None:
     if got != want:
         raise op_error(ShapeError, op, f"{what} changes structure: the function returns a nest "
-                       f"{_shown(got)} for {_shown(want)}", site=site)
-
-
-def _shown(struct) -> str:
-    if struct is None:
-        return "leaf"
-    kind, kids = struct
-    inner = ", ".join(_shown(s) for s, _ in kids)
-    return f"[{inner}]" if kind == "list" else f"({inner}{',' if len(kids) == 1 else ''})"
+                       f"{got!r} for {want!r} (* a leaf)", site=site)

@@ -10,6 +10,8 @@ why :func:`symsym.grad` runs :func:`stabilize` on the forward graph first.
 Every rule replaces an expression by one equal to it in exact arithmetic for
 every input, so NaN and inf inputs give what the original gives; only where
 the original rounds to 0 or overflows does the result differ (and is right).
+The pass also holds :mod:`.spelled`'s rules: the fused op behind a spelled-out
+log-softmax, softmax, cross-entropy, softplus or sigmoid.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from common.api import symbolic
 from common.graph import Node
 
 from .rules import is_value, run_rules
+from .spelled import ROOTS as SPELLED_ROOTS
+from .spelled import spelled_rule
 
 _NOTHING: frozenset[int] = frozenset()
 
-#: the ops every pattern starts from: a graph without them has nothing to stabilise
-ROOTS = frozenset({"log", "log1p"})
+#: the ops every pattern starts from (the spelled-out functions' too): a graph without them has nothing to do
+ROOTS = frozenset({"log", "log1p"}) | SPELLED_ROOTS
 
 
 def _is(n: Node, name: str, opaque) -> bool:
@@ -95,13 +99,14 @@ def _log1p_rule(n: Node, x: Node, opaque) -> Node | None:
 
 
 def stability_rule(n: Node, opaque=_NOTHING) -> Node | None:
-    """The stable form of ``n``, or None; nodes whose id is in ``opaque`` are never looked into."""
+    """The stable (or fused: :mod:`.spelled`) form of ``n``, or None; nodes whose id is in ``opaque`` are
+    never looked into."""
     name = n.op.name
     if name == "log":
         return _log_rule(n, n.inputs[0], opaque)
     if name == "log1p":
         return _log1p_rule(n, n.inputs[0], opaque)
-    return None
+    return spelled_rule(n, opaque)
 
 
 def stability(outputs: Sequence[Node], counts: dict | None = None) -> list[Node]:
