@@ -185,6 +185,10 @@ def cmd_bench(args) -> int:
     settings = _settings(args, timing=True)
     _writable_folder(args.out)  # now, not after a long run
     results = harness.run(selection, settings, progress=not args.no_progress)
+    if settings.memory and any(w.name == "lstm-scan" for w, _ in selection):
+        from .checkpointing import measure_all  # checkpointing's trade, on a deep chain and on lstm-scan
+
+        results["checkpointing"] = measure_all(args.min_time)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as fh:

@@ -36,7 +36,7 @@ def _check_schema(results, path: str) -> None:
     """The fields every plot reads, with their types; anything else is a ResultsError naming the first miss."""
     if not isinstance(results, dict):
         raise ResultsError(f"{path}: expected a JSON object, got {type(results).__name__}")
-    for key in ("cells", "orders", "curves"):
+    for key in ("cells", "orders", "curves", "checkpointing"):
         if not isinstance(results.get(key, []), list):
             raise ResultsError(f"{path}: {key!r} must be a list")
     for k, c in enumerate(results.get("cells", [])):
@@ -46,7 +46,7 @@ def _check_schema(results, path: str) -> None:
         for key, kind in want.items():
             if not isinstance(c.get(key), kind) or isinstance(c.get(key), bool):
                 raise ResultsError(f"{path}: cell {k} has no {key!r} of the right type (got {c.get(key)!r})")
-    for key in ("orders", "curves"):
+    for key in ("orders", "curves", "checkpointing"):
         for k, row in enumerate(results.get(key, [])):
             if not isinstance(row, dict):
                 raise ResultsError(f"{path}: {key}[{k}] is not an object")
@@ -398,8 +398,37 @@ def loops_unrolled_vs_scan(results, folder):
     return _save(fig, folder, "loops_unrolled_vs_scan")
 
 
+def memory_vs_checkpointing(results, folder):
+    """Peak memory and time of one gradient, plain and checkpointed, per model and backend: the memory a
+    checkpoint saves and the recomputation it costs (:mod:`benchmarks.checkpointing`)."""
+    rows = results.get("checkpointing") or []
+    groups = list(dict.fromkeys((r["model"], r["backend"]) for r in rows))
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    at = np.arange(len(groups))
+    for ax, key, scale, ylabel, title in (
+            (axes[0], "memory", 2**20, "peak MiB (tracemalloc)", "peak memory of one gradient"),
+            (axes[1], "time", 1.0, "seconds per gradient (median)", "time of one gradient")):
+        for offset, checkpointed, hatch in ((-0.2, False, ""), (0.2, True, "//")):
+            values = [next((r[key] / scale for r in rows if (r["model"], r["backend"]) == g
+                            and r["checkpoint"] == checkpointed), np.nan) for g in groups]
+            colors = [_style(g[1])[0] for g in groups]
+            ax.bar(at + offset, values, 0.4, color=colors, hatch=hatch, edgecolor="k", alpha=0.85 if hatch else 1,
+                   label="checkpointed" if checkpointed else "plain")
+        for k, g in enumerate(groups):  # the checkpointed/plain ratio over each pair
+            pair = {r["checkpoint"]: r[key] for r in rows if (r["model"], r["backend"]) == g}
+            if pair.get(False) and True in pair:
+                top = max(pair.values()) / scale
+                ax.annotate(f"x{pair[True] / pair[False]:.2f}", (at[k], top), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(at, [f"{m.replace(' ', chr(10))}\n{b}" for m, b in groups], fontsize=8)
+        _finish(ax, title, "", ylabel, logx=False, logy=True, grid_axis="y")
+    fig.suptitle("Checkpointing: memory kept vs time recomputing (ratio = checkpointed / plain)")
+    return _save(fig, folder, "memory_vs_checkpointing")
+
+
 ALL = (time_vs_size, jacobian_crossover, ratio_bars, amortisation, one_off_vs_nodes, order_nodes, memory_vs_size,
-       loss_curves, loops_unrolled_vs_scan)
+       loss_curves, loops_unrolled_vs_scan, memory_vs_checkpointing)
 
 
 def draw_all(results: dict, folder: str) -> list[str]:

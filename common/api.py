@@ -2,7 +2,7 @@
 
 Every op of the table is a function here (``sin``, ``matmul``, ``sum``, ...),
 made by the symbolic namespace, plus ``var``/``const`` for leaves and the
-loop and branch builders (``scan``, ``while_loop``, ``cond``). Python scalars
+loop and branch builders (``scan``, ``while_loop``, ``cond``) and ``checkpoint``. Python scalars
 mixed with nodes are weakly typed as in numpy 2 (``x32 * 2.0`` stays
 float32). Type errors surface here, at build time, naming the op, the shapes
 and the user's line. This is the top of :mod:`common`: the one public face of
@@ -11,7 +11,7 @@ the IR, importing every layer below it.
 
 from __future__ import annotations
 
-from .control import cond, scan, while_loop  # noqa: F401  (in __all__ by their op names)
+from .control import checkpoint, cond, scan, while_loop  # noqa: F401  (in __all__ by their op names)
 from .graph import Node, apply, constant, lift, variable
 from .linalg_nn import linalg_for, nn_for
 from .ops import OPS, symbolic

@@ -60,6 +60,7 @@ for _name, _fn in FUNCTIONS.items():  # numpy's functions made of ops (sort, top
 from common.linalg_nn import linalg_for as _linalg_for  # noqa: E402
 from common.linalg_nn import nn_for as _nn_for  # noqa: E402
 
+from .checkpoint import checkpoint  # noqa: E402
 from .control import cond, scan, while_loop  # noqa: E402
 
 linalg = _linalg_for(tape)
@@ -116,7 +117,8 @@ def _misuse(what: str) -> GradError:
 
 
 __all__ = [
-    "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "cond", "enable_grad", "evaluate", "grad",
+    "Dual", "Mapped", "Tensor", "TapeNode", "VersionError", "backward", "checkpoint", "cond", "enable_grad",
+    "evaluate", "grad",
     "gradcheck", "scan", "while_loop",
     "gradgradcheck", "gradients", "hessian", "hvp", "is_grad_enabled", "jacfwd", "jacobian", "jacrev", "jvp",
     "linalg", "nn", "no_grad", "set_grad_enabled", "tape", "tensor", "value_and_grad", "vjp", "vmap", *OPS, *FUNCTIONS,

@@ -15,6 +15,8 @@ module. The loop op becomes one more generated function that runs it:
   steps when there is a bound, collecting the carry-ins when it saves them;
 * ``cond``: a conditional expression, ``(body1(...) if p else body2(...))``,
   so only the taken branch's function runs;
+* ``checkpoint``: one call of its body's function (its backward is another
+  checkpoint, whose body runs the forward again);
 * ``item``: ``r5[k]``, an element of the tuple a loop or branch returns.
 
 Each is the op's spelling for the ``"numpy"`` linker, registered in
@@ -39,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.body import Body
+from common.control.checkpoint_op import CHECKPOINT
 from common.control.cond_op import COND
 from common.control.item_op import ITEM
 from common.control.scan_op import SCAN
@@ -59,6 +62,10 @@ def _cond(gen, node: Node, args: list[str]) -> str:
     t, f = _body(gen, node.params["true_body"]), _body(gen, node.params["false_body"])
     operands = ", ".join(args[1:])
     return f"({t}({operands}) if {args[0]} else {f}({operands}))"
+
+
+def _checkpoint(gen, node: Node, args: list[str]) -> str:
+    return f"{_body(gen, node.params['body'])}({', '.join(args)})"
 
 
 def _loop(make_function):
@@ -211,5 +218,6 @@ def functions_source(gen) -> str:
 # the numpy linker's spellings of the loop and branch ops: writers called with (codegen, node, registers)
 register_lowering(ITEM, "numpy", _item)
 register_lowering(COND, "numpy", _cond)
+register_lowering(CHECKPOINT, "numpy", _checkpoint)
 register_lowering(SCAN, "numpy", _loop(_scan_function))
 register_lowering(WHILE_LOOP, "numpy", _loop(_while_function))

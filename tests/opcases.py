@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common import evaluate
+from common.graph import inputs_of
 from common.ops import OPS, Kind
 
 
@@ -33,6 +35,15 @@ CASES: list[Case] = []
 BODIED = frozenset(name for name, op in OPS.items() if op.kind is Kind.CONTROL)
 """Ops that run bodies (scan, while_loop, cond) and item, which reads their tuple value: a case here is a
 function of arrays, theirs take subgraphs, so they are checked in tests/test_control_*.py instead."""
+
+
+def input_values(node, feed: dict) -> tuple:
+    """The values of ``node``'s inputs, from the part of ``feed`` they depend on (a mask's coordinates
+    read only the mask, not the array it indexes)."""
+    if not node.inputs:
+        return ()
+    needed = set(inputs_of(list(node.inputs)))
+    return tuple(evaluate(list(node.inputs), {x: a for x, a in feed.items() if x in needed}))
 
 
 def case(op, fn, ref, inputs, wrt=(0,), id=None, second_order=True):
@@ -56,6 +67,16 @@ def two(shape_a, shape_b, low=None):
         if low is None:
             return [rng.standard_normal(shape_a), rng.standard_normal(shape_b)]
         return [rng.uniform(low, low + 1.5, shape_a), rng.uniform(low, low + 1.5, shape_b)]
+    return make
+
+
+def half_positive(*shape):
+    """Values of either sign, half of them positive wherever drawn: a mask ``x > 0`` of the same count in every
+    draw, so that draws stack into a batch (a batch of masks of different counts is ragged)."""
+    def make(rng):
+        n = int(np.prod(shape))
+        signs = rng.permutation(np.repeat([-1.0, 1.0], [n - n // 2, n // 2]))
+        return [(signs * rng.uniform(0.3, 2.0, n)).reshape(shape)]
     return make
 
 
@@ -177,6 +198,15 @@ case("getitem", lambda ns, x: x[np.array([0, 2, 0]), 1:], lambda x: x[np.array([
      normal(3, 4), id="getitem-array-repeated")
 case("getitem", lambda ns, x: x[:, np.array([[0, 1], [2, 0]]), np.array([1, 0])],
      lambda x: x[:, np.array([[0, 1], [2, 0]]), np.array([1, 0])], normal(2, 3, 4), id="getitem-arrays-broadcast")
+_MASK = np.array([[True, False, True], [False, False, True]])
+case("getitem", lambda ns, x: x[_MASK], lambda x: x[_MASK], normal(2, 3, 4), id="getitem-mask-leading")
+case("getitem", lambda ns, x: x[:, _MASK[1]], lambda x: x[:, _MASK[1]], normal(2, 3, 4), id="getitem-mask-after-slice")
+
+
+
+case("getitem", lambda ns, x, m: x[m > 0], lambda x, m: x[m > 0],
+     lambda rng: normal(3, 4)(rng) + half_positive(3, 4)(rng), id="getitem-mask-computed")
+case("argwhere", lambda ns, x: ns.argwhere(x > 0), lambda x: np.argwhere(x > 0), half_positive(3, 4), wrt=())
 case("getitem", lambda ns, x: x[np.array([0, 1]), :, np.array([2, 3])],
      lambda x: x[np.array([0, 1]), :, np.array([2, 3])], normal(2, 3, 4), id="getitem-arrays-separated")
 

@@ -37,14 +37,21 @@ def test_impl_matches_numpy(c, rng):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+DATA_SHAPED = frozenset({"argwhere", "getitem"})
+"""Ops whose result's length can depend on the input's values (a computed mask's count)."""
+
+
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 def test_graph_evaluates_like_numpy(c, rng):
-    """Building the case as a graph infers the shape and dtype numpy gives."""
+    """Building the case as a graph infers the shape and dtype numpy gives (a dim that depends on the data,
+    as a computed mask's count, unknown)."""
     xs = c.inputs(rng)
     vs = [api.var(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
     out = c.fn(api.symbolic, *vs)
     want = np.asarray(c.ref(*xs))
-    assert out.shape == want.shape
+    assert len(out.shape) == want.ndim
+    assert all(d == w for d, w in zip(out.shape, want.shape) if d is not None)
+    assert None not in out.shape or c.op in DATA_SHAPED
     assert out.dtype == want.dtype
     np.testing.assert_allclose(evaluate(out, dict(zip(vs, xs))), want, rtol=1e-12, atol=1e-12)
 

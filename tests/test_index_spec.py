@@ -155,8 +155,12 @@ def test_take_span_and_behind_are_numpys_indexing():
 
 
 def test_parse_key_refuses_what_the_ir_cannot_index_with():
-    with pytest.raises(ShapeError, match="boolean"):
-        parse_key(np.array([True, False]))
+    with pytest.raises(ShapeError, match="boolean mask of shape \\(2,\\) does not match axes 1 to 1"):
+        parse_key((0, np.array([True, False])), (4, 3))
+    with pytest.raises(ShapeError, match="boolean mask of shape \\(2, 3\\) does not match axes 1 to 2"):
+        parse_key((Ellipsis, np.ones((2, 3), bool)), (4, 3, 2))
+    with pytest.raises(ShapeError, match="0-d boolean"):
+        parse_key(np.array(True))
     with pytest.raises(ShapeError, match="boolean"):
         parse_key(True)
     with pytest.raises(ShapeError, match="integers"):

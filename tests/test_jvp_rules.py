@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcases import BODIED, CASES
+from opcases import BODIED, CASES, input_values
 
-from common import api, evaluate
+from common import api
 from common.graph import toposort
 from common.ops import NO_GRAD, OPS, ZERO, numeric
 
@@ -32,8 +32,7 @@ def _applications(case, rng):
     out = case.fn(api.symbolic, *xs)
     mine = [n for n in toposort([out]) if n.op is not None and n.op.name == case.op]
     feed = dict(zip(xs, arrays))
-    return [(n.op, tuple(evaluate(list(n.inputs), feed)) if n.inputs else (), n.params, _carried(n, xs))
-            for n in mine]
+    return [(n.op, input_values(n, feed), n.params, _carried(n, xs)) for n in mine]
 
 
 def _carried(node, xs) -> tuple:

@@ -34,7 +34,8 @@ INNER_ORDER = {
     "common.ops": ["params", "shapes", "traits", "index", "batching", "table", "rules",
                    {"elementwise", "linalg", "nn", "reduce", "shape", "conv", "matrix", "spectral", "scans", "ordering",
                     "composed"}, "__init__"],
-    "common.control": ["checks", "item_op", "bodies", "trace", {"scan_op", "while_op", "cond_op"}, "__init__"],
+    "common.control": ["checks", "item_op", "bodies", "trace", {"scan_op", "while_op", "cond_op", "checkpoint_op"},
+                       "__init__"],
 }
 """The order inside ``common``'s two packages, bottom-up (a set: modules that may import one another)."""
 

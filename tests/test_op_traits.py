@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcases import CASES
+from opcases import CASES, input_values
 
-from common import api, evaluate
+from common import api
 from common.errors import TwogradError
 from common.graph import toposort
 from common.ops import NO_GRAD, OPS, Kind, numeric
@@ -31,7 +31,7 @@ def _applications(case, rng):
     feed = dict(zip(xs, arrays))
     out = case.fn(api.symbolic, *xs)
     mine = [n for n in toposort([out]) if n.op is not None and n.op.name == case.op]
-    return [(n.op, tuple(evaluate(list(n.inputs), feed)) if n.inputs else (), n.params) for n in mine]
+    return [(n.op, input_values(n, feed), n.params) for n in mine]
 
 
 def _calls(trait_holds):

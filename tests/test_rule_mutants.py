@@ -53,7 +53,7 @@ MUTANTS = [(name, i, kind, mode) for name in sorted(INPUTS) for i in sorted(INPU
            for mode in ("vjp", "jvp") for kind in KINDS]
 
 NO_DERIVATIVE = {"sign", "stop_gradient", "lt", "le", "gt", "ge", "eq", "ne", "zeros_like", "ones_like",
-                 "full_like", "full", "count", "argmax", "argmin", "argsort", "slogdet_sign"}
+                 "full_like", "full", "count", "argmax", "argmin", "argsort", "argwhere", "slogdet_sign"}
 """Ops whose output carries no derivative (piecewise constant, boolean, integer, or independent of the input
 values)."""
 

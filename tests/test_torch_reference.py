@@ -106,6 +106,7 @@ TORCH = {
     "logcumsumexp": _along(torch.logcumsumexp),
     "argsort": lambda x, axis=-1: _along(lambda y, dim: torch.argsort(y, dim=dim, stable=True))(x, axis),
     "argmax": lambda x, axis=None, keepdims=False: torch.argmax(x, dim=axis, keepdim=keepdims),
+    "argwhere": torch.argwhere,
     "argmin": lambda x, axis=None, keepdims=False: torch.argmin(x, dim=axis, keepdim=keepdims),
     "sparse_softmax_cross_entropy": lambda z, labels, axis=-1: F.cross_entropy(
         z.movedim(axis, 1), torch.as_tensor(labels).long(), reduction="none"),

@@ -122,22 +122,30 @@ def lstm(ns, main_params, extra_params, state, sequence):
     return _lstm_loss(ns, ns.stack(outputs), extra_params, sequence)
 
 
-def lstm_scan(ns, main_params, extra_params, state, sequence):
+def lstm_scan(ns, main_params, extra_params, state, sequence, checkpoint: bool = False):
     """:func:`lstm` with the recurrence as one ``ns.scan`` over the characters instead of unrolled.
 
     The same cost to the last bit (the same step, the same loss), but on a
     graph the step is a loop body traced once: symsym's graph and one-off no
     longer grow with the sequence length, and its gradient is a reverse scan.
     On the tape (``ns = symnum``) the scan is the same Python loop as
-    :func:`lstm`'s.
+    :func:`lstm`'s. With ``checkpoint`` each step is ``ns.checkpoint``-ed: a
+    gradient keeps the carries only and runs each step again backwards (the
+    weights are the step's arguments, as the tape's checkpoint requires).
     """
     gates, hidden, cell = _lstm_unpack(main_params, state)
     in_weight = extra_params[0]
 
-    def step(carry, char):
-        hidden, cell = list(carry[0]), list(carry[1])
+    def one_step(gates, in_weight, hidden, cell, char):
+        hidden, cell = list(hidden), list(cell)
         top = _lstm_step(ns, gates, hidden, cell, char * in_weight)
-        return (tuple(hidden), tuple(cell)), top
+        return tuple(hidden), tuple(cell), top
+
+    run = ns.checkpoint(one_step) if checkpoint else one_step
+
+    def step(carry, char):
+        hidden, cell, top = run(gates, in_weight, carry[0], carry[1], char)
+        return (hidden, cell), top
 
     _, outputs = ns.scan(step, (tuple(hidden), tuple(cell)), sequence[:-1])
     return _lstm_loss(ns, outputs, extra_params, sequence)

@@ -142,6 +142,15 @@ def take(ns, x, indices, axis=None):
     return ns.getitem(x, indices, index=(FULL,) * a + (("array", 0),))
 
 
+def nonzero(ns, x) -> tuple:
+    """numpy's ``nonzero``: one integer array per axis, the coordinates of x's nonzero (true) elements in
+    row-major order; ``x[x.nonzero()]`` is ``x[mask]``. The columns of one ``argwhere``."""
+    if len(x.shape) == 0:
+        raise _error("nonzero", "needs at least a 1-d input", x)
+    where = ns.argwhere(x)
+    return tuple(ns.getitem(where, index=(FULL, ("int", d))) for d in range(len(x.shape)))
+
+
 # --- rearrangements -------------------------------------------------------------------------
 
 def flip(ns, x, axis=None):
@@ -288,7 +297,7 @@ class At:
 
     def __getitem__(self, key) -> AtIndex:
         try:
-            spec, arrays = parse_key(key)
+            spec, arrays = parse_key(key, getattr(self.x, "shape", None))
         except TwogradError as e:
             raise _error("at", str(e), self.x) from None
         return AtIndex(self.x, self.ns, spec, arrays)
@@ -352,10 +361,10 @@ def _broadcast(ns, v, shape: tuple):
 # --- the table of them ------------------------------------------------------------------------
 
 FUNCTIONS: dict[str, Callable] = {f.__name__: f for f in (
-    var, std, sort, topk, take, take_along_axis, flip, roll, repeat, tile, split, pad, softmax_cross_entropy)}
+    var, std, sort, topk, take, take_along_axis, nonzero, flip, roll, repeat, tile, split, pad, softmax_cross_entropy)}
 """Every function here by its numpy (or PyTorch, for topk) name."""
 
-METHODS: Sequence[str] = ("var", "std", "take", "repeat", "flip")
+METHODS: Sequence[str] = ("var", "std", "take", "repeat", "flip", "nonzero")
 """Those that numpy arrays (or torch tensors, for flip) also have as methods."""
 
 

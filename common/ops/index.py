@@ -56,15 +56,26 @@ def _is_array_index(k) -> bool:
                                                    and not isinstance(k, np.generic))
 
 
-def parse_key(key) -> tuple[tuple, list]:
+def parse_key(key, shape=None) -> tuple[tuple, list]:
     """Split a user's indexing key into a spec and its integer-array parts (the node's extra inputs).
 
-    Raises :class:`ShapeError` for what the IR cannot index with: boolean
-    masks (their result shape depends on the data), float arrays, slice
-    bounds that are not ints, more than one ellipsis.
+    A boolean mask is numpy's: it stands for as many axes as it has, and
+    ``x[mask]`` is ``x[mask.nonzero()]``, so it becomes one integer-array
+    entry per axis it covers. A constant mask (a numpy array, a constant
+    node) is read now, so its count and the result's shape are known; a
+    computed one (a tensor, a node) becomes its coordinates through the
+    ``argwhere`` op, whose count an IR graph knows only when it runs. With
+    ``shape`` (x's) a mask whose dims differ from those of the axes it covers
+    is refused here, as numpy refuses it.
+
+    Raises :class:`ShapeError` for what the IR cannot index with: a 0-d
+    boolean, float arrays, slice bounds that are not ints, more than one
+    ellipsis, a mask of the wrong shape.
     """
     if not isinstance(key, tuple):
         key = (key,)
+    if shape is not None:
+        _check_masks(key, tuple(shape))
     spec, arrays = [], []
     for k in key:
         if k is None:
@@ -82,6 +93,10 @@ def parse_key(key) -> tuple[tuple, list]:
             raise ShapeError("boolean scalar indices are not supported")
         elif isinstance(k, Integral):
             spec.append(("int", int(k)))
+        elif _is_mask(k):
+            for coords in _mask_coords(k):
+                spec.append(("array", len(arrays)))
+                arrays.append(coords)
         elif _is_array_index(k):
             spec.append(("array", len(arrays)))
             arrays.append(_array_index(k))
@@ -92,12 +107,48 @@ def parse_key(key) -> tuple[tuple, list]:
     return tuple(spec), arrays
 
 
+def _is_mask(k) -> bool:
+    """Whether a key entry is a boolean mask (an array, a list of bools, a boolean tensor or node)."""
+    if isinstance(k, list):
+        return bool(k) and np.asarray(k).dtype.kind == "b"
+    return _is_array_index(k) and np.dtype(k.dtype).kind == "b"
+
+
+def _mask_coords(mask) -> tuple:
+    """``mask.nonzero()``: numbers for a constant mask, the ``argwhere`` op's columns for a computed one."""
+    if isinstance(mask, list):
+        mask = np.asarray(mask)
+    value = mask if isinstance(mask, np.ndarray) else mask.value if getattr(mask, "is_const", False) else None
+    if len(mask.shape) == 0:
+        raise ShapeError("a 0-d boolean index is not supported (it adds an axis of length 0 or 1); "
+                         "use where() instead")
+    if isinstance(value, np.ndarray):  # constant: read now, so the count is static
+        return np.nonzero(value)
+    return mask.nonzero()
+
+
+def _check_masks(key: tuple, shape: tuple) -> None:
+    """Each mask's dims against the dims of the axes of x it covers (numpy's rule)."""
+    masks = [(tuple(np.shape(k)) if isinstance(k, list) else tuple(k.shape)) if _is_mask(k) else None
+             for k in key]
+    widths = [0 if k is None or k is Ellipsis else 1 if dims is None else len(dims) for k, dims in zip(key, masks)]
+    spare = len(shape) - sum(widths)  # the axes an ellipsis stands for
+    at = 0
+    for k, width, dims in zip(key, widths, masks):
+        if k is Ellipsis:
+            at += max(spare, 0)
+        elif dims is not None:
+            covered = shape[at:at + width]
+            if len(covered) < width or any(None not in (a, b) and a != b for a, b in zip(dims, covered)):
+                raise ShapeError(f"boolean mask of shape {shape_str(dims)} does not match axes {at} to "
+                                 f"{at + width - 1} of x, of shape {shape_str(shape)} (a mask covers as many "
+                                 "axes as it has, each of its own length)")
+        at += width
+
+
 def _array_index(k):
     """An integer-array index as the node input it becomes (a list as an array; ``[]`` as int64)."""
     dtype = np.asarray(k).dtype if isinstance(k, list) else np.dtype(k.dtype)
-    if dtype.kind == "b":
-        raise ShapeError("boolean mask indices are not supported (their result shape depends "
-                         "on the data); use where() instead")
     if isinstance(k, list) and not k:
         return np.zeros(0, np.int64)
     if dtype.kind not in "iu":

@@ -1,4 +1,4 @@
-"""Integer positions by order: argsort, argmax, argmin.
+"""Integer positions: argsort, argmax, argmin by order; argwhere by truth.
 
 Their results are indices, piecewise constant in the input, so no gradient
 or tangent flows through them (as in PyTorch); the values they locate are
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import batching
+from .index import take
 from .params import axis_param, bool_param, shown
 from .rules import jvp_zero
 from .scans import axis_or_flat_batch
@@ -82,3 +83,31 @@ for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
           None, jvp=jvp_zero, bind=_arg_bind, kind=Kind.SHAPE, batch=_arg_batch,
           doc=f"The index of the first {_name[3:]}imum along axis (None: of the flattened input, numpy's "
               "default). Integer-valued: no gradient.")
+
+
+def _argwhere_infer(x):
+    if len(x.shape) == 0:
+        raise ShapeError("needs at least a 1-d input (a 0-d truth value selects no axis)")
+    value = getattr(x, "value", None)  # a constant node: its count is known
+    count = int(np.count_nonzero(value)) if isinstance(value, np.ndarray) else None
+    return (count, len(x.shape)), _INDEX
+
+
+def _argwhere_batch(op, ns, inputs, batched):
+    """Each element's coordinates, stacked: only when every element has the same count (a batch of masks
+    selecting different counts is ragged, which no array holds)."""
+    (x,) = inputs
+    rows = [ns.apply(op, (ns.getitem(x, index=take(k)),), {}) for k in range(x.shape[0])]
+    counts = [r.shape[0] for r in rows]
+    if None not in counts and len(set(counts)) > 1:
+        raise ShapeError(f"argwhere: the elements of a batch have different counts {counts}: a mask computed "
+                         "per element selects a ragged batch; use where() instead")
+    return ns.stack(rows, axis=0), True
+
+
+defop("argwhere", _argwhere_infer, np.argwhere, None, jvp=jvp_zero, kind=Kind.SHAPE, batch=_argwhere_batch,
+      fresh=True, code="np.argwhere({0})",
+      doc="numpy's argwhere: the coordinates of x's nonzero (true) elements, one row each, in row-major "
+          "order; shape (count, x.ndim), the count unknown until evaluation unless x is a constant. "
+          "Column d is x.nonzero()[d], so x[mask] is a gather by its columns. Integer-valued: no gradient; "
+          "batched one element at a time (the elements' counts must agree).")

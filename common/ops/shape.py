@@ -215,7 +215,7 @@ def _getitem_bind(x, *rest, index=None):
     if index is not None:
         return (x, *rest), {"index": index}
     (key,) = rest
-    spec, arrays = parse_key(key)
+    spec, arrays = parse_key(key, getattr(x, "shape", None))
     return (x, *arrays), {"index": spec}
 
 
@@ -265,8 +265,8 @@ def _scatter_add_vjp(ns, i, g, out, gin, like, *arrays, index):
 defop("getitem", _getitem_infer, _getitem_impl, vjp_n=_getitem_vjp, jvp=jvp_linear("getitem"), bind=_getitem_bind,
       kind=SHAPE, linear=(0,),
       index=inputs_from(1), batch=batching.getitem,
-      doc="x[key] with ints, slices, None, Ellipsis and integer arrays (numpy's rules). "
-          "Index arrays are inputs and get no gradient. VJP: scatter_add.")
+      doc="x[key] with ints, slices, None, Ellipsis, integer arrays and boolean masks (numpy's rules; a mask "
+          "is its coordinates, x[mask.nonzero()]). Index arrays are inputs and get no gradient. VJP: scatter_add.")
 defop("scatter_add", _scatter_add_infer, _scatter_add_impl,
       vjp_n=_scatter_add_vjp, jvp=jvp_linear("scatter_add"),
       bind=lambda g, like, *arrays, index: ((g, like, *arrays), {"index": index}),
