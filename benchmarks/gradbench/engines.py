@@ -1,53 +1,160 @@
-"""The backends behind ``twograd gradbench --backend``: the benchmark's own adapters, on an IR graph.
+"""The backends behind ``twograd gradbench --backend``: the benchmark's columns, under the same names.
 
-``prepare(cost, variables, wrt)`` returns ``run(arrays) -> list[np.ndarray]``:
-the cost's value when ``wrt`` is empty, else its gradients with respect to
-``wrt``. Both come from :meth:`benchmarks.backends.GraphBackend.program`, the
-code ``twograd bench`` times, so the two harnesses cannot drift apart.
+Each engine's :meth:`prepare` turns a :class:`~.functions.Function` (a model
+written once against a namespace, and what to derive from it) and the
+input's shapes into ``run(arrays) -> list[np.ndarray]`` plus the one-off
+timings paid to get it (``build``, ``compile``), which the tool reports apart
+from the runs.
 
-GradBench's functions are IR graphs the tool builds once per input shape, so
-``--backend symnum`` is symnum's entry point for a graph: ``symnum.gradients``,
-the program scheduled once per graph and cached (the benchmark's
-``symnum-static`` column; the define-by-run tape, the ``symnum`` column, runs
-a Python function, not a graph). ``--backend symsym`` differentiates and
-compiles the graph once (``compiles``: the tool reports that as ``compile``)
-and each run executes the result.
+- ``symnum``: define-by-run (the Torch style): every run calls the model on
+  ``symnum`` tensors, recording a tape that ``symnum.grad`` sweeps backwards;
+  forward mode is ``symnum.jvp``'s dual numbers, and nested derivatives are
+  the tape's own (``create_graph``) and the duals' levels. Nothing is built
+  once, so there is no one-off to report.
+- ``symnum-static``: the model's IR graph, built once per shape, run by
+  ``symnum.gradients``' program (the Caffe style), scheduled once and cached.
+  That program gives first derivatives; a Hessian-vector product is the
+  program's gradient of the graph's own directional derivative (a tangent
+  built by :func:`common.forward_sweeps.tangent_sweep`, reverse over forward).
+- ``symsym`` and ``symsym-numba``: the graph's derivative nodes are added once
+  (``symsym.grad``, forward over reverse with ``symsym.jvp``) and compiled by
+  the numpy or numba linker; each run executes the compiled function.
+
+The value and first-derivative paths of the graph engines are
+:meth:`benchmarks.backends.GraphBackend.program`, the code ``twograd bench``
+times, so the two harnesses cannot drift apart.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
 
-from common.graph import Node
+from common import api as T
+from common.forward_sweeps import tangent_sweep
+from common.graph import Node, toposort
 
 from ..backends import BACKENDS, GraphBackend
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-class Engine:
-    """A graph backend as the tool calls it: ``name`` (its ``--backend``), ``compiles`` and :meth:`prepare`."""
+def graph_of(function, shapes: dict[str, tuple], statics: tuple) -> tuple[Node, list[Node], list[Node]]:
+    """The model's IR graph for these shapes: (output, variables in input order, the ``wrt`` variables)."""
+    variables = {k: T.var(k, shape) for k, shape in shapes.items()}
+    out = function.model(T, variables, statics)
+    return out, list(variables.values()), [variables[w] for w in function.wrt]
+
+
+def graph_tangent(y: Node, x: Node, v) -> Node:
+    """dy/dx along ``v`` as a node of the graph (forward mode over the graph, one sweep from ``x``)."""
+    tangents = {id(x): T.const(np.asarray(v, dtype=x.dtype))}
+    tangent_sweep(toposort([y]), tangents, T.symbolic)
+    out = tangents.get(id(y))
+    return T.zeros_like(y) if out is None else out
+
+
+class GraphEngine:
+    """A graph backend as the tool calls it: the IR graph built once per shape, then run."""
 
     def __init__(self, name: str, backend: GraphBackend):
         self.name = name
         self.backend = backend
-        self.compiles = backend.compiles
 
-    def prepare(self, cost: Node, variables: list[Node], wrt: list[Node]) -> Run:
-        """``run(arrays)``: the gradients with respect to ``wrt``, or ``[value]`` when ``wrt`` is empty."""
-        runner = self.backend.program(cost, variables, wrt)
-        if wrt:
-            return runner.grad
-        forward = runner.forward
-        return lambda arrays: [forward(arrays)]
+    def prepare(self, function, shapes: dict[str, tuple], statics: tuple) -> tuple[Run, list[dict]]:
+        start = time.perf_counter_ns()
+        out, variables, wrt = graph_of(function, shapes, statics)
+        built = time.perf_counter_ns()
+        run = self.derive(function.derive, out, variables, wrt)
+        done = time.perf_counter_ns()
+        timings = [{"name": "build", "nanoseconds": built - start}]
+        if self.backend.compiles:
+            timings.append({"name": "compile", "nanoseconds": done - built})
+        return run, timings
+
+    def derive(self, derive: str, out: Node, variables: list[Node], wrt: list[Node]) -> Run:
+        if derive == "value":
+            forward = self.backend.program(out, variables, []).forward
+            return lambda arrays: [forward(arrays)]
+        if derive == "grad":
+            return self.backend.program(out, variables, wrt).grad
+        if derive == "grad_hdiag":
+            return self.grad_hdiag(out, variables, wrt[0])
+        raise ValueError(f"{self.name}: no derivative {derive!r}")
+
+    def grad_hdiag(self, cost: Node, variables: list[Node], x: Node) -> Run:
+        """``[g, H 1]``: the gradient and the Hessian times ones (its diagonal when H is diagonal)."""
+        import symnum
+
+        tangent = graph_tangent(cost, x, np.ones(x.shape))     # <grad f, 1> as a graph
+        gradients = symnum.gradients
+        return lambda arrays: [gradients(out, x, dict(zip(variables, arrays, strict=True)))
+                               for out in (cost, tangent)]
 
 
-ENGINE_BACKENDS = {"symnum": "symnum-static", "symsym": "symsym"}
-"""Each ``--backend`` and the benchmark backend (:data:`benchmarks.backends.BACKENDS`) it runs."""
+class SymSymEngine(GraphEngine):
+    """symsym's columns: second derivatives are more graph, compiled with the first."""
 
-ENGINES: dict[str, Callable[[], Engine]] = {
-    name: (lambda name=name, backend=backend: Engine(name, BACKENDS[backend]))
-    for name, backend in ENGINE_BACKENDS.items()}
-"""The engines by ``--backend`` name; each call makes one."""
+    def grad_hdiag(self, cost, variables, x):
+        import symsym
+
+        g = symsym.grad(cost, x)
+        hv = symsym.jvp(g, x, np.ones(x.shape))                 # forward over reverse
+        fn = symsym.function(variables, [g, hv], linker=self.backend.linker)
+        return lambda arrays: fn(*arrays)
+
+
+class TapeEngine:
+    """symnum's define-by-run column: each run records a fresh tape; there is no one-off."""
+
+    name = "symnum"
+
+    def prepare(self, function, shapes: dict[str, tuple], statics: tuple) -> tuple[Run, list[dict]]:
+        import symnum
+
+        names = list(shapes)
+        wrt = [names.index(w) for w in function.wrt]
+        model = function.model
+
+        def call(arrays):
+            return model(symnum, dict(zip(names, arrays, strict=True)), statics)
+
+        def tensors(arrays, leaves=()):
+            return [symnum.tensor(a, requires_grad=i in leaves) for i, a in enumerate(arrays)]
+
+        if function.derive == "value":
+            return (lambda arrays: [np.asarray(call(tensors(arrays)).numpy())]), []
+        if function.derive == "grad":
+            def grad(arrays):
+                args = tensors(arrays, wrt)
+                return [g.numpy() for g in symnum.grad(call(args), [args[i] for i in wrt])]
+            return grad, []
+        if function.derive == "grad_hdiag":
+            i = wrt[0]
+
+            def grad_hdiag(arrays):
+                args = tensors(arrays)
+
+                def gradient(x):
+                    return symnum.grad(lambda x: call(args[:i] + [x] + args[i + 1:]))(x)
+                g, hv = symnum.jvp(gradient, (arrays[i],), (np.ones_like(arrays[i]),))  # forward over reverse
+                return [np.asarray(g), np.asarray(hv)]
+            return grad_hdiag, []
+        raise ValueError(f"symnum: no derivative {function.derive!r}")
+
+
+ENGINE_BACKENDS = ("symnum-static", "symsym", "symsym-numba")
+"""The graph engines, by the benchmark backend (:data:`benchmarks.backends.BACKENDS`) each runs."""
+
+
+def _graph_engine(name: str) -> GraphEngine:
+    backend = BACKENDS[name]
+    return (SymSymEngine if name.startswith("symsym") else GraphEngine)(name, backend)
+
+
+ENGINES: dict[str, Callable[[], object]] = {"symnum": TapeEngine}
+ENGINES.update({name: (lambda name=name: _graph_engine(name)) for name in ENGINE_BACKENDS
+                if BACKENDS[name].missing() is None})
+"""The engines by ``--backend`` name (``symsym-numba`` only where numba is installed); each call makes one."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from common import api as T
 from common.errors import FeedError
 from common.ops.params import MAX_DIM, MAX_INT, is_int, shown
 
@@ -29,16 +28,27 @@ class Function:
 
     ``parse(input) -> (arrays, statics)``: named float64 arrays (the graph's
     variables, fed on every run) and hashable static parameters (baked into
-    the graph). ``build(vars, statics) -> Node`` makes the scalar graph.
-    ``wrt``: names of the variables to differentiate, in output order (empty
-    for a primal value). ``write(results) -> JSON`` formats the value, or the
-    gradients in ``wrt`` order.
+    the graph). ``model(ns, vars, statics)`` computes the output in the
+    namespace ``ns`` (``common.api`` on variable nodes: the IR graph;
+    ``symnum`` on tensors: the tape). ``wrt``: names of the variables to
+    differentiate, in output order (empty for a primal value).
+    ``write(results) -> JSON`` formats the results. ``derive`` says what the
+    engine computes: ``"value"`` (the output), ``"grad"`` (the scalar
+    output's gradients in ``wrt`` order) or ``"grad_hdiag"`` (the gradient
+    with respect to the one ``wrt`` and the Hessian times ones, forward over
+    reverse: the Hessian's diagonal when the Hessian is diagonal); by default
+    ``"grad"`` when ``wrt`` is given, else ``"value"``.
     """
 
     parse: Callable[[Any], tuple[dict[str, np.ndarray], tuple]]
-    build: Callable[..., Any]
+    model: Callable[..., Any]
     wrt: tuple[str, ...]
     write: Callable[[list[np.ndarray]], Any]
+    derivative: str = ""
+
+    @property
+    def derive(self) -> str:
+        return self.derivative or ("grad" if self.wrt else "value")
 
 
 # ------------------------------------------------------------ reading inputs
@@ -151,8 +161,8 @@ def parse_gmm(input: Any):
     return arrays, (integer(input, "m"), gamma)
 
 
-def build_gmm(v, statics):
-    return models.gmm(T, v["alpha"], v["mu"], v["q"], v["l"], v["x"], *statics)
+def model_gmm(ns, v, statics):
+    return models.gmm(ns, v["alpha"], v["mu"], v["q"], v["l"], v["x"], *statics)
 
 
 def write_gmm_gradient(results: list[np.ndarray]) -> dict:
@@ -178,9 +188,9 @@ def parse_lstm(input: Any):
     return arrays, ()
 
 
-def build_lstm(v, statics):
+def model_lstm(ns, v, statics):
     """The recurrence as one scan: the graph, and symsym's one-off, do not grow with the sequence."""
-    return models.lstm_scan(T, v["main_params"], v["extra_params"], v["state"], v["sequence"])
+    return models.lstm_scan(ns, v["main_params"], v["extra_params"], v["state"], v["sequence"])
 
 
 def write_flat(results: list[np.ndarray]) -> list:
@@ -189,20 +199,20 @@ def write_flat(results: list[np.ndarray]) -> list:
 
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
-        "square": Function(parse_hello, lambda v, s: models.square(T, v["x"]), (), scalar),
-        "double": Function(parse_hello, lambda v, s: models.square(T, v["x"]), ("x",), scalar),
+        "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
+        "double": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), ("x",), scalar),
     },
     "lse": {
-        "primal": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), (), scalar),
-        "gradient": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), ("x",), vector),
+        "primal": Function(parse_lse, lambda ns, v, s: models.lse(ns, v["x"]), (), scalar),
+        "gradient": Function(parse_lse, lambda ns, v, s: models.lse(ns, v["x"]), ("x",), vector),
     },
     "gmm": {
-        "objective": Function(parse_gmm, build_gmm, (), scalar),
-        "jacobian": Function(parse_gmm, build_gmm, GMM_PARAMS, write_gmm_gradient),
+        "objective": Function(parse_gmm, model_gmm, (), scalar),
+        "jacobian": Function(parse_gmm, model_gmm, GMM_PARAMS, write_gmm_gradient),
     },
     "lstm": {
-        "objective": Function(parse_lstm, build_lstm, (), scalar),
-        "jacobian": Function(parse_lstm, build_lstm, ("main_params", "extra_params"), write_flat),
+        "objective": Function(parse_lstm, model_lstm, (), scalar),
+        "jacobian": Function(parse_lstm, model_lstm, ("main_params", "extra_params"), write_flat),
     },
 }
 """Every module twograd answers, by name, then every function by name."""
