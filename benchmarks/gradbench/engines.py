@@ -101,7 +101,7 @@ class SymSymEngine(GraphEngine):
         import symsym
 
         g = symsym.grad(cost, x)
-        hv = symsym.jvp(g, x, np.ones(x.shape))                 # forward over reverse
+        hv = symsym.jvp(g, [x], [T.const(np.ones(x.shape))])   # forward over reverse
         fn = symsym.function(variables, [g, hv], linker=self.backend.linker)
         return lambda arrays: fn(*arrays)
 

@@ -51,6 +51,10 @@ class Function:
         return self.derivative or ("grad" if self.wrt else "value")
 
 
+MAX_ELEMENTS = 10**9
+"""The most elements an input may make a model hold in one array (llsq's powers, kmeans' distances)."""
+
+
 # ------------------------------------------------------------ reading inputs
 
 def field(input: Any, name: str) -> Any:
@@ -197,6 +201,80 @@ def write_flat(results: list[np.ndarray]) -> list:
     return np.concatenate([g.ravel() for g in results]).tolist()
 
 
+# ---------------------------------------------------------------------- llsq
+
+def parse_llsq(input: Any):
+    x = array(input, "x", (None,))
+    if x.size == 0:
+        raise FeedError("field 'x' must not be empty (it holds the polynomial's coefficients)")
+    n = integer(input, "n", 2, MAX_DIM)
+    if n * x.size > MAX_ELEMENTS:
+        raise FeedError(f"fields 'n' and 'x': n * len(x) = {n * x.size} powers, more than {MAX_ELEMENTS}")
+    return {"x": x}, (n,)
+
+
+def model_llsq(ns, v, statics):
+    return models.llsq(ns, v["x"], *statics)
+
+
+# ----------------------------------------------------------------------- ode
+
+def parse_ode(input: Any):
+    x = array(input, "x", (None,))
+    if x.size == 0:
+        raise FeedError("field 'x' must not be empty (it has one coefficient per equation)")
+    return {"x": x}, (integer(input, "s", 1, MAX_DIM),)
+
+
+def model_ode(ns, v, statics):
+    return models.ode(ns, v["x"], *statics)
+
+
+def model_ode_last(ns, v, statics):
+    """The last component of the solution: its gradient is what ``gradient`` asks for."""
+    return models.ode(ns, v["x"], *statics)[-1]
+
+
+# ----------------------------------------------------------------------- det
+
+MAX_ELL = 16
+"""The largest matrix ``det`` answers: its minors take ell 2^(ell-1) products (ell = 16: half a million);
+the recursive expansion's ell! (16! = 2 10^13) would not finish at all."""
+
+
+def parse_det(input: Any):
+    ell = integer(input, "ell", 1, MAX_ELL)
+    return {"A": array(input, "A", (ell * ell,))}, (ell,)
+
+
+def model_det(ns, v, statics):
+    return models.det(ns, v["A"], *statics)
+
+
+# -------------------------------------------------------------------- kmeans
+
+def parse_kmeans(input: Any):
+    points = array(input, "points", (None, None))
+    n, d = points.shape
+    centroids = array(input, "centroids", (None, d))
+    if n == 0 or d == 0 or centroids.shape[0] == 0:
+        raise FeedError(f"fields 'points' {points.shape} and 'centroids' {centroids.shape} must not be empty")
+    if n * centroids.shape[0] > MAX_ELEMENTS:
+        raise FeedError(f"fields 'points' and 'centroids': {n} x {centroids.shape[0]} distances, "
+                        f"more than {MAX_ELEMENTS}")
+    return {"points": points, "centroids": centroids}, ()
+
+
+def model_kmeans(ns, v, statics):
+    return models.kmeans(ns, v["points"], v["centroids"])
+
+
+def write_newton_direction(results: list[np.ndarray]) -> list:
+    """The Newton step J H^-1, with H diagonal: the gradient over the Hessian's diagonal, per centroid."""
+    gradient, diagonal = results
+    return (gradient / diagonal).tolist()
+
+
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
         "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
@@ -213,6 +291,22 @@ MODULES: dict[str, dict[str, Function]] = {
     "lstm": {
         "objective": Function(parse_lstm, model_lstm, (), scalar),
         "jacobian": Function(parse_lstm, model_lstm, ("main_params", "extra_params"), write_flat),
+    },
+    "llsq": {
+        "primal": Function(parse_llsq, model_llsq, (), scalar),
+        "gradient": Function(parse_llsq, model_llsq, ("x",), vector),
+    },
+    "ode": {
+        "primal": Function(parse_ode, model_ode, (), vector),
+        "gradient": Function(parse_ode, model_ode_last, ("x",), vector),
+    },
+    "det": {
+        "primal": Function(parse_det, model_det, (), scalar),
+        "gradient": Function(parse_det, model_det, ("A",), vector),
+    },
+    "kmeans": {
+        "cost": Function(parse_kmeans, model_kmeans, (), scalar),
+        "dir": Function(parse_kmeans, model_kmeans, ("centroids",), write_newton_direction, "grad_hdiag"),
     },
 }
 """Every module twograd answers, by name, then every function by name."""

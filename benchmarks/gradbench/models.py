@@ -13,6 +13,8 @@ is data-parallel (gmm) and linear in the sequence length where it is not
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -173,3 +175,107 @@ def _lstm_loss(ns, outputs, extra_params, sequence):
     lse_ = ns.logsumexp(ns.concatenate([ypred, log2], axis=1), axis=1, keepdims=True)
     gold = sequence[1:]
     return -ns.sum(gold * (ypred - lse_)) / ((c - 1) * b)
+
+
+# ----------------------------------------------------------------------- llsq
+
+@functools.lru_cache(maxsize=8)
+def llsq_data(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The eval's fixed data: the powers t_i^j (n, m) of t_i = -1 + 2i/(n-1), and s_i = sign(t_i).
+
+    The powers are running products (t^j = t^(j-1) * t), rounded as the
+    definition's loop rounds them; the arrays are read-only, shared by runs.
+    """
+    t = -1.0 + np.arange(n, dtype=np.float64) * 2.0 / (n - 1)
+    powers = np.cumprod(np.concatenate([np.ones((n, 1)), np.repeat(t[:, None], m - 1, axis=1)], axis=1), axis=1)
+    s = np.sign(t)
+    powers.flags.writeable = s.flags.writeable = False
+    return powers, s
+
+
+def llsq(ns, x, n: int):
+    """cmpad's llsq_obj: half the squared residual of fitting sign(t) by a polynomial with coefficients x."""
+    powers, s = llsq_data(n, x.shape[0])
+    r = s - ns.matmul(powers, x)
+    return 0.5 * ns.sum(r * r)
+
+
+# ------------------------------------------------------------------------ ode
+
+def ode(ns, x, steps: int):
+    """cmpad's an_ode: y' = (x_0, x_1 y_0, ..., x_{n-1} y_{n-2}), y(0) = 0, by ``steps`` RK4 steps to t = 2.
+
+    The steps are one ``ns.scan`` (its body traced once, its gradient a
+    reverse scan), so the graph does not grow with ``steps``.
+    """
+    h = 2.0 / steps
+    head = x[:1]
+    rest = x[1:]
+
+    def rate(y):
+        return ns.concatenate([head, rest * y[:-1]])
+
+    def step(y, _):
+        k1 = rate(y)
+        k2 = rate(y + h * k1 / 2.0)
+        k3 = rate(y + h * k2 / 2.0)
+        k4 = rate(y + h * k3)
+        return y + h * (k1 + 2.0 * k2 + 2.0 * k3 + k4) / 6.0, None
+
+    y, _ = ns.scan(step, ns.zeros_like(x), None, length=steps)
+    return y
+
+
+# ------------------------------------------------------------------------ det
+
+@functools.lru_cache(maxsize=32)
+def minor_tables(ell: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each row r from the last up: which entries and which smaller minors its expansion reads.
+
+    The minors of rows r..ell-1 are indexed by their column sets S (|S| =
+    ell - r, in ``itertools.combinations`` order). Expanding minor S along its
+    first row (row r), term p is (-1)^p A[r, S_p] det(S without S_p), with
+    the minor of S without S_p one level down. Per row: the flat indices
+    r*ell + S_p (sets, p), the positions of the sets without S_p in the level
+    below (sets, p), and the signs (p,).
+    """
+    levels = []
+    below = {(): 0}
+    for r in range(ell - 1, -1, -1):
+        sets = list(itertools.combinations(range(ell), ell - r))
+        entries = np.array([[r * ell + c for c in cols] for cols in sets], dtype=np.int64)
+        minors = np.array([[below[cols[:p] + cols[p + 1:]] for p in range(len(cols))] for cols in sets],
+                          dtype=np.int64)
+        signs = np.array([(-1.0) ** p for p in range(ell - r)])
+        levels.append((entries, minors, signs))
+        below = {cols: i for i, cols in enumerate(sets)}
+    return levels
+
+
+def det(ns, a, ell: int):
+    """The determinant of the row-major ell x ell matrix ``a`` by expansion by minors.
+
+    Each minor is expanded along its first row, as cmpad's det_by_minor does,
+    but a minor that many expansions share (the same rows, the same columns)
+    is computed once: row by row from the bottom, each level is one gather,
+    one product and one sum over every minor of that size. The sum has the
+    same terms as the recursive expansion; the work is ell 2^(ell-1) products
+    instead of ell!, and the graph has a few nodes per row.
+    """
+    minors = ns.full((1,), 1.0, dtype=a.dtype)
+    for entries, below, signs in minor_tables(ell):
+        minors = ns.sum(a[entries] * minors[below] * signs, axis=1)
+    return minors[0]
+
+
+# --------------------------------------------------------------------- kmeans
+
+def kmeans(ns, points, centroids):
+    """The sum over points of the squared distance to the nearest centroid.
+
+    The (n, k) squared distances are |p|^2 - 2 p.c + |c|^2: one matmul, not an
+    (n, k, d) difference array.
+    """
+    near = ns.sum(points * points, axis=1, keepdims=True) - 2.0 * ns.matmul(points, ns.transpose(centroids)) \
+        + ns.sum(centroids * centroids, axis=1)
+    return ns.sum(ns.min(near, axis=1))
