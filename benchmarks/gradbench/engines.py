@@ -33,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from common import api as T
+from common.backward import sweep
 from common.forward_sweeps import tangent_sweep
 from common.graph import Node, toposort
 
@@ -65,14 +66,26 @@ class GraphEngine:
 
     def prepare(self, function, shapes: dict[str, tuple], statics: tuple) -> tuple[Run, list[dict]]:
         start = time.perf_counter_ns()
+        if function.derive == "nested":
+            nested = function.model
+            graphs = [nested_graph(fn, program_shapes, nested.inner) for fn, program_shapes in nested.programs]
+            built = time.perf_counter_ns()
+            programs = [self.value_and_grad(out, xs, nested.outer) for out, xs in graphs]
+            run = lambda arrays: nested.drive(programs, arrays)
+            done = time.perf_counter_ns()
+            return run, self.one_off(start, built, done)
         out, variables, wrt = graph_of(function, shapes, statics)
         built = time.perf_counter_ns()
         run = self.derive(function.derive, out, variables, wrt)
         done = time.perf_counter_ns()
+        return run, self.one_off(start, built, done)
+
+    def one_off(self, start: int, built: int, done: int) -> list[dict]:
+        """The reported one-offs: ``build`` (the graph), ``compile`` (what getting the program cost)."""
         timings = [{"name": "build", "nanoseconds": built - start}]
         if self.backend.compiles:
             timings.append({"name": "compile", "nanoseconds": done - built})
-        return run, timings
+        return timings
 
     def derive(self, derive: str, out: Node, variables: list[Node], wrt: list[Node]) -> Run:
         if derive == "value":
@@ -93,6 +106,20 @@ class GraphEngine:
         return lambda arrays: [gradients(out, x, dict(zip(variables, arrays, strict=True)))
                                for out in (cost, tangent)]
 
+    def value_and_grad(self, out: Node, xs: list[Node], mode: str) -> Callable:
+        """``arrays -> (value, gradient with respect to xs[0])`` of the graph: the program's reverse sweep
+        (``"r"``), or forward mode, a tangent per element of ``xs[0]`` evaluated with the value (``"f"``)."""
+        import symnum
+
+        x = xs[0]
+        if mode == "r":
+            evaluate, gradients = symnum.evaluate, symnum.gradients
+            return lambda arrays: (lambda feed: (evaluate(out, feed), gradients(out, x, feed)))(
+                dict(zip(xs, arrays, strict=True)))
+        outputs = [out, *(graph_tangent(out, x, e) for e in basis(x))]
+        return lambda arrays: (lambda got: (got[0], np.reshape(got[1:], x.shape)))(
+            symnum.evaluate(outputs, dict(zip(xs, arrays, strict=True))))
+
 
 class SymSymEngine(GraphEngine):
     """symsym's columns: second derivatives are more graph, compiled with the first."""
@@ -104,6 +131,17 @@ class SymSymEngine(GraphEngine):
         hv = symsym.jvp(g, [x], [T.const(np.ones(x.shape))])   # forward over reverse
         fn = symsym.function(variables, [g, hv], linker=self.backend.linker)
         return lambda arrays: fn(*arrays)
+
+    def value_and_grad(self, out, xs, mode):
+        import symsym
+
+        x = xs[0]
+        if mode == "r":
+            derivative = [symsym.grad(out, x)]
+        else:
+            derivative = [symsym.jvp(out, [x], [T.const(e)]) for e in basis(x)]
+        fn = symsym.function(xs, [out, *derivative], linker=self.backend.linker)
+        return lambda arrays: (lambda got: (got[0], np.reshape(got[1:], x.shape)))(fn(*arrays))
 
 
 class TapeEngine:
@@ -124,6 +162,10 @@ class TapeEngine:
         def tensors(arrays, leaves=()):
             return [symnum.tensor(a, requires_grad=i in leaves) for i, a in enumerate(arrays)]
 
+        if function.derive == "nested":
+            nested = function.model
+            programs = [tape_value_and_grad(fn, nested.inner, nested.outer) for fn, _ in nested.programs]
+            return (lambda arrays: nested.drive(programs, arrays)), []
         if function.derive == "value":
             return (lambda arrays: [np.asarray(call(tensors(arrays)).numpy())]), []
         if function.derive == "grad":
@@ -158,3 +200,64 @@ ENGINES: dict[str, Callable[[], object]] = {"symnum": TapeEngine}
 ENGINES.update({name: (lambda name=name: _graph_engine(name)) for name in ENGINE_BACKENDS
                 if BACKENDS[name].missing() is None})
 """The engines by ``--backend`` name (``symsym-numba`` only where numba is installed); each call makes one."""
+
+
+# ------------------------------------------------------------ nested derivatives
+
+def graph_gradient(y: Node, x: Node) -> Node:
+    """dy/dx of a scalar node as a node (the IR's shared reverse sweep, :func:`common.backward.sweep`).
+
+    The loop ops build their reverse bodies with the same sweep, so it works
+    inside a body being traced: the gradient a loop's body takes of itself.
+    """
+    table = sweep(toposort([y]), {id(y): [T.full(y.shape, 1.0, dtype=y.dtype)]}, {id(x)}, T.symbolic)
+    g = table.get(id(x))
+    return T.zeros_like(x) if g is None else g
+
+
+def basis(x) -> np.ndarray:
+    return np.eye(int(np.prod(x.shape)), dtype=np.float64).reshape((-1, *x.shape))
+
+
+def graph_derivative(mode: str) -> Callable:
+    """``d(f, x)``: the gradient of scalar ``f`` at node ``x`` as graph, by reverse mode (``"r"``: one sweep)
+    or forward mode (``"f"``: one tangent per element of ``x``)."""
+    if mode == "r":
+        return lambda f, x: graph_gradient(f(x), x)
+    return lambda f, x: (lambda y: T.stack([graph_tangent(y, x, e) for e in basis(x)]).reshape(x.shape))(f(x))
+
+
+def tape_derivative(mode: str) -> Callable:
+    """``d(f, x)``: the gradient of scalar ``f`` at ``x`` on the tape: ``symnum.grad`` (``"r"``) or one
+    ``symnum.jvp`` per element of ``x`` (``"f"``); nested in another's, each keeps its own perturbation."""
+    import symnum
+
+    if mode == "r":
+        return lambda f, x: symnum.grad(f)(x)
+    return lambda f, x: symnum.reshape(symnum.stack([symnum.jvp(f, (x,), (e,))[1] for e in basis(x)]), x.shape)
+
+
+def nested_graph(fn: Callable, shapes: tuple, inner: str) -> tuple[Node, list[Node]]:
+    """``fn(T, d, *variables)``'s graph, its inner derivatives ``d`` taken by ``inner`` mode: (out, variables)."""
+    xs = [T.var(f"a{k}", shape) for k, shape in enumerate(shapes)]
+    return fn(T, graph_derivative(inner), *xs), xs
+
+
+def tape_value_and_grad(fn: Callable, inner: str, outer: str) -> Callable:
+    """``arrays -> (value, gradient with respect to arrays[0])`` of ``fn(symnum, d, *tensors)`` on the
+    tape: ``symnum.value_and_grad`` (``"r"``) or a ``symnum.jvp`` per element (``"f"``) around the
+    inner derivatives ``d`` taken by ``inner`` mode."""
+    import symnum
+
+    d = tape_derivative(inner)
+
+    def run(arrays):
+        others = [symnum.tensor(a) for a in arrays[1:]]
+        f = lambda x: fn(symnum, d, x, *others)
+        x = arrays[0]
+        if outer == "r":
+            value, g = symnum.value_and_grad(f)(x)
+            return np.asarray(value), np.asarray(g)
+        pairs = [symnum.jvp(f, (x,), (e,)) for e in basis(x)]
+        return np.asarray(pairs[0][0]), np.reshape([t for _, t in pairs], x.shape)
+    return run

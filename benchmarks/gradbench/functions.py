@@ -275,6 +275,73 @@ def write_newton_direction(results: list[np.ndarray]) -> list:
     return (gradient / diagonal).tolist()
 
 
+# ---------------------------------------------------- saddle and particle
+
+@dataclass(frozen=True)
+class Nested:
+    """A nested-optimisation function: its differentiated programs, and the driver that uses them.
+
+    ``programs``: ``(fn, shapes)`` pairs, ``fn(ns, d, x, *others)`` a scalar
+    whose inner derivatives are ``d(f, x)`` (taken by ``inner`` mode, ``"r"``
+    or ``"f"``), differentiated with respect to its first argument by
+    ``outer`` mode. The engine makes each a ``arrays -> (value, gradient)``
+    once; ``drive(programs, arrays)`` runs the gradient descents on numbers
+    and returns the results.
+    """
+
+    programs: tuple
+    drive: Callable
+    inner: str
+    outer: str
+
+
+class _Host:
+    """Numbers as a namespace for :func:`models.argmin`: numpy's functions and a Python while loop."""
+
+    where, sqrt, sum, zeros_like = staticmethod(np.where), staticmethod(np.sqrt), staticmethod(np.sum), \
+        staticmethod(np.zeros_like)
+
+    @staticmethod
+    def while_loop(cond, body, state):
+        while cond(state):
+            state = body(state)
+        return state
+
+
+def parse_saddle(input: Any):
+    return {"start": array(input, "start", (2,))}, ()
+
+
+def drive_saddle(programs, arrays):
+    """Step 1: argmin over x of max over y of f(x, y) (the max itself a descent inside the objective);
+    step 2: argmax over y of f(x, y); the answer is x then y."""
+    outer, second = programs
+    start = arrays[0]
+    x = models.argmin(_Host, lambda p: outer([p, start]), start)
+    y = models.argmax(_Host, lambda q: second([q, x]), start)
+    return [np.concatenate([x, y])]
+
+
+def saddle_function(modes: str) -> Function:
+    programs = ((models.saddle_outer, ((2,), (2,))), (models.saddle_inner, ((2,), (2,))))
+    return Function(parse_saddle, Nested(programs, drive_saddle, modes[1], modes[0]), (), vector, "nested")
+
+
+def parse_particle(input: Any):
+    return {"w": np.array([number(input, "w")])}, ()
+
+
+def drive_particle(programs, arrays):
+    """argmin over w of the squared miss, from the given w."""
+    (miss,) = programs
+    return models.argmin(_Host, lambda w: miss([w]), arrays[0])
+
+
+def particle_function(modes: str) -> Function:
+    nested = Nested(((models.particle, ((1,),)),), drive_particle, modes[1], modes[0])
+    return Function(parse_particle, nested, (), scalar, "nested")
+
+
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
         "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
@@ -308,5 +375,7 @@ MODULES: dict[str, dict[str, Function]] = {
         "cost": Function(parse_kmeans, model_kmeans, (), scalar),
         "dir": Function(parse_kmeans, model_kmeans, ("centroids",), write_newton_direction, "grad_hdiag"),
     },
+    "saddle": {modes: saddle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
+    "particle": {modes: particle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
 }
 """Every module twograd answers, by name, then every function by name."""

@@ -279,3 +279,102 @@ def kmeans(ns, points, centroids):
     near = ns.sum(points * points, axis=1, keepdims=True) - 2.0 * ns.matmul(points, ns.transpose(centroids)) \
         + ns.sum(centroids * centroids, axis=1)
     return ns.sum(ns.min(near, axis=1))
+
+
+# ------------------------------------------------------- saddle and particle
+
+GD_TOLERANCE = 1e-5
+GD_ETA = 1e-5
+
+
+def argmin(ns, value_and_grad, x0):
+    """Pearlmutter and Siskind's gradient descent, as the evals define it, as one ``ns.while_loop``.
+
+    From ``x0`` with step eta = 1e-5: stop when |g| <= 1e-5; after 10
+    accepted steps double eta; stop when the step moves x by <= 1e-5; accept
+    x - eta g when it lowers f, else halve eta. The branches are selections
+    on the carried state (x, f, g, eta, accepted steps, done), so the loop is
+    one op on a graph, whose derivative (forward or reverse) is the loop's
+    own, and a Python loop on the tape or on numbers. ``value_and_grad(x) ->
+    (f(x), grad f(x))`` is how the caller differentiates.
+    """
+    fx, gx = value_and_grad(x0)
+
+    def flag(pred):
+        return ns.where(pred, 1.0, 0.0)
+
+    def step(state):
+        x, fx, gx, eta, accepted, _ = state
+        xp = x - eta * gx
+        fxp, gxp = value_and_grad(xp)
+        small = flag(ns.sqrt(ns.sum(gx * gx)) <= GD_TOLERANCE)
+        double = (1.0 - small) * flag(accepted > 9.5)
+        still = (1.0 - small) * (1.0 - double) * flag(ns.sqrt(ns.sum((x - xp) * (x - xp))) <= GD_TOLERANCE)
+        rest = (1.0 - small) * (1.0 - double) * (1.0 - still)
+        accept = rest * flag(fxp < fx)
+        reject = rest - accept
+        take = accept > 0.5
+        return (ns.where(take, xp, x), ns.where(take, fxp, fx), ns.where(take, gxp, gx),
+                eta * (1.0 + double) * (1.0 - 0.5 * reject), accepted * (1.0 - double - reject) + accept,
+                small + still)
+
+    zero = ns.zeros_like(fx)
+    state = (x0, fx, gx, zero + GD_ETA, zero, zero)
+    return ns.while_loop(lambda state: state[5] < 0.5, step, state)[0]
+
+
+def argmax(ns, value_and_grad, x0):
+    """:func:`argmin` of -f."""
+    def negated(x):
+        fx, gx = value_and_grad(x)
+        return -fx, -gx
+    return argmin(ns, negated, x0)
+
+
+def saddle_f(ns, p1, p2):
+    """The saddle eval's function: (p1_0^2 + p1_1^2) - (p2_0^2 + p2_1^2)."""
+    return ns.sum(p1 * p1) - ns.sum(p2 * p2)
+
+
+def saddle_outer(ns, d, p1, start):
+    """max over p2 of f(p1, p2), by :func:`argmax` from ``start`` with the gradient ``d`` takes inside."""
+    def inner(p2):
+        f = lambda p2: saddle_f(ns, p1, p2)
+        return f(p2), d(f, p2)
+    return saddle_f(ns, p1, argmax(ns, inner, start))
+
+
+def saddle_inner(ns, d, p2, p1):
+    """f(p1, p2) as a function of p2 (the second, plain argmax)."""
+    return saddle_f(ns, p1, p2)
+
+
+PARTICLE_DT = 1e-1
+
+
+def particle(ns, d, w):
+    """The particle's squared x at the x-axis crossing, for charges at (10, 10 - w) and (10, 0).
+
+    Naive Euler from x = (0, 8), x' = (0.75, 0), steps of 0.1 while the next
+    position stays above the axis, with x'' = -grad_x p(x) taken by ``d``
+    inside the loop (p closes over w: the derivative the caller takes of this
+    with respect to w is the one the perturbation-confusion literature is
+    about); then the linear interpolation to y = 0.
+    """
+    charges = ns.stack([ns.concatenate([ns.full((1,), 10.0, dtype=w.dtype), 10.0 - w]),
+                        ns.full((2,), 0.0, dtype=w.dtype) + np.array([10.0, 0.0])])
+
+    def potential(x):
+        diff = charges - x
+        return ns.sum(1.0 / ns.sqrt(ns.sum(diff * diff, axis=1)))
+
+    def step(state):
+        x, xdot = state
+        return x + PARTICLE_DT * xdot, xdot - PARTICLE_DT * d(potential, x)
+
+    x0 = ns.full((2,), 0.0, dtype=w.dtype) + np.array([0.0, 8.0])
+    xdot0 = ns.full((2,), 0.0, dtype=w.dtype) + np.array([0.75, 0.0])
+    x, xdot = ns.while_loop(lambda s: (s[0] + PARTICLE_DT * s[1])[1] > 0.0, step, (x0, xdot0))
+    t_f = -x[1] / xdot[1]
+    landing = x + t_f * xdot
+    return landing[0] * landing[0]
