@@ -22,8 +22,11 @@ Forward over reverse: ``grad(f)`` called on duals (``jvp`` of a gradient,
 a Hessian-vector product) records ``f``'s primal and tangent on the tape from
 fresh leaves ``x``; the gradient is then one reverse sweep of the primal, and
 its tangent one reverse sweep of the tangent, since d/de grad f(x + e t) =
-H t = grad_x <grad f(x), t>. This holds at the top level (duals of numbers);
-deeper mixes of the two are refused with a GradError.
+H t = grad_x <grad f(x), t>. This holds at the top level (duals of numbers),
+also when the duals reach ``f`` through a closure rather than its argument
+(the gradient is then a dual too); deeper mixes of the two are refused with a
+GradError. Likewise ``jvp`` of a function that closes over tape tensors
+returns tensors on the tape, whatever its primals.
 """
 
 from __future__ import annotations

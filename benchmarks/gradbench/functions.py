@@ -256,9 +256,11 @@ def model_det(ns, v, statics):
 def parse_kmeans(input: Any):
     points = array(input, "points", (None, None))
     n, d = points.shape
+    if n == 0 or d == 0:
+        raise FeedError(f"field 'points' has shape {points.shape}: it needs at least one point of one coordinate")
     centroids = array(input, "centroids", (None, d))
-    if n == 0 or d == 0 or centroids.shape[0] == 0:
-        raise FeedError(f"fields 'points' {points.shape} and 'centroids' {centroids.shape} must not be empty")
+    if centroids.shape[0] == 0:
+        raise FeedError("field 'centroids' must not be empty")
     if n * centroids.shape[0] > MAX_ELEMENTS:
         raise FeedError(f"fields 'points' and 'centroids': {n} x {centroids.shape[0]} distances, "
                         f"more than {MAX_ELEMENTS}")
