@@ -194,6 +194,8 @@ BAD = [
     ("saddle", "rr", {"start": [1.0, 2.0, 3.0]}, "'start'"),
     ("particle", "ff", {"w": "zero"}, "'w'"),
     ("saddle", "fx", {"start": [1.0, 1.0]}, "'fx'"),
+    ("ba", "jacobian", {"n": 2, "m": 3, "p": 5, "w": 1.0, "feat": [1.0, 2.0], "x": [1.0, 2.0, 3.0],
+                        "cam": [1.0] * 10}, "'cam'"),
 ]
 
 
@@ -209,7 +211,8 @@ def test_bad_inputs_get_an_error_naming_the_field_and_the_tool_keeps_serving(bac
 
 
 def test_every_module_answers_every_function_the_evals_ask():
-    asked = {"llsq": {"primal", "gradient"}, "ode": {"primal", "gradient"}, "det": {"primal", "gradient"},
+    asked = {"ba": {"objective", "jacobian"}, "llsq": {"primal", "gradient"},
+             "ode": {"primal", "gradient"}, "det": {"primal", "gradient"},
              "kmeans": {"cost", "dir"}, "saddle": set(MODES), "particle": set(MODES)}
     for module, functions in asked.items():
         assert set(MODULES[module]) == functions
@@ -223,3 +226,56 @@ def test_det_levels_sum_the_same_terms_as_the_expansion():
                   * np.linalg.det(np.eye(ell)[list(p)]) for p in itertools.permutations(range(ell)))
     got = float(answer("symnum", "det", "primal", {"A": a.ravel().tolist(), "ell": ell})[0])
     assert got == pytest.approx(leibniz, rel=1e-12)
+
+
+# -------------------------------------------------------------------------- ba
+
+def ba_residuals(cams, points, w, feats, n, m):
+    """Observation i: camera i mod n, point i mod m; rotation by the matrix cos I + sin [k]x + (1-cos) k k^T."""
+    p = len(w)
+    out = np.empty(3 * p)
+    for i in range(p):
+        cam, x = cams[i % n], points[i % m] - cams[i % n][3:6]
+        theta = np.linalg.norm(cam[:3])
+        k = cam[:3] / theta
+        skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        rotated = (np.cos(theta) * np.eye(3) + np.sin(theta) * skew + (1 - np.cos(theta)) * np.outer(k, k)) @ x
+        proj = rotated[:2] / rotated[2]
+        r2 = proj @ proj
+        proj = proj * (1 + cam[9] * r2 + cam[10] * r2 * r2) * cam[6] + cam[7:9]
+        out[2 * i:2 * i + 2] = w[i] * (proj - feats[i])
+        out[2 * p + i] = 1 - w[i] ** 2
+    return out
+
+
+BA_INPUT = {"n": 2, "m": 3, "p": 5, "w": 0.417022, "feat": [271.76, 834.21], "x": [7.2, 0.0011, 3.02],
+            "cam": [-0.758, -1.11, -0.846, 34.6, 39.7, 53.9, 419.2, 5.86, -8.52, 0.0878, 0.00274]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ba_residuals_and_sparse_jacobian_against_central_differences(backend):
+    from benchmarks.gradbench.functions import ba_sparse, parse_ba
+
+    arrays, statics = parse_ba(BA_INPUT)
+    n, m, p = statics
+    want = ba_residuals(arrays["cams"], arrays["points"], arrays["w"], arrays["feats"], n, m)
+    got = answer(backend, "ba", "objective", BA_INPUT)[0]
+    assert rel(got, want) < 1e-12
+    objective = MODULES["ba"]["objective"].write([got])
+    assert objective["reproj_error"]["repeated"] == p and objective["w_err"]["element"] == pytest.approx(want[2 * p])
+
+    rows, cols, vals = ba_sparse(answer(backend, "ba", "jacobian", BA_INPUT), statics)
+    dense = np.zeros((3 * p, 11 * n + 3 * m + p))
+    for r in range(3 * p):
+        dense[r, cols[rows[r]:rows[r + 1]]] = vals[rows[r]:rows[r + 1]]
+    flat = np.concatenate([arrays["cams"].ravel(), arrays["points"].ravel(), arrays["w"]])
+
+    def residuals(v):
+        cams = v[:11 * n].reshape(n, 11)
+        points = v[11 * n:11 * n + 3 * m].reshape(m, 3)
+        return ba_residuals(cams, points, v[11 * n + 3 * m:], arrays["feats"], n, m)
+
+    fd = np.stack([(residuals(flat + h) - residuals(flat - h)) / (2 * h[h != 0][0])
+                   for h in np.eye(flat.size) * 1e-6 * np.maximum(1, np.abs(flat))], axis=1)
+    assert rel(dense, fd) < 1e-6
+    assert rows[-1] == 31 * p and len(cols) == len(vals) == 31 * p

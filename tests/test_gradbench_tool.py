@@ -115,9 +115,9 @@ def test_full_session(backend, rng):
         assert len(jac) == 4 * 12 + 3 * 3 and all(isinstance(t, float) for t in jac)
 
         # what the tool must survive
-        bad = s.send({"kind": "define", "module": "ba"})
-        assert bad["success"] is False and "ba" in bad["error"]
-        bad = s.send({"kind": "evaluate", "module": "ba", "function": "objective", "input": {}})
+        bad = s.send({"kind": "define", "module": "nope"})
+        assert bad["success"] is False and "nope" in bad["error"]
+        bad = s.send({"kind": "evaluate", "module": "nope", "function": "objective", "input": {}})
         assert bad["success"] is False and bad["error"]
         bad = s.send({"kind": "evaluate", "module": "gmm", "function": "hessian", "input": g})
         assert bad["success"] is False and "hessian" in bad["error"]

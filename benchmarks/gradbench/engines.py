@@ -49,9 +49,11 @@ def graph_of(function, shapes: dict[str, tuple], statics: tuple) -> tuple[Node, 
     return out, list(variables.values()), [variables[w] for w in function.wrt]
 
 
-def graph_tangent(y: Node, x: Node, v) -> Node:
-    """dy/dx along ``v`` as a node of the graph (forward mode over the graph, one sweep from ``x``)."""
-    tangents = {id(x): T.const(np.asarray(v, dtype=x.dtype))}
+def graph_tangent(y: Node, x: Node | list[Node], v) -> Node:
+    """dy/dx along ``v`` as a node of the graph (forward mode over the graph, one sweep from ``x``); ``x``
+    and ``v`` may be lists (the tangent along all of them at once)."""
+    xs, vs = ([x], [v]) if isinstance(x, Node) else (x, v)
+    tangents = {id(x): T.const(np.asarray(v, dtype=x.dtype)) for x, v in zip(xs, vs, strict=True)}
     tangent_sweep(toposort([y]), tangents, T.symbolic)
     out = tangents.get(id(y))
     return T.zeros_like(y) if out is None else out
@@ -76,7 +78,10 @@ class GraphEngine:
             return run, self.one_off(start, built, done)
         out, variables, wrt = graph_of(function, shapes, statics)
         built = time.perf_counter_ns()
-        run = self.derive(function.derive, out, variables, wrt)
+        if function.derive == "jvp":
+            run = self.tangents(out, variables, wrt, function.seeds(shapes, statics))
+        else:
+            run = self.derive(function.derive, out, variables, wrt)
         done = time.perf_counter_ns()
         return run, self.one_off(start, built, done)
 
@@ -106,6 +111,13 @@ class GraphEngine:
         return lambda arrays: [gradients(out, x, dict(zip(variables, arrays, strict=True)))
                                for out in (cost, tangent)]
 
+    def tangents(self, out: Node, variables: list[Node], wrt: list[Node], seeds: list[list]) -> Run:
+        """``[J s for s in seeds]``: forward mode along each seed (one tangent per ``wrt``), one program."""
+        import symnum
+
+        outputs = [graph_tangent(out, wrt, seed) for seed in seeds]
+        return lambda arrays: symnum.evaluate(outputs, dict(zip(variables, arrays, strict=True)))
+
     def value_and_grad(self, out: Node, xs: list[Node], mode: str) -> Callable:
         """``arrays -> (value, gradient with respect to xs[0])`` of the graph: the program's reverse sweep
         (``"r"``), or forward mode, a tangent per element of ``xs[0]`` evaluated with the value (``"f"``)."""
@@ -130,6 +142,13 @@ class SymSymEngine(GraphEngine):
         g = symsym.grad(cost, x)
         hv = symsym.jvp(g, [x], [T.const(np.ones(x.shape))])   # forward over reverse
         fn = symsym.function(variables, [g, hv], linker=self.backend.linker)
+        return lambda arrays: fn(*arrays)
+
+    def tangents(self, out, variables, wrt, seeds):
+        import symsym
+
+        outputs = [symsym.jvp(out, wrt, [T.const(v) for v in seed]) for seed in seeds]
+        fn = symsym.function(variables, outputs, linker=self.backend.linker)
         return lambda arrays: fn(*arrays)
 
     def value_and_grad(self, out, xs, mode):
@@ -168,6 +187,17 @@ class TapeEngine:
             return (lambda arrays: nested.drive(programs, arrays)), []
         if function.derive == "value":
             return (lambda arrays: [np.asarray(call(tensors(arrays)).numpy())]), []
+        if function.derive == "jvp":
+            seeds = function.seeds(shapes, statics)
+
+            def tangents(arrays):
+                def at(*xs):
+                    args = tensors(arrays)
+                    for i, x in zip(wrt, xs):
+                        args[i] = x
+                    return call(args)
+                return [symnum.jvp(at, [arrays[i] for i in wrt], seed)[1] for seed in seeds]
+            return tangents, []
         if function.derive == "grad":
             def grad(arrays):
                 args = tensors(arrays, wrt)

@@ -9,6 +9,7 @@ arrays are written back as JSON. The tool and the tests enumerate
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ class Function:
     engine computes: ``"value"`` (the output), ``"grad"`` (the scalar
     output's gradients in ``wrt`` order) or ``"grad_hdiag"`` (the gradient
     with respect to the one ``wrt`` and the Hessian times ones, forward over
-    reverse: the Hessian's diagonal when the Hessian is diagonal); by default
-    ``"grad"`` when ``wrt`` is given, else ``"value"``.
+    reverse: the Hessian's diagonal when the Hessian is diagonal), ``"jvp"``
+    (the Jacobian along each of ``seeds(shapes, statics)``, a list with one
+    tangent per ``wrt`` each: a sparse Jacobian's compressed columns) or
+    ``"nested"`` (:class:`Nested`); by default ``"grad"`` when ``wrt`` is
+    given, else ``"value"``. ``assemble(results, statics)``, part of each
+    timed run, turns the engine's results into what ``write`` reads.
     """
 
     parse: Callable[[Any], tuple[dict[str, np.ndarray], tuple]]
@@ -45,6 +50,8 @@ class Function:
     wrt: tuple[str, ...]
     write: Callable[[list[np.ndarray]], Any]
     derivative: str = ""
+    seeds: Callable | None = None
+    assemble: Callable | None = None
 
     @property
     def derive(self) -> str:
@@ -344,6 +351,78 @@ def particle_function(modes: str) -> Function:
     return Function(parse_particle, nested, (), scalar, "nested")
 
 
+# ------------------------------------------------------------------------ ba
+
+BA_CAMERA = 11
+
+
+def parse_ba(input: Any):
+    n, m, p = (integer(input, name, 1, MAX_DIM) for name in ("n", "m", "p"))
+    if 31 * p > MAX_ELEMENTS:
+        raise FeedError(f"field 'p': {p} observations make a Jacobian of more than {MAX_ELEMENTS} entries")
+    camera, point, feat = array(input, "cam", (BA_CAMERA,)), array(input, "x", (3,)), array(input, "feat", (2,))
+    arrays = {"cams": np.tile(camera, (n, 1)), "points": np.tile(point, (m, 1)),
+              "w": np.full(p, number(input, "w")), "feats": np.tile(feat, (p, 1))}
+    return arrays, (n, m, p)
+
+
+@functools.lru_cache(maxsize=4)
+def ba_observations(n: int, m: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which camera and which point observation i sees: i mod n and i mod m, as the eval lays them out."""
+    return np.arange(p) % n, np.arange(p) % m
+
+
+def model_ba(ns, v, statics):
+    return models.ba(ns, v["cams"], v["points"], v["w"], v["feats"], *ba_observations(*statics))
+
+
+def ba_colours(shapes, statics) -> list[list[np.ndarray]]:
+    """The Jacobian's columns in 15 colours: parameter k of every camera (no observation sees two cameras),
+    coordinate k of every point, and every weight (each is its own observation's): 15 forward passes."""
+    n, m, p = statics
+    colours = []
+    for var, width in ((0, BA_CAMERA), (1, 3)):
+        for k in range(width):
+            seed = [np.zeros((n, BA_CAMERA)), np.zeros((m, 3)), np.zeros(p)]
+            seed[var][:, k] = 1.0
+            colours.append(seed)
+    colours.append([np.zeros((n, BA_CAMERA)), np.zeros((m, 3)), np.ones(p)])
+    return colours
+
+
+def ba_sparse(results: list[np.ndarray], statics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The whole Jacobian in the eval's layout from its 15 compressed columns: row pointers, columns, values.
+
+    Rows 2i and 2i+1 (observation i's x and y) hold camera i mod n's 11
+    parameters, point i mod m's 3 coordinates and weight i; row 2p + i holds
+    weight i alone.
+    """
+    n, m, p = statics
+    cam_of, point_of = ba_observations(n, m, p)
+    compressed = np.stack(results, axis=1)                                  # (3p, 15)
+    per_obs = np.concatenate([BA_CAMERA * cam_of[:, None] + np.arange(BA_CAMERA),
+                              BA_CAMERA * n + 3 * point_of[:, None] + np.arange(3),
+                              (BA_CAMERA * n + 3 * m + np.arange(p))[:, None]], axis=1)   # (p, 15)
+    cols = np.concatenate([np.repeat(per_obs, 2, axis=0).ravel(), BA_CAMERA * n + 3 * m + np.arange(p)])
+    vals = np.concatenate([compressed[:2 * p].ravel(), compressed[2 * p:, -1]])
+    rows = np.concatenate([np.arange(2 * p + 1) * 15, 30 * p + 1 + np.arange(p)])
+    return rows, cols, vals
+
+
+def write_ba_objective(results: list[np.ndarray]) -> dict:
+    """The eval's summary of the residuals: the first observation's two errors and the first weight error,
+    each with how many there are."""
+    (residuals,) = results
+    p = residuals.size // 3
+    return {"reproj_error": {"elements": residuals[:2].tolist(), "repeated": p},
+            "w_err": {"element": float(residuals[2 * p]), "repeated": p}}
+
+
+def write_ba_jacobian(results) -> dict:
+    """The eval's summary of the sparse Jacobian: the first 30 entries of each list and the last."""
+    return {name: [*part[:30].tolist(), part[-1].item()] for name, part in zip(("rows", "cols", "vals"), results)}
+
+
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
         "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
@@ -376,6 +455,11 @@ MODULES: dict[str, dict[str, Function]] = {
     "kmeans": {
         "cost": Function(parse_kmeans, model_kmeans, (), scalar),
         "dir": Function(parse_kmeans, model_kmeans, ("centroids",), write_newton_direction, "grad_hdiag"),
+    },
+    "ba": {
+        "objective": Function(parse_ba, model_ba, (), write_ba_objective),
+        "jacobian": Function(parse_ba, model_ba, ("cams", "points", "w"), write_ba_jacobian, "jvp",
+                             seeds=ba_colours, assemble=ba_sparse),
     },
     "saddle": {modes: saddle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
     "particle": {modes: particle_function(modes) for modes in ("ff", "fr", "rf", "rr")},

@@ -378,3 +378,43 @@ def particle(ns, d, w):
     t_f = -x[1] / xdot[1]
     landing = x + t_f * xdot
     return landing[0] * landing[0]
+
+
+# ------------------------------------------------------------------------- ba
+
+def _cross(ns, a, b):
+    """Row-wise cross products of (p, 3) arrays."""
+    return ns.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+
+
+def ba_project(ns, cams, points):
+    """ADBench's camera model for each observation's (camera, point) row pair: (p, 11), (p, 3) -> (p, 2).
+
+    A camera is an angle-axis rotation (3), a centre (3), a focal length, a
+    principal point (2) and two radial distortion terms. The rotation is
+    Rodrigues' formula, or its first order where the angle is exactly 0 (the
+    angle's square root is taken of 1 there, so that neither side of the
+    selection makes a NaN).
+    """
+    rot, centre = cams[:, 0:3], cams[:, 3:6]
+    x = points - centre
+    sq = ns.sum(rot * rot, axis=1, keepdims=True)
+    turning = sq != 0.0
+    theta = ns.sqrt(ns.where(turning, sq, 1.0))
+    axis = rot / theta
+    cos, sin = ns.cos(theta), ns.sin(theta)
+    rodrigues = x * cos + _cross(ns, axis, x) * sin + axis * (ns.sum(axis * x, axis=1, keepdims=True) * (1.0 - cos))
+    xcam = ns.where(turning, rodrigues, x + _cross(ns, rot, x))
+    proj = xcam[:, 0:2] / xcam[:, 2:3]
+    rsq = ns.sum(proj * proj, axis=1, keepdims=True)
+    proj = proj * (1.0 + cams[:, 9:10] * rsq + cams[:, 10:11] * rsq * rsq)
+    return proj * cams[:, 6:7] + cams[:, 7:9]
+
+
+def ba(ns, cams, points, w, feats, cam_of, point_of):
+    """Bundle adjustment's residuals, one vector: the weighted reprojection errors of the observations (x then
+    y of each, 2p), then the weights' errors 1 - w^2 (p). Observation i sees camera ``cam_of[i]`` and point
+    ``point_of[i]``."""
+    reproj = ns.expand_dims(w, 1) * (ba_project(ns, cams[cam_of], points[point_of]) - feats)
+    return ns.concatenate([ns.reshape(reproj, (-1,)), 1.0 - w * w])

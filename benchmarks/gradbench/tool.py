@@ -131,6 +131,8 @@ class Tool:
             self.programs.move_to_end(key)
             return run
         run, one_off = self.engine.prepare(function, {k: v.shape for k, v in arrays.items()}, statics)
+        if function.assemble is not None:
+            run = (lambda run, assemble: lambda values: assemble(run(values), statics))(run, function.assemble)
         timings.extend(one_off)
         self.programs[key] = run
         while len(self.programs) > CACHE_SIZE:
