@@ -13,12 +13,19 @@ from the runs.
   once, so there is no one-off to report.
 - ``symnum-static``: the model's IR graph, built once per shape, run by
   ``symnum.gradients``' program (the Caffe style), scheduled once and cached.
-  That program gives first derivatives; a Hessian-vector product is the
-  program's gradient of the graph's own directional derivative (a tangent
-  built by :func:`common.forward_sweeps.tangent_sweep`, reverse over forward).
+  That program gives first derivatives, of the value or of tangents the
+  graph holds: a Hessian-vector product is the program's gradient of the
+  graph's own directional derivative (a tangent built by
+  :func:`common.forward_sweeps.tangent_sweep`, reverse over forward), and
+  forward mode is such tangents evaluated.
 - ``symsym`` and ``symsym-numba``: the graph's derivative nodes are added once
   (``symsym.grad``, forward over reverse with ``symsym.jvp``) and compiled by
   the numpy or numba linker; each run executes the compiled function.
+
+Derivatives inside the model (saddle's and particle's, taken in the body of
+a loop that is itself differentiated) are graph on both graph paradigms,
+made by the IR's shared sweeps (:func:`graph_derivative`), and tape
+transforms on the tape (:func:`tape_derivative`).
 
 The value and first-derivative paths of the graph engines are
 :meth:`benchmarks.backends.GraphBackend.program`, the code ``twograd bench``
