@@ -197,7 +197,7 @@ def sweep(outputs, seeds, inputs, retain_graph: bool, create_graph: bool, prune:
             else:
                 have.append(k)
         if prune and not _all_lead(grads, targets):
-            leads = _leading(grads, targets)
+            leads = _leading(grads, targets, _lowest_level(inputs))
             for node in [n for n in grads if n not in leads]:
                 del grads[node]
 
@@ -248,18 +248,27 @@ def _all_lead(roots, targets) -> bool:
     return True
 
 
-def _leading(roots, targets) -> set:
+def _lowest_level(inputs) -> int:
+    """The lowest level of the nodes that made ``inputs`` (0 when one is a leaf): no node below it can lead
+    to one of them, since a node's consumers all have higher levels."""
+    return min((x.grad_fn.level if x.grad_fn is not None else 0) for x in inputs)
+
+
+def _leading(roots, targets, floor: int = 0) -> set:
     """The nodes reachable from ``roots`` that lead to a target: the only ones a pruned sweep runs.
 
-    One walk finds the reachable nodes; taken by level (parents before
-    consumers), a node leads to a target when it is one or a parent does.
+    One walk finds the reachable nodes, not going below ``floor`` (the lowest
+    target's level), so a gradient taken with respect to values with a long
+    history (a derivative nested in another's, at every step of a loop) walks
+    only the tape recorded since; taken by level (parents before consumers),
+    a node leads to a target when it is one or a parent does.
     """
     seen = set(roots)
     stack = list(seen)
     pop, push, add = stack.pop, stack.append, seen.add
     while stack:
         for p in inputs_of(pop())[0]:
-            if p.__class__ is TapeNode and p not in seen:
+            if p.__class__ is TapeNode and p not in seen and p.level >= floor:
                 add(p)
                 push(p)
     leads = set()

@@ -26,8 +26,11 @@ H t = grad_x <grad f(x), t>. A Jacobian at duals is likewise the Jacobian of the
 pair (primal, tangent) (:func:`symnum.functional.jacobian_of_duals`), and
 :func:`jacfwd`'s batch of basis tangents reaches a reverse transform one column
 at a time (:func:`by_columns`), so ``jacfwd(jacrev(f))`` and ``jacfwd(grad(f))``
-are Hessians. This holds at the top level (duals of numbers); deeper mixes of
-the two are refused with a GradError.
+are Hessians. This holds at the top level (duals of numbers), also when the
+duals reach ``f`` through a closure rather than its argument (the gradient is
+then a dual too); deeper mixes of the two are refused with a GradError.
+Likewise ``jvp`` of a function that closes over tape tensors returns tensors on
+the tape, whatever its primals.
 """
 
 from __future__ import annotations
@@ -276,7 +279,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple:
     xs = [_primal(p) for p in primals]
     duals = [Dual(x, _tangent(t, x, k), trace) for k, (x, t) in enumerate(zip(xs, tangents))]
     out, tangent = split_dual(f(*duals), trace)
-    if nested:
+    if nested or _held(out) or _held(tangent):  # also a closure over a tape tensor or an outer trace's dual
         return _kept(out), _kept(tangent)
     out = _plain(out)
     return out, _plain(tangent, out.dtype)
@@ -376,6 +379,24 @@ def value_and_grad_of_duals(f: Callable, args: tuple, kwargs: dict, nums: tuple,
         tangents = _sweep(engine, tangent, xs)
     value = Dual(_plain(out), _plain(tangent), top)
     duals = [Dual(g, t, top) for g, t in zip(grads, tangents)]
+    return value, duals[0] if single else tuple(duals)
+
+
+def value_and_grad_of_dual_result(out: Dual, xs: list, single: bool) -> tuple:
+    """``value_and_grad(f)`` at plain values, for an ``f`` that closes over duals of an enclosing ``jvp``
+    (and so returns one): the leaves ``xs`` were recorded on the tape through the dual's primal and tangent,
+    so the gradient is one reverse sweep of each, a dual of that trace, as in
+    :func:`value_and_grad_of_duals`. Deeper mixes (tensors with history, nested duals) are refused."""
+    if out.primal.__class__ is Dual or out.tangent.__class__ is Dual:
+        raise GradError("grad of a function closing over nested duals: forward over reverse is supported on "
+                        f"duals of numbers (a jvp of a grad at the top level) (at {user_site(3)})")
+    primal = output_tensor(out.primal, "grad")
+    if primal.size != 1:
+        raise GradError(f"grad: the function must return a single element, got shape {primal.shape} "
+                        f"(at {user_site(3)})")
+    grads, tangents = _sweep(engine, primal, xs), _sweep(engine, out.tangent, xs)
+    value = Dual(_plain(primal), _plain(out.tangent), out.trace)
+    duals = [Dual(g, t, out.trace) for g, t in zip(grads, tangents)]
     return value, duals[0] if single else tuple(duals)
 
 

@@ -70,7 +70,8 @@ def _call(f: Callable, args, kwargs, nums, what: str) -> tuple[list, Tensor]:
             raise GradError(f"{what}: argnums {i} is out of range: the function was called with {len(args)} "
                             f"positional argument{'' if len(args) == 1 else 's'} (at {user_site()})")
         args[i] = _input(args[i])
-    return [args[i] for i in nums], output_tensor(f(*args, **kwargs), what)
+    out = f(*args, **kwargs)
+    return [args[i] for i in nums], out if out.__class__ is forward.Dual else output_tensor(out, what)
 
 
 def _grads(out: Tensor, xs, seed, create_graph: bool, retain_graph: bool | None,
@@ -134,6 +135,8 @@ def _value_and_grad(f: Callable, nums: tuple, single: bool, disconnected: str) -
         nested = _nested(args)
         with transforming():
             xs, out = _call(f, args, kwargs, nums, "grad")
+            if out.__class__ is forward.Dual:  # f closes over an enclosing jvp's duals: reverse inside forward
+                return forward.value_and_grad_of_dual_result(out, xs, single)
             if out.size != 1:
                 raise GradError(f"grad: the function must return a single element, got shape {out.shape}; "
                                 f"use jacobian or vjp for non-scalar functions (at {user_site()})")

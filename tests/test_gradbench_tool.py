@@ -115,9 +115,9 @@ def test_full_session(backend, rng):
         assert len(jac) == 4 * 12 + 3 * 3 and all(isinstance(t, float) for t in jac)
 
         # what the tool must survive
-        bad = s.send({"kind": "define", "module": "ba"})
-        assert bad["success"] is False and "ba" in bad["error"]
-        bad = s.send({"kind": "evaluate", "module": "ba", "function": "objective", "input": {}})
+        bad = s.send({"kind": "define", "module": "nope"})
+        assert bad["success"] is False and "nope" in bad["error"]
+        bad = s.send({"kind": "evaluate", "module": "nope", "function": "objective", "input": {}})
         assert bad["success"] is False and bad["error"]
         bad = s.send({"kind": "evaluate", "module": "gmm", "function": "hessian", "input": g})
         assert bad["success"] is False and "hessian" in bad["error"]
@@ -225,7 +225,7 @@ def test_graph_is_prepared_once_per_shape(backend):
     out = replies(backend, *[{"kind": "evaluate", "module": "lse", "function": "gradient", "input": i}
                              for i in (x, {**x, "x": [3.0, 1.0, 2.0]}, {**x, "x": [1.0, 2.0]})])
     names = [[t["name"] for t in r["timings"]] for r in out]
-    prepared = ["build", "compile"] if backend == "symsym" else ["build"]
+    prepared = {"symnum": [], "symnum-static": ["build"]}.get(backend, ["build", "compile"])
     assert names[0] == prepared + ["evaluate", "evaluate"]
     assert names[1] == ["evaluate", "evaluate"]          # same shape: cached
     assert names[2] == prepared + ["evaluate", "evaluate"]  # new shape: prepared again
@@ -242,3 +242,30 @@ def test_twograd_cli_serves_the_protocol():
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["id"] for r in out] == [0, 1, 2]
     assert out[0]["tool"] == "twograd-symnum" and out[1]["success"] is True and out[2]["output"] == 9.0
+
+
+FAKE_EVAL = """
+import json, sys
+def send(m):
+    print(json.dumps(m), flush=True)
+    return json.loads(sys.stdin.readline()) if m["kind"] != "end" else None
+send({"id": 0, "kind": "start", "eval": "hello"})
+send({"id": 1, "kind": "define", "module": "hello"})
+for i, (x, want) in enumerate([(3.0, 9.0), (2.0, 5.0)]):
+    r = send({"id": 2 + 2 * i, "kind": "evaluate", "module": "hello", "function": "square", "input": x})
+    send({"id": 3 + 2 * i, "kind": "analysis", "of": 2 + 2 * i, "valid": r["output"] == want})
+send({"id": 6, "kind": "evaluate", "module": "nope", "function": "square", "input": 1.0})
+send({"id": 7, "kind": "end"})
+"""
+
+
+def test_pipe_relays_an_eval_and_counts_its_analyses(tmp_path):
+    script = tmp_path / "fake_eval.py"
+    script.write_text(FAKE_EVAL)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gradbench.pipe", "--eval", f"{sys.executable} {script}",
+                           "--tool", f"{sys.executable} -m benchmarks.gradbench --backend symnum"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1, done.stderr      # one answer judged invalid, one evaluation failed
+    rows = done.stdout.splitlines()
+    assert rows[-1] == "1 VALID, 1 invalid, 1 failed"
+    assert [row.split("\t")[2] for row in rows[:-1]] == ["VALID", "invalid", "FAILED"]

@@ -15,6 +15,7 @@ import pytest
 from opcases import CASES
 
 import symnum as S
+from benchmarks.finite import central_differences
 from benchmarks.workloads import get
 from common.errors import DTypeError, ShapeError, TwogradError
 
@@ -169,3 +170,28 @@ def test_bad_tangents_are_twograd_errors():
         S.jvp(S.sin, [np.arange(3)], [np.ones(3)])
     with pytest.raises(TwogradError, match="2 primals but 1 tangents"):
         S.jvp(S.add, [x, x], [x])
+
+
+def test_jvp_of_a_function_closing_over_a_tape_tensor_stays_on_the_tape():
+    """grad over jvp where only the closure carries the outer derivative: d/dw sum(d/dx sin(x w) . 1)."""
+    x0 = np.array([0.3, 0.5])
+
+    def inner(w):
+        tangent = S.jvp(lambda x: S.sum(S.sin(x * w)), (x0,), (np.ones(2),))[1]
+        return S.sum(tangent)
+
+    got = S.grad(inner)(np.array([0.7]))
+    want = central_differences(lambda w: np.sum(w[0] * np.cos(x0 * w[0])), np.array([0.7]), 1e-6)
+    assert np.allclose(got, want, rtol=1e-8)
+
+
+def test_grad_of_a_function_closing_over_an_enclosing_jvps_dual():
+    """jvp over grad where only the closure carries the tangent: d/dw sum(d/dx sin(x w))."""
+    x0 = np.array([0.3, 0.5])
+
+    def inner(w):
+        return S.sum(S.grad(lambda x: S.sum(S.sin(x * w)))(x0))
+
+    _, got = S.jvp(inner, (np.array([0.7]),), (np.ones(1),))
+    want = central_differences(lambda w: np.sum(w[0] * np.cos(x0 * w[0])), np.array([0.7]), 1e-6)
+    assert np.allclose(got, want, rtol=1e-8)

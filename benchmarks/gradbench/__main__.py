@@ -1,4 +1,4 @@
-"""``python -m benchmarks.gradbench --backend symnum|symsym``: the GradBench tool."""
+"""``python -m benchmarks.gradbench --backend symnum|symnum-static|symsym|symsym-numba``: the GradBench tool."""
 
 from .tool import main
 

@@ -9,6 +9,7 @@ arrays are written back as JSON. The tool and the tests enumerate
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from common import api as T
 from common.errors import FeedError
 from common.ops.params import MAX_DIM, MAX_INT, is_int, shown
 
@@ -29,16 +29,37 @@ class Function:
 
     ``parse(input) -> (arrays, statics)``: named float64 arrays (the graph's
     variables, fed on every run) and hashable static parameters (baked into
-    the graph). ``build(vars, statics) -> Node`` makes the scalar graph.
-    ``wrt``: names of the variables to differentiate, in output order (empty
-    for a primal value). ``write(results) -> JSON`` formats the value, or the
-    gradients in ``wrt`` order.
+    the graph). ``model(ns, vars, statics)`` computes the output in the
+    namespace ``ns`` (``common.api`` on variable nodes: the IR graph;
+    ``symnum`` on tensors: the tape). ``wrt``: names of the variables to
+    differentiate, in output order (empty for a primal value).
+    ``write(results) -> JSON`` formats the results. ``derive`` says what the
+    engine computes: ``"value"`` (the output), ``"grad"`` (the scalar
+    output's gradients in ``wrt`` order) or ``"grad_hdiag"`` (the gradient
+    with respect to the one ``wrt`` and the Hessian times ones, forward over
+    reverse: the Hessian's diagonal when the Hessian is diagonal), ``"jvp"``
+    (the Jacobian along each of ``seeds(shapes, statics)``, a list with one
+    tangent per ``wrt`` each: a sparse Jacobian's compressed columns) or
+    ``"nested"`` (:class:`Nested`); by default ``"grad"`` when ``wrt`` is
+    given, else ``"value"``. ``assemble(results, statics)``, part of each
+    timed run, turns the engine's results into what ``write`` reads.
     """
 
     parse: Callable[[Any], tuple[dict[str, np.ndarray], tuple]]
-    build: Callable[..., Any]
+    model: Callable[..., Any]
     wrt: tuple[str, ...]
     write: Callable[[list[np.ndarray]], Any]
+    derivative: str = ""
+    seeds: Callable | None = None
+    assemble: Callable | None = None
+
+    @property
+    def derive(self) -> str:
+        return self.derivative or ("grad" if self.wrt else "value")
+
+
+MAX_ELEMENTS = 10**9
+"""The most elements an input may make a model hold in one array (llsq's powers, kmeans' distances)."""
 
 
 # ------------------------------------------------------------ reading inputs
@@ -151,8 +172,8 @@ def parse_gmm(input: Any):
     return arrays, (integer(input, "m"), gamma)
 
 
-def build_gmm(v, statics):
-    return models.gmm(T, v["alpha"], v["mu"], v["q"], v["l"], v["x"], *statics)
+def model_gmm(ns, v, statics):
+    return models.gmm(ns, v["alpha"], v["mu"], v["q"], v["l"], v["x"], *statics)
 
 
 def write_gmm_gradient(results: list[np.ndarray]) -> dict:
@@ -178,31 +199,269 @@ def parse_lstm(input: Any):
     return arrays, ()
 
 
-def build_lstm(v, statics):
+def model_lstm(ns, v, statics):
     """The recurrence as one scan: the graph, and symsym's one-off, do not grow with the sequence."""
-    return models.lstm_scan(T, v["main_params"], v["extra_params"], v["state"], v["sequence"])
+    return models.lstm_scan(ns, v["main_params"], v["extra_params"], v["state"], v["sequence"])
 
 
 def write_flat(results: list[np.ndarray]) -> list:
     return np.concatenate([g.ravel() for g in results]).tolist()
 
 
+# ---------------------------------------------------------------------- llsq
+
+def parse_llsq(input: Any):
+    x = array(input, "x", (None,))
+    if x.size == 0:
+        raise FeedError("field 'x' must not be empty (it holds the polynomial's coefficients)")
+    n = integer(input, "n", 2, MAX_DIM)
+    if n * x.size > MAX_ELEMENTS:
+        raise FeedError(f"fields 'n' and 'x': n * len(x) = {n * x.size} powers, more than {MAX_ELEMENTS}")
+    return {"x": x}, (n,)
+
+
+def model_llsq(ns, v, statics):
+    return models.llsq(ns, v["x"], *statics)
+
+
+# ----------------------------------------------------------------------- ode
+
+def parse_ode(input: Any):
+    x = array(input, "x", (None,))
+    if x.size == 0:
+        raise FeedError("field 'x' must not be empty (it has one coefficient per equation)")
+    return {"x": x}, (integer(input, "s", 1, MAX_DIM),)
+
+
+def model_ode(ns, v, statics):
+    return models.ode(ns, v["x"], *statics)
+
+
+def model_ode_last(ns, v, statics):
+    """The last component of the solution: its gradient is what ``gradient`` asks for."""
+    return models.ode(ns, v["x"], *statics)[-1]
+
+
+# ----------------------------------------------------------------------- det
+
+MAX_ELL = 16
+"""The largest matrix ``det`` answers: its minors take ell 2^(ell-1) products (ell = 16: half a million);
+the recursive expansion's ell! (16! = 2 10^13) would not finish at all."""
+
+
+def parse_det(input: Any):
+    ell = integer(input, "ell", 1, MAX_ELL)
+    return {"A": array(input, "A", (ell * ell,))}, (ell,)
+
+
+def model_det(ns, v, statics):
+    return models.det(ns, v["A"], *statics)
+
+
+# -------------------------------------------------------------------- kmeans
+
+def parse_kmeans(input: Any):
+    points = array(input, "points", (None, None))
+    n, d = points.shape
+    if n == 0 or d == 0:
+        raise FeedError(f"field 'points' has shape {points.shape}: it needs at least one point of one coordinate")
+    centroids = array(input, "centroids", (None, d))
+    if centroids.shape[0] == 0:
+        raise FeedError("field 'centroids' must not be empty")
+    if n * centroids.shape[0] > MAX_ELEMENTS:
+        raise FeedError(f"fields 'points' and 'centroids': {n} x {centroids.shape[0]} distances, "
+                        f"more than {MAX_ELEMENTS}")
+    return {"points": points, "centroids": centroids}, ()
+
+
+def model_kmeans(ns, v, statics):
+    return models.kmeans(ns, v["points"], v["centroids"])
+
+
+def write_newton_direction(results: list[np.ndarray]) -> list:
+    """The Newton step J H^-1, with H diagonal: the gradient over the Hessian's diagonal, per centroid."""
+    gradient, diagonal = results
+    return (gradient / diagonal).tolist()
+
+
+# ---------------------------------------------------- saddle and particle
+
+@dataclass(frozen=True)
+class Nested:
+    """A nested-optimisation function: its differentiated programs, and the driver that uses them.
+
+    ``programs``: ``(fn, shapes)`` pairs, ``fn(ns, d, x, *others)`` a scalar
+    whose inner derivatives are ``d(f, x)`` (taken by ``inner`` mode, ``"r"``
+    or ``"f"``), differentiated with respect to its first argument by
+    ``outer`` mode. The engine makes each a ``arrays -> (value, gradient)``
+    once; ``drive(programs, arrays)`` runs the gradient descents on numbers
+    and returns the results.
+    """
+
+    programs: tuple
+    drive: Callable
+    inner: str
+    outer: str
+
+
+class _Host:
+    """Numbers as a namespace for :func:`models.argmin`: numpy's functions and a Python while loop."""
+
+    where, sqrt, sum, zeros_like = staticmethod(np.where), staticmethod(np.sqrt), staticmethod(np.sum), \
+        staticmethod(np.zeros_like)
+
+    @staticmethod
+    def while_loop(cond, body, state):
+        while cond(state):
+            state = body(state)
+        return state
+
+
+def parse_saddle(input: Any):
+    return {"start": array(input, "start", (2,))}, ()
+
+
+def drive_saddle(programs, arrays):
+    """Step 1: argmin over x of max over y of f(x, y) (the max itself a descent inside the objective);
+    step 2: argmax over y of f(x, y); the answer is x then y."""
+    outer, second = programs
+    start = arrays[0]
+    x = models.argmin(_Host, lambda p: outer([p, start]), start)
+    y = models.argmax(_Host, lambda q: second([q, x]), start)
+    return [np.concatenate([x, y])]
+
+
+def saddle_function(modes: str) -> Function:
+    programs = ((models.saddle_outer, ((2,), (2,))), (models.saddle_inner, ((2,), (2,))))
+    return Function(parse_saddle, Nested(programs, drive_saddle, modes[1], modes[0]), (), vector, "nested")
+
+
+def parse_particle(input: Any):
+    return {"w": np.array([number(input, "w")])}, ()
+
+
+def drive_particle(programs, arrays):
+    """argmin over w of the squared miss, from the given w."""
+    (miss,) = programs
+    return models.argmin(_Host, lambda w: miss([w]), arrays[0])
+
+
+def particle_function(modes: str) -> Function:
+    nested = Nested(((models.particle, ((1,),)),), drive_particle, modes[1], modes[0])
+    return Function(parse_particle, nested, (), scalar, "nested")
+
+
+# ------------------------------------------------------------------------ ba
+
+BA_CAMERA = 11
+
+
+def parse_ba(input: Any):
+    n, m, p = (integer(input, name, 1, MAX_DIM) for name in ("n", "m", "p"))
+    if 31 * p > MAX_ELEMENTS:
+        raise FeedError(f"field 'p': {p} observations make a Jacobian of more than {MAX_ELEMENTS} entries")
+    camera, point, feat = array(input, "cam", (BA_CAMERA,)), array(input, "x", (3,)), array(input, "feat", (2,))
+    arrays = {"cams": np.tile(camera, (n, 1)), "points": np.tile(point, (m, 1)),
+              "w": np.full(p, number(input, "w")), "feats": np.tile(feat, (p, 1))}
+    return arrays, (n, m, p)
+
+
+@functools.lru_cache(maxsize=4)
+def ba_observations(n: int, m: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which camera and which point observation i sees: i mod n and i mod m, as the eval lays them out."""
+    return np.arange(p) % n, np.arange(p) % m
+
+
+def model_ba(ns, v, statics):
+    return models.ba(ns, v["cams"], v["points"], v["w"], v["feats"], *ba_observations(*statics))
+
+
+def ba_colours(shapes, statics) -> list[list[np.ndarray]]:
+    """The Jacobian's columns in 15 colours: parameter k of every camera (no observation sees two cameras),
+    coordinate k of every point, and every weight (each is its own observation's): 15 forward passes."""
+    n, m, p = statics
+    colours = []
+    for var, width in ((0, BA_CAMERA), (1, 3)):
+        for k in range(width):
+            seed = [np.zeros((n, BA_CAMERA)), np.zeros((m, 3)), np.zeros(p)]
+            seed[var][:, k] = 1.0
+            colours.append(seed)
+    colours.append([np.zeros((n, BA_CAMERA)), np.zeros((m, 3)), np.ones(p)])
+    return colours
+
+
+def ba_sparse(results: list[np.ndarray], statics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The whole Jacobian in the eval's layout from its 15 compressed columns: row pointers, columns, values.
+
+    Rows 2i and 2i+1 (observation i's x and y) hold camera i mod n's 11
+    parameters, point i mod m's 3 coordinates and weight i; row 2p + i holds
+    weight i alone.
+    """
+    n, m, p = statics
+    cam_of, point_of = ba_observations(n, m, p)
+    compressed = np.stack(results, axis=1)                                  # (3p, 15)
+    per_obs = np.concatenate([BA_CAMERA * cam_of[:, None] + np.arange(BA_CAMERA),
+                              BA_CAMERA * n + 3 * point_of[:, None] + np.arange(3),
+                              (BA_CAMERA * n + 3 * m + np.arange(p))[:, None]], axis=1)   # (p, 15)
+    cols = np.concatenate([np.repeat(per_obs, 2, axis=0).ravel(), BA_CAMERA * n + 3 * m + np.arange(p)])
+    vals = np.concatenate([compressed[:2 * p].ravel(), compressed[2 * p:, -1]])
+    rows = np.concatenate([np.arange(2 * p + 1) * 15, 30 * p + 1 + np.arange(p)])
+    return rows, cols, vals
+
+
+def write_ba_objective(results: list[np.ndarray]) -> dict:
+    """The eval's summary of the residuals: the first observation's two errors and the first weight error,
+    each with how many there are."""
+    (residuals,) = results
+    p = residuals.size // 3
+    return {"reproj_error": {"elements": residuals[:2].tolist(), "repeated": p},
+            "w_err": {"element": float(residuals[2 * p]), "repeated": p}}
+
+
+def write_ba_jacobian(results) -> dict:
+    """The eval's summary of the sparse Jacobian: the first 30 entries of each list and the last."""
+    return {name: [*part[:30].tolist(), part[-1].item()] for name, part in zip(("rows", "cols", "vals"), results)}
+
+
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
-        "square": Function(parse_hello, lambda v, s: models.square(T, v["x"]), (), scalar),
-        "double": Function(parse_hello, lambda v, s: models.square(T, v["x"]), ("x",), scalar),
+        "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
+        "double": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), ("x",), scalar),
     },
     "lse": {
-        "primal": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), (), scalar),
-        "gradient": Function(parse_lse, lambda v, s: models.lse(T, v["x"]), ("x",), vector),
+        "primal": Function(parse_lse, lambda ns, v, s: models.lse(ns, v["x"]), (), scalar),
+        "gradient": Function(parse_lse, lambda ns, v, s: models.lse(ns, v["x"]), ("x",), vector),
     },
     "gmm": {
-        "objective": Function(parse_gmm, build_gmm, (), scalar),
-        "jacobian": Function(parse_gmm, build_gmm, GMM_PARAMS, write_gmm_gradient),
+        "objective": Function(parse_gmm, model_gmm, (), scalar),
+        "jacobian": Function(parse_gmm, model_gmm, GMM_PARAMS, write_gmm_gradient),
     },
     "lstm": {
-        "objective": Function(parse_lstm, build_lstm, (), scalar),
-        "jacobian": Function(parse_lstm, build_lstm, ("main_params", "extra_params"), write_flat),
+        "objective": Function(parse_lstm, model_lstm, (), scalar),
+        "jacobian": Function(parse_lstm, model_lstm, ("main_params", "extra_params"), write_flat),
     },
+    "llsq": {
+        "primal": Function(parse_llsq, model_llsq, (), scalar),
+        "gradient": Function(parse_llsq, model_llsq, ("x",), vector),
+    },
+    "ode": {
+        "primal": Function(parse_ode, model_ode, (), vector),
+        "gradient": Function(parse_ode, model_ode_last, ("x",), vector),
+    },
+    "det": {
+        "primal": Function(parse_det, model_det, (), scalar),
+        "gradient": Function(parse_det, model_det, ("A",), vector),
+    },
+    "kmeans": {
+        "cost": Function(parse_kmeans, model_kmeans, (), scalar),
+        "dir": Function(parse_kmeans, model_kmeans, ("centroids",), write_newton_direction, "grad_hdiag"),
+    },
+    "ba": {
+        "objective": Function(parse_ba, model_ba, (), write_ba_objective),
+        "jacobian": Function(parse_ba, model_ba, ("cams", "points", "w"), write_ba_jacobian, "jvp",
+                             seeds=ba_colours, assemble=ba_sparse),
+    },
+    "saddle": {modes: saddle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
+    "particle": {modes: particle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
 }
 """Every module twograd answers, by name, then every function by name."""

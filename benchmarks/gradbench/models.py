@@ -13,6 +13,8 @@ is data-parallel (gmm) and linear in the sequence length where it is not
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -181,3 +183,246 @@ def _lstm_loss(ns, outputs, extra_params, sequence):
     lse_ = ns.logsumexp(ns.concatenate([ypred, log2], axis=1), axis=1, keepdims=True)
     gold = sequence[1:]
     return -ns.sum(gold * (ypred - lse_)) / ((c - 1) * b)
+
+
+# ----------------------------------------------------------------------- llsq
+
+@functools.lru_cache(maxsize=8)
+def llsq_data(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The eval's fixed data: the powers t_i^j (n, m) of t_i = -1 + 2i/(n-1), and s_i = sign(t_i).
+
+    The powers are running products (t^j = t^(j-1) * t), rounded as the
+    definition's loop rounds them; the arrays are read-only, shared by runs.
+    """
+    t = -1.0 + np.arange(n, dtype=np.float64) * 2.0 / (n - 1)
+    powers = np.cumprod(np.concatenate([np.ones((n, 1)), np.repeat(t[:, None], m - 1, axis=1)], axis=1), axis=1)
+    s = np.sign(t)
+    powers.flags.writeable = s.flags.writeable = False
+    return powers, s
+
+
+def llsq(ns, x, n: int):
+    """cmpad's llsq_obj: half the squared residual of fitting sign(t) by a polynomial with coefficients x."""
+    powers, s = llsq_data(n, x.shape[0])
+    r = s - ns.matmul(powers, x)
+    return 0.5 * ns.sum(r * r)
+
+
+# ------------------------------------------------------------------------ ode
+
+def ode(ns, x, steps: int):
+    """cmpad's an_ode: y' = (x_0, x_1 y_0, ..., x_{n-1} y_{n-2}), y(0) = 0, by ``steps`` RK4 steps to t = 2.
+
+    The steps are one ``ns.scan`` (its body traced once, its gradient a
+    reverse scan), so the graph does not grow with ``steps``.
+    """
+    h = 2.0 / steps
+    head = x[:1]
+    rest = x[1:]
+
+    def rate(y):
+        return ns.concatenate([head, rest * y[:-1]])
+
+    def step(y, _):
+        k1 = rate(y)
+        k2 = rate(y + h * k1 / 2.0)
+        k3 = rate(y + h * k2 / 2.0)
+        k4 = rate(y + h * k3)
+        return y + h * (k1 + 2.0 * k2 + 2.0 * k3 + k4) / 6.0, None
+
+    y, _ = ns.scan(step, ns.zeros_like(x), None, length=steps)
+    return y
+
+
+# ------------------------------------------------------------------------ det
+
+@functools.lru_cache(maxsize=32)
+def minor_tables(ell: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each row r from the last up: which entries and which smaller minors its expansion reads.
+
+    The minors of rows r..ell-1 are indexed by their column sets S (|S| =
+    ell - r, in ``itertools.combinations`` order). Expanding minor S along its
+    first row (row r), term p is (-1)^p A[r, S_p] det(S without S_p), with
+    the minor of S without S_p one level down. Per row: the flat indices
+    r*ell + S_p (sets, p), the positions of the sets without S_p in the level
+    below (sets, p), and the signs (p,).
+    """
+    levels = []
+    below = {(): 0}
+    for r in range(ell - 1, -1, -1):
+        sets = list(itertools.combinations(range(ell), ell - r))
+        entries = np.array([[r * ell + c for c in cols] for cols in sets], dtype=np.int64)
+        minors = np.array([[below[cols[:p] + cols[p + 1:]] for p in range(len(cols))] for cols in sets],
+                          dtype=np.int64)
+        signs = np.array([(-1.0) ** p for p in range(ell - r)])
+        levels.append((entries, minors, signs))
+        below = {cols: i for i, cols in enumerate(sets)}
+    return levels
+
+
+def det(ns, a, ell: int):
+    """The determinant of the row-major ell x ell matrix ``a`` by expansion by minors.
+
+    Each minor is expanded along its first row, as cmpad's det_by_minor does,
+    but a minor that many expansions share (the same rows, the same columns)
+    is computed once: row by row from the bottom, each level is one gather,
+    one product and one sum over every minor of that size. The sum has the
+    same terms as the recursive expansion; the work is ell 2^(ell-1) products
+    instead of ell!, and the graph has a few nodes per row.
+    """
+    minors = ns.full((1,), 1.0, dtype=a.dtype)
+    for entries, below, signs in minor_tables(ell):
+        minors = ns.sum(a[entries] * minors[below] * signs, axis=1)
+    return minors[0]
+
+
+# --------------------------------------------------------------------- kmeans
+
+def kmeans(ns, points, centroids):
+    """The sum over points of the squared distance to the nearest centroid.
+
+    The (n, k) squared distances are |p|^2 - 2 p.c + |c|^2: one matmul, not an
+    (n, k, d) difference array.
+    """
+    near = ns.sum(points * points, axis=1, keepdims=True) - 2.0 * ns.matmul(points, ns.transpose(centroids)) \
+        + ns.sum(centroids * centroids, axis=1)
+    return ns.sum(ns.min(near, axis=1))
+
+
+# ------------------------------------------------------- saddle and particle
+
+GD_TOLERANCE = 1e-5
+GD_ETA = 1e-5
+
+
+def argmin(ns, value_and_grad, x0):
+    """Pearlmutter and Siskind's gradient descent, as the evals define it, as one ``ns.while_loop``.
+
+    From ``x0`` with step eta = 1e-5: stop when |g| <= 1e-5; after 10
+    accepted steps double eta; stop when the step moves x by <= 1e-5; accept
+    x - eta g when it lowers f, else halve eta. The branches are selections
+    on the carried state (x, f, g, eta, accepted steps, done), so the loop is
+    one op on a graph, whose derivative (forward or reverse) is the loop's
+    own, and a Python loop on the tape or on numbers. ``value_and_grad(x) ->
+    (f(x), grad f(x))`` is how the caller differentiates.
+    """
+    fx, gx = value_and_grad(x0)
+
+    def flag(pred):
+        return ns.where(pred, 1.0, 0.0)
+
+    def step(state):
+        x, fx, gx, eta, accepted, _ = state
+        xp = x - eta * gx
+        fxp, gxp = value_and_grad(xp)
+        small = flag(ns.sqrt(ns.sum(gx * gx)) <= GD_TOLERANCE)
+        double = (1.0 - small) * flag(accepted > 9.5)
+        still = (1.0 - small) * (1.0 - double) * flag(ns.sqrt(ns.sum((x - xp) * (x - xp))) <= GD_TOLERANCE)
+        rest = (1.0 - small) * (1.0 - double) * (1.0 - still)
+        accept = rest * flag(fxp < fx)
+        reject = rest - accept
+        take = accept > 0.5
+        return (ns.where(take, xp, x), ns.where(take, fxp, fx), ns.where(take, gxp, gx),
+                eta * (1.0 + double) * (1.0 - 0.5 * reject), accepted * (1.0 - double - reject) + accept,
+                small + still)
+
+    zero = ns.zeros_like(fx)
+    state = (x0, fx, gx, zero + GD_ETA, zero, zero)
+    return ns.while_loop(lambda state: state[5] < 0.5, step, state)[0]
+
+
+def argmax(ns, value_and_grad, x0):
+    """:func:`argmin` of -f."""
+    def negated(x):
+        fx, gx = value_and_grad(x)
+        return -fx, -gx
+    return argmin(ns, negated, x0)
+
+
+def saddle_f(ns, p1, p2):
+    """The saddle eval's function: (p1_0^2 + p1_1^2) - (p2_0^2 + p2_1^2)."""
+    return ns.sum(p1 * p1) - ns.sum(p2 * p2)
+
+
+def saddle_outer(ns, d, p1, start):
+    """max over p2 of f(p1, p2), by :func:`argmax` from ``start`` with the gradient ``d`` takes inside."""
+    def inner(p2):
+        f = lambda p2: saddle_f(ns, p1, p2)
+        return f(p2), d(f, p2)
+    return saddle_f(ns, p1, argmax(ns, inner, start))
+
+
+def saddle_inner(ns, d, p2, p1):
+    """f(p1, p2) as a function of p2 (the second, plain argmax)."""
+    return saddle_f(ns, p1, p2)
+
+
+PARTICLE_DT = 1e-1
+
+
+def particle(ns, d, w):
+    """The particle's squared x at the x-axis crossing, for charges at (10, 10 - w) and (10, 0).
+
+    Naive Euler from x = (0, 8), x' = (0.75, 0), steps of 0.1 while the next
+    position stays above the axis, with x'' = -grad_x p(x) taken by ``d``
+    inside the loop (p closes over w: the derivative the caller takes of this
+    with respect to w is the one the perturbation-confusion literature is
+    about); then the linear interpolation to y = 0.
+    """
+    charges = ns.stack([ns.concatenate([ns.full((1,), 10.0, dtype=w.dtype), 10.0 - w]),
+                        ns.full((2,), 0.0, dtype=w.dtype) + np.array([10.0, 0.0])])
+
+    def potential(x):
+        diff = charges - x
+        return ns.sum(1.0 / ns.sqrt(ns.sum(diff * diff, axis=1)))
+
+    def step(state):
+        x, xdot = state
+        return x + PARTICLE_DT * xdot, xdot - PARTICLE_DT * d(potential, x)
+
+    x0 = ns.full((2,), 0.0, dtype=w.dtype) + np.array([0.0, 8.0])
+    xdot0 = ns.full((2,), 0.0, dtype=w.dtype) + np.array([0.75, 0.0])
+    x, xdot = ns.while_loop(lambda s: (s[0] + PARTICLE_DT * s[1])[1] > 0.0, step, (x0, xdot0))
+    t_f = -x[1] / xdot[1]
+    landing = x + t_f * xdot
+    return landing[0] * landing[0]
+
+
+# ------------------------------------------------------------------------- ba
+
+def _cross(ns, a, b):
+    """Row-wise cross products of (p, 3) arrays."""
+    return ns.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+
+
+def ba_project(ns, cams, points):
+    """ADBench's camera model for each observation's (camera, point) row pair: (p, 11), (p, 3) -> (p, 2).
+
+    A camera is an angle-axis rotation (3), a centre (3), a focal length, a
+    principal point (2) and two radial distortion terms. The rotation is
+    Rodrigues' formula, or its first order where the angle is exactly 0 (the
+    angle's square root is taken of 1 there, so that neither side of the
+    selection makes a NaN).
+    """
+    rot, centre = cams[:, 0:3], cams[:, 3:6]
+    x = points - centre
+    sq = ns.sum(rot * rot, axis=1, keepdims=True)
+    turning = sq != 0.0
+    theta = ns.sqrt(ns.where(turning, sq, 1.0))
+    axis = rot / theta
+    cos, sin = ns.cos(theta), ns.sin(theta)
+    rodrigues = x * cos + _cross(ns, axis, x) * sin + axis * (ns.sum(axis * x, axis=1, keepdims=True) * (1.0 - cos))
+    xcam = ns.where(turning, rodrigues, x + _cross(ns, rot, x))
+    proj = xcam[:, 0:2] / xcam[:, 2:3]
+    rsq = ns.sum(proj * proj, axis=1, keepdims=True)
+    proj = proj * (1.0 + cams[:, 9:10] * rsq + cams[:, 10:11] * rsq * rsq)
+    return proj * cams[:, 6:7] + cams[:, 7:9]
+
+
+def ba(ns, cams, points, w, feats, cam_of, point_of):
+    """Bundle adjustment's residuals, one vector: the weighted reprojection errors of the observations (x then
+    y of each, 2p), then the weights' errors 1 - w^2 (p). Observation i sees camera ``cam_of[i]`` and point
+    ``point_of[i]``."""
+    reproj = ns.expand_dims(w, 1) * (ba_project(ns, cams[cam_of], points[point_of]) - feats)
+    return ns.concatenate([ns.reshape(reproj, (-1,)), 1.0 - w * w])

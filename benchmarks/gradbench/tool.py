@@ -47,7 +47,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from common import api as T
 from common.errors import FeedError, TwogradError
 from common.ops.params import shown
 
@@ -131,15 +130,10 @@ class Tool:
         if run is not None:
             self.programs.move_to_end(key)
             return run
-        start = time.perf_counter_ns()
-        variables = {k: T.var(k, v.shape) for k, v in arrays.items()}
-        cost = function.build(variables, statics)
-        built = time.perf_counter_ns()
-        run = self.engine.prepare(cost, list(variables.values()), [variables[w] for w in function.wrt])
-        done = time.perf_counter_ns()
-        timings.append({"name": "build", "nanoseconds": built - start})
-        if self.engine.compiles:
-            timings.append({"name": "compile", "nanoseconds": done - built})
+        run, one_off = self.engine.prepare(function, {k: v.shape for k, v in arrays.items()}, statics)
+        if function.assemble is not None:
+            run = (lambda run, assemble: lambda values: assemble(run(values), statics))(run, function.assemble)
+        timings.extend(one_off)
         self.programs[key] = run
         while len(self.programs) > CACHE_SIZE:
             self.programs.popitem(last=False)
@@ -249,10 +243,12 @@ def serve(tool: Tool, lines: Iterable[bytes | str], out: IO[str]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``twograd gradbench`` options."""
-    parser.add_argument("--backend", choices=sorted(ENGINES), default="symnum",
-                        help="which backpropagation answers the harness: symnum runs the IR graph through "
-                             "symnum.gradients' cached program (the benchmark's symnum-static), symsym "
-                             "compiles its derivative once (default: symnum)")
+    parser.add_argument("--backend", choices=list(ENGINES), default="symnum",
+                        help="which backpropagation answers the harness, as the benchmark's columns: "
+                             "symnum: define-by-run, a tape recorded on every run (the default); "
+                             "symnum-static: the IR graph built once, run by symnum.gradients' cached program; "
+                             "symsym: the derivative's nodes added to the graph once and compiled to numpy code; "
+                             "symsym-numba: the same through the numba linker (listed when numba is installed)")
 
 
 def run(args: argparse.Namespace) -> int:
