@@ -68,7 +68,7 @@ def measure_all(min_time: float = 0.2) -> list[dict]:
                 stats = measure(lambda runner=runner, arrays=arrays: runner.grad(arrays), min_time=min_time,
                                 min_count=3)
                 rows.append({"model": model, "label": problem.label, "backend": backend,
-                             "checkpoint": checkpointed, "memory": peak_memory(lambda: runner.grad(arrays)),
+                             "checkpointed": checkpointed, "memory": peak_memory(lambda: runner.grad(arrays)),
                              "time": stats.median})
             error = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(*grads))
             for row in rows[-2:]:

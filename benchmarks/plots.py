@@ -412,12 +412,12 @@ def memory_vs_checkpointing(results, folder):
             (axes[1], "time", 1.0, "seconds per gradient (median)", "time of one gradient")):
         for offset, checkpointed, hatch in ((-0.2, False, ""), (0.2, True, "//")):
             values = [next((r[key] / scale for r in rows if (r["model"], r["backend"]) == g
-                            and r["checkpoint"] == checkpointed), np.nan) for g in groups]
+                            and r["checkpointed"] == checkpointed), np.nan) for g in groups]
             colors = [_style(g[1])[0] for g in groups]
             ax.bar(at + offset, values, 0.4, color=colors, hatch=hatch, edgecolor="k", alpha=0.85 if hatch else 1,
                    label="checkpointed" if checkpointed else "plain")
         for k, g in enumerate(groups):  # the checkpointed/plain ratio over each pair
-            pair = {r["checkpoint"]: r[key] for r in rows if (r["model"], r["backend"]) == g}
+            pair = {r["checkpointed"]: r[key] for r in rows if (r["model"], r["backend"]) == g}
             if pair.get(False) and True in pair:
                 top = max(pair.values()) / scale
                 ax.annotate(f"x{pair[True] / pair[False]:.2f}", (at[k], top), ha="center", va="bottom", fontsize=8)

@@ -226,7 +226,7 @@ def test_the_benchmark_measures_both_models_and_draws_them(tmp_path, monkeypatch
     monkeypatch.setattr(checkpointing, "CHAIN_SEGMENTS", 2)
     monkeypatch.setattr(checkpointing, "LSTM_SIZE", "l1-c6-b3")
     rows = checkpointing.measure_all(min_time=0.0)
-    assert {(r["model"], r["backend"], r["checkpoint"]) for r in rows} == {
+    assert {(r["model"], r["backend"], r["checkpointed"]) for r in rows} == {
         (m, b, c) for m in ("deep chain", "lstm-scan l1-c6-b3") for b in ("symnum", "symsym") for c in (False, True)}
     assert all(r["memory"] > 0 and r["time"] > 0 and r["max_difference"] < 1e-12 for r in rows), rows
     assert plots.memory_vs_checkpointing({"checkpointing": rows}, str(tmp_path)) == "memory_vs_checkpointing.png"
