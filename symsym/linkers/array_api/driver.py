@@ -86,7 +86,7 @@ class Driver:
         if found is None:
             e = Env(xp, device)
             _check_library(self.nodes, e)
-            consts = tuple(xp.asarray(v, dtype=e.dtype(np.asarray(v).dtype), device=device, copy=True)
+            consts = tuple(xp.asarray(np.array(v), dtype=e.dtype(np.asarray(v).dtype), device=device)
                            for v in self.consts)
             found = self._envs[key] = (e, consts)
         return found

@@ -144,14 +144,62 @@ def _expand_dims(e, x, axis):
     return x
 
 
+def _standard_key(ndim: int, key: tuple) -> tuple[tuple, tuple]:
+    """``key`` as the standard takes it: every axis named (no implicit trailing ``:``, no ellipsis) and
+    every slice stepping forwards, with the axes to flip first so that ``flip(x, axes)[key']`` is ``x[key]``."""
+    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    full = []
+    for k in key:
+        full.extend([slice(None)] * (ndim - consumed) if k is Ellipsis else [k])
+    if Ellipsis not in key:
+        full.extend([slice(None)] * (ndim - consumed))
+    flips, axis = [], 0
+    for pos, k in enumerate(full):
+        if k is None:
+            continue
+        if k.__class__ is slice and k.step is not None and k.step < 0:
+            flips.append((pos, axis))
+        axis += 1
+    return tuple(full), tuple(flips)
+
+
+def _forwards(x, full: tuple, flips: tuple, xp) -> tuple:
+    """``full`` with each backward slice made a forward one over the flipped axis (``_standard_key``)."""
+    if not flips:
+        return full
+    full = list(full)
+    for pos, axis in flips:
+        n = x.shape[axis]
+        picked = range(*full[pos].indices(n))
+        if not picked:
+            full[pos] = slice(0, 0)
+        else:
+            full[pos] = slice(n - 1 - picked[0], n - 1 - picked[-1] + 1, -full[pos].step)
+    return tuple(full)
+
+
+def _basic(e, x, key: tuple):
+    """``x[key]`` for an int/slice/None/ellipsis key, in the standard's form."""
+    full, flips = _standard_key(x.ndim, key)
+    if flips:
+        x_f = e.xp.flip(x, axis=tuple(a for _, a in flips))
+        return x_f[_forwards(x, full, flips, e.xp)]
+    return x[full]
+
+
 def _getitem(e, x, *arrays, index):
     spec = view(index)
+    if not spec.has_arrays:
+        return _basic(e, x, spec.key())
     entries = spec.entries
     arrays_at = [pos for pos, en in enumerate(entries) if en[0] == "array"]
-    if (len(arrays_at) == 1 and len(entries) > 1 and arrays[0].ndim == 1
+    if (len(arrays_at) == 1 and arrays[0].ndim == 1
             and all(en == ("slice", None, None, None) for pos, en in enumerate(entries) if pos != arrays_at[0])):
         return e.xp.take(x, arrays[0], axis=arrays_at[0])  # x[:, i]: the standard's take
-    return x[spec.key(arrays)]
+    key = spec.key(arrays)
+    if Ellipsis not in key and sum(k is not None for k in key) < x.ndim:
+        key = (*key, Ellipsis)  # numpy's implicit trailing axes, which the standard wants named
+    return x[key]
 
 
 def _scatter_add(e, g, like, *arrays, index):
@@ -159,12 +207,14 @@ def _scatter_add(e, g, like, *arrays, index):
     spec = view(index)
     shape = tuple(like.shape)
     out = xp.zeros(shape, dtype=g.dtype, device=e.device)
-    if not spec.has_arrays:
-        out[spec.key(arrays)] = g
-        return out
+    if not spec.has_arrays:  # a new axis (None) is no place to write: g has it as a length-1 axis
+        full, flips = _standard_key(len(shape), spec.key())
+        key = tuple(k for k in _forwards(out, full, flips, xp) if k is not None)
+        out[key] = xp.reshape(g, tuple(out[key].shape))
+        return xp.flip(out, axis=tuple(a for _, a in flips)) if flips else out
     # an index array may name an element twice: add at the flat positions the key picks
     size = math.prod(shape)
-    picked = xp.reshape(xp.arange(size, device=e.device), shape)[spec.key(arrays)]
+    picked = _getitem(e, xp.reshape(xp.arange(size, device=e.device), shape), *arrays, index=index)
     where, values = xp.reshape(picked, (-1,)), xp.reshape(xp.broadcast_to(g, tuple(picked.shape)), (-1,))
     flat = xp.reshape(out, (size,))
     if e.lib == "torch":  # the standard has no scatter-add: each library's own
@@ -181,7 +231,7 @@ _scatter_add.libraries = lambda node: frozenset(("torch", "numpy")) if view(node
 
 def _concat_part(e, g, *refs, axis, part):
     start = sum(r.shape[axis] for r in refs[:part])
-    key = (slice(None),) * axis + (slice(start, start + refs[part].shape[axis]),)
+    key = (slice(None),) * axis + (slice(start, start + refs[part].shape[axis]), Ellipsis)
     return g[key]
 
 
@@ -265,18 +315,32 @@ def _count(e, x, axis, keepdims=False, out=None):
 @typed
 def _logcumsumexp(e, x, axis, out=None):
     xp = e.xp
-    x = _floated(e, x, out)
-    if axis is None:
-        x, axis = xp.reshape(x, (-1,)), 0
+    x, axis = _flat(e, _floated(e, x, out), axis)
     m = _max_shifted(e, x, axis)
     return xp.log(xp.cumulative_sum(xp.exp(x - m), axis=axis)) + m
 
 
+def _flat(e, x, axis):
+    """numpy's ``axis=None`` for the cumulative ops: over the flattened array."""
+    return (e.xp.reshape(x, (-1,)), 0) if axis is None else (x, axis)
+
+
+def _cumsum(e, x, axis):
+    x, axis = _flat(e, x, axis)
+    return e.xp.cumulative_sum(x, axis=axis)
+
+
 def _cumprod(e, x, axis):
+    x, axis = _flat(e, x, axis)
     return e.xp.cumulative_prod(x, axis=axis)
 
 
 _cumprod.requires = "cumulative_prod"  # new in the 2024.12 standard
+
+
+def _argsort(e, x, axis):
+    x, axis = _flat(e, x, axis)
+    return e.xp.argsort(x, axis=axis, stable=True)
 
 
 def _argwhere(e, x):
@@ -294,9 +358,9 @@ _register({"sum": lambda e, x, axis, keepdims: e.xp.sum(x, axis=axis, keepdims=k
            "count": _count, "logsumexp": _logsumexp, "softmax": _softmax, "log_softmax": _log_softmax,
            "softmax_cross_entropy": lambda e, z, t, axis: -e.xp.sum(t * _log_softmax(e, z, axis), axis=axis),
            "sparse_softmax_cross_entropy": _sparse_xent,
-           "cumsum": lambda e, x, axis: e.xp.cumulative_sum(x, axis=axis), "cumprod": _cumprod,
+           "cumsum": _cumsum, "cumprod": _cumprod,
            "logcumsumexp": _logcumsumexp,
-           "argsort": lambda e, x, axis: e.xp.argsort(x, axis=axis, stable=True),
+           "argsort": _argsort,
            "argmax": lambda e, x, axis, keepdims: e.xp.argmax(x, axis=axis, keepdims=keepdims),
            "argmin": lambda e, x, axis, keepdims: e.xp.argmin(x, axis=axis, keepdims=keepdims),
            "argwhere": _argwhere})
