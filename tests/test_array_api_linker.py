@@ -9,6 +9,7 @@ rules against numpy references and finite differences), in the library, dtype an
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -212,3 +213,32 @@ def test_cuda_tensors_stay_on_the_gpu():
     for g, ref in zip(got, want):
         assert g.device.type == "cuda"
         np.testing.assert_allclose(g.cpu().numpy(), ref, rtol=1e-12)
+
+
+def test_generated_code_writes_params_as_literals_only(tmp_path):
+    """A param that is source text stays a string value: nothing a node holds is ever run."""
+    from test_security_load import py
+    strict = pytest.importorskip("array_api_strict")
+    from common.graph import Node
+    from common.ops import OPS
+    marker = tmp_path / "ran"
+    x = T.var("x", (2, 3))
+    hostile = [("softmax", {"axis": py(marker)}), ("sum", {"axis": (1,), "keepdims": py(marker)}),
+               ("getitem", {"index": (("int", py(marker)),)}), ("tril", {"k": py(marker)}),
+               ("scatter_add", {"index": (("int", py(marker)),)})]
+    for name, params in hostile:
+        inputs = (x,) if name != "scatter_add" else (T.var("g", (3,)), x)
+        n = Node(OPS[name], inputs, params, (2, 3), np.dtype("float64"))
+        with contextlib.suppress(Exception):  # refused or failed: either way it must not have run the text
+            f = function([v for v in toposort(n) if v.is_var], n, optimize=False, linker="array_api")
+            f(*[strict.asarray(np.ones(v.shape)) for v in toposort(n) if v.is_var])
+    assert not marker.exists()
+
+
+def test_generated_code_names_only_its_arguments_and_bound_globals():
+    from test_security_load import _names_outside
+    x = T.var("x", (2, 3))
+    out = T.sum(T.softmax(x)) + T.sum(x[None, 1]) + T.sum(x[:, ::-2] * 2.0)
+    f = function([x], [out, *grad(out, [x])], linker="array_api")
+    assert _names_outside(f.source, f._fn.fn.__globals__) == set()
+    assert _names_outside("def fn(a0):\n    return __import__('os')._exit", {}) == {"__import__", "._exit"}
