@@ -16,21 +16,24 @@ another library, before anything runs: nothing goes through numpy behind the
 user's back. Arrays from two libraries or two devices in one call, or a dtype
 the library lacks, are refused the same way.
 
-Coverage (every other op of the table is spelled for every library):
+Coverage (every other op of the table is spelled for every library;
+``spellings("array_api")`` in :mod:`..lowering` lists them):
 
 =============================  ==============================================
 op                             spelled for
 =============================  ==============================================
-conv, conv_transpose,          none yet (the numpy linker runs them)
-conv_weight, windows,
+conv, conv_transpose,          none yet: refused at ``function()`` time
+conv_weight, windows,          (compile with ``linker="numpy"``)
 unwindows, cholesky_grad,
-cumprod_grad, scan,
-while_loop, cond, item,
-checkpoint
-erf, erfc, einsum              numpy, torch
-scatter_add (index arrays)     numpy, torch (ints and slices: every library)
-solve_triangular               torch
-cumprod                        namespaces with ``cumulative_prod`` (2024.12)
+scan, while_loop, cond,
+item, checkpoint
+erf, erfc, einsum              numpy, torch (the standard has none)
+scatter_add                    every library for int/slice keys (an
+                               assignment); numpy and torch for index
+                               arrays (a scatter-add)
+cumprod, cumprod_grad          namespaces with ``cumulative_prod`` (2024.12)
+solve_triangular               torch's own; elsewhere ``linalg.solve`` of
+                               the triangle
 =============================  ==============================================
 
 Memory: registers are released after their last use as in the numpy

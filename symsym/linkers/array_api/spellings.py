@@ -338,6 +338,26 @@ def _cumprod(e, x, axis):
 _cumprod.requires = "cumulative_prod"  # new in the 2024.12 standard
 
 
+def _cumprod_grad(e, g, x, axis):
+    """The numpy impl's O(n) rule in standard calls (its docstring says why it never divides by zero)."""
+    xp = e.xp
+    z = x == 0
+    seen = xp.cumulative_sum(xp.astype(z, xp.int64), axis=axis)
+    before, first = seen == 0, z & (seen == 1)
+    out = xp.cumulative_prod(x, axis=axis)
+    skip = xp.cumulative_prod(xp.where(first, xp.ones_like(x), x), axis=axis)
+
+    def suffix(v):
+        return xp.flip(xp.cumulative_sum(xp.flip(v, axis=axis), axis=axis), axis=axis)
+
+    zero = xp.zeros_like(x)
+    return xp.where(before, suffix(g * out) / xp.where(before, x, xp.ones_like(x)),
+                    xp.where(first, suffix(g * skip), zero))
+
+
+_cumprod_grad.requires = "cumulative_prod"
+
+
 def _argsort(e, x, axis):
     x, axis = _flat(e, x, axis)
     return e.xp.argsort(x, axis=axis, stable=True)
@@ -359,7 +379,7 @@ _register({"sum": lambda e, x, axis, keepdims: e.xp.sum(x, axis=axis, keepdims=k
            "softmax_cross_entropy": lambda e, z, t, axis: -e.xp.sum(t * _log_softmax(e, z, axis), axis=axis),
            "sparse_softmax_cross_entropy": _sparse_xent,
            "cumsum": _cumsum, "cumprod": _cumprod,
-           "logcumsumexp": _logcumsumexp,
+           "logcumsumexp": _logcumsumexp, "cumprod_grad": _cumprod_grad,
            "argsort": _argsort,
            "argmax": lambda e, x, axis, keepdims: e.xp.argmax(x, axis=axis, keepdims=keepdims),
            "argmin": lambda e, x, axis, keepdims: e.xp.argmin(x, axis=axis, keepdims=keepdims),
@@ -383,11 +403,14 @@ def _solve(e, a, b):
     return e.xp.linalg.solve(a, b)
 
 
-@only("torch")
 def _solve_triangular(e, a, b, lower):
-    import torch
     vec = b.ndim == 1
-    out = torch.linalg.solve_triangular(a, b[..., None] if vec else b, upper=not lower)
+    rhs = b[..., None] if vec else b
+    if e.lib == "torch":
+        import torch
+        out = torch.linalg.solve_triangular(a, rhs, upper=not lower)
+    else:  # the standard has no triangular solve: a general one of the triangle alone (the other is not read)
+        out = e.xp.linalg.solve(_tri(e, a, 0, lower), rhs)
     return out[..., 0] if vec else out
 
 
