@@ -201,11 +201,7 @@ def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) ->
         else:
             target = _register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
-        if dead:
-            lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
-            free.extend(dead)
-        else:
-            lines.append(f"    {target} = {expr}")
+        _statement(lines, target, expr, dead, free)
     # numpy returns scalars for 0-d results; anything with a dimension is already an array
     rets = ", ".join(names[id(o)] if o.shape or not arrays else f"np_asarray({names[id(o)]})" for o in outs)
     gen.globals["np_asarray"] = np.asarray
@@ -269,6 +265,15 @@ def _register(dead: list, free: list, fresh):
     if free:
         return free.pop()
     return fresh()
+
+
+def _statement(lines: list, target: str, expr: str, dead: list, free: list) -> None:
+    """``target = expr`` as a line of source, releasing (``del``, then free for reuse) what dies there."""
+    if dead:
+        lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
+        free.extend(dead)
+    else:
+        lines.append(f"    {target} = {expr}")
 
 
 def _table_driven(order, outs, variables, gen: _Codegen) -> str:

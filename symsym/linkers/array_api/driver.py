@@ -134,7 +134,7 @@ def unspelled(order: list[Node]) -> None:
 
 def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[Driver, str]:
     """The driver of a schedule and its source (the memory plan is :func:`symsym.compile`'s)."""
-    from ...compile import _plan, _register  # the one memory-plan policy of every driver
+    from ...compile import _plan, _register, _statement  # the one memory plan of every driver
 
     unspelled(order)
     names = {id(v): f"a{k}" for k, v in enumerate(variables)}
@@ -178,11 +178,7 @@ def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[D
                 dead.append(r)
         target = _register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
-        if dead:
-            lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
-            free.extend(dead)
-        else:
-            lines.append(f"    {target} = {expr}")
+        _statement(lines, target, expr, dead, free)
     # numpy reduces to scalars: a 0-d output is made an array of the library again
     rets = "".join((names[id(o)] if o.shape else f"e.xp.asarray({names[id(o)]})") + ", " for o in outs)
     lines.append(f"    return ({rets})")

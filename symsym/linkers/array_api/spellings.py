@@ -85,26 +85,18 @@ def _softplus(e, x, out):
     return e.xp.logaddexp(e.xp.zeros_like(x), x)
 
 
-@only("torch", "numpy")
-@typed
-def _erf(e, x, out):
-    x = _floated(e, x, out)
-    if e.lib == "torch":
-        import torch
-        return torch.special.erf(x)
-    from common.ops import OPS  # numpy arrays: the op's own numpy impl is the library's call
-    return OPS["erf"].impl(x)
-
-
-@only("torch", "numpy")
-@typed
-def _erfc(e, x, out):
-    x = _floated(e, x, out)
-    if e.lib == "torch":
-        import torch
-        return torch.special.erfc(x)
-    from common.ops import OPS
-    return OPS["erfc"].impl(x)
+def _special(name: str):
+    """``erf``/``erfc``: not in the standard; torch.special's, or the op's own numpy impl on numpy arrays."""
+    @only("torch", "numpy")
+    @typed
+    def spelled(e, x, out):
+        x = _floated(e, x, out)
+        if e.lib == "torch":
+            import torch
+            return getattr(torch.special, name)(x)
+        from common.ops import OPS
+        return OPS[name].impl(x)
+    return spelled
 
 
 def _relu(e, x):
@@ -120,7 +112,7 @@ def _cast(e, x, dtype):
 
 
 _register({**{op: _method(f) for op, f in _UNARY.items()}, **{op: _binary(f) for op, f in _BINARY.items()},
-           "sigmoid": _sigmoid, "softplus": _softplus, "erf": _erf, "erfc": _erfc, "relu": _relu,
+           "sigmoid": _sigmoid, "softplus": _softplus, "erf": _special("erf"), "erfc": _special("erfc"), "relu": _relu,
            "clip": _clip, "cast": _cast, "stop_gradient": lambda e, x: x,
            "where": lambda e, c, a, b: e.xp.where(c, a, b)})
 
