@@ -243,3 +243,14 @@ def test_generated_code_names_only_its_arguments_and_bound_globals():
     f = function([x], [out, *grad(out, [x])], linker="array_api")
     assert _names_outside(f.source, f._fn.fn.__globals__) == set()
     assert _names_outside("def fn(a0):\n    return __import__('os')._exit", {}) == {"__import__", "._exit"}
+
+
+def test_the_unspelled_ops_are_the_documented_ones():
+    """The ops with no spelling are exactly the ones the linker's docstring table and these tests name."""
+    import symsym.linkers.array_api as linker
+    from common.ops import OPS
+    from symsym.linkers.lowering import spellings
+    missing = set(OPS) - set(spellings("array_api"))
+    assert missing == UNSPELLED | BODIED
+    table = linker.__doc__.split("Coverage")[1].split("erf, erfc")[0]
+    assert missing == set(re.findall(r"\b[a-z_]+\b", table)) & set(OPS)
