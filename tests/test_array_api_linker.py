@@ -184,6 +184,8 @@ def test_a_wrong_dtype_or_shape_is_refused():
         f(strict.asarray(np.ones(2, np.float32)))
     with pytest.raises(FeedError, match="shape"):
         f(strict.asarray(np.ones(3)))
+    with pytest.raises(FeedError, match="takes an array"):
+        f([1.0, 2.0])
 
 
 def test_a_dtype_the_library_lacks_is_refused():

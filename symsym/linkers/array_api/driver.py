@@ -70,6 +70,10 @@ class Driver:
     def env(self, arrays) -> tuple:
         """The call's :class:`Env` and constants, made (and every op checked) once per library and device."""
         import array_api_compat as c
+        for v, a in zip(self.inputs, arrays):
+            if not c.is_array_api_obj(a):
+                raise FeedError(f"input {v.name!r} takes an array of an Array-API library (numpy, torch, ...), "
+                                f"got {type(a).__name__} (made at {v.site})")
         try:
             xp = c.array_namespace(*arrays) if arrays else c.array_namespace(np.zeros(0))
         except TypeError as err:
