@@ -143,7 +143,7 @@ def _standard_key(ndim: int, key: tuple) -> tuple[tuple, tuple]:
     full = []
     for k in key:
         full.extend([slice(None)] * (ndim - consumed) if k is Ellipsis else [k])
-    if Ellipsis not in key:
+    if not any(k is Ellipsis for k in key):
         full.extend([slice(None)] * (ndim - consumed))
     flips, axis = [], 0
     for pos, k in enumerate(full):
@@ -189,7 +189,7 @@ def _getitem(e, x, *arrays, index):
             and all(en == ("slice", None, None, None) for pos, en in enumerate(entries) if pos != arrays_at[0])):
         return e.xp.take(x, arrays[0], axis=arrays_at[0])  # x[:, i]: the standard's take
     key = spec.key(arrays)
-    if Ellipsis not in key and sum(k is not None for k in key) < x.ndim:
+    if not any(k is Ellipsis for k in key) and sum(k is not None for k in key) < x.ndim:
         key = (*key, Ellipsis)  # numpy's implicit trailing axes, which the standard wants named
     return x[key]
 
