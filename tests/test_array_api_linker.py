@@ -20,6 +20,7 @@ from test_numba_agreement import _random_graph
 from common import api as T
 from common.errors import DTypeError, FeedError, TwogradError
 from common.graph import toposort
+from common.ops import OPS, Kind
 from symsym import function, grad
 
 pytest.importorskip("array_api_compat")
@@ -225,7 +226,6 @@ def test_generated_code_writes_params_as_literals_only(tmp_path):
     from test_security_load import py
     strict = pytest.importorskip("array_api_strict")
     from common.graph import Node
-    from common.ops import OPS
     marker = tmp_path / "ran"
     x = T.var("x", (2, 3))
     hostile = [("softmax", {"axis": py(marker)}), ("sum", {"axis": (1,), "keepdims": py(marker)}),
@@ -252,9 +252,29 @@ def test_generated_code_names_only_its_arguments_and_bound_globals():
 def test_the_unspelled_ops_are_the_documented_ones():
     """The ops with no spelling are exactly the ones the linker's docstring table and these tests name."""
     import symsym.linkers.array_api as linker
-    from common.ops import OPS
     from symsym.linkers.lowering import spellings
     missing = set(OPS) - set(spellings("array_api"))
     assert missing == UNSPELLED | BODIED
     table = linker.__doc__.split("Coverage")[1].split("erf, erfc")[0]
     assert missing == set(re.findall(r"\b[a-z_]+\b", table)) & set(OPS)
+
+
+F32 = [c for c in SPELLED if OPS[c.op].kind in (Kind.ELEMENTWISE, Kind.REDUCTION, Kind.SHAPE, Kind.NN)]
+
+
+@pytest.mark.parametrize("case", F32, ids=[c.id for c in F32])
+def test_float32_op_cases_on_torch_are_within_float32_rounding(case):
+    """The op cases in float32 (float inputs cast down): torch's float32 against numpy's float32, dtype kept."""
+    torch = pytest.importorskip("torch")
+    arrays = [np.asarray(a) for a in case.inputs(np.random.default_rng(3))]
+    arrays = [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
+    xs = [T.var(f"x{k}", a.shape, a.dtype) for k, a in enumerate(arrays)]
+    out = case.fn(T.symbolic, *xs)
+    outs = [out]
+    if case.wrt and out.dtype.kind == "f":
+        outs += list(grad(T.sum(out), [xs[k] for k in case.wrt if xs[k].dtype.kind == "f"]))
+    want = function(xs, outs)(*arrays)
+    got = function(xs, outs, linker="array_api")(*[torch.asarray(a) for a in arrays])
+    for g, w in zip(got, want):
+        assert str(g.dtype).split(".")[-1] == w.dtype.name
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-5, equal_nan=True)
