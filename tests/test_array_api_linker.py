@@ -1,10 +1,13 @@
-"""The Array-API linker (symsym.function(..., linker="array_api")) on array_api_strict and PyTorch CPU tensors.
+"""The Array-API linker (symsym.function(..., linker="array_api")) on numpy, array_api_strict and PyTorch CPU.
 
 Every op case the linker spells, random graphs and every workload's gradient (at its check size)
-are compiled once with the Array-API linker and once with the numpy linker; on array_api_strict
-(so nothing numpy-specific slips through) and on PyTorch tensors the results must equal the numpy
-linker's to 1e-12 in float64 (an engine check of the spellings: tests/test_symsym_ops.py checks the
-rules against numpy references and finite differences), in the library, dtype and device given.
+are compiled once with the Array-API linker and once with the numpy linker; on numpy arrays, on
+array_api_strict (so nothing numpy-specific slips through) and on PyTorch tensors the results must
+equal the numpy linker's to 1e-12 in float64 (an engine check of the spellings: tests/test_symsym_ops.py
+checks the rules against numpy references and finite differences), in the library and dtype given;
+float32 op cases on torch within float32 rounding. What is refused (an unspelled op, an op spelled for
+other libraries, mixed libraries, a wrong dtype) is refused by name before anything runs. A CUDA test
+runs where a GPU is.
 """
 
 from __future__ import annotations
