@@ -201,11 +201,7 @@ def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) ->
         else:
             target = _register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
-        if dead:
-            lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
-            free.extend(dead)
-        else:
-            lines.append(f"    {target} = {expr}")
+        _statement(lines, target, expr, dead, free)
     # numpy returns scalars for 0-d results; anything with a dimension is already an array
     rets = ", ".join(names[id(o)] if o.shape or not arrays else f"np_asarray({names[id(o)]})" for o in outs)
     gen.globals["np_asarray"] = np.asarray
@@ -271,6 +267,15 @@ def _register(dead: list, free: list, fresh):
     return fresh()
 
 
+def _statement(lines: list, target: str, expr: str, dead: list, free: list) -> None:
+    """``target = expr`` as a line of source, releasing (``del``, then free for reuse) what dies there."""
+    if dead:
+        lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
+        free.extend(dead)
+    else:
+        lines.append(f"    {target} = {expr}")
+
+
 def _table_driven(order, outs, variables, gen: _Codegen) -> str:
     """The same schedule and memory plan as data, for graphs too big to compile as source."""
     slot: dict[int, int] = {id(v): k for k, v in enumerate(variables)}
@@ -303,6 +308,17 @@ def _table_driven(order, outs, variables, gen: _Codegen) -> str:
     return _LOOP_SOURCE
 
 
+def _built(link, lowered, inputs, outputs, outs, single, trees, out_tree, report, t0, t1) -> Function:
+    """A function whose driver the linker writes (:mod:`symsym.linkers.array_api`): it checks its own arrays."""
+    driver, source = link.build(lowered.order, lowered.outs, inputs)
+    f = Function()
+    f.inputs, f.outputs, f.graph, f.source, f.report = inputs, [outputs] if single else list(outputs), outs, \
+        source, report
+    f.timings = {"optimize": t1 - t0, "compile": time.perf_counter() - t1}
+    f._fn, f._single, f._trees, f._out_tree, f._check = driver, single, trees, out_tree, None
+    return f
+
+
 class Function:
     """A compiled graph: call it with arrays for ``inputs``; get arrays for the outputs.
 
@@ -323,6 +339,8 @@ class Function:
         if len(arrays) != len(inputs):
             raise FeedError(f"function takes {len(inputs)} inputs "
                             f"({', '.join(repr(v.name) for v in inputs)}), got {len(arrays)}")
+        if self._check is None:  # a driver that checks its own arrays (the Array-API linker's)
+            return self._results(self._fn(*arrays))
         args = arrays
         for a, (shape, dtype) in zip(arrays, self._check):
             if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
@@ -336,6 +354,9 @@ class Function:
             # the reference interpreter names the failing node and the user's line
             evaluate(self.graph, dict(zip(inputs, args)))
             raise
+        return self._results(results)
+
+    def _results(self, results):
         if self._out_tree is not None:
             return tree_unflatten(self._out_tree, list(results))
         return results[0] if self._single else list(results)
@@ -434,6 +455,8 @@ def _function(inputs, outputs, optimize, passes, fast_math=False, linker="numpy"
         raise FeedError("function: the outputs depend on inputs that were not listed: "
                         + ", ".join(f"{v.name!r} (made at {v.site})" for v in missing))
     lowered = _lowered(link, order, outs)
+    if hasattr(link, "build"):
+        return _built(link, lowered, inputs, outputs, outs, single, trees, out_tree, report, t0, t1)
     gen = _Codegen()
     statements = sum(1 for n in lowered.order if n.op is not None)
     build = straight_line if statements <= MAX_STRAIGHT_LINE else _table_driven

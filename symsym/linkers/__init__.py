@@ -25,6 +25,9 @@ Linkers, found by name in :data:`LINKERS`:
 * ``"numba"``: maximal elementwise regions become one ``@numba.njit`` loop
   each, 0-d chains one native function, and a scan or while loop of scalars
   one kernel with the loop inside, from each op's scalar form.
+* ``"array_api"``: lowers nothing, but writes its own driver (``build``)
+  against the namespace of each call's arrays, so one compiled function runs
+  on numpy arrays, PyTorch tensors, array_api_strict arrays (:mod:`.array_api`).
 
 The folder holds one folder per lowering path and what they share:
 
@@ -38,8 +41,8 @@ The folder holds one folder per lowering path and what they share:
   (0-d chains as LLVM functions), the two native paths;
 * :mod:`.cache`, the kernel cache on disk both native paths load from.
 
-A linker that also changes the driver's array namespace (an Array-API linker
-for GPU arrays) would add that namespace as a field of :class:`Lowered`.
+A linker with a ``build(order, outs, inputs)`` method writes the driver
+itself (the Array-API linker: its namespace is known only at call time).
 """
 
 from __future__ import annotations
@@ -86,7 +89,24 @@ class _Numba(Linker):
         return lower(order, outs)
 
 
-LINKERS: dict[str, Linker] = {"numpy": Linker(), "numba": _Numba()}
+class _ArrayApi(Linker):
+    """Lowers nothing: it writes its own driver, against the namespace of each call's arrays
+    (:mod:`.array_api`), found lazily as numba is."""
+
+    name = "array_api"
+
+    def missing(self) -> str | None:
+        if importlib.util.find_spec("array_api_compat") is None:
+            return "array-api-compat is not installed (pip install 'twograd[array]')"
+        return None
+
+    def build(self, order: list[Node], outs: list[Node], inputs: list[Node]):
+        """The driver (a callable on arrays of any Array-API library) and its source."""
+        from .array_api import build
+        return build(order, outs, inputs)
+
+
+LINKERS: dict[str, Linker] = {"numpy": Linker(), "numba": _Numba(), "array_api": _ArrayApi()}
 
 
 def get_linker(name: str) -> Linker:
