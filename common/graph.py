@@ -127,7 +127,9 @@ class Node:
 
     def renamed(self, name: str | None) -> Node:
         """The same value under another name (a new node: nodes are immutable)."""
-        return Node(self.op, self.inputs, self.params, self.shape, self.dtype, name, self.value, self.site)
+        if self.op is None:
+            return Node(None, (), {}, self.shape, self.dtype, name, self.value, self.site)
+        return made(self.op, self.inputs, self.params, self.shape, self.dtype, name, self.site)
 
 
 # Slot setters that bypass the refusing __setattr__: only __init__ uses them.
@@ -201,7 +203,14 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
         shape = tuple(shape)
     if not isinstance(dtype, np.dtype):
         dtype = np.dtype(dtype)
-    node = Node(op, nodes, params, shape, dtype, name, None, site)
+    return made(op, nodes, params, shape, dtype, name, site)
+
+
+def made(op, inputs: tuple, params: dict, shape: tuple, dtype: np.dtype, name=None, site=None) -> Node:
+    """A new op node whose type is already known, noted by the tracing hook like every node :func:`apply`
+    makes: a rewrite that rebuilds nodes inside a traced body (``symsym.grad`` called in a loop's body) must
+    not make them look like nodes from outside it."""
+    node = Node(op, inputs, params, shape, dtype, name, None, site)
     if ACTIVE[0]:  # a Python function is being traced into a body: note what it makes
         note(node)
     return node

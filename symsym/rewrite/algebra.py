@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from common.api import const, symbolic
-from common.graph import Node
+from common.graph import Node, made
 
 from .rules import constant_value, is_value, run_rules, same_type
 
@@ -232,7 +232,7 @@ def _shape_only(n: Node) -> Node | None:
             new[k], changed = _placeholder(ref), True
     if not changed:
         return None
-    return Node(n.op, tuple(new), n.params, n.shape, n.dtype, n.name, None, n.site)
+    return made(n.op, tuple(new), n.params, n.shape, n.dtype, n.name, n.site)
 
 
 def _noop(n: Node) -> Node | None:

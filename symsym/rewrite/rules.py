@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common.graph import Node, apply_like, toposort
+from common.graph import Node, apply_like, made, toposort
 from common.site import pinned_site, user_site
 
 Rule = Callable[[Node], "Node | None"]
@@ -35,7 +35,7 @@ def remake(node: Node, inputs: tuple) -> Node:
     for a, b in zip(inputs, old):
         if a.shape != b.shape or a.dtype != b.dtype:
             return apply_like(node, inputs)
-    return Node(node.op, inputs, node.params, node.shape, node.dtype, node.name, None, node.site)
+    return made(node.op, inputs, node.params, node.shape, node.dtype, node.name, node.site)
 
 
 def same_type(a: Node, b: Node) -> bool:
