@@ -492,3 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `twograd list | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+if __name__ == "__main__":  # ``python -m benchmarks.cli`` is ``python -m benchmarks`` too
+    raise SystemExit(main())
