@@ -142,8 +142,6 @@ def record(op, inputs, params):
     output's shape and dtype are numpy's: the type rule runs only to word an
     error when numpy refuses.
     """
-    if len(inputs) == 1 and inputs[0].__class__ is Tensor:  # a reduction or a cast of one tensor
-        return _record_one(op, inputs[0], params)
     args = []
     parents = []
     need = False
@@ -202,36 +200,6 @@ def record(op, inputs, params):
             else:
                 node.args, node.parents = tuple(args), tuple(parents)
             return wrap(out, True, node)
-    return wrap(out)
-
-
-def _record_one(op, x: Tensor, params: dict) -> Tensor:
-    """:func:`record` for one tensor input (``sum(x, axis=1)``, ``max``, ``mean``, ``cast``): no pass
-    over a list of inputs, the node stored bare (see :class:`TapeNode`)."""
-    data = x._data
-    try:
-        out = op.impl(data, **params)
-    except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
-        raise _explain(op, [data], params, e) from None
-    if x.requires_grad and MODE.enabled and out.dtype.kind == "f" and op.differentiable(0):
-        node = TapeNode()
-        node.op = op
-        node.params = params
-        node.args = data
-        node.out = out
-        node.hooks = None
-        made = x.grad_fn
-        if made is None:
-            if x._saved_at is None:  # as in record (3: above user_code, this function and record)
-                x._saved_at = user_code(3, 3)
-            node.parents = x
-            node.level = 1
-            node.leaf = x
-        else:
-            node.parents = made
-            node.level = made.level + 1
-            node.leaf = made.leaf
-        return wrap(out, True, node)
     return wrap(out)
 
 
