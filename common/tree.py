@@ -157,6 +157,12 @@ def tree_leaves(tree) -> list:
     return tree_flatten(tree)[0]
 
 
+def is_leaf(x) -> bool:
+    """Whether ``x`` is a leaf (an array, a number, a tensor), told without flattening it: what a transform
+    asks of every argument, so that plain arrays pay for no tree."""
+    return _node_type(x) is None
+
+
 def tree_structure(tree) -> TreeDef:
     """The structure of ``tree``."""
     return tree_flatten(tree)[1]

@@ -212,8 +212,13 @@ def _add_windows(x: Batched, y: Batched, ys) -> Batched:
         return x.rescaled(x.scale + ys)
     lo, hi = min(x.lo, y.lo), max(x.hi, y.hi)
     if (x.lo, x.hi) == (lo, hi) == (y.lo, y.hi):
-        out = np.array(x.window(), copy=True) if x.unscaled else x.window()
-        out += y.window(ys)
+        other = y.window(ys)
+        if x.unscaled and other is not y.value and other.dtype == x.value.dtype:
+            out = other  # a new array: x + y * ys summed into it, no copy of x's window
+            out += x.value
+        else:
+            out = np.array(x.window(), copy=True) if x.unscaled else x.window()
+            out += other
     else:
         out = np.zeros((x.value.shape[0], hi - lo), np.result_type(x.dtype, y.dtype))
         out[:, x.lo - lo:x.hi - lo] = x.window()

@@ -27,7 +27,7 @@ import numpy as np
 
 from common.errors import DTypeError, GradError, TreeError
 from common.site import user_site
-from common.tree import tree_flatten, tree_map, tree_structure, tree_unflatten
+from common.tree import is_leaf, tree_flatten, tree_map, tree_structure, tree_unflatten
 
 from . import engine, forward
 from .batched import Batched, basis, batched, same_scale, unbatch
@@ -448,11 +448,10 @@ def hessian(f: Callable, argnums: int = 0) -> Callable:
     """
     if not isinstance(argnums, int):
         raise GradError(f"hessian takes a single argnums (an int) (at {user_site()})")
-    by_rows = jacobian(grad(f, argnums, disconnected="zero"), argnums)
-
     def hessian_f(*args, **kwargs):
-        if _nested(args) or -len(args) <= argnums < len(args) and not tree_structure(args[argnums]).is_leaf:
-            return by_rows(*args, **kwargs)  # a pytree argument: blocks for each pair of its leaves
+        if _nested(args) or -len(args) <= argnums < len(args) and not is_leaf(args[argnums]):
+            # a pytree argument: blocks for each pair of its leaves (made here: most calls never need it)
+            return jacobian(grad(f, argnums, disconnected="zero"), argnums)(*args, **kwargs)
         with transforming():
             (x,), out = _call(f, args, kwargs, (argnums,), "hessian")
             if out.size != 1:

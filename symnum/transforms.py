@@ -45,6 +45,8 @@ def output_tensor(y, what: str) -> Tensor:
 
 def argnums_of(argnums, what: str) -> tuple[bool, tuple[int, ...]]:
     """``(single, positions)``; checked here, their range when the function is called."""
+    if argnums.__class__ is int:  # the usual argnums=0: what the checks below would make of it
+        return True, (argnums,)
     single = not isinstance(argnums, (tuple, list))
     nums = (argnums,) if single else tuple(argnums)
     if not nums or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in nums):

@@ -22,7 +22,7 @@ import numpy as np
 
 from common.errors import TreeError
 from common.site import user_site
-from common.tree import TreeDef, tree_flatten, tree_unflatten
+from common.tree import TreeDef, is_leaf, tree_flatten, tree_unflatten
 
 from .tape import tape
 from .tensor import Tensor
@@ -55,6 +55,8 @@ def spread(f: Callable, args: Sequence, nums: Sequence[int], what: str) -> Sprea
     a tree (or a position is out of range: the flat transform says so)."""
     n = len(args)
     if any(not -n <= i < n for i in nums):
+        return None
+    if all(is_leaf(args[i]) for i in nums):  # plain arrays: the flat transform, no tree made
         return None
     nums = [i % n for i in nums]
     defs: dict[int, tuple] = {}

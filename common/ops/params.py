@@ -85,14 +85,25 @@ def float_value(v, name: str) -> float:
     return v
 
 
+_DTYPE_NAMES: dict = {}
+"""dtype_param's answers by argument (a dtype, a scalar type or a name): ``np.dtype(v).name`` is a Python
+property of numpy's, and a rule casting to its operand's dtype asks for it on every backward sweep."""
+
+
 def dtype_param(v, name: str = "dtype") -> str:
     """The canonical name of a supported dtype, from anything numpy reads as one (a builder's argument)."""
+    try:
+        return _DTYPE_NAMES[v]
+    except (KeyError, TypeError):  # not met yet, or unhashable (not a dtype: the checks below say so)
+        pass
     try:
         d = np.dtype(v) if isinstance(v, (str, np.dtype, type)) else None
     except TypeError:
         d = None
     if d is None or d.name not in DTYPES:
         raise _dtype_error(name, v)
+    if len(_DTYPE_NAMES) < 256:  # the dtypes a program meets: a handful (the bound only guards odd keys)
+        _DTYPE_NAMES[v] = d.name
     return d.name
 
 

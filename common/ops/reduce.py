@@ -103,7 +103,7 @@ defop("count", _infer("count"), _count_impl, None, jvp=jvp_zero, kind=Kind.REDUC
 def _extreme_share(ns, out, x, axis, keepdims):
     """Every element equal to the extreme gets an even share (of the cotangent; of the tangent, summed)."""
     hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), out.dtype)
-    return hit / ns.sum(hit, axis=axis, keepdims=True)
+    return hit / call(ns, "sum", hit, axis=axis, keepdims=True)  # axis is bound already: no bind again
 
 
 _extreme_vjp, _extreme_jvp = reduction_rules(_extreme_share)

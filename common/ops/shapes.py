@@ -72,6 +72,8 @@ def norm_axis(axis, ndim: int, name: str = "axis") -> tuple:
     """An axis argument (None, int or tuple) as a sorted tuple of non-negative ints."""
     if axis is None:
         return tuple(range(ndim))
+    if axis.__class__ is int and -ndim <= axis < ndim:  # the common case, checked as one_axis would
+        return (axis % ndim,)
     if is_int(axis):
         axis = (axis,)
     elif not isinstance(axis, (tuple, list)):
