@@ -53,7 +53,7 @@ def graph_of(function, shapes: dict[str, tuple], statics: tuple) -> tuple[Node, 
     """The model's IR graph for these shapes: (output, variables in input order, the ``wrt`` variables)."""
     variables = {k: T.var(k, shape) for k, shape in shapes.items()}
     out = function.model(T, variables, statics)
-    return out, list(variables.values()), [variables[w] for w in function.wrt]
+    return out, list(variables.values()), [variables[w] for w in function.differentiated(variables)]
 
 
 def graph_tangent(y: Node, x: Node | list[Node], v) -> Node:
@@ -123,7 +123,9 @@ class GraphEngine:
         import symnum
 
         outputs = [graph_tangent(out, wrt, seed) for seed in seeds]
-        return lambda arrays: symnum.evaluate(outputs, dict(zip(variables, arrays, strict=True)))
+        read = {id(node) for node in toposort(outputs)}          # a derivative may not read every input
+        fed = [k for k, v in enumerate(variables) if id(v) in read]
+        return lambda arrays: symnum.evaluate(outputs, {variables[k]: arrays[k] for k in fed})
 
     def value_and_grad(self, out: Node, xs: list[Node], mode: str) -> Callable:
         """``arrays -> (value, gradient with respect to xs[0])`` of the graph: the program's reverse sweep
@@ -179,7 +181,7 @@ class TapeEngine:
         import symnum
 
         names = list(shapes)
-        wrt = [names.index(w) for w in function.wrt]
+        wrt = [names.index(w) for w in function.differentiated(names)]
         model = function.model
 
         def call(arrays):
