@@ -470,7 +470,7 @@ def parse_ht(input: Any):
     """The hand model, the data points and their correspondences; ``us`` empty (the simple variant: point i
     matches vertex ``correspondences[i]``) or (n, 2) (the complicated one: a point on triangle
     ``correspondences[i]``). Statics: the bone tree, the mirroring, the vertices the residuals read and
-    where each point reads them."""
+    where each point reads their coordinates."""
     theta = array(input, "theta", (HT_THETA,))
     data = field(input, "data")
     model = field(data, "model")
@@ -505,13 +505,16 @@ def parse_ht(input: Any):
         raise FeedError(f"field 'us' has {us.shape[0]} rows, expected none or one per point ({n})")
     needed = triangles[correspondences] if complicated else correspondences
     used, corners = np.unique(needed, return_inverse=True)
-    return arrays, (tuple(parents.tolist()), mirrored, Indices(used), Indices(corners.reshape(needed.shape)))
+    reads = 3 * corners.reshape(*needed.shape, 1) + np.arange(3)          # each corner's x, y, z among the used
+    if complicated:
+        reads = reads.transpose(1, 0, 2)                                   # corner by corner: (3, n, 3)
+    return arrays, (tuple(parents.tolist()), mirrored, Indices(used), Indices(reads))
 
 
 def model_ht(ns, v, statics):
-    parents, mirrored, used, corners = statics
+    parents, mirrored, used, reads = statics
     return models.ht(ns, v["theta"], v.get("us"), v["base_relatives"], v["inverse_base_absolutes"], v["base_positions"],
-                     v["weights"], v["points"], parents, mirrored, used.array, corners.array)
+                     v["weights"], v["points"], parents, mirrored, used.array, reads.array)
 
 
 def ht_seeds(shapes, statics) -> list[list[np.ndarray]]:

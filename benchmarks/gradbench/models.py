@@ -525,19 +525,20 @@ def ht_vertices(ns, theta, base_relatives, inverse_base_absolutes, base_position
 
 
 def ht(ns, theta, us, base_relatives, inverse_base_absolutes, base_positions, weights, points, parents: tuple,
-       mirrored: bool, used: np.ndarray, corners: np.ndarray):
+       mirrored: bool, used: np.ndarray, reads: np.ndarray):
     """Hand tracking's residuals (3n,): each data point minus its point on the posed hand, x y z per point.
 
-    Only the vertices ``used`` are posed. ``corners`` (n,) indexes ``used`` with point i's vertex (the
-    simple variant), or (n, 3) with the corners of point i's triangle (the complicated variant): its
-    point on the hand is u_0 P_0 + u_1 P_1 + (1 - u_0 - u_1) P_2 with ``us`` (n, 2).
+    Only the vertices ``used`` are posed. ``reads`` indexes their coordinates, flattened (vertex k's
+    coordinate j is entry 3k + j): (n, 3), point i's vertex (the simple variant), or (3, n, 3), corner
+    c of point i's triangle at [c, i] (the complicated variant), whose point on the hand is
+    u_0 P_0 + u_1 P_1 + (1 - u_0 - u_1) P_2 with ``us`` (n, 2). One gather from a flat vector reads them
+    all (a tangent pays for it once per pass, and a flat gather is several times faster than numpy's
+    gather of rows), corner by corner so that each corner's (n, 3) is contiguous.
     """
     vertices = ht_vertices(ns, theta, base_relatives, inverse_base_absolutes, base_positions[used], weights[used],
                            parents, mirrored)
-    if corners.ndim == 1:
-        hand = vertices[corners]
-    else:
+    hand = ns.reshape(vertices, (-1,))[reads]
+    if reads.ndim == 3:
         u0, u1 = us[:, 0:1], us[:, 1:2]
-        hand = u0 * vertices[corners[:, 0]] + u1 * vertices[corners[:, 1]] \
-            + (1.0 - u0 - u1) * vertices[corners[:, 2]]
+        hand = u0 * hand[0] + u1 * hand[1] + (1.0 - u0 - u1) * hand[2]
     return ns.reshape(points - hand, (-1,))
