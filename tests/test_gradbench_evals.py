@@ -213,7 +213,7 @@ def test_bad_inputs_get_an_error_naming_the_field_and_the_tool_keeps_serving(bac
 def test_every_module_answers_every_function_the_evals_ask():
     asked = {"ba": {"objective", "jacobian"}, "llsq": {"primal", "gradient"},
              "ode": {"primal", "gradient"}, "det": {"primal", "gradient"},
-             "kmeans": {"cost", "dir"}, "saddle": set(MODES), "particle": set(MODES)}
+             "kmeans": {"cost", "dir"}, "ht": {"objective", "jacobian"}, "saddle": set(MODES), "particle": set(MODES)}
     for module, functions in asked.items():
         assert set(MODULES[module]) == functions
 

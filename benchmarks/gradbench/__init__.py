@@ -5,8 +5,7 @@ ADBench) runs an "eval" process that sends JSON messages to a "tool" process
 and checks its answers against a reference. ``twograd gradbench --backend
 symnum|symnum-static|symsym|symsym-numba`` (or ``python -m
 benchmarks.gradbench``) is such a tool; the backends are the benchmark's
-columns, under the same names. It answers 11 of GradBench's 12 evals (all but
-``ht``).
+columns, under the same names. It answers all 12 of GradBench's evals.
 
 - :mod:`.models`: the evals' functions, written once against a namespace of ops;
 - :mod:`.functions`: each module's functions: input parsing, model, derivative, output format;

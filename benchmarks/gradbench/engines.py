@@ -53,7 +53,7 @@ def graph_of(function, shapes: dict[str, tuple], statics: tuple) -> tuple[Node, 
     """The model's IR graph for these shapes: (output, variables in input order, the ``wrt`` variables)."""
     variables = {k: T.var(k, shape) for k, shape in shapes.items()}
     out = function.model(T, variables, statics)
-    return out, list(variables.values()), [variables[w] for w in function.wrt]
+    return out, list(variables.values()), [variables[w] for w in function.differentiated(variables)]
 
 
 def graph_tangent(y: Node, x: Node | list[Node], v) -> Node:
@@ -122,8 +122,10 @@ class GraphEngine:
         """``[J s for s in seeds]``: forward mode along each seed (one tangent per ``wrt``), one program."""
         import symnum
 
-        outputs = [graph_tangent(out, wrt, seed) for seed in seeds]
-        return lambda arrays: symnum.evaluate(outputs, dict(zip(variables, arrays, strict=True)))
+        outputs = [graph_tangent(out, *moving(wrt, seed)) for seed in seeds]
+        read = {id(node) for node in toposort(outputs)}          # a derivative may not read every input
+        fed = [k for k, v in enumerate(variables) if id(v) in read]
+        return lambda arrays: symnum.evaluate(outputs, {variables[k]: arrays[k] for k in fed})
 
     def value_and_grad(self, out: Node, xs: list[Node], mode: str) -> Callable:
         """``arrays -> (value, gradient with respect to xs[0])`` of the graph: the program's reverse sweep
@@ -154,7 +156,8 @@ class SymSymEngine(GraphEngine):
     def tangents(self, out, variables, wrt, seeds):
         import symsym
 
-        outputs = [symsym.jvp(out, wrt, [T.const(v) for v in seed]) for seed in seeds]
+        outputs = [(lambda xs, vs: symsym.jvp(out, xs, [T.const(v) for v in vs]) if xs else T.zeros_like(out))(
+            *moving(wrt, seed)) for seed in seeds]
         fn = symsym.function(variables, outputs, linker=self.backend.linker)
         return lambda arrays: fn(*arrays)
 
@@ -179,7 +182,7 @@ class TapeEngine:
         import symnum
 
         names = list(shapes)
-        wrt = [names.index(w) for w in function.wrt]
+        wrt = [names.index(w) for w in function.differentiated(names)]
         model = function.model
 
         def call(arrays):
@@ -197,13 +200,18 @@ class TapeEngine:
         if function.derive == "jvp":
             seeds = function.seeds(shapes, statics)
 
+            moved = [moving(wrt, seed) for seed in seeds]
+
             def tangents(arrays):
-                def at(*xs):
-                    args = tensors(arrays)
-                    for i, x in zip(wrt, xs):
-                        args[i] = x
-                    return call(args)
-                return [symnum.jvp(at, [arrays[i] for i in wrt], seed)[1] for seed in seeds]
+                def at(positions):
+                    def f(*xs):
+                        args = tensors(arrays)
+                        for i, x in zip(positions, xs):
+                            args[i] = x
+                        return call(args)
+                    return f
+                return [symnum.jvp(at(positions), [arrays[i] for i in positions], vs)[1]
+                        for positions, vs in moved]
             return tangents, []
         if function.derive == "grad":
             def grad(arrays):
@@ -240,6 +248,13 @@ ENGINES.update({name: (lambda name=name: _graph_engine(name)) for name in ENGINE
 
 
 # ------------------------------------------------------------ nested derivatives
+
+def moving(wrt: list, seed: list) -> tuple[list, list]:
+    """The inputs (nodes or positions) a seed moves and their tangents: an input whose tangent is all zeros
+    is held still, so no tangent is computed through the part of the graph only it reaches."""
+    pairs = [(x, v) for x, v in zip(wrt, seed, strict=True) if np.any(v)]
+    return [x for x, _ in pairs], [v for _, v in pairs]
+
 
 def graph_gradient(y: Node, x: Node) -> Node:
     """dy/dx of a scalar node as a node (the IR's shared reverse sweep, :func:`common.backward.sweep`).

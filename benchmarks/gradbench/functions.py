@@ -41,7 +41,8 @@ class Function:
     (the Jacobian along each of ``seeds(shapes, statics)``, a list with one
     tangent per ``wrt`` each: a sparse Jacobian's compressed columns) or
     ``"nested"`` (:class:`Nested`); by default ``"grad"`` when ``wrt`` is
-    given, else ``"value"``. ``assemble(results, statics)``, part of each
+    given, else ``"value"``. A ``wrt`` name the parsed input lacks is not
+    differentiated (ht's ``us``, absent in its simple variant). ``assemble(results, statics)``, part of each
     timed run, turns the engine's results into what ``write`` reads.
     """
 
@@ -56,6 +57,10 @@ class Function:
     @property
     def derive(self) -> str:
         return self.derivative or ("grad" if self.wrt else "value")
+
+    def differentiated(self, names) -> list[str]:
+        """The ``wrt`` names among the input's variables ``names``, in ``wrt`` order."""
+        return [w for w in self.wrt if w in names]
 
 
 MAX_ELEMENTS = 10**9
@@ -423,6 +428,111 @@ def write_ba_jacobian(results) -> dict:
     return {name: [*part[:30].tolist(), part[-1].item()] for name, part in zip(("rows", "cols", "vals"), results)}
 
 
+# ------------------------------------------------------------------------ ht
+
+HT_THETA = 26
+"""The pose: global rotation (angle-axis) and translation, then four angles for each of five fingers."""
+HT_BONES = 21
+"""The fewest bones the pose can move: the fingers' angles reach bone 20 (the little finger's last joint)."""
+
+
+class Indices:
+    """A read-only integer array that can be a static parameter: hashed once by its bytes, equal by value."""
+
+    def __init__(self, values: np.ndarray):
+        self.array = np.array(values, dtype=np.int64)
+        self.array.flags.writeable = False
+        self._hash = hash((self.array.shape, self.array.tobytes()))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Indices) and self._hash == other._hash and np.array_equal(self.array, other.array)
+
+
+def indices(input: Any, name: str, shape: tuple, low: int, high: int) -> np.ndarray:
+    """Field ``name`` as an int64 array of ``shape`` (None: any size), every entry from ``low`` to ``high``."""
+    raw = field(input, name)
+    try:
+        arr = np.array(raw)
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise FeedError(f"field {name!r} is not a rectangular array of integers: {e}") from None
+    if arr.size and arr.dtype.kind not in "iu":
+        raise FeedError(f"field {name!r} must hold integers only, got {arr.dtype.kind!r}-kind values")
+    arr = array({name: raw}, name, shape).astype(np.int64)
+    if arr.size and not (low <= arr.min() and arr.max() <= high):
+        raise FeedError(f"field {name!r} must hold integers from {low} to {high}, got {arr.min()} to {arr.max()}")
+    return arr
+
+
+def parse_ht(input: Any):
+    """The hand model, the data points and their correspondences; ``us`` empty (the simple variant: point i
+    matches vertex ``correspondences[i]``) or (n, 2) (the complicated one: a point on triangle
+    ``correspondences[i]``). Statics: the bone tree, the mirroring, the vertices the residuals read and
+    where each point reads their coordinates."""
+    theta = array(input, "theta", (HT_THETA,))
+    data = field(input, "data")
+    model = field(data, "model")
+    bones = integer(model, "bone_count", HT_BONES, MAX_DIM)
+    names = field(model, "bone_names")
+    if not isinstance(names, list) or len(names) != bones or not all(isinstance(b, str) for b in names):
+        raise FeedError(f"field 'bone_names' must be a list of {bones} strings (bone_count)")
+    parents = indices(model, "parents", (bones,), -1, bones - 1)
+    if np.any(parents >= np.arange(bones)):
+        raise FeedError("field 'parents': each bone's parent must come before it (or be -1)")
+    mirrored = field(model, "is_mirrored")
+    if not isinstance(mirrored, bool):
+        raise FeedError(f"field 'is_mirrored' must be true or false, got {shown(mirrored)}")
+    base_positions = array(model, "base_positions", (None, 4))
+    v = base_positions.shape[0]
+    if v == 0:
+        raise FeedError("field 'base_positions' must not be empty")
+    us = array(input, "us", (None, 2))
+    arrays = {"theta": theta, **({"us": us} if us.shape[0] else {}),
+              "base_relatives": array(model, "base_relatives", (bones, 4, 4)),
+              "inverse_base_absolutes": array(model, "inverse_base_absolutes", (bones, 4, 4)),
+              "base_positions": base_positions, "weights": array(model, "weights", (v, bones))}
+    triangles = indices(model, "triangles", (None, 3), 0, v - 1)
+    complicated = us.shape[0] > 0
+    high = len(triangles) - 1 if complicated else v - 1
+    correspondences = indices(data, "correspondences", (None,), 0, high)
+    n = len(correspondences)
+    if n == 0:
+        raise FeedError("field 'correspondences' must not be empty")
+    arrays["points"] = array(data, "points", (n, 3))
+    if complicated and us.shape[0] != n:
+        raise FeedError(f"field 'us' has {us.shape[0]} rows, expected none or one per point ({n})")
+    needed = triangles[correspondences] if complicated else correspondences
+    used, corners = np.unique(needed, return_inverse=True)
+    reads = 3 * corners.reshape(*needed.shape, 1) + np.arange(3)          # each corner's x, y, z among the used
+    if complicated:
+        reads = reads.transpose(1, 0, 2)                                   # corner by corner: (3, n, 3)
+    return arrays, (tuple(parents.tolist()), mirrored, Indices(used), Indices(reads))
+
+
+def model_ht(ns, v, statics):
+    parents, mirrored, used, reads = statics
+    return models.ht(ns, v["theta"], v.get("us"), v["base_relatives"], v["inverse_base_absolutes"], v["base_positions"],
+                     v["weights"], v["points"], parents, mirrored, used.array, reads.array)
+
+
+def ht_seeds(shapes, statics) -> list[list[np.ndarray]]:
+    """The Jacobian's columns in as many passes: in the complicated variant first u_0 of every point, then
+    u_1 of every point (each point's residuals read its own us only, so two passes give those columns),
+    then each of the 26 pose parameters. Each seed is a tangent for theta, then for us where there are us."""
+    if "us" not in shapes:
+        return [[e] for e in np.eye(HT_THETA)]
+    us = np.zeros((2, *shapes["us"]))
+    us[0, :, 0] = us[1, :, 1] = 1.0
+    return [[np.zeros(HT_THETA), u] for u in us] + [[e, np.zeros(shapes["us"])] for e in np.eye(HT_THETA)]
+
+
+def ht_jacobian(results: list[np.ndarray], statics) -> list[np.ndarray]:
+    """The (3n, 28 or 26) Jacobian as the eval lays it out: the compressed us columns, then theta's."""
+    return [np.stack(results, axis=1)]
+
+
 MODULES: dict[str, dict[str, Function]] = {
     "hello": {
         "square": Function(parse_hello, lambda ns, v, s: models.square(ns, v["x"]), (), scalar),
@@ -460,6 +570,11 @@ MODULES: dict[str, dict[str, Function]] = {
         "objective": Function(parse_ba, model_ba, (), write_ba_objective),
         "jacobian": Function(parse_ba, model_ba, ("cams", "points", "w"), write_ba_jacobian, "jvp",
                              seeds=ba_colours, assemble=ba_sparse),
+    },
+    "ht": {
+        "objective": Function(parse_ht, model_ht, (), vector),
+        "jacobian": Function(parse_ht, model_ht, ("theta", "us"), vector, "jvp", seeds=ht_seeds,
+                             assemble=ht_jacobian),
     },
     "saddle": {modes: saddle_function(modes) for modes in ("ff", "fr", "rf", "rr")},
     "particle": {modes: particle_function(modes) for modes in ("ff", "fr", "rf", "rr")},

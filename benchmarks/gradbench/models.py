@@ -426,3 +426,119 @@ def ba(ns, cams, points, w, feats, cam_of, point_of):
     ``point_of[i]``."""
     reproj = ns.expand_dims(w, 1) * (ba_project(ns, cams[cam_of], points[point_of]) - feats)
     return ns.concatenate([ns.reshape(reproj, (-1,)), 1.0 - w * w])
+
+
+# ------------------------------------------------------------------------- ht
+
+def _rotation(ns, entries):
+    """Rotation matrices (..., 3, 3) from the nine entries, each an array (...), row by row."""
+    rows = [ns.stack(entries[3 * r:3 * r + 3], axis=-1) for r in range(3)]
+    return ns.stack(rows, axis=-2)
+
+
+def ht_euler_rotations(ns, angles):
+    """Rz(a_1) Ry(a_2) Rx(a_0) for each row (x, z, y) of ``angles`` (b, 3): the bones' rotations, (b, 3, 3).
+
+    The product is written out entry by entry (one stack, no matrix products): angles (x, z, y) are
+    ADBench's column order, the rotation about y between the other two.
+    """
+    cx, cz, cy = (ns.cos(angles[:, k]) for k in range(3))
+    sx, sz, sy = (ns.sin(angles[:, k]) for k in range(3))
+    return _rotation(ns, [cz * cy, cz * sy * sx - sz * cx, sz * sx + cz * sy * cx,
+                          sz * cy, cz * cx + sz * sy * sx, sz * sy * cx - cz * sx,
+                          -sy, cy * sx, cy * cx])
+
+
+def ht_angle_axis_rotation(ns, r):
+    """Rodrigues' rotation for the angle-axis vector ``r`` (3,), or the identity where |r| < 1e-4 (as the
+    reference: the identity's derivative is 0 there). The angle is taken of 1 on the identity's side so
+    that neither side of the selection divides by 0."""
+    sq = ns.sum(r * r)
+    turning = sq >= 1e-8
+    angle = ns.sqrt(ns.where(turning, sq, 1.0))
+    x, y, z = (r[k] / angle for k in range(3))
+    c, s = ns.cos(angle), ns.sin(angle)
+    t = 1.0 - c
+    rodrigues = _rotation(ns, [c + t * x * x, t * x * y - s * z, t * x * z + s * y,
+                               t * x * y + s * z, c + t * y * y, t * y * z - s * x,
+                               t * x * z - s * y, t * y * z + s * x, c + t * z * z])
+    return ns.where(turning, rodrigues, np.eye(3))
+
+
+@functools.lru_cache(maxsize=8)
+def ht_pose_index(bones: int) -> np.ndarray:
+    """Where each bone's (x, z, y) angles come from in ``[0, theta_0, ..., theta_25]`` (bones, 3).
+
+    After the 6 global parameters, each of the five fingers takes 4: two angles of its second joint
+    (bone 2 + 4f), one of its third and fourth; every other bone (wrist, the fingers' first joints,
+    the forearm) and every y angle stays 0.
+    """
+    idx = np.zeros((bones, 3), dtype=np.int64)
+    for finger in range(5):
+        bone, t = 2 + 4 * finger, 7 + 4 * finger
+        idx[bone, 0], idx[bone, 1], idx[bone + 1, 0], idx[bone + 2, 0] = t, t + 1, t + 2, t + 3
+    return idx
+
+
+@functools.lru_cache(maxsize=8)
+def ht_levels(parents: tuple) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The bone tree by depth: per level below the roots, (its bones, their parents' rows in the
+    concatenation of the levels above), and each bone's row in the concatenation of all levels."""
+    depth = [0] * len(parents)
+    for i, p in enumerate(parents):
+        depth[i] = 0 if p < 0 else depth[p] + 1
+    order = sorted(range(len(parents)), key=lambda i: (depth[i], i))
+    row = {bone: k for k, bone in enumerate(order)}
+    levels = []
+    for d in range(1, max(depth) + 1):
+        bones = np.array([i for i in order if depth[i] == d], dtype=np.int64)
+        levels.append((bones, np.array([row[parents[i]] for i in bones], dtype=np.int64)))
+    roots = np.array([i for i in order if depth[i] == 0], dtype=np.int64)
+    return [(roots, np.zeros(0, dtype=np.int64)), *levels], np.array([row[i] for i in range(len(parents))])
+
+
+def ht_vertices(ns, theta, base_relatives, inverse_base_absolutes, base_positions, weights, parents: tuple,
+                mirrored: bool):
+    """The posed hand's vertices (v, 3): each bone's transform, blended by the skinning weights.
+
+    Bone b's relative transform is its base relative times its rotation (Euler angles from ``theta``);
+    its absolute transform is its parent's absolute times its relative, computed one depth of the
+    tree at a time (one batched product per level); its skinning transform is the absolute times the
+    inverse base absolute. A vertex moves by the weighted sum of the transforms' top three rows
+    (linear blend skinning), mirrored in x if the model is, then by the global rotation (angle-axis
+    ``theta[0:3]``) and translation ``theta[3:6]``.
+    """
+    bones = base_relatives.shape[0]
+    padded = ns.concatenate([ns.full((1,), 0.0, dtype=theta.dtype), theta])
+    rotations = ht_euler_rotations(ns, padded[ht_pose_index(bones)])                    # (b, 3, 3)
+    relatives = ns.concatenate([ns.matmul(base_relatives[:, :, 0:3], rotations), base_relatives[:, :, 3:4]], axis=2)
+    levels, rows = ht_levels(parents)
+    absolutes = relatives[levels[0][0]]
+    for level_bones, parent_rows in levels[1:]:
+        absolutes = ns.concatenate([absolutes, ns.matmul(absolutes[parent_rows], relatives[level_bones])])
+    transforms = ns.matmul(absolutes[rows], inverse_base_absolutes)[:, 0:3, :]          # (b, 3, 4)
+    blended = ns.reshape(ns.matmul(weights, ns.reshape(transforms, (bones, 12))), (-1, 3, 4))
+    positions = ns.sum(blended * ns.expand_dims(base_positions, 1), axis=2)               # (v, 3)
+    if mirrored:
+        positions = positions * np.array([-1.0, 1.0, 1.0])
+    return ns.matmul(positions, ns.transpose(ht_angle_axis_rotation(ns, theta[0:3]))) + theta[3:6]
+
+
+def ht(ns, theta, us, base_relatives, inverse_base_absolutes, base_positions, weights, points, parents: tuple,
+       mirrored: bool, used: np.ndarray, reads: np.ndarray):
+    """Hand tracking's residuals (3n,): each data point minus its point on the posed hand, x y z per point.
+
+    Only the vertices ``used`` are posed. ``reads`` indexes their coordinates, flattened (vertex k's
+    coordinate j is entry 3k + j): (n, 3), point i's vertex (the simple variant), or (3, n, 3), corner
+    c of point i's triangle at [c, i] (the complicated variant), whose point on the hand is
+    u_0 P_0 + u_1 P_1 + (1 - u_0 - u_1) P_2 with ``us`` (n, 2). One gather from a flat vector reads them
+    all (a tangent pays for it once per pass, and a flat gather is several times faster than numpy's
+    gather of rows), corner by corner so that each corner's (n, 3) is contiguous.
+    """
+    vertices = ht_vertices(ns, theta, base_relatives, inverse_base_absolutes, base_positions[used], weights[used],
+                           parents, mirrored)
+    hand = ns.reshape(vertices, (-1,))[reads]
+    if reads.ndim == 3:
+        u0, u1 = us[:, 0:1], us[:, 1:2]
+        hand = u0 * hand[0] + u1 * hand[1] + (1.0 - u0 - u1) * hand[2]
+    return ns.reshape(points - hand, (-1,))
