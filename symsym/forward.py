@@ -82,6 +82,7 @@ def jacfwd(y, x):
 
 
 def _jacfwd(y: Node, x: Node) -> Node:
+    static_size(y, "jacfwd")  # a block y.shape + x.shape: a computed count has none
     n = static_size(x, "jacfwd")
     v = var(f"tangent of {x.name or 'input'}", x.shape, x.dtype)
     col = jvp(y, x, v)
