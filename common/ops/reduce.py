@@ -81,7 +81,13 @@ def _count_impl(x, axis, keepdims=False):
                       dtype=float_dtype(x.dtype) if x.dtype.kind != "f" else x.dtype)
 
 
-defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
+def _sum(x, axis, keepdims):
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return kernels.reduce_by_slices(np.add, x, axis, keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+
+defop("sum", _infer("acc"), _sum,
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
       jvp=jvp_linear("sum"), bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True, linear=(0,),
@@ -107,11 +113,20 @@ def _extreme_share(ns, out, x, axis, keepdims):
 
 
 _extreme_vjp, _extreme_jvp = reduction_rules(_extreme_share)
-defop("max", _infer("same"), lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+def _extreme(ufunc, plain):
+    """max or min: numpy's, or for small windows over many outputs the same by slices."""
+    def impl(x, axis, keepdims):
+        if isinstance(x, np.ndarray) and axis and kernels.few_reduced(x.shape, axis):
+            return kernels.reduce_by_slices(ufunc, x, axis, keepdims)
+        return plain(x, axis=axis, keepdims=keepdims)
+    return impl
+
+
+defop("max", _infer("same"), _extreme(np.maximum, np.max),
       _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True,
       doc="Max over axis. Convention (PyTorch): tied maxima share the cotangent evenly.")
-defop("min", _infer("same"), lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+defop("min", _infer("same"), _extreme(np.minimum, np.min),
       _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True,
       doc="Min over axis. Convention (PyTorch): tied minima share the cotangent evenly.")
