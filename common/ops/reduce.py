@@ -106,13 +106,25 @@ defop("count", _infer("count"), _count_impl, None, jvp=jvp_zero, kind=Kind.REDUC
                       "when dims are unknown until evaluation). Not differentiable.")
 
 
-def _extreme_share(ns, out, x, axis, keepdims):
-    """Every element equal to the extreme gets an even share (of the cotangent; of the tangent, summed)."""
+def _extreme_hits(ns, out, x, axis, keepdims):
+    """Where x equals its extreme (1.0, else 0.0), and how many do in each reduction (kept axes)."""
     hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), out.dtype)
-    return hit / ns.sum(hit, axis=axis, keepdims=True)
+    return hit, ns.sum(hit, axis=axis, keepdims=True)
 
 
-_extreme_vjp, _extreme_jvp = reduction_rules(_extreme_share)
+def _extreme_vjp(ns, g, out, x, axis, keepdims):
+    """Every element equal to the extreme gets an even share of the cotangent: the cotangent is divided
+    by the count at the output's size (a pooling window's, a quarter of the input's), then spread."""
+    hit, count = _extreme_hits(ns, out, x, axis, keepdims)
+    return hit * (keep_axes(ns, g, axis, keepdims) / count)
+
+
+def _extreme_jvp(ns, tangents, out, x, axis, keepdims):
+    """The mean of the tangent over the elements equal to the extreme."""
+    hit, count = _extreme_hits(ns, out, x, axis, keepdims)
+    return call(ns, "sum", tangents[0] * (hit / count), axis=axis, keepdims=keepdims)
+
+
 def _extreme(ufunc, plain):
     """max or min: numpy's, or for small windows over many outputs the same by slices."""
     def impl(x, axis, keepdims):
