@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-__all__ = ["broadcast_view", "expand_dims", "mean", "scatter_at", "scatter_set", "softmax", "sum_to",
-           "sum_to_axes", "transpose"]
+__all__ = ["broadcast_view", "expand_dims", "few_reduced", "mean", "reduce_by_slices", "scatter_at", "scatter_set",
+           "softmax", "sum_to", "sum_to_axes", "transpose"]
 
 _reduce = np.add.reduce
 
@@ -50,6 +50,49 @@ def broadcast_view(x, shape: tuple):
                 view.flags.writeable = False
                 return view
     return np.broadcast_to(x, shape)
+
+
+#: reductions of at most this many elements per output (a pooling window) over at least
+#: _MANY_OUTPUTS outputs run as elementwise calls over slices (:func:`reduce_by_slices`)
+_FEW, _MANY_OUTPUTS = 16, 1024
+
+
+def few_reduced(shape: tuple, axis: tuple) -> bool:
+    """Whether reducing ``shape`` over ``axis`` is a small window per output over many outputs: the
+    case :func:`reduce_by_slices` is for (asked once at compile time where shapes are known)."""
+    k = math.prod(shape[a] for a in axis)
+    return 2 <= k <= _FEW and math.prod(shape) >= k * _MANY_OUTPUTS
+
+
+def reduce_by_slices(ufunc, x, axis: tuple, keepdims: bool):
+    """``ufunc.reduce(x, axis, keepdims=keepdims)`` as ``k - 1`` elementwise calls, one per element of the
+    reduced axes, over slices of ``x``.
+
+    numpy reduces by running its inner loop once per output over the
+    reduced axes: for a 2x2 pooling window (four elements, often strided)
+    that is tens of thousands of four-element loops, 20 to 50 times slower
+    than three elementwise calls over whole slices, which is what this does
+    where :func:`few_reduced` holds (elsewhere it is numpy's reduce). A max
+    or min is exact, NaN through; a sum adds the elements in C order of the
+    reduced axes, which numpy may not: equal to rounding.
+    """
+    if not few_reduced(x.shape, axis):
+        return ufunc.reduce(x, axis, None, None, keepdims)
+    picks = [()]
+    for a in sorted(axis):
+        picks = [p + (i,) for p in picks for i in range(x.shape[a])]
+    keys = []
+    for p in picks:
+        key = [slice(None)] * x.ndim
+        for a, i in zip(sorted(axis), p):
+            key[a] = i
+        keys.append(tuple(key))
+    out = ufunc(x[keys[0]], x[keys[1]])
+    for key in keys[2:]:
+        ufunc(out, x[key], out=out)
+    if keepdims:
+        out = out.reshape(tuple(1 if a in axis else d for a, d in enumerate(x.shape)))
+    return out
 
 
 def sum_to_axes(have: tuple, want: tuple) -> tuple[tuple, bool]:

@@ -40,7 +40,11 @@ __all__ = ["KERNELS", "UFUNCS", "aliases", "expression", "inplace_input", "liter
 
 #: the shared kernels generated code calls, by the names it calls them (bound as globals)
 KERNELS = {"softmax": kernels.softmax, "scatter_set": kernels.scatter_set, "scatter_at": kernels.scatter_at,
-           "broadcast_view": kernels.broadcast_view, "mean": kernels.mean}
+           "broadcast_view": kernels.broadcast_view, "mean": kernels.mean,
+           "reduce_by_slices": kernels.reduce_by_slices}
+
+#: reductions whose small windows run as elementwise calls over slices (kernels.reduce_by_slices)
+_BY_SLICES = {"sum": "np.add", "max": "np.maximum", "min": "np.minimum"}
 
 #: ops that are one numpy ufunc (the op's ``ufunc`` trait), and that ufunc's name
 UFUNCS = {name: op.ufunc.__name__ for name, op in OPS.items() if op.ufunc is not None}
@@ -106,6 +110,9 @@ def _expression(n: Node, args: list[str]) -> str | None:
         return f"{args[0]}.T" if p["axes"] == (1, 0) else f"{args[0]}.transpose({_lit(p['axes'])})"
     if name in ("reshape", "squeeze", "expand_dims") and _static(n) and n.shape:
         return f"{args[0]}.reshape({_lit(n.shape)})"
+    if name in _BY_SLICES and (name != "sum" or _floating(n.inputs[0])) and _static(n.inputs[0]) and p["axis"] \
+            and kernels.few_reduced(n.inputs[0].shape, p["axis"]):
+        return f"reduce_by_slices({_BY_SLICES[name]}, {args[0]}, {_lit(p['axis'])}, {_lit(p['keepdims'])})"
     if name == "sum" and _floating(n.inputs[0]) and p["axis"]:
         return _reduce(args[0], p["axis"], p["keepdims"])
     if name == "sum_to" and _floating(n) and _static(n.inputs[0]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from derivchecks import Models
+from derivchecks import Models, grad_hvp, torch_grad_hvp
 from opcases import _conv_ref, _padded
 
 import symnum
@@ -109,6 +109,28 @@ def test_conv2d_matches_pytorch(kw):
     x, w = rng.standard_normal((2, 6, 11, 12)), rng.standard_normal((6, 6 // kw.get("groups", 1), 3, 4))
     got = symsym.function([], T.nn.conv2d(T.const(x), T.const(w), **kw))()
     np.testing.assert_allclose(got, F.conv2d(_tt(x), _tt(w), **kw).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+@pytest.mark.parametrize("backend", ["tape", "numpy"])
+def test_a_large_pool_matches_pytorch(backend):
+    """Pools big enough for the fast paths: the max and sums over each 2x2 window by slices, the
+    non-overlapping windows put back by one copy (and a 3x3 stride-3 pool that leaves a border no
+    window reaches). Relu before the pool makes windows of tied zeros, as a network does."""
+    rng = np.random.default_rng(5)
+    x, v, c = rng.standard_normal((3, 4, 4, 32, 32)), rng.standard_normal((3, 4, 4, 32, 32)), rng.standard_normal(10)
+
+    def f(ns, x):
+        two = ns.nn.max_pool2d(ns.relu(x[0]), 2) ** 2 + ns.nn.avg_pool2d(x[1] * x[1], 2)
+        return ns.sum(two) + ns.sum(ns.nn.max_pool2d(ns.sin(x[2]), 3) * c)
+
+    def tf(x):
+        two = F.max_pool2d(torch.relu(x[0]), 2) ** 2 + F.avg_pool2d(x[1] * x[1], 2)
+        return two.sum() + (F.max_pool2d(torch.sin(x[2]), 3) * _tt(c)).sum()
+
+    (g, h), (tg, th) = grad_hvp(backend, f, x, v), torch_grad_hvp(tf, x, v)
+    np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, th, rtol=1e-12, atol=1e-12)
 
 
 def test_vmap_of_conv_and_pool_matches_a_loop():

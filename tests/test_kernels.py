@@ -137,6 +137,43 @@ def test_mean_is_numpys(dtype, shape, axis, keepdims, rng):
     np.testing.assert_array_equal(got, want)  # the same arithmetic, bit for bit
 
 
+# --- reduce_by_slices --------------------------------------------------------------------------
+
+def _pool_windows(x):
+    """2x2 windows of x's last two dims, stride 2, as the strided view pooling reduces."""
+    return np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(-2, -1))[..., ::2, ::2, :, :]
+
+
+@pytest.mark.parametrize("ufunc", [np.add, np.maximum, np.minimum])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("make,axis", [(lambda x: _pool_windows(x), (4, 5)),
+                                       (lambda x: x.reshape(4, 3, 32, 2, 32, 2), (3, 5)),
+                                       (lambda x: x.reshape(-1, 4), (1,)),
+                                       (lambda x: x[:2, :2, :3, :5], (2, 3)),  # too few outputs: numpy's
+                                       (lambda x: x.reshape(4, 3, 4096), (2,))])  # too many per output
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reduce_by_slices_is_numpys_reduce(ufunc, dtype, make, axis, keepdims, rng):
+    x = (rng.standard_normal((4, 3, 64, 64)) * 100).astype(dtype)
+    if dtype != np.int64:
+        x.flat[[5, 77, 1000]] = np.nan  # NaN through, as numpy's max and sum
+    x = make(x)
+    got = kernels.reduce_by_slices(ufunc, x, axis, keepdims)
+    want = ufunc.reduce(x, axis=axis, keepdims=keepdims)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if ufunc is np.add and dtype != np.int64:
+        # the same sums in another order: equal to a few roundings of the largest term
+        np.testing.assert_allclose(got, want, rtol=0, atol=8 * np.finfo(dtype).eps * np.nanmax(np.abs(x)))
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_few_reduced_picks_small_windows_over_many_outputs():
+    assert kernels.few_reduced((16, 6, 12, 12, 2, 2), (4, 5))
+    assert not kernels.few_reduced((2, 3, 4, 4, 2, 2), (4, 5))      # few outputs
+    assert not kernels.few_reduced((4096, 64), (1,))                # a long row
+    assert not kernels.few_reduced((4096, 1), (1,))                 # nothing to reduce
+
+
 # --- softmax --------------------------------------------------------------------------------------
 
 def _softmax_reference(x, axis):

@@ -5,7 +5,7 @@ conv 1->6 5x5, relu, max pool 2, conv 6->16 5x5, relu, max pool 2, dense
 gradient with respect to every weight and bias. The hand-written backprop
 below is the im2col one: each convolution one BLAS matmul over a strided
 view's columns, its input's cotangent one matmul and 25 strided adds back,
-each 2x2 pool a reshape and its mask.
+each 2x2 pool three elementwise maxima, its backward a reshape and its mask.
 """
 
 from __future__ import annotations
@@ -46,9 +46,15 @@ def _conv_relu_pool(x, w, b):
     z = z.reshape(x.shape[0], w.shape[0], o, o)
     z += b
     np.maximum(z, 0.0, out=z)
-    blocks = z.reshape(z.shape[0], z.shape[1], o // 2, 2, o // 2, 2)
-    pooled = blocks.max(axis=(3, 5))
-    return cols, z, pooled
+    return cols, z, _pool(z)
+
+
+def _pool(z):
+    """2x2 max pool as three elementwise maxima of the four corners' strided slices (numpy's
+    ``max(axis=(3, 5))`` of the blocks runs its inner loop once per output over 2x2, tens of times slower)."""
+    pooled = np.maximum(z[:, :, 0::2, 0::2], z[:, :, 0::2, 1::2])
+    np.maximum(pooled, z[:, :, 1::2, 0::2], out=pooled)
+    return np.maximum(pooled, z[:, :, 1::2, 1::2], out=pooled)
 
 
 def _unpool_relu(g, z, pooled):

@@ -141,11 +141,17 @@ def _fits(have, want) -> bool:
 
 def window_view(x, ksize, stride, padding, dilation):
     """A view (..., *out, *ksize) of each window of ``x``'s last ``len(ksize)`` dims (zero-padded)."""
-    d = len(ksize)
     if any(padding):
-        x = np.pad(x, ((0, 0),) * (x.ndim - d) + tuple((p, p) for p in padding))
+        x = np.pad(x, ((0, 0),) * (x.ndim - len(ksize)) + tuple((p, p) for p in padding))
+    return _strided_windows(x, ksize, stride, dilation)
+
+
+def _strided_windows(x, ksize, stride, dilation, writeable: bool = False):
+    """:func:`window_view` of an already padded ``x``; a writeable one writes each element once where
+    the windows do not overlap."""
+    d = len(ksize)
     span = tuple(dl * (k - 1) + 1 for k, dl in zip(ksize, dilation))
-    v = sliding_window_view(x, span, axis=tuple(range(x.ndim - d, x.ndim)))
+    v = sliding_window_view(x, span, axis=tuple(range(x.ndim - d, x.ndim)), writeable=writeable)
     if any(s != 1 for s in stride) or any(dl != 1 for dl in dilation):
         v = v[(...,) + tuple(slice(None, None, s) for s in stride) + tuple(slice(None, None, dl) for dl in dilation)]
     return v
@@ -156,13 +162,28 @@ def _unwindows(cols, size, stride, padding, dilation):
     d = len(size)
     lead = cols.shape[:cols.ndim - 2 * d]
     out_sp, ksize = cols.shape[cols.ndim - 2 * d:cols.ndim - d], cols.shape[cols.ndim - d:]
-    padded = np.zeros(lead + tuple(s + 2 * p for s, p in zip(size, padding)), cols.dtype)
+    full = tuple(s + 2 * p for s, p in zip(size, padding))
+    if all(st >= dl * (k - 1) + 1 for k, st, dl in zip(ksize, stride, dilation)):
+        # windows that do not overlap (pooling's): one copy into their view of the output, zeros only
+        # where no window reaches
+        tiled = all(dl == 1 and st == k and o * st == s for k, st, dl, o, s in
+                    zip(ksize, stride, dilation, out_sp, full))
+        padded = (np.empty if tiled else np.zeros)(lead + full, cols.dtype)
+        np.copyto(_strided_windows(padded, ksize, stride, dilation, writeable=True), cols)
+    else:
+        padded = _scatter_windows(cols, lead + full, ksize, out_sp, stride, dilation)
+    if any(padding):
+        padded = padded[(...,) + tuple(slice(p, p + s) for p, s in zip(padding, size))]
+    return padded
+
+
+def _scatter_windows(cols, shape, ksize, out_sp, stride, dilation):
+    """Overlapping windows added back: one strided add per kernel offset."""
+    padded = np.zeros(shape, cols.dtype)
     for offset in np.ndindex(*ksize):
         where = tuple(slice(k * dl, k * dl + st * (o - 1) + 1, st)
                       for k, dl, st, o in zip(offset, dilation, stride, out_sp))
         padded[(...,) + where] += cols[(...,) + offset]
-    if any(padding):
-        padded = padded[(...,) + tuple(slice(p, p + s) for p, s in zip(padding, size))]
     return padded
 
 

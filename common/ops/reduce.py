@@ -81,7 +81,13 @@ def _count_impl(x, axis, keepdims=False):
                       dtype=float_dtype(x.dtype) if x.dtype.kind != "f" else x.dtype)
 
 
-defop("sum", _infer("acc"), lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
+def _sum(x, axis, keepdims):
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return kernels.reduce_by_slices(np.add, x, axis, keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+
+defop("sum", _infer("acc"), _sum,
       lambda ns, g, out, x, axis, keepdims: expand_to(ns, keep_axes(ns, g, axis, keepdims), x),
       jvp=jvp_linear("sum"), bind=_bind, code="np.sum({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True, linear=(0,),
@@ -100,18 +106,39 @@ defop("count", _infer("count"), _count_impl, None, jvp=jvp_zero, kind=Kind.REDUC
                       "when dims are unknown until evaluation). Not differentiable.")
 
 
-def _extreme_share(ns, out, x, axis, keepdims):
-    """Every element equal to the extreme gets an even share (of the cotangent; of the tangent, summed)."""
+def _extreme_hits(ns, out, x, axis, keepdims):
+    """Where x equals its extreme (1.0, else 0.0), and how many do in each reduction (kept axes)."""
     hit = ns.cast(ns.eq(x, keep_axes(ns, out, axis, keepdims)), out.dtype)
-    return hit / call(ns, "sum", hit, axis=axis, keepdims=True)  # axis is bound already: no bind again
+    return hit, call(ns, "sum", hit, axis=axis, keepdims=True)  # axis is bound already: no bind again
 
 
-_extreme_vjp, _extreme_jvp = reduction_rules(_extreme_share)
-defop("max", _infer("same"), lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+def _extreme_vjp(ns, g, out, x, axis, keepdims):
+    """Every element equal to the extreme gets an even share of the cotangent: the cotangent is divided
+    by the count at the output's size (a pooling window's, a quarter of the input's), then spread."""
+    hit, count = _extreme_hits(ns, out, x, axis, keepdims)
+    return hit * (keep_axes(ns, g, axis, keepdims) / count)
+
+
+def _extreme_jvp(ns, tangents, out, x, axis, keepdims):
+    """The mean of the tangent over the elements equal to the extreme."""
+    hit, count = _extreme_hits(ns, out, x, axis, keepdims)
+    return call(ns, "sum", tangents[0] * (hit / count), axis=axis, keepdims=keepdims)
+
+
+def _extreme(ufunc, plain):
+    """max or min: numpy's, or for small windows over many outputs the same by slices."""
+    def impl(x, axis, keepdims):
+        if isinstance(x, np.ndarray) and axis and kernels.few_reduced(x.shape, axis):
+            return kernels.reduce_by_slices(ufunc, x, axis, keepdims)
+        return plain(x, axis=axis, keepdims=keepdims)
+    return impl
+
+
+defop("max", _infer("same"), _extreme(np.maximum, np.max),
       _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.max({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True,
       doc="Max over axis. Convention (PyTorch): tied maxima share the cotangent evenly.")
-defop("min", _infer("same"), lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+defop("min", _infer("same"), _extreme(np.minimum, np.min),
       _extreme_vjp, jvp=_extreme_jvp, bind=_bind, code="np.min({0}, axis={axis}, keepdims={keepdims})",
       kind=Kind.REDUCTION, zero=True,
       doc="Min over axis. Convention (PyTorch): tied minima share the cotangent evenly.")
