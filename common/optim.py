@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import FeedError
 from .site import user_site
+from .tree import tree_flatten, tree_unflatten
 
 
 class Optimizer(NamedTuple):
@@ -36,51 +37,6 @@ class Optimizer(NamedTuple):
 
     init: Callable[[Any], Any]
     update: Callable[[Any, Any, Any], tuple[Any, Any]]
-
-
-# --- pytrees of arrays: a local flatten, iterative, over dicts, lists, tuples and namedtuples -------------
-
-def _flatten(tree) -> tuple[list, list]:
-    """The leaves of ``tree`` in order and its structure: its nodes in pre-order, each ``None`` (a leaf) or
-    ``(rebuild, keys, n)`` for a container of ``n`` children."""
-    leaves, spec, stack = [], [], [tree]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, dict):
-            keys = list(t)
-            kids = [t[k] for k in keys]
-            spec.append((type(t), keys, len(kids)))
-        elif isinstance(t, (list, tuple)):
-            kids = list(t)
-            spec.append((type(t), None, len(kids)))
-        else:
-            leaves.append(t)
-            spec.append(None)
-            continue
-        stack.extend(reversed(kids))
-    return leaves, spec
-
-
-def _unflatten(spec: list, leaves: list):
-    """The tree of structure ``spec`` around ``leaves``: the pre-order read backwards, so each container's
-    children are built (and on the stack, first child on top) when it is reached."""
-    built, at = [], len(leaves)
-    for entry in reversed(spec):
-        if entry is None:
-            at -= 1
-            built.append(leaves[at])
-            continue
-        kind, keys, n = entry
-        kids = [built.pop() for _ in range(n)]
-        if keys is not None:
-            built.append(kind(zip(keys, kids)))
-        elif kind is list or kind is tuple:
-            built.append(kind(kids))
-        elif hasattr(kind, "_fields"):   # a namedtuple
-            built.append(kind(*kids))
-        else:
-            built.append(kind(kids))
-    return built[0]
 
 
 def _arrays(name: str, what: str, leaves: list) -> list[np.ndarray]:
@@ -99,15 +55,15 @@ def _arrays(name: str, what: str, leaves: list) -> list[np.ndarray]:
 def _leaves(name: str, grads, params, states=()) -> tuple[list, list, list, list[list]]:
     """The parameters' structure and arrays, the gradients' arrays (same structure and shapes) and each
     state tree's leaves."""
-    p, spec = _flatten(params)
-    g, gspec = _flatten(grads)
+    p, spec = tree_flatten(params)
+    g, gspec = tree_flatten(grads)
     if gspec != spec:
-        raise _error(name, f"the gradients' structure {_shown(gspec)} differs from the parameters' {_shown(spec)}")
+        raise _error(name, f"the gradients' structure {gspec!r} differs from the parameters' {spec!r} (* a leaf)")
     p, g = _arrays(name, "parameter", p), _arrays(name, "gradient", g)
     for k, (a, b) in enumerate(zip(p, g)):
         if a.shape != b.shape:
             raise _error(name, f"gradient leaf {k} has shape {b.shape}, its parameter {a.shape}")
-    return spec, p, g, [_flatten(s)[0] for s in states]
+    return spec, p, g, [tree_flatten(s)[0] for s in states]
 
 
 def _error(name: str, message: str) -> FeedError:
@@ -116,16 +72,10 @@ def _error(name: str, message: str) -> FeedError:
     return FeedError(f"{name}: {message}" + (f" (called at {site})" if site else ""))
 
 
-def _shown(spec: list) -> str:
-    """A structure in words: the pre-order as ``dict(a, b)``, ``list/2``, ``*`` for a leaf."""
-    return "[" + " ".join("*" if e is None else (f"{e[0].__name__}({', '.join(map(str, e[1]))})" if e[1] is not None
-                                                  else f"{e[0].__name__}/{e[2]}") for e in spec) + "]"
-
-
 def _zeros(name: str, params) -> Any:
     """A tree of zeros shaped and typed as ``params`` (checked: every leaf a floating array)."""
-    leaves, spec = _flatten(params)
-    return _unflatten(spec, [np.zeros_like(a) for a in _arrays(name, "parameter", leaves)])
+    leaves, spec = tree_flatten(params)
+    return tree_unflatten(spec, [np.zeros_like(a) for a in _arrays(name, "parameter", leaves)])
 
 
 # --- the optimisers -------------------------------------------------------------------------------------
@@ -138,7 +88,7 @@ def sgd(lr: float) -> Optimizer:
 
     def update(grads, state, params):
         spec, p, g, _ = _leaves("sgd.update", grads, params)
-        return _unflatten(spec, [a - lr * b for a, b in zip(p, g)]), state
+        return tree_unflatten(spec, [a - lr * b for a, b in zip(p, g)]), state
 
     return Optimizer(init, update)
 
@@ -160,8 +110,8 @@ def momentum(lr: float, mu: float = 0.9) -> Optimizer:
             new = [np.array(b, copy=True) for b in g]
         else:
             new = [mu * v + b for v, b in zip(buf, g)]
-        return (_unflatten(spec, [a - lr * v for a, v in zip(p, new)]),
-                MomentumState(state.step + 1, _unflatten(spec, new)))
+        return (tree_unflatten(spec, [a - lr * v for a, v in zip(p, new)]),
+                MomentumState(state.step + 1, tree_unflatten(spec, new)))
 
     return Optimizer(init, update)
 
@@ -192,6 +142,6 @@ def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
             new_m.append(mi)
             new_v.append(vi)
             new_p.append(a - step_size * (mi / denom))
-        return _unflatten(spec, new_p), AdamState(t, _unflatten(spec, new_m), _unflatten(spec, new_v))
+        return tree_unflatten(spec, new_p), AdamState(t, tree_unflatten(spec, new_m), tree_unflatten(spec, new_v))
 
     return Optimizer(init, update)

@@ -110,8 +110,8 @@ def test_bad_trees_are_clear_errors():
     state = opt.init(p)
     with pytest.raises(TwogradError, match=r"momentum.update: the gradients' structure .* differs.*test_optim.py"):
         opt.update({"w": np.ones(3)}, state, p)
-    with pytest.raises(TwogradError, match=r"momentum.update: gradient leaf 0 has shape \(2,\), its parameter \(3,\)"):
-        opt.update({"w": np.ones(2), "b": np.ones(3)}, state, p)
+    with pytest.raises(TwogradError, match=r"momentum.update: gradient leaf 0 has shape \(3,\), its parameter \(2,\)"):
+        opt.update({"w": np.ones(2), "b": np.ones(3)}, state, p)  # leaves in sorted key order: b, w
     with pytest.raises(TwogradError, match=r"adam.init: parameter leaf 0 is a str"):
         optim.adam().init(["w"])
     with pytest.raises(TwogradError, match=r"sgd.update: gradient leaf 0 is a ndarray of dtype int64"):
