@@ -38,6 +38,7 @@ from common.tree import tree_flatten, tree_structure, tree_unflatten
 from . import emit, loop_source
 from .linkers import Lowered, get_linker
 from .linkers.lowering import lowering
+from .memplan import last_uses, register, statement
 from .rewrite import optimized_order
 from .trees import node_leaves
 
@@ -134,18 +135,6 @@ class _Codegen:
         return f"{self.impl(op)}({', '.join(args + ([kw] if kw else []))})"
 
 
-def _plan(order: list[Node], outs: list[Node]):
-    """Last use of every value: the statement index after which it can be dropped."""
-    last: dict[int, int] = {}
-    for k, n in enumerate(order):
-        for i in n.inputs:
-            last[id(i)] = k
-    end = len(order)
-    for o in outs:
-        last[id(o)] = end
-    return last
-
-
 def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) -> str:
     """Source of ``def fn(inputs...)``: one statement per node, registers reused after last use.
 
@@ -160,7 +149,7 @@ def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) ->
     names: dict[int, str] = {}
     for k, v in enumerate(variables):
         names[id(v)] = f"a{k}"
-    last = _plan(order, outs)
+    last = last_uses(order, outs)
     end = emit.aliases(order, last)
     uses: dict[int, int] = {}
     for n in order:
@@ -199,9 +188,9 @@ def straight_line(order, outs, variables, gen: _Codegen, arrays: bool = True) ->
         if target is not None:
             dead.remove(target)
         else:
-            target = _register(dead, free, lambda: f"r{next(fresh)}")
+            target = register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
-        _statement(lines, target, expr, dead, free)
+        statement(lines, target, expr, dead, free)
     # numpy returns scalars for 0-d results; anything with a dimension is already an array
     rets = ", ".join(names[id(o)] if o.shape or not arrays else f"np_asarray({names[id(o)]})" for o in outs)
     gen.globals["np_asarray"] = np.asarray
@@ -255,32 +244,11 @@ def _scalar(value):
     return value[()] if value.__class__ is np.ndarray and value.ndim == 0 else value
 
 
-def _register(dead: list, free: list, fresh):
-    """Where a new value lives: a dying input's register, else a freed one, else ``fresh()``.
-
-    The one memory-plan policy of both code paths (generated source and table).
-    """
-    if dead:
-        return dead.pop(0)
-    if free:
-        return free.pop()
-    return fresh()
-
-
-def _statement(lines: list, target: str, expr: str, dead: list, free: list) -> None:
-    """``target = expr`` as a line of source, releasing (``del``, then free for reuse) what dies there."""
-    if dead:
-        lines.append(f"    {target} = {expr}; del {', '.join(dead)}")
-        free.extend(dead)
-    else:
-        lines.append(f"    {target} = {expr}")
-
-
 def _table_driven(order, outs, variables, gen: _Codegen) -> str:
     """The same schedule and memory plan as data, for graphs too big to compile as source."""
     slot: dict[int, int] = {id(v): k for k, v in enumerate(variables)}
     regs: list = [None] * len(variables)
-    last = _plan(order, outs)
+    last = last_uses(order, outs)
     free: list[int] = []
     program = []
 
@@ -299,7 +267,7 @@ def _table_driven(order, outs, variables, gen: _Codegen) -> str:
         for i, s in zip(n.inputs, ins):
             if last.get(id(i)) == k and i.value is None and s not in dead:
                 dead.append(s)
-        out = _register(dead, free, new_slot)
+        out = register(dead, free, new_slot)
         slot[id(n)] = out
         free.extend(dead)
         program.append((n.op.impl, out, ins, n.params, tuple(dead)))

@@ -17,6 +17,7 @@ from common.errors import DTypeError, FeedError, GraphError, TwogradError
 from common.graph import Node
 
 from ...emit import literal
+from ...memplan import last_uses, register, statement
 from ..lowering import lowering
 
 LINKER = "array_api"
@@ -137,8 +138,7 @@ def unspelled(order: list[Node]) -> None:
 
 
 def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[Driver, str]:
-    """The driver of a schedule and its source (the memory plan is :func:`symsym.compile`'s)."""
-    from ...compile import _plan, _register, _statement  # the one memory plan of every driver
+    """The driver of a schedule and its source (the memory plan is :mod:`symsym.memplan`'s)."""
 
     unspelled(order)
     names = {id(v): f"a{k}" for k, v in enumerate(variables)}
@@ -152,7 +152,7 @@ def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[D
             glob[name] = value
         return name
 
-    last = _plan(order, outs)
+    last = last_uses(order, outs)
     consts: list = []
     free: list[str] = []
     fresh = iter(range(len(order)))
@@ -180,9 +180,9 @@ def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[D
             r = names[id(i)]
             if last.get(id(i)) == k and i.value is None and r not in dead:
                 dead.append(r)
-        target = _register(dead, free, lambda: f"r{next(fresh)}")
+        target = register(dead, free, lambda: f"r{next(fresh)}")
         names[id(n)] = target
-        _statement(lines, target, expr, dead, free)
+        statement(lines, target, expr, dead, free)
     # numpy reduces to scalars: a 0-d output is made an array of the library again
     rets = "".join((names[id(o)] if o.shape else f"e.xp.asarray({names[id(o)]})") + ", " for o in outs)
     lines.append(f"    return ({rets})")
