@@ -355,17 +355,22 @@ def test_builders_refuse_the_same_payloads(tmp_path, build, backend):
 def test_generated_code_writes_params_as_literals_only(tmp_path):
     """A node made around the builders (no type rule) still cannot put source into the function."""
     marker = tmp_path / "ran"
-    x = api.var("x", (2, 3))
-    hostile = [("softmax", {"axis": py(marker)}), ("sum", {"axis": (1,), "keepdims": py(marker)}),
-               ("getitem", {"index": (("int", py(marker)),)}), ("tril", {"k": py(marker)}),
-               ("scatter_add", {"index": (("int", py(marker)),)})]
-    for name, params in hostile:
-        inputs = (x,) if name != "scatter_add" else (api.var("g", (3,)), x)
-        n = Node(OPS[name], inputs, params, (2, 3), np.dtype("float64"))
+    for n in hostile_nodes(marker):
         with contextlib.suppress(Exception):
             f = symsym.function([v for v in toposort(n) if v.is_var], n, optimize=False)
             f(*[np.ones(v.shape) for v in toposort(n) if v.is_var])
     assert not marker.exists()
+
+
+def hostile_nodes(marker) -> list[Node]:
+    """Nodes made around the builders (no type rule) whose params are source text that would create
+    ``marker`` if it were ever run."""
+    x = api.var("x", (2, 3))
+    hostile = [("softmax", {"axis": py(marker)}), ("sum", {"axis": (1,), "keepdims": py(marker)}),
+               ("getitem", {"index": (("int", py(marker)),)}), ("tril", {"k": py(marker)}),
+               ("scatter_add", {"index": (("int", py(marker)),)})]
+    return [Node(OPS[name], (x,) if name != "scatter_add" else (api.var("g", (3,)), x), params, (2, 3),
+                 np.dtype("float64")) for name, params in hostile]
 
 
 #: the builtins generated code names (slices in keys, the loops and their length checks, the table-driven loop)
