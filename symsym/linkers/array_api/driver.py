@@ -137,6 +137,12 @@ def unspelled(order: list[Node]) -> None:
                                "compile it with linker='numpy' instead")
 
 
+def _prefix(name: str) -> str:
+    """The global name prefix of an op's spelling: its name where that is a plain ASCII word (the op table's
+    names are), else a bare ``s_``, so no op name is ever written into the source unchecked."""
+    return f"s_{name}_" if name.isascii() and name.isidentifier() else "s_"
+
+
 def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[Driver, str]:
     """The driver of a schedule and its source (the memory plan is :mod:`symsym.memplan`'s)."""
 
@@ -174,7 +180,7 @@ def build(order: list[Node], outs: list[Node], variables: list[Node]) -> tuple[D
             kw.append(f"{p}={text if text is not None else bind(v, 'p_')}")
         if getattr(spelled, "typed", False):
             kw.append(f"out={literal(np.dtype(n.dtype).name)}")
-        expr = f"{bind(spelled, 's_' + n.op.name + '_')}(e, {', '.join(args + kw)})"
+        expr = f"{bind(spelled, _prefix(n.op.name))}(e, {', '.join(args + kw)})"
         dead = []
         for i in n.inputs:
             r = names[id(i)]
