@@ -203,7 +203,10 @@ def apply(op, inputs, params, site=None, name=None) -> Node:
         shape = tuple(shape)
     if not isinstance(dtype, np.dtype):
         dtype = np.dtype(dtype)
-    return made(op, nodes, params, shape, dtype, name, site)
+    node = Node(op, nodes, params, shape, dtype, name, None, site)
+    if ACTIVE[0]:  # a Python function is being traced into a body: note what it makes (made()'s two lines,
+        note(node)  # inline: every node a builder makes passes here)
+    return node
 
 
 def made(op, inputs: tuple, params: dict, shape: tuple, dtype: np.dtype, name=None, site=None) -> Node:
